@@ -1,0 +1,99 @@
+"""Validated ingest vs the floor: a plain PostgreSQL COPY of the same six CSVs.
+
+    python benchmarks/bench_ingest.py [--users 7043 100000] [--repeat 3]
+
+For each size: generate one month, then alternate (same process, same server) a plain
+`COPY ... FROM STDIN (FORMAT csv, HEADER)` of the six files into scratch text tables, and the
+full `ingest_month` (read, coerce, Great Expectations, staging COPY, upserts, bookkeeping) into
+emptied tables. Prints medians of `--repeat` runs, rows/s and the ratio ingest/COPY.
+Runs on an embedded PostgreSQL in a temporary folder unless STREAMFLOW_* points at a server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from streamflow import db  # noqa: E402
+from streamflow.config import load_settings  # noqa: E402
+from streamflow.ingest import ingest_month  # noqa: E402
+from streamflow.quality import _context  # noqa: E402
+from streamflow.schema import TABLES  # noqa: E402
+from streamflow.seeds import generate_months  # noqa: E402
+
+
+def plain_copy(settings, folder: Path) -> float:
+    with db.connection(settings) as conn, conn.cursor() as cur:
+        t0 = time.perf_counter()
+        for t in TABLES:
+            cols = ", ".join(f"{c} TEXT" for c in t.column_names)
+            cur.execute(f"DROP TABLE IF EXISTS scratch_{t.name}")
+            cur.execute(f"CREATE UNLOGGED TABLE scratch_{t.name} ({cols})")
+            with cur.copy(f"COPY scratch_{t.name} FROM STDIN WITH (FORMAT csv, HEADER true)") as cp:
+                cp.write((folder / t.csv).read_bytes())
+        conn.commit()
+        return time.perf_counter() - t0
+
+
+def empty_tables(settings) -> None:
+    names = [t.name for t in TABLES] + [t.snapshot for t in TABLES]
+    with db.connection(settings) as conn:
+        conn.execute(f"TRUNCATE {', '.join(names)}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--users", type=int, nargs="+", default=[7043, 100_000])
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="sfb") as tmp:
+        base = load_settings()
+        if base.embedded:
+            settings = load_settings({"STREAMFLOW_HOME": tmp})
+        else:
+            settings = base
+        print(f"backend: {settings.backend_label}")
+        t0 = time.perf_counter()
+        _context()  # import Great Expectations once, outside the timings
+        print(f"(Great Expectations import + context: {time.perf_counter() - t0:.1f}s, not counted)")
+        rows_out = []
+        for n in args.users:
+            folder, _ = generate_months(Path(tmp) / f"seeds_{n}", users=n, months=1, seed=1)[0]
+            total_rows = n * len(TABLES)
+            copies, ingests, parts = [], [], []
+            ingest_month(folder, settings=settings)  # warm-up (caches, first-use schema)
+            for _ in range(args.repeat):
+                copies.append(plain_copy(settings, folder))
+                empty_tables(settings)
+                t0 = time.perf_counter()
+                r = ingest_month(folder, settings=settings)
+                ingests.append(time.perf_counter() - t0)
+                parts.append(r.timings)
+            c, i = statistics.median(copies), statistics.median(ingests)
+            med = {k: statistics.median(p[k] for p in parts) for k in parts[0]}
+            rows_out.append((n, c, i, total_rows, med))
+            print(
+                f"{n:>8} users | COPY {c:6.2f}s ({total_rows / c:>9,.0f} rows/s) | "
+                f"ingest {i:6.2f}s ({total_rows / i:>9,.0f} rows/s) | ratio {i / c:4.1f}x | "
+                + " ".join(f"{k}={v:.2f}" for k, v in med.items()),
+                flush=True,
+            )
+        if not base.embedded:
+            with db.connection(settings) as conn:
+                for t in TABLES:
+                    conn.execute(f"DROP TABLE IF EXISTS scratch_{t.name}")
+        if base.embedded:
+            db.stop_embedded(settings)
+    print("\nmedian of", args.repeat, "runs; ratio = validated ingest / plain COPY of the same CSVs (goal <= 3x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""Settings from the environment (and an optional `.env`): the one place that knows the backends.
+
+With nothing set, StreamFlow runs on an embedded PostgreSQL (pgserver) kept under
+`.streamflow/pgdata` and uses PostgreSQL as the Feast online store too.
+
+    STREAMFLOW_DATABASE_URL            postgresql://user:pass@host:5432/db   (wins over the parts)
+    STREAMFLOW_PG_HOST / _PORT / _USER / _PASSWORD / _DB                    a PostgreSQL server
+    STREAMFLOW_ONLINE_STORE            postgres (default) | redis
+    REDIS_URL                          redis://127.0.0.1:6379/0 (when the online store is redis)
+    STREAMFLOW_HOME                    project folder holding feature_repo/, data/, .streamflow/
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+ONLINE_STORES = ("postgres", "redis")
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed."""
+
+
+def _default_home() -> Path:
+    return Path(__file__).resolve().parent.parent
+
+
+def _read_dotenv(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        return {}
+    from dotenv import dotenv_values
+
+    return {k: v for k, v in dotenv_values(path).items() if v is not None}
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    embedded: bool
+    pg_host: str
+    pg_port: int
+    pg_user: str
+    pg_password: str
+    pg_db: str
+    online_store: str
+    redis_url: str
+
+    @property
+    def state_dir(self) -> Path:
+        return self.home / ".streamflow"
+
+    @property
+    def pgdata(self) -> Path:
+        return self.state_dir / "pgdata"
+
+    @property
+    def feature_repo(self) -> Path:
+        return self.home / "feature_repo"
+
+    @property
+    def seeds_dir(self) -> Path:
+        return self.home / "data" / "seeds"
+
+    @property
+    def processed_dir(self) -> Path:
+        return self.home / "data" / "processed"
+
+    @property
+    def backend_label(self) -> str:
+        if self.embedded:
+            return f"embedded PostgreSQL ({self.pgdata})"
+        return f"PostgreSQL server {self.pg_user}@{self.pg_host}:{self.pg_port}/{self.pg_db}"
+
+    def describe(self) -> dict[str, str]:
+        return {
+            "offline store / database": self.backend_label,
+            "online store": self.online_store
+            + (f" ({_redact(self.redis_url)})" if self.online_store == "redis" else ""),
+        }
+
+
+def _redact(url: str) -> str:
+    p = urlparse(url)
+    if p.password:
+        return url.replace(f":{p.password}@", ":***@")
+    return url
+
+
+def load_settings(env: dict[str, str] | None = None) -> Settings:
+    """Read settings from `env` (default: os.environ over `<home>/.env`)."""
+    if env is None:
+        home = Path(os.environ.get("STREAMFLOW_HOME") or _default_home()).resolve()
+        merged = {**_read_dotenv(home / ".env"), **os.environ}
+    else:
+        merged = dict(env)
+        home = Path(merged.get("STREAMFLOW_HOME") or _default_home()).resolve()
+
+    def get(key: str, default: str = "") -> str:
+        return (merged.get(key) or default).strip()
+
+    url = get("STREAMFLOW_DATABASE_URL")
+    host = get("STREAMFLOW_PG_HOST")
+    online = get("STREAMFLOW_ONLINE_STORE", "postgres").lower()
+    if online not in ONLINE_STORES:
+        raise ConfigError(f"STREAMFLOW_ONLINE_STORE={online!r} is not supported; use one of {', '.join(ONLINE_STORES)}")
+    redis_url = get("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+    if url:
+        p = urlparse(url)
+        if p.scheme not in ("postgresql", "postgres", "postgresql+psycopg", "postgresql+psycopg2"):
+            raise ConfigError(f"STREAMFLOW_DATABASE_URL must start with postgresql://, got {p.scheme}://")
+        return Settings(
+            home=home,
+            embedded=False,
+            pg_host=p.hostname or "127.0.0.1",
+            pg_port=p.port or 5432,
+            pg_user=unquote(p.username or "postgres"),
+            pg_password=unquote(p.password or ""),
+            pg_db=(p.path or "/postgres").lstrip("/") or "postgres",
+            online_store=online,
+            redis_url=redis_url,
+        )
+    if host:
+        port = get("STREAMFLOW_PG_PORT", "5432")
+        if not port.isdigit():
+            raise ConfigError(f"STREAMFLOW_PG_PORT must be a number, got {port!r}")
+        return Settings(
+            home=home,
+            embedded=False,
+            pg_host=host,
+            pg_port=int(port),
+            pg_user=get("STREAMFLOW_PG_USER", "postgres"),
+            pg_password=merged.get("STREAMFLOW_PG_PASSWORD", "") or "",
+            pg_db=get("STREAMFLOW_PG_DB", "postgres"),
+            online_store=online,
+            redis_url=redis_url,
+        )
+    # Embedded: host is filled in by db.py once the server runs (it is a socket directory).
+    return Settings(
+        home=home,
+        embedded=True,
+        pg_host="",
+        pg_port=5432,
+        pg_user="postgres",
+        pg_password="",
+        pg_db="postgres",
+        online_store=online,
+        redis_url=redis_url,
+    )

@@ -1,0 +1,241 @@
+"""Connections, the embedded PostgreSQL lifecycle and the schema.
+
+The same SQL runs on the embedded server (pgserver, reached over its unix socket)
+and on a real server; only the connection parameters differ.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import psycopg
+
+from streamflow.config import Settings, load_settings
+from streamflow.schema import TABLES
+
+log = logging.getLogger(__name__)
+
+# Advisory-lock keys (first argument of the two-int form); second is a per-item hash.
+LOCK_SCHEMA = 7_401
+LOCK_INGEST = 7_402
+LOCK_MATERIALIZE = 7_403
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The configured PostgreSQL cannot be reached."""
+
+
+@dataclass(frozen=True)
+class ConnInfo:
+    host: str
+    port: int
+    user: str
+    password: str
+    dbname: str
+
+    def kwargs(self) -> dict:
+        return {
+            "host": self.host,
+            "port": self.port,
+            "user": self.user,
+            "password": self.password,
+            "dbname": self.dbname,
+        }
+
+    def sqlalchemy_url(self) -> str:
+        from urllib.parse import quote
+
+        auth = quote(self.user, safe="")
+        if self.password:
+            auth += ":" + quote(self.password, safe="")
+        if self.host.startswith("/"):
+            return f"postgresql+psycopg://{auth}@/{self.dbname}?host={self.host}&port={self.port}"
+        return f"postgresql+psycopg://{auth}@{self.host}:{self.port}/{self.dbname}"
+
+
+_embedded_lock = threading.Lock()
+_embedded_servers: dict[str, object] = {}
+_schema_ready: set[ConnInfo] = set()
+
+
+def _start_embedded(settings: Settings) -> ConnInfo:
+    with _embedded_lock:
+        key = str(settings.pgdata)
+        server = _embedded_servers.get(key)
+        if server is None:
+            settings.pgdata.parent.mkdir(parents=True, exist_ok=True)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # platformdirs: XDG_RUNTIME_DIR not set
+                import pgserver
+
+                try:
+                    # cleanup_mode=None: the server outlives this process, so the app, the CLI
+                    # and a second `make run` share it and start in milliseconds.
+                    server = pgserver.get_server(settings.pgdata, cleanup_mode=None)
+                except Exception as exc:  # noqa: BLE001 - pgserver raises several kinds
+                    raise DatabaseUnavailable(
+                        f"could not start the embedded PostgreSQL in {settings.pgdata}: {exc}"
+                    ) from exc
+            _embedded_servers[key] = server
+        info = server.get_postmaster_info()  # type: ignore[attr-defined]
+        return ConnInfo(str(info.socket_dir), 5432, "postgres", "", "postgres")
+
+
+def stop_embedded(settings: Settings) -> None:
+    """Stop the embedded server for `settings` (used by tests and `streamflow db stop`)."""
+    import subprocess
+
+    from pgserver._commands import pg_ctl
+
+    with _embedded_lock:
+        server = _embedded_servers.pop(str(settings.pgdata), None)
+    _schema_ready.clear()
+    if settings.pgdata.joinpath("postmaster.pid").exists():
+        try:
+            user = getattr(server, "system_user", None) if server else None
+            if user is None:
+                import os
+
+                user = "pgserver" if os.geteuid() == 0 else None
+            pg_ctl(["-w", "-m", "fast", "stop"], pgdata=settings.pgdata, user=user)
+        except subprocess.CalledProcessError:
+            pass
+
+
+def conninfo(settings: Settings | None = None) -> ConnInfo:
+    settings = settings or load_settings()
+    if settings.embedded:
+        return _start_embedded(settings)
+    return ConnInfo(settings.pg_host, settings.pg_port, settings.pg_user, settings.pg_password, settings.pg_db)
+
+
+def connect(settings: Settings | None = None, *, autocommit: bool = False) -> psycopg.Connection:
+    """Open a connection; the schema is created on first use."""
+    settings = settings or load_settings()
+    info = conninfo(settings)
+    try:
+        conn = psycopg.connect(**info.kwargs(), autocommit=autocommit, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        where = "embedded PostgreSQL" if settings.embedded else f"{info.host}:{info.port}/{info.dbname}"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DatabaseUnavailable(
+            f"cannot reach the database ({where}): {first}. "
+            "Is PostgreSQL running and are STREAMFLOW_PG_* / STREAMFLOW_DATABASE_URL right?"
+        ) from exc
+    if info not in _schema_ready:
+        ensure_schema(conn)
+        _schema_ready.add(info)
+    return conn
+
+
+@contextmanager
+def connection(settings: Settings | None = None, *, autocommit: bool = False) -> Iterator[psycopg.Connection]:
+    conn = connect(settings, autocommit=autocommit)
+    try:
+        yield conn
+        if not autocommit:
+            conn.commit()
+    except BaseException:
+        if not autocommit and not conn.closed:
+            conn.rollback()
+        raise
+    finally:
+        conn.close()
+
+
+def _table_ddl() -> list[str]:
+    stmts: list[str] = []
+    for t in TABLES:
+        cols = ",\n  ".join(f"{c.name} {c.sql_type}" for c in t.columns)
+        stmts.append(
+            f"""CREATE TABLE IF NOT EXISTS {t.name} (
+  user_id TEXT PRIMARY KEY,
+  {cols},
+  as_of DATE NOT NULL,
+  updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
+)"""
+        )
+        stmts.append(
+            f"""CREATE TABLE IF NOT EXISTS {t.snapshot} (
+  user_id TEXT NOT NULL,
+  as_of DATE NOT NULL,
+  {cols},
+  ingested_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+  PRIMARY KEY (user_id, as_of)
+)"""
+        )
+        stmts.append(f"CREATE INDEX IF NOT EXISTS {t.snapshot}_as_of_idx ON {t.snapshot} (as_of)")
+    return stmts
+
+
+BOOKKEEPING_DDL = [
+    """CREATE TABLE IF NOT EXISTS ingestion_runs (
+  run_id TEXT PRIMARY KEY,
+  folder TEXT NOT NULL,
+  as_of DATE,
+  status TEXT NOT NULL CHECK (status IN ('running', 'succeeded', 'failed')),
+  started_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+  finished_at TIMESTAMPTZ,
+  duration_s DOUBLE PRECISION,
+  rows JSONB,
+  changed JSONB,
+  message TEXT
+)""",
+    """CREATE TABLE IF NOT EXISTS validation_results (
+  id BIGSERIAL PRIMARY KEY,
+  run_id TEXT NOT NULL,
+  table_name TEXT NOT NULL,
+  as_of DATE,
+  success BOOLEAN NOT NULL,
+  evaluated INTEGER NOT NULL,
+  successful INTEGER NOT NULL,
+  failed INTEGER NOT NULL,
+  row_count BIGINT,
+  details JSONB NOT NULL,
+  ge_result JSONB,
+  validated_at TIMESTAMPTZ NOT NULL DEFAULT now()
+)""",
+    "CREATE INDEX IF NOT EXISTS validation_results_table_idx ON validation_results (table_name, as_of)",
+    "CREATE INDEX IF NOT EXISTS validation_results_run_idx ON validation_results (run_id)",
+    """CREATE TABLE IF NOT EXISTS materialization_runs (
+  run_id TEXT PRIMARY KEY,
+  mode TEXT NOT NULL,
+  window_start TIMESTAMPTZ,
+  window_end TIMESTAMPTZ NOT NULL,
+  views TEXT[] NOT NULL,
+  status TEXT NOT NULL CHECK (status IN ('running', 'succeeded', 'failed')),
+  rows JSONB,
+  started_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+  finished_at TIMESTAMPTZ,
+  duration_s DOUBLE PRECISION,
+  message TEXT
+)""",
+]
+
+
+def ensure_schema(conn: psycopg.Connection) -> None:
+    """Create every table if missing. Idempotent and safe with concurrent callers."""
+    was_autocommit = conn.autocommit
+    conn.autocommit = False
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s, 0)", (LOCK_SCHEMA,))
+            for stmt in _table_ddl() + BOOKKEEPING_DDL:
+                cur.execute(stmt)
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+    finally:
+        conn.autocommit = was_autocommit
+
+
+def ping(settings: Settings | None = None) -> str:
+    """Return the server version, or raise DatabaseUnavailable."""
+    with connection(settings, autocommit=True) as conn:
+        return conn.execute("SHOW server_version").fetchone()[0]

@@ -1,0 +1,417 @@
+"""Month folder -> read -> coerce -> validate (Great Expectations) -> upsert live -> stamp snapshots.
+
+Nothing is written to a live or snapshot table unless all six files read, coerce and
+validate; the write is one transaction (COPY into temporary staging tables, then set-based
+upserts), so a failure at any point leaves the stored data as it was. Every run is recorded
+in `ingestion_runs` and every validation in `validation_results`, failures included.
+
+Semantics worth knowing:
+- snapshot tables hold one row per (user_id, as_of); re-ingesting a month replaces that
+  month's rows (and only those), so re-running the same files is a no-op;
+- live tables hold each user's latest known row; a back-fill of an older month never
+  overwrites a newer live row (it only stamps its own snapshot).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from streamflow import db
+from streamflow.config import Settings, load_settings
+from streamflow.quality import REFERENTIAL, TableValidation, describe_failure, validate_month
+from streamflow.schema import TABLES, Column, Table
+from streamflow.seeds import month_end
+
+log = logging.getLogger(__name__)
+
+TRUE_WORDS = frozenset({"true", "yes", "1", "t", "y"})
+FALSE_WORDS = frozenset({"false", "no", "0", "f", "n"})
+AS_OF_FILE = "_as_of.txt"
+EXAMPLE_ROWS = 5
+
+
+class IngestError(RuntimeError):
+    """A month was refused; nothing was written. `message` says what to fix."""
+
+    def __init__(self, message: str, run_id: str | None = None, validations=None):
+        super().__init__(message)
+        self.run_id = run_id
+        self.validations: list[TableValidation] = validations or []
+
+
+@dataclass
+class IngestResult:
+    run_id: str
+    folder: str
+    as_of: date
+    rows: dict[str, int]
+    changed: dict[str, dict[str, int]]
+    validations: list[TableValidation] = field(repr=False)
+    duration_s: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def parse_as_of(text: str) -> date:
+    try:
+        d = date.fromisoformat(text.strip())
+    except ValueError:
+        raise IngestError(f"as_of {text.strip()!r} is not a date in YYYY-MM-DD form") from None
+    if d != month_end(d):
+        raise IngestError(f"as_of {d} is not a month end; snapshots are stamped at month ends (e.g. {month_end(d)})")
+    return d
+
+
+def resolve_as_of(folder: Path, as_of: str | date | None) -> date:
+    """as_of from the argument, else the folder's `_as_of.txt`, else an error."""
+    if isinstance(as_of, date):
+        return parse_as_of(as_of.isoformat())
+    if as_of:
+        return parse_as_of(as_of)
+    marker = folder / AS_OF_FILE
+    if marker.is_file():
+        return parse_as_of(marker.read_text(encoding="utf-8", errors="replace"))
+    raise IngestError(f"no as_of for {folder}: pass --as-of YYYY-MM-DD or write the date in {marker}")
+
+
+# ---------------------------------------------------------------- reading and coercion
+
+
+def read_raw(path: Path) -> pd.DataFrame:
+    """Read a CSV as text columns; raise IngestError naming the file on any read problem."""
+    name = path.name
+    if not path.is_file():
+        raise IngestError(f"{name}: file is missing from {path.parent}")
+    if path.stat().st_size == 0:
+        raise IngestError(f"{name}: file is empty (not even a header line)")
+    try:
+        return pd.read_csv(
+            path,
+            dtype=str,
+            keep_default_na=False,
+            na_filter=False,
+            encoding="utf-8-sig",  # tolerate a spreadsheet's BOM; any other non-UTF-8 byte fails
+            skipinitialspace=False,
+            engine="c",
+        )
+    except UnicodeDecodeError as exc:
+        raise IngestError(
+            f"{name}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+            "re-export the file as UTF-8"
+        ) from None
+    except pd.errors.EmptyDataError:
+        raise IngestError(f"{name}: file has no header line") from None
+    except pd.errors.ParserError as exc:
+        raise IngestError(f"{name}: malformed CSV: {str(exc).strip()}") from None
+
+
+def _examples(raw: pd.DataFrame, bad: np.ndarray, col: str) -> list[dict]:
+    idx = np.flatnonzero(bad)[:EXAMPLE_ROWS]
+    ids = raw["user_id"] if "user_id" in raw else pd.Series([""] * len(raw))
+    return [{"line": int(i) + 2, "user_id": str(ids.iat[i]), "value": str(raw[col].iat[i])[:80]} for i in idx]
+
+
+def _coerce_column(c: Column, s: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """Typed series and a mask of non-blank values that could not be parsed."""
+    s = s.str.strip()
+    blank = (s == "").to_numpy()
+    if c.kind == "bool":
+        low = s.str.lower()
+        is_true = low.isin(TRUE_WORDS).to_numpy()
+        is_false = low.isin(FALSE_WORDS).to_numpy()
+        out = pd.Series(pd.array(np.where(is_true, True, False), dtype="boolean"), index=s.index)
+        out[~(is_true | is_false)] = pd.NA
+        bad = ~(is_true | is_false | blank)
+        return out, bad
+    if c.kind in ("int", "float"):
+        num = pd.to_numeric(s.where(~blank, None), errors="coerce")
+        bad = num.isna().to_numpy() & ~blank
+        if c.kind == "int":
+            vals = num.to_numpy(dtype="float64", na_value=np.nan)
+            frac = np.isfinite(vals) & (vals != np.round(vals))
+            out_of_range = np.isfinite(vals) & (np.abs(vals) > 2**31 - 1)
+            infinite = np.isinf(vals)
+            bad = bad | frac | out_of_range | infinite
+            clean = np.where(bad | np.isnan(vals), np.nan, vals)
+            return pd.Series(pd.array(clean, dtype="Float64").astype("Int64"), index=s.index), bad
+        return num.astype("float64"), bad
+    if c.kind == "date":
+        d = pd.to_datetime(s.where(~blank, None), format="%Y-%m-%d", errors="coerce")
+        bad = d.isna().to_numpy() & ~blank
+        # python dates (not timestamps) so range checks compare date with date
+        return pd.Series(d.dt.date.to_numpy(), index=s.index).where(d.notna(), None), bad
+    # str / category: text as written (trimmed); blank is NULL
+    return s.where(~blank, None), np.zeros(len(s), dtype=bool)
+
+
+def coerce_table(table: Table, raw: pd.DataFrame) -> tuple[pd.DataFrame, list[dict]]:
+    """Typed frame (unknown columns kept as text so validation can name them) and problems."""
+    out: dict[str, pd.Series] = {}
+    problems: list[dict] = []
+    by_name = {c.name: c for c in table.columns}
+    for col in raw.columns:
+        c = by_name.get(col)
+        if col == "user_id":
+            s = raw[col].str.strip()
+            out[col] = s.where(s != "", None)
+        elif c is None:
+            out[col] = raw[col]
+        else:
+            typed, bad = _coerce_column(c, raw[col])
+            out[col] = typed
+            if bad.any():
+                problems.append(
+                    {
+                        "expectation": f"coerce_to_{c.kind}",
+                        "column": col,
+                        "success": False,
+                        "element_count": len(raw),
+                        "unexpected_count": int(bad.sum()),
+                        "unexpected_percent": round(100.0 * bad.sum() / max(len(raw), 1), 4),
+                        "examples": _examples(raw, bad, col),
+                        "observed_value": None,
+                        "kwargs": {"kind": c.kind},
+                        "notes": "booleans: true/false, yes/no, 1/0, t/f, y/n; dates: YYYY-MM-DD; blank is NULL",
+                    }
+                )
+    return pd.DataFrame(out, index=raw.index), problems
+
+
+# ---------------------------------------------------------------- bookkeeping
+
+
+def _record_run_start(settings: Settings, run_id: str, folder: Path) -> None:
+    with db.connection(settings, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO ingestion_runs (run_id, folder, status) VALUES (%s, %s, 'running')",
+            (run_id, str(folder)),
+        )
+
+
+def _record_run_end(
+    settings: Settings,
+    run_id: str,
+    as_of: date | None,
+    status: str,
+    started: float,
+    message: str,
+    rows: dict | None = None,
+    changed: dict | None = None,
+) -> None:
+    with db.connection(settings, autocommit=True) as conn:
+        conn.execute(
+            """UPDATE ingestion_runs SET as_of = %s, status = %s, finished_at = now(), duration_s = %s,
+                   rows = %s, changed = %s, message = %s WHERE run_id = %s""",
+            (
+                as_of,
+                status,
+                time.perf_counter() - started,
+                json.dumps(rows) if rows is not None else None,
+                json.dumps(changed) if changed is not None else None,
+                message[:20_000],
+                run_id,
+            ),
+        )
+
+
+def record_validations(settings: Settings, run_id: str, as_of: date | None, vals: list[TableValidation]) -> None:
+    with db.connection(settings) as conn, conn.cursor() as cur:
+        cur.executemany(
+            """INSERT INTO validation_results
+               (run_id, table_name, as_of, success, evaluated, successful, failed, row_count, details, ge_result)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+            [
+                (
+                    run_id,
+                    v.table,
+                    as_of,
+                    v.success,
+                    v.evaluated,
+                    v.successful,
+                    v.failed,
+                    v.row_count,
+                    json.dumps(v.details, default=str),
+                    json.dumps(v.ge_result, default=str) if v.ge_result is not None else None,
+                )
+                for v in vals
+            ],
+        )
+
+
+# ---------------------------------------------------------------- writing
+
+
+def _staging_csv(table: Table, frame: pd.DataFrame) -> bytes:
+    arrays = {}
+    for name in table.column_names:
+        s = frame[name]
+        arrays[name] = pa.array(s, from_pandas=True)
+    buf = io.BytesIO()
+    pacsv.write_csv(pa.table(arrays), buf, write_options=pacsv.WriteOptions(include_header=False))
+    return buf.getvalue()
+
+
+def _write_table(cur, table: Table, frame: pd.DataFrame, as_of: date) -> dict[str, int]:
+    cols = table.column_names
+    feats = [c.name for c in table.columns]
+    stage = f"stage_{table.name}"
+    collist = ", ".join(cols)
+    cur.execute(f"CREATE TEMP TABLE {stage} ON COMMIT DROP AS SELECT {collist} FROM {table.name} WITH NO DATA")
+    with cur.copy(f"COPY {stage} ({collist}) FROM STDIN WITH (FORMAT csv)") as cp:
+        cp.write(_staging_csv(table, frame))
+    tgt = ", ".join(f"t.{c}" for c in feats)
+    exc = ", ".join(f"EXCLUDED.{c}" for c in feats)
+    sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in feats)
+    # Snapshot: this month's rows become exactly the file's rows.
+    cur.execute(
+        f"""INSERT INTO {table.snapshot} AS t (user_id, as_of, {", ".join(feats)})
+            SELECT user_id, %(as_of)s, {", ".join(feats)} FROM {stage}
+            ON CONFLICT (user_id, as_of) DO UPDATE SET {sets}, ingested_at = now()
+            WHERE ({tgt}) IS DISTINCT FROM ({exc})""",
+        {"as_of": as_of},
+    )
+    snap_upserted = cur.rowcount
+    cur.execute(
+        f"""DELETE FROM {table.snapshot} t WHERE t.as_of = %(as_of)s
+            AND NOT EXISTS (SELECT 1 FROM {stage} s WHERE s.user_id = t.user_id)""",
+        {"as_of": as_of},
+    )
+    snap_deleted = cur.rowcount
+    # Live: each user's latest known row; an older month never overwrites a newer one.
+    cur.execute(
+        f"""INSERT INTO {table.name} AS t ({collist}, as_of)
+            SELECT {collist}, %(as_of)s FROM {stage}
+            ON CONFLICT (user_id) DO UPDATE SET {sets}, as_of = EXCLUDED.as_of, updated_at = now()
+            WHERE t.as_of <= EXCLUDED.as_of AND ({tgt}, t.as_of) IS DISTINCT FROM ({exc}, EXCLUDED.as_of)""",
+        {"as_of": as_of},
+    )
+    live_upserted = cur.rowcount
+    return {"snapshot_upserted": snap_upserted, "snapshot_deleted": snap_deleted, "live_upserted": live_upserted}
+
+
+def _write_month(settings: Settings, frames: dict[str, pd.DataFrame], as_of: date) -> dict[str, dict[str, int]]:
+    changed: dict[str, dict[str, int]] = {}
+    with db.connection(settings) as conn, conn.cursor() as cur:
+        # One month at a time: two ingests (of any month) are serialized, never interleaved.
+        cur.execute("SELECT pg_advisory_xact_lock(%s, 0)", (db.LOCK_INGEST,))
+        for t in TABLES:
+            changed[t.name] = _write_table(cur, t, frames[t.name], as_of)
+    return changed
+
+
+# ---------------------------------------------------------------- the pipeline
+
+
+def load_month(folder: Path) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame], list[str]]:
+    """Raw and coerced frames of the six files, and file-level read errors."""
+    raws: dict[str, pd.DataFrame] = {}
+    frames: dict[str, pd.DataFrame] = {}
+    errors: list[str] = []
+    for t in TABLES:
+        try:
+            raws[t.name] = read_raw(folder / t.csv)
+        except IngestError as exc:
+            errors.append(str(exc))
+    return raws, frames, errors
+
+
+def ingest_month(
+    folder: Path | str,
+    as_of: str | date | None = None,
+    settings: Settings | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> IngestResult:
+    """Ingest one month folder. Raises IngestError (nothing written) if the batch is refused."""
+    settings = settings or load_settings()
+    folder = Path(folder)
+    say = progress or (lambda _msg: None)
+    run_id = uuid.uuid4().hex
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    _record_run_start(settings, run_id, folder)
+    resolved: date | None = None
+    try:
+        if not folder.is_dir():
+            raise IngestError(f"{folder} is not a folder")
+        resolved = resolve_as_of(folder, as_of)
+        say(f"reading {folder} (as_of {resolved})")
+        t0 = time.perf_counter()
+        raws, frames, errors = load_month(folder)
+        if errors:
+            raise IngestError("refused: " + "; ".join(errors))
+        coercion: dict[str, list[dict]] = {}
+        for t in TABLES:
+            frames[t.name], coercion[t.name] = coerce_table(t, raws[t.name])
+        timings["read_coerce_s"] = time.perf_counter() - t0
+
+        say("validating with Great Expectations")
+        t0 = time.perf_counter()
+        validations = validate_month(frames, resolved)
+        for v in validations:
+            extra = coercion.get(v.table) or []
+            if extra:
+                v.details = extra + v.details
+                v.success = False
+                v.failed += len(extra)
+                v.evaluated += len(extra)
+        timings["validate_s"] = time.perf_counter() - t0
+        record_validations(settings, run_id, resolved, validations)
+
+        failed = [v for v in validations if not v.success]
+        if failed:
+            csv = {t.name: t.csv for t in TABLES} | {REFERENTIAL: "cross-file check"}
+            lines = "\n".join(describe_failure(v, csv[v.table]) for v in failed)
+            raise IngestError(
+                f"refused month {resolved} from {folder}: validation failed, nothing was written\n{lines}",
+                run_id,
+                validations,
+            )
+
+        say("writing live and snapshot tables (one transaction)")
+        t0 = time.perf_counter()
+        changed = _write_month(settings, frames, resolved)
+        timings["write_s"] = time.perf_counter() - t0
+        rows = {t.name: len(frames[t.name]) for t in TABLES}
+        _record_run_end(settings, run_id, resolved, "succeeded", started, "ok", rows, changed)
+        return IngestResult(
+            run_id=run_id,
+            folder=str(folder),
+            as_of=resolved,
+            rows=rows,
+            changed=changed,
+            validations=validations,
+            duration_s=time.perf_counter() - started,
+            timings=timings,
+        )
+    except IngestError as exc:
+        exc.run_id = run_id
+        _record_run_end(settings, run_id, resolved, "failed", started, str(exc))
+        raise
+    except db.DatabaseUnavailable:
+        raise
+    except Exception as exc:
+        try:
+            _record_run_end(settings, run_id, resolved, "failed", started, f"{type(exc).__name__}: {exc}")
+        except Exception:  # noqa: BLE001 - the original error matters more
+            log.exception("could not record the failed run")
+        raise
+
+
+def month_folders(root: Path | str) -> list[Path]:
+    """Month folders under `root` in name order (month_000, month_001, ...)."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and (p / "users.csv").exists())

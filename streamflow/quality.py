@@ -1,0 +1,246 @@
+"""Great Expectations suites as code, one per table, plus a cross-table suite.
+
+The suites are derived from `streamflow.schema`, so a column's type, range, allowed
+values and nullability are declared once. Results are summarised into plain dicts
+(`TableValidation`) that ingestion persists in `validation_results` with the full GE JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+import pandas as pd
+
+from streamflow.schema import TABLES, USER_ID_PATTERN, Table
+
+log = logging.getLogger(__name__)
+
+REFERENTIAL = "_referential_integrity"
+EXAMPLES = 10
+
+
+@dataclass
+class TableValidation:
+    table: str
+    success: bool
+    evaluated: int
+    successful: int
+    failed: int
+    row_count: int
+    details: list[dict[str, Any]]
+    ge_result: dict[str, Any] | None = field(default=None, repr=False)
+
+    def failures(self) -> list[dict[str, Any]]:
+        return [d for d in self.details if not d["success"]]
+
+
+_ctx_lock = threading.Lock()
+_ctx: dict[str, Any] = {}
+
+
+def _gx():
+    import great_expectations as gx
+
+    return gx
+
+
+def _context():
+    """One ephemeral GE context per process, with a pandas data source and the suites."""
+    with _ctx_lock:
+        if "ctx" not in _ctx:
+            gx = _gx()
+            from great_expectations.data_context.types.base import ProgressBarsConfig
+
+            ctx = gx.get_context(mode="ephemeral")
+            ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
+            ds = ctx.data_sources.add_pandas("streamflow_frames")
+            asset = ds.add_dataframe_asset("month_table")
+            _ctx["batch_definition"] = asset.add_batch_definition_whole_dataframe("whole_table")
+            _ctx["ctx"] = ctx
+            _ctx["suites"] = {}
+        return _ctx["ctx"]
+
+
+def expectations_for(table: Table) -> list:
+    """The expectations of one table, built from its schema."""
+    E = _gx().expectations
+    exps = [
+        E.ExpectTableColumnsToMatchSet(
+            column_set=table.column_names,
+            exact_match=True,
+            notes=f"{table.csv} must have exactly the columns {', '.join(table.column_names)}",
+        ),
+        E.ExpectTableRowCountToBeBetween(min_value=1, notes="an empty file is a broken export"),
+        E.ExpectColumnValuesToNotBeNull(column="user_id"),
+        E.ExpectColumnValuesToBeUnique(column="user_id", notes="one row per subscriber"),
+        E.ExpectColumnValuesToMatchRegex(column="user_id", regex=USER_ID_PATTERN),
+    ]
+    for c in table.columns:
+        if not c.nullable:
+            exps.append(E.ExpectColumnValuesToNotBeNull(column=c.name))
+        if c.kind in ("int", "float") and (c.min is not None or c.max is not None):
+            exps.append(E.ExpectColumnValuesToBeBetween(column=c.name, min_value=c.min, max_value=c.max))
+        if c.kind == "category":
+            exps.append(E.ExpectColumnValuesToBeInSet(column=c.name, value_set=list(c.allowed)))
+        if c.kind == "date":
+            exps.append(
+                E.ExpectColumnValuesToBeBetween(
+                    column=c.name,
+                    min_value="1970-01-01",
+                    max_value={"$PARAMETER": "as_of"},  # filled per batch: no date after the snapshot
+                    notes="no date before 1970 or after the snapshot date",
+                )
+            )
+    return exps
+
+
+def _suite(name: str, build):
+    ctx = _context()
+    suites = _ctx["suites"]
+    if name not in suites:
+        gx = _gx()
+        suite = gx.ExpectationSuite(name=name)
+        for e in build():
+            suite.add_expectation(e)
+        suites[name] = ctx.suites.add(suite)
+    return suites[name]
+
+
+def _referential_expectations() -> list:
+    E = _gx().expectations
+    return [
+        E.ExpectColumnValuesToBeInSet(
+            column="user_id_in_users",
+            value_set=[True],
+            notes="every user_id of the other five files must be present in users.csv",
+        )
+    ]
+
+
+def _summarise(table: str, result, row_count: int) -> TableValidation:
+    details: list[dict[str, Any]] = []
+    for r in result.results:
+        cfg = r.expectation_config
+        res = r.result or {}
+        exc = r.exception_info or {}
+        if "raised_exception" not in exc:  # keyed by metric id when a metric failed
+            exc = next((e for e in exc.values() if e.get("raised_exception")), {})
+        examples = res.get("partial_unexpected_index_list") or res.get("partial_unexpected_list") or []
+        entry = {
+            "expectation": cfg.type,
+            "column": cfg.kwargs.get("column"),
+            "success": bool(r.success),
+            "element_count": res.get("element_count"),
+            "unexpected_count": res.get("unexpected_count"),
+            "unexpected_percent": res.get("unexpected_percent"),
+            "examples": json.loads(json.dumps(examples[:EXAMPLES], default=str)),
+            "observed_value": json.loads(json.dumps(res.get("observed_value"), default=str)),
+            "kwargs": {
+                k: v
+                for k, v in json.loads(json.dumps(cfg.kwargs, default=str)).items()
+                if k not in ("batch_id", "column")
+            },
+            "notes": cfg.notes,
+        }
+        if exc.get("raised_exception"):
+            entry["error"] = (exc.get("exception_message") or "")[:500]
+        details.append(entry)
+    stats = result.statistics
+    # The same order every time: failures first, then by column.
+    details.sort(key=lambda d: (d["success"], d["column"] or "", d["expectation"]))
+    return TableValidation(
+        table=table,
+        success=bool(result.success),
+        evaluated=int(stats["evaluated_expectations"]),
+        successful=int(stats["successful_expectations"]),
+        failed=int(stats["unsuccessful_expectations"]),
+        row_count=row_count,
+        details=details,
+        ge_result=json.loads(json.dumps(result.to_json_dict(), default=str)),
+    )
+
+
+def _run(suite, frame: pd.DataFrame, index_cols: list[str], params: dict | None = None):
+    batch = _ctx["batch_definition"].get_batch(batch_parameters={"dataframe": frame})
+    return batch.validate(
+        suite,
+        expectation_parameters=params or {},
+        result_format={
+            "result_format": "SUMMARY",
+            "unexpected_index_column_names": index_cols,
+            "partial_unexpected_count": EXAMPLES,
+        },
+    )
+
+
+def validate_table(table: Table, frame: pd.DataFrame, as_of: date) -> TableValidation:
+    suite = _suite(table.name, lambda: expectations_for(table))
+    index_cols = ["user_id"] if "user_id" in frame.columns else []
+    result = _run(suite, frame, index_cols, {"as_of": as_of.isoformat()})
+    return _summarise(table.name, result, len(frame))
+
+
+def validate_referential(frames: dict[str, pd.DataFrame]) -> TableValidation:
+    """Every user_id of the five other files must exist in users.csv."""
+    users = frames.get("users")
+    known = pd.Index(users["user_id"]) if users is not None and "user_id" in users else pd.Index([])
+    parts = []
+    for t in TABLES[1:]:
+        f = frames.get(t.name)
+        if f is None or "user_id" not in f:
+            continue
+        parts.append(
+            pd.DataFrame(
+                {
+                    "source_file": t.csv,
+                    "user_id": f["user_id"].to_numpy(),
+                    "user_id_in_users": f["user_id"].isin(known).to_numpy(),
+                }
+            )
+        )
+    frame = (
+        pd.concat(parts, ignore_index=True)
+        if parts
+        else pd.DataFrame({"source_file": [], "user_id": [], "user_id_in_users": []})
+    )
+    suite = _suite(REFERENTIAL, _referential_expectations)
+    result = _run(suite, frame, ["source_file", "user_id"])
+    return _summarise(REFERENTIAL, result, len(frame))
+
+
+def validate_month(frames: dict[str, pd.DataFrame], as_of: date) -> list[TableValidation]:
+    """Validate every table of a month and the cross-table rule; nothing is written."""
+    _context()
+    out = [validate_table(t, frames[t.name], as_of) for t in TABLES if t.name in frames]
+    out.append(validate_referential(frames))
+    return out
+
+
+def describe_failure(v: TableValidation, csv_name: str) -> str:
+    """One human line per failed expectation: file, column, expectation, examples."""
+    lines = []
+    for d in v.failures():
+        col = f" column {d['column']}" if d["column"] else ""
+        what = d["expectation"]
+        if d.get("error"):
+            what += f" (could not run: {d['error'].splitlines()[0][:160]})"
+        count = d.get("unexpected_count")
+        extra = ""
+        if count is not None:
+            extra = f": {count} unexpected row(s)"
+        if d["expectation"] == "expect_table_columns_to_match_set":
+            obs = set(d.get("observed_value") or [])
+            want = set(d["kwargs"].get("column_set") or [])
+            missing, unexpected = sorted(want - obs), sorted(obs - want)
+            extra = (f": missing {missing}" if missing else "") + (f" unexpected {unexpected}" if unexpected else "")
+        elif d["expectation"] == "expect_table_row_count_to_be_between":
+            extra = f": {d.get('observed_value')} rows"
+        if d["examples"]:
+            extra += f"; examples {d['examples'][:5]}"
+        lines.append(f"{csv_name}{col}: failed {what}{extra}")
+    return "\n".join(lines)

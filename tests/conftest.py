@@ -1,0 +1,117 @@
+"""Fixtures: real PostgreSQL backends (embedded pgserver, and a server when configured).
+
+- embedded: a pgserver cluster in a temporary STREAMFLOW_HOME, stopped at the end.
+- server: a fresh database on STREAMFLOW_TEST_SERVER_URL (e.g. postgresql://postgres@127.0.0.1:5432/postgres),
+  dropped at the end. Skipped when the variable is unset, unless STREAMFLOW_TEST_REQUIRE_SERVER=1
+  (CI), where a missing server is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from streamflow import db
+from streamflow.config import Settings, load_settings
+from streamflow.schema import TABLES
+from streamflow.seeds import generate_months
+
+REPO = Path(__file__).resolve().parent.parent
+SERVER_URL = os.environ.get("STREAMFLOW_TEST_SERVER_URL", "")
+REQUIRE_SERVER = os.environ.get("STREAMFLOW_TEST_REQUIRE_SERVER") == "1"
+REDIS_URL = os.environ.get("STREAMFLOW_TEST_REDIS_URL", "")
+REQUIRE_REDIS = os.environ.get("STREAMFLOW_TEST_REQUIRE_REDIS") == "1"
+TEST_USERS = 1000
+
+
+def _home(tmp: Path) -> Path:
+    home = tmp / "home"
+    home.mkdir(parents=True, exist_ok=True)
+    # the Feast repo is part of the project, the state is per test session
+    if (REPO / "feature_repo").exists() and not (home / "feature_repo").exists():
+        (home / "feature_repo").symlink_to(REPO / "feature_repo")
+    return home
+
+
+@pytest.fixture(scope="session")
+def embedded_settings(tmp_path_factory) -> Settings:
+    # pgserver's socket path must stay short; tmp_path_factory paths are short enough
+    home = _home(tmp_path_factory.mktemp("emb"))
+    settings = load_settings({"STREAMFLOW_HOME": str(home)})
+    db.ping(settings)
+    yield settings
+    db.stop_embedded(settings)
+
+
+@pytest.fixture(scope="session")
+def server_settings(tmp_path_factory) -> Settings:
+    if not SERVER_URL:
+        if REQUIRE_SERVER:
+            pytest.fail("STREAMFLOW_TEST_REQUIRE_SERVER=1 but STREAMFLOW_TEST_SERVER_URL is not set")
+        pytest.skip("no STREAMFLOW_TEST_SERVER_URL: server-backend tests skipped")
+    dbname = f"sf_test_{uuid.uuid4().hex[:10]}"
+    try:
+        with psycopg.connect(SERVER_URL, autocommit=True, connect_timeout=5) as admin:
+            admin.execute(f'CREATE DATABASE "{dbname}"')
+    except psycopg.OperationalError as exc:
+        if REQUIRE_SERVER:
+            pytest.fail(f"PostgreSQL server at {SERVER_URL} is unreachable: {exc}")
+        pytest.skip(f"PostgreSQL server unreachable: {exc}")
+    base = SERVER_URL.rsplit("/", 1)[0]
+    home = _home(tmp_path_factory.mktemp("srv"))
+    settings = load_settings({"STREAMFLOW_HOME": str(home), "STREAMFLOW_DATABASE_URL": f"{base}/{dbname}"})
+    yield settings
+    with psycopg.connect(SERVER_URL, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["embedded", "server"])
+def settings(request) -> Settings:
+    """Each test using this runs on both backends, on emptied tables."""
+    s = request.getfixturevalue(f"{request.param}_settings")
+    reset_database(s)
+    return s
+
+
+def reset_database(settings: Settings) -> None:
+    names = [t.name for t in TABLES] + [t.snapshot for t in TABLES]
+    names += ["ingestion_runs", "validation_results", "materialization_runs"]
+    with db.connection(settings) as conn:
+        conn.execute(f"TRUNCATE {', '.join(names)}")
+
+
+@pytest.fixture(scope="session")
+def months(tmp_path_factory) -> list[tuple[Path, object]]:
+    """Three generated months of TEST_USERS users (read-only: copy before mutating)."""
+    out = tmp_path_factory.mktemp("seeds")
+    return generate_months(out, users=TEST_USERS, months=3, seed=7)
+
+
+@pytest.fixture
+def month_copy(months, tmp_path):
+    """A writable copy of a generated month: month_copy(i) -> Path."""
+
+    def make(i: int) -> Path:
+        dst = tmp_path / f"m{i}"
+        shutil.copytree(months[i][0], dst)
+        return dst
+
+    return make
+
+
+def table_fingerprint(settings: Settings) -> dict[str, tuple[int, str]]:
+    """Row count and md5 of every live and snapshot table."""
+    out = {}
+    with db.connection(settings) as conn:
+        for t in TABLES:
+            for name, order in ((t.name, "user_id"), (t.snapshot, "user_id, as_of")):
+                n, digest = conn.execute(
+                    f"SELECT count(*), coalesce(md5(string_agg(x::text, '|' ORDER BY {order})), '') FROM {name} x"
+                ).fetchone()
+                out[name] = (n, digest)
+    return out

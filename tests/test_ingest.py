@@ -1,0 +1,260 @@
+"""Ingestion against real PostgreSQL (embedded and server) with real Great Expectations."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from streamflow import db
+from streamflow.ingest import IngestError, ingest_month
+from streamflow.schema import TABLES
+from streamflow.status import get_status
+from tests.conftest import TEST_USERS, table_fingerprint
+
+
+def _rewrite(path: Path, fn) -> None:
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(fn(lines)) + "\n")
+
+
+def _set_cell(path: Path, column: str, row: int, value: str) -> None:
+    def fn(lines):
+        header = lines[0].split(",")
+        i = header.index(column)
+        cells = lines[row + 1].split(",")
+        cells[i] = value
+        lines[row + 1] = ",".join(cells)
+        return lines
+
+    _rewrite(path, fn)
+
+
+def _runs(settings):
+    with db.connection(settings) as conn:
+        return conn.execute("SELECT status, as_of, message FROM ingestion_runs ORDER BY started_at").fetchall()
+
+
+def test_two_months_counts_and_idempotent_rerun(settings, months):
+    (m0, _d0), (m1, d1) = months[0], months[1]
+    r0 = ingest_month(m0, settings=settings)
+    r1 = ingest_month(m1, settings=settings)
+    assert (r0.as_of, r1.as_of) == (date(2024, 1, 31), date(2024, 2, 29))
+    st = get_status(settings)
+    assert st.snapshot_dates == [date(2024, 1, 31), date(2024, 2, 29)]
+    for t in TABLES:
+        assert list(st.snapshots[t.snapshot]) == [TEST_USERS, TEST_USERS], t.snapshot
+    before = table_fingerprint(settings)
+
+    again = ingest_month(m0, settings=settings)  # re-running a month is a no-op
+    assert all(v["snapshot_upserted"] == 0 and v["snapshot_deleted"] == 0 for v in again.changed.values())
+    assert all(v["live_upserted"] == 0 for v in again.changed.values())
+    assert table_fingerprint(settings) == before
+    assert [r[0] for r in _runs(settings)] == ["succeeded"] * 3
+
+    with db.connection(settings) as conn:
+        n = conn.execute("SELECT count(*) FROM validation_results WHERE success").fetchone()[0]
+        assert n == 3 * 7  # six tables + the cross-file check, per run
+        # live tables hold the latest month for users present in it
+        latest = conn.execute("SELECT count(*) FROM users WHERE as_of = %s", (d1,)).fetchone()[0]
+        assert latest == TEST_USERS
+
+
+def test_snapshot_values_match_files(settings, months):
+    ingest_month(months[0][0], settings=settings)
+    ingest_month(months[1][0], settings=settings)
+    with db.connection(settings) as conn:
+        rows = conn.execute(
+            """SELECT as_of, months_active, monthly_fee, paperless_billing, total_paid
+               FROM subscriptions_profile_snapshots WHERE user_id = '7590-VHVEG' ORDER BY as_of"""
+        ).fetchall()
+        live = conn.execute("SELECT months_active, as_of FROM subscriptions WHERE user_id='7590-VHVEG'").fetchone()
+    assert rows[0] == (date(2024, 1, 31), 1, 29.85, True, 29.85)
+    assert rows[1][:4] == (date(2024, 2, 29), 2, 29.85, True)
+    assert live == (2, date(2024, 2, 29))
+
+
+def test_backfill_older_month_keeps_live_rows(settings, months):
+    ingest_month(months[1][0], settings=settings)
+    with db.connection(settings) as conn:
+        live_before = conn.execute("SELECT md5(string_agg(x::text, '|' ORDER BY user_id)) FROM users x").fetchone()
+    ingest_month(months[0][0], settings=settings)
+    with db.connection(settings) as conn:
+        snap = conn.execute("SELECT count(DISTINCT as_of) FROM users_snapshots").fetchone()[0]
+        stale_live = conn.execute(
+            "SELECT count(*) FROM users u JOIN users_snapshots s USING (user_id) "
+            "WHERE s.as_of = '2024-02-29' AND u.as_of <> '2024-02-29'"
+        ).fetchone()[0]
+        live_after = conn.execute(
+            "SELECT md5(string_agg(x::text, '|' ORDER BY user_id)) FROM users x WHERE as_of = '2024-02-29'"
+        ).fetchone()
+    assert snap == 2
+    assert stale_live == 0  # the older month never overwrote a newer live row
+    assert live_before == live_after
+
+
+def test_corrected_file_updates_only_that_month(settings, months, month_copy):
+    ingest_month(months[0][0], settings=settings)
+    ingest_month(months[1][0], settings=settings)
+    fixed = month_copy(0)
+    _set_cell(fixed / "usage_agg_30d.csv", "watch_hours_30d", 0, "99.5")
+    r = ingest_month(fixed, settings=settings)
+    assert r.changed["usage_agg_30d"]["snapshot_upserted"] == 1
+    assert sum(v["snapshot_upserted"] for k, v in r.changed.items() if k != "usage_agg_30d") == 0
+    assert r.changed["usage_agg_30d"]["live_upserted"] == 0  # live holds February, untouched
+    with db.connection(settings) as conn:
+        vals = conn.execute(
+            "SELECT as_of, watch_hours_30d FROM usage_agg_30d_snapshots WHERE user_id='7590-VHVEG' ORDER BY as_of"
+        ).fetchall()
+    assert vals[0] == (date(2024, 1, 31), 99.5)
+    assert vals[1][1] != 99.5
+
+
+def _bad_negative_hours(p: Path):
+    _set_cell(p / "usage_agg_30d.csv", "watch_hours_30d", 3, "-4.5")
+    return "watch_hours_30d"
+
+
+def _bad_missing_column(p: Path):
+    _rewrite(p / "payments_agg_90d.csv", lambda ls: [ls[0].split(",")[0]] + [x.split(",")[0] for x in ls[1:]])
+    return "failed_payments_90d"
+
+
+def _bad_extra_column(p: Path):
+    _rewrite(p / "labels.csv", lambda ls: [ls[0] + ",score"] + [x + ",0.5" for x in ls[1:]])
+    return "score"
+
+
+def _bad_duplicate_user(p: Path):
+    _rewrite(p / "usage_agg_30d.csv", lambda ls: ls + [ls[1]])
+    return "expect_column_values_to_be_unique"
+
+
+def _bad_boolean(p: Path):
+    _set_cell(p / "subscriptions.csv", "paperless_billing", 2, "maybe")
+    return "maybe"
+
+
+def _bad_contract(p: Path):
+    _set_cell(p / "subscriptions.csv", "contract_type", 5, "Three year")
+    return "contract_type"
+
+
+def _bad_orphan_user(p: Path):
+    _rewrite(p / "support_agg_90d.csv", lambda ls: ls + ["0000-ORPHN,1,2.0"])
+    return "0000-ORPHN"
+
+
+def _bad_empty_file(p: Path):
+    (p / "labels.csv").write_bytes(b"")
+    return "labels.csv: file is empty"
+
+
+def _bad_non_utf8(p: Path):
+    data = (p / "users.csv").read_bytes()
+    (p / "users.csv").write_bytes(data.replace(b"Female", b"F\xe9male", 1))
+    return "not UTF-8"
+
+
+BAD_BATCHES = {
+    "negative_watch_hours": _bad_negative_hours,
+    "missing_column": _bad_missing_column,
+    "extra_column": _bad_extra_column,
+    "duplicate_user_id": _bad_duplicate_user,
+    "unknown_boolean": _bad_boolean,
+    "unknown_contract_type": _bad_contract,
+    "user_missing_from_users": _bad_orphan_user,
+    "empty_file": _bad_empty_file,
+    "non_utf8": _bad_non_utf8,
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_BATCHES))
+def test_bad_batch_rejected_and_nothing_changes(settings, months, month_copy, case):
+    ingest_month(months[0][0], settings=settings)
+    before = table_fingerprint(settings)
+    bad = month_copy(1)
+    needle = BAD_BATCHES[case](bad)
+    with pytest.raises(IngestError) as info:
+        ingest_month(bad, settings=settings)
+    assert needle in str(info.value), str(info.value)
+    assert "nothing was written" in str(info.value) or "refused" in str(info.value)
+    assert table_fingerprint(settings) == before
+    runs = _runs(settings)
+    assert [r[0] for r in runs] == ["succeeded", "failed"]
+    assert needle in runs[-1][2]
+
+
+def test_failed_validation_is_persisted_with_examples(settings, months, month_copy):
+    bad = month_copy(0)
+    _bad_negative_hours(bad)
+    with pytest.raises(IngestError) as info:
+        ingest_month(bad, settings=settings)
+    msg = str(info.value)
+    assert "usage_agg_30d.csv column watch_hours_30d: failed expect_column_values_to_be_between" in msg
+    with db.connection(settings) as conn:
+        success, failed, details, ge = conn.execute(
+            "SELECT success, failed, details, ge_result FROM validation_results WHERE table_name='usage_agg_30d'"
+        ).fetchone()
+    assert success is False and failed == 1
+    bad_one = [d for d in details if not d["success"]][0]
+    assert bad_one["column"] == "watch_hours_30d" and bad_one["unexpected_count"] == 1
+    assert bad_one["examples"][0]["user_id"]  # example rows name the user
+    assert ge["success"] is False and len(ge["results"]) >= 5
+    json.dumps(ge)
+
+
+def test_real_file_quirks_accepted(settings, month_copy):
+    folder = month_copy(0)
+    subs = folder / "subscriptions.csv"
+    lines = subs.read_text().splitlines()
+    header = lines[0].split(",")
+    out = [lines[0]]
+    for k, line in enumerate(lines[1:]):
+        cells = line.split(",")
+        for name in ("add_on_security", "add_on_backup", "add_on_device_protect", "add_on_support"):
+            cells[header.index(name)] = ""  # all-empty add-on columns
+        if k % 3 == 0:
+            cells[header.index("paperless_billing")] = (
+                " 1 " if cells[header.index("paperless_billing")] == "Yes" else "0"
+            )
+        if k % 3 == 1:
+            cells[header.index("plan_stream_tv")] = cells[header.index("plan_stream_tv")].upper()
+        if k == 4:
+            cells[header.index("total_paid")] = ""
+        out.append(",".join(cells))
+    subs.write_bytes(("\r\n".join(out) + "\r\n").encode())  # CRLF line ends
+    _set_cell(folder / "labels.csv", "churn_label", 1, "t")
+    _set_cell(folder / "users.csv", "has_family", 1, "y")
+    r = ingest_month(folder, settings=settings)
+    assert r.rows["subscriptions"] == TEST_USERS
+    with db.connection(settings) as conn:
+        nulls = conn.execute(
+            "SELECT count(*) FROM subscriptions_profile_snapshots WHERE add_on_security IS NULL"
+        ).fetchone()[0]
+        blank_total = conn.execute(
+            "SELECT count(*) FROM subscriptions_profile_snapshots WHERE total_paid IS NULL"
+        ).fetchone()[0]
+        paperless_true = conn.execute(
+            "SELECT count(*) FROM subscriptions_profile_snapshots WHERE paperless_billing"
+        ).fetchone()[0]
+    assert nulls == TEST_USERS
+    assert blank_total >= 1
+    assert 0 < paperless_true < TEST_USERS
+
+
+def test_as_of_resolution(settings, months, month_copy, tmp_path):
+    folder = month_copy(0)
+    (folder / "_as_of.txt").unlink()
+    with pytest.raises(IngestError, match="no as_of"):
+        ingest_month(folder, settings=settings)
+    with pytest.raises(IngestError, match="not a month end"):
+        ingest_month(folder, as_of="2024-01-15", settings=settings)
+    with pytest.raises(IngestError, match="not a date"):
+        ingest_month(folder, as_of="31/01/2024", settings=settings)
+    r = ingest_month(folder, as_of="2024-01-31", settings=settings)
+    assert r.as_of == date(2024, 1, 31)
+    with pytest.raises(IngestError, match="not a folder"):
+        ingest_month(tmp_path / "nope", settings=settings)
