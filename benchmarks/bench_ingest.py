@@ -3,7 +3,8 @@
     python benchmarks/bench_ingest.py [--users 7043 100000] [--repeat 3]
 
 For each size: generate one month, then alternate (same process, same server) a plain
-`COPY ... FROM STDIN (FORMAT csv, HEADER)` of the six files into scratch text tables, and the
+`COPY ... FROM STDIN (FORMAT csv, HEADER)` of the six files into scratch tables (typed
+columns, no keys or indexes), and the
 full `ingest_month` (read, coerce, Great Expectations, staging COPY, upserts, bookkeeping) into
 emptied tables. Prints medians of `--repeat` runs, rows/s and the ratio ingest/COPY.
 Runs on an embedded PostgreSQL in a temporary folder unless STREAMFLOW_* points at a server.
@@ -32,9 +33,9 @@ def plain_copy(settings, folder: Path) -> float:
     with db.connection(settings) as conn, conn.cursor() as cur:
         t0 = time.perf_counter()
         for t in TABLES:
-            cols = ", ".join(f"{c} TEXT" for c in t.column_names)
+            cols = ", ".join(["user_id TEXT"] + [f"{c.name} {c.sql_type}" for c in t.columns])
             cur.execute(f"DROP TABLE IF EXISTS scratch_{t.name}")
-            cur.execute(f"CREATE UNLOGGED TABLE scratch_{t.name} ({cols})")
+            cur.execute(f"CREATE TABLE scratch_{t.name} ({cols})")
             with cur.copy(f"COPY scratch_{t.name} FROM STDIN WITH (FORMAT csv, HEADER true)") as cp:
                 cp.write((folder / t.csv).read_bytes())
         conn.commit()

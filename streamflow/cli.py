@@ -69,6 +69,142 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _store():
+    from streamflow.store import get_store
+
+    return get_store()
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    import shlex
+
+    from streamflow.store import feast_env
+
+    for k, v in feast_env().items():
+        print(f"export {k}={shlex.quote(v)}")
+    return 0
+
+
+def cmd_feast(args: argparse.Namespace) -> int:
+    """Run the Feast CLI in feature_repo/ with the store's environment."""
+    import os
+    import subprocess
+
+    from streamflow.config import load_settings
+    from streamflow.store import feast_env
+
+    settings = load_settings()
+    env = {**os.environ, **feast_env(settings)}
+    feast = Path(sys.executable).with_name("feast")
+    cmd = [str(feast) if feast.exists() else "feast", *args.feast_args]
+    return subprocess.call(cmd, cwd=settings.feature_repo, env=env)
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    from streamflow.store import apply
+
+    r = apply(store=_store())
+    print(f"applied: entities {r.entities}; feature views {r.feature_views}; services {r.feature_services}")
+    if r.deleted:
+        print(f"removed from the registry: {r.deleted}")
+    return 0
+
+
+def cmd_training_frame(args: argparse.Namespace) -> int:
+    from streamflow.training import build_training_frame, write_frame
+
+    tf = build_training_frame(args.as_of, features=args.features, labels=not args.no_labels, store=_store())
+    for note in tf.notes:
+        print(f"note: {note}")
+    rate = f", churn rate {tf.churn_rate:.1%}" if tf.churn_rate is not None else ""
+    print(
+        f"training frame as_of {tf.as_of} (snapshot {tf.snapshot_as_of}): {len(tf.frame)} rows, "
+        f"{len(tf.features)} features{rate}, built in {tf.seconds:.1f}s"
+    )
+    print(tf.lineage.to_string(index=False))
+    if args.out:
+        out = write_frame(tf, args.out)
+        print(f"wrote {out}")
+    else:
+        print(tf.frame.head(10).to_string(index=False))
+    return 0
+
+
+def _progress(p) -> None:
+    if p.status == "waiting":
+        print(f"  {p.message}", flush=True)
+    elif p.status == "started":
+        print(f"  [{p.index}/{p.total}] {p.view} ...", flush=True)
+    elif p.status == "done":
+        print(f"  [{p.index}/{p.total}] {p.view}: {p.rows} rows in {p.seconds:.1f}s", flush=True)
+
+
+def cmd_materialize(args: argparse.Namespace) -> int:
+    from streamflow.materialize import MaterializationBusy, materialize
+
+    views = [v.strip() for v in args.views.split(",")] if args.views else None
+    try:
+        r = materialize(
+            end=args.end,
+            start=args.start,
+            views=views,
+            incremental=args.incremental,
+            wait=not args.no_wait,
+            progress=_progress,
+            store=_store(),
+        )
+    except MaterializationBusy as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    total = sum(r.rows.values())
+    print(
+        f"materialized {len(r.rows)} view(s) up to {r.end:%Y-%m-%d}: {total} rows in {r.seconds:.1f}s (run {r.run_id})"
+    )
+    return 0
+
+
+def cmd_online(args: argparse.Namespace) -> int:
+    import json
+
+    from streamflow.online import online_features
+
+    records = online_features(args.user_ids, features=args.features, store=_store())
+    if args.json:
+        print(json.dumps([r.to_json() for r in records], indent=2, default=str))
+    else:
+        for r in records:
+            if not r.found:
+                print(f"{r.user_id}: not found in the online store")
+                continue
+            print(f"{r.user_id}:")
+            for row in r.as_rows():
+                ts = row["event_timestamp"]
+                print(f"  {row['view']:<22} {row['feature']:<30} {row['value']!s:<16} {ts:%Y-%m-%d}")
+    return 0 if all(r.found for r in records) else 4
+
+
+def cmd_skew(args: argparse.Namespace) -> int:
+    from streamflow.skew import skew_report
+
+    users = args.users.split(",") if args.users else None
+    rep = skew_report(users=users, sample=args.sample, as_of=args.as_of, store=_store())
+    print(f"latest snapshot {rep.latest_snapshot}; {rep.pairs['user_id'].nunique()} users, {len(rep.pairs)} pairs")
+    print(rep.pairs["status"].value_counts().to_string())
+    print("\nper view")
+    print(rep.per_view.to_string(index=False))
+    print("\nper feature (not equal only)")
+    bad = rep.per_feature[rep.per_feature["mismatch_rate"] > 0]
+    print(bad.to_string(index=False) if len(bad) else "  none: online equals offline for every pair")
+    return 0
+
+
+def cmd_serve_api(args: argparse.Namespace) -> int:
+    from streamflow.api import serve
+
+    serve(host=args.host, port=args.port)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="streamflow", description="StreamFlow churn feature platform")
     sub = p.add_subparsers(dest="command", required=True)
@@ -88,17 +224,64 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("status", help="backend, snapshots and last runs")
     s.set_defaults(func=cmd_status)
+
+    s = sub.add_parser("env", help="print the STREAMFLOW_FEAST_* exports the Feast CLI needs")
+    s.set_defaults(func=cmd_env)
+
+    s = sub.add_parser("feast", help="run the Feast CLI in feature_repo/ (e.g. streamflow feast ui)")
+    s.add_argument("feast_args", nargs=argparse.REMAINDER)
+    s.set_defaults(func=cmd_feast)
+
+    s = sub.add_parser("apply", help="register feature_repo/ in the Feast registry")
+    s.set_defaults(func=cmd_apply)
+
+    s = sub.add_parser("training-frame", help="point-in-time correct training frame for an as_of")
+    s.add_argument("--as-of", required=True)
+    s.add_argument(
+        "--features", default=None, help="feature service (default churn_model_v1), view, or view:feature,..."
+    )
+    s.add_argument("--no-labels", action="store_true")
+    s.add_argument("--out", default=None, help="write .csv or .parquet (e.g. data/processed/training_df.csv)")
+    s.set_defaults(func=cmd_training_frame)
+
+    s = sub.add_parser("materialize", help="load features into the online store")
+    s.add_argument("--end", default=None, help="end of the window (default: latest snapshot)")
+    s.add_argument("--start", default=None, help="start of the window (default: everything)")
+    s.add_argument("--views", default=None, help="comma-separated feature views (default: all online views)")
+    s.add_argument("--incremental", action="store_true", help="start each view where its last run ended")
+    s.add_argument("--no-wait", action="store_true", help="fail instead of waiting for a running materialization")
+    s.set_defaults(func=cmd_materialize)
+
+    s = sub.add_parser("online", help="online feature lookup")
+    s.add_argument("user_ids", nargs="+")
+    s.add_argument("--features", default=None)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_online)
+
+    s = sub.add_parser("skew", help="offline vs online comparison")
+    s.add_argument("--users", default=None, help="comma-separated user_ids (default: a sample)")
+    s.add_argument("--sample", type=int, default=500)
+    s.add_argument("--as-of", default=None, help="reference snapshot date (default: latest)")
+    s.set_defaults(func=cmd_skew)
+
+    s = sub.add_parser("serve-api", help="run the feature API (FastAPI)")
+    s.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
+    s.add_argument("--port", type=int, default=8000)
+    s.set_defaults(func=cmd_serve_api)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     from streamflow.config import ConfigError
     from streamflow.db import DatabaseUnavailable
+    from streamflow.online import InvalidUserId
+    from streamflow.store import FeatureStoreError
+    from streamflow.training import TrainingFrameError
 
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (DatabaseUnavailable, ConfigError) as exc:
+    except (DatabaseUnavailable, ConfigError, FeatureStoreError, TrainingFrameError, InvalidUserId) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -5,6 +5,7 @@ With nothing set, StreamFlow runs on an embedded PostgreSQL (pgserver) kept unde
 
     STREAMFLOW_DATABASE_URL            postgresql://user:pass@host:5432/db   (wins over the parts)
     STREAMFLOW_PG_HOST / _PORT / _USER / _PASSWORD / _DB                    a PostgreSQL server
+    STREAMFLOW_PG_SSLMODE              libpq sslmode for a server (default prefer)
     STREAMFLOW_ONLINE_STORE            postgres (default) | redis
     REDIS_URL                          redis://127.0.0.1:6379/0 (when the online store is redis)
     STREAMFLOW_HOME                    project folder holding feature_repo/, data/, .streamflow/
@@ -47,6 +48,7 @@ class Settings:
     pg_db: str
     online_store: str
     redis_url: str
+    pg_sslmode: str = "prefer"
 
     @property
     def state_dir(self) -> Path:
@@ -122,6 +124,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
             pg_db=(p.path or "/postgres").lstrip("/") or "postgres",
             online_store=online,
             redis_url=redis_url,
+            pg_sslmode=get("STREAMFLOW_PG_SSLMODE", "prefer"),
         )
     if host:
         port = get("STREAMFLOW_PG_PORT", "5432")
@@ -137,6 +140,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
             pg_db=get("STREAMFLOW_PG_DB", "postgres"),
             online_store=online,
             redis_url=redis_url,
+            pg_sslmode=get("STREAMFLOW_PG_SSLMODE", "prefer"),
         )
     # Embedded: host is filled in by db.py once the server runs (it is a socket directory).
     return Settings(
@@ -149,4 +153,5 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         pg_db="postgres",
         online_store=online,
         redis_url=redis_url,
+        pg_sslmode="disable",  # a unix socket
     )

@@ -154,7 +154,7 @@ def _table_ddl() -> list[str]:
         cols = ",\n  ".join(f"{c.name} {c.sql_type}" for c in t.columns)
         stmts.append(
             f"""CREATE TABLE IF NOT EXISTS {t.name} (
-  user_id TEXT PRIMARY KEY,
+  user_id TEXT COLLATE "C" PRIMARY KEY,
   {cols},
   as_of DATE NOT NULL,
   updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
@@ -162,7 +162,7 @@ def _table_ddl() -> list[str]:
         )
         stmts.append(
             f"""CREATE TABLE IF NOT EXISTS {t.snapshot} (
-  user_id TEXT NOT NULL,
+  user_id TEXT COLLATE "C" NOT NULL,
   as_of DATE NOT NULL,
   {cols},
   ingested_at TIMESTAMPTZ NOT NULL DEFAULT now(),

@@ -275,30 +275,38 @@ def _write_table(cur, table: Table, frame: pd.DataFrame, as_of: date) -> dict[st
     exc = ", ".join(f"EXCLUDED.{c}" for c in feats)
     sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in feats)
     # Snapshot: this month's rows become exactly the file's rows.
-    cur.execute(
-        f"""INSERT INTO {table.snapshot} AS t (user_id, as_of, {", ".join(feats)})
-            SELECT user_id, %(as_of)s, {", ".join(feats)} FROM {stage}
-            ON CONFLICT (user_id, as_of) DO UPDATE SET {sets}, ingested_at = now()
-            WHERE ({tgt}) IS DISTINCT FROM ({exc})""",
-        {"as_of": as_of},
-    )
-    snap_upserted = cur.rowcount
-    cur.execute(
-        f"""DELETE FROM {table.snapshot} t WHERE t.as_of = %(as_of)s
-            AND NOT EXISTS (SELECT 1 FROM {stage} s WHERE s.user_id = t.user_id)""",
-        {"as_of": as_of},
-    )
-    snap_deleted = cur.rowcount
+    cur.execute(f"SELECT EXISTS (SELECT 1 FROM {table.snapshot} WHERE as_of = %s)", (as_of,))
+    if not cur.fetchone()[0]:  # a new month: a plain sorted insert, nothing to compare or delete
+        cur.execute(
+            f"""INSERT INTO {table.snapshot} (user_id, as_of, {", ".join(feats)})
+                SELECT user_id, %(as_of)s, {", ".join(feats)} FROM {stage} ORDER BY user_id""",
+            {"as_of": as_of},
+        )
+        return_counts = {"snapshot_upserted": cur.rowcount, "snapshot_deleted": 0}
+    else:
+        cur.execute(
+            f"""INSERT INTO {table.snapshot} AS t (user_id, as_of, {", ".join(feats)})
+                SELECT user_id, %(as_of)s, {", ".join(feats)} FROM {stage} ORDER BY user_id
+                ON CONFLICT (user_id, as_of) DO UPDATE SET {sets}, ingested_at = now()
+                WHERE ({tgt}) IS DISTINCT FROM ({exc})""",
+            {"as_of": as_of},
+        )
+        upserted = cur.rowcount
+        cur.execute(
+            f"""DELETE FROM {table.snapshot} t WHERE t.as_of = %(as_of)s
+                AND NOT EXISTS (SELECT 1 FROM {stage} s WHERE s.user_id = t.user_id)""",
+            {"as_of": as_of},
+        )
+        return_counts = {"snapshot_upserted": upserted, "snapshot_deleted": cur.rowcount}
     # Live: each user's latest known row; an older month never overwrites a newer one.
     cur.execute(
         f"""INSERT INTO {table.name} AS t ({collist}, as_of)
-            SELECT {collist}, %(as_of)s FROM {stage}
+            SELECT {collist}, %(as_of)s FROM {stage} ORDER BY user_id
             ON CONFLICT (user_id) DO UPDATE SET {sets}, as_of = EXCLUDED.as_of, updated_at = now()
             WHERE t.as_of <= EXCLUDED.as_of AND ({tgt}, t.as_of) IS DISTINCT FROM ({exc}, EXCLUDED.as_of)""",
         {"as_of": as_of},
     )
-    live_upserted = cur.rowcount
-    return {"snapshot_upserted": snap_upserted, "snapshot_deleted": snap_deleted, "live_upserted": live_upserted}
+    return {**return_counts, "live_upserted": cur.rowcount}
 
 
 def _write_month(settings: Settings, frames: dict[str, pd.DataFrame], as_of: date) -> dict[str, dict[str, int]]:

@@ -115,3 +115,81 @@ def table_fingerprint(settings: Settings) -> dict[str, tuple[int, str]]:
                 ).fetchone()
                 out[name] = (n, digest)
     return out
+
+
+# ---------------------------------------------------------------- Feast
+
+
+@pytest.fixture(scope="session")
+def redis_settings(tmp_path_factory) -> Settings:
+    """Embedded PostgreSQL offline store + a real Redis online store (db 15, flushed per test)."""
+    if not REDIS_URL:
+        if REQUIRE_REDIS:
+            pytest.fail("STREAMFLOW_TEST_REQUIRE_REDIS=1 but STREAMFLOW_TEST_REDIS_URL is not set")
+        pytest.skip("no STREAMFLOW_TEST_REDIS_URL: Redis tests skipped")
+    import redis
+
+    url = REDIS_URL.rsplit("/", 1)[0] + "/15" if REDIS_URL.count("/") >= 3 else REDIS_URL + "/15"
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=3).ping()
+    except redis.RedisError as exc:
+        if REQUIRE_REDIS:
+            pytest.fail(f"Redis at {url} is unreachable: {exc}")
+        pytest.skip(f"Redis unreachable: {exc}")
+    home = _home(tmp_path_factory.mktemp("red"))
+    settings = load_settings({"STREAMFLOW_HOME": str(home), "STREAMFLOW_ONLINE_STORE": "redis", "REDIS_URL": url})
+    db.ping(settings)
+    yield settings
+    db.stop_embedded(settings)
+
+
+_stores: dict[str, object] = {}
+
+
+def _store_for(settings: Settings):
+    from streamflow.store import apply, get_store
+
+    key = str(settings.home)
+    if key not in _stores:
+        store = get_store(settings)
+        apply(settings, store)
+        _stores[key] = store
+    return _stores[key]
+
+
+def reset_online_store(settings: Settings) -> None:
+    if settings.online_store == "redis":
+        import redis
+
+        redis.Redis.from_url(settings.redis_url).flushdb()
+        return
+    with db.connection(settings) as conn:
+        tables = conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename LIKE 'streamflow\\_%'"
+        ).fetchall()
+        if tables:
+            conn.execute("TRUNCATE " + ", ".join(f'"{t[0]}"' for t in tables))
+
+
+@pytest.fixture(params=["embedded", "server", "redis"])
+def fs(request):
+    """(settings, store) on a backend, data and online store emptied, registry applied."""
+    s = request.getfixturevalue(f"{request.param}_settings")
+    reset_database(s)
+    store = _store_for(s)
+    reset_online_store(s)
+    return s, store
+
+
+@pytest.fixture
+def fs_embedded(embedded_settings):
+    reset_database(embedded_settings)
+    store = _store_for(embedded_settings)
+    reset_online_store(embedded_settings)
+    return embedded_settings, store
+
+
+def read_csv(folder: Path, name: str):
+    import pandas as pd
+
+    return pd.read_csv(folder / name, dtype={"user_id": str}).set_index("user_id")

@@ -1,0 +1,87 @@
+"""Online lookups: values served by the online store, with the timestamp each came from."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from streamflow.config import Settings, load_settings
+from streamflow.store import get_store, resolve_features
+
+USER_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+TS_SUFFIX = "__ts"
+
+
+class InvalidUserId(ValueError):
+    """A user_id that can never exist; refused before any store is queried."""
+
+
+def validate_user_id(user_id: object) -> str:
+    if not isinstance(user_id, str):
+        raise InvalidUserId(f"user_id must be text, got {type(user_id).__name__}")
+    if not USER_ID_RE.fullmatch(user_id):
+        shown = user_id if len(user_id) <= 40 else user_id[:37] + "..."
+        raise InvalidUserId(
+            f"invalid user_id {shown!r}: use 1 to 64 characters among A-Z, a-z, 0-9, '_' and '-' (e.g. 7590-VHVEG)"
+        )
+    return user_id
+
+
+@dataclass
+class OnlineRecord:
+    user_id: str
+    found: bool
+    features: dict[str, Any] = field(default_factory=dict)
+    timestamps: dict[str, datetime | None] = field(default_factory=dict)
+    views: dict[str, str] = field(default_factory=dict)
+
+    def as_rows(self) -> list[dict]:
+        return [
+            {
+                "user_id": self.user_id,
+                "view": self.views.get(k),
+                "feature": k,
+                "value": v,
+                "event_timestamp": self.timestamps.get(k),
+            }
+            for k, v in self.features.items()
+        ]
+
+    def to_json(self) -> dict:
+        return {
+            "user_id": self.user_id,
+            "found": self.found,
+            "features": self.features,
+            "event_timestamps": {k: (t.isoformat() if t else None) for k, t in self.timestamps.items()},
+        }
+
+
+def online_features(
+    user_ids: list[str],
+    features: str | list[str] | None = None,
+    settings: Settings | None = None,
+    store=None,
+) -> list[OnlineRecord]:
+    """Look users up in the online store. Unknown users come back with found=False."""
+    ids = [validate_user_id(u) for u in user_ids]
+    if not ids:
+        return []
+    settings = settings or load_settings()
+    store = store or get_store(settings)
+    refs = resolve_features(store, features)
+    response = store.get_online_features(features=refs, entity_rows=[{"user_id": u} for u in ids])
+    data = response.to_dict(include_event_timestamps=True)
+    names = [r.split(":")[1] for r in refs]
+    view_of = {r.split(":")[1]: r.split(":")[0] for r in refs}
+    out = []
+    for i, uid in enumerate(ids):
+        feats = {n: data[n][i] for n in names}
+        stamps = {}
+        for n in names:
+            secs = data.get(n + TS_SUFFIX, [0] * len(ids))[i]
+            stamps[n] = datetime.fromtimestamp(secs, tz=UTC) if secs else None
+        found = any(t is not None for t in stamps.values())
+        out.append(OnlineRecord(uid, found, feats if found else {}, stamps if found else {}, view_of))
+    return out

@@ -1,0 +1,196 @@
+"""Training-serving skew: online values against offline point-in-time values.
+
+For each user and feature we compare the online value with the offline value
+(a) at the online row's own event timestamp -- same snapshot, so any difference is a
+serving bug -- and (b) at the latest snapshot -- a difference there means the online
+store is behind. Each pair is classified:
+
+    equal            online == offline at its own timestamp (within tolerance) and up to date
+    value_mismatch   online differs from offline at the same timestamp (beyond tolerance)
+    stale            online row is older than the latest offline snapshot
+    missing_online   the online store has no row for the user/view
+    missing_offline  the offline store has no value at the online row's timestamp or at the latest
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import date
+
+import pandas as pd
+
+from streamflow import db
+from streamflow.config import Settings, load_settings
+from streamflow.online import online_features, validate_user_id
+from streamflow.status import snapshot_dates
+from streamflow.store import get_store, resolve_features
+from streamflow.training import parse_date, snapshot_for
+
+STATUSES = ("equal", "value_mismatch", "stale", "missing_online", "missing_offline")
+NUMERIC_TYPES = ("Int32", "Int64", "Float32", "Float64")
+
+
+@dataclass
+class SkewReport:
+    latest_snapshot: date
+    pairs: pd.DataFrame  # one row per (user, feature)
+    per_feature: pd.DataFrame
+    per_view: pd.DataFrame
+    numeric: pd.DataFrame  # numeric pairs with differences
+
+    @property
+    def mismatches(self) -> int:
+        return int((self.pairs["status"] != "equal").sum())
+
+
+def sample_users(settings: Settings, as_of: date, n: int, seed: int = 0) -> list[str]:
+    """A deterministic sample of the users of the snapshot at as_of."""
+    with db.connection(settings) as conn:
+        rows = conn.execute(
+            "SELECT user_id FROM users_snapshots WHERE as_of = %s ORDER BY md5(user_id || %s) LIMIT %s",
+            (as_of, str(seed), n),
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
+def _same(a, b, numeric: bool, abs_tol: float, rel_tol: float) -> bool:
+    a_null = a is None or (isinstance(a, float) and math.isnan(a))
+    b_null = b is None or (isinstance(b, float) and math.isnan(b)) or b is pd.NA
+    if a_null or b_null:
+        return a_null and b_null
+    if numeric:
+        return abs(float(a) - float(b)) <= abs_tol + rel_tol * abs(float(b))
+    return a == b
+
+
+def _py(v):
+    if v is pd.NA or v is pd.NaT:
+        return None
+    if hasattr(v, "item"):
+        return v.item()
+    return v
+
+
+def skew_report(
+    users: list[str] | None = None,
+    sample: int = 500,
+    as_of: str | date | None = None,
+    features: str | list[str] | None = None,
+    abs_tol: float = 1e-9,
+    rel_tol: float = 1e-9,
+    seed: int = 0,
+    settings: Settings | None = None,
+    store=None,
+) -> SkewReport:
+    settings = settings or load_settings()
+    store = store or get_store(settings)
+    dates = snapshot_dates(settings)
+    latest = (
+        snapshot_for(parse_date(as_of, dates), dates)
+        if as_of
+        else snapshot_for(dates[-1] if dates else date.min, dates)
+    )
+    ids = [validate_user_id(u) for u in users] if users else sample_users(settings, latest, sample, seed)
+    refs = resolve_features(store, features)
+    names = [r.split(":")[1] for r in refs]
+    view_of = {r.split(":")[1]: r.split(":")[0] for r in refs}
+    numeric = {}
+    for view in set(view_of.values()):
+        for f in store.get_feature_view(view).schema:
+            numeric[f.name] = str(f.dtype) in NUMERIC_TYPES
+
+    online = {r.user_id: r for r in online_features(ids, refs, settings=settings, store=store)}
+    latest_ts = pd.Timestamp(latest, tz="UTC")
+
+    # (b) offline at the latest snapshot
+    ent = pd.DataFrame({"user_id": ids, "event_timestamp": latest_ts})
+    off_latest = store.get_historical_features(entity_df=ent, features=refs).to_df().set_index("user_id")
+
+    # (a) offline at each online row's own timestamp (per view, so one entity row per (user, ts))
+    own_rows = {(u, t) for u, rec in online.items() if rec.found for t in rec.timestamps.values() if t is not None}
+    off_own = None
+    if own_rows:
+        ent_own = pd.DataFrame(sorted(own_rows), columns=["user_id", "event_timestamp"])
+        ent_own["event_timestamp"] = pd.to_datetime(ent_own["event_timestamp"], utc=True)
+        off_own = store.get_historical_features(entity_df=ent_own, features=refs).to_df()
+        off_own["event_timestamp"] = pd.to_datetime(off_own["event_timestamp"], utc=True)
+        off_own = off_own.set_index(["user_id", "event_timestamp"])
+
+    rows = []
+    for u in ids:
+        rec = online[u]
+        for n in names:
+            ts = rec.timestamps.get(n) if rec.found else None
+            on_val = _py(rec.features.get(n)) if rec.found else None
+            latest_val = _py(off_latest.at[u, n]) if u in off_latest.index else None
+            own_val = None
+            if ts is not None and off_own is not None:
+                key = (u, pd.Timestamp(ts))
+                if key in off_own.index:
+                    own_val = _py(off_own.loc[key, n])
+                    if isinstance(own_val, pd.Series):
+                        own_val = _py(own_val.iloc[0])
+            is_num = numeric.get(n, False)
+            if ts is None:
+                status = "missing_online"
+            elif own_val is None and latest_val is None and on_val is not None:
+                status = "missing_offline"
+            elif not _same(on_val, own_val, is_num, abs_tol, rel_tol):
+                status = "value_mismatch"
+            elif ts < latest_ts:
+                status = "stale"
+            else:
+                status = "equal"
+            rows.append(
+                {
+                    "user_id": u,
+                    "view": view_of[n],
+                    "feature": n,
+                    "numeric": is_num,
+                    "online_value": on_val,
+                    "online_ts": ts,
+                    "offline_at_online_ts": own_val,
+                    "offline_latest": latest_val,
+                    "latest_snapshot": latest,
+                    "matches_own_ts": ts is not None and _same(on_val, own_val, is_num, abs_tol, rel_tol),
+                    "matches_latest": ts is not None and _same(on_val, latest_val, is_num, abs_tol, rel_tol),
+                    "status": status,
+                }
+            )
+    pairs = pd.DataFrame(rows)
+    return SkewReport(latest, pairs, *_summaries(pairs, latest_ts))
+
+
+def _summaries(pairs: pd.DataFrame, latest_ts: pd.Timestamp) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    if pairs.empty:
+        empty = pd.DataFrame()
+        return empty, empty, empty
+    counts = pd.crosstab([pairs["view"], pairs["feature"]], pairs["status"]).reindex(columns=STATUSES, fill_value=0)
+    counts["pairs"] = counts.sum(axis=1)
+    counts["mismatch_rate"] = 1 - counts["equal"] / counts["pairs"]
+    per_feature = counts.reset_index()
+
+    per_view = []
+    for view, g in pairs.groupby("view"):
+        users = g.groupby("user_id")["online_ts"].first()
+        stale_users = int(((users.notna()) & (users < latest_ts)).sum())
+        per_view.append(
+            {
+                "view": view,
+                "pairs": len(g),
+                "mismatch_rate": float((g["status"] != "equal").mean()),
+                "users": len(users),
+                "stale_users": stale_users,
+                "missing_online_users": int(users.isna().sum()),
+                "staleness_rate": stale_users / max(len(users), 1),
+                "oldest_online_ts": users.min() if users.notna().any() else None,
+                "latest_snapshot": latest_ts.date(),
+            }
+        )
+    num = pairs[pairs["numeric"]].copy()
+    for col in ("online_value", "offline_at_online_ts", "offline_latest"):
+        num[col] = pd.to_numeric(num[col], errors="coerce")
+    num["diff_own_ts"] = num["online_value"] - num["offline_at_online_ts"]
+    num["diff_latest"] = num["online_value"] - num["offline_latest"]
+    return per_feature, pd.DataFrame(per_view), num.reset_index(drop=True)
