@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from streamflow import db
 from streamflow.config import Settings, load_settings
 from streamflow.seeds import add_months
 from streamflow.status import snapshot_dates
@@ -81,12 +80,16 @@ def snapshot_for(as_of: date, dates: list[date]) -> date:
     return snap
 
 
-def entity_frame(settings: Settings, snapshot_as_of: date, as_of: date) -> pd.DataFrame:
-    with db.connection(settings) as conn:
-        rows = conn.execute(
-            "SELECT user_id FROM users_snapshots WHERE as_of = %s ORDER BY user_id", (snapshot_as_of,)
-        ).fetchall()
-    return pd.DataFrame({"user_id": [r[0] for r in rows], "event_timestamp": pd.Timestamp(as_of, tz="UTC")})
+def entity_query(snapshot_as_of: date, as_of: date) -> str:
+    """The entity frame as SQL (Feast runs it in PostgreSQL instead of uploading a pandas frame).
+
+    The literals are `date.isoformat()` of parsed dates: no user text reaches the query.
+    """
+    assert isinstance(snapshot_as_of, date) and isinstance(as_of, date)
+    return (
+        f"SELECT user_id, TIMESTAMPTZ '{as_of.isoformat()} 00:00:00+00' AS event_timestamp "
+        f"FROM users_snapshots WHERE as_of = DATE '{snapshot_as_of.isoformat()}'"
+    )
 
 
 def build_training_frame(
@@ -114,8 +117,7 @@ def build_training_frame(
     label_refs = [f"{LABEL_VIEW}:{LABEL_FEATURE}"] if labels else []
     wanted = list(dict.fromkeys(refs + label_refs + lineage_refs))
 
-    entities = entity_frame(settings, snap, day)
-    df = store.get_historical_features(entity_df=entities, features=wanted).to_df()
+    df = store.get_historical_features(entity_df=entity_query(snap, day), features=wanted).to_df()
     df = df.sort_values("user_id", kind="stable").reset_index(drop=True)
 
     lineage = check_no_leakage(df, lineage_refs, day)

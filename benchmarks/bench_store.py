@@ -1,0 +1,281 @@
+"""Feature-store figures, each beside a baseline measured in the same run.
+
+    python benchmarks/bench_store.py [--scenario 7043x2 100000x6] [--lookups 1000] [--no-redis]
+
+Per scenario (users x months), on a fresh embedded PostgreSQL in a temporary folder:
+  training frame  Feast get_historical_features with the SQL entity query (what StreamFlow
+                  uses) and with a pandas entity frame (stock usage), against the floor: a
+                  DuckDB ASOF JOIN of the same snapshot rows already in memory.
+  materialize     the latest month, all online views, into PostgreSQL (StreamFlow's bulk
+                  online store) and Redis, against the floor: a raw bulk write of the same
+                  rows (COPY into a table of the same shape / one pipelined HSET per key).
+  online lookup   1 user and 100 users through FeatureStore.get_online_features, N requests
+                  after warm-up, p50/p99, on PostgreSQL and Redis.
+Medians of --repeat runs where a step is repeated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import pandas as pd  # noqa: E402
+
+from streamflow import db  # noqa: E402
+from streamflow.config import load_settings  # noqa: E402
+from streamflow.ingest import ingest_month  # noqa: E402
+from streamflow.materialize import materialize  # noqa: E402
+from streamflow.seeds import generate_months  # noqa: E402
+from streamflow.status import snapshot_dates  # noqa: E402
+from streamflow.store import apply, get_store, resolve_features  # noqa: E402
+from streamflow.training import build_training_frame  # noqa: E402
+
+VIEWS = {
+    "user_profile_fv": ("users_snapshots", ["user_gender", "user_is_senior", "has_family", "has_dependents"]),
+    "subs_profile_fv": (
+        "subscriptions_profile_snapshots",
+        [
+            "months_active",
+            "monthly_fee",
+            "paperless_billing",
+            "plan_stream_tv",
+            "plan_stream_movies",
+            "net_service",
+            "contract_type",
+            "total_paid",
+        ],
+    ),
+    "usage_agg_30d_fv": (
+        "usage_agg_30d_snapshots",
+        ["watch_hours_30d", "avg_session_mins_7d", "unique_devices_30d", "skips_7d", "rebuffer_events_7d"],
+    ),
+    "payments_agg_90d_fv": ("payments_agg_90d_snapshots", ["failed_payments_90d"]),
+    "support_agg_90d_fv": ("support_agg_90d_snapshots", ["support_tickets_90d", "ticket_avg_resolution_hrs_90d"]),
+    "churn_label_fv": ("labels_snapshots", ["churn_label"]),
+}
+
+
+def med(xs: list[float]) -> float:
+    return statistics.median(xs)
+
+
+def pct(xs: list[float], q: float) -> float:
+    s = sorted(xs)
+    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
+
+
+def timed(fn, repeat: int) -> tuple[float, object]:
+    out, times = None, []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return med(times), out
+
+
+def duckdb_floor(settings, as_of, repeat: int) -> tuple[float, int]:
+    """ASOF JOIN of the entity frame with every view's snapshot rows, in DuckDB (data preloaded)."""
+    import duckdb
+
+    con = duckdb.connect()
+    with db.connection(settings) as conn:
+        for view, (table, cols) in VIEWS.items():
+            rows = conn.execute(
+                f"SELECT user_id, (as_of::timestamp AT TIME ZONE 'UTC') AS as_of, {', '.join(cols)} FROM {table}"
+            ).fetchall()
+            df = pd.DataFrame(rows, columns=["user_id", "as_of", *cols])
+            con.register(f"{view}_df", df)
+            con.execute(f"CREATE TABLE {view} AS SELECT * FROM {view}_df")
+        users = conn.execute("SELECT user_id FROM users_snapshots WHERE as_of = %s", (as_of,)).fetchall()
+    ent = pd.DataFrame({"user_id": [u[0] for u in users], "event_timestamp": pd.Timestamp(as_of)})
+    con.register("ent_df", ent)
+    con.execute("CREATE TABLE ent AS SELECT * FROM ent_df")
+    select = ["e.user_id", "e.event_timestamp"]
+    joins = []
+    for i, (view, (_, cols)) in enumerate(VIEWS.items()):
+        a = f"v{i}"
+        select += [f"{a}.{c}" for c in cols]
+        joins.append(f"ASOF LEFT JOIN {view} {a} ON e.user_id = {a}.user_id AND e.event_timestamp >= {a}.as_of")
+    q = f"SELECT {', '.join(select)} FROM ent e " + " ".join(joins)
+    secs, n = timed(lambda: len(con.execute(q).fetch_df()), repeat)
+    return secs, n
+
+
+def pg_bulk_floor(settings, view_tables: list[str]) -> tuple[float, int]:
+    """COPY the rows now in the online tables into fresh tables of the same shape (PK included)."""
+    total, rows = 0.0, 0
+    with db.connection(settings) as conn:
+        for t in view_tables:
+            buf = io.BytesIO()
+            with conn.cursor().copy(
+                f'COPY (SELECT entity_key, feature_name, value, event_ts, created_ts FROM "{t}") TO STDOUT (FORMAT BINARY)'
+            ) as cp:
+                for chunk in cp:
+                    buf.write(chunk)
+            conn.execute('DROP TABLE IF EXISTS "floor_copy"')
+            conn.execute(
+                "CREATE TABLE floor_copy (entity_key BYTEA, feature_name TEXT, value BYTEA, event_ts TIMESTAMPTZ, "
+                "created_ts TIMESTAMPTZ, PRIMARY KEY (entity_key, feature_name))"
+            )
+            conn.commit()
+            t0 = time.perf_counter()
+            with conn.cursor().copy(
+                "COPY floor_copy (entity_key, feature_name, value, event_ts, created_ts) FROM STDIN (FORMAT BINARY)"
+            ) as cp:
+                cp.write(buf.getvalue())
+            conn.commit()
+            total += time.perf_counter() - t0
+            rows += conn.execute("SELECT count(*) FROM floor_copy").fetchone()[0]
+        conn.execute("DROP TABLE IF EXISTS floor_copy")
+    return total, rows
+
+
+def redis_floor(url: str, n_keys: int, fields: int) -> float:
+    import redis
+
+    r = redis.Redis.from_url(url)
+    r.flushdb()
+    payload = {f"f{i}".encode(): b"\x10\x01" * 4 for i in range(fields)}
+    t0 = time.perf_counter()
+    with r.pipeline(transaction=False) as p:
+        for k in range(n_keys):
+            p.hset(f"floor:{k}".encode(), mapping=payload)
+            if k % 10_000 == 9_999:
+                p.execute()
+        p.execute()
+    secs = time.perf_counter() - t0
+    r.flushdb()
+    return secs
+
+
+def lookups(store, refs, ids: list[str], batch: int, n: int) -> tuple[float, float]:
+    rows = [{"user_id": u} for u in ids[:batch]]
+    for _ in range(50):
+        store.get_online_features(features=refs, entity_rows=rows)
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        store.get_online_features(features=refs, entity_rows=rows).to_dict()
+        times.append(time.perf_counter() - t0)
+    return pct(times, 0.5) * 1000, pct(times, 0.99) * 1000
+
+
+def scenario(users: int, months: int, args) -> None:
+    print(f"\n=== {users:,} users x {months} months ===", flush=True)
+    with tempfile.TemporaryDirectory(prefix="sfs") as tmp:
+        home = Path(tmp) / "h"
+        home.mkdir()
+        (home / "feature_repo").symlink_to(REPO / "feature_repo")
+        settings = load_settings({"STREAMFLOW_HOME": str(home)})
+        t0 = time.perf_counter()
+        for folder, _ in generate_months(Path(tmp) / "seeds", users=users, months=months, seed=3):
+            ingest_month(folder, settings=settings)
+        print(f"setup: generated and ingested {months} month(s) in {time.perf_counter() - t0:.1f}s", flush=True)
+        store = get_store(settings)
+        apply(settings, store)
+        as_of = snapshot_dates(settings)[-1]
+
+        # ---- training frame
+        ours, tf = timed(lambda: build_training_frame(as_of, settings=settings, store=store), args.repeat)
+        refs = resolve_features(store, None) + ["churn_label_fv:churn_label"]
+        ent = pd.DataFrame({"user_id": tf.frame["user_id"], "event_timestamp": pd.Timestamp(as_of, tz="UTC")})
+        pandas_s, _ = timed(lambda: store.get_historical_features(entity_df=ent, features=refs).to_df(), 1)
+        floor, n = duckdb_floor(settings, as_of, args.repeat)
+        print(
+            f"training frame ({len(tf.frame):,} rows): Feast + SQL entity query {ours:.2f}s | "
+            f"Feast + pandas entity frame {pandas_s:.2f}s | DuckDB ASOF JOIN floor {floor:.2f}s ({n:,} rows) | "
+            f"ratio to floor {ours / floor:.1f}x (goal <= 3x at 100,000 x 6)",
+            flush=True,
+        )
+
+        # ---- materialize into PostgreSQL
+        t0 = time.perf_counter()
+        r = materialize(end=as_of, settings=settings, store=store)
+        mat = time.perf_counter() - t0
+        rows = sum(r.rows.values())
+        with db.connection(settings) as conn:
+            tables = [
+                t[0]
+                for t in conn.execute(
+                    "SELECT tablename FROM pg_tables WHERE tablename LIKE 'streamflow\\_%\\_fv'"
+                ).fetchall()
+            ]
+            values = sum(conn.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in tables)
+        floor_s, floor_rows = pg_bulk_floor(settings, tables)
+        print(
+            f"materialize -> PostgreSQL: {rows:,} entity rows ({values:,} feature values) in {mat:.1f}s "
+            f"= {rows / mat:,.0f} entity rows/s | bulk COPY floor of the same {floor_rows:,} values {floor_s:.1f}s "
+            f"= {floor_rows / floor_s:,.0f} values/s | ratio {mat / floor_s:.1f}x (goal < 8s)",
+            flush=True,
+        )
+        ids = list(tf.frame["user_id"])
+        online_refs = resolve_features(store, None)
+        p50_1, p99_1 = lookups(store, online_refs, ids, 1, args.lookups)
+        p50_100, p99_100 = lookups(store, online_refs, ids, 100, args.lookups)
+        print(
+            f"online lookup PostgreSQL ({args.lookups} requests): 1 user p50 {p50_1:.2f} ms / p99 {p99_1:.2f} ms; "
+            f"100 users p50 {p50_100:.1f} ms / p99 {p99_100:.1f} ms (goal p99 < 2 ms / < 10 ms)",
+            flush=True,
+        )
+
+        # ---- Redis
+        redis_url = os.environ.get("STREAMFLOW_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+        if not args.no_redis:
+            rsettings = load_settings(
+                {"STREAMFLOW_HOME": str(home), "STREAMFLOW_ONLINE_STORE": "redis", "REDIS_URL": redis_url}
+            )
+            try:
+                import redis
+
+                redis.Redis.from_url(redis_url).flushdb()
+            except Exception as exc:  # noqa: BLE001
+                print(f"redis: skipped ({exc})")
+                db.stop_embedded(settings)
+                return
+            rstore = get_store(rsettings)
+            apply(rsettings, rstore)
+            t0 = time.perf_counter()
+            r = materialize(end=as_of, settings=rsettings, store=rstore)
+            rmat = time.perf_counter() - t0
+            fields = sum(len(cols) + 1 for v, (_, cols) in VIEWS.items() if v != "churn_label_fv")
+            rfloor = redis_floor(redis_url, rows // len(r.rows), fields)
+            print(
+                f"materialize -> Redis: {sum(r.rows.values()):,} entity rows in {rmat:.1f}s | pipelined HSET floor "
+                f"(one hash per user, {fields} fields) {rfloor:.1f}s | ratio {rmat / rfloor:.1f}x (goal < 8s)",
+                flush=True,
+            )
+            p50_1, p99_1 = lookups(rstore, online_refs, ids, 1, args.lookups)
+            p50_100, p99_100 = lookups(rstore, online_refs, ids, 100, args.lookups)
+            print(
+                f"online lookup Redis ({args.lookups} requests): 1 user p50 {p50_1:.2f} ms / p99 {p99_1:.2f} ms; "
+                f"100 users p50 {p50_100:.1f} ms / p99 {p99_100:.1f} ms",
+                flush=True,
+            )
+            redis.Redis.from_url(redis_url).flushdb()
+        db.stop_embedded(settings)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--scenario", nargs="+", default=["7043x2", "100000x6"])
+    ap.add_argument("--lookups", type=int, default=1000)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--no-redis", action="store_true")
+    args = ap.parse_args()
+    for sc in args.scenario:
+        users, months = (int(x) for x in sc.lower().split("x"))
+        scenario(users, months, args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
