@@ -45,10 +45,15 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         return 2
     for folder in folders:
         try:
-            r = ingest_month(folder, args.as_of, progress=lambda m: print(f"  {m}", flush=True))
+            r = ingest_month(
+                folder, args.as_of, progress=lambda m: print(f"  {m}", flush=True), skip_unchanged=not args.force
+            )
         except IngestError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
+        if r.skipped:
+            print(f"{folder}: same files as run {r.run_id} (as_of {r.as_of}), skipped (--force to re-run)")
+            continue
         changed = sum(v["snapshot_upserted"] + v["snapshot_deleted"] for v in r.changed.values())
         print(
             f"ingested {folder} as_of {r.as_of}: {r.rows['users']} users, "
@@ -198,6 +203,13 @@ def cmd_skew(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bootstrap(args: argparse.Namespace) -> int:
+    from streamflow.bootstrap import bootstrap
+
+    bootstrap(say=lambda m: print(m, flush=True))
+    return 0
+
+
 def cmd_serve_api(args: argparse.Namespace) -> int:
     from streamflow.api import serve
 
@@ -220,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("ingest", help="validate and load month folders into PostgreSQL")
     s.add_argument("folders", nargs="+", help="month folder(s), or a folder of month folders")
     s.add_argument("--as-of", default=None, help="snapshot date (else the folder's _as_of.txt)")
+    s.add_argument("--force", action="store_true", help="re-run even if these exact files were ingested")
     s.set_defaults(func=cmd_ingest)
 
     s = sub.add_parser("status", help="backend, snapshots and last runs")
@@ -263,6 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sample", type=int, default=500)
     s.add_argument("--as-of", default=None, help="reference snapshot date (default: latest)")
     s.set_defaults(func=cmd_skew)
+
+    s = sub.add_parser("bootstrap", help="seed if empty, ingest new months, apply, first materialization")
+    s.set_defaults(func=cmd_bootstrap)
 
     s = sub.add_parser("serve-api", help="run the feature API (FastAPI)")
     s.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")

@@ -184,8 +184,10 @@ BOOKKEEPING_DDL = [
   duration_s DOUBLE PRECISION,
   rows JSONB,
   changed JSONB,
-  message TEXT
+  message TEXT,
+  digest TEXT
 )""",
+    "ALTER TABLE ingestion_runs ADD COLUMN IF NOT EXISTS digest TEXT",
     """CREATE TABLE IF NOT EXISTS validation_results (
   id BIGSERIAL PRIMARY KEY,
   run_id TEXT NOT NULL,

@@ -31,7 +31,7 @@ import pyarrow.csv as pacsv
 
 from streamflow import db
 from streamflow.config import Settings, load_settings
-from streamflow.quality import REFERENTIAL, TableValidation, describe_failure, validate_month
+from streamflow.quality import REFERENTIAL, TableValidation, describe_failure, store_validations, validate_month
 from streamflow.schema import TABLES, Column, Table
 from streamflow.seeds import month_end
 
@@ -62,6 +62,37 @@ class IngestResult:
     validations: list[TableValidation] = field(repr=False)
     duration_s: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
+    skipped: bool = False  # the same files were already ingested for this as_of
+
+
+def files_digest(folder: Path) -> str:
+    """sha256 over the six files' bytes (a missing file hashes as absent)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for t in TABLES:
+        p = folder / t.csv
+        h.update(t.csv.encode())
+        if p.is_file():
+            with open(p, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+        else:
+            h.update(b"<missing>")
+    return h.hexdigest()
+
+
+def _already_ingested(settings: Settings, as_of: date, digest: str) -> str | None:
+    """run_id of a succeeded run of these exact files whose snapshot is still stored."""
+    with db.connection(settings) as conn:
+        row = conn.execute(
+            """SELECT r.run_id FROM ingestion_runs r
+               WHERE r.status = 'succeeded' AND r.as_of = %s AND r.digest = %s
+                 AND EXISTS (SELECT 1 FROM users_snapshots s WHERE s.as_of = r.as_of)
+               ORDER BY r.finished_at DESC LIMIT 1""",
+            (as_of, digest),
+        ).fetchone()
+    return row[0] if row else None
 
 
 def parse_as_of(text: str) -> date:
@@ -209,11 +240,12 @@ def _record_run_end(
     message: str,
     rows: dict | None = None,
     changed: dict | None = None,
+    digest: str | None = None,
 ) -> None:
     with db.connection(settings, autocommit=True) as conn:
         conn.execute(
             """UPDATE ingestion_runs SET as_of = %s, status = %s, finished_at = now(), duration_s = %s,
-                   rows = %s, changed = %s, message = %s WHERE run_id = %s""",
+                   rows = %s, changed = %s, message = %s, digest = %s WHERE run_id = %s""",
             (
                 as_of,
                 status,
@@ -221,32 +253,9 @@ def _record_run_end(
                 json.dumps(rows) if rows is not None else None,
                 json.dumps(changed) if changed is not None else None,
                 message[:20_000],
+                digest,
                 run_id,
             ),
-        )
-
-
-def record_validations(settings: Settings, run_id: str, as_of: date | None, vals: list[TableValidation]) -> None:
-    with db.connection(settings) as conn, conn.cursor() as cur:
-        cur.executemany(
-            """INSERT INTO validation_results
-               (run_id, table_name, as_of, success, evaluated, successful, failed, row_count, details, ge_result)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
-            [
-                (
-                    run_id,
-                    v.table,
-                    as_of,
-                    v.success,
-                    v.evaluated,
-                    v.successful,
-                    v.failed,
-                    v.row_count,
-                    json.dumps(v.details, default=str),
-                    json.dumps(v.ge_result, default=str) if v.ge_result is not None else None,
-                )
-                for v in vals
-            ],
         )
 
 
@@ -340,11 +349,26 @@ def ingest_month(
     as_of: str | date | None = None,
     settings: Settings | None = None,
     progress: Callable[[str], None] | None = None,
+    skip_unchanged: bool = False,
 ) -> IngestResult:
-    """Ingest one month folder. Raises IngestError (nothing written) if the batch is refused."""
+    """Ingest one month folder. Raises IngestError (nothing written) if the batch is refused.
+
+    With `skip_unchanged`, files identical to an already ingested run of the same as_of are
+    not read again (the result has `skipped=True`); re-ingesting them would be a no-op anyway.
+    """
     settings = settings or load_settings()
     folder = Path(folder)
     say = progress or (lambda _msg: None)
+    if skip_unchanged and folder.is_dir():
+        try:
+            day = resolve_as_of(folder, as_of)
+        except IngestError:
+            day = None
+        if day is not None:
+            digest = files_digest(folder)
+            previous = _already_ingested(settings, day, digest)
+            if previous:
+                return IngestResult(previous, str(folder), day, {}, {}, [], skipped=True)
     run_id = uuid.uuid4().hex
     started = time.perf_counter()
     timings: dict[str, float] = {}
@@ -354,6 +378,7 @@ def ingest_month(
         if not folder.is_dir():
             raise IngestError(f"{folder} is not a folder")
         resolved = resolve_as_of(folder, as_of)
+        digest = files_digest(folder)
         say(f"reading {folder} (as_of {resolved})")
         t0 = time.perf_counter()
         raws, frames, errors = load_month(folder)
@@ -375,7 +400,7 @@ def ingest_month(
                 v.failed += len(extra)
                 v.evaluated += len(extra)
         timings["validate_s"] = time.perf_counter() - t0
-        record_validations(settings, run_id, resolved, validations)
+        store_validations(settings, run_id, resolved, validations)
 
         failed = [v for v in validations if not v.success]
         if failed:
@@ -392,7 +417,7 @@ def ingest_month(
         changed = _write_month(settings, frames, resolved)
         timings["write_s"] = time.perf_counter() - t0
         rows = {t.name: len(frames[t.name]) for t in TABLES}
-        _record_run_end(settings, run_id, resolved, "succeeded", started, "ok", rows, changed)
+        _record_run_end(settings, run_id, resolved, "succeeded", started, "ok", rows, changed, digest)
         return IngestResult(
             run_id=run_id,
             folder=str(folder),

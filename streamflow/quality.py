@@ -244,3 +244,130 @@ def describe_failure(v: TableValidation, csv_name: str) -> str:
             extra += f"; examples {d['examples'][:5]}"
         lines.append(f"{csv_name}{col}: failed {what}{extra}")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- stored results
+
+
+def validation_runs(
+    settings=None,
+    table: str | None = None,
+    as_of: date | None = None,
+    success: bool | None = None,
+    limit: int = 500,
+) -> pd.DataFrame:
+    """Stored validation results, newest first, optionally filtered."""
+    from streamflow import db
+
+    where, params = [], []
+    if table:
+        where.append("table_name = %s")
+        params.append(table)
+    if as_of:
+        where.append("as_of = %s")
+        params.append(as_of)
+    if success is not None:
+        where.append("success = %s")
+        params.append(success)
+    clause = ("WHERE " + " AND ".join(where)) if where else ""
+    with db.connection(settings) as conn:
+        rows = conn.execute(
+            f"""SELECT id, run_id, table_name, as_of, success, evaluated, successful, failed, row_count,
+                       validated_at, details
+                FROM validation_results {clause} ORDER BY validated_at DESC, id DESC LIMIT %s""",
+            (*params, limit),
+        ).fetchall()
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "id",
+            "run_id",
+            "table",
+            "as_of",
+            "success",
+            "evaluated",
+            "successful",
+            "failed",
+            "rows",
+            "validated_at",
+            "details",
+        ],
+    )
+
+
+def details_frame(details: list[dict]) -> pd.DataFrame:
+    """Per-expectation rows of one stored result, for display."""
+    out = []
+    for d in details:
+        out.append(
+            {
+                "success": d.get("success"),
+                "expectation": d.get("expectation"),
+                "column": d.get("column"),
+                "observed": json.dumps(d.get("observed_value"), default=str)[:120]
+                if d.get("observed_value") is not None
+                else None,
+                "unexpected_count": d.get("unexpected_count"),
+                "unexpected_percent": d.get("unexpected_percent"),
+                "examples": json.dumps(d.get("examples"), default=str)[:300] if d.get("examples") else None,
+                "error": d.get("error"),
+            }
+        )
+    return pd.DataFrame(out)
+
+
+def revalidate_snapshot(table_name: str, as_of: date, settings=None) -> TableValidation:
+    """Re-run a table's suite on its stored snapshot at as_of; the result is stored too."""
+    import uuid
+
+    from streamflow import db
+    from streamflow.schema import TABLES_BY_NAME
+
+    table = TABLES_BY_NAME.get(table_name)
+    if table is None:
+        raise ValueError(f"unknown table {table_name!r}; tables: {', '.join(TABLES_BY_NAME)}")
+    cols = table.column_names
+    with db.connection(settings) as conn:
+        rows = conn.execute(
+            f"SELECT {', '.join(cols)} FROM {table.snapshot} WHERE as_of = %s ORDER BY user_id", (as_of,)
+        ).fetchall()
+    if not rows:
+        raise ValueError(f"no {table.snapshot} rows at as_of={as_of}")
+    frame = pd.DataFrame(rows, columns=cols)
+    for c in table.columns:  # database types back to the frame types ingestion validates
+        if c.kind == "bool":
+            frame[c.name] = frame[c.name].astype("boolean")
+        elif c.kind == "int":
+            frame[c.name] = frame[c.name].astype("Int64")
+        elif c.kind == "float":
+            frame[c.name] = frame[c.name].astype("float64")
+    result = validate_table(table, frame, as_of)
+    store_validations(settings, "revalidate-" + uuid.uuid4().hex[:12], as_of, [result])
+    return result
+
+
+def store_validations(settings, run_id: str, as_of: date | None, vals: list[TableValidation]) -> None:
+    """Persist validation results (also for failed runs) in validation_results."""
+    from streamflow import db
+
+    with db.connection(settings) as conn, conn.cursor() as cur:
+        cur.executemany(
+            """INSERT INTO validation_results
+               (run_id, table_name, as_of, success, evaluated, successful, failed, row_count, details, ge_result)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+            [
+                (
+                    run_id,
+                    v.table,
+                    as_of,
+                    v.success,
+                    v.evaluated,
+                    v.successful,
+                    v.failed,
+                    v.row_count,
+                    json.dumps(v.details, default=str),
+                    json.dumps(v.ge_result, default=str) if v.ge_result is not None else None,
+                )
+                for v in vals
+            ],
+        )

@@ -175,3 +175,59 @@ def write_frame(tf: TrainingFrame, out: Path | str) -> Path:
     else:
         raise TrainingFrameError(f"--out must end in .csv or .parquet, got {out.name}")
     return out
+
+
+META_COLUMNS = ("user_id", "event_timestamp")
+
+
+def feature_columns(frame: pd.DataFrame) -> list[str]:
+    return [c for c in frame.columns if c not in META_COLUMNS]
+
+
+def feature_summary(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per feature: kind, null rate, mean/std/min/max (numbers and booleans), distinct values and top value."""
+    rows = []
+    for c in feature_columns(frame):
+        s = frame[c]
+        numeric = pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s)
+        num = (
+            pd.to_numeric(s.astype("float64") if pd.api.types.is_bool_dtype(s) else s, errors="coerce")
+            if numeric
+            else None
+        )
+        top = s.mode(dropna=True)
+        rows.append(
+            {
+                "feature": c,
+                "kind": "boolean" if pd.api.types.is_bool_dtype(s) else ("numeric" if numeric else "category"),
+                "null_rate": float(s.isna().mean()) if len(s) else 0.0,
+                "mean": float(num.mean()) if numeric and num.notna().any() else None,
+                "std": float(num.std()) if numeric and num.notna().sum() > 1 else None,
+                "min": float(num.min()) if numeric and num.notna().any() else None,
+                "max": float(num.max()) if numeric and num.notna().any() else None,
+                "distinct": int(s.nunique(dropna=True)),
+                "top": str(top.iloc[0]) if len(top) else None,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def compare_frames(a: TrainingFrame, b: TrainingFrame) -> pd.DataFrame:
+    """Mean and null-rate shift per feature between two frames (b minus a)."""
+    sa = feature_summary(a.frame).set_index("feature")
+    sb = feature_summary(b.frame).set_index("feature")
+    common = [f for f in sa.index if f in sb.index]
+    out = pd.DataFrame(
+        {
+            "kind": sa.loc[common, "kind"],
+            f"mean_{a.as_of}": sa.loc[common, "mean"],
+            f"mean_{b.as_of}": sb.loc[common, "mean"],
+            f"null_rate_{a.as_of}": sa.loc[common, "null_rate"],
+            f"null_rate_{b.as_of}": sb.loc[common, "null_rate"],
+        }
+    )
+    out["mean_shift"] = out[f"mean_{b.as_of}"] - out[f"mean_{a.as_of}"]
+    base = out[f"mean_{a.as_of}"].abs().replace(0, float("nan"))
+    out["mean_shift_pct"] = 100 * out["mean_shift"] / base
+    out["null_rate_shift"] = out[f"null_rate_{b.as_of}"] - out[f"null_rate_{a.as_of}"]
+    return out.reset_index(names="feature")

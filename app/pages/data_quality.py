@@ -1,0 +1,85 @@
+"""Data quality: every Great Expectations run, filterable, with per-expectation details."""
+
+import plotly.express as px
+import streamlit as st
+from common import badge, clear_caches, friendly_errors, key, require_snapshots, settings
+
+from streamflow.quality import REFERENTIAL, details_frame, revalidate_snapshot, validation_runs
+from streamflow.schema import TABLES
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def runs(k: str):
+    return validation_runs(settings(), limit=2000)
+
+
+st.title("Data quality")
+st.caption("Great Expectations suites (one per table, plus a cross-file check) run on every ingestion.")
+
+with friendly_errors():
+    all_runs = runs(key())
+    if all_runs.empty:
+        st.info("No validation yet: ingest a month (`streamflow ingest data/seeds`).")
+        st.stop()
+
+    f1, f2, f3 = st.columns(3)
+    tables = sorted(all_runs["table"].unique())
+    pick_tables = f1.multiselect("Tables", tables, default=tables, key="dq_tables")
+    as_ofs = sorted({d for d in all_runs["as_of"].dropna()})
+    pick_as_of = f2.selectbox("as_of", ["all"] + as_ofs, format_func=str, key="dq_as_of")
+    outcome = f3.selectbox("Outcome", ["all", "pass", "fail"], key="dq_outcome")
+
+    view = all_runs[all_runs["table"].isin(pick_tables)]
+    if pick_as_of != "all":
+        view = view[view["as_of"] == pick_as_of]
+    if outcome != "all":
+        view = view[view["success"] == (outcome == "pass")]
+
+    m1, m2, m3 = st.columns(3)
+    m1.metric("Validations", len(view))
+    m2.metric("Passed", int(view["success"].sum()))
+    m3.metric("Failed", int((~view["success"]).sum()))
+
+    table_view = view.assign(outcome=view["success"].map(badge))[
+        ["validated_at", "run_id", "table", "as_of", "outcome", "evaluated", "failed", "rows"]
+    ]
+    st.dataframe(table_view, hide_index=True)
+
+    st.subheader("Success rate over months")
+    dated = all_runs.dropna(subset=["as_of"])
+    if not dated.empty:
+        rate = dated.groupby(["as_of", "table"])["success"].mean().reset_index()
+        rate["as_of"] = rate["as_of"].astype(str)
+        fig = px.line(
+            rate,
+            x="as_of",
+            y="success",
+            color="table",
+            markers=True,
+            range_y=[-0.05, 1.05],
+            labels={"success": "share of runs passing"},
+        )
+        st.plotly_chart(fig)
+
+    st.subheader("Details")
+    if view.empty:
+        st.info("No validation matches these filters.")
+    for _, r in view.head(30).iterrows():
+        title = f"{badge(r['success'])} · {r['table']} · as_of {r['as_of']} · run {str(r['run_id'])[:12]}"
+        with st.expander(title, expanded=not r["success"]):
+            st.dataframe(details_frame(r["details"]), hide_index=True)
+
+    st.subheader("Re-validate a stored snapshot")
+    dates = require_snapshots()
+    c1, c2, c3 = st.columns([2, 2, 1])
+    t = c1.selectbox("Table", [t.name for t in TABLES if t.name != REFERENTIAL], key="rv_table")
+    d = c2.selectbox("Snapshot", dates, index=len(dates) - 1, format_func=str, key="rv_as_of")
+    if c3.button("Re-validate", type="primary"):
+        with st.spinner("Running the suite on the stored snapshot..."):
+            res = revalidate_snapshot(t, d, settings())
+        clear_caches()
+        (st.success if res.success else st.error)(
+            f"{t} at {d}: {badge(res.success)} · {res.evaluated} expectations, {res.failed} failed, "
+            f"{res.row_count:,} rows"
+        )
+        st.dataframe(details_frame(res.details), hide_index=True)

@@ -1,0 +1,88 @@
+"""Materialize: load features into the online store, with progress and history."""
+
+import streamlit as st
+from common import (
+    clear_caches,
+    friendly_errors,
+    key,
+    materialization_runs,
+    require_applied,
+    require_snapshots,
+    settings,
+)
+
+from streamflow.materialize import MaterializationBusy, materialize, online_views, running
+
+st.title("Materialize")
+st.caption("Load feature values from the offline store (PostgreSQL snapshots) into the online store.")
+
+with friendly_errors():
+    dates = require_snapshots()
+    fs = require_applied()
+    views = online_views(fs)
+
+    mode = st.radio("Window", ["up to an as_of", "start / end", "incremental"], horizontal=True, key="mat_mode")
+    start = end = None
+    if mode == "up to an as_of":
+        end = st.selectbox("Up to snapshot", dates, index=len(dates) - 1, format_func=str, key="mat_end")
+    elif mode == "start / end":
+        c1, c2 = st.columns(2)
+        start = c1.date_input("Start", value=dates[0], key="mat_start")
+        end = c2.date_input("End", value=dates[-1], key="mat_end_any")
+    else:
+        st.caption("Each view continues from where its last successful run ended, up to the latest snapshot.")
+    chosen = st.multiselect("Feature views", views, default=views, key="mat_views")
+
+    busy = running(settings())
+    if busy:
+        started = busy.get("started_at")
+        st.warning(
+            "Another materialization is running"
+            + (f" (run {busy['run_id'][:8]}, started {started:%H:%M:%S} UTC)" if busy.get("run_id") else "")
+            + ". The button is enabled again when it ends."
+        )
+    go = st.button("Materialize", type="primary", disabled=bool(busy) or not chosen, key="mat_go")
+
+    if go:
+        bar = st.progress(0.0, text="starting")
+        with st.status("Materializing...", expanded=True) as box:
+
+            def progress(p):
+                if p.status == "waiting":
+                    box.write(p.message)
+                elif p.status == "started":
+                    bar.progress((p.index - 1) / p.total, text=f"{p.view} ({p.index}/{p.total})")
+                elif p.status == "done":
+                    box.write(f"✅ {p.view}: {p.rows:,} rows in {p.seconds:.1f}s")
+                    bar.progress(p.index / p.total, text=f"{p.view} done")
+
+            try:
+                r = materialize(
+                    end=end,
+                    start=start,
+                    views=chosen,
+                    incremental=mode == "incremental",
+                    wait=False,
+                    progress=progress,
+                    settings=settings(),
+                    store=fs,
+                )
+            except MaterializationBusy as exc:
+                box.update(label="Another materialization is running", state="error")
+                st.error(str(exc))
+            else:
+                box.update(label=f"Materialized {sum(r.rows.values()):,} rows in {r.seconds:.1f}s", state="complete")
+                clear_caches()
+
+    st.subheader("History")
+    hist = materialization_runs(key())
+    if hist.empty:
+        st.info("No materialization yet.")
+    else:
+        h = hist.copy()
+        h["rows"] = h["rows"].map(lambda d: sum(d.values()) if isinstance(d, dict) else None)
+        h["views"] = h["views"].map(lambda v: ", ".join(v))
+        st.dataframe(
+            h[["started_at", "status", "mode", "window_start", "window_end", "views", "rows", "duration_s", "message"]],
+            hide_index=True,
+        )

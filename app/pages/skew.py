@@ -1,0 +1,122 @@
+"""Skew: online values against offline point-in-time values, per user and for a population."""
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+from common import MATERIALIZE_PAGE, friendly_errors, key, require_applied, require_snapshots, settings, store
+
+from streamflow.online import validate_user_id
+from streamflow.skew import skew_report
+
+COLORS = {
+    "equal": "#E6F4EA",
+    "stale": "#FFF4CE",
+    "value_mismatch": "#FDE2E1",
+    "missing_online": "#E8E8F0",
+    "missing_offline": "#E8E8F0",
+}
+
+
+@st.cache_data(ttl=60, show_spinner="Comparing offline and online values...")
+def report(k: str, users: tuple[str, ...] | None, sample: int, as_of):
+    return skew_report(
+        users=list(users) if users else None, sample=sample, as_of=as_of, settings=settings(), store=store()
+    )
+
+
+def highlight(row):
+    return [f"background-color: {COLORS.get(row['status'], '')}"] * len(row)
+
+
+st.title("Training-serving skew")
+st.caption(
+    "Each online value is compared with the offline value at the online row's own timestamp (same snapshot: "
+    "any difference is a serving bug) and at the reference snapshot (a difference there means the online store "
+    "is behind)."
+)
+
+with friendly_errors():
+    dates = require_snapshots()
+    require_applied()
+
+    st.subheader("One user")
+    c1, c2 = st.columns(2)
+    uid = c1.text_input("user_id", value="7590-VHVEG", key="skew_user", max_chars=200)
+    ref = c2.selectbox("Reference snapshot (offline)", dates, index=len(dates) - 1, format_func=str, key="skew_ref")
+    uid = validate_user_id(uid.strip())
+    one = report(key(), (uid,), 1, ref)
+    pairs = one.pairs[
+        ["view", "feature", "online_value", "online_ts", "offline_at_online_ts", "offline_latest", "status"]
+    ].rename(columns={"offline_latest": f"offline_at_{ref}"})
+    for col in ("online_value", "offline_at_online_ts", f"offline_at_{ref}"):
+        pairs[col] = pairs[col].astype(str)
+    counts = one.pairs["status"].value_counts()
+    if counts.get("missing_online", 0) == len(one.pairs):
+        st.warning(f"`{uid}` is not in the online store.")
+    st.dataframe(pairs.style.apply(highlight, axis=1), hide_index=True)
+    causes = ", ".join(f"{k}: {v}" for k, v in counts.items())
+    st.caption(f"Status per feature · {causes}")
+
+    st.subheader("Population")
+    c1, c2 = st.columns(2)
+    n = c1.slider("Sample size", min_value=50, max_value=2000, value=300, step=50, key="skew_n")
+    ref_pop = c2.selectbox("Reference snapshot", dates, index=len(dates) - 1, format_func=str, key="skew_ref_pop")
+    rep = report(key(), None, n, ref_pop)
+    m1, m2, m3 = st.columns(3)
+    m1.metric("Users", rep.pairs["user_id"].nunique())
+    m2.metric(
+        "Pairs not equal",
+        f"{rep.mismatches:,}",
+        f"{rep.mismatches / max(len(rep.pairs), 1):.1%}",
+        delta_color="inverse",
+    )
+    stale_views = rep.per_view[rep.per_view["stale_users"] > 0]
+    m3.metric("Views with stale users", len(stale_views))
+    if len(stale_views):
+        st.warning(
+            f"The online store is behind the {rep.latest_snapshot} snapshot for "
+            f"{', '.join(stale_views['view'])}: materialize to catch up."
+        )
+        st.page_link(MATERIALIZE_PAGE, label="Go to Materialize", icon="⚙️")
+    elif rep.mismatches == 0:
+        st.success("Online equals offline for every sampled pair.")
+
+    per_feature = rep.per_feature.copy()
+    causes = ["value_mismatch", "stale", "missing_online", "missing_offline"]
+    long = per_feature.melt(
+        id_vars=["view", "feature", "pairs"], value_vars=causes, var_name="cause", value_name="count"
+    )
+    long["rate"] = long["count"] / long["pairs"].clip(lower=1)
+    fig = px.bar(
+        long,
+        x="feature",
+        y="rate",
+        color="cause",
+        labels={"rate": "share of sampled users"},
+        title="Mismatch rate per feature, by cause",
+    )
+    st.plotly_chart(fig)
+
+    st.markdown("**Staleness per view**")
+    st.dataframe(rep.per_view, hide_index=True)
+
+    num = rep.numeric
+    if not num.empty:
+        feat = st.selectbox("Numeric feature", sorted(num["feature"].unique()), key="skew_num")
+        sub = num[num["feature"] == feat]
+        fig = px.scatter(
+            sub,
+            x="offline_latest",
+            y="online_value",
+            color=sub["online_ts"].astype(str),
+            labels={
+                "offline_latest": f"offline at {rep.latest_snapshot}",
+                "online_value": "online",
+                "color": "online snapshot",
+            },
+            title=f"{feat}: offline vs online",
+        )
+        lo = pd.concat([sub["offline_latest"], sub["online_value"]]).min()
+        hi = pd.concat([sub["offline_latest"], sub["online_value"]]).max()
+        fig.add_shape(type="line", x0=lo, y0=lo, x1=hi, y1=hi, line={"dash": "dot", "color": "grey"})
+        st.plotly_chart(fig)

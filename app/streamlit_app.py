@@ -1,0 +1,27 @@
+"""StreamFlow Feature Studio: `streamlit run app/streamlit_app.py`."""
+
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+for p in (HERE, HERE.parent):  # app/ for `common`, the repo for `streamflow` without an install
+    if str(p) not in sys.path:
+        sys.path.insert(0, str(p))
+
+import streamlit as st  # noqa: E402
+from common import sidebar  # noqa: E402
+
+st.set_page_config(page_title="StreamFlow Feature Studio", page_icon="📺", layout="wide")
+
+PAGES = [
+    st.Page("pages/overview.py", title="Overview", icon="🏠", default=True),
+    st.Page("pages/training_frame.py", title="Training frame", icon="🧮"),
+    st.Page("pages/data_quality.py", title="Data quality", icon="✅"),
+    st.Page("pages/online_lookup.py", title="Online lookup", icon="🔎"),
+    st.Page("pages/skew.py", title="Skew", icon="⚖️"),
+    st.Page("pages/materialize.py", title="Materialize", icon="⚙️"),
+]
+
+nav = st.navigation(PAGES)
+sidebar()
+nav.run()

@@ -1,0 +1,59 @@
+"""First-run setup shared by `make run` and `streamflow bootstrap`: whatever already exists is reused.
+
+1. no month folder in data/seeds -> generate two demo months (7,043 users);
+2. ingest every month folder (files already ingested unchanged are skipped);
+3. register the Feast definitions (`apply`);
+4. if nothing was ever materialized, materialize up to the latest snapshot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date
+
+from streamflow.config import Settings, load_settings
+from streamflow.ingest import ingest_month, month_folders
+
+
+def bootstrap(
+    settings: Settings | None = None,
+    say: Callable[[str], None] = print,
+    users: int = 7043,
+    months: int = 2,
+    start: date = date(2024, 1, 31),
+) -> None:
+    settings = settings or load_settings()
+    say(f"backend: {settings.backend_label}; online store: {settings.online_store}")
+    seeds = settings.seeds_dir
+    if not month_folders(seeds):
+        from streamflow.seeds import generate_months
+
+        say(f"no month folder in {seeds}: generating {months} demo months of {users:,} users")
+        for folder, as_of in generate_months(seeds, users=users, months=months, start=start, seed=42):
+            say(f"  wrote {folder.name} (as_of {as_of})")
+    for folder in month_folders(seeds):
+        r = ingest_month(folder, settings=settings, skip_unchanged=True)
+        if r.skipped:
+            say(f"  {folder.name}: unchanged since run {r.run_id[:8]}, skipped")
+        else:
+            say(f"  {folder.name}: ingested as_of {r.as_of}, {r.rows['users']:,} users in {r.duration_s:.1f}s")
+
+    from streamflow.materialize import materialize, runs
+    from streamflow.store import apply, get_store
+
+    say("registering the Feast definitions")
+    store = get_store(settings)
+    apply(settings, store)
+    history = runs(settings, limit=50)
+    if history.empty or not (history["status"] == "succeeded").any():
+        say("materializing the latest month into the online store")
+
+        def progress(p):
+            if p.status == "done":
+                say(f"  [{p.index}/{p.total}] {p.view}: {p.rows:,} rows in {p.seconds:.1f}s")
+
+        materialize(settings=settings, store=store, progress=progress)
+    else:
+        last = history[history["status"] == "succeeded"].iloc[0]
+        say(f"online store already materialized (up to {last['window_end']:%Y-%m-%d}); skipping")
+    say("ready")
