@@ -1,13 +1,14 @@
 # StreamFlow Feature Studio
-#   make run    venv + install, seed two demo months if data/seeds is empty, ingest, status
-#   make test   the test suite (embedded PostgreSQL; server/Redis tests when configured)
+#   make run    venv + install; seed two demo months if data/seeds is empty; ingest new months;
+#               register the Feast repo; first materialization; open the app on 127.0.0.1:8501
+#   make test   the test suite (embedded PostgreSQL; server/Redis/browser tests when configured)
 SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run install test lint bench bootstrap status clean-state
+.PHONY: run install test lint bench bootstrap status api clean-state
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or make PYTHON=python3)"; exit 1; }
@@ -19,13 +20,19 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 
 install: $(STAMP)
 
+PORT ?= 8501
+ADDRESS ?= 127.0.0.1
+
 bootstrap: $(STAMP)
-	@if [ -z "$$(ls -A data/seeds 2>/dev/null)" ]; then \
-	  $(BIN)/streamflow seed --users 7043 --months 2 --start 2024-01-31 --out data/seeds --seed 42; fi
-	$(BIN)/streamflow ingest data/seeds
+	$(BIN)/streamflow bootstrap
+	$(BIN)/streamflow status
 
 run: bootstrap
-	$(BIN)/streamflow status
+	@echo "StreamFlow Feature Studio on http://$(ADDRESS):$(PORT)  (Ctrl+C to stop)"
+	$(BIN)/streamlit run app/streamlit_app.py --server.port $(PORT) --server.address $(ADDRESS)
+
+api: $(STAMP)
+	$(BIN)/streamflow serve-api --host $(ADDRESS) --port 8000
 
 status: $(STAMP)
 	$(BIN)/streamflow status
@@ -39,6 +46,8 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_ingest.py
+	$(BIN)/python benchmarks/bench_store.py
+	$(BIN)/python benchmarks/bench_app.py
 
 clean-state:
 	rm -rf .streamflow

@@ -96,6 +96,7 @@ def require_snapshots() -> list:
 def require_applied():
     from streamflow.store import apply, is_applied
 
+    db.ping(settings())  # a database that is down is reported as such, not as "not registered"
     s = store()
     if not is_applied(s):
         st.warning("The Feast definitions are not registered yet.")

@@ -11,15 +11,15 @@ for p in (HERE, HERE.parent):  # app/ for `common`, the repo for `streamflow` wi
 import streamlit as st  # noqa: E402
 from common import sidebar  # noqa: E402
 
-st.set_page_config(page_title="StreamFlow Feature Studio", page_icon="📺", layout="wide")
+st.set_page_config(page_title="StreamFlow Feature Studio", page_icon=":material/live_tv:", layout="wide")
 
 PAGES = [
-    st.Page("pages/overview.py", title="Overview", icon="🏠", default=True),
-    st.Page("pages/training_frame.py", title="Training frame", icon="🧮"),
-    st.Page("pages/data_quality.py", title="Data quality", icon="✅"),
-    st.Page("pages/online_lookup.py", title="Online lookup", icon="🔎"),
-    st.Page("pages/skew.py", title="Skew", icon="⚖️"),
-    st.Page("pages/materialize.py", title="Materialize", icon="⚙️"),
+    st.Page("pages/overview.py", title="Overview", icon=":material/home:", default=True),
+    st.Page("pages/training_frame.py", title="Training frame", icon=":material/table_chart:"),
+    st.Page("pages/data_quality.py", title="Data quality", icon=":material/fact_check:"),
+    st.Page("pages/online_lookup.py", title="Online lookup", icon=":material/search:"),
+    st.Page("pages/skew.py", title="Skew", icon=":material/balance:"),
+    st.Page("pages/materialize.py", title="Materialize", icon=":material/sync:"),
 ]
 
 nav = st.navigation(PAGES)

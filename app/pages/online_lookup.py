@@ -14,11 +14,11 @@ with friendly_errors():
     last = last_materialization()
     if last is None:
         st.warning("The online store is empty: nothing has been materialized yet.")
-        st.page_link(MATERIALIZE_PAGE, label="Materialize now", icon="⚙️")
+        st.page_link(MATERIALIZE_PAGE, label="Materialize now", icon=":material/sync:")
 
     with st.form("lookup"):
-        one = st.text_input("user_id", value="7590-VHVEG", max_chars=200)
-        many = st.text_area("or several user_ids (one per line or comma-separated)", height=80)
+        one = st.text_input("user_id", value="7590-VHVEG", max_chars=200, key="lookup_id")
+        many = st.text_area("or several user_ids (one per line or comma-separated)", height=80, key="lookup_many")
         submitted = st.form_submit_button("Look up", type="primary")
 
     if submitted:

@@ -77,7 +77,7 @@ with friendly_errors():
             f"The online store is behind the {rep.latest_snapshot} snapshot for "
             f"{', '.join(stale_views['view'])}: materialize to catch up."
         )
-        st.page_link(MATERIALIZE_PAGE, label="Go to Materialize", icon="⚙️")
+        st.page_link(MATERIALIZE_PAGE, label="Go to Materialize", icon=":material/sync:")
     elif rep.mismatches == 0:
         st.success("Online equals offline for every sampled pair.")
 

@@ -66,6 +66,9 @@ with friendly_errors():
     fig = px.scatter(lin_plot, x="latest", y="view", labels={"latest": "latest snapshot used"}, height=260)
     fig.add_vline(x=pd.Timestamp(tf.as_of), line_dash="dash", line_color="#E5484D", annotation_text="as_of")
     fig.update_traces(marker_size=14)
+    fig.update_xaxes(
+        range=[pd.Timestamp(tf.as_of) - pd.Timedelta(days=45), pd.Timestamp(tf.as_of) + pd.Timedelta(days=10)]
+    )
     st.plotly_chart(fig)
     st.dataframe(lin, hide_index=True)
 

@@ -1,0 +1,156 @@
+"""Every page through Streamlit's AppTest, on the real embedded PostgreSQL and Feast store."""
+
+from __future__ import annotations
+
+import time
+from datetime import date
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from streamflow.ingest import ingest_month
+from streamflow.materialize import materialize
+from streamflow.online import online_features
+from tests.conftest import TEST_USERS
+
+APP = str(Path(__file__).resolve().parent.parent / "app" / "streamlit_app.py")
+PAGES = [
+    "pages/overview.py",
+    "pages/training_frame.py",
+    "pages/data_quality.py",
+    "pages/online_lookup.py",
+    "pages/skew.py",
+    "pages/materialize.py",
+]
+
+
+@pytest.fixture
+def app_env(fs_embedded, monkeypatch):
+    settings, store = fs_embedded
+    monkeypatch.setenv("STREAMFLOW_HOME", str(settings.home))
+    for k in ("STREAMFLOW_DATABASE_URL", "STREAMFLOW_PG_HOST", "STREAMFLOW_ONLINE_STORE"):
+        monkeypatch.delenv(k, raising=False)
+    import streamlit as st
+
+    st.cache_data.clear()
+    return settings, store
+
+
+def _app() -> AppTest:
+    return AppTest.from_file(APP, default_timeout=180)
+
+
+def _open(at: AppTest, page: str) -> AppTest:
+    if page == PAGES[0]:
+        return at.run()
+    return at.switch_page(page).run()
+
+
+def _texts(at: AppTest, kind: str) -> list[str]:
+    return [str(e.value) for e in getattr(at, kind)]
+
+
+def test_every_page_renders(app_env, months):
+    settings, store = app_env
+    for folder, _ in months[:2]:
+        ingest_month(folder, settings=settings)
+    materialize(settings=settings, store=store)
+    at = _app()
+    timings = {}
+    for page in PAGES:
+        t0 = time.perf_counter()
+        _open(at, page)
+        timings[page] = time.perf_counter() - t0
+        assert not at.exception, (page, [e.value for e in at.exception])
+        assert not at.error, (page, _texts(at, "error"))
+    print("page render seconds:", {k.split("/")[-1]: round(v, 2) for k, v in timings.items()})
+
+
+def test_empty_store_says_what_to_do(app_env):
+    at = _app()
+    _open(at, PAGES[0])
+    assert not at.exception
+    assert any("No snapshot yet" in w for w in _texts(at, "warning"))
+    _open(at, "pages/training_frame.py")
+    assert not at.exception
+    assert any("streamflow ingest data/seeds" in w for w in _texts(at, "warning"))
+
+
+def test_training_frame_row_count_follows_as_of(app_env, months):
+    settings, _ = app_env
+    for folder, _ in months[:2]:
+        ingest_month(folder, settings=settings)
+    at = _open(_app(), "pages/training_frame.py")
+    rows = {m.label: m.value for m in at.metric}
+    assert rows["Rows"] == f"{TEST_USERS:,}"
+    assert rows["Snapshot used"] == "2024-02-29"
+    at.selectbox(key="as_of").set_value(date(2024, 1, 31)).run()
+    assert not at.exception
+    rows = {m.label: m.value for m in at.metric}
+    assert rows["Snapshot used"] == "2024-01-31" and rows["Rows"] == f"{TEST_USERS:,}"
+    assert any("No feature value in this frame is dated after" in s for s in _texts(at, "success"))
+
+
+def test_online_lookup_known_unknown_malformed(app_env, months):
+    settings, store = app_env
+    ingest_month(months[0][0], settings=settings)
+    materialize(settings=settings, store=store)
+    at = _open(_app(), "pages/online_lookup.py")
+    at.text_input(key="lookup_id").set_value("7590-VHVEG")
+    at.button[0].click().run()
+    assert not at.exception and not at.warning
+    assert any("7590-VHVEG" in m for m in _texts(at, "markdown"))
+    assert len(at.dataframe) >= 1
+
+    at.text_input(key="lookup_id").set_value("0000-NOONE")
+    at.button[0].click().run()
+    assert any("not in the online store" in w for w in _texts(at, "warning"))
+
+    at.text_input(key="lookup_id").set_value("'; DROP TABLE users; --")
+    at.button[0].click().run()
+    assert not at.exception
+    assert any("invalid user_id" in e for e in _texts(at, "error"))
+
+
+def test_materialize_button_fills_online_store(app_env, months):
+    settings, store = app_env
+    ingest_month(months[0][0], settings=settings)
+    assert not online_features(["7590-VHVEG"], settings=settings, store=store)[0].found
+    at = _open(_app(), "pages/materialize.py")
+    at.button(key="mat_go").click().run()
+    assert not at.exception and not at.error
+    rec = online_features(["7590-VHVEG"], settings=settings, store=store)[0]
+    assert rec.found and rec.features["monthly_fee"] == 29.85
+
+
+def test_skew_page_stale_then_clean(app_env, months):
+    settings, store = app_env
+    for folder, _ in months[:2]:
+        ingest_month(folder, settings=settings)
+    materialize(end="2024-01-31", settings=settings, store=store)
+    at = _open(_app(), "pages/skew.py")
+    assert not at.exception
+    assert any("behind the 2024-02-29 snapshot" in w for w in _texts(at, "warning"))
+
+    materialize(incremental=True, settings=settings, store=store)
+    import streamlit as st
+
+    st.cache_data.clear()
+    at = _open(_app(), "pages/skew.py")
+    assert not at.exception
+    assert not any("behind" in w for w in _texts(at, "warning"))
+    assert any("Online equals offline" in s for s in _texts(at, "success"))
+
+
+def test_database_down_is_a_message_not_a_traceback(monkeypatch, tmp_path):
+    monkeypatch.setenv("STREAMFLOW_HOME", str(tmp_path))
+    monkeypatch.setenv("STREAMFLOW_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/nothing")
+    import streamlit as st
+
+    st.cache_data.clear()
+    at = _app()
+    for page in PAGES:
+        _open(at, page)
+        assert not at.exception, (page, [e.value for e in at.exception])
+        assert any("cannot reach the database" in e or "Database unavailable" in e for e in _texts(at, "error")), page

@@ -1,0 +1,142 @@
+"""The real app in a real headless Chromium (Debian's /usr/bin/chromium) driven by Playwright.
+
+Starts `streamlit run app/streamlit_app.py` on a free loopback port against the embedded test
+database, visits every page, looks a user up, presses Materialize, and saves a screenshot of
+each page under artifacts/screenshots/.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from streamflow.ingest import ingest_month
+from streamflow.materialize import materialize
+from streamflow.online import online_features
+
+REPO = Path(__file__).resolve().parent.parent
+CHROMIUM = os.environ.get("STREAMFLOW_CHROMIUM", "/usr/bin/chromium")
+SHOTS = REPO / "artifacts" / "screenshots"
+ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
+PAGES = [
+    ("overview", "", "StreamFlow Feature Studio"),
+    ("training_frame", "training_frame", "Point-in-time guarantee"),
+    ("data_quality", "data_quality", "Success rate over months"),
+    ("online_lookup", "online_lookup", "Look up"),
+    ("skew", "skew", "Population"),
+    ("materialize", "materialize", "History"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def served_app(fs_embedded, months):
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("STREAMFLOW_TEST_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"{CHROMIUM} is missing (apt-get install -y chromium)")
+        pytest.skip(f"{CHROMIUM} not installed")
+    settings, store = fs_embedded
+    for folder, _ in months[:2]:
+        ingest_month(folder, settings=settings)
+    materialize(end="2024-01-31", settings=settings, store=store)
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMFLOW_")}
+    env["STREAMFLOW_HOME"] = str(settings.home)
+    log = open(settings.home / "streamlit.log", "wb")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(REPO / "app" / "streamlit_app.py"),
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--server.headless",
+            "true",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("streamlit did not start: " + (settings.home / "streamlit.log").read_text()[-2000:])
+    yield url, settings, store
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+def test_every_page_in_chromium(served_app):
+    from playwright.sync_api import expect, sync_playwright
+
+    url, settings, store = served_app
+    expect.set_options(timeout=60_000)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1600})
+        page.set_default_timeout(120_000)
+        for name, path, marker in PAGES:
+            page.goto(f"{url}/{path}")
+            expect(page.get_by_text(marker, exact=False).first).to_be_visible()
+            page.wait_for_timeout(1500)  # let charts draw
+            assert page.locator("[data-testid='stException']").count() == 0, name
+            page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+        # look a user up
+        page.goto(f"{url}/online_lookup")
+        box = page.locator("input[aria-label='user_id']")
+        box.fill("7590-VHVEG")
+        page.get_by_role("button", name="Look up").click()
+        expect(page.get_by_role("heading", name="7590-VHVEG")).to_be_visible()
+        expect(page.locator("[data-testid='stDataFrame']").first).to_be_visible()
+        page.screenshot(path=str(SHOTS / "online_lookup_result.png"), full_page=True)
+
+        # press materialize (incremental catches the online store up to February)
+        page.goto(f"{url}/materialize")
+        page.get_by_text("incremental").click()
+        page.get_by_role("button", name="Materialize", exact=True).click()
+        expect(page.get_by_text("Materialized").first).to_be_visible()
+        page.screenshot(path=str(SHOTS / "materialize_done.png"), full_page=True)
+        browser.close()
+
+    rec = online_features(["7590-VHVEG"], settings=settings, store=store)[0]
+    assert rec.found and rec.timestamps["months_active"].date().isoformat() == "2024-02-29"
