@@ -199,7 +199,7 @@ def scenario(users: int, months: int, args) -> None:
 
         # ---- materialize into PostgreSQL
         t0 = time.perf_counter()
-        r = materialize(end=as_of, settings=settings, store=store)
+        r = materialize(start=as_of, end=as_of, settings=settings, store=store)  # the latest month
         mat = time.perf_counter() - t0
         rows = sum(r.rows.values())
         with db.connection(settings) as conn:
@@ -244,7 +244,7 @@ def scenario(users: int, months: int, args) -> None:
             rstore = get_store(rsettings)
             apply(rsettings, rstore)
             t0 = time.perf_counter()
-            r = materialize(end=as_of, settings=rsettings, store=rstore)
+            r = materialize(start=as_of, end=as_of, settings=rsettings, store=rstore)
             rmat = time.perf_counter() - t0
             fields = sum(len(cols) + 1 for v, (_, cols) in VIEWS.items() if v != "churn_label_fv")
             rfloor = redis_floor(redis_url, rows // len(r.rows), fields)

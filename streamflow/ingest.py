@@ -19,7 +19,8 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -318,7 +319,7 @@ def _write_table(cur, table: Table, frame: pd.DataFrame, as_of: date) -> dict[st
     return {**return_counts, "live_upserted": cur.rowcount}
 
 
-def _write_month(settings: Settings, frames: dict[str, pd.DataFrame], as_of: date) -> dict[str, dict[str, int]]:
+def _write_tables(settings: Settings, frames: dict[str, pd.DataFrame], as_of: date) -> dict[str, dict[str, int]]:
     changed: dict[str, dict[str, int]] = {}
     with db.connection(settings) as conn, conn.cursor() as cur:
         # One month at a time: two ingests (of any month) are serialized, never interleaved.
@@ -331,59 +332,80 @@ def _write_month(settings: Settings, frames: dict[str, pd.DataFrame], as_of: dat
 # ---------------------------------------------------------------- the pipeline
 
 
-def load_month(folder: Path) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame], list[str]]:
-    """Raw and coerced frames of the six files, and file-level read errors."""
+def read_month(folder: Path) -> tuple[dict[str, pd.DataFrame], list[str]]:
+    """Raw text frames of the six files, and file-level read errors."""
     raws: dict[str, pd.DataFrame] = {}
-    frames: dict[str, pd.DataFrame] = {}
     errors: list[str] = []
     for t in TABLES:
         try:
             raws[t.name] = read_raw(folder / t.csv)
         except IngestError as exc:
             errors.append(str(exc))
-    return raws, frames, errors
+    return raws, errors
 
 
-def ingest_month(
+@dataclass
+class PreparedMonth:
+    """A month read, coerced and validated (nothing written yet): the input of `write_month`."""
+
+    run_id: str
+    folder: Path
+    as_of: date
+    digest: str
+    frames: dict[str, pd.DataFrame] = field(repr=False)
+    validations: list[TableValidation] = field(repr=False)
+    started: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@contextmanager
+def _run_bookkeeping(settings: Settings, run_id: str, started: float, as_of_box: list) -> Iterator[None]:
+    """Record a failed run in ingestion_runs for any error, then re-raise it."""
+    try:
+        yield
+    except IngestError as exc:
+        exc.run_id = run_id
+        _record_run_end(settings, run_id, as_of_box[0], "failed", started, str(exc))
+        raise
+    except db.DatabaseUnavailable:
+        raise
+    except Exception as exc:
+        try:
+            _record_run_end(settings, run_id, as_of_box[0], "failed", started, f"{type(exc).__name__}: {exc}")
+        except Exception:  # noqa: BLE001 - the original error matters more
+            log.exception("could not record the failed run")
+        raise
+
+
+def prepare_month(
     folder: Path | str,
     as_of: str | date | None = None,
     settings: Settings | None = None,
     progress: Callable[[str], None] | None = None,
-    skip_unchanged: bool = False,
-) -> IngestResult:
-    """Ingest one month folder. Raises IngestError (nothing written) if the batch is refused.
+) -> PreparedMonth:
+    """Read, coerce and validate a month; store the validation results. Writes no data row.
 
-    With `skip_unchanged`, files identical to an already ingested run of the same as_of are
-    not read again (the result has `skipped=True`); re-ingesting them would be a no-op anyway.
+    Raises IngestError (and records the failed run) when the batch is refused.
     """
     settings = settings or load_settings()
     folder = Path(folder)
     say = progress or (lambda _msg: None)
-    if skip_unchanged and folder.is_dir():
-        try:
-            day = resolve_as_of(folder, as_of)
-        except IngestError:
-            day = None
-        if day is not None:
-            digest = files_digest(folder)
-            previous = _already_ingested(settings, day, digest)
-            if previous:
-                return IngestResult(previous, str(folder), day, {}, {}, [], skipped=True)
     run_id = uuid.uuid4().hex
     started = time.perf_counter()
     timings: dict[str, float] = {}
     _record_run_start(settings, run_id, folder)
-    resolved: date | None = None
-    try:
+    box: list = [None]
+    with _run_bookkeeping(settings, run_id, started, box):
         if not folder.is_dir():
             raise IngestError(f"{folder} is not a folder")
-        resolved = resolve_as_of(folder, as_of)
+        box[0] = resolved = resolve_as_of(folder, as_of)
         digest = files_digest(folder)
         say(f"reading {folder} (as_of {resolved})")
         t0 = time.perf_counter()
-        raws, frames, errors = load_month(folder)
+        raws, errors = read_month(folder)
         if errors:
             raise IngestError("refused: " + "; ".join(errors))
+        frames: dict[str, pd.DataFrame] = {}
         coercion: dict[str, list[dict]] = {}
         for t in TABLES:
             frames[t.name], coercion[t.name] = coerce_table(t, raws[t.name])
@@ -411,35 +433,63 @@ def ingest_month(
                 run_id,
                 validations,
             )
+    return PreparedMonth(run_id, folder, resolved, digest, frames, validations, started, timings)
 
+
+def write_month(
+    prepared: PreparedMonth,
+    settings: Settings | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> IngestResult:
+    """Upsert the live tables and stamp the snapshots of a validated month, in one transaction."""
+    settings = settings or load_settings()
+    say = progress or (lambda _msg: None)
+    p = prepared
+    with _run_bookkeeping(settings, p.run_id, p.started, [p.as_of]):
         say("writing live and snapshot tables (one transaction)")
         t0 = time.perf_counter()
-        changed = _write_month(settings, frames, resolved)
-        timings["write_s"] = time.perf_counter() - t0
-        rows = {t.name: len(frames[t.name]) for t in TABLES}
-        _record_run_end(settings, run_id, resolved, "succeeded", started, "ok", rows, changed, digest)
-        return IngestResult(
-            run_id=run_id,
-            folder=str(folder),
-            as_of=resolved,
-            rows=rows,
-            changed=changed,
-            validations=validations,
-            duration_s=time.perf_counter() - started,
-            timings=timings,
-        )
-    except IngestError as exc:
-        exc.run_id = run_id
-        _record_run_end(settings, run_id, resolved, "failed", started, str(exc))
-        raise
-    except db.DatabaseUnavailable:
-        raise
-    except Exception as exc:
+        changed = _write_tables(settings, p.frames, p.as_of)
+        p.timings["write_s"] = time.perf_counter() - t0
+        rows = {t.name: len(p.frames[t.name]) for t in TABLES}
+        _record_run_end(settings, p.run_id, p.as_of, "succeeded", p.started, "ok", rows, changed, p.digest)
+    return IngestResult(
+        run_id=p.run_id,
+        folder=str(p.folder),
+        as_of=p.as_of,
+        rows=rows,
+        changed=changed,
+        validations=p.validations,
+        duration_s=time.perf_counter() - p.started,
+        timings=p.timings,
+    )
+
+
+def ingest_month(
+    folder: Path | str,
+    as_of: str | date | None = None,
+    settings: Settings | None = None,
+    progress: Callable[[str], None] | None = None,
+    skip_unchanged: bool = False,
+) -> IngestResult:
+    """Ingest one month folder: `prepare_month` then `write_month`.
+
+    Raises IngestError (nothing written) if the batch is refused. With `skip_unchanged`, files
+    identical to an already ingested run of the same as_of are not read again (the result has
+    `skipped=True`); re-ingesting them would be a no-op anyway.
+    """
+    settings = settings or load_settings()
+    folder = Path(folder)
+    if skip_unchanged and folder.is_dir():
         try:
-            _record_run_end(settings, run_id, resolved, "failed", started, f"{type(exc).__name__}: {exc}")
-        except Exception:  # noqa: BLE001 - the original error matters more
-            log.exception("could not record the failed run")
-        raise
+            day = resolve_as_of(folder, as_of)
+        except IngestError:
+            day = None
+        if day is not None:
+            previous = _already_ingested(settings, day, files_digest(folder))
+            if previous:
+                return IngestResult(previous, str(folder), day, {}, {}, [], skipped=True)
+    prepared = prepare_month(folder, as_of, settings, progress)
+    return write_month(prepared, settings, progress)
 
 
 def month_folders(root: Path | str) -> list[Path]:
