@@ -30,7 +30,9 @@ def validate_task(seed_dir: str, as_of: str | None) -> PreparedMonth:
     prepared = prepare_month(seed_dir, as_of, progress=log.info)
     log.info(
         "validated %s (as_of %s): %d suites passed",
-        seed_dir, prepared.as_of, sum(v.success for v in prepared.validations),
+        seed_dir,
+        prepared.as_of,
+        sum(v.success for v in prepared.validations),
     )
     return prepared
 
@@ -46,8 +48,11 @@ def load_task(prepared: PreparedMonth) -> dict:
 @task(name="materialize", cache_policy=NO_CACHE)
 def materialize_task(end: str) -> dict:
     log = get_run_logger()
-    result = materialize(end=end, incremental=True, progress=lambda p: p.status == "done" and log.info(
-        "%s: %s rows in %.1fs", p.view, p.rows, p.seconds))
+    result = materialize(
+        end=end,
+        incremental=True,
+        progress=lambda p: p.status == "done" and log.info("%s: %s rows in %.1fs", p.view, p.rows, p.seconds),
+    )
     return result.rows
 
 

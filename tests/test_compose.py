@@ -1,0 +1,138 @@
+"""docker-compose.yml and the Dockerfile read against the code and the README (no Docker engine here).
+
+Every service's command must parse with the real entry point, ports must match the commands,
+environment variables must be ones the code reads and must select the backends they claim,
+mounted and copied paths must exist, and no password may be written in the file.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+
+from streamflow.cli import build_parser
+from streamflow.config import load_settings
+
+REPO = Path(__file__).resolve().parent.parent
+COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+RAW = (REPO / "docker-compose.yml").read_text()
+SERVICES = COMPOSE["services"]
+APP_SERVICES = ["init", "app", "api", "prefect"]
+TEST_ENV = {"POSTGRES_USER": "u", "POSTGRES_PASSWORD": "p@ss", "POSTGRES_DB": "d"}
+
+
+def _subst(value: str) -> str:
+    """Compose's ${VAR:-default} / ${VAR:?msg} substitution with TEST_ENV."""
+
+    def one(m: re.Match) -> str:
+        name, op, arg = m.group(1), m.group(2), m.group(3)
+        if name in TEST_ENV:
+            return TEST_ENV[name]
+        if op == ":-":
+            return arg
+        raise AssertionError(f"${{{name}}} has no value and no default")
+
+    return re.sub(r"\$\{([A-Z_]+)(?:(:[-?])([^}]*))?\}", one, value)
+
+
+def _port_pairs(service: dict) -> list[tuple[str, int, int]]:
+    out = []
+    for p in service.get("ports", []):
+        host, hport, cport = p.split(":")
+        out.append((host, int(hport), int(cport)))
+    return out
+
+
+def test_services_and_profiles():
+    assert set(SERVICES) >= {"postgres", "redis", "app", "api", "prefect"}
+    assert SERVICES["postgres"]["image"] == "postgres:16"
+    assert SERVICES["redis"]["image"].startswith("redis:7")
+    assert SERVICES["prefect"]["profiles"] == ["orchestration"]
+    for name in ("postgres", "redis"):
+        assert "healthcheck" in SERVICES[name], name
+    assert "pgdata" in COMPOSE["volumes"]
+    assert any(v.startswith("pgdata:") for v in SERVICES["postgres"]["volumes"])
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_app_services_share_one_image_and_wait_on_health(name):
+    svc = SERVICES[name]
+    assert svc["build"] == "." or svc["build"]["context"] == "."
+    deps = svc["depends_on"]
+    if "init" in deps:
+        assert deps["init"]["condition"] == "service_completed_successfully"
+        deps = SERVICES["init"]["depends_on"]
+    assert deps["postgres"]["condition"] == "service_healthy"
+    assert deps["redis"]["condition"] == "service_healthy"
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_commands_parse_with_the_real_entry_points(name):
+    cmd = SERVICES[name]["command"]
+    if cmd[0] == "streamflow":
+        args = build_parser().parse_args(cmd[1:])
+        assert callable(args.func)
+        if cmd[1] == "serve-api":
+            assert args.host == "0.0.0.0"  # inside the container; published on 127.0.0.1 below
+            assert [p[2] for p in _port_pairs(SERVICES[name])] == [args.port]
+    elif cmd[0] == "streamlit":
+        assert cmd[1] == "run" and (REPO / cmd[2]).is_file()
+        port = int(cmd[cmd.index("--server.port") + 1])
+        assert [p[2] for p in _port_pairs(SERVICES[name])] == [port]
+    elif cmd[0] == "python":
+        script = REPO / cmd[1]
+        assert script.is_file()
+        assert all(flag in script.read_text() for flag in cmd[2:] if flag.startswith("--"))
+    else:
+        raise AssertionError(f"unknown command {cmd}")
+    # the console script the commands use is the one pyproject declares
+    assert 'streamflow = "streamflow.cli:main"' in (REPO / "pyproject.toml").read_text()
+
+
+def test_published_ports_are_loopback_only():
+    for name, svc in SERVICES.items():
+        for host, _, _ in _port_pairs(svc):
+            assert host == "127.0.0.1", name
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_environment_selects_the_server_and_redis(name):
+    env = {k: _subst(str(v)) for k, v in SERVICES[name]["environment"].items()}
+    known = set(re.findall(r"\b(STREAMFLOW_[A-Z_]+|REDIS_URL)\b", (REPO / "streamflow" / "config.py").read_text()))
+    for var in env:
+        assert var in known, f"{name}: {var} is not read by streamflow/config.py"
+    s = load_settings(env)
+    assert not s.embedded
+    assert (s.pg_host, s.pg_port, s.pg_user, s.pg_password, s.pg_db) == ("postgres", 5432, "u", "p@ss", "d")
+    assert s.online_store == "redis" and s.redis_url == "redis://redis:6379/0"
+    assert str(s.home) == "/app"
+    for vol in SERVICES[name]["volumes"]:
+        host, container = vol.split(":")[:2]
+        assert host == "./data" and container == str(s.home / "data")
+        assert Path(container) == s.seeds_dir.parent
+
+
+def test_no_password_in_files():
+    assert "POSTGRES_PASSWORD: ${POSTGRES_PASSWORD:?" in RAW
+    for line in RAW.splitlines():
+        if "PASSWORD" in line and ":" in line and not line.strip().startswith("#"):
+            assert "${POSTGRES_PASSWORD" in line or "$${" in line, line
+    assert "POSTGRES_PASSWORD" in (REPO / ".env.example").read_text()
+
+
+def test_dockerfile_copies_what_exists_and_readme_documents_it():
+    docker = (REPO / "Dockerfile").read_text()
+    for line in docker.splitlines():
+        if line.startswith("COPY "):
+            for src in shlex.split(line)[1:-1]:
+                assert (REPO / src).exists(), src
+    readme = (REPO / "README.md").read_text()
+    assert "docker compose up -d --build" in readme
+    assert "--profile orchestration" in readme
+    for port in ("8501", "8000"):
+        assert port in readme
+    assert "not run" in readme.lower()  # says what was and was not run here
