@@ -14,7 +14,7 @@ import streamlit as st
 from streamflow import db
 from streamflow.config import ConfigError, Settings, load_settings
 from streamflow.ingest import IngestError
-from streamflow.online import InvalidUserId
+from streamflow.online import InvalidUserId, OnlineStoreUnavailable, as_online_store_error
 from streamflow.store import FeatureStoreError
 from streamflow.training import TrainingFrameError
 
@@ -82,6 +82,15 @@ def friendly_errors() -> Iterator[None]:
         st.stop()
     except (TrainingFrameError, FeatureStoreError, IngestError, InvalidUserId, ConfigError, ValueError) as exc:
         st.error(str(exc))
+        st.stop()
+    except OnlineStoreUnavailable as exc:
+        st.error(f"**Online store unavailable.** {exc}")
+        st.stop()
+    except Exception as exc:  # a connection error of the online store client
+        err = as_online_store_error(exc)
+        if err is None:
+            raise
+        st.error(f"**Online store unavailable.** {err}")
         st.stop()
 
 

@@ -300,6 +300,14 @@ def main(argv: list[str] | None = None) -> int:
     except (DatabaseUnavailable, ConfigError, FeatureStoreError, TrainingFrameError, InvalidUserId) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        from streamflow.online import OnlineStoreUnavailable, as_online_store_error
+
+        err = exc if isinstance(exc, OnlineStoreUnavailable) else as_online_store_error(exc)
+        if err is None:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 

@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 TRUE_WORDS = frozenset({"true", "yes", "1", "t", "y"})
 FALSE_WORDS = frozenset({"false", "no", "0", "f", "n"})
 AS_OF_FILE = "_as_of.txt"
+MAX_HEADER_BYTES = 64 * 1024
+MAX_COLUMNS = 64
 EXAMPLE_ROWS = 5
 
 
@@ -128,6 +130,12 @@ def read_raw(path: Path) -> pd.DataFrame:
         raise IngestError(f"{name}: file is missing from {path.parent}")
     if path.stat().st_size == 0:
         raise IngestError(f"{name}: file is empty (not even a header line)")
+    with open(path, "rb") as fh:  # look at the header before pandas allocates a column per field
+        head = fh.readline(MAX_HEADER_BYTES + 1)
+    if len(head) > MAX_HEADER_BYTES:
+        raise IngestError(f"{name}: header line longer than {MAX_HEADER_BYTES // 1024} KiB; not a StreamFlow export")
+    if head.count(b",") + 1 > MAX_COLUMNS:
+        raise IngestError(f"{name}: header has {head.count(b',') + 1} fields (at most {MAX_COLUMNS} expected)")
     try:
         return pd.read_csv(
             path,

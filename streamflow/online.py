@@ -14,6 +14,27 @@ USER_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 TS_SUFFIX = "__ts"
 
 
+class OnlineStoreUnavailable(RuntimeError):
+    """The online store (Redis or PostgreSQL) cannot be reached."""
+
+
+def as_online_store_error(exc: BaseException) -> OnlineStoreUnavailable | None:
+    """A connection error from the online store client, as a message a user can act on."""
+    try:
+        import redis
+    except ImportError:  # pragma: no cover - redis is a dependency
+        redis = None
+    if redis is not None and isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
+        from streamflow.config import load_settings
+
+        url = load_settings().redis_url
+        return OnlineStoreUnavailable(
+            f"the Redis online store is unreachable ({url}): {str(exc).splitlines()[0] if str(exc) else exc}. "
+            "Start Redis (or set REDIS_URL / STREAMFLOW_ONLINE_STORE=postgres) and retry."
+        )
+    return None
+
+
 class InvalidUserId(ValueError):
     """A user_id that can never exist; refused before any store is queried."""
 
@@ -71,7 +92,13 @@ def online_features(
     settings = settings or load_settings()
     store = store or get_store(settings)
     refs = resolve_features(store, features)
-    response = store.get_online_features(features=refs, entity_rows=[{"user_id": u} for u in ids])
+    try:
+        response = store.get_online_features(features=refs, entity_rows=[{"user_id": u} for u in ids])
+    except Exception as exc:
+        err = as_online_store_error(exc)
+        if err is not None:
+            raise err from exc
+        raise
     data = response.to_dict(include_event_timestamps=True)
     names = [r.split(":")[1] for r in refs]
     view_of = {r.split(":")[1]: r.split(":")[0] for r in refs}

@@ -122,6 +122,25 @@ def _referential_expectations() -> list:
     ]
 
 
+MAX_TEXT = 200
+
+
+def _clip(obj: Any) -> Any:
+    if isinstance(obj, str):
+        return obj if len(obj) <= MAX_TEXT else f"{obj[:MAX_TEXT]}...(+{len(obj) - MAX_TEXT} chars)"
+    if isinstance(obj, dict):
+        return {_clip(k) if isinstance(k, str) else k: _clip(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_clip(v) for v in obj]
+    return obj
+
+
+def json_safe(obj: Any) -> Any:
+    """A JSON-compatible copy for storage and messages: NaN and +/-Infinity (which PostgreSQL's
+    JSON rejects) become strings, and long texts (a 50 MB cell) are clipped."""
+    return _clip(json.loads(json.dumps(obj, default=str), parse_constant=lambda c: c))
+
+
 def _summarise(table: str, result, row_count: int) -> TableValidation:
     details: list[dict[str, Any]] = []
     for r in result.results:
@@ -138,13 +157,9 @@ def _summarise(table: str, result, row_count: int) -> TableValidation:
             "element_count": res.get("element_count"),
             "unexpected_count": res.get("unexpected_count"),
             "unexpected_percent": res.get("unexpected_percent"),
-            "examples": json.loads(json.dumps(examples[:EXAMPLES], default=str)),
-            "observed_value": json.loads(json.dumps(res.get("observed_value"), default=str)),
-            "kwargs": {
-                k: v
-                for k, v in json.loads(json.dumps(cfg.kwargs, default=str)).items()
-                if k not in ("batch_id", "column")
-            },
+            "examples": json_safe(examples[:EXAMPLES]),
+            "observed_value": json_safe(res.get("observed_value")),
+            "kwargs": {k: v for k, v in json_safe(cfg.kwargs).items() if k not in ("batch_id", "column")},
             "notes": cfg.notes,
         }
         if exc.get("raised_exception"):
@@ -161,7 +176,7 @@ def _summarise(table: str, result, row_count: int) -> TableValidation:
         failed=int(stats["unsuccessful_expectations"]),
         row_count=row_count,
         details=details,
-        ge_result=json.loads(json.dumps(result.to_json_dict(), default=str)),
+        ge_result=json_safe(result.to_json_dict()),
     )
 
 
@@ -365,8 +380,8 @@ def store_validations(settings, run_id: str, as_of: date | None, vals: list[Tabl
                     v.successful,
                     v.failed,
                     v.row_count,
-                    json.dumps(v.details, default=str),
-                    json.dumps(v.ge_result, default=str) if v.ge_result is not None else None,
+                    json.dumps(json_safe(v.details)),
+                    json.dumps(json_safe(v.ge_result)) if v.ge_result is not None else None,
                 )
                 for v in vals
             ],

@@ -1,0 +1,96 @@
+"""Reliability suite: every case records what it checked; a summary table closes the run.
+
+Each case asserts that nothing already stored changed: row count and checksum of every live
+and snapshot table and of the online store (`stored_state`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+
+import pytest
+
+from streamflow import db
+from streamflow.schema import TABLES
+
+_RESULTS: dict[str, list[tuple[str, str, str]]] = defaultdict(list)  # suite -> (case, outcome, checked)
+
+
+def stored_state(settings) -> dict[str, tuple[int, str]]:
+    """Row count and md5 of every live and snapshot table, and of the online store."""
+    out: dict[str, tuple[int, str]] = {}
+    with db.connection(settings) as conn:
+        for t in TABLES:
+            for name, order in ((t.name, "user_id"), (t.snapshot, "user_id, as_of")):
+                out[name] = conn.execute(
+                    f"SELECT count(*), coalesce(md5(string_agg(x::text, '|' ORDER BY {order})), '') FROM {name} x"
+                ).fetchone()
+        if settings.online_store == "postgres":
+            tables = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT tablename FROM pg_tables WHERE schemaname='public' AND tablename LIKE 'streamflow\\_%\\_fv' "
+                    "ORDER BY 1"
+                ).fetchall()
+            ]
+            for t in tables:
+                out[f"online:{t}"] = conn.execute(
+                    f"SELECT count(*), coalesce(md5(string_agg(entity_key::text || feature_name || "
+                    f"coalesce(value::text,'') || coalesce(event_ts::text,''), '|' ORDER BY entity_key, feature_name)), '') "
+                    f'FROM "{t}"'
+                ).fetchone()
+    if settings.online_store == "redis":
+        import redis
+
+        r = redis.Redis.from_url(settings.redis_url)
+        h = hashlib.md5()
+        keys = sorted(r.scan_iter(count=1000))
+        for k in keys:
+            h.update(k)
+            for f, v in sorted(r.hgetall(k).items()):
+                h.update(f + v)
+        out["online:redis"] = (len(keys), h.hexdigest())
+    return out
+
+
+@pytest.fixture
+def record(request):
+    """record('what was checked') -> the summary table shows it beside the case."""
+    suite = request.node.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
+
+    def _record(checked: str) -> None:
+        request.node.user_properties.append(("checked", checked))
+        request.node.user_properties.append(("suite", suite))
+
+    return _record
+
+
+def pytest_runtest_logreport(report):
+    if report.when != "call" and not (report.when == "setup" and report.outcome != "passed"):
+        return
+    props = dict(report.user_properties)
+    if "suite" not in props and "reliability" not in report.nodeid:
+        return
+    suite = props.get("suite") or report.nodeid.split("::")[0].rsplit("/", 1)[-1].removeprefix("test_").removesuffix(
+        ".py"
+    )
+    case = report.nodeid.split("::", 1)[-1]
+    _RESULTS[suite].append((case, report.outcome, props.get("checked", "")))
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _RESULTS:
+        return
+    tr = terminalreporter
+    tr.section("reliability summary")
+    total = passed = 0
+    for suite, rows in sorted(_RESULTS.items()):
+        ok = sum(1 for _, o, _ in rows if o == "passed")
+        total += len(rows)
+        passed += ok
+        tr.write_line(f"{suite:<14} {ok:>3}/{len(rows):<3} passed")
+        for case, outcome, checked in rows:
+            mark = "ok " if outcome == "passed" else outcome.upper()
+            tr.write_line(f"    {mark} {case[:58]:<58} {checked[:110]}")
+    tr.write_line(f"reliability: {passed} passed, {total - passed} failed")

@@ -1,0 +1,214 @@
+"""Bad input corpus: malformed month folders, each refused with a clear message, nothing changed.
+
+Setup (once): month 1 ingested and materialized. Every case mutates a fresh copy of month 2
+and must raise IngestError naming the problem while the stored state (live and snapshot
+tables, online store) stays byte-identical. Two inputs are accepted on purpose and checked
+as such: a UTF-8 BOM (spreadsheet exports) and a back-fill of an older month.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from streamflow.ingest import IngestError, ingest_month
+from streamflow.materialize import materialize
+from streamflow.schema import TABLES
+from tests.conftest import reset_database, reset_online_store
+from tests.reliability.conftest import stored_state
+
+
+@pytest.fixture(scope="module")
+def base(embedded_settings, months):
+    from tests.conftest import _store_for
+
+    settings = embedded_settings
+    reset_database(settings)
+    store = _store_for(settings)
+    reset_online_store(settings)
+    ingest_month(months[0][0], settings=settings)
+    materialize(settings=settings, store=store)
+    return settings
+
+
+def _lines(p: Path) -> list[str]:
+    return p.read_text().splitlines()
+
+
+def _write(p: Path, lines: list[str]) -> None:
+    p.write_text("\n".join(lines) + "\n")
+
+
+def _set(folder: Path, csv: str, column: str, value: str, row: int = 3) -> None:
+    p = folder / csv
+    lines = _lines(p)
+    i = lines[0].split(",").index(column)
+    cells = lines[row + 1].split(",")
+    cells[i] = value
+    lines[row + 1] = ",".join(cells)
+    _write(p, lines)
+
+
+def _drop_column(folder: Path, csv: str, column: str) -> None:
+    p = folder / csv
+    rows = [line.split(",") for line in _lines(p)]
+    i = rows[0].index(column)
+    _write(p, [",".join(r[:i] + r[i + 1 :]) for r in rows])
+
+
+# (case name, mutation, text the error must contain)
+CASES: list[tuple[str, object, str]] = [
+    ("missing_column", lambda f: _drop_column(f, "users.csv", "user_gender"), "missing ['user_gender']"),
+    (
+        "extra_column",
+        lambda f: _write(
+            f / "labels.csv", [x + (",score" if i == 0 else ",1") for i, x in enumerate(_lines(f / "labels.csv"))]
+        ),
+        "unexpected ['score']",
+    ),
+    (
+        "duplicated_column",
+        lambda f: _write(
+            f / "payments_agg_90d.csv", [x + "," + x.split(",")[1] for x in _lines(f / "payments_agg_90d.csv")]
+        ),
+        "failed_payments_90d.1",
+    ),
+    (
+        "renamed_column",
+        lambda f: _write(
+            f / "subscriptions.csv",
+            [_lines(f / "subscriptions.csv")[0].replace("monthly_fee", "montly_fee")]
+            + _lines(f / "subscriptions.csv")[1:],
+        ),
+        "montly_fee",
+    ),
+    ("header_only", lambda f: _write(f / "labels.csv", _lines(f / "labels.csv")[:1]), "expect_table_row_count"),
+    ("empty_file", lambda f: (f / "support_agg_90d.csv").write_bytes(b""), "support_agg_90d.csv: file is empty"),
+    ("file_missing", lambda f: (f / "usage_agg_30d.csv").unlink(), "usage_agg_30d.csv: file is missing"),
+    (
+        "non_utf8",
+        lambda f: (f / "users.csv").write_bytes((f / "users.csv").read_bytes().replace(b"Male", b"M\xe2le", 1)),
+        "not UTF-8",
+    ),
+    ("negative_hours", lambda f: _set(f, "usage_agg_30d.csv", "watch_hours_30d", "-1.5"), "watch_hours_30d"),
+    ("negative_count", lambda f: _set(f, "payments_agg_90d.csv", "failed_payments_90d", "-1"), "failed_payments_90d"),
+    ("absurd_fee_1e308", lambda f: _set(f, "subscriptions.csv", "monthly_fee", "1e308"), "monthly_fee"),
+    ("infinite_hours", lambda f: _set(f, "usage_agg_30d.csv", "watch_hours_30d", "inf"), "watch_hours_30d"),
+    ("nan_text", lambda f: _set(f, "usage_agg_30d.csv", "avg_session_mins_7d", "NaN"), "avg_session_mins_7d"),
+    ("int_overflow", lambda f: _set(f, "subscriptions.csv", "months_active", "1000000000000"), "months_active"),
+    ("fractional_count", lambda f: _set(f, "usage_agg_30d.csv", "unique_devices_30d", "2.5"), "unique_devices_30d"),
+    (
+        "duplicate_user_id",
+        lambda f: _write(f / "labels.csv", _lines(f / "labels.csv") + [_lines(f / "labels.csv")[1]]),
+        "expect_column_values_to_be_unique",
+    ),
+    (
+        "orphan_user_id",
+        lambda f: _write(f / "payments_agg_90d.csv", _lines(f / "payments_agg_90d.csv") + ["9999-ORPHN,0"]),
+        "9999-ORPHN",
+    ),
+    ("blank_user_id", lambda f: _set(f, "users.csv", "user_id", ""), "user_id"),
+    ("malformed_user_id", lambda f: _set(f, "users.csv", "user_id", "bad id!"), "expect_column_values_to_match_regex"),
+    ("unknown_contract", lambda f: _set(f, "subscriptions.csv", "contract_type", "Lifetime"), "contract_type"),
+    ("unknown_net_service", lambda f: _set(f, "subscriptions.csv", "net_service", "Satellite"), "net_service"),
+    ("unknown_gender", lambda f: _set(f, "users.csv", "user_gender", "X"), "user_gender"),
+    ("unknown_boolean", lambda f: _set(f, "labels.csv", "churn_label", "maybe"), "churn_label"),
+    ("signup_after_as_of", lambda f: _set(f, "users.csv", "signup_date", "2030-01-01"), "signup_date"),
+    ("bad_date_format", lambda f: _set(f, "users.csv", "signup_date", "01/02/2020"), "coerce_to_date"),
+    (
+        "ragged_row",
+        lambda f: _write(f / "labels.csv", _lines(f / "labels.csv") + ["1234-RAGGD,True,extra,more"]),
+        "malformed CSV",
+    ),
+    ("quoted_newline", lambda f: _set(f, "users.csv", "user_gender", '"Fe\nmale"'), "user_gender"),
+    (
+        "single_50mb_header_line",
+        lambda f: (f / "users.csv").write_text("user_id" + "," * 50_000_000 + "\n"),
+        "header line longer than",
+    ),
+    (
+        "single_50mb_data_line",
+        lambda f: _write(f / "labels.csv", _lines(f / "labels.csv")[:1] + ["x" * 50_000_000]),
+        "labels.csv",
+    ),
+    (
+        "too_many_columns",
+        lambda f: _write(f / "labels.csv", [",".join(f"c{i}" for i in range(500))]),
+        "header has 500 fields",
+    ),
+    ("as_of_not_month_end", lambda f: (f / "_as_of.txt").write_text("2024-02-15\n"), "not a month end"),
+    ("as_of_garbage", lambda f: (f / "_as_of.txt").write_text("last tuesday\n"), "not a date"),
+    ("as_of_missing", lambda f: (f / "_as_of.txt").unlink(), "no as_of"),
+]
+# wrong type in every typed column of every table
+for _t in TABLES:
+    for _c in _t.columns:
+        if _c.kind in ("bool", "int", "float", "date"):
+            CASES.append(
+                (
+                    f"wrong_type_{_t.name}.{_c.name}",
+                    (lambda t, c: lambda f: _set(f, t.csv, c.name, "abc"))(_t, _c),
+                    _c.name,
+                )
+            )
+del _t, _c
+
+
+@pytest.mark.parametrize("name,mutate,needle", CASES, ids=[c[0] for c in CASES])
+def test_refused_and_nothing_changed(base, month_copy, record, name, mutate, needle):
+    before = stored_state(base)
+    folder = month_copy(1)
+    mutate(folder)
+    with pytest.raises(IngestError) as info:
+        ingest_month(folder, settings=base)
+    msg = str(info.value)
+    assert needle in msg, msg[:2000]
+    assert len(msg) < 20_000
+    assert stored_state(base) == before
+    record(f"refused: {msg.splitlines()[-1][:70]!s} | state unchanged ({len(before)} tables)")
+
+
+def test_missing_folder(base, tmp_path, record):
+    before = stored_state(base)
+    with pytest.raises(IngestError, match="is not a folder"):
+        ingest_month(tmp_path / "nope", settings=base)
+    assert stored_state(base) == before
+    record("refused: not a folder | state unchanged")
+
+
+def test_bom_is_accepted_as_the_same_data(base, month_copy, record, embedded_settings):
+    """Defined behaviour: a UTF-8 BOM (Excel's 'CSV UTF-8') is accepted and changes nothing else."""
+    folder = month_copy(0)
+    for t in TABLES:
+        p = folder / t.csv
+        p.write_bytes(b"\xef\xbb\xbf" + p.read_bytes())
+    before = stored_state(base)
+    r = ingest_month(folder, settings=base)  # month 1 again, with BOMs: a no-op
+    assert all(v["snapshot_upserted"] == 0 and v["snapshot_deleted"] == 0 for v in r.changed.values())
+    assert stored_state(base) == before
+    record("accepted: BOM-prefixed files equal the clean month (0 rows changed)")
+
+
+def test_backfill_older_month_is_allowed_and_defined(base, months, record, tmp_path):
+    """Defined behaviour: an as_of older than a stored snapshot is a back-fill; live rows stay newest."""
+    from datetime import date
+
+    from streamflow.seeds import generate_months
+    from tests.conftest import TEST_USERS
+
+    folder, _ = generate_months(tmp_path / "older", users=TEST_USERS, months=1, start=date(2023, 12, 31), seed=7)[0]
+    before = stored_state(base)
+    r = ingest_month(folder, settings=base)
+    assert r.as_of.isoformat() == "2023-12-31"
+    after = stored_state(base)
+    for t in TABLES:
+        assert after[t.name] == before[t.name]  # live tables untouched
+        assert after[t.snapshot][0] == before[t.snapshot][0] + r.rows[t.name]
+    from streamflow import db
+
+    with db.connection(base) as conn:
+        for t in TABLES:
+            conn.execute(f"DELETE FROM {t.snapshot} WHERE as_of = '2023-12-31'")
+    assert stored_state(base) == before
+    record("accepted: back-fill stamps only its own snapshot; live rows unchanged")
