@@ -12,6 +12,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import psycopg
 
@@ -63,10 +64,38 @@ _embedded_servers: dict[str, object] = {}
 _schema_ready: set[ConnInfo] = set()
 
 
+def _forget_embedded(key: str) -> None:
+    """Drop our and pgserver's cached handle, so the next call starts the server again."""
+    import atexit
+
+    server = _embedded_servers.pop(key, None)
+    try:
+        from pgserver.postgres_server import PostgresServer
+
+        cached = PostgresServer._instances.pop(Path(key).resolve(), None)
+        for handle in {id(x): x for x in (server, cached) if x is not None}.values():
+            atexit.unregister(handle._cleanup)
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def _embedded_running(key: str) -> bool:
+    from pgserver.utils import PostmasterInfo
+
+    info = PostmasterInfo.read_from_pgdata(Path(key))
+    return info is not None and info.is_running()
+
+
 def _start_embedded(settings: Settings) -> ConnInfo:
     with _embedded_lock:
         key = str(settings.pgdata)
         server = _embedded_servers.get(key)
+        if server is not None and not _embedded_running(key):
+            # the server died (crash, reboot, `pg_ctl stop`): start it again, with crash recovery
+            log.warning("embedded PostgreSQL in %s is not running; restarting it", key)
+            _forget_embedded(key)
+            _schema_ready.clear()
+            server = None
         if server is None:
             settings.pgdata.parent.mkdir(parents=True, exist_ok=True)
             with warnings.catch_warnings():
@@ -93,7 +122,8 @@ def stop_embedded(settings: Settings) -> None:
     from pgserver._commands import pg_ctl
 
     with _embedded_lock:
-        server = _embedded_servers.pop(str(settings.pgdata), None)
+        server = _embedded_servers.get(str(settings.pgdata))
+        _forget_embedded(str(settings.pgdata))
     _schema_ready.clear()
     if settings.pgdata.joinpath("postmaster.pid").exists():
         try:

@@ -1,0 +1,308 @@
+"""Faults: the database crashing mid-ingest, a killed materialization, Redis down, concurrency.
+
+Runs on private servers (its own embedded PostgreSQL clusters, its own redis-server on a free
+loopback port) so a crash here never touches the other tests' state. Every recovery is
+compared with a clean run of the same inputs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from streamflow import db
+from streamflow.config import load_settings
+from streamflow.ingest import ingest_month
+from streamflow.materialize import materialize
+from streamflow.schema import TABLES
+from streamflow.seeds import generate_months
+from tests.conftest import REPO, _home
+
+USERS = 20_000
+
+
+def data_state(settings) -> dict[str, tuple[int, str]]:
+    """Rows and checksum of every live and snapshot table, without the write timestamps."""
+    out = {}
+    with db.connection(settings) as conn:
+        for t in TABLES:
+            cols = ", ".join(t.column_names)
+            out[t.name] = conn.execute(
+                f"SELECT count(*), md5(string_agg(({cols}, as_of)::text, '|' ORDER BY user_id)) FROM {t.name}"
+            ).fetchone()
+            out[t.snapshot] = conn.execute(
+                f"SELECT count(*), md5(string_agg(({cols}, as_of)::text, '|' ORDER BY user_id, as_of)) "
+                f"FROM {t.snapshot}"
+            ).fetchone()
+    return out
+
+
+def online_state(settings) -> dict[str, tuple[int, str]]:
+    out = {}
+    with db.connection(settings) as conn:
+        tables = [
+            r[0]
+            for r in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE tablename LIKE 'streamflow\\_%\\_fv' ORDER BY 1"
+            ).fetchall()
+        ]
+        for t in tables:
+            out[t] = conn.execute(
+                f"SELECT count(*), md5(string_agg(entity_key::text || feature_name || value::text || event_ts::text, "
+                f"'|' ORDER BY entity_key, feature_name)) FROM \"{t}\""
+            ).fetchone()
+    return out
+
+
+def _env(settings, **extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMFLOW_") and k != "REDIS_URL"}
+    env["STREAMFLOW_HOME"] = str(settings.home)
+    env.update(extra)
+    return env
+
+
+def _cli(settings, *args, **extra) -> list[str]:
+    return [sys.executable, "-m", "streamflow.cli", *args]
+
+
+@pytest.fixture(scope="module")
+def big_months(tmp_path_factory):
+    return generate_months(tmp_path_factory.mktemp("big"), users=USERS, months=2, seed=11)
+
+
+def _new_home(tmp_path_factory, name: str, **env):
+    home = _home(tmp_path_factory.mktemp(name))
+    settings = load_settings({"STREAMFLOW_HOME": str(home), **env})
+    db.ping(settings)
+    return settings
+
+
+@pytest.fixture(scope="module")
+def clean_ref(tmp_path_factory, big_months):
+    """A clean run: both months ingested, applied, everything materialized."""
+    from streamflow.store import apply, get_store
+
+    settings = _new_home(tmp_path_factory, "clean")
+    for folder, _ in big_months:
+        ingest_month(folder, settings=settings)
+    store = get_store(settings)
+    apply(settings, store)
+    materialize(settings=settings, store=store)
+    yield data_state(settings), online_state(settings)
+    db.stop_embedded(settings)
+
+
+@pytest.fixture(scope="module")
+def faulty(tmp_path_factory):
+    settings = _new_home(tmp_path_factory, "fault")
+    yield settings
+    db.stop_embedded(settings)
+
+
+def _crash(settings) -> None:
+    from pgserver._commands import pg_ctl
+
+    pg_ctl(["-w", "-m", "immediate", "stop"], pgdata=settings.pgdata, user="pgserver" if os.geteuid() == 0 else None)
+
+
+def test_database_crash_mid_ingest_rolls_back(faulty, big_months, clean_ref, record):
+    settings = faulty
+    ingest_month(big_months[0][0], settings=settings)
+    before = data_state(settings)
+    info = db.conninfo(settings)
+    crashed = threading.Event()
+
+    def crash_when_writing():
+        import psycopg
+
+        with psycopg.connect(**info.kwargs(), autocommit=True) as watcher:
+            deadline = time.time() + 120
+            while time.time() < deadline:
+                held = watcher.execute(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = %s AND granted",
+                    (db.LOCK_INGEST,),
+                ).fetchone()[0]
+                if held:
+                    time.sleep(0.3)  # let the transaction write some rows
+                    break
+                time.sleep(0.005)
+        _crash(settings)
+        crashed.set()
+
+    t = threading.Thread(target=crash_when_writing)
+    t.start()
+    with pytest.raises(Exception) as err:  # noqa: B017 - psycopg or DatabaseUnavailable, both fine
+        ingest_month(big_months[1][0], settings=settings)
+    t.join(120)
+    assert crashed.is_set()
+    db.stop_embedded(settings)  # forget the dead server; the next call restarts it (crash recovery)
+    assert data_state(settings) == before, "the interrupted month left rows behind"
+    r = ingest_month(big_months[1][0], settings=settings)
+    assert r.rows["users"] == USERS
+    assert data_state(settings) == clean_ref[0]
+    record(f"crash during write ({type(err.value).__name__}) -> rolled back; re-run equals clean run")
+
+
+def test_killed_materialization_rerun_equals_clean(faulty, big_months, clean_ref, record):
+    from streamflow.store import apply, get_store
+
+    settings = faulty
+    apply(settings, get_store(settings))
+    proc = subprocess.Popen(
+        _cli(settings, "materialize"), env=_env(settings), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    killed_after = None
+    for line in proc.stdout:
+        if " rows in " in line and "[1/5]" in line:
+            proc.send_signal(signal.SIGKILL)
+            killed_after = line.strip()
+            break
+    proc.wait(60)
+    assert killed_after, "materialization finished before it could be killed"
+    rerun = subprocess.run(
+        _cli(settings, "materialize"), env=_env(settings), capture_output=True, text=True, timeout=600
+    )
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert online_state(settings) == clean_ref[1]
+    with db.connection(settings) as conn:
+        statuses = [r[0] for r in conn.execute("SELECT status FROM materialization_runs ORDER BY started_at")]
+    assert statuses[-2:] == ["failed", "succeeded"]  # the killed run is marked, not left 'running'
+    record("SIGKILL after view 1/5 -> run marked failed; re-run online store equals clean run")
+
+
+def test_five_materializations_never_overlap(faulty, clean_ref, record):
+    settings = faulty
+    procs = [
+        subprocess.Popen(
+            _cli(settings, "materialize"),
+            env=_env(settings),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(5)
+    ]
+    outs = [p.communicate(timeout=900)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 5, outs
+    with db.connection(settings) as conn:
+        spans = conn.execute(
+            "SELECT started_at, finished_at FROM materialization_runs WHERE status = 'succeeded' "
+            "ORDER BY started_at DESC LIMIT 5"
+        ).fetchall()
+    spans.sort()
+    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:], strict=False))
+    assert online_state(settings) == clean_ref[1]
+    waited = sum("waiting for" in o for o in outs)
+    record(f"5 at once -> all exit 0, {waited} waited, spans disjoint, online store equals clean run")
+
+
+def test_two_ingests_of_the_same_month_serialize(faulty, big_months, clean_ref, record):
+    settings = faulty
+    procs = [
+        subprocess.Popen(
+            _cli(settings, "ingest", str(big_months[1][0]), "--force"),
+            env=_env(settings),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    with db.connection(settings) as conn:
+        n = conn.execute("SELECT count(*) FROM users_snapshots WHERE as_of = %s", (big_months[1][1],)).fetchone()[0]
+    assert n == USERS
+    assert data_state(settings) == clean_ref[0]
+    record("2 concurrent ingests of one month -> both succeed, one snapshot, data equals clean run")
+
+
+# ---------------------------------------------------------------- Redis down
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_redis(port: int) -> subprocess.Popen:
+    exe = shutil.which("redis-server")
+    if exe is None:
+        pytest.skip("redis-server not installed")
+    p = subprocess.Popen(
+        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    import redis
+
+    for _ in range(100):
+        try:
+            redis.Redis(port=port).ping()
+            return p
+        except redis.RedisError:
+            time.sleep(0.05)
+    raise RuntimeError("redis-server did not start")
+
+
+def test_redis_down_is_reported_and_recovers(tmp_path_factory, months, monkeypatch, record):
+    from fastapi.testclient import TestClient
+    from streamlit.testing.v1 import AppTest
+
+    from streamflow.api import create_app
+    from streamflow.online import OnlineStoreUnavailable, online_features
+    from streamflow.store import apply, get_store
+
+    port = _free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    server = _start_redis(port)
+    settings = _new_home(tmp_path_factory, "redisdown", STREAMFLOW_ONLINE_STORE="redis", REDIS_URL=url)
+    try:
+        ingest_month(months[0][0], settings=settings)
+        store = get_store(settings)
+        apply(settings, store)
+        materialize(settings=settings, store=store)
+        assert online_features(["7590-VHVEG"], settings=settings, store=store)[0].found
+
+        server.terminate()
+        server.wait(10)
+        with pytest.raises(OnlineStoreUnavailable, match="Redis online store is unreachable"):
+            online_features(["7590-VHVEG"], settings=settings, store=store)
+        env = _env(settings, STREAMFLOW_ONLINE_STORE="redis", REDIS_URL=url)
+        cli = subprocess.run(
+            _cli(settings, "online", "7590-VHVEG"), env=env, capture_output=True, text=True, timeout=120
+        )
+        assert cli.returncode == 2 and "unreachable" in cli.stderr and "Traceback" not in cli.stderr
+        api = TestClient(create_app(settings, store), raise_server_exceptions=False)
+        r = api.get("/features/7590-VHVEG")
+        assert r.status_code == 503 and "unreachable" in r.json()["detail"]
+        for k, v in {
+            "STREAMFLOW_HOME": str(settings.home),
+            "STREAMFLOW_ONLINE_STORE": "redis",
+            "REDIS_URL": url,
+        }.items():
+            monkeypatch.setenv(k, v)
+        at = AppTest.from_file(str(REPO / "app" / "streamlit_app.py"), default_timeout=120)
+        at.switch_page("pages/online_lookup.py").run()
+        at.text_input(key="lookup_id").set_value("7590-VHVEG")
+        at.button[0].click().run()
+        assert not at.exception
+        assert any("Online store unavailable" in e.value for e in at.error)
+
+        server = _start_redis(port)  # back (empty: no persistence) -> materialize -> serving again
+        materialize(settings=settings, store=store)
+        assert online_features(["7590-VHVEG"], settings=settings, store=store)[0].found
+        assert api.get("/features/7590-VHVEG").status_code == 200
+        record("Redis stopped -> library/CLI/API(503)/app say 'unreachable'; restarted -> serving again")
+    finally:
+        server.terminate()
+        db.stop_embedded(settings)
