@@ -8,7 +8,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run install test lint bench bootstrap status api clean-state
+.PHONY: run install test reliability audit lint bench bootstrap status api clean-state
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or make PYTHON=python3)"; exit 1; }
@@ -39,6 +39,14 @@ status: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
+
+reliability: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/reliability
+
+# Needs the PyPI JSON / OSV vulnerability services, which our build machines cannot reach.
+audit: $(STAMP)
+	$(BIN)/pip install -q pip-audit
+	$(BIN)/pip-audit -r requirements.txt -r requirements-prefect.txt
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -203,6 +203,20 @@ def cmd_skew(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_create_reader(args: argparse.Namespace) -> int:
+    import os
+
+    from streamflow.db import create_read_only_role
+
+    password = os.environ.get(args.password_env, "")
+    if not password:
+        print(f"error: set the new role's password in ${args.password_env}", file=sys.stderr)
+        return 2
+    create_read_only_role(args.role, password)
+    print(f"role {args.role}: can read every table, write none")
+    return 0
+
+
 def cmd_bootstrap(args: argparse.Namespace) -> int:
     from streamflow.bootstrap import bootstrap
 
@@ -276,6 +290,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sample", type=int, default=500)
     s.add_argument("--as-of", default=None, help="reference snapshot date (default: latest)")
     s.set_defaults(func=cmd_skew)
+
+    s = sub.add_parser("create-reader", help="create a read-only database role (server backend)")
+    s.add_argument("role")
+    s.add_argument("--password-env", default="STREAMFLOW_READER_PASSWORD", help="variable holding its password")
+    s.set_defaults(func=cmd_create_reader)
 
     s = sub.add_parser("bootstrap", help="seed if empty, ingest new months, apply, first materialization")
     s.set_defaults(func=cmd_bootstrap)

@@ -7,6 +7,7 @@ and on a real server; only the connection parameters differ.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import warnings
 from collections.abc import Iterator
@@ -158,7 +159,11 @@ def connect(settings: Settings | None = None, *, autocommit: bool = False) -> ps
             "Is PostgreSQL running and are STREAMFLOW_PG_* / STREAMFLOW_DATABASE_URL right?"
         ) from exc
     if info not in _schema_ready:
-        ensure_schema(conn)
+        try:
+            ensure_schema(conn)
+        except psycopg.errors.InsufficientPrivilege:
+            # a read-only role (see create_read_only_role): the owner creates the schema
+            log.info("role %s cannot create the schema; using it read-only", info.user)
         _schema_ready.add(info)
     return conn
 
@@ -265,6 +270,35 @@ def ensure_schema(conn: psycopg.Connection) -> None:
         raise
     finally:
         conn.autocommit = was_autocommit
+
+
+def create_read_only_role(role: str, password: str, settings: Settings | None = None) -> None:
+    """Create (or update) a login role that can read every StreamFlow table and write none.
+
+    For dashboards and the feature API on a server: point them at this role and a write
+    (ingest, materialize, re-validate) is refused by PostgreSQL itself.
+    """
+    from psycopg import sql
+
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", role):
+        raise ValueError(f"role name {role!r}: use lowercase letters, digits and '_'")
+    with connection(settings) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+        verb = "ALTER" if exists else "CREATE"
+        conn.execute(
+            sql.SQL(verb + " ROLE {} LOGIN PASSWORD {} NOSUPERUSER NOCREATEDB NOCREATEROLE").format(
+                sql.Identifier(role), sql.Literal(password)
+            )
+        )
+        dbname = conn.execute("SELECT current_database()").fetchone()[0]
+        for stmt in (
+            "GRANT CONNECT ON DATABASE {db} TO {r}",
+            "GRANT USAGE ON SCHEMA public TO {r}",
+            "REVOKE CREATE ON SCHEMA public FROM {r}",
+            "GRANT SELECT ON ALL TABLES IN SCHEMA public TO {r}",
+            "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO {r}",
+        ):
+            conn.execute(sql.SQL(stmt).format(db=sql.Identifier(dbname), r=sql.Identifier(role)))
 
 
 def ping(settings: Settings | None = None) -> str:

@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -172,8 +173,27 @@ def view_features(store, view_name: str) -> list[str]:
     return [f.name for f in store.get_feature_view(view_name).features]
 
 
+_refs_cache: dict[tuple, tuple[float, list[str]]] = {}
+REFS_TTL_S = 30.0
+
+
 def resolve_features(store, spec: str | list[str] | None) -> list[str]:
-    """`None`/a service name/`view`/`view:feature,...` -> validated feature references."""
+    """`None`/a service name/`view`/`view:feature,...` -> validated feature references.
+
+    Resolution reads the registry several times (about 30 ms); results are cached per store
+    for REFS_TTL_S seconds, so an API or app serving many lookups resolves once.
+    """
+    key = (id(store), spec if isinstance(spec, str | None) else tuple(spec))
+    hit = _refs_cache.get(key)
+    now = time.monotonic()
+    if hit and now - hit[0] < REFS_TTL_S:
+        return list(hit[1])
+    refs = _resolve_features(store, spec)
+    _refs_cache[key] = (now, refs)
+    return list(refs)
+
+
+def _resolve_features(store, spec: str | list[str] | None) -> list[str]:
     if spec is None or spec == "" or spec == []:
         spec = DEFAULT_SERVICE
     items = [s.strip() for s in spec.split(",")] if isinstance(spec, str) else [s.strip() for s in spec]

@@ -1,0 +1,158 @@
+"""Load: the feature API under bounded concurrent load from a second process, and the
+training-frame page rendered for 5 concurrent browser sessions. Loopback only; figures printed."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from streamflow import db
+from streamflow.ingest import ingest_month
+from streamflow.materialize import materialize
+from tests.conftest import reset_database, reset_online_store
+
+REPO = Path(__file__).resolve().parents[2]
+CLIENTS = int(os.environ.get("STREAMFLOW_LOAD_CLIENTS", "50"))
+REQUESTS = int(os.environ.get("STREAMFLOW_LOAD_REQUESTS", "20000"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait(url: str, proc: subprocess.Popen, seconds: int = 120) -> None:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError(f"{url} did not answer")
+
+
+@pytest.fixture(scope="module")
+def loaded(embedded_settings, months):
+    from tests.conftest import _store_for
+
+    settings = embedded_settings
+    reset_database(settings)
+    store = _store_for(settings)
+    reset_online_store(settings)
+    for folder, _ in months[:2]:
+        ingest_month(folder, settings=settings)
+    materialize(settings=settings, store=store)
+    return settings
+
+
+def _env(settings) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMFLOW_")}
+    env["STREAMFLOW_HOME"] = str(settings.home)
+    return env
+
+
+def test_api_under_load(loaded, tmp_path, record):
+    settings = loaded
+    with db.connection(settings) as conn:
+        ids = [r[0] for r in conn.execute("SELECT user_id FROM users_snapshots WHERE as_of = '2024-02-29'")]
+    ids_file = tmp_path / "ids.txt"
+    ids_file.write_text("\n".join(ids + ["0000-NOONE"]))  # one unknown id: a 404 is a correct answer
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "streamflow.cli", "serve-api", "--port", str(port)],
+        env=_env(settings),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait(f"http://127.0.0.1:{port}/health", server)
+        out = subprocess.run(
+            [
+                sys.executable,
+                str(REPO / "tests" / "reliability" / "load_client.py"),
+                f"http://127.0.0.1:{port}",
+                str(ids_file),
+                "--clients",
+                str(CLIENTS),
+                "--requests",
+                str(REQUESTS),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
+    finally:
+        server.terminate()
+        server.wait(20)
+    assert out.returncode == 0, out.stderr[-2000:]
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    print("\nAPI load:", res)
+    assert res["errors"] == 0, res["first_errors"]
+    assert set(res["statuses"]) <= {"200", "404"}
+    assert sum(res["statuses"].values()) == res["requests"]
+    record(
+        f"{res['requests']} req, {CLIENTS} clients: 0 errors, p50 {res['p50_ms']:.1f} ms, "
+        f"p99 {res['p99_ms']:.1f} ms, {res['throughput_rps']:.0f} req/s"
+    )
+
+
+def test_training_frame_page_five_sessions(loaded, record):
+    from tests.test_browser import ARGS, CHROMIUM
+
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("STREAMFLOW_TEST_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"{CHROMIUM} is missing")
+        pytest.skip("chromium not installed")
+    from playwright.sync_api import sync_playwright
+
+    settings = loaded
+    port = _free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(REPO / "app" / "streamlit_app.py"),
+            "--server.port",
+            str(port),
+            "--server.headless",
+            "true",
+        ],
+        cwd=REPO,
+        env=_env(settings),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait(f"http://127.0.0.1:{port}/_stcore/health", proc)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            pages = [browser.new_context().new_page() for _ in range(5)]
+            t0 = time.perf_counter()
+            for p in pages:
+                p.goto(f"http://127.0.0.1:{port}/training_frame", wait_until="commit")
+            done = []
+            for p in pages:
+                p.get_by_text("Point-in-time guarantee").first.wait_for(timeout=180_000)
+                assert p.locator("[data-testid='stException']").count() == 0
+                done.append(time.perf_counter() - t0)
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(20)
+    print(f"\n5 concurrent sessions rendered the training-frame page in {max(done):.1f}s (last)")
+    record(f"5 concurrent browser sessions: all rendered, no exception, last after {max(done):.1f}s")
