@@ -193,3 +193,26 @@ def read_csv(folder: Path, name: str):
     import pandas as pd
 
     return pd.read_csv(folder / name, dtype={"user_id": str}).set_index("user_id")
+
+
+def prepared_store(settings: Settings, months, n_months: int = 1):
+    """Empty the backend, apply, ingest the first `n_months` months and materialize them: (settings, store)."""
+    from streamflow.ingest import ingest_month
+    from streamflow.materialize import materialize
+
+    reset_database(settings)
+    store = _store_for(settings)
+    reset_online_store(settings)
+    for folder, _ in months[:n_months]:
+        ingest_month(folder, settings=settings)
+    materialize(settings=settings, store=store)
+    return settings, store
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -8,7 +8,6 @@ each page under artifacts/screenshots/.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ import pytest
 from streamflow.ingest import ingest_month
 from streamflow.materialize import materialize
 from streamflow.online import online_features
+from tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("STREAMFLOW_CHROMIUM", "/usr/bin/chromium")
@@ -45,12 +45,6 @@ PAGES = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def served_app(fs_embedded, months):
     if not Path(CHROMIUM).exists():
@@ -61,7 +55,7 @@ def served_app(fs_embedded, months):
     for folder, _ in months[:2]:
         ingest_month(folder, settings=settings)
     materialize(end="2024-01-31", settings=settings, store=store)
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMFLOW_")}
     env["STREAMFLOW_HOME"] = str(settings.home)
     log = open(settings.home / "streamlit.log", "wb")

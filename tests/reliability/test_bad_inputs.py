@@ -13,23 +13,14 @@ from pathlib import Path
 import pytest
 
 from streamflow.ingest import IngestError, ingest_month
-from streamflow.materialize import materialize
 from streamflow.schema import TABLES
-from tests.conftest import reset_database, reset_online_store
+from tests.conftest import prepared_store
 from tests.reliability.conftest import stored_state
 
 
 @pytest.fixture(scope="module")
 def base(embedded_settings, months):
-    from tests.conftest import _store_for
-
-    settings = embedded_settings
-    reset_database(settings)
-    store = _store_for(settings)
-    reset_online_store(settings)
-    ingest_month(months[0][0], settings=settings)
-    materialize(settings=settings, store=store)
-    return settings
+    return prepared_store(embedded_settings, months, 1)[0]
 
 
 def _lines(p: Path) -> list[str]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -24,7 +23,7 @@ from streamflow.ingest import ingest_month
 from streamflow.materialize import materialize
 from streamflow.schema import TABLES
 from streamflow.seeds import generate_months
-from tests.conftest import REPO, _home
+from tests.conftest import REPO, _home, free_port
 
 USERS = 20_000
 
@@ -228,12 +227,6 @@ def test_two_ingests_of_the_same_month_serialize(faulty, big_months, clean_ref, 
 # ---------------------------------------------------------------- Redis down
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _start_redis(port: int) -> subprocess.Popen:
     exe = shutil.which("redis-server")
     if exe is None:
@@ -262,7 +255,7 @@ def test_redis_down_is_reported_and_recovers(tmp_path_factory, months, monkeypat
     from streamflow.online import OnlineStoreUnavailable, online_features
     from streamflow.store import apply, get_store
 
-    port = _free_port()
+    port = free_port()
     url = f"redis://127.0.0.1:{port}/0"
     server = _start_redis(port)
     settings = _new_home(tmp_path_factory, "redisdown", STREAMFLOW_ONLINE_STORE="redis", REDIS_URL=url)

@@ -14,10 +14,8 @@ from urllib.parse import quote
 
 import pytest
 
-from streamflow.ingest import ingest_month
-from streamflow.materialize import materialize
 from streamflow.online import InvalidUserId, online_features
-from tests.conftest import reset_database, reset_online_store
+from tests.conftest import prepared_store
 from tests.reliability.conftest import stored_state
 
 REPO = Path(__file__).resolve().parents[2]
@@ -43,15 +41,7 @@ WELL_FORMED_UNKNOWN = ["0000-XXXXX", "a" * 64, "_-_-"]
 
 @pytest.fixture(scope="module")
 def served(embedded_settings, months):
-    from tests.conftest import _store_for
-
-    settings = embedded_settings
-    reset_database(settings)
-    store = _store_for(settings)
-    reset_online_store(settings)
-    ingest_month(months[0][0], settings=settings)
-    materialize(settings=settings, store=store)
-    return settings, store
+    return prepared_store(embedded_settings, months, 1)
 
 
 @pytest.mark.parametrize("name", sorted(HOSTILE))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -15,19 +14,11 @@ from pathlib import Path
 import pytest
 
 from streamflow import db
-from streamflow.ingest import ingest_month
-from streamflow.materialize import materialize
-from tests.conftest import reset_database, reset_online_store
+from tests.conftest import free_port, prepared_store
 
 REPO = Path(__file__).resolve().parents[2]
 CLIENTS = int(os.environ.get("STREAMFLOW_LOAD_CLIENTS", "50"))
 REQUESTS = int(os.environ.get("STREAMFLOW_LOAD_REQUESTS", "20000"))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait(url: str, proc: subprocess.Popen, seconds: int = 120) -> None:
@@ -45,16 +36,7 @@ def _wait(url: str, proc: subprocess.Popen, seconds: int = 120) -> None:
 
 @pytest.fixture(scope="module")
 def loaded(embedded_settings, months):
-    from tests.conftest import _store_for
-
-    settings = embedded_settings
-    reset_database(settings)
-    store = _store_for(settings)
-    reset_online_store(settings)
-    for folder, _ in months[:2]:
-        ingest_month(folder, settings=settings)
-    materialize(settings=settings, store=store)
-    return settings
+    return prepared_store(embedded_settings, months, 2)[0]
 
 
 def _env(settings) -> dict:
@@ -69,7 +51,7 @@ def test_api_under_load(loaded, tmp_path, record):
         ids = [r[0] for r in conn.execute("SELECT user_id FROM users_snapshots WHERE as_of = '2024-02-29'")]
     ids_file = tmp_path / "ids.txt"
     ids_file.write_text("\n".join(ids + ["0000-NOONE"]))  # one unknown id: a 404 is a correct answer
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "streamflow.cli", "serve-api", "--port", str(port)],
         env=_env(settings),
@@ -119,7 +101,7 @@ def test_training_frame_page_five_sessions(loaded, record):
     from playwright.sync_api import sync_playwright
 
     settings = loaded
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [
             sys.executable,

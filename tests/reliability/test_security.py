@@ -113,15 +113,9 @@ def test_read_only_role_can_serve_but_not_write(server_settings, months, record)
     from streamflow.api import create_app
     from streamflow.config import load_settings
     from streamflow.ingest import ingest_month
-    from streamflow.materialize import materialize
-    from tests.conftest import _store_for, reset_database, reset_online_store
+    from tests.conftest import prepared_store
 
-    settings = server_settings
-    reset_database(settings)
-    store = _store_for(settings)
-    reset_online_store(settings)
-    ingest_month(months[0][0], settings=settings)
-    materialize(settings=settings, store=store)
+    settings, _ = prepared_store(server_settings, months, 1)
 
     role, password = f"sf_reader_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
     db.create_read_only_role(role, password, settings)
