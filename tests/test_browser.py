@@ -7,34 +7,15 @@ each page under artifacts/screenshots/.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
-
 import pytest
 
 from streamflow.ingest import ingest_month
 from streamflow.materialize import materialize
 from streamflow.online import online_features
-from tests.conftest import free_port
+from tests.conftest import CHROMIUM, CHROMIUM_ARGS, REPO, require_chromium, serve_app
 
-REPO = Path(__file__).resolve().parent.parent
-CHROMIUM = os.environ.get("STREAMFLOW_CHROMIUM", "/usr/bin/chromium")
 SHOTS = REPO / "artifacts" / "screenshots"
-ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-]
+
 PAGES = [
     ("overview", "", "StreamFlow Feature Studio"),
     ("training_frame", "training_frame", "Point-in-time guarantee"),
@@ -47,55 +28,13 @@ PAGES = [
 
 @pytest.fixture
 def served_app(fs_embedded, months):
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("STREAMFLOW_TEST_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"{CHROMIUM} is missing (apt-get install -y chromium)")
-        pytest.skip(f"{CHROMIUM} not installed")
+    require_chromium()
     settings, store = fs_embedded
     for folder, _ in months[:2]:
         ingest_month(folder, settings=settings)
     materialize(end="2024-01-31", settings=settings, store=store)
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMFLOW_")}
-    env["STREAMFLOW_HOME"] = str(settings.home)
-    log = open(settings.home / "streamlit.log", "wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            str(REPO / "app" / "streamlit_app.py"),
-            "--server.port",
-            str(port),
-            "--server.address",
-            "127.0.0.1",
-            "--server.headless",
-            "true",
-        ],
-        cwd=REPO,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
-                break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("streamlit did not start: " + (settings.home / "streamlit.log").read_text()[-2000:])
-    yield url, settings, store
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    with serve_app(settings) as url:
+        yield url, settings, store
 
 
 def test_every_page_in_chromium(served_app):
@@ -105,7 +44,7 @@ def test_every_page_in_chromium(served_app):
     expect.set_options(timeout=60_000)
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1600})
         page.set_default_timeout(120_000)
         for name, path, marker in PAGES:

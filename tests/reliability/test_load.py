@@ -92,49 +92,23 @@ def test_api_under_load(loaded, tmp_path, record):
 
 
 def test_training_frame_page_five_sessions(loaded, record):
-    from tests.test_browser import ARGS, CHROMIUM
-
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("STREAMFLOW_TEST_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"{CHROMIUM} is missing")
-        pytest.skip("chromium not installed")
     from playwright.sync_api import sync_playwright
 
-    settings = loaded
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            str(REPO / "app" / "streamlit_app.py"),
-            "--server.port",
-            str(port),
-            "--server.headless",
-            "true",
-        ],
-        cwd=REPO,
-        env=_env(settings),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        _wait(f"http://127.0.0.1:{port}/_stcore/health", proc)
+    from tests.conftest import CHROMIUM_ARGS, require_chromium, serve_app
+
+    chromium = require_chromium()
+    with serve_app(loaded) as url:
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
             pages = [browser.new_context().new_page() for _ in range(5)]
             t0 = time.perf_counter()
             for p in pages:
-                p.goto(f"http://127.0.0.1:{port}/training_frame", wait_until="commit")
+                p.goto(f"{url}/training_frame", wait_until="commit")
             done = []
             for p in pages:
                 p.get_by_text("Point-in-time guarantee").first.wait_for(timeout=180_000)
                 assert p.locator("[data-testid='stException']").count() == 0
                 done.append(time.perf_counter() - t0)
             browser.close()
-    finally:
-        proc.terminate()
-        proc.wait(20)
     print(f"\n5 concurrent sessions rendered the training-frame page in {max(done):.1f}s (last)")
     record(f"5 concurrent browser sessions: all rendered, no exception, last after {max(done):.1f}s")
