@@ -39,29 +39,13 @@ from streamflow.status import snapshot_dates  # noqa: E402
 from streamflow.store import apply, get_store, resolve_features  # noqa: E402
 from streamflow.training import build_training_frame  # noqa: E402
 
-VIEWS = {
-    "user_profile_fv": ("users_snapshots", ["user_gender", "user_is_senior", "has_family", "has_dependents"]),
-    "subs_profile_fv": (
-        "subscriptions_profile_snapshots",
-        [
-            "months_active",
-            "monthly_fee",
-            "paperless_billing",
-            "plan_stream_tv",
-            "plan_stream_movies",
-            "net_service",
-            "contract_type",
-            "total_paid",
-        ],
-    ),
-    "usage_agg_30d_fv": (
-        "usage_agg_30d_snapshots",
-        ["watch_hours_30d", "avg_session_mins_7d", "unique_devices_30d", "skips_7d", "rebuffer_events_7d"],
-    ),
-    "payments_agg_90d_fv": ("payments_agg_90d_snapshots", ["failed_payments_90d"]),
-    "support_agg_90d_fv": ("support_agg_90d_snapshots", ["support_tickets_90d", "ticket_avg_resolution_hrs_90d"]),
-    "churn_label_fv": ("labels_snapshots", ["churn_label"]),
-}
+
+def source_columns(store) -> dict[str, tuple[str, list[str]]]:
+    """view -> (snapshot table, model features), read from the registry (feature_repo/ is the one source)."""
+    return {
+        fv.name: (fv.batch_source.tags["table"], [f.name for f in fv.features if not f.name.endswith("_as_of")])
+        for fv in sorted(store.list_all_feature_views(), key=lambda v: v.name)
+    }
 
 
 def med(xs: list[float]) -> float:
@@ -82,13 +66,13 @@ def timed(fn, repeat: int) -> tuple[float, object]:
     return med(times), out
 
 
-def duckdb_floor(settings, as_of, repeat: int) -> tuple[float, int]:
+def duckdb_floor(settings, store, as_of, repeat: int) -> tuple[float, int]:
     """ASOF JOIN of the entity frame with every view's snapshot rows, in DuckDB (data preloaded)."""
     import duckdb
 
     con = duckdb.connect()
     with db.connection(settings) as conn:
-        for view, (table, cols) in VIEWS.items():
+        for view, (table, cols) in source_columns(store).items():
             rows = conn.execute(
                 f"SELECT user_id, (as_of::timestamp AT TIME ZONE 'UTC') AS as_of, {', '.join(cols)} FROM {table}"
             ).fetchall()
@@ -101,7 +85,7 @@ def duckdb_floor(settings, as_of, repeat: int) -> tuple[float, int]:
     con.execute("CREATE TABLE ent AS SELECT * FROM ent_df")
     select = ["e.user_id", "e.event_timestamp"]
     joins = []
-    for i, (view, (_, cols)) in enumerate(VIEWS.items()):
+    for i, (view, (_, cols)) in enumerate(source_columns(store).items()):
         a = f"v{i}"
         select += [f"{a}.{c}" for c in cols]
         joins.append(f"ASOF LEFT JOIN {view} {a} ON e.user_id = {a}.user_id AND e.event_timestamp >= {a}.as_of")
@@ -189,7 +173,7 @@ def scenario(users: int, months: int, args) -> None:
         refs = resolve_features(store, None) + ["churn_label_fv:churn_label"]
         ent = pd.DataFrame({"user_id": tf.frame["user_id"], "event_timestamp": pd.Timestamp(as_of, tz="UTC")})
         pandas_s, _ = timed(lambda: store.get_historical_features(entity_df=ent, features=refs).to_df(), 1)
-        floor, n = duckdb_floor(settings, as_of, args.repeat)
+        floor, n = duckdb_floor(settings, store, as_of, args.repeat)
         print(
             f"training frame ({len(tf.frame):,} rows): Feast + SQL entity query {ours:.2f}s | "
             f"Feast + pandas entity frame {pandas_s:.2f}s | DuckDB ASOF JOIN floor {floor:.2f}s ({n:,} rows) | "
@@ -246,7 +230,8 @@ def scenario(users: int, months: int, args) -> None:
             t0 = time.perf_counter()
             r = materialize(start=as_of, end=as_of, settings=rsettings, store=rstore)
             rmat = time.perf_counter() - t0
-            fields = sum(len(cols) + 1 for v, (_, cols) in VIEWS.items() if v != "churn_label_fv")
+            online = {v.name for v in rstore.list_feature_views() if v.online}
+            fields = sum(len(cols) + 1 for v, (_, cols) in source_columns(rstore).items() if v in online)
             rfloor = redis_floor(redis_url, rows // len(r.rows), fields)
             print(
                 f"materialize -> Redis: {sum(r.rows.values()):,} entity rows in {rmat:.1f}s | pipelined HSET floor "
