@@ -24,12 +24,11 @@ import time
 import urllib.request
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from streamflow import db
+from streamflow.bootstrap import bootstrap
+from streamflow.config import load_settings
 
-from streamflow import db  # noqa: E402
-from streamflow.bootstrap import bootstrap  # noqa: E402
-from streamflow.config import load_settings  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 PAGES = ["overview", "training_frame", "data_quality", "online_lookup", "skew", "materialize"]
 

@@ -19,14 +19,12 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from streamflow import db  # noqa: E402
-from streamflow.config import load_settings  # noqa: E402
-from streamflow.ingest import ingest_month  # noqa: E402
-from streamflow.quality import _context  # noqa: E402
-from streamflow.schema import TABLES  # noqa: E402
-from streamflow.seeds import generate_months  # noqa: E402
+from streamflow import db
+from streamflow.catalog import TABLES
+from streamflow.config import load_settings
+from streamflow.ingest import ingest_month
+from streamflow.quality import _context
+from streamflow.seeds import generate_months
 
 
 def plain_copy(settings, folder: Path) -> float:

@@ -25,19 +25,18 @@ import tempfile
 import time
 from pathlib import Path
 
+import pandas as pd
+
+from streamflow import db
+from streamflow.config import load_settings
+from streamflow.ingest import ingest_month
+from streamflow.materialize import materialize
+from streamflow.seeds import generate_months
+from streamflow.status import snapshot_dates
+from streamflow.store import apply, get_store, resolve_features
+from streamflow.training import build_training_frame
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-import pandas as pd  # noqa: E402
-
-from streamflow import db  # noqa: E402
-from streamflow.config import load_settings  # noqa: E402
-from streamflow.ingest import ingest_month  # noqa: E402
-from streamflow.materialize import materialize  # noqa: E402
-from streamflow.seeds import generate_months  # noqa: E402
-from streamflow.status import snapshot_dates  # noqa: E402
-from streamflow.store import apply, get_store, resolve_features  # noqa: E402
-from streamflow.training import build_training_frame  # noqa: E402
 
 
 def source_columns(store) -> dict[str, tuple[str, list[str]]]:

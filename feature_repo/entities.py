@@ -2,9 +2,11 @@
 
 from feast import Entity, ValueType
 
+from streamflow.catalog import ENTITY, JOIN_KEY
+
 user = Entity(
-    name="user",
-    join_keys=["user_id"],
+    name=ENTITY,
+    join_keys=[JOIN_KEY],
     value_type=ValueType.STRING,
     description="A StreamFlow subscriber, keyed by user_id (e.g. 7590-VHVEG).",
     tags={"domain": "churn", "owner": "streamflow-data"},

@@ -9,20 +9,17 @@ from feature_views import (
     user_profile_fv,
 )
 
-
-def _model_features(fv):
-    """The view's model inputs: every field but the `<view>_as_of` lineage column."""
-    return fv[[f.name for f in fv.schema if not f.name.endswith("_as_of")]]
-
+from streamflow.catalog import SERVICE
+from streamflow.feast_repo import model_features
 
 churn_model_v1 = FeatureService(
-    name="churn_model_v1",
+    name=SERVICE,
     features=[
-        _model_features(user_profile_fv),
-        _model_features(subs_profile_fv),
-        _model_features(usage_agg_30d_fv),
-        _model_features(payments_agg_90d_fv),
-        _model_features(support_agg_90d_fv),
+        model_features(user_profile_fv),
+        model_features(subs_profile_fv),
+        model_features(usage_agg_30d_fv),
+        model_features(payments_agg_90d_fv),
+        model_features(support_agg_90d_fv),
     ],
     description="Every model input of churn model v1: demographics, plan, usage, payments, support.",
     tags={"model": "churn", "version": "1", "owner": "streamflow-ds"},

@@ -9,12 +9,9 @@ labels as of the date).
 
 import os
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from streamflow.config import load_settings  # noqa: E402
-from streamflow.training import build_training_frame, write_frame  # noqa: E402
+from streamflow.config import load_settings
+from streamflow.training import build_training_frame, write_frame
 
 AS_OF = os.environ.get("AS_OF", "2024-01-31")
 

@@ -7,11 +7,8 @@ same library as `streamflow online`; an unknown user is said to be not found.
 """
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from streamflow.online import InvalidUserId, online_features  # noqa: E402
+from streamflow.online import InvalidUserId, online_features
 
 FEATURES = ["subs_profile_fv:months_active", "subs_profile_fv:monthly_fee", "subs_profile_fv:paperless_billing"]
 

@@ -12,15 +12,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 
-from prefect import flow, get_run_logger, task  # noqa: E402
-from prefect.cache_policies import NO_CACHE  # noqa: E402
-
-from streamflow.ingest import PreparedMonth, prepare_month, write_month  # noqa: E402
-from streamflow.materialize import materialize  # noqa: E402
+from streamflow.ingest import PreparedMonth, prepare_month, write_month
+from streamflow.materialize import materialize
 
 
 @task(name="validate", cache_policy=NO_CACHE)

@@ -2,10 +2,10 @@
 
     streamflow serve-api [--host 127.0.0.1] [--port 8000]
 
-GET /health                 the store and its database are reachable
+GET /health                 the store and its database are reachable (503 otherwise)
 GET /features/{user_id}     {"user_id": ..., "features": {...}, "event_timestamps": {...}}
-                            404 unknown user, 422 malformed id
-OpenAPI docs at /docs.
+                            404 unknown user, 422 malformed id, 503 a backend is down
+OpenAPI docs at /docs. Errors map once, from `streamflow.errors`: `http_status` of the class.
 """
 
 from __future__ import annotations
@@ -13,13 +13,15 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Path
+from fastapi import FastAPI, Path
 from fastapi.responses import JSONResponse
 
-from streamflow import db
+from streamflow.catalog import SERVICE
 from streamflow.config import Settings, load_settings
-from streamflow.online import InvalidUserId, online_features, validate_user_id
-from streamflow.store import DEFAULT_SERVICE, get_store
+from streamflow.errors import BackendUnavailable, NotFound, StreamflowError, from_backend
+from streamflow.online import online_features, validate_user_id
+from streamflow.status import health as check_health
+from streamflow.store import get_store, require_applied
 
 
 def create_app(settings: Settings | None = None, store=None) -> FastAPI:
@@ -27,7 +29,7 @@ def create_app(settings: Settings | None = None, store=None) -> FastAPI:
     app = FastAPI(
         title="StreamFlow feature API",
         version="1",
-        description=f"Online features of the `{DEFAULT_SERVICE}` feature service, served by Feast.",
+        description=f"Online features of the `{SERVICE}` feature service, served by Feast.",
     )
     lock = threading.Lock()
     cache: dict[str, Any] = {"store": store}
@@ -38,44 +40,43 @@ def create_app(settings: Settings | None = None, store=None) -> FastAPI:
                 cache["store"] = get_store(settings)
             return cache["store"]
 
-    @app.exception_handler(db.DatabaseUnavailable)
-    async def _db_down(_request, exc):  # pragma: no cover - exercised in reliability tests
-        return JSONResponse(status_code=503, content={"detail": str(exc)})
+    @app.exception_handler(StreamflowError)
+    async def _mapped(_request, exc: StreamflowError):
+        return JSONResponse(status_code=exc.http_status, content={"detail": str(exc), "error": type(exc).__name__})
 
     @app.get("/health")
     def health() -> dict:
-        try:
-            version = db.ping(settings)
-            store_ = the_store()
-            store_.get_feature_service(DEFAULT_SERVICE)
-        except Exception as exc:  # noqa: BLE001 - any failure means unhealthy
-            raise HTTPException(status_code=503, detail=f"store not reachable: {exc}") from exc
+        h = check_health(settings)
+        problems = list(h.problems)
+        if h.ok:
+            try:
+                require_applied(the_store())
+            except StreamflowError as exc:
+                problems.append(str(exc))
+            except Exception as exc:  # noqa: BLE001 - the registry's own client error
+                problems.append(f"{type(exc).__name__}: {exc}")
+        if problems:
+            raise BackendUnavailable("store not reachable: " + "; ".join(problems))
         return {
             "status": "ok",
-            "postgres": version,
+            "postgres": h.postgres_version,
             "online_store": settings.online_store,
-            "feature_service": DEFAULT_SERVICE,
+            "feature_service": SERVICE,
         }
 
     @app.get("/features/{user_id}")
     def features(user_id: str = Path(..., max_length=200, description="e.g. 7590-VHVEG")) -> dict:
-        try:
-            validate_user_id(user_id)
-        except InvalidUserId as exc:
-            raise HTTPException(status_code=422, detail=str(exc)) from None
+        validate_user_id(user_id)
         try:
             rec = online_features([user_id], settings=settings, store=the_store())[0]
-        except db.DatabaseUnavailable as exc:
-            raise HTTPException(status_code=503, detail=str(exc)) from None
-        except Exception as exc:  # noqa: BLE001 - e.g. Redis down: say so, no traceback
-            raise HTTPException(
-                status_code=503, detail=f"online store unavailable: {type(exc).__name__}: {exc}"
+        except StreamflowError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a backend client's own error: say so, no traceback
+            raise from_backend(exc, settings.redis_url) or BackendUnavailable(
+                f"online store unavailable: {type(exc).__name__}: {exc}"
             ) from None
         if not rec.found:
-            raise HTTPException(
-                status_code=404,
-                detail=f"user_id {user_id!r} is not in the online store (unknown user, or not materialized yet)",
-            )
+            raise NotFound(f"user_id {user_id!r} is not in the online store (unknown user, or not materialized yet)")
         body = rec.to_json()
         return {"user_id": user_id, "features": body["features"], "event_timestamps": body["event_timestamps"]}
 

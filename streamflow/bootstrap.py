@@ -21,6 +21,7 @@ def bootstrap(
     users: int = 7043,
     months: int = 2,
     start: date = date(2024, 1, 31),
+    verbose: bool = False,
 ) -> None:
     settings = settings or load_settings()
     say(f"backend: {settings.backend_label}; online store: {settings.online_store}")
@@ -38,22 +39,25 @@ def bootstrap(
         else:
             say(f"  {folder.name}: ingested as_of {r.as_of}, {r.rows['users']:,} users in {r.duration_s:.1f}s")
 
-    from streamflow.materialize import materialize, runs
+    from streamflow import runs
+    from streamflow.materialize import materialize
+    from streamflow.status import snapshot_dates
     from streamflow.store import apply, get_store
 
     say("registering the Feast definitions")
     store = get_store(settings)
-    apply(settings, store)
-    history = runs(settings, limit=50)
-    if history.empty or not (history["status"] == "succeeded").any():
-        say("materializing the latest month into the online store")
+    r = apply(settings, store, verbose=verbose)
+    say(f"  {len(r.feature_views)} feature views, service(s) {', '.join(r.feature_services)}")
+    last = runs.last_materialization(settings)
+    if last is None:
+        dates = snapshot_dates(settings)
+        say(f"materializing every snapshot up to {dates[-1]} into the {settings.online_store} online store")
 
         def progress(p):
             if p.status == "done":
                 say(f"  [{p.index}/{p.total}] {p.view}: {p.rows:,} rows in {p.seconds:.1f}s")
 
-        materialize(settings=settings, store=store, progress=progress)
+        materialize(settings=settings, store=store, progress=progress, verbose=verbose)
     else:
-        last = history[history["status"] == "succeeded"].iloc[0]
         say(f"online store already materialized (up to {last['window_end']:%Y-%m-%d}); skipping")
     say("ready")

@@ -33,7 +33,7 @@ def cmd_seed(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from streamflow.ingest import IngestError, ingest_month, month_folders
+    from streamflow.ingest import ingest_month, month_folders
 
     folders: list[Path] = []
     for f in args.folders:
@@ -44,13 +44,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         print("error: --as-of applies to one folder; give one folder or write _as_of.txt files", file=sys.stderr)
         return 2
     for folder in folders:
-        try:
-            r = ingest_month(
-                folder, args.as_of, progress=lambda m: print(f"  {m}", flush=True), skip_unchanged=not args.force
-            )
-        except IngestError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
+        r = ingest_month(
+            folder, args.as_of, progress=lambda m: print(f"  {m}", flush=True), skip_unchanged=not args.force
+        )
         if r.skipped:
             print(f"{folder}: same files as run {r.run_id} (as_of {r.as_of}), skipped (--force to re-run)")
             continue
@@ -108,10 +104,15 @@ def cmd_feast(args: argparse.Namespace) -> int:
 def cmd_apply(args: argparse.Namespace) -> int:
     from streamflow.store import apply
 
-    r = apply(store=_store())
+    r = apply(store=_store(), verbose=args.verbose)
     print(f"applied: entities {r.entities}; feature views {r.feature_views}; services {r.feature_services}")
-    if r.deleted:
-        print(f"removed from the registry: {r.deleted}")
+    return 0
+
+
+def cmd_catalog(args: argparse.Namespace) -> int:
+    from streamflow.catalog import markdown_table
+
+    print(markdown_table())
     return 0
 
 
@@ -138,32 +139,28 @@ def cmd_training_frame(args: argparse.Namespace) -> int:
 def _progress(p) -> None:
     if p.status == "waiting":
         print(f"  {p.message}", flush=True)
-    elif p.status == "started":
-        print(f"  [{p.index}/{p.total}] {p.view} ...", flush=True)
     elif p.status == "done":
         print(f"  [{p.index}/{p.total}] {p.view}: {p.rows} rows in {p.seconds:.1f}s", flush=True)
 
 
 def cmd_materialize(args: argparse.Namespace) -> int:
-    from streamflow.materialize import MaterializationBusy, materialize
+    from streamflow.materialize import materialize
 
     views = [v.strip() for v in args.views.split(",")] if args.views else None
-    try:
-        r = materialize(
-            end=args.end,
-            start=args.start,
-            views=views,
-            incremental=args.incremental,
-            wait=not args.no_wait,
-            progress=_progress,
-            store=_store(),
-        )
-    except MaterializationBusy as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 3
+    r = materialize(
+        end=args.end,
+        start=args.start,
+        views=views,
+        incremental=args.incremental,
+        wait=not args.no_wait,
+        progress=_progress,
+        store=_store(),
+        verbose=args.verbose,
+    )
     total = sum(r.rows.values())
     print(
-        f"materialized {len(r.rows)} view(s) up to {r.end:%Y-%m-%d}: {total} rows in {r.seconds:.1f}s (run {r.run_id})"
+        f"materialized {len(r.rows)} view(s) up to {r.end:%Y-%m-%d}: {total:,} rows in {r.seconds:.1f}s "
+        f"(run {r.run_id[:8]})"
     )
     return 0
 
@@ -185,7 +182,9 @@ def cmd_online(args: argparse.Namespace) -> int:
             for row in r.as_rows():
                 ts = row["event_timestamp"]
                 print(f"  {row['view']:<22} {row['feature']:<30} {row['value']!s:<16} {ts:%Y-%m-%d}")
-    return 0 if all(r.found for r in records) else 4
+    from streamflow.errors import NotFound
+
+    return 0 if all(r.found for r in records) else NotFound.exit_code
 
 
 def cmd_skew(args: argparse.Namespace) -> int:
@@ -220,7 +219,7 @@ def cmd_create_reader(args: argparse.Namespace) -> int:
 def cmd_bootstrap(args: argparse.Namespace) -> int:
     from streamflow.bootstrap import bootstrap
 
-    bootstrap(say=lambda m: print(m, flush=True))
+    bootstrap(say=lambda m: print(m, flush=True), verbose=args.verbose)
     return 0
 
 
@@ -259,8 +258,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("feast_args", nargs=argparse.REMAINDER)
     s.set_defaults(func=cmd_feast)
 
-    s = sub.add_parser("apply", help="register feature_repo/ in the Feast registry")
+    s = sub.add_parser("apply", help="register feature_repo/ in the Feast registry (Feast's own apply)")
+    s.add_argument("--verbose", action="store_true", help="also print Feast's own output")
     s.set_defaults(func=cmd_apply)
+
+    s = sub.add_parser("catalog", help="the tables and columns of the catalog (markdown)")
+    s.set_defaults(func=cmd_catalog)
 
     s = sub.add_parser("training-frame", help="point-in-time correct training frame for an as_of")
     s.add_argument("--as-of", required=True)
@@ -277,6 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--views", default=None, help="comma-separated feature views (default: all online views)")
     s.add_argument("--incremental", action="store_true", help="start each view where its last run ended")
     s.add_argument("--no-wait", action="store_true", help="fail instead of waiting for a running materialization")
+    s.add_argument("--verbose", action="store_true", help="also print Feast's own banner and progress bars")
     s.set_defaults(func=cmd_materialize)
 
     s = sub.add_parser("online", help="online feature lookup")
@@ -297,6 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_create_reader)
 
     s = sub.add_parser("bootstrap", help="seed if empty, ingest new months, apply, first materialization")
+    s.add_argument("--verbose", action="store_true", help="also print Feast's own output")
     s.set_defaults(func=cmd_bootstrap)
 
     s = sub.add_parser("serve-api", help="run the feature API (FastAPI)")
@@ -307,28 +312,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from streamflow.config import ConfigError
-    from streamflow.db import DatabaseUnavailable
-    from streamflow.online import InvalidUserId
-    from streamflow.store import FeatureStoreError
-    from streamflow.training import TrainingFrameError
+    """Run a command; a StreamflowError exits with its class's code (see streamflow/errors.py)."""
+    from streamflow.errors import StreamflowError, from_backend
 
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (DatabaseUnavailable, ConfigError, FeatureStoreError, TrainingFrameError, InvalidUserId) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except Exception as exc:
-        from streamflow.online import OnlineStoreUnavailable, as_online_store_error
-
-        err = exc if isinstance(exc, OnlineStoreUnavailable) else as_online_store_error(exc)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - mapped below, else re-raised
+        err = exc if isinstance(exc, StreamflowError) else from_backend(exc)
         if err is None:
             raise
         print(f"error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+        return err.exit_code
 
 
 if __name__ == "__main__":

@@ -18,10 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from streamflow.errors import InvalidInput
+
 ONLINE_STORES = ("postgres", "redis")
 
 
-class ConfigError(ValueError):
+class ConfigError(InvalidInput):
     """A setting is missing or malformed."""
 
 

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import psycopg
 
+from streamflow.catalog import JOIN_KEY, TABLES
 from streamflow.config import Settings, load_settings
-from streamflow.schema import TABLES
+from streamflow.errors import BackendUnavailable, InvalidInput
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ LOCK_INGEST = 7_402
 LOCK_MATERIALIZE = 7_403
 
 
-class DatabaseUnavailable(RuntimeError):
+class DatabaseUnavailable(BackendUnavailable):
     """The configured PostgreSQL cannot be reached."""
 
 
@@ -189,7 +190,7 @@ def _table_ddl() -> list[str]:
         cols = ",\n  ".join(f"{c.name} {c.sql_type}" for c in t.columns)
         stmts.append(
             f"""CREATE TABLE IF NOT EXISTS {t.name} (
-  user_id TEXT COLLATE "C" PRIMARY KEY,
+  {JOIN_KEY} TEXT COLLATE "C" PRIMARY KEY,
   {cols},
   as_of DATE NOT NULL,
   updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
@@ -197,62 +198,26 @@ def _table_ddl() -> list[str]:
         )
         stmts.append(
             f"""CREATE TABLE IF NOT EXISTS {t.snapshot} (
-  user_id TEXT COLLATE "C" NOT NULL,
+  {JOIN_KEY} TEXT COLLATE "C" NOT NULL,
   as_of DATE NOT NULL,
   {cols},
   ingested_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-  PRIMARY KEY (user_id, as_of)
+  PRIMARY KEY ({JOIN_KEY}, as_of)
 )"""
         )
         stmts.append(f"CREATE INDEX IF NOT EXISTS {t.snapshot}_as_of_idx ON {t.snapshot} (as_of)")
     return stmts
 
 
-BOOKKEEPING_DDL = [
-    """CREATE TABLE IF NOT EXISTS ingestion_runs (
-  run_id TEXT PRIMARY KEY,
-  folder TEXT NOT NULL,
-  as_of DATE,
-  status TEXT NOT NULL CHECK (status IN ('running', 'succeeded', 'failed')),
-  started_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-  finished_at TIMESTAMPTZ,
-  duration_s DOUBLE PRECISION,
-  rows JSONB,
-  changed JSONB,
-  message TEXT,
-  digest TEXT
-)""",
-    "ALTER TABLE ingestion_runs ADD COLUMN IF NOT EXISTS digest TEXT",
-    """CREATE TABLE IF NOT EXISTS validation_results (
-  id BIGSERIAL PRIMARY KEY,
-  run_id TEXT NOT NULL,
-  table_name TEXT NOT NULL,
-  as_of DATE,
-  success BOOLEAN NOT NULL,
-  evaluated INTEGER NOT NULL,
-  successful INTEGER NOT NULL,
-  failed INTEGER NOT NULL,
-  row_count BIGINT,
-  details JSONB NOT NULL,
-  ge_result JSONB,
-  validated_at TIMESTAMPTZ NOT NULL DEFAULT now()
-)""",
-    "CREATE INDEX IF NOT EXISTS validation_results_table_idx ON validation_results (table_name, as_of)",
-    "CREATE INDEX IF NOT EXISTS validation_results_run_idx ON validation_results (run_id)",
-    """CREATE TABLE IF NOT EXISTS materialization_runs (
-  run_id TEXT PRIMARY KEY,
-  mode TEXT NOT NULL,
-  window_start TIMESTAMPTZ,
-  window_end TIMESTAMPTZ NOT NULL,
-  views TEXT[] NOT NULL,
-  status TEXT NOT NULL CHECK (status IN ('running', 'succeeded', 'failed')),
-  rows JSONB,
-  started_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-  finished_at TIMESTAMPTZ,
-  duration_s DOUBLE PRECISION,
-  message TEXT
-)""",
-]
+def _add_missing_columns(cur) -> None:
+    """A column added to the catalog after a table was created: add it (NULL for stored rows)."""
+    cur.execute("SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'public'")
+    have = {(t, c) for t, c in cur.fetchall()}
+    for t in TABLES:
+        for name in (t.name, t.snapshot):
+            for c in t.columns:
+                if (name, c.name) not in have:
+                    cur.execute(f"ALTER TABLE {name} ADD COLUMN {c.name} {c.sql_type}")
 
 
 def ensure_schema(conn: psycopg.Connection) -> None:
@@ -262,8 +227,11 @@ def ensure_schema(conn: psycopg.Connection) -> None:
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s, 0)", (LOCK_SCHEMA,))
-            for stmt in _table_ddl() + BOOKKEEPING_DDL:
+            from streamflow import runs
+
+            for stmt in _table_ddl() + runs.DDL:
                 cur.execute(stmt)
+            _add_missing_columns(cur)
         conn.commit()
     except BaseException:
         conn.rollback()
@@ -281,7 +249,7 @@ def create_read_only_role(role: str, password: str, settings: Settings | None = 
     from psycopg import sql
 
     if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", role):
-        raise ValueError(f"role name {role!r}: use lowercase letters, digits and '_'")
+        raise InvalidInput(f"role name {role!r}: use lowercase letters, digits and '_'")
     with connection(settings) as conn:
         exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
         verb = "ALTER" if exists else "CREATE"

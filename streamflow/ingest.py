@@ -15,7 +15,6 @@ Semantics worth knowing:
 from __future__ import annotations
 
 import io
-import json
 import logging
 import time
 import uuid
@@ -30,11 +29,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from streamflow import db
+from streamflow import db, runs
+from streamflow.catalog import JOIN_KEY, TABLES, USERS, Column, Table, table
 from streamflow.config import Settings, load_settings
-from streamflow.quality import REFERENTIAL, TableValidation, describe_failure, store_validations, validate_month
-from streamflow.schema import TABLES, Column, Table
-from streamflow.seeds import month_end
+from streamflow.dates import parse_month_end
+from streamflow.errors import BackendUnavailable, InvalidInput, NotFound, StreamflowError, ValidationRefused
+from streamflow.quality import REFERENTIAL, TableValidation, validate_month, validate_table
+from streamflow.validation_report import describe_failure
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ MAX_COLUMNS = 64
 EXAMPLE_ROWS = 5
 
 
-class IngestError(RuntimeError):
+class IngestError(ValidationRefused):
     """A month was refused; nothing was written. `message` says what to fix."""
 
     def __init__(self, message: str, run_id: str | None = None, validations=None):
@@ -85,39 +86,14 @@ def files_digest(folder: Path) -> str:
     return h.hexdigest()
 
 
-def _already_ingested(settings: Settings, as_of: date, digest: str) -> str | None:
-    """run_id of a succeeded run of these exact files whose snapshot is still stored."""
-    with db.connection(settings) as conn:
-        row = conn.execute(
-            """SELECT r.run_id FROM ingestion_runs r
-               WHERE r.status = 'succeeded' AND r.as_of = %s AND r.digest = %s
-                 AND EXISTS (SELECT 1 FROM users_snapshots s WHERE s.as_of = r.as_of)
-               ORDER BY r.finished_at DESC LIMIT 1""",
-            (as_of, digest),
-        ).fetchone()
-    return row[0] if row else None
-
-
-def parse_as_of(text: str) -> date:
-    try:
-        d = date.fromisoformat(text.strip())
-    except ValueError:
-        raise IngestError(f"as_of {text.strip()!r} is not a date in YYYY-MM-DD form") from None
-    if d != month_end(d):
-        raise IngestError(f"as_of {d} is not a month end; snapshots are stamped at month ends (e.g. {month_end(d)})")
-    return d
-
-
 def resolve_as_of(folder: Path, as_of: str | date | None) -> date:
     """as_of from the argument, else the folder's `_as_of.txt`, else an error."""
-    if isinstance(as_of, date):
-        return parse_as_of(as_of.isoformat())
     if as_of:
-        return parse_as_of(as_of)
+        return parse_month_end(as_of)
     marker = folder / AS_OF_FILE
     if marker.is_file():
-        return parse_as_of(marker.read_text(encoding="utf-8", errors="replace"))
-    raise IngestError(f"no as_of for {folder}: pass --as-of YYYY-MM-DD or write the date in {marker}")
+        return parse_month_end(marker.read_text(encoding="utf-8", errors="replace")[:100], f"as_of in {marker.name}")
+    raise InvalidInput(f"no as_of for {folder}: pass --as-of YYYY-MM-DD or write the date in {marker}")
 
 
 # ---------------------------------------------------------------- reading and coercion
@@ -159,7 +135,7 @@ def read_raw(path: Path) -> pd.DataFrame:
 
 def _examples(raw: pd.DataFrame, bad: np.ndarray, col: str) -> list[dict]:
     idx = np.flatnonzero(bad)[:EXAMPLE_ROWS]
-    ids = raw["user_id"] if "user_id" in raw else pd.Series([""] * len(raw))
+    ids = raw[JOIN_KEY] if JOIN_KEY in raw else pd.Series([""] * len(raw))
     return [{"line": int(i) + 2, "user_id": str(ids.iat[i]), "value": str(raw[col].iat[i])[:80]} for i in idx]
 
 
@@ -203,7 +179,7 @@ def coerce_table(table: Table, raw: pd.DataFrame) -> tuple[pd.DataFrame, list[di
     by_name = {c.name: c for c in table.columns}
     for col in raw.columns:
         c = by_name.get(col)
-        if col == "user_id":
+        if col == JOIN_KEY:
             s = raw[col].str.strip()
             out[col] = s.where(s != "", None)
         elif c is None:
@@ -227,45 +203,6 @@ def coerce_table(table: Table, raw: pd.DataFrame) -> tuple[pd.DataFrame, list[di
                     }
                 )
     return pd.DataFrame(out, index=raw.index), problems
-
-
-# ---------------------------------------------------------------- bookkeeping
-
-
-def _record_run_start(settings: Settings, run_id: str, folder: Path) -> None:
-    with db.connection(settings, autocommit=True) as conn:
-        conn.execute(
-            "INSERT INTO ingestion_runs (run_id, folder, status) VALUES (%s, %s, 'running')",
-            (run_id, str(folder)),
-        )
-
-
-def _record_run_end(
-    settings: Settings,
-    run_id: str,
-    as_of: date | None,
-    status: str,
-    started: float,
-    message: str,
-    rows: dict | None = None,
-    changed: dict | None = None,
-    digest: str | None = None,
-) -> None:
-    with db.connection(settings, autocommit=True) as conn:
-        conn.execute(
-            """UPDATE ingestion_runs SET as_of = %s, status = %s, finished_at = now(), duration_s = %s,
-                   rows = %s, changed = %s, message = %s, digest = %s WHERE run_id = %s""",
-            (
-                as_of,
-                status,
-                time.perf_counter() - started,
-                json.dumps(rows) if rows is not None else None,
-                json.dumps(changed) if changed is not None else None,
-                message[:20_000],
-                digest,
-                run_id,
-            ),
-        )
 
 
 # ---------------------------------------------------------------- writing
@@ -371,15 +308,16 @@ def _run_bookkeeping(settings: Settings, run_id: str, started: float, as_of_box:
     """Record a failed run in ingestion_runs for any error, then re-raise it."""
     try:
         yield
-    except IngestError as exc:
-        exc.run_id = run_id
-        _record_run_end(settings, run_id, as_of_box[0], "failed", started, str(exc))
+    except BackendUnavailable:
         raise
-    except db.DatabaseUnavailable:
+    except StreamflowError as exc:
+        if isinstance(exc, IngestError):
+            exc.run_id = run_id
+        runs.ingestion_ended(settings, run_id, as_of_box[0], "failed", started, str(exc))
         raise
     except Exception as exc:
         try:
-            _record_run_end(settings, run_id, as_of_box[0], "failed", started, f"{type(exc).__name__}: {exc}")
+            runs.ingestion_ended(settings, run_id, as_of_box[0], "failed", started, f"{type(exc).__name__}: {exc}")
         except Exception:  # noqa: BLE001 - the original error matters more
             log.exception("could not record the failed run")
         raise
@@ -401,11 +339,11 @@ def prepare_month(
     run_id = uuid.uuid4().hex
     started = time.perf_counter()
     timings: dict[str, float] = {}
-    _record_run_start(settings, run_id, folder)
+    runs.ingestion_started(settings, run_id, folder)
     box: list = [None]
     with _run_bookkeeping(settings, run_id, started, box):
         if not folder.is_dir():
-            raise IngestError(f"{folder} is not a folder")
+            raise NotFound(f"{folder} is not a folder")
         box[0] = resolved = resolve_as_of(folder, as_of)
         digest = files_digest(folder)
         say(f"reading {folder} (as_of {resolved})")
@@ -430,7 +368,7 @@ def prepare_month(
                 v.failed += len(extra)
                 v.evaluated += len(extra)
         timings["validate_s"] = time.perf_counter() - t0
-        store_validations(settings, run_id, resolved, validations)
+        runs.store_validations(settings, run_id, resolved, validations)
 
         failed = [v for v in validations if not v.success]
         if failed:
@@ -459,7 +397,7 @@ def write_month(
         changed = _write_tables(settings, p.frames, p.as_of)
         p.timings["write_s"] = time.perf_counter() - t0
         rows = {t.name: len(p.frames[t.name]) for t in TABLES}
-        _record_run_end(settings, p.run_id, p.as_of, "succeeded", p.started, "ok", rows, changed, p.digest)
+        runs.ingestion_ended(settings, p.run_id, p.as_of, "succeeded", p.started, "ok", rows, changed, p.digest)
     return IngestResult(
         run_id=p.run_id,
         folder=str(p.folder),
@@ -490,10 +428,10 @@ def ingest_month(
     if skip_unchanged and folder.is_dir():
         try:
             day = resolve_as_of(folder, as_of)
-        except IngestError:
+        except StreamflowError:
             day = None
         if day is not None:
-            previous = _already_ingested(settings, day, files_digest(folder))
+            previous = runs.ingested_run(settings, day, files_digest(folder), USERS.snapshot)
             if previous:
                 return IngestResult(previous, str(folder), day, {}, {}, [], skipped=True)
     prepared = prepare_month(folder, as_of, settings, progress)
@@ -506,3 +444,27 @@ def month_folders(root: Path | str) -> list[Path]:
     if not root.is_dir():
         return []
     return sorted(p for p in root.iterdir() if p.is_dir() and (p / "users.csv").exists())
+
+
+def revalidate_snapshot(table_name: str, as_of: str | date, settings: Settings | None = None) -> TableValidation:
+    """Re-run a table's suite on its stored snapshot at as_of; the result is stored too."""
+    from streamflow.dates import parse_date
+
+    settings = settings or load_settings()
+    t = table(table_name)
+    day = parse_date(as_of)
+    cols = t.column_names
+    with db.connection(settings) as conn:
+        rows = conn.execute(
+            f"SELECT {', '.join(cols)} FROM {t.snapshot} WHERE as_of = %s ORDER BY {JOIN_KEY}", (day,)
+        ).fetchall()
+    if not rows:
+        raise NotFound(f"no {t.snapshot} rows at as_of={day}")
+    frame = pd.DataFrame(rows, columns=cols)
+    for c in t.columns:  # database types back to the frame types ingestion validates
+        dtype = {"bool": "boolean", "int": "Int64", "float": "float64"}.get(c.kind)
+        if dtype:
+            frame[c.name] = frame[c.name].astype(dtype)
+    result = validate_table(t, frame, day)
+    runs.store_validations(settings, "revalidate-" + uuid.uuid4().hex[:12], day, [result])
+    return result

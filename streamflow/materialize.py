@@ -12,23 +12,24 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 
-import pandas as pd
-
-from streamflow import db
+from streamflow import db, runs
+from streamflow.catalog import table_of_view
 from streamflow.config import Settings, load_settings
+from streamflow.dates import EPOCH, to_utc
+from streamflow.errors import Busy, InvalidInput, NotFound, NotReady, from_backend
 from streamflow.status import snapshot_dates
-from streamflow.store import FeatureStoreError, get_store
-
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+from streamflow.store import get_store
 
 
-class MaterializationBusy(RuntimeError):
+class MaterializationBusy(Busy):
     """Another materialization holds the lock."""
 
 
@@ -54,25 +55,13 @@ class MaterializeResult:
     seconds: float = 0.0
 
 
-def to_utc(value: str | date | datetime) -> datetime:
-    """'2024-01-31' / date / datetime -> an aware UTC datetime (dates at midnight UTC)."""
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value.strip())
-        except ValueError:
-            raise FeatureStoreError(f"{value!r} is not a date or timestamp (YYYY-MM-DD[THH:MM])") from None
-    if isinstance(value, datetime):
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    return datetime(value.year, value.month, value.day, tzinfo=UTC)
-
-
 def online_views(store) -> list[str]:
     return sorted(v.name for v in store.list_feature_views() if v.online)
 
 
 def _source_table(store, view: str) -> str:
-    fv = store.get_feature_view(view)
-    return (fv.batch_source.tags or {}).get("table") or fv.batch_source.name
+    t = table_of_view(view)
+    return t.snapshot if t else store.get_feature_view(view).batch_source.name
 
 
 def rows_in_window(settings: Settings, table: str, start: datetime, end: datetime) -> int:
@@ -85,40 +74,6 @@ def rows_in_window(settings: Settings, table: str, start: datetime, end: datetim
         ).fetchone()[0]
 
 
-def last_success_end(settings: Settings, view: str) -> datetime | None:
-    with db.connection(settings) as conn:
-        row = conn.execute(
-            """SELECT max(window_end) FROM materialization_runs
-               WHERE status = 'succeeded' AND %s = ANY(views)""",
-            (view,),
-        ).fetchone()
-    return row[0] if row and row[0] else None
-
-
-def runs(settings: Settings | None = None, limit: int = 50) -> pd.DataFrame:
-    with db.connection(settings) as conn:
-        rows = conn.execute(
-            """SELECT run_id, mode, window_start, window_end, views, status, rows, started_at,
-                      finished_at, duration_s, message
-               FROM materialization_runs ORDER BY started_at DESC LIMIT %s""",
-            (limit,),
-        ).fetchall()
-    cols = [
-        "run_id",
-        "mode",
-        "window_start",
-        "window_end",
-        "views",
-        "status",
-        "rows",
-        "started_at",
-        "finished_at",
-        "duration_s",
-        "message",
-    ]
-    return pd.DataFrame(rows, columns=cols)
-
-
 def running(settings: Settings | None = None) -> dict | None:
     """The materialization holding the lock right now, if any (the app disables its button)."""
     with db.connection(settings, autocommit=True) as conn:
@@ -126,11 +81,19 @@ def running(settings: Settings | None = None) -> dict | None:
         if free:
             conn.execute("SELECT pg_advisory_unlock(%s, 0)", (db.LOCK_MATERIALIZE,))
             return None
-        row = conn.execute(
-            "SELECT run_id, started_at, views FROM materialization_runs WHERE status = 'running' "
-            "ORDER BY started_at DESC LIMIT 1"
-        ).fetchone()
+        row = runs.running_materialization(conn)
     return {"run_id": row[0], "started_at": row[1], "views": row[2]} if row else {"run_id": None}
+
+
+def _feast_materialize(store, start: datetime, end: datetime, view: str, verbose: bool) -> None:
+    """Feast's materialization of one view. Feast prints a coloured banner per view and a tqdm
+    bar; our callers report per-view progress themselves, so that output is kept unless verbose."""
+    if verbose:
+        store.materialize(start_date=start, end_date=end, feature_views=[view])
+        return
+    sink = io.StringIO()
+    with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+        store.materialize(start_date=start, end_date=end, feature_views=[view])
 
 
 def materialize(
@@ -142,6 +105,7 @@ def materialize(
     progress: Callable[[Progress], None] | None = None,
     settings: Settings | None = None,
     store=None,
+    verbose: bool = False,
 ) -> MaterializeResult:
     """Load feature values with timestamps in [start, end] into the online store.
 
@@ -153,61 +117,50 @@ def materialize(
     store = store or get_store(settings)
     available = online_views(store)
     if not available:
-        raise FeatureStoreError("no online feature view registered: run `streamflow apply` first")
+        raise NotReady("no online feature view registered: run `streamflow apply` first")
     chosen = list(views) if views else available
     unknown = [v for v in chosen if v not in available]
     if unknown:
-        raise FeatureStoreError(f"unknown or offline-only view(s) {unknown}; online views: {', '.join(available)}")
+        raise NotFound(f"unknown or offline-only view(s) {unknown}; online views: {', '.join(available)}")
     if end is None:
         dates = snapshot_dates(settings)
         if not dates:
-            raise FeatureStoreError("nothing to materialize: no snapshot yet (run `streamflow ingest data/seeds`)")
+            raise NotReady("nothing to materialize: no snapshot yet (run `streamflow ingest data/seeds`)")
         end_dt = to_utc(dates[-1])
     else:
-        end_dt = to_utc(end)
-    start_dt = to_utc(start) if start is not None else None
+        end_dt = to_utc(end, "end")
+    start_dt = to_utc(start, "start") if start is not None else None
     if start_dt is not None and start_dt > end_dt:
-        raise FeatureStoreError(f"start {start_dt:%Y-%m-%d} is after end {end_dt:%Y-%m-%d}")
+        raise InvalidInput(f"start {start_dt:%Y-%m-%d} is after end {end_dt:%Y-%m-%d}")
     mode = "incremental" if incremental else "window"
 
     lock_conn = db.connect(settings, autocommit=True)
     try:
         got = lock_conn.execute("SELECT pg_try_advisory_lock(%s, 0)", (db.LOCK_MATERIALIZE,)).fetchone()[0]
         if not got:
-            holder = lock_conn.execute(
-                "SELECT run_id, started_at FROM materialization_runs WHERE status = 'running' "
-                "ORDER BY started_at DESC LIMIT 1"
-            ).fetchone()
+            holder = runs.running_materialization(lock_conn)
             who = f"run {holder[0]} started {holder[1]:%Y-%m-%d %H:%M:%S}" if holder else "another process"
             if not wait:
                 raise MaterializationBusy(f"another materialization is running ({who}); try again when it ends")
             say(Progress(view="", index=0, total=len(chosen), status="waiting", message=f"waiting for {who}"))
             lock_conn.execute("SELECT pg_advisory_lock(%s, 0)", (db.LOCK_MATERIALIZE,))
         # We hold the lock: any run still marked running was killed.
-        lock_conn.execute(
-            "UPDATE materialization_runs SET status = 'failed', finished_at = now(), "
-            "message = 'interrupted (process ended before finishing)' WHERE status = 'running'"
-        )
         run_id = uuid.uuid4().hex
         t0 = time.perf_counter()
-        lock_conn.execute(
-            """INSERT INTO materialization_runs (run_id, mode, window_start, window_end, views, status)
-               VALUES (%s, %s, %s, %s, %s, 'running')""",
-            (run_id, mode, start_dt, end_dt, chosen),
-        )
+        runs.materialization_started(lock_conn, run_id, mode, start_dt, end_dt, chosen)
         rows: dict[str, int] = {}
         windows: dict[str, tuple[datetime, datetime]] = {}
         try:
             for i, view in enumerate(chosen, 1):
                 if incremental:
-                    v_start = start_dt or last_success_end(settings, view) or EPOCH
+                    v_start = start_dt or runs.last_success_end(settings, view) or EPOCH
                 else:
                     v_start = start_dt or EPOCH
                 windows[view] = (v_start, end_dt)
                 say(Progress(view=view, index=i, total=len(chosen), status="started"))
                 tv = time.perf_counter()
                 if v_start <= end_dt:
-                    store.materialize(start_date=v_start, end_date=end_dt, feature_views=[view])
+                    _feast_materialize(store, v_start, end_dt, view, verbose)
                     rows[view] = rows_in_window(settings, _source_table(store, view), v_start, end_dt)
                 else:
                     rows[view] = 0
@@ -222,18 +175,15 @@ def materialize(
                     )
                 )
         except Exception as exc:
-            lock_conn.execute(
-                """UPDATE materialization_runs SET status = 'failed', finished_at = now(), duration_s = %s,
-                   rows = %s::jsonb, message = %s WHERE run_id = %s""",
-                (time.perf_counter() - t0, pd.Series(rows).to_json(), f"{type(exc).__name__}: {exc}"[:2000], run_id),
+            runs.materialization_ended(
+                lock_conn, run_id, "failed", time.perf_counter() - t0, rows, f"{type(exc).__name__}: {exc}"
             )
+            err = from_backend(exc, settings.redis_url)
+            if err is not None:
+                raise err from exc
             raise
         seconds = time.perf_counter() - t0
-        lock_conn.execute(
-            """UPDATE materialization_runs SET status = 'succeeded', finished_at = now(), duration_s = %s,
-               rows = %s::jsonb, message = 'ok' WHERE run_id = %s""",
-            (seconds, pd.Series(rows, dtype="int64").to_json(), run_id),
-        )
+        runs.materialization_ended(lock_conn, run_id, "succeeded", seconds, rows, "ok")
         return MaterializeResult(
             run_id=run_id, mode=mode, start=start_dt, end=end_dt, rows=rows, windows=windows, seconds=seconds
         )

@@ -2,40 +2,19 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from streamflow.catalog import JOIN_KEY, USER_ID_RE
 from streamflow.config import Settings, load_settings
+from streamflow.errors import InvalidInput, from_backend
 from streamflow.store import get_store, resolve_features
 
-USER_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 TS_SUFFIX = "__ts"
 
 
-class OnlineStoreUnavailable(RuntimeError):
-    """The online store (Redis or PostgreSQL) cannot be reached."""
-
-
-def as_online_store_error(exc: BaseException) -> OnlineStoreUnavailable | None:
-    """A connection error from the online store client, as a message a user can act on."""
-    try:
-        import redis
-    except ImportError:  # pragma: no cover - redis is a dependency
-        redis = None
-    if redis is not None and isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
-        from streamflow.config import load_settings
-
-        url = load_settings().redis_url
-        return OnlineStoreUnavailable(
-            f"the Redis online store is unreachable ({url}): {str(exc).splitlines()[0] if str(exc) else exc}. "
-            "Start Redis (or set REDIS_URL / STREAMFLOW_ONLINE_STORE=postgres) and retry."
-        )
-    return None
-
-
-class InvalidUserId(ValueError):
+class InvalidUserId(InvalidInput):
     """A user_id that can never exist; refused before any store is queried."""
 
 
@@ -93,9 +72,9 @@ def online_features(
     store = store or get_store(settings)
     refs = resolve_features(store, features)
     try:
-        response = store.get_online_features(features=refs, entity_rows=[{"user_id": u} for u in ids])
+        response = store.get_online_features(features=refs, entity_rows=[{JOIN_KEY: u} for u in ids])
     except Exception as exc:
-        err = as_online_store_error(exc)
+        err = from_backend(exc, settings.redis_url)
         if err is not None:
             raise err from exc
         raise

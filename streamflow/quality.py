@@ -1,8 +1,8 @@
 """Great Expectations suites as code, one per table, plus a cross-table suite.
 
-The suites are derived from `streamflow.schema`, so a column's type, range, allowed
-values and nullability are declared once. Results are summarised into plain dicts
-(`TableValidation`) that ingestion persists in `validation_results` with the full GE JSON.
+The suites are derived from the catalog, so a column's type, range, allowed values and
+nullability are declared once. Results are summarised into `TableValidation`s (persisted by
+`streamflow.runs`, shown by `streamflow.validation_report`). Nothing here touches a database.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from streamflow.schema import TABLES, USER_ID_PATTERN, Table
+from streamflow.catalog import JOIN_KEY, TABLES, USER_ID_PATTERN, Table
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +76,9 @@ def expectations_for(table: Table) -> list:
             notes=f"{table.csv} must have exactly the columns {', '.join(table.column_names)}",
         ),
         E.ExpectTableRowCountToBeBetween(min_value=1, notes="an empty file is a broken export"),
-        E.ExpectColumnValuesToNotBeNull(column="user_id"),
-        E.ExpectColumnValuesToBeUnique(column="user_id", notes="one row per subscriber"),
-        E.ExpectColumnValuesToMatchRegex(column="user_id", regex=USER_ID_PATTERN),
+        E.ExpectColumnValuesToNotBeNull(column=JOIN_KEY),
+        E.ExpectColumnValuesToBeUnique(column=JOIN_KEY, notes="one row per subscriber"),
+        E.ExpectColumnValuesToMatchRegex(column=JOIN_KEY, regex=USER_ID_PATTERN),
     ]
     for c in table.columns:
         if not c.nullable:
@@ -195,7 +195,7 @@ def _run(suite, frame: pd.DataFrame, index_cols: list[str], params: dict | None 
 
 def validate_table(table: Table, frame: pd.DataFrame, as_of: date) -> TableValidation:
     suite = _suite(table.name, lambda: expectations_for(table))
-    index_cols = ["user_id"] if "user_id" in frame.columns else []
+    index_cols = [JOIN_KEY] if JOIN_KEY in frame.columns else []
     result = _run(suite, frame, index_cols, {"as_of": as_of.isoformat()})
     return _summarise(table.name, result, len(frame))
 
@@ -234,155 +234,3 @@ def validate_month(frames: dict[str, pd.DataFrame], as_of: date) -> list[TableVa
     out = [validate_table(t, frames[t.name], as_of) for t in TABLES if t.name in frames]
     out.append(validate_referential(frames))
     return out
-
-
-def describe_failure(v: TableValidation, csv_name: str) -> str:
-    """One human line per failed expectation: file, column, expectation, examples."""
-    lines = []
-    for d in v.failures():
-        col = f" column {d['column']}" if d["column"] else ""
-        what = d["expectation"]
-        if d.get("error"):
-            what += f" (could not run: {d['error'].splitlines()[0][:160]})"
-        count = d.get("unexpected_count")
-        extra = ""
-        if count is not None:
-            extra = f": {count} unexpected row(s)"
-        if d["expectation"] == "expect_table_columns_to_match_set":
-            obs = set(d.get("observed_value") or [])
-            want = set(d["kwargs"].get("column_set") or [])
-            missing, unexpected = sorted(want - obs), sorted(obs - want)
-            extra = (f": missing {missing}" if missing else "") + (f" unexpected {unexpected}" if unexpected else "")
-        elif d["expectation"] == "expect_table_row_count_to_be_between":
-            extra = f": {d.get('observed_value')} rows"
-        if d["examples"]:
-            extra += f"; examples {d['examples'][:5]}"
-        lines.append(f"{csv_name}{col}: failed {what}{extra}")
-    return "\n".join(lines)
-
-
-# ---------------------------------------------------------------- stored results
-
-
-def validation_runs(
-    settings=None,
-    table: str | None = None,
-    as_of: date | None = None,
-    success: bool | None = None,
-    limit: int = 500,
-) -> pd.DataFrame:
-    """Stored validation results, newest first, optionally filtered."""
-    from streamflow import db
-
-    where, params = [], []
-    if table:
-        where.append("table_name = %s")
-        params.append(table)
-    if as_of:
-        where.append("as_of = %s")
-        params.append(as_of)
-    if success is not None:
-        where.append("success = %s")
-        params.append(success)
-    clause = ("WHERE " + " AND ".join(where)) if where else ""
-    with db.connection(settings) as conn:
-        rows = conn.execute(
-            f"""SELECT id, run_id, table_name, as_of, success, evaluated, successful, failed, row_count,
-                       validated_at, details
-                FROM validation_results {clause} ORDER BY validated_at DESC, id DESC LIMIT %s""",
-            (*params, limit),
-        ).fetchall()
-    return pd.DataFrame(
-        rows,
-        columns=[
-            "id",
-            "run_id",
-            "table",
-            "as_of",
-            "success",
-            "evaluated",
-            "successful",
-            "failed",
-            "rows",
-            "validated_at",
-            "details",
-        ],
-    )
-
-
-def details_frame(details: list[dict]) -> pd.DataFrame:
-    """Per-expectation rows of one stored result, for display."""
-    out = []
-    for d in details:
-        out.append(
-            {
-                "success": d.get("success"),
-                "expectation": d.get("expectation"),
-                "column": d.get("column"),
-                "observed": json.dumps(d.get("observed_value"), default=str)[:120]
-                if d.get("observed_value") is not None
-                else None,
-                "unexpected_count": d.get("unexpected_count"),
-                "unexpected_percent": d.get("unexpected_percent"),
-                "examples": json.dumps(d.get("examples"), default=str)[:300] if d.get("examples") else None,
-                "error": d.get("error"),
-            }
-        )
-    return pd.DataFrame(out)
-
-
-def revalidate_snapshot(table_name: str, as_of: date, settings=None) -> TableValidation:
-    """Re-run a table's suite on its stored snapshot at as_of; the result is stored too."""
-    import uuid
-
-    from streamflow import db
-    from streamflow.schema import TABLES_BY_NAME
-
-    table = TABLES_BY_NAME.get(table_name)
-    if table is None:
-        raise ValueError(f"unknown table {table_name!r}; tables: {', '.join(TABLES_BY_NAME)}")
-    cols = table.column_names
-    with db.connection(settings) as conn:
-        rows = conn.execute(
-            f"SELECT {', '.join(cols)} FROM {table.snapshot} WHERE as_of = %s ORDER BY user_id", (as_of,)
-        ).fetchall()
-    if not rows:
-        raise ValueError(f"no {table.snapshot} rows at as_of={as_of}")
-    frame = pd.DataFrame(rows, columns=cols)
-    for c in table.columns:  # database types back to the frame types ingestion validates
-        if c.kind == "bool":
-            frame[c.name] = frame[c.name].astype("boolean")
-        elif c.kind == "int":
-            frame[c.name] = frame[c.name].astype("Int64")
-        elif c.kind == "float":
-            frame[c.name] = frame[c.name].astype("float64")
-    result = validate_table(table, frame, as_of)
-    store_validations(settings, "revalidate-" + uuid.uuid4().hex[:12], as_of, [result])
-    return result
-
-
-def store_validations(settings, run_id: str, as_of: date | None, vals: list[TableValidation]) -> None:
-    """Persist validation results (also for failed runs) in validation_results."""
-    from streamflow import db
-
-    with db.connection(settings) as conn, conn.cursor() as cur:
-        cur.executemany(
-            """INSERT INTO validation_results
-               (run_id, table_name, as_of, success, evaluated, successful, failed, row_count, details, ge_result)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
-            [
-                (
-                    run_id,
-                    v.table,
-                    as_of,
-                    v.success,
-                    v.evaluated,
-                    v.successful,
-                    v.failed,
-                    v.row_count,
-                    json.dumps(json_safe(v.details)),
-                    json.dumps(json_safe(v.ge_result)) if v.ge_result is not None else None,
-                )
-                for v in vals
-            ],
-        )

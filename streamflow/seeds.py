@@ -14,7 +14,6 @@ The files carry the real files' quirks: `Yes`/`No` and `0`/`1` booleans, blank
 
 from __future__ import annotations
 
-import calendar
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -23,24 +22,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from streamflow.schema import CONTRACT_TYPES, NET_SERVICES, TABLES
+from streamflow.catalog import CONTRACT_TYPES, NET_SERVICES, TABLES
+from streamflow.dates import add_months, month_end
 
 # The first row of the public data set, kept so the course's examples (7590-VHVEG,
 # monthly_fee 29.85, months_active 1, paperless billing) work on generated data.
 COURSE_USER = "7590-VHVEG"
 _LETTERS = np.frombuffer(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", dtype=np.uint8)
 _DIGITS = np.frombuffer(b"0123456789", dtype=np.uint8)
-
-
-def month_end(d: date) -> date:
-    return date(d.year, d.month, calendar.monthrange(d.year, d.month)[1])
-
-
-def add_months(d: date, n: int) -> date:
-    """Month end `n` months after the month end `d` (2024-01-31 + 1 -> 2024-02-29)."""
-    m = d.month - 1 + n
-    y = d.year + m // 12
-    return month_end(date(y, m % 12 + 1, 1))
 
 
 def _ids(rng: np.random.Generator, n: int, taken: set[str] | None = None) -> np.ndarray:

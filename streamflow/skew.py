@@ -21,14 +21,15 @@ from datetime import date
 import pandas as pd
 
 from streamflow import db
+from streamflow.catalog import FEAST_TYPES, JOIN_KEY, USERS
 from streamflow.config import Settings, load_settings
+from streamflow.dates import parse_date, snapshot_for
 from streamflow.online import online_features, validate_user_id
 from streamflow.status import snapshot_dates
 from streamflow.store import get_store, resolve_features
-from streamflow.training import parse_date, snapshot_for
 
 STATUSES = ("equal", "value_mismatch", "stale", "missing_online", "missing_offline")
-NUMERIC_TYPES = ("Int32", "Int64", "Float32", "Float64")
+NUMERIC_TYPES = tuple({FEAST_TYPES["int"], FEAST_TYPES["float"]})
 
 
 @dataclass
@@ -48,7 +49,7 @@ def sample_users(settings: Settings, as_of: date, n: int, seed: int = 0) -> list
     """A deterministic sample of the users of the snapshot at as_of."""
     with db.connection(settings) as conn:
         rows = conn.execute(
-            "SELECT user_id FROM users_snapshots WHERE as_of = %s ORDER BY md5(user_id || %s) LIMIT %s",
+            f"SELECT {JOIN_KEY} FROM {USERS.snapshot} WHERE as_of = %s ORDER BY md5({JOIN_KEY} || %s) LIMIT %s",
             (as_of, str(seed), n),
         ).fetchall()
     return [r[0] for r in rows]
@@ -62,6 +63,19 @@ def _same(a, b, numeric: bool, abs_tol: float, rel_tol: float) -> bool:
     if numeric:
         return abs(float(a) - float(b)) <= abs_tol + rel_tol * abs(float(b))
     return a == b
+
+
+def classify(online, online_ts, offline_own, offline_latest, latest_ts, numeric: bool, abs_tol=1e-9, rel_tol=1e-9) -> str:
+    """One (user, feature) pair's status (see the module docstring). Pure: no store is read."""
+    if online_ts is None:
+        return "missing_online"
+    if offline_own is None and offline_latest is None and online is not None:
+        return "missing_offline"
+    if not _same(online, offline_own, numeric, abs_tol, rel_tol):
+        return "value_mismatch"
+    if online_ts < latest_ts:
+        return "stale"
+    return "equal"
 
 
 def _py(v):
@@ -87,7 +101,7 @@ def skew_report(
     store = store or get_store(settings)
     dates = snapshot_dates(settings)
     latest = (
-        snapshot_for(parse_date(as_of, dates), dates)
+        snapshot_for(parse_date(as_of, "as_of", dates), dates)
         if as_of
         else snapshot_for(dates[-1] if dates else date.min, dates)
     )
@@ -132,16 +146,7 @@ def skew_report(
                     if isinstance(own_val, pd.Series):
                         own_val = _py(own_val.iloc[0])
             is_num = numeric.get(n, False)
-            if ts is None:
-                status = "missing_online"
-            elif own_val is None and latest_val is None and on_val is not None:
-                status = "missing_offline"
-            elif not _same(on_val, own_val, is_num, abs_tol, rel_tol):
-                status = "value_mismatch"
-            elif ts < latest_ts:
-                status = "stale"
-            else:
-                status = "equal"
+            status = classify(on_val, ts, own_val, latest_val, latest_ts, is_num, abs_tol, rel_tol)
             rows.append(
                 {
                     "user_id": u,

@@ -1,15 +1,16 @@
-"""What is stored: snapshot dates and counts, last ingestion and validation per table."""
+"""What is stored and whether the backends answer: snapshot dates and counts, last runs, health."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 
 import pandas as pd
 
-from streamflow import db
+from streamflow import db, runs
+from streamflow.catalog import TABLES, USERS
 from streamflow.config import Settings, load_settings
-from streamflow.schema import TABLES
+from streamflow.errors import BackendUnavailable, from_backend
 
 
 @dataclass
@@ -40,38 +41,16 @@ def snapshot_counts(settings: Settings | None = None) -> pd.DataFrame:
 def snapshot_dates(settings: Settings | None = None) -> list[date]:
     """Dates for which the users snapshot holds rows, ascending."""
     with db.connection(settings) as conn:
-        rows = conn.execute("SELECT DISTINCT as_of FROM users_snapshots ORDER BY as_of").fetchall()
+        rows = conn.execute(f"SELECT DISTINCT as_of FROM {USERS.snapshot} ORDER BY as_of").fetchall()
     return [r[0] for r in rows]
-
-
-def ingestion_runs(settings: Settings | None = None, limit: int = 50) -> pd.DataFrame:
-    with db.connection(settings) as conn:
-        rows = conn.execute(
-            """SELECT run_id, folder, as_of, status, started_at, duration_s, message
-               FROM ingestion_runs ORDER BY started_at DESC LIMIT %s""",
-            (limit,),
-        ).fetchall()
-    return pd.DataFrame(rows, columns=["run_id", "folder", "as_of", "status", "started_at", "duration_s", "message"])
-
-
-def last_validation_per_table(settings: Settings | None = None) -> pd.DataFrame:
-    with db.connection(settings) as conn:
-        rows = conn.execute(
-            """SELECT DISTINCT ON (table_name) table_name, as_of, success, evaluated, failed, row_count,
-                      validated_at, run_id
-               FROM validation_results ORDER BY table_name, validated_at DESC, id DESC"""
-        ).fetchall()
-    return pd.DataFrame(
-        rows, columns=["table", "as_of", "success", "evaluated", "failed", "rows", "validated_at", "run_id"]
-    )
 
 
 def last_ingestion_per_table(settings: Settings | None = None) -> pd.DataFrame:
     """Last run that touched each table (a run covers all six), with its outcome."""
-    runs = ingestion_runs(settings, limit=1)
-    if runs.empty:
+    last = runs.ingestion_runs(settings or load_settings(), limit=1)
+    if last.empty:
         return pd.DataFrame(columns=["table", "as_of", "status", "started_at", "run_id"])
-    r = runs.iloc[0]
+    r = last.iloc[0]
     return pd.DataFrame(
         [
             {"table": t.name, "as_of": r.as_of, "status": r.status, "started_at": r.started_at, "run_id": r.run_id}
@@ -86,5 +65,42 @@ def get_status(settings: Settings | None = None) -> Status:
         backend=settings.describe(),
         snapshots=snapshot_counts(settings),
         last_ingestion=last_ingestion_per_table(settings),
-        last_validation=last_validation_per_table(settings),
+        last_validation=runs.last_validation_per_table(settings),
     )
+
+
+@dataclass
+class Health:
+    """Whether each backend answers; `problems` holds one message per backend that does not."""
+
+    postgres_version: str | None
+    online_store: str
+    online_ok: bool
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def health(settings: Settings | None = None) -> Health:
+    """Ping PostgreSQL and the online store (the same check for the app and the API's /health)."""
+    settings = settings or load_settings()
+    problems: list[str] = []
+    version = None
+    try:
+        version = db.ping(settings)
+    except BackendUnavailable as exc:
+        problems.append(str(exc))
+    online_ok = version is not None
+    if settings.online_store == "redis":
+        import redis
+
+        try:
+            redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2).ping()
+            online_ok = True
+        except redis.RedisError as exc:
+            online_ok = False
+            err = from_backend(exc)
+            problems.append(str(err) if err else f"Redis: {exc}")
+    return Health(version, settings.online_store, online_ok, problems)

@@ -1,16 +1,19 @@
-"""The one Feast FeatureStore: configuration, `apply`, and feature references.
+"""The one Feast FeatureStore: its configuration, `apply`, and feature references.
 
-`feature_repo/feature_store.yaml` (or `feature_store.redis.yaml`) reads its connection
-settings from `STREAMFLOW_FEAST_*` variables; `feast_env()` computes them from the
-StreamFlow settings, so the CLI, the app, the API and the plain `feast` CLI
-(`eval "$(streamflow env)"`) all open the same store.
+`feature_repo/feature_store.yaml` (or `feature_store.redis.yaml`) is the one description of
+the store. The Feast CLI reads it with `${STREAMFLOW_FEAST_*}` filled from its environment
+(`streamflow feast ...` sets them for the child process only); the library reads the same
+file, fills the placeholders from `Settings` in memory and hands Feast a `RepoConfig`, so no
+secret is ever written into this process's environment.
 """
 
 from __future__ import annotations
 
-import importlib
+import contextlib
+import io
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -19,29 +22,24 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from streamflow import db
+from streamflow.catalog import LABEL_FEATURE, LABEL_VIEW, LINEAGE_FIELDS, SERVICE
 from streamflow.config import Settings, load_settings
+from streamflow.errors import InvalidInput, NotFound, NotReady
 
 log = logging.getLogger(__name__)
 
 PROJECT = "streamflow"
-DEFAULT_SERVICE = "churn_model_v1"
-LABEL_VIEW = "churn_label_fv"
-LABEL_FEATURE = "churn_label"
-LINEAGE_SUFFIX = "_as_of"
-
-
-class FeatureStoreError(ValueError):
-    """A feature reference, view or the store itself is not usable; the message says why."""
+DEFAULT_SERVICE = SERVICE
+__all__ = ["DEFAULT_SERVICE", "LABEL_FEATURE", "LABEL_VIEW", "get_store", "apply", "resolve_features"]
+_PLACEHOLDER = re.compile(r"\$\{([A-Z0-9_]+)\}")
 
 
 def _redis_connection_string(url: str) -> str:
     """redis://[:password@]host:port/db -> Feast's 'host:port,db=N[,password=...][,ssl=true]'."""
     p = urlparse(url)
     if p.scheme not in ("redis", "rediss"):
-        raise FeatureStoreError(f"REDIS_URL must start with redis:// or rediss://, got {url!r}")
-    parts = [f"{p.hostname or '127.0.0.1'}:{p.port or 6379}"]
-    dbn = (p.path or "/0").lstrip("/") or "0"
-    parts.append(f"db={dbn}")
+        raise InvalidInput(f"REDIS_URL must start with redis:// or rediss://, got {url!r}")
+    parts = [f"{p.hostname or '127.0.0.1'}:{p.port or 6379}", f"db={(p.path or '/0').lstrip('/') or '0'}"]
     if p.password:
         parts.append(f"password={p.password}")
     if p.scheme == "rediss":
@@ -55,7 +53,7 @@ def yaml_path(settings: Settings) -> Path:
 
 
 def feast_env(settings: Settings | None = None) -> dict[str, str]:
-    """The variables feature_store.yaml substitutes, for these settings."""
+    """The values feature_store.yaml's placeholders take for these settings."""
     settings = settings or load_settings()
     info = db.conninfo(settings)
     return {
@@ -71,47 +69,42 @@ def feast_env(settings: Settings | None = None) -> dict[str, str]:
     }
 
 
-_env_lock = threading.Lock()
+def _fill(node, values: dict[str, str]):
+    """Replace ${VAR} in every string of the parsed YAML (after parsing: a password with
+    YAML syntax in it stays a plain string)."""
+    if isinstance(node, dict):
+        return {k: _fill(v, values) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_fill(v, values) for v in node]
+    if isinstance(node, str):
+        return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), node)
+    return node
+
+
+def repo_config(settings: Settings | None = None):
+    """Feast's RepoConfig for these settings, read from the repo's YAML with placeholders filled."""
+    import yaml
+    from feast.repo_config import RepoConfig
+
+    settings = settings or load_settings()
+    path = yaml_path(settings)
+    if not path.is_file():
+        raise NotReady(f"no Feast repo at {settings.feature_repo} ({path.name} missing)")
+    raw = _fill(yaml.safe_load(path.read_text()), feast_env(settings))
+    config = RepoConfig(**raw)
+    config.repo_path = settings.feature_repo
+    return config
 
 
 def get_store(settings: Settings | None = None):
     """A FeatureStore for these settings (callers cache it: the app in st.cache_resource)."""
-    settings = settings or load_settings()
-    repo = settings.feature_repo
-    if not (repo / "feature_store.yaml").is_file():
-        raise FeatureStoreError(f"no Feast repo at {repo} (feature_store.yaml missing)")
-    env = feast_env(settings)
     from feast import FeatureStore
 
-    with _env_lock:  # Feast substitutes ${VAR} from os.environ while it reads the yaml
-        os.environ.update(env)
-        return FeatureStore(repo_path=str(repo), fs_yaml_file=yaml_path(settings))
+    settings = settings or load_settings()
+    return FeatureStore(repo_path=str(settings.feature_repo), config=repo_config(settings))
 
 
-# ---------------------------------------------------------------- definitions and apply
-
-
-_defs_lock = threading.Lock()
-
-
-def repo_objects(repo: Path) -> list:
-    """Entities, sources, feature views and services defined in the repo's .py files."""
-    from feast import Entity, FeatureService, FeatureView
-    from feast.data_source import DataSource
-
-    with _defs_lock:
-        if str(repo) not in sys.path:
-            sys.path.insert(0, str(repo))
-        objs: list = []
-        for path in sorted(repo.glob("*.py")):
-            mod = importlib.import_module(path.stem)
-            for name in dir(mod):
-                obj = getattr(mod, name)
-                if isinstance(obj, Entity | DataSource | FeatureView | FeatureService) and not any(
-                    obj is o for o in objs
-                ):
-                    objs.append(obj)
-        return objs
+# ---------------------------------------------------------------- apply
 
 
 @dataclass
@@ -119,26 +112,45 @@ class ApplyResult:
     entities: list[str]
     feature_views: list[str]
     feature_services: list[str]
-    deleted: list[str]
+    output: str = ""
 
 
-def apply(settings: Settings | None = None, store=None) -> ApplyResult:
-    """Register feature_repo/ in the registry and create the online tables (like `feast apply`)."""
-    from feast import Entity, FeatureService, FeatureView
+_apply_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _in_repo(repo: Path):
+    """Feast's parser imports the repo's files as modules named relative to the working
+    directory (as `feast apply` run in the repo does); serialized, and the directory restored."""
+    with _apply_lock:
+        here = os.getcwd()
+        path = str(repo.resolve())
+        if path not in sys.path:
+            sys.path.append(path)
+        os.chdir(path)
+        try:
+            yield
+        finally:
+            os.chdir(here)
+
+
+def apply(settings: Settings | None = None, store=None, verbose: bool = False) -> ApplyResult:
+    """Register feature_repo/ in the registry and create the online tables: Feast's own
+    `feast apply` path (parse the repo, diff against the registry, apply and delete)."""
+    from feast.repo_operations import apply_total_with_repo_instance, parse_repo
 
     settings = settings or load_settings()
     store = store or get_store(settings)
-    objs = repo_objects(settings.feature_repo)
-    fv_names = {o.name for o in objs if isinstance(o, FeatureView)}
-    fs_names = {o.name for o in objs if isinstance(o, FeatureService)}
-    stale = [v for v in store.list_feature_views() if v.name not in fv_names]
-    stale += [s for s in store.list_feature_services() if s.name not in fs_names]
-    store.apply(objs, objects_to_delete=stale, partial=False)
+    out = io.StringIO()
+    with _in_repo(settings.feature_repo):
+        repo = parse_repo(settings.feature_repo.resolve())
+        with contextlib.redirect_stdout(sys.stdout if verbose else out):
+            apply_total_with_repo_instance(store, store.project, store.registry, repo, skip_source_validation=False)
     return ApplyResult(
-        entities=sorted(o.name for o in objs if isinstance(o, Entity)),
-        feature_views=sorted(fv_names),
-        feature_services=sorted(fs_names),
-        deleted=sorted(o.name for o in stale),
+        entities=sorted(e.name for e in repo.entities),
+        feature_views=sorted(v.name for v in repo.feature_views),
+        feature_services=sorted(s.name for s in repo.feature_services),
+        output=out.getvalue(),
     )
 
 
@@ -150,12 +162,16 @@ def is_applied(store) -> bool:
         return False
 
 
+def require_applied(store) -> None:
+    if not is_applied(store):
+        raise NotReady("the Feast definitions are not registered yet: run `streamflow apply`")
+
+
 # ---------------------------------------------------------------- feature references
 
 
 def lineage_field(view_name: str, store) -> str | None:
-    fv = store.get_feature_view(view_name)
-    names = [f.name for f in fv.schema if f.name.endswith(LINEAGE_SUFFIX)]
+    names = [f.name for f in store.get_feature_view(view_name).schema if f.name in LINEAGE_FIELDS]
     return names[0] if names else None
 
 
@@ -173,55 +189,54 @@ def view_features(store, view_name: str) -> list[str]:
     return [f.name for f in store.get_feature_view(view_name).features]
 
 
-_refs_cache: dict[tuple, tuple[float, list[str]]] = {}
-REFS_TTL_S = 30.0
-
-
-def resolve_features(store, spec: str | list[str] | None) -> list[str]:
-    """`None`/a service name/`view`/`view:feature,...` -> validated feature references.
-
-    Resolution reads the registry several times (about 30 ms); results are cached per store
-    for REFS_TTL_S seconds, so an API or app serving many lookups resolves once.
-    """
-    key = (id(store), spec if isinstance(spec, str | None) else tuple(spec))
-    hit = _refs_cache.get(key)
-    now = time.monotonic()
-    if hit and now - hit[0] < REFS_TTL_S:
-        return list(hit[1])
-    refs = _resolve_features(store, spec)
-    _refs_cache[key] = (now, refs)
-    return list(refs)
-
-
-def _resolve_features(store, spec: str | list[str] | None) -> list[str]:
+def parse_refs(spec: str | list[str] | None, services: dict[str, list[str]], views: dict[str, list[str]]) -> list[str]:
+    """`None`/a service/`view`/`view:feature,...` -> feature references, given the registry's
+    services (name -> refs) and views (name -> features). Pure: no store is read."""
     if spec is None or spec == "" or spec == []:
         spec = DEFAULT_SERVICE
-    items = [s.strip() for s in spec.split(",")] if isinstance(spec, str) else [s.strip() for s in spec]
-    items = [s for s in items if s]
-    views = {v.name: v for v in store.list_all_feature_views()}
-    services = {s.name for s in store.list_feature_services()}
+    items = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec)]
     refs: list[str] = []
-    for item in items:
+    for item in filter(None, items):
         if ":" not in item:
             if item in services:
-                refs += service_refs(store, item)
+                refs += services[item]
             elif item in views:
-                refs += [f"{item}:{f}" for f in view_features(store, item)]
+                refs += [f"{item}:{f}" for f in views[item]]
             else:
-                raise FeatureStoreError(
+                raise NotFound(
                     f"unknown feature service or view {item!r}; services: {', '.join(sorted(services))}; "
                     f"views: {', '.join(sorted(views))}"
                 )
             continue
         view, feat = item.split(":", 1)
         if view not in views:
-            raise FeatureStoreError(f"unknown feature view {view!r}; views: {', '.join(sorted(views))}")
-        known = view_features(store, view)
-        if feat not in known:
-            raise FeatureStoreError(f"unknown feature {feat!r} in {view}; it has: {', '.join(known)}")
+            raise NotFound(f"unknown feature view {view!r}; views: {', '.join(sorted(views))}")
+        if feat not in views[view]:
+            raise NotFound(f"unknown feature {feat!r} in {view}; it has: {', '.join(views[view])}")
         refs.append(item)
-    # keep order, drop duplicates
-    return list(dict.fromkeys(refs))
+    return list(dict.fromkeys(refs))  # keep order, drop duplicates
+
+
+_refs_cache: dict[tuple, tuple[float, list[str]]] = {}
+REFS_TTL_S = 30.0
+
+
+def resolve_features(store, spec: str | list[str] | None) -> list[str]:
+    """Validated feature references for `spec` (see `parse_refs`).
+
+    Reading the registry takes about 30 ms; results are cached per store for REFS_TTL_S
+    seconds, so an API or app serving many lookups resolves once.
+    """
+    key = (id(store), spec if isinstance(spec, str | None) else tuple(spec))
+    hit = _refs_cache.get(key)
+    now = time.monotonic()
+    if hit and now - hit[0] < REFS_TTL_S:
+        return list(hit[1])
+    views = {v.name: [f.name for f in v.features] for v in store.list_all_feature_views()}
+    services = {s.name: service_refs(store, s.name) for s in store.list_feature_services()}
+    refs = parse_refs(spec, services, views)
+    _refs_cache[key] = (now, refs)
+    return list(refs)
 
 
 def registry_summary(store) -> list[dict]:

@@ -11,22 +11,20 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 
 import pandas as pd
 
+from streamflow.catalog import LABEL_FEATURE, LABEL_VIEW, USERS
 from streamflow.config import Settings, load_settings
-from streamflow.seeds import add_months
+from streamflow.dates import parse_date, snapshot_for
+from streamflow.errors import InvalidInput, ValidationRefused
 from streamflow.status import snapshot_dates
-from streamflow.store import LABEL_FEATURE, LABEL_VIEW, get_store, lineage_field, resolve_features
+from streamflow.store import get_store, lineage_field, resolve_features
 
 
-class TrainingFrameError(ValueError):
-    """The frame cannot be built for this request; the message lists what is available."""
-
-
-class LeakageError(TrainingFrameError):
+class LeakageError(ValidationRefused):
     """A feature value dated after as_of reached the frame (must never happen)."""
 
 
@@ -48,38 +46,6 @@ class TrainingFrame:
         return float(self.frame[LABEL_FEATURE].astype("float").mean())
 
 
-def _fmt(dates: list[date]) -> str:
-    return ", ".join(d.isoformat() for d in dates) or "none (run `streamflow ingest data/seeds`)"
-
-
-def parse_date(value: str | date | datetime, dates: list[date] | None = None) -> date:
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    try:
-        return date.fromisoformat(str(value).strip())
-    except ValueError:
-        hint = f"; available snapshots: {_fmt(dates)}" if dates is not None else ""
-        raise TrainingFrameError(f"as_of {value!r} is not a date (YYYY-MM-DD){hint}") from None
-
-
-def snapshot_for(as_of: date, dates: list[date]) -> date:
-    """The snapshot in force at `as_of` (the latest one not after it, within its month)."""
-    if not dates:
-        raise TrainingFrameError("no snapshot yet: ingest a month first (`streamflow ingest data/seeds`)")
-    before = [d for d in dates if d <= as_of]
-    if not before:
-        raise TrainingFrameError(f"no snapshot at or before as_of={as_of}; available: {_fmt(dates)}")
-    snap = before[-1]
-    if as_of >= add_months(snap, 1):
-        raise TrainingFrameError(
-            f"no snapshot at as_of={as_of}: the latest before it is {snap}, more than a month earlier; "
-            f"available: {_fmt(dates)}"
-        )
-    return snap
-
-
 def entity_query(snapshot_as_of: date, as_of: date) -> str:
     """The entity frame as SQL (Feast runs it in PostgreSQL instead of uploading a pandas frame).
 
@@ -88,7 +54,7 @@ def entity_query(snapshot_as_of: date, as_of: date) -> str:
     assert isinstance(snapshot_as_of, date) and isinstance(as_of, date)
     return (
         f"SELECT user_id, TIMESTAMPTZ '{as_of.isoformat()} 00:00:00+00' AS event_timestamp "
-        f"FROM users_snapshots WHERE as_of = DATE '{snapshot_as_of.isoformat()}'"
+        f"FROM {USERS.snapshot} WHERE as_of = DATE '{snapshot_as_of.isoformat()}'"
     )
 
 
@@ -104,7 +70,7 @@ def build_training_frame(
     settings = settings or load_settings()
     t0 = time.perf_counter()
     dates = snapshot_dates(settings)
-    day = parse_date(as_of, dates)
+    day = parse_date(as_of, "as_of", dates)
     snap = snapshot_for(day, dates)
     store = store or get_store(settings)
     refs = resolve_features(store, features)
@@ -173,7 +139,7 @@ def write_frame(tf: TrainingFrame, out: Path | str) -> Path:
     elif out.suffix == ".csv":
         tf.frame.to_csv(out, index=False)
     else:
-        raise TrainingFrameError(f"--out must end in .csv or .parquet, got {out.name}")
+        raise InvalidInput(f"--out must end in .csv or .parquet, got {out.name}")
     return out
 
 

@@ -1,0 +1,288 @@
+"""Run history, owned here: the DDL, writes and reads of the three run tables.
+
+- `ingestion_runs`: one row per ingest of a month folder (running / succeeded / failed);
+- `validation_results`: one row per Great Expectations suite run (ingest or re-validation),
+  with the per-expectation details and the full GE JSON;
+- `materialization_runs`: one row per materialization (window, views, rows per view).
+
+A run left `running` by a killed process is marked failed by the next run that holds the
+same lock (materialization) -- the record never claims a run that is not happening.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import date, datetime
+from typing import Any
+
+import pandas as pd
+
+from streamflow import db
+from streamflow.config import Settings
+
+DDL = [
+    """CREATE TABLE IF NOT EXISTS ingestion_runs (
+  run_id TEXT PRIMARY KEY,
+  folder TEXT NOT NULL,
+  as_of DATE,
+  status TEXT NOT NULL CHECK (status IN ('running', 'succeeded', 'failed')),
+  started_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+  finished_at TIMESTAMPTZ,
+  duration_s DOUBLE PRECISION,
+  rows JSONB,
+  changed JSONB,
+  message TEXT,
+  digest TEXT
+)""",
+    """CREATE TABLE IF NOT EXISTS validation_results (
+  id BIGSERIAL PRIMARY KEY,
+  run_id TEXT NOT NULL,
+  table_name TEXT NOT NULL,
+  as_of DATE,
+  success BOOLEAN NOT NULL,
+  evaluated INTEGER NOT NULL,
+  successful INTEGER NOT NULL,
+  failed INTEGER NOT NULL,
+  row_count BIGINT,
+  details JSONB NOT NULL,
+  ge_result JSONB,
+  validated_at TIMESTAMPTZ NOT NULL DEFAULT now()
+)""",
+    "CREATE INDEX IF NOT EXISTS validation_results_table_idx ON validation_results (table_name, as_of)",
+    "CREATE INDEX IF NOT EXISTS validation_results_run_idx ON validation_results (run_id)",
+    """CREATE TABLE IF NOT EXISTS materialization_runs (
+  run_id TEXT PRIMARY KEY,
+  mode TEXT NOT NULL,
+  window_start TIMESTAMPTZ,
+  window_end TIMESTAMPTZ NOT NULL,
+  views TEXT[] NOT NULL,
+  status TEXT NOT NULL CHECK (status IN ('running', 'succeeded', 'failed')),
+  rows JSONB,
+  started_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+  finished_at TIMESTAMPTZ,
+  duration_s DOUBLE PRECISION,
+  message TEXT
+)""",
+]
+TABLES = ("ingestion_runs", "validation_results", "materialization_runs")
+MAX_MESSAGE = 20_000
+
+
+def _frame(rows, columns: list[str]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=columns)
+
+
+# ---------------------------------------------------------------- ingestion runs
+
+
+def ingestion_started(settings: Settings, run_id: str, folder) -> None:
+    with db.connection(settings, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO ingestion_runs (run_id, folder, status) VALUES (%s, %s, 'running')", (run_id, str(folder))
+        )
+
+
+def ingestion_ended(
+    settings: Settings,
+    run_id: str,
+    as_of: date | None,
+    status: str,
+    started: float,
+    message: str,
+    rows: dict | None = None,
+    changed: dict | None = None,
+    digest: str | None = None,
+) -> None:
+    with db.connection(settings, autocommit=True) as conn:
+        conn.execute(
+            """UPDATE ingestion_runs SET as_of = %s, status = %s, finished_at = now(), duration_s = %s,
+                   rows = %s, changed = %s, message = %s, digest = %s WHERE run_id = %s""",
+            (
+                as_of,
+                status,
+                time.perf_counter() - started,
+                json.dumps(rows) if rows is not None else None,
+                json.dumps(changed) if changed is not None else None,
+                message[:MAX_MESSAGE],
+                digest,
+                run_id,
+            ),
+        )
+
+
+def ingested_run(settings: Settings, as_of: date, digest: str, snapshot_table: str) -> str | None:
+    """run_id of a succeeded run of these exact files whose snapshot is still stored."""
+    with db.connection(settings) as conn:
+        row = conn.execute(
+            f"""SELECT r.run_id FROM ingestion_runs r
+               WHERE r.status = 'succeeded' AND r.as_of = %s AND r.digest = %s
+                 AND EXISTS (SELECT 1 FROM {snapshot_table} s WHERE s.as_of = r.as_of)
+               ORDER BY r.finished_at DESC LIMIT 1""",
+            (as_of, digest),
+        ).fetchone()
+    return row[0] if row else None
+
+
+def ingestion_runs(settings: Settings, limit: int = 50) -> pd.DataFrame:
+    cols = ["run_id", "folder", "as_of", "status", "started_at", "duration_s", "message"]
+    with db.connection(settings) as conn:
+        rows = conn.execute(
+            f"SELECT {', '.join(cols)} FROM ingestion_runs ORDER BY started_at DESC LIMIT %s", (limit,)
+        ).fetchall()
+    return _frame(rows, cols)
+
+
+# ---------------------------------------------------------------- validation results
+
+
+def store_validations(settings: Settings, run_id: str, as_of: date | None, vals: list) -> None:
+    """Persist `quality.TableValidation`s (failed runs too) in validation_results."""
+    from streamflow.quality import json_safe
+
+    with db.connection(settings) as conn, conn.cursor() as cur:
+        cur.executemany(
+            """INSERT INTO validation_results
+               (run_id, table_name, as_of, success, evaluated, successful, failed, row_count, details, ge_result)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+            [
+                (
+                    run_id,
+                    v.table,
+                    as_of,
+                    v.success,
+                    v.evaluated,
+                    v.successful,
+                    v.failed,
+                    v.row_count,
+                    json.dumps(json_safe(v.details)),
+                    json.dumps(json_safe(v.ge_result)) if v.ge_result is not None else None,
+                )
+                for v in vals
+            ],
+        )
+
+
+VALIDATION_COLUMNS = [
+    "id",
+    "run_id",
+    "table",
+    "as_of",
+    "success",
+    "evaluated",
+    "successful",
+    "failed",
+    "rows",
+    "validated_at",
+    "details",
+]
+
+
+def validation_runs(
+    settings: Settings,
+    table: str | None = None,
+    as_of: date | None = None,
+    success: bool | None = None,
+    limit: int = 500,
+) -> pd.DataFrame:
+    """Stored validation results, newest first, optionally filtered."""
+    where, params = [], []
+    for clause, value in (("table_name = %s", table), ("as_of = %s", as_of), ("success = %s", success)):
+        if value is not None and value != "":
+            where.append(clause)
+            params.append(value)
+    sql_where = ("WHERE " + " AND ".join(where)) if where else ""
+    with db.connection(settings) as conn:
+        rows = conn.execute(
+            f"""SELECT id, run_id, table_name, as_of, success, evaluated, successful, failed, row_count,
+                       validated_at, details
+                FROM validation_results {sql_where} ORDER BY validated_at DESC, id DESC LIMIT %s""",
+            (*params, limit),
+        ).fetchall()
+    return _frame(rows, VALIDATION_COLUMNS)
+
+
+def last_validation_per_table(settings: Settings) -> pd.DataFrame:
+    with db.connection(settings) as conn:
+        rows = conn.execute(
+            """SELECT DISTINCT ON (table_name) table_name, as_of, success, evaluated, failed, row_count,
+                      validated_at, run_id
+               FROM validation_results ORDER BY table_name, validated_at DESC, id DESC"""
+        ).fetchall()
+    return _frame(rows, ["table", "as_of", "success", "evaluated", "failed", "rows", "validated_at", "run_id"])
+
+
+# ---------------------------------------------------------------- materialization runs
+
+MATERIALIZATION_COLUMNS = [
+    "run_id",
+    "mode",
+    "window_start",
+    "window_end",
+    "views",
+    "status",
+    "rows",
+    "started_at",
+    "finished_at",
+    "duration_s",
+    "message",
+]
+
+
+def materialization_runs(settings: Settings, limit: int = 50) -> pd.DataFrame:
+    with db.connection(settings) as conn:
+        rows = conn.execute(
+            f"SELECT {', '.join(MATERIALIZATION_COLUMNS)} FROM materialization_runs "
+            "ORDER BY started_at DESC LIMIT %s",
+            (limit,),
+        ).fetchall()
+    return _frame(rows, MATERIALIZATION_COLUMNS)
+
+
+def last_materialization(settings: Settings) -> dict[str, Any] | None:
+    """The latest succeeded materialization run, or None."""
+    with db.connection(settings) as conn:
+        cur = conn.execute(
+            f"SELECT {', '.join(MATERIALIZATION_COLUMNS)} FROM materialization_runs "
+            "WHERE status = 'succeeded' ORDER BY started_at DESC LIMIT 1"
+        )
+        row = cur.fetchone()
+    return dict(zip(MATERIALIZATION_COLUMNS, row, strict=True)) if row else None
+
+
+def last_success_end(settings: Settings, view: str) -> datetime | None:
+    with db.connection(settings) as conn:
+        row = conn.execute(
+            "SELECT max(window_end) FROM materialization_runs WHERE status = 'succeeded' AND %s = ANY(views)",
+            (view,),
+        ).fetchone()
+    return row[0] if row and row[0] else None
+
+
+def running_materialization(conn) -> tuple[str, datetime, list[str]] | None:
+    """(run_id, started_at, views) of the run marked running, on a connection of the caller's."""
+    return conn.execute(
+        "SELECT run_id, started_at, views FROM materialization_runs WHERE status = 'running' "
+        "ORDER BY started_at DESC LIMIT 1"
+    ).fetchone()
+
+
+def materialization_started(conn, run_id: str, mode: str, start, end, views: list[str]) -> None:
+    """Sweep runs a killed process left 'running' (the caller holds the lock), then record this one."""
+    conn.execute(
+        "UPDATE materialization_runs SET status = 'failed', finished_at = now(), "
+        "message = 'interrupted (process ended before finishing)' WHERE status = 'running'"
+    )
+    conn.execute(
+        """INSERT INTO materialization_runs (run_id, mode, window_start, window_end, views, status)
+           VALUES (%s, %s, %s, %s, %s, 'running')""",
+        (run_id, mode, start, end, views),
+    )
+
+
+def materialization_ended(conn, run_id: str, status: str, seconds: float, rows: dict[str, int], message: str) -> None:
+    conn.execute(
+        """UPDATE materialization_runs SET status = %s, finished_at = now(), duration_s = %s,
+           rows = %s::jsonb, message = %s WHERE run_id = %s""",
+        (status, seconds, json.dumps({k: int(v) for k, v in rows.items()}), message[:2000], run_id),
+    )
