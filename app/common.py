@@ -1,6 +1,7 @@
 """Shared pieces of the app: the cached store, cached queries, the sidebar, friendly errors.
 
-Pages call `streamflow` functions through these helpers and only render.
+Pages call `streamflow` functions through these helpers and only render. Caches are keyed by
+the frozen `Settings` itself, so a change of any setting opens another store.
 """
 
 from __future__ import annotations
@@ -11,59 +12,67 @@ from collections.abc import Iterator
 import pandas as pd
 import streamlit as st
 
-from streamflow import db
-from streamflow.config import ConfigError, Settings, load_settings
-from streamflow.ingest import IngestError
-from streamflow.online import InvalidUserId, OnlineStoreUnavailable, as_online_store_error
-from streamflow.store import FeatureStoreError
-from streamflow.training import TrainingFrameError
+from streamflow import runs
+from streamflow.config import Settings, load_settings
+from streamflow.errors import StreamflowError, from_backend
 
 MATERIALIZE_PAGE = "pages/materialize.py"
 INGEST_HINT = "`streamflow ingest data/seeds` (or `make run`, which also generates demo months)"
+HINTS = {
+    "BackendUnavailable": "Start PostgreSQL / Redis (or unset STREAMFLOW_PG_* to use the embedded one), then reload.",
+}
 
 
 def settings() -> Settings:
     return load_settings()
 
 
-def settings_key(s: Settings) -> str:
-    return f"{s.home}|{s.embedded}|{s.pg_host}|{s.pg_port}|{s.pg_db}|{s.online_store}|{s.redis_url}"
-
-
 @st.cache_resource(show_spinner="Opening the feature store...")
-def _store(key: str):
+def _store(s: Settings):
     from streamflow.store import get_store
 
-    return get_store(settings())
+    return get_store(s)
 
 
 def store():
-    return _store(settings_key(settings()))
+    return _store(settings())
 
 
 @st.cache_data(ttl=30, show_spinner=False)
-def snapshot_dates(key: str) -> list:
-    from streamflow.status import snapshot_dates as q
+def _snapshot_dates(s: Settings) -> list:
+    from streamflow.status import snapshot_dates
 
-    return q(settings())
+    return snapshot_dates(s)
+
+
+def snapshot_dates() -> list:
+    return _snapshot_dates(settings())
 
 
 @st.cache_data(ttl=30, show_spinner=False)
-def status(key: str):
+def _status(s: Settings):
     from streamflow.status import get_status
 
-    return get_status(settings())
+    return get_status(s)
+
+
+def status():
+    return _status(settings())
 
 
 @st.cache_data(ttl=15, show_spinner=False)
-def materialization_runs(key: str) -> pd.DataFrame:
-    from streamflow.materialize import runs
-
-    return runs(settings())
+def _materialization_runs(s: Settings) -> pd.DataFrame:
+    return runs.materialization_runs(s)
 
 
-def key() -> str:
-    return settings_key(settings())
+def materialization_runs() -> pd.DataFrame:
+    return _materialization_runs(settings())
+
+
+def last_materialization() -> dict | None:
+    hist = materialization_runs()
+    ok = hist[hist["status"] == "succeeded"] if not hist.empty else hist
+    return None if ok.empty else ok.iloc[0].to_dict()
 
 
 def clear_caches() -> None:
@@ -71,31 +80,34 @@ def clear_caches() -> None:
     st.cache_data.clear()
 
 
+def show_error(exc: StreamflowError) -> None:
+    st.error(f"**{exc.title}.** {exc}")
+    hint = HINTS.get(type(exc).__name__) or next(
+        (HINTS[c.__name__] for c in type(exc).__mro__ if c.__name__ in HINTS), None
+    )
+    if hint:
+        st.caption(hint)
+
+
 @contextlib.contextmanager
 def friendly_errors() -> Iterator[None]:
-    """Turn the errors a user can act on into messages; never a traceback on the page."""
+    """Every StreamflowError (and a backend client's connection error) becomes a message on
+    the page, never a traceback; the rest of the page stops."""
     try:
         yield
-    except db.DatabaseUnavailable as exc:
-        st.error(f"**Database unavailable.** {exc}")
-        st.caption("Start PostgreSQL (or unset STREAMFLOW_PG_* to use the embedded one), then reload.")
+    except StreamflowError as exc:
+        show_error(exc)
         st.stop()
-    except (TrainingFrameError, FeatureStoreError, IngestError, InvalidUserId, ConfigError, ValueError) as exc:
-        st.error(str(exc))
-        st.stop()
-    except OnlineStoreUnavailable as exc:
-        st.error(f"**Online store unavailable.** {exc}")
-        st.stop()
-    except Exception as exc:  # a connection error of the online store client
-        err = as_online_store_error(exc)
+    except Exception as exc:
+        err = from_backend(exc)
         if err is None:
             raise
-        st.error(f"**Online store unavailable.** {err}")
+        show_error(err)
         st.stop()
 
 
 def require_snapshots() -> list:
-    dates = snapshot_dates(key())
+    dates = snapshot_dates()
     if not dates:
         st.warning(f"No snapshot yet. Ingest a month first: {INGEST_HINT}.")
         st.stop()
@@ -103,9 +115,12 @@ def require_snapshots() -> list:
 
 
 def require_applied():
+    """The store, with its definitions registered; else a warning and a button that runs
+    `streamflow apply` (the same code path as the CLI)."""
+    from streamflow.db import ping
     from streamflow.store import apply, is_applied
 
-    db.ping(settings())  # a database that is down is reported as such, not as "not registered"
+    ping(settings())  # a database that is down is reported as such, not as "not registered"
     s = store()
     if not is_applied(s):
         st.warning("The Feast definitions are not registered yet.")
@@ -118,14 +133,6 @@ def require_applied():
     return s
 
 
-def last_materialization() -> dict | None:
-    runs = materialization_runs(key())
-    ok = runs[runs["status"] == "succeeded"] if not runs.empty else runs
-    if ok.empty:
-        return None
-    return ok.iloc[0].to_dict()
-
-
 def sidebar() -> None:
     s = settings()
     with st.sidebar:
@@ -134,7 +141,7 @@ def sidebar() -> None:
         st.markdown(f"**Backend** · {'embedded PostgreSQL' if s.embedded else f'server {s.pg_host}:{s.pg_port}'}")
         st.markdown(f"**Online store** · {s.online_store}")
         try:
-            dates = snapshot_dates(key())
+            dates = snapshot_dates()
             st.markdown(f"**Latest snapshot** · {dates[-1] if dates else 'none yet'}")
             last = last_materialization()
             if last:
@@ -144,9 +151,14 @@ def sidebar() -> None:
                 )
             else:
                 st.markdown("**Last materialization** · never")
-        except db.DatabaseUnavailable as exc:
-            st.error(f"Database unavailable: {exc}")
+        except StreamflowError as exc:
+            st.error(f"{exc.title}: {exc}")
 
 
 def badge(ok: bool) -> str:
     return "✅ pass" if ok else "❌ fail"
+
+
+def nothing_to_show(message: str) -> None:
+    """Instead of an empty chart: say in words that there is nothing to draw."""
+    st.info(message, icon=":material/info:")

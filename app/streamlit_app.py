@@ -1,15 +1,7 @@
 """StreamFlow Feature Studio: `streamlit run app/streamlit_app.py`."""
 
-import sys
-from pathlib import Path
-
-HERE = Path(__file__).resolve().parent
-for p in (HERE, HERE.parent):  # app/ for `common`, the repo for `streamflow` without an install
-    if str(p) not in sys.path:
-        sys.path.insert(0, str(p))
-
-import streamlit as st  # noqa: E402
-from common import sidebar  # noqa: E402
+import streamlit as st
+from common import sidebar
 
 st.set_page_config(page_title="StreamFlow Feature Studio", page_icon=":material/live_tv:", layout="wide")
 

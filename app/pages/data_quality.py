@@ -2,22 +2,25 @@
 
 import plotly.express as px
 import streamlit as st
-from common import badge, clear_caches, friendly_errors, key, require_snapshots, settings
+from common import badge, clear_caches, friendly_errors, require_snapshots, settings
 
-from streamflow.quality import REFERENTIAL, details_frame, revalidate_snapshot, validation_runs
-from streamflow.schema import TABLES
+from streamflow.catalog import TABLES
+from streamflow.config import Settings
+from streamflow.ingest import revalidate_snapshot
+from streamflow.runs import validation_runs
+from streamflow.validation_report import details_frame
 
 
 @st.cache_data(ttl=30, show_spinner=False)
-def runs(k: str):
-    return validation_runs(settings(), limit=2000)
+def runs(s: Settings):
+    return validation_runs(s, limit=2000)
 
 
 st.title("Data quality")
 st.caption("Great Expectations suites (one per table, plus a cross-file check) run on every ingestion.")
 
 with friendly_errors():
-    all_runs = runs(key())
+    all_runs = runs(settings())
     if all_runs.empty:
         st.info("No validation yet: ingest a month (`streamflow ingest data/seeds`).")
         st.stop()
@@ -72,7 +75,7 @@ with friendly_errors():
     st.subheader("Re-validate a stored snapshot")
     dates = require_snapshots()
     c1, c2, c3 = st.columns([2, 2, 1])
-    t = c1.selectbox("Table", [t.name for t in TABLES if t.name != REFERENTIAL], key="rv_table")
+    t = c1.selectbox("Table", [t.name for t in TABLES], key="rv_table")
     d = c2.selectbox("Snapshot", dates, index=len(dates) - 1, format_func=str, key="rv_as_of")
     if c3.button("Re-validate", type="primary"):
         with st.spinner("Running the suite on the stored snapshot..."):

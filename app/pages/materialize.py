@@ -4,14 +4,14 @@ import streamlit as st
 from common import (
     clear_caches,
     friendly_errors,
-    key,
     materialization_runs,
     require_applied,
     require_snapshots,
     settings,
 )
 
-from streamflow.materialize import MaterializationBusy, materialize, online_views, running
+from streamflow.errors import Busy
+from streamflow.materialize import materialize, online_views, running
 
 st.title("Materialize")
 st.caption("Load feature values from the offline store (PostgreSQL snapshots) into the online store.")
@@ -67,7 +67,7 @@ with friendly_errors():
                     settings=settings(),
                     store=fs,
                 )
-            except MaterializationBusy as exc:
+            except Busy as exc:
                 box.update(label="Another materialization is running", state="error")
                 st.error(str(exc))
             else:
@@ -75,7 +75,7 @@ with friendly_errors():
                 clear_caches()
 
     st.subheader("History")
-    hist = materialization_runs(key())
+    hist = materialization_runs()
     if hist.empty:
         st.info("No materialization yet.")
     else:

@@ -2,36 +2,29 @@
 
 import pandas as pd
 import streamlit as st
-from common import friendly_errors, key, last_materialization, settings, status, store
+from common import badge, friendly_errors, last_materialization, settings, status, store
 
-from streamflow import db
-from streamflow.store import DEFAULT_SERVICE, registry_summary, service_refs
+from streamflow.catalog import ENTITY, SERVICE
+from streamflow.status import health
+from streamflow.store import is_applied, registry_summary, service_refs
 
 st.title("StreamFlow Feature Studio")
 st.caption("One Feast feature store for StreamFlow churn: ingestion, point-in-time training frames, online serving.")
 
 s = settings()
 with friendly_errors():
+    h = health(s)
     c1, c2, c3 = st.columns(3)
-    try:
-        version = db.ping(s)
-        c1.metric("PostgreSQL (offline store, registry)", "reachable", f"v{version}", delta_color="off")
-    except db.DatabaseUnavailable as exc:
-        c1.metric("PostgreSQL", "unreachable")
-        st.error(str(exc))
-        st.stop()
-    c1.caption("embedded (pgserver)" if s.embedded else f"server {s.pg_host}:{s.pg_port}/{s.pg_db}")
-    if s.online_store == "redis":
-        import redis
-
-        try:
-            redis.Redis.from_url(s.redis_url, socket_connect_timeout=2).ping()
-            c2.metric("Online store", "reachable", "Redis", delta_color="off")
-        except redis.RedisError as exc:
-            c2.metric("Online store", "unreachable", "Redis", delta_color="off")
-            st.error(f"Redis at {s.redis_url} is unreachable: {exc}")
+    if h.postgres_version:
+        c1.metric("PostgreSQL (offline store, registry)", "reachable", f"v{h.postgres_version}", delta_color="off")
     else:
-        c2.metric("Online store", "reachable", "PostgreSQL", delta_color="off")
+        c1.metric("PostgreSQL", "unreachable")
+    c1.caption("embedded (pgserver)" if s.embedded else f"server {s.pg_host}:{s.pg_port}/{s.pg_db}")
+    c2.metric("Online store", "reachable" if h.online_ok else "unreachable", s.online_store, delta_color="off")
+    for problem in h.problems:
+        st.error(problem)
+    if h.postgres_version is None:
+        st.stop()
     last = last_materialization()
     c3.metric(
         "Last materialization",
@@ -43,7 +36,7 @@ with friendly_errors():
         c3.caption(f"run {last['run_id'][:8]} · finished {last['finished_at']:%Y-%m-%d %H:%M} UTC")
 
     st.subheader("Snapshots")
-    st_ = status(key())
+    st_ = status()
     if st_.snapshots.empty:
         st.warning("No snapshot yet: run `streamflow ingest data/seeds` (or `make run`).")
     else:
@@ -59,20 +52,17 @@ with friendly_errors():
         st.markdown("**Last validation per table**")
         v = st_.last_validation.copy()
         if not v.empty:
-            v["outcome"] = v["success"].map({True: "✅ pass", False: "❌ fail"})
+            v["outcome"] = v["success"].map(badge)
             v = v[["table", "as_of", "outcome", "evaluated", "failed", "rows", "validated_at"]]
         st.dataframe(v, hide_index=True)
 
     st.subheader("Feature registry")
     fs = store()
-    try:
-        rows = registry_summary(fs)
-    except Exception:  # noqa: BLE001 - an empty registry
-        rows = []
+    rows = registry_summary(fs) if is_applied(fs) else []
     if not rows:
         st.info("No feature view registered yet: run `streamflow apply` (or open the Materialize page).")
     else:
-        entity = fs.get_entity("user")
+        entity = fs.get_entity(ENTITY)
         st.markdown(f"**Entity** `{entity.name}` · join key `{entity.join_key}` · {entity.description}")
         reg = pd.DataFrame(rows)
         for view, g in reg.groupby("view", sort=True):
@@ -82,7 +72,7 @@ with friendly_errors():
             ):
                 st.caption(fv.description)
                 st.dataframe(g[["feature", "type", "online", "description"]], hide_index=True)
-        svc = fs.get_feature_service(DEFAULT_SERVICE)
+        svc = fs.get_feature_service(SERVICE)
         st.markdown(
             f"**Feature service** `{svc.name}` · {len(service_refs(fs, svc.name))} features · {svc.description}"
         )

@@ -3,8 +3,17 @@
 import pandas as pd
 import plotly.express as px
 import streamlit as st
-from common import MATERIALIZE_PAGE, friendly_errors, key, require_applied, require_snapshots, settings, store
+from common import (
+    MATERIALIZE_PAGE,
+    friendly_errors,
+    nothing_to_show,
+    require_applied,
+    require_snapshots,
+    settings,
+    store,
+)
 
+from streamflow.config import Settings
 from streamflow.online import validate_user_id
 from streamflow.skew import skew_report
 
@@ -18,10 +27,8 @@ COLORS = {
 
 
 @st.cache_data(ttl=60, show_spinner="Comparing offline and online values...")
-def report(k: str, users: tuple[str, ...] | None, sample: int, as_of):
-    return skew_report(
-        users=list(users) if users else None, sample=sample, as_of=as_of, settings=settings(), store=store()
-    )
+def report(s: Settings, users: tuple[str, ...] | None, sample: int, as_of):
+    return skew_report(users=list(users) if users else None, sample=sample, as_of=as_of, settings=s, store=store())
 
 
 def highlight(row):
@@ -44,7 +51,7 @@ with friendly_errors():
     uid = c1.text_input("user_id", value="7590-VHVEG", key="skew_user", max_chars=200)
     ref = c2.selectbox("Reference snapshot (offline)", dates, index=len(dates) - 1, format_func=str, key="skew_ref")
     uid = validate_user_id(uid.strip())
-    one = report(key(), (uid,), 1, ref)
+    one = report(settings(), (uid,), 1, ref)
     pairs = one.pairs[
         ["view", "feature", "online_value", "online_ts", "offline_at_online_ts", "offline_latest", "status"]
     ].rename(columns={"offline_latest": f"offline_at_{ref}"})
@@ -61,7 +68,7 @@ with friendly_errors():
     c1, c2 = st.columns(2)
     n = c1.slider("Sample size", min_value=50, max_value=2000, value=300, step=50, key="skew_n")
     ref_pop = c2.selectbox("Reference snapshot", dates, index=len(dates) - 1, format_func=str, key="skew_ref_pop")
-    rep = report(key(), None, n, ref_pop)
+    rep = report(settings(), None, n, ref_pop)
     m1, m2, m3 = st.columns(3)
     m1.metric("Users", rep.pairs["user_id"].nunique())
     m2.metric(
@@ -87,15 +94,19 @@ with friendly_errors():
         id_vars=["view", "feature", "pairs"], value_vars=causes, var_name="cause", value_name="count"
     )
     long["rate"] = long["count"] / long["pairs"].clip(lower=1)
-    fig = px.bar(
-        long,
-        x="feature",
-        y="rate",
-        color="cause",
-        labels={"rate": "share of sampled users"},
-        title="Mismatch rate per feature, by cause",
-    )
-    st.plotly_chart(fig)
+    long = long[long["count"] > 0]
+    if long.empty:
+        nothing_to_show(f"Nothing to chart: every sampled pair is equal at the {rep.latest_snapshot} snapshot.")
+    else:
+        fig = px.bar(
+            long,
+            x="feature",
+            y="rate",
+            color="cause",
+            labels={"rate": "share of sampled users"},
+            title="Mismatch rate per feature, by cause",
+        )
+        st.plotly_chart(fig)
 
     st.markdown("**Staleness per view**")
     st.dataframe(rep.per_view, hide_index=True)

@@ -5,19 +5,56 @@ import io
 import pandas as pd
 import plotly.express as px
 import streamlit as st
-from common import friendly_errors, key, require_applied, require_snapshots, settings, store
+from common import friendly_errors, require_applied, require_snapshots, settings, store
 
-from streamflow.store import DEFAULT_SERVICE, LABEL_FEATURE
+from streamflow.catalog import LABEL_FEATURE, LABEL_VIEW, SERVICE
+from streamflow.config import Settings
 from streamflow.training import build_training_frame, compare_frames, feature_columns, feature_summary
 
 PAGE_SIZE = 50
 
 
 @st.cache_data(ttl=300, show_spinner="Building the training frame through Feast...")
-def frame(k: str, as_of, features: tuple[str, ...], labels: bool):
-    return build_training_frame(
-        as_of, features=list(features) or None, labels=labels, settings=settings(), store=store()
+def frame(s: Settings, as_of, features: tuple[str, ...], labels: bool):
+    return build_training_frame(as_of, features=list(features) or None, labels=labels, settings=s, store=store())
+
+
+@st.fragment
+def distribution(df: pd.DataFrame) -> None:
+    """Histogram of one feature by churn label (a widget change reruns only this section)."""
+    st.subheader("Distribution by churn label")
+    feats = [c for c in feature_columns(df) if c != LABEL_FEATURE]
+    feat = st.selectbox("Feature", feats, key="dist_feature")
+    color = LABEL_FEATURE if LABEL_FEATURE in df else None
+    plot_df = df[[feat] + ([color] if color else [])].copy()
+    if color:
+        plot_df[color] = plot_df[color].map({True: "churned", False: "stayed"})
+    if pd.api.types.is_numeric_dtype(plot_df[feat]) and not pd.api.types.is_bool_dtype(plot_df[feat]):
+        fig = px.histogram(plot_df, x=feat, color=color, barmode="overlay", histnorm="percent", nbins=40)
+    else:
+        plot_df[feat] = plot_df[feat].astype(str)
+        fig = px.histogram(plot_df, x=feat, color=color, barmode="group", histnorm="percent")
+    st.plotly_chart(fig)
+
+
+@st.fragment
+def comparison(tf, dates: list, chosen: tuple[str, ...], labels: bool) -> None:
+    """Mean shift per feature against a second date: the second frame is built only here."""
+    st.subheader("Compare two dates")
+    other_choices = [d for d in dates if d != tf.as_of] or dates
+    other = st.selectbox("Compare with", other_choices, format_func=str, key="compare_with")
+    with friendly_errors():
+        tf_other = frame(settings(), other, chosen, labels)
+    a, b = (tf_other, tf) if other < tf.as_of else (tf, tf_other)
+    cmp = compare_frames(a, b)
+    fig = px.bar(
+        cmp.dropna(subset=["mean_shift_pct"]),
+        x="feature",
+        y="mean_shift_pct",
+        labels={"mean_shift_pct": f"mean shift % ({a.as_of} → {b.as_of})"},
     )
+    st.plotly_chart(fig)
+    st.dataframe(cmp, hide_index=True)
 
 
 st.title("Training frame")
@@ -29,7 +66,7 @@ st.caption(
 with friendly_errors():
     dates = require_snapshots()
     fs = require_applied()
-    views = sorted(v.name for v in fs.list_feature_views() if v.name != "churn_label_fv")
+    views = sorted(v.name for v in fs.list_feature_views() if v.name != LABEL_VIEW)
     services = sorted(s.name for s in fs.list_feature_services())
 
     c1, c2, c3 = st.columns([2, 3, 1])
@@ -41,12 +78,12 @@ with friendly_errors():
             as_of = st.date_input("as_of (any date)", value=dates[-1], key="as_of_any")
     with c2:
         chosen = st.multiselect(
-            "Features (a feature service or whole views)", services + views, default=[DEFAULT_SERVICE], key="features"
+            "Features (a feature service or whole views)", services + views, default=[SERVICE], key="features"
         )
     with c3:
         labels = st.toggle("Labels", value=True, key="labels")
 
-    tf = frame(key(), as_of, tuple(chosen), labels)
+    tf = frame(settings(), as_of, tuple(chosen), labels)
     df = tf.frame
 
     m1, m2, m3, m4 = st.columns(4)
@@ -59,9 +96,8 @@ with friendly_errors():
 
     st.subheader("Point-in-time guarantee")
     lin = tf.lineage.copy()
-    late = lin[pd.to_datetime(lin["latest_snapshot_used"]) > pd.Timestamp(tf.as_of)]
-    if late.empty:
-        st.success(f"No feature value in this frame is dated after as_of = {tf.as_of} (checked row by row).")
+    # build_training_frame refuses a frame holding any value dated after as_of (LeakageError)
+    st.success(f"No feature value in this frame is dated after as_of = {tf.as_of} (checked row by row).")
     lin_plot = lin.assign(latest=pd.to_datetime(lin["latest_snapshot_used"]), as_of_ts=pd.Timestamp(tf.as_of))
     fig = px.scatter(lin_plot, x="latest", y="view", labels={"latest": "latest snapshot used"}, height=260)
     fig.add_vline(x=pd.Timestamp(tf.as_of), line_dash="dash", line_color="#E5484D", annotation_text="as_of")
@@ -93,31 +129,5 @@ with friendly_errors():
     st.subheader("Feature statistics")
     st.dataframe(feature_summary(df), hide_index=True)
 
-    st.subheader("Distribution by churn label")
-    feats = [c for c in feature_columns(df) if c != LABEL_FEATURE]
-    feat = st.selectbox("Feature", feats, key="dist_feature")
-    color = LABEL_FEATURE if LABEL_FEATURE in df else None
-    plot_df = df[[feat] + ([color] if color else [])].copy()
-    if color:
-        plot_df[color] = plot_df[color].map({True: "churned", False: "stayed"})
-    if pd.api.types.is_numeric_dtype(plot_df[feat]) and not pd.api.types.is_bool_dtype(plot_df[feat]):
-        fig = px.histogram(plot_df, x=feat, color=color, barmode="overlay", histnorm="percent", nbins=40)
-    else:
-        plot_df[feat] = plot_df[feat].astype(str)
-        fig = px.histogram(plot_df, x=feat, color=color, barmode="group", histnorm="percent")
-    st.plotly_chart(fig)
-
-    st.subheader("Compare two dates")
-    other_choices = [d for d in dates if d != tf.as_of] or dates
-    other = st.selectbox("Compare with", other_choices, format_func=str, key="compare_with")
-    tf_other = frame(key(), other, tuple(chosen), labels)
-    a, b = (tf_other, tf) if other < tf.as_of else (tf, tf_other)
-    cmp = compare_frames(a, b)
-    fig = px.bar(
-        cmp.dropna(subset=["mean_shift_pct"]),
-        x="feature",
-        y="mean_shift_pct",
-        labels={"mean_shift_pct": f"mean shift % ({a.as_of} → {b.as_of})"},
-    )
-    st.plotly_chart(fig)
-    st.dataframe(cmp, hide_index=True)
+    distribution(df)
+    comparison(tf, dates, tuple(chosen), labels)
