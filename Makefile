@@ -2,23 +2,33 @@
 #   make run    venv + install; seed two demo months if data/seeds is empty; ingest new months;
 #               register the Feast repo; first materialization; open the app on 127.0.0.1:8501
 #   make test   the test suite (embedded PostgreSQL; server/Redis/browser tests when configured)
+#   make test-fast  pure functions only: no database, no Feast store (seconds)
 SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: run install test reliability audit lint bench bootstrap status api clean-state
+.PHONY: run install install-dev test test-fast reliability audit lint bench bootstrap status api clean-state
 
-$(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
+# runtime pins only: what `make run` needs (no pytest, Playwright or Prefect)
+$(STAMP): requirements.txt constraints.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or make PYTHON=python3)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -r requirements-dev.txt -c constraints.txt
+	$(BIN)/pip install -q -r requirements.txt -c constraints.txt
 	$(BIN)/pip install -q --no-deps -e .
 	touch $(STAMP)
 
+# + the dev pins: tests, lint, benchmarks, the optional Prefect flow
+$(DEV_STAMP): $(STAMP) requirements-dev.txt requirements-prefect.txt
+	$(BIN)/pip install -q -r requirements-dev.txt -c constraints.txt
+	touch $(DEV_STAMP)
+
 install: $(STAMP)
+
+install-dev: $(DEV_STAMP)
 
 PORT ?= 8501
 ADDRESS ?= 127.0.0.1
@@ -37,22 +47,25 @@ api: $(STAMP)
 status: $(STAMP)
 	$(BIN)/streamflow status
 
-test: $(STAMP)
+test: $(DEV_STAMP)
 	$(BIN)/python -m pytest -q tests
 
-reliability: $(STAMP)
+test-fast: $(DEV_STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit
+
+reliability: $(DEV_STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/reliability
 
 # Needs the PyPI JSON / OSV vulnerability services, which our build machines cannot reach.
-audit: $(STAMP)
+audit: $(DEV_STAMP)
 	$(BIN)/pip install -q pip-audit
 	$(BIN)/pip-audit -r requirements.txt -r requirements-prefect.txt
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-bench: $(STAMP)
+bench: $(DEV_STAMP)
 	$(BIN)/python benchmarks/bench_ingest.py
 	$(BIN)/python benchmarks/bench_store.py
 	$(BIN)/python benchmarks/bench_app.py

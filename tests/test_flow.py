@@ -11,7 +11,7 @@ import pytest
 
 from streamflow import db
 from streamflow.online import online_features
-from tests.conftest import TEST_USERS, table_fingerprint
+from tests.conftest import TEST_USERS, fingerprint
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -54,7 +54,7 @@ def test_flow_refuses_a_bad_month_and_writes_nothing(fs_embedded, months, month_
     cells[1] = "-3"  # negative watch hours
     lines[1] = ",".join(cells)
     (bad / "usage_agg_30d.csv").write_text("\n".join(lines) + "\n")
-    before = table_fingerprint(settings)
+    before = fingerprint(settings)
     out = subprocess.run(
         [sys.executable, "scripts/ingest_flow.py", "--seed-dir", str(bad)],
         cwd=REPO,
@@ -65,7 +65,7 @@ def test_flow_refuses_a_bad_month_and_writes_nothing(fs_embedded, months, month_
     )
     assert out.returncode != 0
     assert "watch_hours_30d" in out.stdout + out.stderr
-    assert table_fingerprint(settings) == before
+    assert fingerprint(settings) == before
     with db.connection(settings) as conn:
         status = conn.execute("SELECT status FROM ingestion_runs ORDER BY started_at DESC LIMIT 1").fetchone()[0]
     assert status == "failed"

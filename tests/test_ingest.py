@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from streamflow import db
+from streamflow.catalog import TABLES
+from streamflow.errors import StreamflowError
 from streamflow.ingest import IngestError, ingest_month
-from streamflow.schema import TABLES
 from streamflow.status import get_status
-from tests.conftest import TEST_USERS, table_fingerprint
+from tests.conftest import TEST_USERS, fingerprint
 
 
 def _rewrite(path: Path, fn) -> None:
@@ -46,12 +47,12 @@ def test_two_months_counts_and_idempotent_rerun(settings, months):
     assert st.snapshot_dates == [date(2024, 1, 31), date(2024, 2, 29)]
     for t in TABLES:
         assert list(st.snapshots[t.snapshot]) == [TEST_USERS, TEST_USERS], t.snapshot
-    before = table_fingerprint(settings)
+    before = fingerprint(settings)
 
     again = ingest_month(m0, settings=settings)  # re-running a month is a no-op
     assert all(v["snapshot_upserted"] == 0 and v["snapshot_deleted"] == 0 for v in again.changed.values())
     assert all(v["live_upserted"] == 0 for v in again.changed.values())
-    assert table_fingerprint(settings) == before
+    assert fingerprint(settings) == before
     assert [r[0] for r in _runs(settings)] == ["succeeded"] * 3
 
     with db.connection(settings) as conn:
@@ -174,14 +175,14 @@ BAD_BATCHES = {
 @pytest.mark.parametrize("case", sorted(BAD_BATCHES))
 def test_bad_batch_rejected_and_nothing_changes(settings, months, month_copy, case):
     ingest_month(months[0][0], settings=settings)
-    before = table_fingerprint(settings)
+    before = fingerprint(settings)
     bad = month_copy(1)
     needle = BAD_BATCHES[case](bad)
     with pytest.raises(IngestError) as info:
         ingest_month(bad, settings=settings)
     assert needle in str(info.value), str(info.value)
     assert "nothing was written" in str(info.value) or "refused" in str(info.value)
-    assert table_fingerprint(settings) == before
+    assert fingerprint(settings) == before
     runs = _runs(settings)
     assert [r[0] for r in runs] == ["succeeded", "failed"]
     assert needle in runs[-1][2]
@@ -248,13 +249,13 @@ def test_real_file_quirks_accepted(settings, month_copy):
 def test_as_of_resolution(settings, months, month_copy, tmp_path):
     folder = month_copy(0)
     (folder / "_as_of.txt").unlink()
-    with pytest.raises(IngestError, match="no as_of"):
+    with pytest.raises(StreamflowError, match="no as_of"):
         ingest_month(folder, settings=settings)
-    with pytest.raises(IngestError, match="not a month end"):
+    with pytest.raises(StreamflowError, match="not a month end"):
         ingest_month(folder, as_of="2024-01-15", settings=settings)
-    with pytest.raises(IngestError, match="not a date"):
+    with pytest.raises(StreamflowError, match="not a date"):
         ingest_month(folder, as_of="31/01/2024", settings=settings)
     r = ingest_month(folder, as_of="2024-01-31", settings=settings)
     assert r.as_of == date(2024, 1, 31)
-    with pytest.raises(IngestError, match="not a folder"):
+    with pytest.raises(StreamflowError, match="not a folder"):
         ingest_month(tmp_path / "nope", settings=settings)

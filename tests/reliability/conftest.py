@@ -6,52 +6,18 @@ and snapshot table and of the online store (`stored_state`).
 
 from __future__ import annotations
 
-import hashlib
 from collections import defaultdict
 
 import pytest
 
-from streamflow import db
-from streamflow.schema import TABLES
+from tests.conftest import fingerprint
 
 _RESULTS: dict[str, list[tuple[str, str, str]]] = defaultdict(list)  # suite -> (case, outcome, checked)
 
 
 def stored_state(settings) -> dict[str, tuple[int, str]]:
-    """Row count and md5 of every live and snapshot table, and of the online store."""
-    out: dict[str, tuple[int, str]] = {}
-    with db.connection(settings) as conn:
-        for t in TABLES:
-            for name, order in ((t.name, "user_id"), (t.snapshot, "user_id, as_of")):
-                out[name] = conn.execute(
-                    f"SELECT count(*), coalesce(md5(string_agg(x::text, '|' ORDER BY {order})), '') FROM {name} x"
-                ).fetchone()
-        if settings.online_store == "postgres":
-            tables = [
-                r[0]
-                for r in conn.execute(
-                    "SELECT tablename FROM pg_tables WHERE schemaname='public' AND tablename LIKE 'streamflow\\_%\\_fv' "
-                    "ORDER BY 1"
-                ).fetchall()
-            ]
-            for t in tables:
-                out[f"online:{t}"] = conn.execute(
-                    f"SELECT count(*), coalesce(md5(string_agg(entity_key::text || feature_name || "
-                    f"coalesce(value::text,'') || coalesce(event_ts::text,''), '|' ORDER BY entity_key, feature_name)), '') "
-                    f'FROM "{t}"'
-                ).fetchone()
-    if settings.online_store == "redis":
-        import redis
-
-        r = redis.Redis.from_url(settings.redis_url)
-        h = hashlib.md5()
-        keys = sorted(r.scan_iter(count=1000))
-        for k in keys:
-            h.update(k)
-            for f, v in sorted(r.hgetall(k).items()):
-                h.update(f + v)
-        out["online:redis"] = (len(keys), h.hexdigest())
-    return out
+    """Every live and snapshot table and the online store (see tests.conftest.fingerprint)."""
+    return fingerprint(settings, online=True)
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """Bad input corpus: malformed month folders, each refused with a clear message, nothing changed.
 
 Setup (once): month 1 ingested and materialized. Every case mutates a fresh copy of month 2
-and must raise IngestError naming the problem while the stored state (live and snapshot
+and must raise a StreamflowError naming the problem while the stored state (live and snapshot
 tables, online store) stays byte-identical. Two inputs are accepted on purpose and checked
 as such: a UTF-8 BOM (spreadsheet exports) and a back-fill of an older month.
 """
@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from streamflow.ingest import IngestError, ingest_month
-from streamflow.schema import TABLES
+from streamflow.catalog import TABLES
+from streamflow.errors import StreamflowError
+from streamflow.ingest import ingest_month
 from tests.conftest import prepared_store
 from tests.reliability.conftest import stored_state
 
@@ -151,7 +152,7 @@ def test_refused_and_nothing_changed(base, month_copy, record, name, mutate, nee
     before = stored_state(base)
     folder = month_copy(1)
     mutate(folder)
-    with pytest.raises(IngestError) as info:
+    with pytest.raises(StreamflowError) as info:
         ingest_month(folder, settings=base)
     msg = str(info.value)
     assert needle in msg, msg[:2000]
@@ -162,7 +163,7 @@ def test_refused_and_nothing_changed(base, month_copy, record, name, mutate, nee
 
 def test_missing_folder(base, tmp_path, record):
     before = stored_state(base)
-    with pytest.raises(IngestError, match="is not a folder"):
+    with pytest.raises(StreamflowError, match="is not a folder"):
         ingest_month(tmp_path / "nope", settings=base)
     assert stored_state(base) == before
     record("refused: not a folder | state unchanged")

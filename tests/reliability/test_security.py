@@ -77,6 +77,18 @@ OWNED = {
     "', '.join(columns)",
     "prefix",
     "verb",
+    # catalog constants and the identifiers and column lists built from them
+    "JOIN_KEY",
+    "TIMESTAMP",
+    "LABEL_FEATURE",
+    "t.lineage",
+    "USERS.snapshot",
+    "LABELS.snapshot",
+    "snapshot_table",
+    "', '.join(MATERIALIZATION_COLUMNS)",
+    "sql_where",
+    "join_sql",
+    "', '.join(c.name for c in t.features)",
     # Feast takes the entity query as SQL text: ISO strings of `date` objects (asserted isinstance)
     "as_of.isoformat()",
     "snapshot_as_of.isoformat()",

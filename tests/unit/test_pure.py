@@ -1,0 +1,65 @@
+"""Pure functions of the store layer: feature references and skew classification."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from streamflow.errors import NotFound
+from streamflow.online import validate_user_id
+from streamflow.skew import classify
+from streamflow.store import parse_refs
+
+VIEWS = {"subs_profile_fv": ["months_active", "monthly_fee", "subs_as_of"], "usage_agg_30d_fv": ["skips_7d"]}
+SERVICES = {"churn_model_v1": ["subs_profile_fv:months_active", "usage_agg_30d_fv:skips_7d"]}
+
+
+def test_refs_from_service_view_and_features():
+    assert parse_refs(None, SERVICES, VIEWS) == SERVICES["churn_model_v1"]
+    assert parse_refs("usage_agg_30d_fv", SERVICES, VIEWS) == ["usage_agg_30d_fv:skips_7d"]
+    assert parse_refs("subs_profile_fv:monthly_fee, churn_model_v1 ,subs_profile_fv:monthly_fee", SERVICES, VIEWS) == [
+        "subs_profile_fv:monthly_fee",
+        "subs_profile_fv:months_active",
+        "usage_agg_30d_fv:skips_7d",
+    ]
+    with pytest.raises(NotFound, match="unknown feature 'x' in subs_profile_fv; it has: months_active"):
+        parse_refs("subs_profile_fv:x", SERVICES, VIEWS)
+    with pytest.raises(NotFound, match="unknown feature view 'nope'"):
+        parse_refs(["nope:x"], SERVICES, VIEWS)
+    with pytest.raises(NotFound, match="unknown feature service or view 'nope'"):
+        parse_refs("nope", SERVICES, VIEWS)
+
+
+LATEST = datetime(2024, 2, 29, tzinfo=UTC)
+OLDER = datetime(2024, 1, 31, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "online,ts,own,latest,numeric,status",
+    [
+        (29.85, LATEST, 29.85, 29.85, True, "equal"),
+        (29.85, LATEST, 29.85 + 1e-12, 29.85, True, "equal"),  # within tolerance
+        (29.85, LATEST, 30.0, 30.0, True, "value_mismatch"),
+        ("DSL", OLDER, "DSL", "Fiber optic", False, "stale"),
+        (None, None, None, 5, True, "missing_online"),
+        (5, LATEST, None, None, True, "missing_offline"),
+        (None, LATEST, None, 3, True, "equal"),  # a null served for a null stored
+        (None, LATEST, 3, 3, True, "value_mismatch"),
+    ],
+)
+def test_skew_classification(online, ts, own, latest, numeric, status):
+    assert classify(online, ts, own, latest, LATEST, numeric) == status
+
+
+@pytest.mark.parametrize("bad", ["", "a b", "x" * 65, "7590-VHVEG\n", "'; DROP TABLE users;--", "é", None, 7])
+def test_user_id_rule(bad):
+    from streamflow.online import InvalidUserId
+
+    with pytest.raises(InvalidUserId):
+        validate_user_id(bad)
+
+
+def test_user_id_accepts_course_ids():
+    assert validate_user_id("7590-VHVEG") == "7590-VHVEG"
+    assert validate_user_id("a_b-C9") == "a_b-C9"
