@@ -109,6 +109,22 @@ def cmd_apply(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    from streamflow.backup import backup
+
+    r = backup(args.file)
+    print(f"backed up {r.tables} tables to {r.path} ({r.bytes / 1e6:.1f} MB)")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from streamflow.backup import restore
+
+    n = restore(args.file, force=args.force)
+    print(f"restored {n} tables from {args.file}; with a Redis online store, run `streamflow materialize`")
+    return 0
+
+
 def cmd_catalog(args: argparse.Namespace) -> int:
     from streamflow.catalog import markdown_table
 
@@ -303,6 +319,15 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("bootstrap", help="seed if empty, ingest new months, apply, first materialization")
     s.add_argument("--verbose", action="store_true", help="also print Feast's own output")
     s.set_defaults(func=cmd_bootstrap)
+
+    s = sub.add_parser("backup", help="write the whole store to a file (pg_dump)")
+    s.add_argument("file")
+    s.set_defaults(func=cmd_backup)
+
+    s = sub.add_parser("restore", help="replace the store with a backup file (pg_restore)")
+    s.add_argument("file")
+    s.add_argument("--force", action="store_true", help="replace a store that holds data")
+    s.set_defaults(func=cmd_restore)
 
     s = sub.add_parser("serve-api", help="run the feature API (FastAPI)")
     s.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")

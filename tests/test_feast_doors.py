@@ -1,0 +1,73 @@
+"""Feast's own doors, as the README's command table gives them: `streamflow feast ui` serves this
+store's registry, `streamflow feast serve` answers the course's request shape."""
+
+from __future__ import annotations
+
+import json
+import sys
+import urllib.request
+
+import pytest
+
+from tests.conftest import cli_env, free_port, prepared_store, serve_process
+
+COURSE_USER = "7590-VHVEG"
+FEATURES = ["subs_profile_fv:months_active", "subs_profile_fv:monthly_fee", "subs_profile_fv:paperless_billing"]
+
+
+def _get(url: str):
+    with urllib.request.urlopen(url, timeout=30) as r:
+        return r.status, r.read()
+
+
+@pytest.mark.parametrize("backend", ["embedded", "server"])
+def test_feast_ui_serves_the_registry(request, backend, months):
+    settings, _ = prepared_store(request.getfixturevalue(f"{backend}_settings"), months)
+    port = free_port()
+    cmd = [sys.executable, "-m", "streamflow.cli", "feast", "ui", "--host", "127.0.0.1", "--port", str(port)]
+    base = f"http://127.0.0.1:{port}"
+    with serve_process(cmd, cli_env(settings), f"{base}/health", settings.home / "feast-ui.log"):
+        status, page = _get(f"{base}/")
+        assert status == 200 and b"<html" in page.lower()
+        status, body = _get(f"{base}/api/v1/feature_views?project=streamflow")
+        views = json.loads(body)
+        names = {v["spec"]["name"] for v in views.get("featureViews", views.get("feature_views", []))}
+        assert {"subs_profile_fv", "usage_agg_30d_fv", "churn_label_fv"} <= names, body[:500]
+
+
+@pytest.mark.parametrize("backend", ["embedded", "redis"])
+def test_feast_serve_answers_the_course_request(request, backend, months):
+    settings, _ = prepared_store(request.getfixturevalue(f"{backend}_settings"), months)
+    port = free_port()
+    cmd = [sys.executable, "-m", "streamflow.cli", "feast", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    base = f"http://127.0.0.1:{port}"
+    with serve_process(cmd, cli_env(settings), f"{base}/health", settings.home / "feast-serve.log"):
+        body = json.dumps({"features": FEATURES, "entities": {"user_id": [COURSE_USER, "0000-NOONE"]}}).encode()
+        req = urllib.request.Request(
+            f"{base}/get-online-features", data=body, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(req, timeout=30) as r:
+            out = json.loads(r.read())
+    names = out["metadata"]["feature_names"]
+    values = {name: res["values"] for name, res in zip(names, out["results"], strict=True)}
+    assert values["user_id"] == [COURSE_USER, "0000-NOONE"]
+    assert values["monthly_fee"][0] == pytest.approx(29.85) and values["months_active"][0] == 1
+    assert values["monthly_fee"][1] is None and values["months_active"][1] is None
+    statuses = {name: res["statuses"] for name, res in zip(names, out["results"], strict=True)}
+    assert statuses["monthly_fee"][0] == "PRESENT"  # the unknown id's status differs by store; its value is null
+
+
+def test_cli_output_is_the_projects_own_lines(embedded_settings, months):
+    """No Feast banner, no colour codes, no 1970 window: one line per view, then a summary."""
+    import subprocess
+
+    settings, _ = prepared_store(embedded_settings, months)
+    cmd = [sys.executable, "-m", "streamflow.cli", "materialize"]
+    out = subprocess.run(cmd, env=cli_env(settings), capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    text = out.stdout + out.stderr
+    assert "\x1b[" not in text and "Materializing" not in text and "1970" not in text, text
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) == 6, lines  # five online views + the summary
+    assert all(" rows in " in line for line in lines)
+    assert lines[-1].startswith("materialized 5 view(s) up to 2024-01-31")
