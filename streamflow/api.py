@@ -2,7 +2,8 @@
 
     streamflow serve-api [--host 127.0.0.1] [--port 8000]
 
-GET /health                 the store and its database are reachable (503 otherwise)
+GET /health                 the store and its database are reachable (503 otherwise); always open
+With STREAMFLOW_API_TOKEN set, every other route needs `Authorization: Bearer <token>` (401 otherwise).
 GET /features/{user_id}     {"user_id": ..., "features": {...}, "event_timestamps": {...}}
                             404 unknown user, 422 malformed id, 503 a backend is down
 OpenAPI docs at /docs. Errors map once, from `streamflow.errors`: `http_status` of the class.
@@ -16,6 +17,7 @@ from typing import Any
 from fastapi import FastAPI, Path
 from fastapi.responses import JSONResponse
 
+from streamflow.access import bearer_ok
 from streamflow.catalog import SERVICE
 from streamflow.config import Settings, load_settings
 from streamflow.errors import BackendUnavailable, NotFound, StreamflowError, from_backend
@@ -39,6 +41,20 @@ def create_app(settings: Settings | None = None, store=None) -> FastAPI:
             if cache["store"] is None:
                 cache["store"] = get_store(settings)
             return cache["store"]
+
+    if settings.api_token:
+
+        @app.middleware("http")
+        async def _door(request, call_next):
+            if request.url.path != "/health" and not bearer_ok(
+                request.headers.get("authorization"), settings.api_token
+            ):
+                return JSONResponse(
+                    status_code=401,
+                    content={"detail": "missing or wrong token: send Authorization: Bearer <STREAMFLOW_API_TOKEN>"},
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+            return await call_next(request)
 
     @app.exception_handler(StreamflowError)
     async def _mapped(_request, exc: StreamflowError):

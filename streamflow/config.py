@@ -14,7 +14,7 @@ With nothing set, StreamFlow runs on an embedded PostgreSQL (pgserver) kept unde
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -51,6 +51,8 @@ class Settings:
     online_store: str
     redis_url: str
     pg_sslmode: str = "prefer"
+    api_token: str = field(default="", repr=False)  # STREAMFLOW_API_TOKEN: the API's Bearer token
+    admin_password: str = field(default="", repr=False)  # STREAMFLOW_ADMIN_PASSWORD: the app's write actions
 
     @property
     def state_dir(self) -> Path:
@@ -105,6 +107,14 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     def get(key: str, default: str = "") -> str:
         return (merged.get(key) or default).strip()
 
+    secrets = {
+        "api_token": merged.get("STREAMFLOW_API_TOKEN", "") or "",
+        "admin_password": merged.get("STREAMFLOW_ADMIN_PASSWORD", "") or "",
+    }
+    return replace(_backend(merged, home, get), **secrets)
+
+
+def _backend(merged: dict[str, str], home: Path, get) -> Settings:
     url = get("STREAMFLOW_DATABASE_URL")
     host = get("STREAMFLOW_PG_HOST")
     online = get("STREAMFLOW_ONLINE_STORE", "postgres").lower()

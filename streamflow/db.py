@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 LOCK_SCHEMA = 7_401
 LOCK_INGEST = 7_402
 LOCK_MATERIALIZE = 7_403
+LOCK_INGEST_RUN = 7_404  # held by a running ingest for its run_id, so a sweep can tell it from a dead one
 
 
 class DatabaseUnavailable(BackendUnavailable):
@@ -137,6 +138,11 @@ def stop_embedded(settings: Settings) -> None:
             pg_ctl(["-w", "-m", "fast", "stop"], pgdata=settings.pgdata, user=user)
         except subprocess.CalledProcessError:
             pass
+
+
+def forget_schema() -> None:
+    """The next connection creates missing tables again (after a restore replaced the schema)."""
+    _schema_ready.clear()
 
 
 def conninfo(settings: Settings | None = None) -> ConnInfo:

@@ -1,0 +1,76 @@
+"""Backup and restore round trips on the embedded store and on a server."""
+
+from __future__ import annotations
+
+import uuid
+
+import psycopg
+import pytest
+
+from streamflow import db
+from streamflow.backup import backup, restore
+from streamflow.config import load_settings
+from streamflow.errors import InvalidInput, NotFound
+from streamflow.online import online_features
+from streamflow.store import get_store
+from tests.conftest import SERVER_URL, _home, fingerprint, prepared_store
+
+USERS = ["7590-VHVEG"]
+
+
+def _lookups(settings, store) -> list:
+    return [(r.user_id, r.found, r.features) for r in online_features(USERS, settings=settings, store=store)]
+
+
+@pytest.fixture
+def target(request, tmp_path_factory, backend):
+    """An empty store of the same kind to restore into."""
+    if backend == "embedded":
+        settings = load_settings({"STREAMFLOW_HOME": str(_home(tmp_path_factory.mktemp("rst")))})
+        yield settings
+        db.stop_embedded(settings)
+        return
+    name = f"sf_restore_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(SERVER_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    home = _home(tmp_path_factory.mktemp("rsts"))
+    yield load_settings(
+        {"STREAMFLOW_HOME": str(home), "STREAMFLOW_DATABASE_URL": SERVER_URL.rsplit("/", 1)[0] + f"/{name}"}
+    )
+    with psycopg.connect(SERVER_URL, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["embedded", "server"])
+def backend(request):
+    return request.param
+
+
+def test_round_trip(request, backend, target, months, tmp_path):
+    settings, store = prepared_store(request.getfixturevalue(f"{backend}_settings"), months, n_months=2)
+    before = fingerprint(settings, online=True)
+    lookups = _lookups(settings, store)
+    assert lookups[0][1]
+    file = tmp_path / "store.dump"
+    r = backup(file, settings)
+    assert r.bytes > 10_000 and r.tables >= 15
+
+    restore(file, target)  # into an empty store: registry, runs, snapshots and online tables come back
+    assert fingerprint(target, online=True) == before
+    restored = get_store(target)
+    assert _lookups(target, restored) == lookups
+    assert restored.get_feature_service("churn_model_v1").name == "churn_model_v1"
+
+    with pytest.raises(InvalidInput, match="not empty"):
+        restore(file, target)
+    restore(file, target, force=True)
+    assert fingerprint(target, online=True) == before
+
+
+def test_bad_files(embedded_settings, tmp_path):
+    with pytest.raises(NotFound):
+        restore(tmp_path / "nope.dump", embedded_settings)
+    junk = tmp_path / "junk.dump"
+    junk.write_bytes(b"not a dump")
+    with pytest.raises(InvalidInput, match="not a StreamFlow backup"):
+        restore(junk, embedded_settings, force=True)
