@@ -42,7 +42,9 @@ def snapshot_source(t: Table) -> PostgreSQLSource:
 
 def view_schema(t: Table) -> list[Field]:
     """The view's fields: every feature column of the table, then its lineage field."""
-    fields = [Field(name=c.name, dtype=getattr(feast_types, c.feast_type), description=c.description) for c in t.features]
+    fields = [
+        Field(name=c.name, dtype=getattr(feast_types, c.feast_type), description=c.description) for c in t.features
+    ]
     fields.append(Field(name=t.lineage, dtype=feast_types.String, description="Snapshot date of these values."))
     return fields
 

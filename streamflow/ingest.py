@@ -301,11 +301,27 @@ class PreparedMonth:
     validations: list[TableValidation] = field(repr=False)
     started: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
+    lock: object = field(default=None, repr=False)  # the connection holding the run's lock
+
+    def release(self) -> None:
+        if self.lock is not None:
+            self.lock.close()
+            self.lock = None
 
 
 @contextmanager
-def _run_bookkeeping(settings: Settings, run_id: str, started: float, as_of_box: list) -> Iterator[None]:
-    """Record a failed run in ingestion_runs for any error, then re-raise it."""
+def _release_on_error(lock) -> Iterator[None]:
+    """A run that ends in an error releases its run lock (a prepared month keeps it until written)."""
+    try:
+        yield
+    except BaseException:
+        lock.close()
+        raise
+
+
+@contextmanager
+def _record_failure(settings: Settings, run_id: str, started: float, as_of_box: list) -> Iterator[None]:
+    """Record a failed run in ingestion_runs for any error but an unreachable database, then re-raise."""
     try:
         yield
     except BackendUnavailable:
@@ -321,6 +337,78 @@ def _run_bookkeeping(settings: Settings, run_id: str, started: float, as_of_box:
         except Exception:  # noqa: BLE001 - the original error matters more
             log.exception("could not record the failed run")
         raise
+
+
+def check_month(
+    folder: Path,
+    as_of: date,
+    timings: dict[str, float] | None = None,
+    say: Callable[[str], None] | None = None,
+) -> tuple[dict[str, pd.DataFrame], list[TableValidation]]:
+    """Read, coerce and validate a month folder: typed frames and every table's validation.
+    Touches no database (the dry run of the Ingest page); raises IngestError when a file
+    cannot even be read."""
+    timings = timings if timings is not None else {}
+    say = say or (lambda _msg: None)
+    t0 = time.perf_counter()
+    raws, errors = read_month(folder)
+    if errors:
+        raise IngestError("refused: " + "; ".join(errors))
+    frames: dict[str, pd.DataFrame] = {}
+    coercion: dict[str, list[dict]] = {}
+    for t in TABLES:
+        frames[t.name], coercion[t.name] = coerce_table(t, raws[t.name])
+    timings["read_coerce_s"] = time.perf_counter() - t0
+
+    say("validating with Great Expectations")
+    t0 = time.perf_counter()
+    validations = validate_month(frames, as_of)
+    for v in validations:
+        extra = coercion.get(v.table) or []
+        if extra:
+            v.details = extra + v.details
+            v.success = False
+            v.failed += len(extra)
+            v.evaluated += len(extra)
+    timings["validate_s"] = time.perf_counter() - t0
+    return frames, validations
+
+
+MAX_UPLOAD_BYTES = 1 << 30  # uncompressed, all six files together
+
+
+def month_from_uploads(files: dict[str, bytes], dest: Path) -> Path:
+    """Write uploaded files (the six CSVs, or one zip holding them) into `dest`, a new month
+    folder. Only the catalog's file names are accepted; a zip's folders are ignored, its total
+    uncompressed size is capped (MAX_UPLOAD_BYTES)."""
+    import zipfile
+
+    from streamflow.catalog import CSV_FILES
+
+    dest.mkdir(parents=True, exist_ok=True)
+    wanted = set(CSV_FILES)
+    written: list[str] = []
+    for name, data in files.items():
+        base = Path(name).name
+        if base.lower().endswith(".zip"):
+            try:
+                with zipfile.ZipFile(io.BytesIO(data)) as zf:
+                    members = [m for m in zf.infolist() if not m.is_dir() and Path(m.filename).name in wanted]
+                    if sum(m.file_size for m in members) > MAX_UPLOAD_BYTES:
+                        raise InvalidInput(f"{base}: more than {MAX_UPLOAD_BYTES >> 20} MiB once unpacked")
+                    for m in members:
+                        (dest / Path(m.filename).name).write_bytes(zf.read(m))
+                        written.append(Path(m.filename).name)
+            except zipfile.BadZipFile:
+                raise InvalidInput(f"{base} is not a zip file") from None
+        elif base in wanted:
+            (dest / base).write_bytes(data)
+            written.append(base)
+        else:
+            raise InvalidInput(f"{base}: not one of the six month files ({', '.join(CSV_FILES)}) or a zip of them")
+    if not written:
+        raise InvalidInput(f"no month file among the uploads; expected {', '.join(CSV_FILES)} or a zip of them")
+    return dest
 
 
 def prepare_month(
@@ -339,35 +427,15 @@ def prepare_month(
     run_id = uuid.uuid4().hex
     started = time.perf_counter()
     timings: dict[str, float] = {}
-    runs.ingestion_started(settings, run_id, folder)
+    lock = runs.ingestion_started(settings, run_id, folder)
     box: list = [None]
-    with _run_bookkeeping(settings, run_id, started, box):
+    with _release_on_error(lock), _record_failure(settings, run_id, started, box):
         if not folder.is_dir():
             raise NotFound(f"{folder} is not a folder")
         box[0] = resolved = resolve_as_of(folder, as_of)
         digest = files_digest(folder)
         say(f"reading {folder} (as_of {resolved})")
-        t0 = time.perf_counter()
-        raws, errors = read_month(folder)
-        if errors:
-            raise IngestError("refused: " + "; ".join(errors))
-        frames: dict[str, pd.DataFrame] = {}
-        coercion: dict[str, list[dict]] = {}
-        for t in TABLES:
-            frames[t.name], coercion[t.name] = coerce_table(t, raws[t.name])
-        timings["read_coerce_s"] = time.perf_counter() - t0
-
-        say("validating with Great Expectations")
-        t0 = time.perf_counter()
-        validations = validate_month(frames, resolved)
-        for v in validations:
-            extra = coercion.get(v.table) or []
-            if extra:
-                v.details = extra + v.details
-                v.success = False
-                v.failed += len(extra)
-                v.evaluated += len(extra)
-        timings["validate_s"] = time.perf_counter() - t0
+        frames, validations = check_month(folder, resolved, timings, say)
         runs.store_validations(settings, run_id, resolved, validations)
 
         failed = [v for v in validations if not v.success]
@@ -379,7 +447,7 @@ def prepare_month(
                 run_id,
                 validations,
             )
-    return PreparedMonth(run_id, folder, resolved, digest, frames, validations, started, timings)
+    return PreparedMonth(run_id, folder, resolved, digest, frames, validations, started, timings, lock)
 
 
 def write_month(
@@ -391,13 +459,16 @@ def write_month(
     settings = settings or load_settings()
     say = progress or (lambda _msg: None)
     p = prepared
-    with _run_bookkeeping(settings, p.run_id, p.started, [p.as_of]):
-        say("writing live and snapshot tables (one transaction)")
-        t0 = time.perf_counter()
-        changed = _write_tables(settings, p.frames, p.as_of)
-        p.timings["write_s"] = time.perf_counter() - t0
-        rows = {t.name: len(p.frames[t.name]) for t in TABLES}
-        runs.ingestion_ended(settings, p.run_id, p.as_of, "succeeded", p.started, "ok", rows, changed, p.digest)
+    try:
+        with _record_failure(settings, p.run_id, p.started, [p.as_of]):
+            say("writing live and snapshot tables (one transaction)")
+            t0 = time.perf_counter()
+            changed = _write_tables(settings, p.frames, p.as_of)
+            p.timings["write_s"] = time.perf_counter() - t0
+            rows = {t.name: len(p.frames[t.name]) for t in TABLES}
+            runs.ingestion_ended(settings, p.run_id, p.as_of, "succeeded", p.started, "ok", rows, changed, p.digest)
+    finally:
+        p.release()
     return IngestResult(
         run_id=p.run_id,
         folder=str(p.folder),

@@ -150,6 +150,7 @@ def materialize(
         runs.materialization_started(lock_conn, run_id, mode, start_dt, end_dt, chosen)
         rows: dict[str, int] = {}
         windows: dict[str, tuple[datetime, datetime]] = {}
+        view_seconds: dict[str, float] = {}
         try:
             for i, view in enumerate(chosen, 1):
                 if incremental:
@@ -164,6 +165,7 @@ def materialize(
                     rows[view] = rows_in_window(settings, _source_table(store, view), v_start, end_dt)
                 else:
                     rows[view] = 0
+                view_seconds[view] = time.perf_counter() - tv
                 say(
                     Progress(
                         view=view,
@@ -171,19 +173,25 @@ def materialize(
                         total=len(chosen),
                         status="done",
                         rows=rows[view],
-                        seconds=time.perf_counter() - tv,
+                        seconds=view_seconds[view],
                     )
                 )
         except Exception as exc:
             runs.materialization_ended(
-                lock_conn, run_id, "failed", time.perf_counter() - t0, rows, f"{type(exc).__name__}: {exc}"
+                lock_conn,
+                run_id,
+                "failed",
+                time.perf_counter() - t0,
+                rows,
+                f"{type(exc).__name__}: {exc}",
+                view_seconds,
             )
             err = from_backend(exc, settings.redis_url)
             if err is not None:
                 raise err from exc
             raise
         seconds = time.perf_counter() - t0
-        runs.materialization_ended(lock_conn, run_id, "succeeded", seconds, rows, "ok")
+        runs.materialization_ended(lock_conn, run_id, "succeeded", seconds, rows, "ok", view_seconds)
         return MaterializeResult(
             run_id=run_id, mode=mode, start=start_dt, end=end_dt, rows=rows, windows=windows, seconds=seconds
         )

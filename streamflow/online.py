@@ -91,3 +91,21 @@ def online_features(
         found = any(t is not None for t in stamps.values())
         out.append(OnlineRecord(uid, found, feats if found else {}, stamps if found else {}, view_of))
     return out
+
+
+def online_frame(
+    user_ids: list[str],
+    features: str | list[str] | None = None,
+    settings: Settings | None = None,
+    store=None,
+    batch: int = 500,
+):
+    """What the online store serves for these users, as a frame (one row per user found)."""
+    import pandas as pd
+
+    rows = []
+    for i in range(0, len(user_ids), batch):
+        for rec in online_features(user_ids[i : i + batch], features, settings=settings, store=store):
+            if rec.found:
+                rows.append({JOIN_KEY: rec.user_id, **rec.features})
+    return pd.DataFrame(rows)

@@ -64,6 +64,8 @@ DDL = [
   duration_s DOUBLE PRECISION,
   message TEXT
 )""",
+    # added after the first release: seconds per view of a run (the Overview's timeline)
+    "ALTER TABLE materialization_runs ADD COLUMN IF NOT EXISTS view_seconds JSONB",
 ]
 TABLES = ("ingestion_runs", "validation_results", "materialization_runs")
 MAX_MESSAGE = 20_000
@@ -76,11 +78,42 @@ def _frame(rows, columns: list[str]) -> pd.DataFrame:
 # ---------------------------------------------------------------- ingestion runs
 
 
-def ingestion_started(settings: Settings, run_id: str, folder) -> None:
-    with db.connection(settings, autocommit=True) as conn:
-        conn.execute(
+INTERRUPTED = "interrupted: the process ended before the run finished (its write is all-or-nothing)"
+
+
+def ingestion_started(settings: Settings, run_id: str, folder):
+    """Record a running ingest. Returns the connection that holds the run's advisory lock for
+    as long as the run lives: close it when the run ends. A process killed mid-run drops the
+    connection, and with it the lock, so `sweep_ingestion_runs` can tell the run is dead."""
+    lock = db.connect(settings, autocommit=True)
+    try:
+        lock.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (db.LOCK_INGEST_RUN, run_id))
+        sweep_ingestion_runs(settings, conn=lock)
+        lock.execute(
             "INSERT INTO ingestion_runs (run_id, folder, status) VALUES (%s, %s, 'running')", (run_id, str(folder))
         )
+    except BaseException:
+        lock.close()
+        raise
+    return lock
+
+
+def sweep_ingestion_runs(settings: Settings, conn=None) -> int:
+    """Mark failed every run recorded as running whose process no longer holds its lock."""
+    if conn is None:
+        with db.connection(settings, autocommit=True) as own:
+            return sweep_ingestion_runs(settings, own)
+    swept = 0
+    for (run_id,) in conn.execute("SELECT run_id FROM ingestion_runs WHERE status = 'running'").fetchall():
+        if conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", (db.LOCK_INGEST_RUN, run_id)).fetchone()[0]:
+            conn.execute(
+                "UPDATE ingestion_runs SET status = 'failed', finished_at = now(), message = %s "
+                "WHERE run_id = %s AND status = 'running'",
+                (INTERRUPTED, run_id),
+            )
+            conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (db.LOCK_INGEST_RUN, run_id))
+            swept += 1
+    return swept
 
 
 def ingestion_ended(
@@ -232,8 +265,7 @@ MATERIALIZATION_COLUMNS = [
 def materialization_runs(settings: Settings, limit: int = 50) -> pd.DataFrame:
     with db.connection(settings) as conn:
         rows = conn.execute(
-            f"SELECT {', '.join(MATERIALIZATION_COLUMNS)} FROM materialization_runs "
-            "ORDER BY started_at DESC LIMIT %s",
+            f"SELECT {', '.join(MATERIALIZATION_COLUMNS)} FROM materialization_runs ORDER BY started_at DESC LIMIT %s",
             (limit,),
         ).fetchall()
     return _frame(rows, MATERIALIZATION_COLUMNS)
@@ -280,9 +312,48 @@ def materialization_started(conn, run_id: str, mode: str, start, end, views: lis
     )
 
 
-def materialization_ended(conn, run_id: str, status: str, seconds: float, rows: dict[str, int], message: str) -> None:
+def materialization_ended(
+    conn,
+    run_id: str,
+    status: str,
+    seconds: float,
+    rows: dict[str, int],
+    message: str,
+    view_seconds: dict[str, float] | None = None,
+) -> None:
     conn.execute(
         """UPDATE materialization_runs SET status = %s, finished_at = now(), duration_s = %s,
-           rows = %s::jsonb, message = %s WHERE run_id = %s""",
-        (status, seconds, json.dumps({k: int(v) for k, v in rows.items()}), message[:2000], run_id),
+           rows = %s::jsonb, view_seconds = %s::jsonb, message = %s WHERE run_id = %s""",
+        (
+            status,
+            seconds,
+            json.dumps({k: int(v) for k, v in rows.items()}),
+            json.dumps({k: round(float(v), 3) for k, v in (view_seconds or {}).items()}),
+            message[:2000],
+            run_id,
+        ),
     )
+
+
+def materialization_timeline(settings: Settings, limit: int = 30) -> pd.DataFrame:
+    """One row per (run, view): when the run started, its outcome, the view's rows and seconds."""
+    with db.connection(settings) as conn:
+        rows = conn.execute(
+            """SELECT run_id, started_at, status, rows, view_seconds FROM materialization_runs
+               ORDER BY started_at DESC LIMIT %s""",
+            (limit,),
+        ).fetchall()
+    out = []
+    for run_id, started, status, view_rows, view_seconds in rows:
+        for view, n in (view_rows or {}).items():
+            out.append(
+                {
+                    "run_id": run_id,
+                    "started_at": started,
+                    "status": status,
+                    "view": view,
+                    "rows": n,
+                    "seconds": (view_seconds or {}).get(view),
+                }
+            )
+    return pd.DataFrame(out, columns=["run_id", "started_at", "status", "view", "rows", "seconds"])

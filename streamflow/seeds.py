@@ -199,6 +199,32 @@ def _evolve(rng: np.random.Generator, p: Population) -> Population:
     return Population(c)
 
 
+def _wind_down(rng: np.random.Generator, p: Population, mask: np.ndarray) -> None:
+    """A subscriber who decided to leave serves one last month, and it shows: viewing collapses,
+    payments fail, tickets rise. A naive join of each user's latest row leaks exactly this."""
+    c, n = p.cols, int(mask.sum())
+    if not n:
+        return
+    c["watch_hours_30d"][mask] = np.round(c["watch_hours_30d"][mask] * rng.uniform(0.05, 0.35, n), 2)
+    c["avg_session_mins_7d"][mask] = np.round(
+        np.clip(c["avg_session_mins_7d"][mask] * rng.uniform(0.3, 0.7, n), 1, 600), 2
+    )
+    c["failed_payments_90d"][mask] = np.clip(c["failed_payments_90d"][mask] + rng.poisson(1.5, n), 0, 9)
+    c["support_tickets_90d"][mask] = c["support_tickets_90d"][mask] + rng.poisson(1.0, n)
+    c["skips_7d"][mask] = c["skips_7d"][mask] + rng.poisson(4.0, n)
+
+
+def _price_rise(rng: np.random.Generator, p: Population) -> None:
+    """A price rise on month-to-month plans (the demo's drift): fees up 12-25%, and more
+    payments fail where they rose."""
+    c = p.cols
+    hit = c["contract_type"] == "Month-to-month"
+    hit[c["user_id"] == COURSE_USER] = False
+    n = int(hit.sum())
+    c["monthly_fee"][hit] = _round_fee(np.clip(c["monthly_fee"][hit] * rng.uniform(1.12, 1.25, n), 18.25, 160))
+    c["failed_payments_90d"][hit] = np.clip(c["failed_payments_90d"][hit] + rng.poisson(0.5, n), 0, 9)
+
+
 def _yes_no(a: np.ndarray) -> np.ndarray:
     return np.where(a, "Yes", "No")
 
@@ -279,6 +305,7 @@ def generate_months(
     start: date = date(2024, 1, 31),
     seed: int = 42,
     hide_add_ons_first_month: bool = True,
+    price_rise_month: int | None = 1,
 ) -> list[tuple[Path, date]]:
     """Write `months` month folders of `users` subscribers each; return (folder, as_of) pairs."""
     if users < 1 or months < 1:
@@ -289,20 +316,27 @@ def generate_months(
     ids = _ids(rng, users)
     ids[0] = COURSE_USER
     pop = _new_users(rng, users, start, ids, joining=False)
+    pop.cols["leaving"] = np.zeros(users, dtype=bool)
     written: list[tuple[Path, date]] = []
     for m in range(months):
         as_of = add_months(start, m)
         if m > 0:
-            stay = ~pop.cols["churn"]
-            pop = _evolve(rng, pop.take(stay))
+            pop = pop.take(~pop.cols["leaving"])  # those serving their last month are gone
+            leaving = pop.cols["churn"].copy()  # decided to leave at the previous month end
+            pop = _evolve(rng, pop)
+            pop.cols["leaving"] = leaving
+            _wind_down(rng, pop, leaving)
+            if m == price_rise_month:
+                _price_rise(rng, pop)
             n_new = users - len(pop)
             new_ids = _ids(rng, n_new, taken=set(pop.cols["user_id"].tolist()))
             newcomers = _new_users(rng, n_new, as_of, new_ids, joining=True)
             newcomers.cols["churn"] = np.zeros(n_new, dtype=bool)
+            newcomers.cols["leaving"] = np.zeros(n_new, dtype=bool)
             newcomers.cols["total_paid"] = newcomers.cols["total_paid"].astype(float)
             pop = pop.concat(newcomers)
         pop.cols["total_paid"] = pop.cols["total_paid"].astype(float)
-        pop.cols["churn"] = _churn_labels(rng, pop)
+        pop.cols["churn"] = _churn_labels(rng, pop) | pop.cols["leaving"]
         folder = out / f"month_{m:03d}"
         write_month(folder, _tables(pop, as_of, hide_add_ons_first_month and m == 0, rng), as_of)
         written.append((folder, as_of))

@@ -65,7 +65,9 @@ def _same(a, b, numeric: bool, abs_tol: float, rel_tol: float) -> bool:
     return a == b
 
 
-def classify(online, online_ts, offline_own, offline_latest, latest_ts, numeric: bool, abs_tol=1e-9, rel_tol=1e-9) -> str:
+def classify(
+    online, online_ts, offline_own, offline_latest, latest_ts, numeric: bool, abs_tol=1e-9, rel_tol=1e-9
+) -> str:
     """One (user, feature) pair's status (see the module docstring). Pure: no store is read."""
     if online_ts is None:
         return "missing_online"

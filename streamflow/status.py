@@ -61,6 +61,7 @@ def last_ingestion_per_table(settings: Settings | None = None) -> pd.DataFrame:
 
 def get_status(settings: Settings | None = None) -> Status:
     settings = settings or load_settings()
+    runs.sweep_ingestion_runs(settings)  # a run whose process died is failed, not running
     return Status(
         backend=settings.describe(),
         snapshots=snapshot_counts(settings),
@@ -104,3 +105,28 @@ def health(settings: Settings | None = None) -> Health:
             err = from_backend(exc)
             problems.append(str(err) if err else f"Redis: {exc}")
     return Health(version, settings.online_store, online_ok, problems)
+
+
+def freshness(settings: Settings | None = None) -> pd.DataFrame:
+    """Per online view: the latest snapshot of its table and how far the online store is
+    materialized (the end of its last successful run); `behind` when the online store lags."""
+    from streamflow.catalog import TABLES as CATALOG
+
+    settings = settings or load_settings()
+    counts = snapshot_counts(settings)
+    rows = []
+    for t in CATALOG:
+        if not t.online:
+            continue
+        dates = counts.index[counts[t.snapshot] > 0] if t.snapshot in counts else []
+        latest = max(dates) if len(dates) else None
+        done = runs.last_success_end(settings, t.view)
+        rows.append(
+            {
+                "view": t.view,
+                "latest_snapshot": latest,
+                "materialized_up_to": done.date() if done else None,
+                "behind": latest is not None and (done is None or done.date() < latest),
+            }
+        )
+    return pd.DataFrame(rows)

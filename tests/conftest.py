@@ -18,8 +18,8 @@ import psycopg
 import pytest
 
 from streamflow import db
+from streamflow.catalog import TABLES
 from streamflow.config import Settings, load_settings
-from streamflow.schema import TABLES
 from streamflow.seeds import generate_months
 
 REPO = Path(__file__).resolve().parent.parent
@@ -105,16 +105,51 @@ def month_copy(months, tmp_path):
     return make
 
 
-def table_fingerprint(settings: Settings) -> dict[str, tuple[int, str]]:
-    """Row count and md5 of every live and snapshot table."""
-    out = {}
+def fingerprint(
+    settings: Settings, *, data: bool = True, online: bool = False, timestamps: bool = True
+) -> dict[str, tuple[int, str]]:
+    """Row count and md5 of every live and snapshot table (`data`; with `timestamps=False`, of the
+    catalog columns and as_of only, so a re-run that rewrote the same values compares equal) and
+    of the online store (`online`: its PostgreSQL tables or every Redis hash). The one helper
+    tests use to assert that nothing stored changed."""
+    out: dict[str, tuple[int, str]] = {}
     with db.connection(settings) as conn:
-        for t in TABLES:
-            for name, order in ((t.name, "user_id"), (t.snapshot, "user_id, as_of")):
-                n, digest = conn.execute(
-                    f"SELECT count(*), coalesce(md5(string_agg(x::text, '|' ORDER BY {order})), '') FROM {name} x"
-                ).fetchone()
-                out[name] = (n, digest)
+        if data:
+            for t in TABLES:
+                for name, order in ((t.name, "user_id"), (t.snapshot, "user_id, as_of")):
+                    row = f"({', '.join(t.column_names)}, as_of)" if not timestamps else "x"
+                    out[name] = tuple(
+                        conn.execute(
+                            f"SELECT count(*), coalesce(md5(string_agg({row}::text, '|' ORDER BY {order})), '') "
+                            f"FROM {name} x"
+                        ).fetchone()
+                    )
+        if online and settings.online_store == "postgres":
+            tables = conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename LIKE 'streamflow\\_%\\_fv' "
+                "ORDER BY 1"
+            ).fetchall()
+            for (t,) in tables:
+                out[f"online:{t}"] = tuple(
+                    conn.execute(
+                        "SELECT count(*), coalesce(md5(string_agg(entity_key::text || feature_name || "
+                        "coalesce(value::text, '') || coalesce(event_ts::text, ''), '|' "
+                        f"ORDER BY entity_key, feature_name)), '') FROM \"{t}\""
+                    ).fetchone()
+                )
+    if online and settings.online_store == "redis":
+        import hashlib
+
+        import redis
+
+        r = redis.Redis.from_url(settings.redis_url)
+        h = hashlib.md5()
+        keys = sorted(r.scan_iter(count=1000))
+        for k in keys:
+            h.update(k)
+            for f, v in sorted(r.hgetall(k).items()):
+                h.update(f + v)
+        out["online:redis"] = (len(keys), h.hexdigest())
     return out
 
 
@@ -243,7 +278,7 @@ def require_chromium() -> str:
 
 
 @contextlib.contextmanager
-def serve_app(settings: Settings):
+def serve_app(settings: Settings, **extra_env: str):
     """`streamlit run app/streamlit_app.py` on a free loopback port for these settings; yields its URL."""
     import subprocess
     import sys
@@ -253,6 +288,7 @@ def serve_app(settings: Settings):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMFLOW_")}
     env["STREAMFLOW_HOME"] = str(settings.home)
+    env.update(extra_env)
     log_path = settings.home / "streamlit.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
@@ -292,3 +328,49 @@ def serve_app(settings: Settings):
                 proc.wait(10)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment under which a child process (`streamflow ...`, `feast ...`) opens the same
+    store as `settings`: this process's environment minus every StreamFlow setting, plus these."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STREAMFLOW_", "FEAST_")) and k != "REDIS_URL"}
+    env["STREAMFLOW_HOME"] = str(settings.home)
+    if not settings.embedded:
+        auth = settings.pg_user + (f":{settings.pg_password}" if settings.pg_password else "")
+        env["STREAMFLOW_DATABASE_URL"] = f"postgresql://{auth}@{settings.pg_host}:{settings.pg_port}/{settings.pg_db}"
+    env["STREAMFLOW_ONLINE_STORE"] = settings.online_store
+    if settings.online_store == "redis":
+        env["REDIS_URL"] = settings.redis_url
+    env.update(extra)
+    return env
+
+
+@contextlib.contextmanager
+def serve_process(cmd: list[str], env: dict[str, str], ready_url: str, log_path: Path, timeout: float = 120):
+    """Start a server process, wait until `ready_url` answers 200, yield it, stop it after."""
+    import signal
+    import subprocess
+    import time
+    import urllib.request
+
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            deadline = time.time() + timeout
+            while True:
+                try:
+                    if urllib.request.urlopen(ready_url, timeout=2).status == 200:
+                        break
+                except OSError:
+                    if time.time() > deadline or proc.poll() is not None:
+                        pytest.fail(f"{cmd[:4]} did not start: " + log_path.read_text(errors="replace")[-3000:])
+                    time.sleep(0.5)
+            yield proc
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)

@@ -2,7 +2,7 @@
 
 import plotly.express as px
 import streamlit as st
-from common import badge, clear_caches, friendly_errors, require_snapshots, settings
+from common import badge, clear_caches, friendly_errors, require_snapshots, settings, write_guard
 
 from streamflow.catalog import TABLES
 from streamflow.config import Settings
@@ -77,7 +77,8 @@ with friendly_errors():
     c1, c2, c3 = st.columns([2, 2, 1])
     t = c1.selectbox("Table", [t.name for t in TABLES], key="rv_table")
     d = c2.selectbox("Snapshot", dates, index=len(dates) - 1, format_func=str, key="rv_as_of")
-    if c3.button("Re-validate", type="primary"):
+    allowed = write_guard("re-validate a snapshot")
+    if c3.button("Re-validate", type="primary", disabled=not allowed):
         with st.spinner("Running the suite on the stored snapshot..."):
             res = revalidate_snapshot(t, d, settings())
         clear_caches()

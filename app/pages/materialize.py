@@ -8,6 +8,7 @@ from common import (
     require_applied,
     require_snapshots,
     settings,
+    write_guard,
 )
 
 from streamflow.errors import Busy
@@ -41,7 +42,8 @@ with friendly_errors():
             + (f" (run {busy['run_id'][:8]}, started {started:%H:%M:%S} UTC)" if busy.get("run_id") else "")
             + ". The button is enabled again when it ends."
         )
-    go = st.button("Materialize", type="primary", disabled=bool(busy) or not chosen, key="mat_go")
+    allowed = write_guard("materialize")
+    go = st.button("Materialize", type="primary", disabled=bool(busy) or not chosen or not allowed, key="mat_go")
 
     if go:
         bar = st.progress(0.0, text="starting")

@@ -1,11 +1,13 @@
 """Overview: backends and their health, the registry, snapshots, last runs."""
 
 import pandas as pd
+import plotly.express as px
 import streamlit as st
-from common import badge, friendly_errors, last_materialization, settings, status, store
+from common import badge, friendly_errors, last_materialization, nothing_to_show, settings, status, store
 
 from streamflow.catalog import ENTITY, SERVICE
-from streamflow.status import health
+from streamflow.runs import materialization_timeline
+from streamflow.status import freshness, health
 from streamflow.store import is_applied, registry_summary, service_refs
 
 st.title("StreamFlow Feature Studio")
@@ -34,6 +36,35 @@ with friendly_errors():
     )
     if last:
         c3.caption(f"run {last['run_id'][:8]} · finished {last['finished_at']:%Y-%m-%d %H:%M} UTC")
+
+    st.subheader("Freshness per view")
+    fresh = freshness(s)
+    if fresh.empty or fresh["latest_snapshot"].isna().all():
+        nothing_to_show("No snapshot yet: nothing to be fresh or stale.")
+    else:
+        long = fresh.melt(id_vars=["view", "behind"], value_vars=["latest_snapshot", "materialized_up_to"])
+        long = long.dropna(subset=["value"]).assign(value=lambda d: pd.to_datetime(d["value"]))
+        fig = px.scatter(
+            long, x="value", y="view", color="variable", symbol="variable", height=260,
+            labels={"value": "date", "variable": ""},
+        )  # fmt: skip
+        fig.update_traces(marker_size=13)
+        st.plotly_chart(fig)
+        behind = fresh[fresh["behind"]]
+        if len(behind):
+            st.warning(f"The online store is behind the latest snapshot for {', '.join(behind['view'])}.")
+
+    st.subheader("Materialization timeline")
+    timeline = materialization_timeline(s)
+    if timeline.empty:
+        nothing_to_show("No materialization yet: the timeline starts with the first run.")
+    else:
+        timeline["run"] = timeline["started_at"].dt.strftime("%m-%d %H:%M:%S") + " · " + timeline["run_id"].str[:6]
+        fig = px.bar(
+            timeline.sort_values("started_at"), x="run", y="seconds", color="view", height=300,
+            labels={"seconds": "seconds per view", "run": "run (started, UTC)"},
+        )  # fmt: skip
+        st.plotly_chart(fig)
 
     st.subheader("Snapshots")
     st_ = status()

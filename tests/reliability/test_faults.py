@@ -21,44 +21,18 @@ from streamflow import db
 from streamflow.config import load_settings
 from streamflow.ingest import ingest_month
 from streamflow.materialize import materialize
-from streamflow.schema import TABLES
 from streamflow.seeds import generate_months
-from tests.conftest import REPO, _home, free_port
+from tests.conftest import REPO, _home, fingerprint, free_port
 
 USERS = 20_000
 
 
 def data_state(settings) -> dict[str, tuple[int, str]]:
-    """Rows and checksum of every live and snapshot table, without the write timestamps."""
-    out = {}
-    with db.connection(settings) as conn:
-        for t in TABLES:
-            cols = ", ".join(t.column_names)
-            out[t.name] = conn.execute(
-                f"SELECT count(*), md5(string_agg(({cols}, as_of)::text, '|' ORDER BY user_id)) FROM {t.name}"
-            ).fetchone()
-            out[t.snapshot] = conn.execute(
-                f"SELECT count(*), md5(string_agg(({cols}, as_of)::text, '|' ORDER BY user_id, as_of)) "
-                f"FROM {t.snapshot}"
-            ).fetchone()
-    return out
+    return fingerprint(settings, timestamps=False)
 
 
 def online_state(settings) -> dict[str, tuple[int, str]]:
-    out = {}
-    with db.connection(settings) as conn:
-        tables = [
-            r[0]
-            for r in conn.execute(
-                "SELECT tablename FROM pg_tables WHERE tablename LIKE 'streamflow\\_%\\_fv' ORDER BY 1"
-            ).fetchall()
-        ]
-        for t in tables:
-            out[t] = conn.execute(
-                f"SELECT count(*), md5(string_agg(entity_key::text || feature_name || value::text || event_ts::text, "
-                f"'|' ORDER BY entity_key, feature_name)) FROM \"{t}\""
-            ).fetchone()
-    return out
+    return fingerprint(settings, data=False, online=True)
 
 
 def _env(settings, **extra) -> dict:
@@ -252,7 +226,8 @@ def test_redis_down_is_reported_and_recovers(tmp_path_factory, months, monkeypat
     from streamlit.testing.v1 import AppTest
 
     from streamflow.api import create_app
-    from streamflow.online import OnlineStoreUnavailable, online_features
+    from streamflow.errors import BackendUnavailable
+    from streamflow.online import online_features
     from streamflow.store import apply, get_store
 
     port = free_port()
@@ -268,13 +243,17 @@ def test_redis_down_is_reported_and_recovers(tmp_path_factory, months, monkeypat
 
         server.terminate()
         server.wait(10)
-        with pytest.raises(OnlineStoreUnavailable, match="Redis online store is unreachable"):
+        with pytest.raises(BackendUnavailable, match="Redis online store is unreachable"):
             online_features(["7590-VHVEG"], settings=settings, store=store)
         env = _env(settings, STREAMFLOW_ONLINE_STORE="redis", REDIS_URL=url)
         cli = subprocess.run(
             _cli(settings, "online", "7590-VHVEG"), env=env, capture_output=True, text=True, timeout=120
         )
-        assert cli.returncode == 2 and "unreachable" in cli.stderr and "Traceback" not in cli.stderr
+        assert (
+            cli.returncode == BackendUnavailable.exit_code
+            and "unreachable" in cli.stderr
+            and "Traceback" not in cli.stderr
+        )
         api = TestClient(create_app(settings, store), raise_server_exceptions=False)
         r = api.get("/features/7590-VHVEG")
         assert r.status_code == 503 and "unreachable" in r.json()["detail"]
@@ -289,7 +268,7 @@ def test_redis_down_is_reported_and_recovers(tmp_path_factory, months, monkeypat
         at.text_input(key="lookup_id").set_value("7590-VHVEG")
         at.button[0].click().run()
         assert not at.exception
-        assert any("Online store unavailable" in e.value for e in at.error)
+        assert any("online store is unreachable" in e.value for e in at.error)
 
         server = _start_redis(port)  # back (empty: no persistence) -> materialize -> serving again
         materialize(settings=settings, store=store)
@@ -298,4 +277,55 @@ def test_redis_down_is_reported_and_recovers(tmp_path_factory, months, monkeypat
         record("Redis stopped -> library/CLI/API(503)/app say 'unreachable'; restarted -> serving again")
     finally:
         server.terminate()
+        db.stop_embedded(settings)
+
+
+def test_ingest_killed_mid_write_is_marked_failed(tmp_path_factory, big_months, record):
+    """SIGKILL in the middle of an ingest's write: the data is rolled back, and the run record
+    says failed (swept by the next status call), not running forever."""
+    import psycopg
+
+    from streamflow.runs import INTERRUPTED, ingestion_runs
+    from streamflow.status import get_status
+
+    settings = _new_home(tmp_path_factory, "killed")
+    try:
+        ingest_month(big_months[0][0], settings=settings)
+        before = data_state(settings)
+        proc = subprocess.Popen(
+            _cli(settings, "ingest", str(big_months[1][0])),
+            env=_env(settings),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        info = db.conninfo(settings)
+        with psycopg.connect(**info.kwargs(), autocommit=True) as watcher:
+            deadline = time.time() + 180
+            while time.time() < deadline and proc.poll() is None:
+                held = watcher.execute(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = %s AND granted",
+                    (db.LOCK_INGEST,),
+                ).fetchone()[0]
+                if held:
+                    time.sleep(0.3)
+                    break
+                time.sleep(0.005)
+        assert proc.poll() is None, "the ingest ended before it could be killed mid-write"
+        proc.kill()
+        proc.wait(30)
+        running = ingestion_runs(settings)
+        assert (running["status"] == "running").sum() == 1  # the record still claims the dead run...
+        deadline = time.time() + 30  # ...until PostgreSQL has noticed the dead session
+        while time.time() < deadline:
+            get_status(settings)  # sweeps
+            if not (ingestion_runs(settings)["status"] == "running").any():
+                break
+            time.sleep(0.5)
+        last = ingestion_runs(settings).iloc[0]
+        assert last["status"] == "failed" and last["message"] == INTERRUPTED, last.to_dict()
+        assert data_state(settings) == before, "the killed month left rows behind"
+        record(
+            "ingest SIGKILLed mid-write -> rolled back; run swept from 'running' to 'failed' by the next status call"
+        )
+    finally:
         db.stop_embedded(settings)

@@ -1,0 +1,84 @@
+"""Drift: distribution drift per feature between two training frames, or a frame and what the
+online store serves now."""
+
+import plotly.graph_objects as go
+import streamlit as st
+from common import friendly_errors, nothing_to_show, require_applied, require_snapshots, settings, store
+
+from streamflow.catalog import LABEL_FEATURE, SERVICE
+from streamflow.config import Settings
+from streamflow.drift import Thresholds, compare
+from streamflow.online import online_frame
+from streamflow.skew import sample_users
+from streamflow.training import build_training_frame
+
+
+@st.cache_data(ttl=300, show_spinner="Building the training frame through Feast...")
+def frame(s: Settings, as_of):
+    return build_training_frame(as_of, features=SERVICE, labels=False, settings=s, store=store()).frame
+
+
+@st.cache_data(ttl=60, show_spinner="Reading the online store...")
+def served(s: Settings, as_of, n: int):
+    return online_frame(sample_users(s, as_of, n), SERVICE, settings=s, store=store())
+
+
+st.title("Drift")
+st.caption(
+    "Did the population move? Numeric features: PSI on the reference's quantile bins and Jensen-Shannon "
+    "distance; categorical and boolean: L-infinity distance and a chi-square test."
+)
+
+with friendly_errors():
+    dates = require_snapshots()
+    require_applied()
+    mode = st.radio(
+        "Compare", ["training frame A vs B", "training frame vs online store now"], horizontal=True, key="drift_mode"
+    )
+    c1, c2 = st.columns(2)
+    a = c1.selectbox("Reference as_of (A)", dates, index=0, format_func=str, key="drift_a")
+    if mode == "training frame A vs B":
+        b = c2.selectbox("Current as_of (B)", dates, index=len(dates) - 1, format_func=str, key="drift_b")
+        ref_df, cur_df, cur_label = frame(settings(), a), frame(settings(), b), str(b)
+    else:
+        n = c2.slider("Online sample (users of the latest snapshot)", 200, 5000, 2000, 200, key="drift_n")
+        ref_df, cur_df, cur_label = frame(settings(), a), served(settings(), dates[-1], n), "online now"
+
+    with st.expander("Thresholds", expanded=False):
+        t1, t2, t3, t4 = st.columns(4)
+        th = Thresholds(
+            psi=t1.number_input("PSI", 0.01, 5.0, 0.2, 0.05, key="th_psi"),
+            js=t2.number_input("Jensen-Shannon", 0.01, 1.0, 0.1, 0.01, key="th_js"),
+            linf=t3.number_input("L-infinity", 0.01, 1.0, 0.1, 0.01, key="th_linf"),
+            bins=int(t4.number_input("Bins", 2, 50, 10, 1, key="th_bins")),
+        )
+    if cur_df.empty:
+        nothing_to_show("The online store serves nothing for these users: materialize first.")
+        st.stop()
+    feats = [
+        c for c in ref_df.columns if c in cur_df.columns and c not in ("user_id", "event_timestamp", LABEL_FEATURE)
+    ]
+    rep = compare(ref_df, cur_df, feats, th, reference_label=str(a), current_label=cur_label)
+
+    m1, m2, m3 = st.columns(3)
+    m1.metric("Features drifted", f"{len(rep.drifted)} / {len(rep.table)}")
+    m2.metric("Share drifted", f"{rep.share_drifted:.0%}")
+    m3.metric("Rows", f"{len(ref_df):,} → {len(cur_df):,}")
+    if not rep.drifted:
+        st.success(f"No feature drifted from {a} to {cur_label} at these thresholds.")
+
+    shown = rep.table.copy()
+    shown["drifted"] = shown["drifted"].map({True: "⚠️ drifted", False: "ok"})
+    st.dataframe(shown, hide_index=True)
+    d1, d2 = st.columns(2)
+    d1.download_button("Download CSV", rep.to_csv(), file_name=f"drift_{a}_{cur_label}.csv", mime="text/csv")
+    d2.download_button("Download HTML report", rep.to_html(), file_name=f"drift_{a}_{cur_label}.html", mime="text/html")
+
+    st.subheader("Distributions")
+    pick = st.selectbox("Feature", list(rep.table["feature"]), key="drift_feature")
+    h = rep.histogram(pick)
+    fig = go.Figure(
+        [go.Bar(name=str(a), x=h["bin"], y=h["reference"]), go.Bar(name=cur_label, x=h["bin"], y=h["current"])]
+    )
+    fig.update_layout(barmode="group", yaxis_title="share of users", height=380, margin={"t": 10})
+    st.plotly_chart(fig)

@@ -1,0 +1,80 @@
+"""Drift scores on populations with known shifts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from streamflow.drift import Thresholds, compare, js_distance, linf, psi
+from streamflow.errors import InvalidInput
+
+RNG = np.random.default_rng(0)
+N = 5000
+
+
+def _pop(shift: float = 0.0, p_fiber: float = 0.44, extra_category: bool = False) -> pd.DataFrame:
+    net = RNG.choice(["DSL", "Fiber optic", "No"], size=N, p=[0.8 - p_fiber, p_fiber, 0.2])
+    if extra_category:
+        net[: N // 5] = "Satellite"
+    return pd.DataFrame(
+        {
+            "user_id": [f"u{i}" for i in range(N)],
+            "monthly_fee": RNG.normal(65 + shift * 30, 30, N),
+            "failed_payments_90d": RNG.poisson(0.2 + shift, N),
+            "net_service": net,
+            "paperless_billing": RNG.random(N) < 0.59,
+        }
+    )
+
+
+def test_identical_samples_score_about_zero():
+    ref = _pop()
+    rep = compare(ref, ref.copy())
+    assert rep.drifted == [] and rep.share_drifted == 0.0
+    assert (rep.table["score"].abs() < 1e-9).all()
+    other = _pop()  # a second sample of the same population
+    assert compare(ref, other).drifted == []
+
+
+def test_a_one_sd_mean_shift_is_flagged():
+    ref, cur = _pop(), _pop(shift=1.0)
+    rep = compare(ref, cur, reference_label="2024-01-31", current_label="2024-02-29")
+    row = rep.table.set_index("feature").loc["monthly_fee"]
+    assert row["drifted"] and row["method"] == "PSI" and row["score"] > 0.2 and row["second_score"] > 0.1
+    assert rep.table["feature"].iloc[0] in rep.drifted  # drifted features first
+    assert "failed_payments_90d" in rep.drifted
+    assert "paperless_billing" not in rep.drifted
+
+
+def test_a_new_category_is_flagged():
+    rep = compare(_pop(), _pop(extra_category=True))
+    row = rep.table.set_index("feature").loc["net_service"]
+    assert row["drifted"] and row["method"] == "L-infinity" and row["new_categories"] == "Satellite"
+    assert row["second_score"] < 0.05  # chi-square p-value
+
+
+def test_scores_are_bounded_and_symmetric_where_they_should_be():
+    a, b = RNG.normal(0, 1, 4000), RNG.normal(3, 1, 4000)
+    assert 0 <= js_distance(a, b) <= 1 and js_distance(a, a) == pytest.approx(0, abs=1e-12)
+    assert psi(a, b) > 1
+    assert linf(pd.Series(["x"] * 10), pd.Series(["y"] * 10)) == 1.0
+
+
+def test_report_downloads_and_histograms():
+    rep = compare(_pop(), _pop(shift=1.0), thresholds=Thresholds(psi=0.1))
+    assert rep.thresholds.psi == 0.1
+    csv = rep.to_csv().decode()
+    assert csv.splitlines()[0].startswith("feature,") and "monthly_fee" in csv
+    page = rep.to_html()
+    assert page.startswith("<!doctype html>") and "monthly_fee" in page and "plotly" in page.lower()
+    h = rep.histogram("monthly_fee")
+    assert list(h.columns) == ["bin", "reference", "current"] and h["reference"].sum() == pytest.approx(1)
+    assert rep.histogram("net_service")["current"].sum() == pytest.approx(1)
+
+
+def test_bad_requests():
+    with pytest.raises(InvalidInput, match="not in both"):
+        compare(_pop(), _pop().drop(columns=["monthly_fee"]), features=["monthly_fee"])
+    with pytest.raises(InvalidInput, match="at least one row"):
+        compare(_pop(), _pop().iloc[:0])
