@@ -16,7 +16,7 @@ from streamflow import runs
 from streamflow.config import Settings, load_settings
 from streamflow.errors import StreamflowError, from_backend
 
-MATERIALIZE_PAGE = "pages/materialize.py"
+MATERIALIZE_PAGE = "views/materialize.py"
 INGEST_HINT = "`streamflow ingest data/seeds` (or `make run`, which also generates demo months)"
 HINTS = {
     "BackendUnavailable": "Start PostgreSQL / Redis (or unset STREAMFLOW_PG_* to use the embedded one), then reload.",

@@ -94,7 +94,7 @@ def main() -> int:
                 if page == "overview":
                     at.run()
                 else:
-                    at.switch_page(f"pages/{page}.py").run()
+                    at.switch_page(f"views/{page}.py").run()
                 times.append(time.perf_counter() - t0)
                 assert not at.exception, (page, [e.value for e in at.exception])
                 t0 = time.perf_counter()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -139,6 +140,18 @@ def _examples(raw: pd.DataFrame, bad: np.ndarray, col: str) -> list[dict]:
     return [{"line": int(i) + 2, "user_id": str(ids.iat[i]), "value": str(raw[col].iat[i])[:80]} for i in idx]
 
 
+ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _iso_date(text: str) -> date | None:
+    if not ISO_DATE.fullmatch(text):
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        return None
+
+
 def _coerce_column(c: Column, s: pd.Series) -> tuple[pd.Series, np.ndarray]:
     """Typed series and a mask of non-blank values that could not be parsed."""
     s = s.str.strip()
@@ -164,10 +177,14 @@ def _coerce_column(c: Column, s: pd.Series) -> tuple[pd.Series, np.ndarray]:
             return pd.Series(pd.array(clean, dtype="Float64").astype("Int64"), index=s.index), bad
         return num.astype("float64"), bad
     if c.kind == "date":
-        d = pd.to_datetime(s.where(~blank, None), format="%Y-%m-%d", errors="coerce")
-        bad = d.isna().to_numpy() & ~blank
-        # python dates (not timestamps) so range checks compare date with date
-        return pd.Series(d.dt.date.to_numpy(), index=s.index).where(d.notna(), None), bad
+        # python dates (so range checks compare date with date, and years past 2262 -- out of
+        # pandas' nanosecond range -- are still dates); parsed once per distinct value
+        text = s.where(~blank, None)
+        parsed = {v: _iso_date(v) for v in pd.unique(text.dropna())}
+        out = text.map(parsed, na_action="ignore").astype(object)
+        out = out.where(out.notna(), None)
+        bad = out.isna().to_numpy() & ~blank
+        return out, bad
     # str / category: text as written (trimmed); blank is NULL
     return s.where(~blank, None), np.zeros(len(s), dtype=bool)
 

@@ -16,16 +16,16 @@ from tests.conftest import TEST_USERS
 
 APP = str(Path(__file__).resolve().parent.parent / "app" / "streamlit_app.py")
 PAGES = [
-    "pages/overview.py",
-    "pages/catalog.py",
-    "pages/training_frame.py",
-    "pages/data_quality.py",
-    "pages/ingest.py",
-    "pages/online_lookup.py",
-    "pages/skew.py",
-    "pages/drift.py",
-    "pages/model_check.py",
-    "pages/materialize.py",
+    "views/overview.py",
+    "views/catalog.py",
+    "views/training_frame.py",
+    "views/data_quality.py",
+    "views/ingest.py",
+    "views/online_lookup.py",
+    "views/skew.py",
+    "views/drift.py",
+    "views/model_check.py",
+    "views/materialize.py",
 ]
 
 
@@ -76,7 +76,7 @@ def test_empty_store_says_what_to_do(app_env):
     _open(at, PAGES[0])
     assert not at.exception
     assert any("No snapshot yet" in w for w in _texts(at, "warning"))
-    _open(at, "pages/training_frame.py")
+    _open(at, "views/training_frame.py")
     assert not at.exception
     assert any("streamflow ingest data/seeds" in w for w in _texts(at, "warning"))
 
@@ -85,7 +85,7 @@ def test_training_frame_row_count_follows_as_of(app_env, months):
     settings, _ = app_env
     for folder, _ in months[:2]:
         ingest_month(folder, settings=settings)
-    at = _open(_app(), "pages/training_frame.py")
+    at = _open(_app(), "views/training_frame.py")
     rows = {m.label: m.value for m in at.metric}
     assert rows["Rows"] == f"{TEST_USERS:,}"
     assert rows["Snapshot used"] == "2024-02-29"
@@ -100,7 +100,7 @@ def test_online_lookup_known_unknown_malformed(app_env, months):
     settings, store = app_env
     ingest_month(months[0][0], settings=settings)
     materialize(settings=settings, store=store)
-    at = _open(_app(), "pages/online_lookup.py")
+    at = _open(_app(), "views/online_lookup.py")
     at.text_input(key="lookup_id").set_value("7590-VHVEG")
     at.button[0].click().run()
     assert not at.exception and not at.warning
@@ -121,7 +121,7 @@ def test_materialize_button_fills_online_store(app_env, months):
     settings, store = app_env
     ingest_month(months[0][0], settings=settings)
     assert not online_features(["7590-VHVEG"], settings=settings, store=store)[0].found
-    at = _open(_app(), "pages/materialize.py")
+    at = _open(_app(), "views/materialize.py")
     at.button(key="mat_go").click().run()
     assert not at.exception and not at.error
     rec = online_features(["7590-VHVEG"], settings=settings, store=store)[0]
@@ -133,7 +133,7 @@ def test_skew_page_stale_then_clean(app_env, months):
     for folder, _ in months[:2]:
         ingest_month(folder, settings=settings)
     materialize(end="2024-01-31", settings=settings, store=store)
-    at = _open(_app(), "pages/skew.py")
+    at = _open(_app(), "views/skew.py")
     assert not at.exception
     assert any("behind the 2024-02-29 snapshot" in w for w in _texts(at, "warning"))
 
@@ -141,7 +141,7 @@ def test_skew_page_stale_then_clean(app_env, months):
     import streamlit as st
 
     st.cache_data.clear()
-    at = _open(_app(), "pages/skew.py")
+    at = _open(_app(), "views/skew.py")
     assert not at.exception
     assert not any("behind" in w for w in _texts(at, "warning"))
     assert any("Online equals offline" in s for s in _texts(at, "success"))
@@ -188,7 +188,7 @@ def test_ingest_page_dry_run_then_commit(app_env, months):
     ingest_month(months[0][0], settings=settings)
     before = fingerprint(settings)
 
-    at = _open(_app(), "pages/ingest.py")
+    at = _open(_app(), "views/ingest.py")
     assert not at.exception
     assert str(at.date_input(key="ingest_as_of").value) == "2024-02-29"  # the month after the latest
     _upload(at, months[1][0], zip_it=True)
@@ -218,7 +218,7 @@ def test_ingest_page_dry_run_then_commit(app_env, months):
 
 
 def test_ingest_page_refuses_a_stranger_file(app_env, months):
-    at = _open(_app(), "pages/ingest.py")
+    at = _open(_app(), "views/ingest.py")
     at.file_uploader(key="ingest_files").set_value(("passwords.csv", b"a,b\n1,2\n", "text/csv")).run()
     at.button(key="ingest_dry").click().run()
     assert not at.exception
@@ -230,11 +230,11 @@ def test_catalog_and_drift_pages(app_env, months):
     for folder, _ in months[:2]:
         ingest_month(folder, settings=settings)
     materialize(settings=settings, store=store)
-    at = _open(_app(), "pages/catalog.py")
+    at = _open(_app(), "views/catalog.py")
     assert not at.exception
     at.text_input(key="cat_search").set_value("payments").run()
     assert not at.exception and any(len(df.value) for df in at.dataframe)
-    at = _open(_app(), "pages/drift.py")
+    at = _open(_app(), "views/drift.py")
     assert not at.exception
     drifted = next(m for m in at.metric if m.label == "Features drifted")
     assert not str(drifted.value).startswith("0 /"), drifted.value  # the demo's price rise
@@ -246,7 +246,7 @@ def test_write_actions_need_the_admin_password_once_set(app_env, months, monkeyp
     settings, store = app_env
     ingest_month(months[0][0], settings=settings)
     monkeypatch.setenv("STREAMFLOW_ADMIN_PASSWORD", "door-test-secret")
-    at = _open(_app(), "pages/materialize.py")
+    at = _open(_app(), "views/materialize.py")
     assert not at.exception
     assert at.button(key="mat_go").disabled
     assert any("Sign in (sidebar) to materialize" in i for i in _texts(at, "info"))

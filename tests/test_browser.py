@@ -18,7 +18,7 @@ SHOTS = REPO / "artifacts" / "screenshots"
 
 PAGES = [
     ("overview", "", "StreamFlow Feature Studio"),
-    ("catalog", "catalog", "Lineage"),
+    ("catalog", "catalog", "Lineage: source"),
     ("training_frame", "training_frame", "Point-in-time guarantee"),
     ("data_quality", "data_quality", "Success rate over months"),
     ("ingest", "ingest", "Validate (dry run)"),

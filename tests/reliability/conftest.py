@@ -6,13 +6,20 @@ and snapshot table and of the online store (`stored_state`).
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 import pytest
 
 from tests.conftest import fingerprint
 
 _RESULTS: dict[str, list[tuple[str, str, str]]] = defaultdict(list)  # suite -> (case, outcome, checked)
+GENERATED: Counter = Counter()  # generated cases by kind (Hypothesis, schemathesis)
+
+
+@pytest.fixture
+def record_generated():
+    """record_generated('kind') counts one generated case; the summary prints the counts."""
+    return lambda kind: GENERATED.update([kind])
 
 
 def stored_state(settings) -> dict[str, tuple[int, str]]:
@@ -59,4 +66,6 @@ def pytest_terminal_summary(terminalreporter):
         for case, outcome, checked in rows:
             mark = "ok " if outcome == "passed" else outcome.upper()
             tr.write_line(f"    {mark} {case[:58]:<58} {checked[:110]}")
+    if GENERATED:
+        tr.write_line("generated cases: " + ", ".join(f"{n:,} {kind}" for kind, n in sorted(GENERATED.items())))
     tr.write_line(f"reliability: {passed} passed, {total - passed} failed")

@@ -264,7 +264,7 @@ def test_redis_down_is_reported_and_recovers(tmp_path_factory, months, monkeypat
         }.items():
             monkeypatch.setenv(k, v)
         at = AppTest.from_file(str(REPO / "app" / "streamlit_app.py"), default_timeout=120)
-        at.switch_page("pages/online_lookup.py").run()
+        at.switch_page("views/online_lookup.py").run()
         at.text_input(key="lookup_id").set_value("7590-VHVEG")
         at.button[0].click().run()
         assert not at.exception

@@ -113,14 +113,14 @@ def test_app_form_never_errors(served, monkeypatch, record):
     settings, _ = served
     monkeypatch.setenv("STREAMFLOW_HOME", str(settings.home))
     at = AppTest.from_file(str(REPO / "app" / "streamlit_app.py"), default_timeout=120)
-    at.switch_page("pages/online_lookup.py").run()
+    at.switch_page("views/online_lookup.py").run()
     for name, uid in HOSTILE.items():
         at.text_input(key="lookup_id").set_value(uid)
         at.button[0].click().run()
         assert not at.exception, (name, [e.value for e in at.exception])
         shown = [e.value for e in at.error] + [w.value for w in at.warning]
         assert shown, name
-    at.switch_page("pages/skew.py").run()
+    at.switch_page("views/skew.py").run()
     at.text_input(key="skew_user").set_value(HOSTILE["sql_drop"]).run()
     assert not at.exception and any("invalid user_id" in e.value for e in at.error)
     record("app: every hostile id -> st.error/st.warning on lookup and skew pages; no exception")

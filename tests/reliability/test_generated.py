@@ -1,0 +1,293 @@
+"""Generated inputs: Hypothesis writes month files nobody thought of, schemathesis calls the API.
+
+1. Files (fast, no database): a table of any catalog file with random column order, line ends,
+   a BOM or not, blanks, padding, good and bad values of every type, huge and tiny numbers.
+   Read and coerced as ingestion does, every column equals an independent reference parse, or
+   is reported as a problem naming the column with the exact count of bad cells.
+2. Months (real store, Great Expectations): a valid month mutated at random (a missing file,
+   shuffled columns, a bad value, a duplicate or orphan user, CRLF, a BOM, a blank required
+   cell) is either ingested or refused with a message naming the file (and the column when
+   one is at fault), and a refused month changes no checksum.
+3. The feature API's OpenAPI schema: schemathesis generates requests; no 500, every response
+   matches the schema.
+"""
+
+from __future__ import annotations
+
+import calendar
+import csv
+import io
+import math
+import os
+import re
+import shutil
+from datetime import date
+
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from streamflow.catalog import JOIN_KEY, TABLES, Column
+from streamflow.errors import StreamflowError
+from streamflow.ingest import FALSE_WORDS, TRUE_WORDS, coerce_table, ingest_month, read_raw
+from tests.conftest import fingerprint
+
+FILE_CASES = int(os.environ.get("STREAMFLOW_GENERATED_FILES", "1000"))
+MONTH_CASES = 40
+NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+INT32 = 2**31 - 1
+
+# ---------------------------------------------------------------- the reference parse
+
+
+def reference(kind: str, raw: str):
+    """(ok, value) for one cell, written independently of ingest._coerce_column."""
+    s = raw.strip()
+    if s == "":
+        return True, None
+    if kind == "bool":
+        low = s.lower()
+        return (True, True) if low in TRUE_WORDS else (True, False) if low in FALSE_WORDS else (False, None)
+    if kind in ("int", "float"):
+        if not NUMBER.fullmatch(s):
+            return False, None
+        v = float(s)
+        if math.isinf(v):
+            return False, None
+        if kind == "int":
+            return (True, int(v)) if v == int(v) and abs(v) <= INT32 else (False, None)
+        return True, v
+    if kind == "date":
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", s):
+            return False, None
+        y, m, d = (int(x) for x in s.split("-"))
+        if 1 <= m <= 12 and 1 <= d <= calendar.monthrange(max(y, 1), m)[1] and y >= 1:
+            return True, date(y, m, d)
+        return False, None
+    return True, s
+
+
+# ---------------------------------------------------------------- cell strategies
+
+PAD = st.sampled_from(["", " ", "  ", "\t"])
+GARBAGE = st.text(alphabet="abx.-+e0123456789 ", min_size=1, max_size=6)
+BOOLS = st.sampled_from(sorted(TRUE_WORDS | FALSE_WORDS)).flatmap(
+    lambda w: st.sampled_from([w, w.upper(), w.capitalize()])
+)
+INTS = st.one_of(
+    st.integers(-5, 5000).map(str),
+    st.sampled_from(["99999999999", "2147483647", "2147483648", "-0", "+7", "1e3", "2.5", "7.0"]),
+)
+FLOATS = st.one_of(
+    st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False).map(repr),
+    st.sampled_from(["1e308", "1e-300", "0.0", ".5", "5.", "-1e-5", "29.85", "1e309"]),
+)
+DATES = st.one_of(
+    st.dates().map(lambda d: d.isoformat()),
+    st.sampled_from(["2024-02-30", "2024-13-01", "31/01/2024", "2024-1-5"]),
+)
+
+
+def cell(c: Column):
+    good = {"bool": BOOLS, "int": INTS, "float": FLOATS, "date": DATES}.get(c.kind)
+    if good is None:
+        good = st.sampled_from(list(c.allowed) or ["x"]) if c.allowed else st.text("abcXYZ -", min_size=1, max_size=8)
+    core = st.one_of(good, good, good, st.just(""), GARBAGE)
+    return st.tuples(PAD, core, PAD).map("".join)
+
+
+@st.composite
+def table_file(draw):
+    t = draw(st.sampled_from(TABLES))
+    n = draw(st.integers(1, 12))
+    ids = draw(st.lists(st.from_regex(r"[0-9]{4}-[A-Z]{5}", fullmatch=True), min_size=n, max_size=n))
+    rows = [{JOIN_KEY: i, **{c.name: draw(cell(c)) for c in t.columns}} for i in ids]
+    order = draw(st.permutations(t.column_names))
+    newline = draw(st.sampled_from(["\n", "\r\n"]))
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=order, lineterminator=newline)
+    w.writeheader()
+    w.writerows(rows)
+    bom = draw(st.booleans())
+    return t, rows, (("\ufeff" if bom else "") + buf.getvalue()).encode("utf-8")
+
+
+@settings(max_examples=FILE_CASES, deadline=None, suppress_health_check=list(HealthCheck))
+@given(case=table_file())
+def test_generated_files_coerce_like_the_reference(case, tmp_path_factory, record_generated):
+    t, rows, data = case
+    path = tmp_path_factory.getbasetemp() / "gen" / t.csv
+    path.parent.mkdir(exist_ok=True)
+    path.write_bytes(data)
+    typed, problems = coerce_table(t, read_raw(path))
+    by_col = {p["column"]: p for p in problems}
+    assert list(typed[JOIN_KEY]) == [r[JOIN_KEY] for r in rows]
+    for c in t.columns:
+        ref = [reference(c.kind, r[c.name]) for r in rows]
+        bad = sum(1 for ok, _ in ref if not ok)
+        if bad:
+            assert c.name in by_col, (c.name, [r[c.name] for r in rows])
+            assert by_col[c.name]["unexpected_count"] == bad, (c.name, [r[c.name] for r in rows])
+            continue
+        assert c.name not in by_col, by_col.get(c.name)
+        got = [
+            None if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)) else v for v in typed[c.name]
+        ]
+        want = [v for _, v in ref]
+        if c.kind == "float":
+            assert all(
+                (a is None and b is None) or math.isclose(a, b, rel_tol=1e-12) for a, b in zip(got, want, strict=True)
+            )
+        else:
+            assert got == want, (c.name, got, want)
+    record_generated("files")
+
+
+# ---------------------------------------------------------------- whole months, on the real store
+
+MUTATIONS = (
+    "none",
+    "drop_file",
+    "shuffle_columns",
+    "bad_value",
+    "duplicate_user",
+    "orphan_user",
+    "crlf",
+    "bom",
+    "blank_required",
+    "extra_column",
+)
+
+
+@pytest.fixture(scope="module")
+def month_store(tmp_path_factory):
+    from streamflow import db
+    from streamflow.config import load_settings
+    from streamflow.seeds import generate_months
+    from tests.conftest import _home
+
+    settings = load_settings({"STREAMFLOW_HOME": str(_home(tmp_path_factory.mktemp("genm")))})
+    months = generate_months(tmp_path_factory.mktemp("genseeds"), users=60, months=1, seed=3)
+    ingest_month(months[0][0], settings=settings)
+    yield settings, months[0][0]
+    db.stop_embedded(settings)
+
+
+def _mutate(folder, kind: str, data) -> tuple[str | None, str | None]:
+    """Apply one mutation; return (file, column) a refusal must name (None: may be accepted)."""
+    t = data.draw(st.sampled_from(TABLES))
+    path = folder / t.csv
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if kind == "none":
+        return None, None
+    if kind == "drop_file":
+        path.unlink()
+        return t.csv, None
+    if kind == "shuffle_columns":
+        df[data.draw(st.permutations(list(df.columns)))].to_csv(path, index=False)
+        return None, None
+    if kind == "crlf":
+        path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
+        return None, None
+    if kind == "bom":
+        path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+        return None, None
+    if kind == "extra_column":
+        df.assign(surprise="1").to_csv(path, index=False)
+        return t.csv, "surprise"
+    if kind == "duplicate_user":
+        pd.concat([df, df.iloc[[0]]]).to_csv(path, index=False)
+        return t.csv, JOIN_KEY
+    if kind == "orphan_user":
+        if t.name == "users":
+            return None, None
+        row = df.iloc[[0]].copy()
+        row[JOIN_KEY] = "9999-ORPHN"
+        pd.concat([df, row]).to_csv(path, index=False)
+        return "users.csv", None  # the cross-file check names the file users.csv
+    c = data.draw(st.sampled_from(t.columns))
+    i = data.draw(st.integers(0, len(df) - 1))
+    if kind == "blank_required":
+        if c.nullable:
+            return None, None
+        df.loc[i, c.name] = ""
+    else:  # bad_value
+        bad = {"bool": "maybe", "int": "2.5", "float": "abc", "date": "31/01/2024", "category": "Nope"}
+        if c.kind not in bad:
+            return None, None
+        df.loc[i, c.name] = bad[c.kind]
+    df.to_csv(path, index=False)
+    return t.csv, c.name
+
+
+@settings(max_examples=MONTH_CASES, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_generated_months_are_ingested_or_refused_and_change_nothing(
+    month_store, tmp_path_factory, data, record_generated
+):
+    settings_, base = month_store
+    kind = data.draw(st.sampled_from(MUTATIONS))
+    folder = tmp_path_factory.mktemp("genmonth")
+    shutil.copytree(base, folder, dirs_exist_ok=True)
+    must_name_file, must_name_column = _mutate(folder, kind, data)
+    before = fingerprint(settings_, timestamps=False)
+    try:
+        ingest_month(folder, settings=settings_)
+    except StreamflowError as exc:
+        msg = str(exc)
+        assert fingerprint(settings_, timestamps=False) == before, f"{kind}: a refused month changed the store"
+        assert must_name_file is not None, f"{kind} should have been accepted: {msg[:500]}"
+        assert must_name_file in msg, (kind, msg[:800])
+        if must_name_column:
+            assert must_name_column in msg, (kind, msg[:800])
+        record_generated("months refused")
+        return
+    assert must_name_file is None, f"{kind} on {must_name_file} was accepted"
+    record_generated("months ingested")
+
+
+# ---------------------------------------------------------------- the API's schema
+
+
+@pytest.fixture(scope="module")
+def api_app(tmp_path_factory):
+    from streamflow import db
+    from streamflow.api import create_app
+    from streamflow.config import load_settings
+    from streamflow.materialize import materialize
+    from streamflow.seeds import generate_months
+    from streamflow.store import apply, get_store
+    from tests.conftest import _home
+
+    s = load_settings({"STREAMFLOW_HOME": str(_home(tmp_path_factory.mktemp("schema")))})
+    folder = generate_months(tmp_path_factory.mktemp("schemaseeds"), users=50, months=1)[0][0]
+    ingest_month(folder, settings=s)
+    store = get_store(s)
+    apply(s, store)
+    materialize(settings=s, store=store)
+    yield create_app(s, store)
+    db.stop_embedded(s)
+
+
+def _schema(api_app):
+    import schemathesis
+
+    return schemathesis.openapi.from_asgi("/openapi.json", api_app)
+
+
+schema = __import__("schemathesis").pytest.from_fixture("api_schema")
+
+
+@pytest.fixture(scope="module")
+def api_schema(api_app):
+    return _schema(api_app)
+
+
+@schema.parametrize()
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+def test_api_schema_no_500_and_conformant(case, record_generated):
+    response = case.call()
+    assert response.status_code < 500, (case.path, case.path_parameters, response.text[:300])
+    case.validate_response(response)
+    record_generated("API requests")
