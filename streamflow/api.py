@@ -16,14 +16,38 @@ from typing import Any
 
 from fastapi import FastAPI, Path
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from streamflow.access import bearer_ok
-from streamflow.catalog import SERVICE
+from streamflow.catalog import SERVICE, USER_ID_PATTERN
 from streamflow.config import Settings, load_settings
 from streamflow.errors import BackendUnavailable, NotFound, StreamflowError, from_backend
 from streamflow.online import online_features, validate_user_id
 from streamflow.status import health as check_health
 from streamflow.store import get_store, require_applied
+
+
+class ErrorBody(BaseModel):
+    """Every error: a message (or FastAPI's list of parameter problems) and the error class."""
+
+    detail: str | list[dict[str, Any]]
+    error: str | None = None
+
+
+class FeaturesBody(BaseModel):
+    user_id: str
+    features: dict[str, Any]
+    event_timestamps: dict[str, str | None]
+
+
+class HealthBody(BaseModel):
+    status: str
+    postgres: str | None
+    online_store: str
+    feature_service: str
+
+
+ERRORS = {code: {"model": ErrorBody} for code in (401, 404, 422, 503)}
 
 
 def create_app(settings: Settings | None = None, store=None) -> FastAPI:
@@ -60,7 +84,7 @@ def create_app(settings: Settings | None = None, store=None) -> FastAPI:
     async def _mapped(_request, exc: StreamflowError):
         return JSONResponse(status_code=exc.http_status, content={"detail": str(exc), "error": type(exc).__name__})
 
-    @app.get("/health")
+    @app.get("/health", response_model=HealthBody, responses={503: {"model": ErrorBody}})
     def health() -> dict:
         h = check_health(settings)
         problems = list(h.problems)
@@ -80,8 +104,15 @@ def create_app(settings: Settings | None = None, store=None) -> FastAPI:
             "feature_service": SERVICE,
         }
 
-    @app.get("/features/{user_id}")
-    def features(user_id: str = Path(..., max_length=200, description="e.g. 7590-VHVEG")) -> dict:
+    @app.get("/features/{user_id}", response_model=FeaturesBody, responses=ERRORS)
+    def features(
+        user_id: str = Path(
+            ...,
+            max_length=200,
+            description="e.g. 7590-VHVEG",
+            json_schema_extra={"pattern": USER_ID_PATTERN},  # documented; enforced with a clear message
+        ),
+    ) -> dict:
         validate_user_id(user_id)
         try:
             rec = online_features([user_id], settings=settings, store=the_store())[0]

@@ -457,7 +457,7 @@ def prepare_month(
 
         failed = [v for v in validations if not v.success]
         if failed:
-            csv = {t.name: t.csv for t in TABLES} | {REFERENTIAL: "cross-file check"}
+            csv = {t.name: t.csv for t in TABLES} | {REFERENTIAL: "cross-file check (user_ids missing from users.csv)"}
             lines = "\n".join(describe_failure(v, csv[v.table]) for v in failed)
             raise IngestError(
                 f"refused month {resolved} from {folder}: validation failed, nothing was written\n{lines}",
