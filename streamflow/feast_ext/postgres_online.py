@@ -53,7 +53,7 @@ def _utc(ts: datetime | None) -> datetime | None:
 class StreamflowPostgreSQLOnlineStore(PostgreSQLOnlineStore):
     @contextlib.contextmanager
     def _get_conn(self, config: RepoConfig, autocommit: bool = False) -> Iterator[Connection]:
-        # the stock method asserts `type == "postgres"`; otherwise identical
+        # the stock method asserts `type == "postgres"`, and never replaces a broken connection
         if config.online_store.conn_type == ConnectionType.pool:
             if not self._conn_pool:
                 self._conn_pool = _get_connection_pool(config.online_store)
@@ -63,7 +63,9 @@ class StreamflowPostgreSQLOnlineStore(PostgreSQLOnlineStore):
             yield connection
             self._conn_pool.putconn(connection)
         else:
-            if not self._conn:
+            # reconnect after a lost connection (a restarted server): the stock store keeps the
+            # dead one forever, so every later read would fail
+            if not self._conn or self._conn.closed or self._conn.broken:
                 self._conn = _get_conn(config.online_store)
             self._conn.set_autocommit(autocommit)
             yield self._conn

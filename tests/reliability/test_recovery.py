@@ -1,0 +1,203 @@
+"""Recovery: the database server or Redis restarted under a running feature API and app.
+
+A private PostgreSQL server (the pgserver wheel's binaries, on a free loopback port, reached
+over TCP like any server) and a private redis-server are restarted while `streamflow
+serve-api` (a real process) and the app (AppTest, in process) keep running. The request in
+flight may get a clear 503 / message; the next ones succeed, with no restart of either.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from streamflow import db
+from streamflow.config import load_settings
+from streamflow.ingest import ingest_month
+from streamflow.materialize import materialize
+from streamflow.store import apply, get_store
+from tests.conftest import REPO, _home, cli_env, free_port, serve_process
+
+USER = "7590-VHVEG"
+
+
+def _pg_bin(name: str) -> str:
+    import pgserver
+
+    return str(Path(pgserver.__file__).parent / "pginstall" / "bin" / name)
+
+
+class PrivatePostgres:
+    """initdb + pg_ctl of the pgserver wheel, run as its `pgserver` system user when we are root."""
+
+    def __init__(self) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="sf-pg-"))
+        self.root.chmod(0o755)
+        self.data = self.root / "data"
+        self.port = free_port()
+        self.user = ["runuser", "-u", "pgserver", "--"] if os.geteuid() == 0 else []
+        if self.user:
+            shutil.chown(self.root, "pgserver")
+        self._run(_pg_bin("initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+
+    def _run(self, *cmd: str) -> None:
+        subprocess.run([*self.user, *cmd], check=True, capture_output=True, timeout=120)
+
+    def _ctl(self, *args: str) -> None:
+        opts = f"-p {self.port} -h 127.0.0.1 -k {self.root}"
+        self._run(_pg_bin("pg_ctl"), "-D", str(self.data), "-o", opts, "-l", str(self.root / "log"), "-w", *args)
+
+    def start(self) -> None:
+        self._ctl("start")
+
+    def restart(self) -> None:
+        self._ctl("-m", "fast", "restart")
+
+    def stop(self) -> None:
+        self._ctl("-m", "fast", "stop")
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    pg = PrivatePostgres()
+    pg.start()
+    home = _home(tmp_path_factory.mktemp("recover"))
+    settings = load_settings({"STREAMFLOW_HOME": str(home), "STREAMFLOW_DATABASE_URL": pg.url})
+    from streamflow.seeds import generate_months
+
+    folder = generate_months(tmp_path_factory.mktemp("recseeds"), users=200, months=1)[0][0]
+    ingest_month(folder, settings=settings)
+    store = get_store(settings)
+    apply(settings, store)
+    materialize(settings=settings, store=store)
+    yield pg, settings
+    pg.stop()
+    shutil.rmtree(pg.root, ignore_errors=True)
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def _until_ok(url: str, seconds: float = 30) -> list[int]:
+    codes = []
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        code, body = _get(url)
+        codes.append(code)
+        if code == 200:
+            return codes
+        assert code == 503 and ("unreachable" in body or "database" in body.lower()), (code, body[:300])
+        time.sleep(0.5)
+    raise AssertionError(f"never served again: {codes}")
+
+
+def test_api_survives_a_postgres_restart(server, record):
+    pg, settings = server
+    port = free_port()
+    cmd = [sys.executable, "-m", "streamflow.cli", "serve-api", "--port", str(port)]
+    base = f"http://127.0.0.1:{port}"
+    with serve_process(cmd, cli_env(settings), f"{base}/health", settings.home / "api.log"):
+        assert _get(f"{base}/features/{USER}")[0] == 200
+        pg.restart()
+        first = _get(f"{base}/features/{USER}")
+        codes = [first[0]] + (_until_ok(f"{base}/features/{USER}") if first[0] != 200 else [])
+        assert first[0] in (200, 503), first
+        assert codes[-1] == 200 and len(codes) <= 3, codes  # the next request serves again
+        assert _get(f"{base}/health")[0] == 200
+    record(f"PostgreSQL restarted under the API -> responses {codes}; served again without restarting the API")
+
+
+def test_app_survives_a_postgres_restart(server, monkeypatch, record):
+    from streamlit.testing.v1 import AppTest
+
+    pg, settings = server
+    for k, v in cli_env(settings).items():
+        if k.startswith("STREAMFLOW_") or k == "REDIS_URL":
+            monkeypatch.setenv(k, v)
+    at = AppTest.from_file(str(REPO / "app" / "streamlit_app.py"), default_timeout=120)
+    at.switch_page("views/online_lookup.py").run()
+    at.button[0].click().run()
+    assert not at.exception and not at.error
+    pg.restart()
+    outcomes = []
+    for _ in range(3):
+        at.button[0].click().run()
+        assert not at.exception, [e.value for e in at.exception]
+        outcomes.append("error" if at.error else "ok")
+        if not at.error:
+            break
+        assert any("unreachable" in e.value or "database" in e.value.lower() for e in at.error)
+    assert outcomes[-1] == "ok", outcomes
+    record(f"PostgreSQL restarted under the app -> lookups {outcomes}; no traceback, no app restart")
+
+
+def test_api_survives_a_redis_restart(tmp_path_factory, record):
+    import redis
+
+    rdir = Path(tempfile.mkdtemp(prefix="sf-redis-"))
+    port = free_port()
+    exe = shutil.which("redis-server")
+    assert exe, "redis-server is not installed"
+
+    def start() -> subprocess.Popen:
+        p = subprocess.Popen(
+            [exe, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(rdir), "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(100):
+            try:
+                redis.Redis(port=port).ping()
+                return p
+            except redis.RedisError:
+                time.sleep(0.1)
+        raise AssertionError("redis-server did not start")
+
+    proc = start()
+    home = _home(tmp_path_factory.mktemp("recredis"))
+    settings = load_settings(
+        {"STREAMFLOW_HOME": str(home), "STREAMFLOW_ONLINE_STORE": "redis", "REDIS_URL": f"redis://127.0.0.1:{port}/0"}
+    )
+    try:
+        from streamflow.seeds import generate_months
+
+        folder = generate_months(tmp_path_factory.mktemp("recrseeds"), users=100, months=1)[0][0]
+        ingest_month(folder, settings=settings)
+        store = get_store(settings)
+        apply(settings, store)
+        materialize(settings=settings, store=store)
+        api_port = free_port()
+        cmd = [sys.executable, "-m", "streamflow.cli", "serve-api", "--port", str(api_port)]
+        base = f"http://127.0.0.1:{api_port}"
+        with serve_process(cmd, cli_env(settings), f"{base}/health", home / "api.log"):
+            assert _get(f"{base}/features/{USER}")[0] == 200
+            redis.Redis(port=port).shutdown(save=True)  # a restart that keeps its data on disk
+            proc.wait(10)
+            down = _get(f"{base}/features/{USER}")
+            assert down[0] == 503 and "unreachable" in down[1], down
+            proc = start()
+            codes = _until_ok(f"{base}/features/{USER}")
+        record(f"Redis restarted under the API -> 503 while down, then {codes}; no API restart")
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        db.stop_embedded(settings)
+        shutil.rmtree(rdir, ignore_errors=True)
