@@ -130,7 +130,11 @@ def create_app(settings: Settings | None = None, store=None) -> FastAPI:
     return app
 
 
-def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
+def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
+    """Run the API; with several workers each process opens its own store (settings from env)."""
     import uvicorn
 
-    uvicorn.run(create_app(), host=host, port=port, log_level="info")
+    if workers > 1:
+        uvicorn.run("streamflow.api:create_app", factory=True, host=host, port=port, workers=workers, log_level="info")
+    else:
+        uvicorn.run(create_app(), host=host, port=port, log_level="info")

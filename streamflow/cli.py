@@ -242,7 +242,7 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
 def cmd_serve_api(args: argparse.Namespace) -> int:
     from streamflow.api import serve
 
-    serve(host=args.host, port=args.port)
+    serve(host=args.host, port=args.port, workers=args.workers)
     return 0
 
 
@@ -332,6 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve-api", help="run the feature API (FastAPI)")
     s.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
     s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--workers", type=int, default=1, help="worker processes (each opens its own store)")
     s.set_defaults(func=cmd_serve_api)
     return p
 
