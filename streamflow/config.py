@@ -7,7 +7,9 @@ With nothing set, StreamFlow runs on an embedded PostgreSQL (pgserver) kept unde
     STREAMFLOW_PG_HOST / _PORT / _USER / _PASSWORD / _DB                    a PostgreSQL server
     STREAMFLOW_PG_SSLMODE              libpq sslmode for a server (default prefer)
     STREAMFLOW_ONLINE_STORE            postgres (default) | redis
-    REDIS_URL                          redis://127.0.0.1:6379/0 (when the online store is redis)
+    REDIS_URL                          redis://127.0.0.1:6379/0 (when the online store is redis);
+                                       several nodes (redis://h1:7000,h2:7001,h3:7002) mean a Redis Cluster
+    STREAMFLOW_REDIS_CLUSTER           1: REDIS_URL names a Redis Cluster even with one node
     STREAMFLOW_HOME                    project folder holding feature_repo/, data/, .streamflow/
 """
 
@@ -53,6 +55,11 @@ class Settings:
     pg_sslmode: str = "prefer"
     api_token: str = field(default="", repr=False)  # STREAMFLOW_API_TOKEN: the API's Bearer token
     admin_password: str = field(default="", repr=False)  # STREAMFLOW_ADMIN_PASSWORD: the app's write actions
+    redis_cluster: bool = False  # REDIS_URL names a Redis Cluster (several nodes, or STREAMFLOW_REDIS_CLUSTER=1)
+
+    @property
+    def redis(self) -> RedisTarget:
+        return parse_redis_url(self.redis_url)
 
     @property
     def state_dir(self) -> Path:
@@ -111,7 +118,40 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         "api_token": merged.get("STREAMFLOW_API_TOKEN", "") or "",
         "admin_password": merged.get("STREAMFLOW_ADMIN_PASSWORD", "") or "",
     }
-    return replace(_backend(merged, home, get), **secrets)
+    base = _backend(merged, home, get)
+    cluster = len(parse_redis_url(base.redis_url).nodes) > 1 or get("STREAMFLOW_REDIS_CLUSTER").lower() in (
+        "1",
+        "true",
+        "yes",
+    )
+    return replace(base, redis_cluster=cluster, **secrets)
+
+
+@dataclass(frozen=True)
+class RedisTarget:
+    nodes: tuple[tuple[str, int], ...]
+    db: int
+    password: str = field(default="", repr=False)
+    ssl: bool = False
+
+
+def parse_redis_url(url: str) -> RedisTarget:
+    """redis[s]://[:password@]host:port[,host:port...][/db] -> its nodes, db, password, TLS."""
+    scheme, sep, rest = url.strip().partition("://")
+    if not sep or scheme not in ("redis", "rediss"):
+        raise ConfigError(f"REDIS_URL must start with redis:// or rediss://, got {url!r}")
+    auth, _, hosts = rest.rpartition("@")
+    hosts, _, db = hosts.partition("/")
+    nodes = []
+    for part in filter(None, hosts.split(",")):
+        host, _, port = part.rpartition(":") if ":" in part else (part, "", "6379")
+        if not port.isdigit():
+            raise ConfigError(f"REDIS_URL node {part!r} needs a numeric port")
+        nodes.append((host or "127.0.0.1", int(port)))
+    if not db.isdigit() and db:
+        raise ConfigError(f"REDIS_URL database {db!r} must be a number")
+    password = unquote(auth.partition(":")[2] if ":" in auth else auth)
+    return RedisTarget(tuple(nodes) or (("127.0.0.1", 6379),), int(db or 0), password, scheme == "rediss")
 
 
 def _backend(merged: dict[str, str], home: Path, get) -> Settings:

@@ -16,6 +16,8 @@ The table is the one place these numbers live: `cli.main`, `api.create_app` and
 
 from __future__ import annotations
 
+import re
+
 
 class StreamflowError(Exception):
     """Base of every error a user can act on; the message says what to do."""
@@ -96,8 +98,15 @@ def from_backend(exc: BaseException, url: str = "") -> BackendUnavailable | None
         import redis
     except ImportError:  # pragma: no cover - redis is a dependency
         return None
-    if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
+    if isinstance(
+        exc,
+        redis.exceptions.ConnectionError
+        | redis.exceptions.TimeoutError
+        | redis.exceptions.ClusterError
+        | redis.exceptions.RedisClusterException,
+    ):
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        url = re.sub(r"://[^@/]*@", "://***@", url)  # never a password in a message
         return BackendUnavailable(
             f"the Redis online store is unreachable{f' ({url})' if url else ''}: {first}. "
             "Start Redis (or set REDIS_URL / STREAMFLOW_ONLINE_STORE=postgres) and retry."

@@ -109,3 +109,21 @@ def online_frame(
             if rec.found:
                 rows.append({JOIN_KEY: rec.user_id, **rec.features})
     return pd.DataFrame(rows)
+
+
+def redis_client(settings: Settings, timeout: float = 2.0):
+    """A client of the Redis online store (a RedisCluster for a cluster), for health checks and tools."""
+    import redis
+    from redis.cluster import ClusterNode, RedisCluster
+
+    r = settings.redis
+    common = {
+        "password": r.password or None,
+        "ssl": r.ssl,
+        "socket_connect_timeout": timeout,
+        "socket_timeout": timeout,
+    }
+    if settings.redis_cluster:
+        return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in r.nodes], **common)
+    host, port = r.nodes[0]
+    return redis.Redis(host=host, port=port, db=r.db, **common)

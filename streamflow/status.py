@@ -98,7 +98,9 @@ def health(settings: Settings | None = None) -> Health:
         import redis
 
         try:
-            redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2).ping()
+            from streamflow.online import redis_client
+
+            redis_client(settings).ping()
             online_ok = True
         except redis.RedisError as exc:
             online_ok = False

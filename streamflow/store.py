@@ -19,12 +19,11 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
 
 from streamflow import db
 from streamflow.catalog import LABEL_FEATURE, LABEL_VIEW, LINEAGE_FIELDS, SERVICE
 from streamflow.config import Settings, load_settings
-from streamflow.errors import InvalidInput, NotFound, NotReady
+from streamflow.errors import NotFound, NotReady
 
 log = logging.getLogger(__name__)
 
@@ -34,15 +33,15 @@ __all__ = ["DEFAULT_SERVICE", "LABEL_FEATURE", "LABEL_VIEW", "get_store", "apply
 _PLACEHOLDER = re.compile(r"\$\{([A-Z0-9_]+)\}")
 
 
-def _redis_connection_string(url: str) -> str:
-    """redis://[:password@]host:port/db -> Feast's 'host:port,db=N[,password=...][,ssl=true]'."""
-    p = urlparse(url)
-    if p.scheme not in ("redis", "rediss"):
-        raise InvalidInput(f"REDIS_URL must start with redis:// or rediss://, got {url!r}")
-    parts = [f"{p.hostname or '127.0.0.1'}:{p.port or 6379}", f"db={(p.path or '/0').lstrip('/') or '0'}"]
-    if p.password:
-        parts.append(f"password={p.password}")
-    if p.scheme == "rediss":
+def _redis_connection_string(settings: Settings) -> str:
+    """REDIS_URL -> Feast's 'host:port[,host:port...][,db=N][,password=...][,ssl=true]'."""
+    r = settings.redis
+    parts = [f"{h}:{p}" for h, p in r.nodes]
+    if not settings.redis_cluster:  # cluster nodes have no SELECT
+        parts.append(f"db={r.db}")
+    if r.password:
+        parts.append(f"password={r.password}")
+    if r.ssl:
         parts.append("ssl=true")
     return ",".join(parts)
 
@@ -64,7 +63,8 @@ def feast_env(settings: Settings | None = None) -> dict[str, str]:
         "STREAMFLOW_FEAST_PG_PASSWORD": info.password,
         "STREAMFLOW_FEAST_PG_SSLMODE": settings.pg_sslmode,
         "STREAMFLOW_FEAST_REGISTRY_URL": info.sqlalchemy_url(),
-        "STREAMFLOW_FEAST_REDIS": _redis_connection_string(settings.redis_url),
+        "STREAMFLOW_FEAST_REDIS": _redis_connection_string(settings),
+        "STREAMFLOW_FEAST_REDIS_TYPE": "redis_cluster" if settings.redis_cluster else "redis",
         "FEAST_FS_YAML_FILE_PATH": str(yaml_path(settings)),
     }
 

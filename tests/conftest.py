@@ -374,3 +374,50 @@ def serve_process(cmd: list[str], env: dict[str, str], ready_url: str, log_path:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(5)
+
+
+def start_redis(port: int, data_dir: Path | None = None, *extra: str):
+    """A private redis-server on a loopback port (keeping its data in `data_dir` on shutdown,
+    else nothing); returns the process once it answers PING."""
+    import shutil
+    import subprocess
+    import tempfile
+    import time
+
+    import redis
+
+    exe = shutil.which("redis-server")
+    if exe is None:
+        pytest.fail("redis-server is not installed (apt-get install -y redis-server)")
+    persist = ["--dir", str(data_dir)] if data_dir else ["--save", ""]
+    log = (data_dir or Path(tempfile.gettempdir())) / f"redis-{port}.log"
+    proc = subprocess.Popen(
+        [
+            exe,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--appendonly",
+            "no",
+            *persist,
+            "--logfile",
+            str(log),
+            *extra,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    client = redis.Redis(port=port, socket_connect_timeout=0.5, socket_timeout=0.5, retry=None)
+    for _ in range(200):
+        if proc.poll() is not None:
+            raise RuntimeError(
+                f"redis-server on port {port} exited: " + (log.read_text()[-1500:] if log.exists() else "")
+            )
+        try:
+            client.ping()
+            return proc
+        except redis.RedisError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError(f"redis-server on port {port} did not start")

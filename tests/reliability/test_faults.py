@@ -8,7 +8,6 @@ compared with a clean run of the same inputs.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -22,7 +21,7 @@ from streamflow.config import load_settings
 from streamflow.ingest import ingest_month
 from streamflow.materialize import materialize
 from streamflow.seeds import generate_months
-from tests.conftest import REPO, _home, fingerprint, free_port
+from tests.conftest import REPO, _home, fingerprint, free_port, start_redis
 
 USERS = 20_000
 
@@ -201,26 +200,6 @@ def test_two_ingests_of_the_same_month_serialize(faulty, big_months, clean_ref, 
 # ---------------------------------------------------------------- Redis down
 
 
-def _start_redis(port: int) -> subprocess.Popen:
-    exe = shutil.which("redis-server")
-    if exe is None:
-        pytest.skip("redis-server not installed")
-    p = subprocess.Popen(
-        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    import redis
-
-    for _ in range(100):
-        try:
-            redis.Redis(port=port).ping()
-            return p
-        except redis.RedisError:
-            time.sleep(0.05)
-    raise RuntimeError("redis-server did not start")
-
-
 def test_redis_down_is_reported_and_recovers(tmp_path_factory, months, monkeypatch, record):
     from fastapi.testclient import TestClient
     from streamlit.testing.v1 import AppTest
@@ -232,7 +211,7 @@ def test_redis_down_is_reported_and_recovers(tmp_path_factory, months, monkeypat
 
     port = free_port()
     url = f"redis://127.0.0.1:{port}/0"
-    server = _start_redis(port)
+    server = start_redis(port)
     settings = _new_home(tmp_path_factory, "redisdown", STREAMFLOW_ONLINE_STORE="redis", REDIS_URL=url)
     try:
         ingest_month(months[0][0], settings=settings)
@@ -270,7 +249,7 @@ def test_redis_down_is_reported_and_recovers(tmp_path_factory, months, monkeypat
         assert not at.exception
         assert any("online store is unreachable" in e.value for e in at.error)
 
-        server = _start_redis(port)  # back (empty: no persistence) -> materialize -> serving again
+        server = start_redis(port)  # back (empty: no persistence) -> materialize -> serving again
         materialize(settings=settings, store=store)
         assert online_features(["7590-VHVEG"], settings=settings, store=store)[0].found
         assert api.get("/features/7590-VHVEG").status_code == 200

@@ -25,7 +25,7 @@ from streamflow.config import load_settings
 from streamflow.ingest import ingest_month
 from streamflow.materialize import materialize
 from streamflow.store import apply, get_store
-from tests.conftest import REPO, _home, cli_env, free_port, serve_process
+from tests.conftest import REPO, _home, cli_env, free_port, serve_process, start_redis
 
 USER = "7590-VHVEG"
 
@@ -154,22 +154,9 @@ def test_api_survives_a_redis_restart(tmp_path_factory, record):
 
     rdir = Path(tempfile.mkdtemp(prefix="sf-redis-"))
     port = free_port()
-    exe = shutil.which("redis-server")
-    assert exe, "redis-server is not installed"
 
     def start() -> subprocess.Popen:
-        p = subprocess.Popen(
-            [exe, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(rdir), "--appendonly", "no"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for _ in range(100):
-            try:
-                redis.Redis(port=port).ping()
-                return p
-            except redis.RedisError:
-                time.sleep(0.1)
-        raise AssertionError("redis-server did not start")
+        return start_redis(port, rdir)
 
     proc = start()
     home = _home(tmp_path_factory.mktemp("recredis"))
