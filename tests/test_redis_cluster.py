@@ -24,7 +24,7 @@ from streamflow.materialize import materialize
 from streamflow.online import online_features, redis_client
 from streamflow.skew import skew_report
 from streamflow.store import apply, get_store
-from tests.conftest import REPO, _home, cli_env, free_port, start_redis
+from tests.conftest import _home, app_page, cli_env, free_port, start_redis
 
 USER = "7590-VHVEG"
 
@@ -136,7 +136,6 @@ def redis_client_port(port: int):
 
 def test_a_node_down_is_a_clear_message_and_service_returns(cluster_store, monkeypatch):
     from fastapi.testclient import TestClient
-    from streamlit.testing.v1 import AppTest
 
     from streamflow.api import create_app
 
@@ -161,11 +160,7 @@ def test_a_node_down_is_a_clear_message_and_service_returns(cluster_store, monke
         api = TestClient(create_app(settings, store), raise_server_exceptions=False)
         r = api.get(f"/features/{USER}")
         assert r.status_code == 503 and "unreachable" in r.json()["detail"]
-        for k, v in cli_env(settings).items():
-            if k.startswith("STREAMFLOW_") or k == "REDIS_URL":
-                monkeypatch.setenv(k, v)
-        at = AppTest.from_file(str(REPO / "app" / "streamlit_app.py"), default_timeout=120)
-        at.switch_page("views/online_lookup.py").run()
+        at = app_page(settings, monkeypatch, "online_lookup")
         at.button[0].click().run()
         assert not at.exception
         assert any("unreachable" in e.value for e in at.error)

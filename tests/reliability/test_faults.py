@@ -21,7 +21,7 @@ from streamflow.config import load_settings
 from streamflow.ingest import ingest_month
 from streamflow.materialize import materialize
 from streamflow.seeds import generate_months
-from tests.conftest import REPO, _home, fingerprint, free_port, start_redis
+from tests.conftest import _home, app_page, fingerprint, free_port, start_redis
 
 USERS = 20_000
 
@@ -202,7 +202,6 @@ def test_two_ingests_of_the_same_month_serialize(faulty, big_months, clean_ref, 
 
 def test_redis_down_is_reported_and_recovers(tmp_path_factory, months, monkeypatch, record):
     from fastapi.testclient import TestClient
-    from streamlit.testing.v1 import AppTest
 
     from streamflow.api import create_app
     from streamflow.errors import BackendUnavailable
@@ -236,14 +235,7 @@ def test_redis_down_is_reported_and_recovers(tmp_path_factory, months, monkeypat
         api = TestClient(create_app(settings, store), raise_server_exceptions=False)
         r = api.get("/features/7590-VHVEG")
         assert r.status_code == 503 and "unreachable" in r.json()["detail"]
-        for k, v in {
-            "STREAMFLOW_HOME": str(settings.home),
-            "STREAMFLOW_ONLINE_STORE": "redis",
-            "REDIS_URL": url,
-        }.items():
-            monkeypatch.setenv(k, v)
-        at = AppTest.from_file(str(REPO / "app" / "streamlit_app.py"), default_timeout=120)
-        at.switch_page("views/online_lookup.py").run()
+        at = app_page(settings, monkeypatch, "online_lookup")
         at.text_input(key="lookup_id").set_value("7590-VHVEG")
         at.button[0].click().run()
         assert not at.exception

@@ -25,7 +25,7 @@ from streamflow.config import load_settings
 from streamflow.ingest import ingest_month
 from streamflow.materialize import materialize
 from streamflow.store import apply, get_store
-from tests.conftest import REPO, _home, cli_env, free_port, serve_process, start_redis
+from tests.conftest import _home, app_page, cli_env, free_port, serve_process, start_redis
 
 USER = "7590-VHVEG"
 
@@ -126,14 +126,8 @@ def test_api_survives_a_postgres_restart(server, record):
 
 
 def test_app_survives_a_postgres_restart(server, monkeypatch, record):
-    from streamlit.testing.v1 import AppTest
-
     pg, settings = server
-    for k, v in cli_env(settings).items():
-        if k.startswith("STREAMFLOW_") or k == "REDIS_URL":
-            monkeypatch.setenv(k, v)
-    at = AppTest.from_file(str(REPO / "app" / "streamlit_app.py"), default_timeout=120)
-    at.switch_page("views/online_lookup.py").run()
+    at = app_page(settings, monkeypatch, "online_lookup")
     at.button[0].click().run()
     assert not at.exception and not at.error
     pg.restart()
