@@ -229,6 +229,8 @@ def compare(
     if reference.empty or current.empty:
         raise InvalidInput("both populations need at least one row")
     rows = [{"feature": f, **feature_drift(reference[f], current[f], t)} for f in feats]
+    first = ["feature", "drifted", "kind", "method", "score", "threshold", "second_method", "second_score"]
     table = pd.DataFrame(rows)
+    table = table[first + [c for c in table.columns if c not in first]]
     table = table.sort_values(["drifted", "score"], ascending=[False, False], kind="stable").reset_index(drop=True)
     return DriftReport(reference_label, current_label, table, t, reference[feats], current[feats])
