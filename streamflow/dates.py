@@ -8,6 +8,7 @@ snapshot in force and the error lists the dates that exist.
 from __future__ import annotations
 
 import calendar
+import re
 from datetime import UTC, date, datetime, timedelta
 
 from streamflow.errors import InvalidInput, NotFound, NotReady
@@ -48,6 +49,19 @@ def parse_date(value: str | date | datetime, what: str = "as_of", available: lis
         hint = f"; available snapshots: {fmt_dates(available)}" if available is not None else ""
         shown = str(value)[:40]
         raise InvalidInput(f"{what} {shown!r} is not a date in YYYY-MM-DD form{hint}") from None
+
+
+ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def iso_date_or_none(text: str) -> date | None:
+    """A YYYY-MM-DD cell as a date (any year 0001-9999), None when it is not one."""
+    if not ISO_DATE.fullmatch(text):
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        return None
 
 
 def parse_month_end(value: str | date, what: str = "as_of") -> date:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import io
 import logging
-import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -33,7 +32,7 @@ import pyarrow.csv as pacsv
 from streamflow import db, runs
 from streamflow.catalog import JOIN_KEY, TABLES, USERS, Column, Table, table
 from streamflow.config import Settings, load_settings
-from streamflow.dates import parse_month_end
+from streamflow.dates import iso_date_or_none, parse_month_end
 from streamflow.errors import BackendUnavailable, InvalidInput, NotFound, StreamflowError, ValidationRefused
 from streamflow.quality import REFERENTIAL, TableValidation, validate_month, validate_table
 from streamflow.validation_report import describe_failure
@@ -140,18 +139,6 @@ def _examples(raw: pd.DataFrame, bad: np.ndarray, col: str) -> list[dict]:
     return [{"line": int(i) + 2, "user_id": str(ids.iat[i]), "value": str(raw[col].iat[i])[:80]} for i in idx]
 
 
-ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-
-
-def _iso_date(text: str) -> date | None:
-    if not ISO_DATE.fullmatch(text):
-        return None
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        return None
-
-
 def _coerce_column(c: Column, s: pd.Series) -> tuple[pd.Series, np.ndarray]:
     """Typed series and a mask of non-blank values that could not be parsed."""
     s = s.str.strip()
@@ -180,7 +167,7 @@ def _coerce_column(c: Column, s: pd.Series) -> tuple[pd.Series, np.ndarray]:
         # python dates (so range checks compare date with date, and years past 2262 -- out of
         # pandas' nanosecond range -- are still dates); parsed once per distinct value
         text = s.where(~blank, None)
-        parsed = {v: _iso_date(v) for v in pd.unique(text.dropna())}
+        parsed = {v: iso_date_or_none(v) for v in pd.unique(text.dropna())}
         out = text.map(parsed, na_action="ignore").astype(object)
         out = out.where(out.notna(), None)
         bad = out.isna().to_numpy() & ~blank
