@@ -21,15 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from streamflow import db
-from streamflow.catalog import LABEL_FEATURE, LABEL_VIEW, LINEAGE_FIELDS, SERVICE
+from streamflow.catalog import LINEAGE_FIELDS, SERVICE
 from streamflow.config import Settings, load_settings
 from streamflow.errors import NotFound, NotReady
 
 log = logging.getLogger(__name__)
 
 PROJECT = "streamflow"
-DEFAULT_SERVICE = SERVICE
-__all__ = ["DEFAULT_SERVICE", "LABEL_FEATURE", "LABEL_VIEW", "get_store", "apply", "resolve_features"]
 _PLACEHOLDER = re.compile(r"\$\{([A-Z0-9_]+)\}")
 
 
@@ -156,7 +154,7 @@ def apply(settings: Settings | None = None, store=None, verbose: bool = False) -
 
 def is_applied(store) -> bool:
     try:
-        store.get_feature_service(DEFAULT_SERVICE)
+        store.get_feature_service(SERVICE)
         return True
     except Exception:  # noqa: BLE001 - Feast raises several "not found" types
         return False
@@ -193,7 +191,7 @@ def parse_refs(spec: str | list[str] | None, services: dict[str, list[str]], vie
     """`None`/a service/`view`/`view:feature,...` -> feature references, given the registry's
     services (name -> refs) and views (name -> features). Pure: no store is read."""
     if spec is None or spec == "" or spec == []:
-        spec = DEFAULT_SERVICE
+        spec = SERVICE
     items = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec)]
     refs: list[str] = []
     for item in filter(None, items):
