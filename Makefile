@@ -21,8 +21,17 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 	$(BIN)/pip install -q --no-deps -e .
 	touch $(STAMP)
 
-# + the dev pins: tests, lint, benchmarks, the optional Prefect flow
-$(DEV_STAMP): $(STAMP) requirements-dev.txt requirements-prefect.txt
+# the lake profile's Spark, only when it is chosen (STREAMFLOW_OFFLINE_STORE=spark make run)
+SPARK_STAMP := $(VENV)/.installed-spark
+$(SPARK_STAMP): $(STAMP) requirements-spark.txt
+	@command -v java >/dev/null || { echo "the lake profile needs Java 17 (e.g. apt-get install -y openjdk-17-jre-headless)"; exit 1; }
+	$(BIN)/pip install -q -r requirements-spark.txt -c constraints.txt
+	touch $(SPARK_STAMP)
+
+PROFILE_STAMP := $(if $(filter spark,$(STREAMFLOW_OFFLINE_STORE)),$(SPARK_STAMP),$(STAMP))
+
+# + the dev pins: tests, lint, benchmarks, the optional Prefect flow, Spark
+$(DEV_STAMP): $(STAMP) requirements-dev.txt requirements-prefect.txt requirements-spark.txt
 	$(BIN)/pip install -q -r requirements-dev.txt -c constraints.txt
 	touch $(DEV_STAMP)
 
@@ -33,7 +42,7 @@ install-dev: $(DEV_STAMP)
 PORT ?= 8501
 ADDRESS ?= 127.0.0.1
 
-bootstrap: $(STAMP)
+bootstrap: $(PROFILE_STAMP)
 	$(BIN)/streamflow bootstrap
 	$(BIN)/streamflow status
 

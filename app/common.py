@@ -140,7 +140,9 @@ def sidebar() -> None:
         st.markdown("### StreamFlow")
         st.caption("Churn feature platform on one Feast store")
         st.markdown(f"**Backend** · {'embedded PostgreSQL' if s.embedded else f'server {s.pg_host}:{s.pg_port}'}")
-        st.markdown(f"**Online store** · {s.online_store}")
+        if s.offline_store == "spark":
+            st.markdown(f"**Offline store** · Spark over the Parquet lake ({s.spark_master})")
+        st.markdown(f"**Online store** · {s.online_store}" + (" (cluster)" if s.redis_cluster else ""))
         try:
             dates = snapshot_dates()
             st.markdown(f"**Latest snapshot** · {dates[-1] if dates else 'none yet'}")

@@ -39,6 +39,12 @@ def bootstrap(
         else:
             say(f"  {folder.name}: ingested as_of {r.as_of}, {r.rows['users']:,} users in {r.duration_s:.1f}s")
 
+    if settings.offline_store == "spark":
+        from streamflow.lake import export
+
+        say(f"lake profile: months missing from {settings.lake_path} are exported from PostgreSQL")
+        export(settings, say=say, only_missing=True)
+
     from streamflow import runs
     from streamflow.materialize import materialize
     from streamflow.status import snapshot_dates

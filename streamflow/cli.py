@@ -125,6 +125,16 @@ def cmd_restore(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_lake(args: argparse.Namespace) -> int:
+    from streamflow.config import load_settings
+    from streamflow.lake import export
+
+    settings = load_settings()
+    done = export(settings, say=lambda m: print(m, flush=True))
+    print(f"exported {len(done)} month(s) of every snapshot table to {settings.lake_path}")
+    return 0
+
+
 def cmd_catalog(args: argparse.Namespace) -> int:
     from streamflow.catalog import markdown_table
 
@@ -277,6 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("apply", help="register feature_repo/ in the Feast registry (Feast's own apply)")
     s.add_argument("--verbose", action="store_true", help="also print Feast's own output")
     s.set_defaults(func=cmd_apply)
+
+    s = sub.add_parser("export-lake", help="back-fill the Parquet lake from the PostgreSQL snapshots")
+    s.set_defaults(func=cmd_export_lake)
 
     s = sub.add_parser("catalog", help="the tables and columns of the catalog (markdown)")
     s.set_defaults(func=cmd_catalog)

@@ -10,6 +10,9 @@ With nothing set, StreamFlow runs on an embedded PostgreSQL (pgserver) kept unde
     REDIS_URL                          redis://127.0.0.1:6379/0 (when the online store is redis);
                                        several nodes (redis://h1:7000,h2:7001,h3:7002) mean a Redis Cluster
     STREAMFLOW_REDIS_CLUSTER           1: REDIS_URL names a Redis Cluster even with one node
+    STREAMFLOW_OFFLINE_STORE           postgres (default) | spark: the lake profile (Parquet lake + Spark)
+    STREAMFLOW_LAKE                    the lake's folder (default .streamflow/lake)
+    STREAMFLOW_SPARK_MASTER            Spark master (default local[2]; spark://host:7077 for a cluster)
     STREAMFLOW_HOME                    project folder holding feature_repo/, data/, .streamflow/
 """
 
@@ -23,6 +26,7 @@ from urllib.parse import unquote, urlparse
 from streamflow.errors import InvalidInput
 
 ONLINE_STORES = ("postgres", "redis")
+OFFLINE_STORES = ("postgres", "spark")
 
 
 class ConfigError(InvalidInput):
@@ -56,6 +60,13 @@ class Settings:
     api_token: str = field(default="", repr=False)  # STREAMFLOW_API_TOKEN: the API's Bearer token
     admin_password: str = field(default="", repr=False)  # STREAMFLOW_ADMIN_PASSWORD: the app's write actions
     redis_cluster: bool = False  # REDIS_URL names a Redis Cluster (several nodes, or STREAMFLOW_REDIS_CLUSTER=1)
+    offline_store: str = "postgres"  # or "spark": the lake profile
+    lake: str = ""  # the Parquet lake (default <home>/.streamflow/lake)
+    spark_master: str = "local[2]"
+
+    @property
+    def lake_path(self) -> Path:
+        return Path(self.lake) if self.lake else self.state_dir / "lake"
 
     @property
     def redis(self) -> RedisTarget:
@@ -88,8 +99,10 @@ class Settings:
         return f"PostgreSQL server {self.pg_user}@{self.pg_host}:{self.pg_port}/{self.pg_db}"
 
     def describe(self) -> dict[str, str]:
+        lake = {"offline store": f"Spark over the Parquet lake ({self.lake_path}, {self.spark_master})"}
         return {
-            "offline store / database": self.backend_label,
+            **(lake if self.offline_store == "spark" else {}),
+            ("database" if self.offline_store == "spark" else "offline store / database"): self.backend_label,
             "online store": self.online_store
             + (f" ({_redact(self.redis_url)})" if self.online_store == "redis" else ""),
         }
@@ -124,7 +137,22 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         "true",
         "yes",
     )
-    return replace(base, redis_cluster=cluster, **secrets)
+    offline = get("STREAMFLOW_OFFLINE_STORE", "postgres").lower()
+    if offline not in OFFLINE_STORES:
+        raise ConfigError(
+            f"STREAMFLOW_OFFLINE_STORE={offline!r} is not supported; use one of {', '.join(OFFLINE_STORES)}"
+        )
+    lake = get("STREAMFLOW_LAKE")
+    if "://" in lake:
+        raise ConfigError(f"STREAMFLOW_LAKE={lake!r}: only a local (or mounted) folder is supported")
+    return replace(
+        base,
+        redis_cluster=cluster,
+        offline_store=offline,
+        lake=str(Path(lake).resolve()) if lake else "",
+        spark_master=get("STREAMFLOW_SPARK_MASTER", "local[2]"),
+        **secrets,
+    )
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,10 @@ session's time zone, and exposes the snapshot date itself as a string feature (t
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
+
 from feast import Field
 from feast import types as feast_types
 from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import PostgreSQLSource
@@ -18,6 +22,18 @@ from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source i
 from streamflow.catalog import JOIN_KEY, LINEAGE_FIELDS, TIMESTAMP, Table
 
 TAGS = {"domain": "churn", "cadence": "monthly", "owner": "streamflow-data"}
+_settings: ContextVar = ContextVar("streamflow_repo_settings", default=None)
+
+
+@contextlib.contextmanager
+def for_settings(settings) -> Iterator[None]:
+    """While Feast parses feature_repo/, derive the sources for these settings (not the
+    process environment's): `streamflow apply` of one profile from a process of another."""
+    token = _settings.set(settings)
+    try:
+        yield
+    finally:
+        _settings.reset(token)
 
 
 def source_query(t: Table) -> str:
@@ -28,8 +44,26 @@ def source_query(t: Table) -> str:
     )
 
 
-def snapshot_source(t: Table) -> PostgreSQLSource:
-    """The PostgreSQL source of one snapshot table."""
+def snapshot_source(t: Table):
+    """The source of one snapshot table: its PostgreSQL table, or its Parquet folder in the lake
+    when STREAMFLOW_OFFLINE_STORE=spark (same name, fields and timestamps either way)."""
+    from streamflow.config import load_settings
+
+    settings = _settings.get() or load_settings()
+    if settings.offline_store == "spark":
+        from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
+
+        from streamflow.lake import table_path
+
+        return SparkSource(
+            name=t.snapshot,
+            path=str(table_path(settings, t)),
+            file_format="parquet",
+            timestamp_field=f"{TIMESTAMP}_ts",
+            created_timestamp_column="ingested_at",
+            description=f"Monthly snapshots (Parquet lake): {t.description}",
+            tags={"table": t.snapshot, "grain": "user_id x month end", "lake": "parquet"},
+        )
     return PostgreSQLSource(
         name=t.snapshot,
         query=source_query(t),

@@ -29,7 +29,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from streamflow import db, runs
+from streamflow import db, lake, runs
 from streamflow.catalog import JOIN_KEY, TABLES, USERS, Column, Table, table
 from streamflow.config import Settings, load_settings
 from streamflow.dates import iso_date_or_none, parse_month_end
@@ -467,7 +467,13 @@ def write_month(
         with _record_failure(settings, p.run_id, p.started, [p.as_of]):
             say("writing live and snapshot tables (one transaction)")
             t0 = time.perf_counter()
-            changed = _write_tables(settings, p.frames, p.as_of)
+            staged = lake.stage_month(settings, p.frames, p.as_of) if settings.offline_store == "spark" else []
+            try:
+                changed = _write_tables(settings, p.frames, p.as_of)
+            except BaseException:
+                lake.discard(staged)
+                raise
+            lake.publish(staged)  # the lake's partitions appear once PostgreSQL has committed
             p.timings["write_s"] = time.perf_counter() - t0
             rows = {t.name: len(p.frames[t.name]) for t in TABLES}
             runs.ingestion_ended(settings, p.run_id, p.as_of, "succeeded", p.started, "ok", rows, changed, p.digest)

@@ -23,7 +23,7 @@ from pathlib import Path
 from streamflow import db
 from streamflow.catalog import LINEAGE_FIELDS, SERVICE
 from streamflow.config import Settings, load_settings
-from streamflow.errors import NotFound, NotReady
+from streamflow.errors import InvalidInput, NotFound, NotReady
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,10 @@ def _redis_connection_string(settings: Settings) -> str:
 
 
 def yaml_path(settings: Settings) -> Path:
+    if settings.offline_store == "spark":
+        if settings.online_store != "postgres":
+            raise InvalidInput("the lake profile (STREAMFLOW_OFFLINE_STORE=spark) serves online from PostgreSQL only")
+        return settings.feature_repo / "feature_store.spark.yaml"
     name = "feature_store.redis.yaml" if settings.online_store == "redis" else "feature_store.yaml"
     return settings.feature_repo / name
 
@@ -63,6 +67,8 @@ def feast_env(settings: Settings | None = None) -> dict[str, str]:
         "STREAMFLOW_FEAST_REGISTRY_URL": info.sqlalchemy_url(),
         "STREAMFLOW_FEAST_REDIS": _redis_connection_string(settings),
         "STREAMFLOW_FEAST_REDIS_TYPE": "redis_cluster" if settings.redis_cluster else "redis",
+        "STREAMFLOW_FEAST_SPARK_MASTER": settings.spark_master,
+        "STREAMFLOW_FEAST_SPARK_DIR": str(settings.state_dir / "spark"),
         "FEAST_FS_YAML_FILE_PATH": str(yaml_path(settings)),
     }
 
@@ -99,6 +105,16 @@ def get_store(settings: Settings | None = None):
     from feast import FeatureStore
 
     settings = settings or load_settings()
+    if settings.offline_store == "spark":  # Spark's Python workers must run this interpreter (feast, streamflow)
+        try:
+            import pyspark  # noqa: F401
+        except ImportError:
+            raise NotReady(
+                "the lake profile (STREAMFLOW_OFFLINE_STORE=spark) needs pyspark and Java 17: "
+                "pip install -r requirements-spark.txt (`STREAMFLOW_OFFLINE_STORE=spark make run` does it)"
+            ) from None
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     return FeatureStore(repo_path=str(settings.feature_repo), config=repo_config(settings))
 
 
@@ -125,6 +141,8 @@ def _in_repo(repo: Path):
         path = str(repo.resolve())
         if path not in sys.path:
             sys.path.append(path)
+        for name in [n for n, m in sys.modules.items() if str(getattr(m, "__file__", "")).startswith(path + os.sep)]:
+            del sys.modules[name]  # parse the files afresh: their sources depend on the settings applied
         os.chdir(path)
         try:
             yield
@@ -140,8 +158,11 @@ def apply(settings: Settings | None = None, store=None, verbose: bool = False) -
     settings = settings or load_settings()
     store = store or get_store(settings)
     out = io.StringIO()
-    with _in_repo(settings.feature_repo):
+    from streamflow.feast_repo import for_settings
+
+    with _in_repo(settings.feature_repo), for_settings(settings):
         repo = parse_repo(settings.feature_repo.resolve())
+        _drop_sources_of_another_kind(store, repo.data_sources)
         with contextlib.redirect_stdout(sys.stdout if verbose else out):
             apply_total_with_repo_instance(store, store.project, store.registry, repo, skip_source_validation=False)
     return ApplyResult(
@@ -150,6 +171,16 @@ def apply(settings: Settings | None = None, store=None, verbose: bool = False) -
         feature_services=sorted(s.name for s in repo.feature_services),
         output=out.getvalue(),
     )
+
+
+def _drop_sources_of_another_kind(store, sources) -> None:
+    """A profile switch (PostgreSQL <-> the lake) changes each source's kind under the same name,
+    which Feast's registry cannot update in place: delete those first; apply then adds them."""
+    registered = {s.name: s for s in store.list_data_sources()}
+    for src in sources:
+        old = registered.get(src.name)
+        if old is not None and type(old) is not type(src):
+            store.registry.delete_data_source(src.name, store.project, commit=True)
 
 
 def is_applied(store) -> bool:

@@ -58,6 +58,15 @@ def entity_query(snapshot_as_of: date, as_of: date) -> str:
     )
 
 
+def entity_frame(settings: Settings, snapshot_as_of: date, as_of: date) -> pd.DataFrame:
+    """The entity frame as pandas (offline stores that cannot run PostgreSQL SQL: the lake)."""
+    from streamflow import db
+
+    with db.connection(settings) as conn:
+        ids = [r[0] for r in conn.execute(f"SELECT user_id FROM {USERS.snapshot} WHERE as_of = %s", (snapshot_as_of,))]
+    return pd.DataFrame({"user_id": ids, "event_timestamp": pd.Timestamp(as_of, tz="UTC")})
+
+
 def build_training_frame(
     as_of: str | date,
     features: str | list[str] | None = None,
@@ -83,8 +92,12 @@ def build_training_frame(
     label_refs = [f"{LABEL_VIEW}:{LABEL_FEATURE}"] if labels else []
     wanted = list(dict.fromkeys(refs + label_refs + lineage_refs))
 
-    df = store.get_historical_features(entity_df=entity_query(snap, day), features=wanted).to_df()
-    df = df.sort_values("user_id", kind="stable").reset_index(drop=True)
+    entity = entity_query(snap, day) if settings.offline_store == "postgres" else entity_frame(settings, snap, day)
+    df = store.get_historical_features(entity_df=entity, features=wanted).to_df()
+    # the same frame from every offline store: rows by user, columns in request order, UTC times
+    names = [r.split(":")[1] for r in wanted]
+    df["event_timestamp"] = pd.to_datetime(df["event_timestamp"], utc=True).astype("datetime64[ns, UTC]")
+    df = df[["user_id", "event_timestamp", *names]].sort_values("user_id", kind="stable").reset_index(drop=True)
 
     lineage = check_no_leakage(df, lineage_refs, day)
     if not keep_lineage:

@@ -1,0 +1,98 @@
+"""The lake profile (STREAMFLOW_OFFLINE_STORE=spark): the same months through the Parquet lake,
+Feast's Spark offline store and its spark.engine give the PostgreSQL profile's frames, row for
+row and value for value, and the same online values. One Spark session (local[2]) for the run."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import replace
+
+import pandas as pd
+import pytest
+
+from streamflow import db
+from streamflow.config import load_settings
+from streamflow.errors import StreamflowError
+from streamflow.ingest import ingest_month
+from streamflow.lake import partitions
+from streamflow.materialize import materialize
+from streamflow.online import online_features
+from streamflow.store import apply, get_store
+from streamflow.training import build_training_frame
+from tests.conftest import _home, fingerprint, reset_online_store
+
+AS_OFS = ["2024-01-31", "2024-02-15", "2024-02-29"]
+
+
+def _require_spark() -> None:
+    if shutil.which("java") is None:
+        pytest.fail("the lake profile needs Java 17 (apt-get install -y openjdk-17-jre-headless)")
+    import pyspark  # noqa: F401 - a missing install is a failure, not a skip
+
+
+@pytest.fixture(scope="module")
+def profiles(tmp_path_factory, months):
+    _require_spark()
+    home = _home(tmp_path_factory.mktemp("lake"))
+    pg = load_settings({"STREAMFLOW_HOME": str(home)})
+    lake = replace(pg, offline_store="spark")
+    for folder, _ in months[:2]:
+        ingest_month(folder, settings=lake)  # PostgreSQL snapshots and the lake, one month at a time
+    yield pg, lake
+    db.stop_embedded(pg)
+
+
+def test_ingest_writes_whole_partitions(profiles):
+    pg, lake = profiles
+    parts = partitions(lake)
+    assert all(p == ["2024-01-31", "2024-02-29"] for p in parts.values()), parts
+    hidden = [p for p in lake.lake_path.rglob(".*")]
+    assert hidden == [], hidden  # no staging folder left behind
+
+
+def test_frames_and_online_values_equal_the_postgres_profile(profiles):
+    pg, lake = profiles
+    store = get_store(pg)
+    apply(pg, store)
+    expected = {d: build_training_frame(d, settings=pg, store=store, keep_lineage=True).frame for d in AS_OFS}
+    materialize(settings=pg, store=store)
+    online_pg = fingerprint(pg, data=False, online=True)
+    lookups_pg = [r.features for r in online_features(["7590-VHVEG", "0000-NOONE"], settings=pg, store=store)]
+
+    os.environ.setdefault("PYSPARK_PYTHON", os.sys.executable)
+    spark_store = get_store(lake)
+    apply(lake, spark_store)  # the same views and services, now over SparkSource
+    assert type(spark_store.get_feature_view("subs_profile_fv").batch_source).__name__ == "SparkSource"
+    for d in AS_OFS:
+        got = build_training_frame(d, settings=lake, store=spark_store, keep_lineage=True).frame
+        pd.testing.assert_frame_equal(got, expected[d], check_dtype=True, obj=f"frame at {d}")
+
+    reset_online_store(lake)
+    r = materialize(settings=lake, store=spark_store)  # spark.engine
+    assert sum(r.rows.values()) > 0
+    assert fingerprint(lake, data=False, online=True) == online_pg
+    assert [r.features for r in online_features(["7590-VHVEG", "0000-NOONE"], settings=lake, store=spark_store)] == (
+        lookups_pg
+    )
+    assert lookups_pg[0]["monthly_fee"] == 29.85
+
+
+def test_a_refused_month_leaves_no_partition(profiles, month_copy):
+    pg, lake = profiles
+    folder = month_copy(2)
+    (folder / "labels.csv").write_text("user_id,churn_label\n7590-VHVEG,maybe\n")
+    with pytest.raises(StreamflowError):
+        ingest_month(folder, settings=lake)
+    assert all("2024-03-31" not in p for p in partitions(lake).values())
+    assert [p for p in lake.lake_path.rglob(".*")] == []
+
+
+def test_export_lake_backfills_missing_months(profiles):
+    from streamflow.lake import export
+
+    pg, lake = profiles
+    shutil.rmtree(lake.lake_path / "usage_agg_30d_snapshots" / "as_of=2024-01-31")
+    done = export(lake, say=lambda _m: None, only_missing=True)
+    assert list(done) == ["2024-01-31"]
+    assert partitions(lake)["usage_agg_30d_snapshots"] == ["2024-01-31", "2024-02-29"]
