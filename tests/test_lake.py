@@ -4,9 +4,7 @@ row and value for value, and the same online values. One Spark session (local[2]
 
 from __future__ import annotations
 
-import os
 import shutil
-import sys
 from dataclasses import replace
 
 import pandas as pd
@@ -61,7 +59,6 @@ def test_frames_and_online_values_equal_the_postgres_profile(profiles):
     online_pg = fingerprint(pg, data=False, online=True)
     lookups_pg = [r.features for r in online_features(["7590-VHVEG", "0000-NOONE"], settings=pg, store=store)]
 
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     spark_store = get_store(lake)
     apply(lake, spark_store)  # the same views and services, now over SparkSource
     assert type(spark_store.get_feature_view("subs_profile_fv").batch_source).__name__ == "SparkSource"
