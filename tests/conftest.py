@@ -339,6 +339,9 @@ def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
         auth = settings.pg_user + (f":{settings.pg_password}" if settings.pg_password else "")
         env["STREAMFLOW_DATABASE_URL"] = f"postgresql://{auth}@{settings.pg_host}:{settings.pg_port}/{settings.pg_db}"
     env["STREAMFLOW_ONLINE_STORE"] = settings.online_store
+    env["STREAMFLOW_OFFLINE_STORE"] = settings.offline_store
+    if settings.lake:
+        env["STREAMFLOW_LAKE"] = settings.lake
     if settings.online_store == "redis":
         env["REDIS_URL"] = settings.redis_url
     env.update(extra)

@@ -94,3 +94,16 @@ def test_export_lake_backfills_missing_months(profiles):
     done = export(lake, say=lambda _m: None, only_missing=True)
     assert list(done) == ["2024-01-31"]
     assert partitions(lake)["usage_agg_30d_snapshots"] == ["2024-01-31", "2024-02-29"]
+
+
+@pytest.mark.parametrize("page", ["training_frame", "skew", "drift", "catalog", "materialize"])
+def test_app_pages_on_the_lake(profiles, monkeypatch, page):
+    from tests.conftest import app_page
+
+    pg, lake = profiles
+    import streamlit as st
+
+    st.cache_data.clear()
+    at = app_page(lake, monkeypatch, page)
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
