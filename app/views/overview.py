@@ -49,6 +49,8 @@ with friendly_errors():
             labels={"value": "date", "variable": ""},
         )  # fmt: skip
         fig.update_traces(marker_size=13)
+        lo, hi = long["value"].min(), long["value"].max()  # a month either side, even when all agree
+        fig.update_xaxes(range=[lo - pd.Timedelta(days=35), hi + pd.Timedelta(days=10)], tickformat="%Y-%m-%d")
         st.plotly_chart(fig)
         behind = fresh[fresh["behind"]]
         if len(behind):
