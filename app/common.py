@@ -14,12 +14,12 @@ import streamlit as st
 
 from streamflow import runs
 from streamflow.config import Settings, load_settings
-from streamflow.errors import StreamflowError, from_backend
+from streamflow.errors import BackendUnavailable, StreamflowError, from_backend
 
 MATERIALIZE_PAGE = "views/materialize.py"
 INGEST_HINT = "`streamflow ingest data/seeds` (or `make run`, which also generates demo months)"
 HINTS = {
-    "BackendUnavailable": "Start PostgreSQL / Redis (or unset STREAMFLOW_PG_* to use the embedded one), then reload.",
+    BackendUnavailable: "Start PostgreSQL / Redis (or unset STREAMFLOW_PG_* to use the embedded one), then reload.",
 }
 
 
@@ -82,9 +82,7 @@ def clear_caches() -> None:
 
 def show_error(exc: StreamflowError) -> None:
     st.error(f"**{exc.title}.** {exc}")
-    hint = HINTS.get(type(exc).__name__) or next(
-        (HINTS[c.__name__] for c in type(exc).__mro__ if c.__name__ in HINTS), None
-    )
+    hint = next((text for cls, text in HINTS.items() if isinstance(exc, cls)), None)
     if hint:
         st.caption(hint)
 
