@@ -77,33 +77,3 @@ def test_every_page_in_chromium(served_app):
 
     rec = online_features(["7590-VHVEG"], settings=settings, store=store)[0]
     assert rec.found and rec.timestamps["months_active"].date().isoformat() == "2024-02-29"
-
-
-def test_locked_door_read_only_then_signed_in(fs_embedded, months):
-    """With STREAMFLOW_ADMIN_PASSWORD set, Materialize is disabled until the password is given."""
-    from playwright.sync_api import expect, sync_playwright
-
-    require_chromium()
-    settings, store = fs_embedded
-    ingest_month(months[0][0], settings=settings)
-    with serve_app(settings, STREAMFLOW_ADMIN_PASSWORD="door-test-secret") as url, sync_playwright() as pw:
-        expect.set_options(timeout=60_000)
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1400})
-        page.set_default_timeout(120_000)
-        page.goto(f"{url}/materialize")
-        button = page.get_by_role("button", name="Materialize", exact=True)
-        expect(button).to_be_disabled()
-        expect(page.get_by_text("Sign in (sidebar) to materialize")).to_be_visible()
-        page.get_by_label("Admin password").fill("wrong")
-        page.get_by_role("button", name="Sign in").click()
-        expect(page.get_by_text("Wrong password.")).to_be_visible()
-        page.get_by_label("Admin password").fill("door-test-secret")
-        page.get_by_role("button", name="Sign in").click()
-        expect(page.get_by_text("Signed in: write actions enabled")).to_be_visible()
-        expect(button).to_be_enabled()
-        button.click()
-        expect(page.get_by_text("Materialized").first).to_be_visible()
-        page.screenshot(path=str(SHOTS / "materialize_signed_in.png"), full_page=True)
-        browser.close()
-    assert online_features(["7590-VHVEG"], settings=settings, store=store)[0].found
