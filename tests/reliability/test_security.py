@@ -89,6 +89,7 @@ OWNED = {
     "sql_where",
     "join_sql",
     "', '.join(c.name for c in t.features)",
+    "', '.join(t.column_names)",
     # Feast takes the entity query as SQL text: ISO strings of `date` objects (asserted isinstance)
     "as_of.isoformat()",
     "snapshot_as_of.isoformat()",
