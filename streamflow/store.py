@@ -23,7 +23,7 @@ from pathlib import Path
 from streamflow import db
 from streamflow.catalog import LINEAGE_FIELDS, SERVICE
 from streamflow.config import Settings, load_settings
-from streamflow.errors import InvalidInput, NotFound, NotReady
+from streamflow.errors import NotFound, NotReady
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +44,45 @@ def _redis_connection_string(settings: Settings) -> str:
     return ",".join(parts)
 
 
-def yaml_path(settings: Settings) -> Path:
-    if settings.offline_store == "spark":
-        if settings.online_store != "postgres":
-            raise InvalidInput("the lake profile (STREAMFLOW_OFFLINE_STORE=spark) serves online from PostgreSQL only")
-        return settings.feature_repo / "feature_store.spark.yaml"
-    name = "feature_store.redis.yaml" if settings.online_store == "redis" else "feature_store.yaml"
+def _offline_yaml(settings: Settings) -> Path:
+    name = "feature_store.spark.yaml" if settings.offline_store == "spark" else "feature_store.yaml"
     return settings.feature_repo / name
+
+
+def repo_yaml(settings: Settings) -> dict:
+    """The store's YAML (placeholders unfilled): the offline profile's file, with the Redis online
+    block of feature_store.redis.yaml when the online store is Redis."""
+    import yaml
+
+    path = _offline_yaml(settings)
+    if not path.is_file():
+        raise NotReady(f"no Feast repo at {settings.feature_repo} ({path.name} missing)")
+    raw = yaml.safe_load(path.read_text())
+    if settings.online_store == "redis":
+        raw["online_store"] = yaml.safe_load((settings.feature_repo / "feature_store.redis.yaml").read_text())[
+            "online_store"
+        ]
+    return raw
+
+
+def yaml_path(settings: Settings) -> Path:
+    """The YAML file Feast's own CLI reads for these settings: a file of feature_repo/, or for the
+    lake profile with Redis online (no file of its own) the composed YAML under .streamflow/."""
+    if settings.offline_store != "spark":
+        name = "feature_store.redis.yaml" if settings.online_store == "redis" else "feature_store.yaml"
+        return settings.feature_repo / name
+    if settings.online_store == "postgres":
+        return _offline_yaml(settings)
+    import yaml
+
+    path = settings.state_dir / "feature_store.spark.redis.yaml"
+    text = "# composed by streamflow (store.repo_yaml): lake profile, Redis online store\n" + yaml.safe_dump(
+        repo_yaml(settings), sort_keys=False
+    )
+    if not path.is_file() or path.read_text() != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return path
 
 
 def feast_env(settings: Settings | None = None) -> dict[str, str]:
@@ -87,14 +119,10 @@ def _fill(node, values: dict[str, str]):
 
 def repo_config(settings: Settings | None = None):
     """Feast's RepoConfig for these settings, read from the repo's YAML with placeholders filled."""
-    import yaml
     from feast.repo_config import RepoConfig
 
     settings = settings or load_settings()
-    path = yaml_path(settings)
-    if not path.is_file():
-        raise NotReady(f"no Feast repo at {settings.feature_repo} ({path.name} missing)")
-    raw = _fill(yaml.safe_load(path.read_text()), feast_env(settings))
+    raw = _fill(repo_yaml(settings), feast_env(settings))
     config = RepoConfig(**raw)
     config.repo_path = settings.feature_repo
     return config

@@ -107,3 +107,21 @@ def test_app_pages_on_the_lake(profiles, monkeypatch, page):
     at = app_page(lake, monkeypatch, page)
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
+
+
+def test_lake_profile_with_redis_online(profiles, redis_settings):
+    """The lake profile serving online from Redis: spark.engine writes what the PostgreSQL
+    online store (filled from the lake by the test above) serves."""
+    import redis
+
+    pg, lake = profiles
+    lake_redis = replace(lake, online_store="redis", redis_url=redis_settings.redis_url)
+    redis.Redis.from_url(lake_redis.redis_url).flushdb()
+    store = get_store(lake_redis)
+    assert type(store.config.online_store).__name__ == "RedisOnlineStoreConfig"
+    apply(lake_redis, store)
+    materialize(settings=lake_redis, store=store)
+    ids = ["7590-VHVEG", "0000-NOONE"]
+    served = [r.features for r in online_features(ids, settings=lake_redis, store=store)]
+    expected = [r.features for r in online_features(ids, settings=pg, store=get_store(pg))]
+    assert served == expected and served[0]["monthly_fee"] == 29.85
