@@ -221,15 +221,18 @@ def table_of_view(view: str) -> Table | None:
     return next((t for t in TABLES if t.view == view), None)
 
 
+def column_named(name: str) -> Column | None:
+    """A column by name, whichever table declares it (column names are unique across tables)."""
+    return next((c for t in TABLES for c in t.columns if c.name == name), None)
+
+
 def column_description(name: str) -> str:
     """The description of a column or lineage field by name (for the app's labels)."""
-    for t in TABLES:
-        if name == t.lineage:
-            return f"Snapshot date of the {t.view} values."
-        for c in t.columns:
-            if c.name == name:
-                return c.description
-    return ""
+    t = next((t for t in TABLES if t.lineage == name), None)
+    if t is not None:
+        return f"Snapshot date of the {t.view} values."
+    c = column_named(name)
+    return c.description if c else ""
 
 
 def markdown_table() -> str:

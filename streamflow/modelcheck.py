@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from streamflow import db
-from streamflow.catalog import JOIN_KEY, LABEL_FEATURE, LABELS, USERS, table_of_view
+from streamflow.catalog import JOIN_KEY, LABEL_FEATURE, LABELS, USERS, column_named, table_of_view
 from streamflow.config import Settings, load_settings
 from streamflow.errors import InvalidInput, NotReady
 
@@ -59,33 +59,19 @@ def naive_frame(as_of: date, refs: list[str], settings: Settings | None = None) 
 
 
 def design_matrix(frames: list[pd.DataFrame], features: list[str]) -> list[pd.DataFrame]:
-    """Numbers as floats, booleans as 0/1, categories one-hot on the categories all frames share."""
+    """Numbers and booleans as floats (NaN for null); categories one-hot on the values the
+    catalog allows, so every frame gets the same columns."""
     out = [pd.DataFrame(index=f.index) for f in frames]
     for feat in features:
-        kinds = {str(f[feat].dtype) for f in frames}
-        numeric = all(pd.api.types.is_numeric_dtype(f[feat]) or pd.api.types.is_bool_dtype(f[feat]) for f in frames)
-        if (
-            numeric
-            or kinds <= {"boolean", "bool", "object"}
-            and all(f[feat].dropna().map(lambda v: isinstance(v, bool | np.bool_)).all() for f in frames)
-        ):
-            for o, f in zip(out, frames, strict=True):
-                o[feat] = pd.to_numeric(f[feat].astype("object").map(_num), errors="coerce").astype(float)
-        else:
-            cats = sorted(set().union(*(set(f[feat].dropna().astype(str)) for f in frames)))
-            for o, f in zip(out, frames, strict=True):
-                s = f[feat].astype("object")
-                for c in cats:
-                    o[f"{feat}={c}"] = (s.astype(str) == c).astype(float)
+        col = column_named(feat)
+        for o, f in zip(out, frames, strict=True):
+            s = f[feat].astype("object")
+            if col is not None and col.kind in ("category", "str"):
+                for cat in col.allowed or sorted(set().union(*(set(g[feat].dropna().astype(str)) for g in frames))):
+                    o[f"{feat}={cat}"] = (s == cat).astype(float)
+            else:
+                o[feat] = pd.to_numeric(s.where(s.notna(), np.nan), errors="coerce").astype(float)
     return out
-
-
-def _num(v):
-    if v is None or v is pd.NA:
-        return np.nan
-    if isinstance(v, bool | np.bool_):
-        return float(v)
-    return v
 
 
 def _labels(frame: pd.DataFrame) -> np.ndarray:

@@ -112,12 +112,10 @@ def health(settings: Settings | None = None) -> Health:
 def freshness(settings: Settings | None = None) -> pd.DataFrame:
     """Per online view: the latest snapshot of its table and how far the online store is
     materialized (the end of its last successful run); `behind` when the online store lags."""
-    from streamflow.catalog import TABLES as CATALOG
-
     settings = settings or load_settings()
     counts = snapshot_counts(settings)
     rows = []
-    for t in CATALOG:
+    for t in TABLES:
         if not t.online:
             continue
         dates = counts.index[counts[t.snapshot] > 0] if t.snapshot in counts else []
