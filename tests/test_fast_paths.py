@@ -1,5 +1,7 @@
-"""Our Feast extension stores (feast_ext/, named in feature_store.yaml) give the same values and
-types as stock Feast's PostgreSQL stores on the same data: training frames and online responses."""
+"""Our Feast extensions (feast_ext/, named in feature_store.yaml: offline store, compute engine,
+online stores) give the same values and types as stock Feast's PostgreSQL and Redis stores and
+local engine on the same data: training frames, the online rows materialization writes (byte for
+byte), and online responses."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from streamflow.catalog import LABEL_FEATURE, LABEL_VIEW, SERVICE
+from streamflow.catalog import LABEL_FEATURE, LABEL_VIEW, SERVICE, TABLES
 from streamflow.dates import EPOCH, to_utc
 from streamflow.store import _fill, _in_repo, feast_env, service_refs, yaml_path
 from tests.conftest import prepared_store
@@ -22,7 +24,8 @@ def _stock_store(settings):
     raw = _fill(yaml.safe_load(yaml_path(settings).read_text()), feast_env(settings))
     raw["project"] = "streamflow_stock"
     raw["offline_store"]["type"] = "postgres"
-    raw["online_store"]["type"] = "postgres"
+    raw["online_store"]["type"] = "postgres" if settings.online_store == "postgres" else "redis"
+    raw["batch_engine"] = "local"
     config = RepoConfig(**raw)
     config.repo_path = settings.feature_repo
     store = FeatureStore(repo_path=str(settings.feature_repo), config=config)
@@ -74,3 +77,125 @@ def test_online_responses_equal_stock_feast(both):
         assert a[k] == b[k], k
         assert [type(v) for v in a[k]] == [type(v) for v in b[k]], k
     assert a["monthly_fee"][0] == 29.85 and a["monthly_fee"][-1] is None
+
+
+def _online_rows(settings, project: str) -> dict[str, list[tuple]]:
+    """Every stored online row of a project's tables, by view."""
+    from streamflow import db
+
+    out = {}
+    with db.connection(settings) as conn:
+        for view in ONLINE_VIEWS:
+            out[view] = conn.execute(
+                f'SELECT entity_key, feature_name, value, event_ts FROM "{project}_{view}" '
+                "ORDER BY entity_key, feature_name"
+            ).fetchall()
+    return out
+
+
+ONLINE_VIEWS = [t.view for t in TABLES if t.online]
+
+
+def test_materialized_rows_equal_stock_feast_byte_for_byte(both):
+    """Our engine + bulk online store write the bytes Feast's local engine + stock store write;
+    materializing again (the rebuild path) leaves them so."""
+    settings, ours, stock = both
+    a, b = _online_rows(settings, ours.project), _online_rows(settings, stock.project)
+    assert all(len(a[v]) > 0 for v in ONLINE_VIEWS)
+    assert a == b
+    from streamflow.materialize import materialize
+
+    materialize(settings=settings, store=ours)
+    assert _online_rows(settings, ours.project) == b
+
+
+def test_small_batch_keeps_newer_values(both):
+    """A batch much smaller than the table takes the upsert path: it replaces older values and
+    never a newer one, as online_write_batch does."""
+    from datetime import timedelta
+
+    import pyarrow as pa
+
+    from streamflow import db
+    from streamflow.feast_ext.engine import EncodedChunks
+
+    settings, ours, _ = both
+    view = ours.get_feature_view("subs_profile_fv")
+    table_name = f"{ours.project}_subs_profile_fv"
+    with db.connection(settings) as conn:
+        before = dict(
+            conn.execute(
+                f"SELECT entity_key, event_ts FROM \"{table_name}\" WHERE feature_name = 'monthly_fee'"
+            ).fetchall()
+        )
+        other = conn.execute(
+            "SELECT user_id FROM subscriptions_profile_snapshots WHERE user_id <> '7590-VHVEG' "
+            "ORDER BY as_of DESC, user_id LIMIT 1"
+        ).fetchone()[0]
+    ids = ["7590-VHVEG", other]
+    newest = max(before.values())
+    samples = {
+        "Int64": (pa.int32(), [99, 98]),
+        "Float64": (pa.float64(), [1.25, 2.5]),
+        "Bool": (pa.bool_(), [True, None]),
+    }
+    columns = {"user_id": pa.array(ids)}
+    for f in view.features:
+        arrow_type, values = samples.get(str(f.dtype), (pa.string(), ["DSL", None]))
+        columns[f.name] = pa.array(values, type=arrow_type)
+    when = [newest + timedelta(days=1), newest - timedelta(days=400)]
+    columns[view.batch_source.timestamp_field] = pa.array(when, type=pa.timestamp("us", tz="UTC"))
+    columns[view.batch_source.created_timestamp_column] = pa.array(when, type=pa.timestamp("us", tz="UTC"))
+    batch = pa.table(columns)
+    provider = ours._get_provider()
+    provider.online_store.online_write_arrow(ours.config, view, EncodedChunks(ours.config, view, batch))
+    got = {
+        r["user_id"]: r
+        for r in ours.get_online_features(
+            features=["subs_profile_fv:monthly_fee", "subs_profile_fv:months_active"],
+            entity_rows=[{"user_id": u} for u in ids],
+        )
+        .to_df()
+        .to_dict("records")
+    }
+    assert got["7590-VHVEG"]["monthly_fee"] == 1.25 and got["7590-VHVEG"]["months_active"] == 99
+    assert got[other]["monthly_fee"] != 2.5  # older than what is stored: kept
+    with db.connection(settings) as conn:
+        assert conn.execute(f'SELECT count(*) FROM "{table_name}"').fetchone()[0] == len(before) * len(view.features)
+
+
+@pytest.fixture
+def both_redis(redis_settings, months):
+    settings, ours = prepared_store(redis_settings, months, n_months=2)
+    stock = _stock_store(settings)
+    end = to_utc(months[1][1])
+    stock.materialize(start_date=EPOCH, end_date=end, feature_views=ONLINE_VIEWS)
+    return settings, ours, stock
+
+
+def test_redis_hashes_equal_stock_feast(both_redis):
+    """Our engine + Redis store write the same hashes (fields and bytes) as Feast's local engine +
+    stock Redis store; the keys differ only by the project suffix."""
+    import redis
+
+    settings, ours, stock = both_redis
+    assert type(ours._get_provider().online_store).__name__ == "StreamflowRedisOnlineStore"
+    r = redis.Redis.from_url(settings.redis_url)
+
+    def hashes(project: str) -> dict[bytes, dict]:
+        suffix = project.encode()
+        return {
+            k[: -len(suffix)]: r.hgetall(k)
+            for k in r.scan_iter(count=1000)
+            if k.endswith(suffix) and not k[: -len(suffix)].endswith(b"_stock")
+        }
+
+    a, b = hashes(ours.project), hashes(stock.project)
+    assert len(a) > 100
+    assert a == b
+    refs = service_refs(ours, SERVICE)
+    rows = [{"user_id": u} for u in ["7590-VHVEG", "0000-NOONE"]]
+    assert (
+        ours.get_online_features(features=refs, entity_rows=rows).to_dict()
+        == stock.get_online_features(features=refs, entity_rows=rows).to_dict()
+    )

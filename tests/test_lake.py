@@ -118,7 +118,7 @@ def test_lake_profile_with_redis_online(profiles, redis_settings):
     lake_redis = replace(lake, online_store="redis", redis_url=redis_settings.redis_url)
     redis.Redis.from_url(lake_redis.redis_url).flushdb()
     store = get_store(lake_redis)
-    assert type(store.config.online_store).__name__ == "RedisOnlineStoreConfig"
+    assert type(store.config.online_store).__name__ == "StreamflowRedisOnlineStoreConfig"
     apply(lake_redis, store)
     materialize(settings=lake_redis, store=store)
     ids = ["7590-VHVEG", "0000-NOONE"]
