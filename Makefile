@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: run install install-dev test test-fast reliability audit lint bench bootstrap status api clean-state
+.PHONY: run install install-dev test test-fast reliability audit lint bench bench-growth bootstrap status api clean-state
 
 # runtime pins only: what `make run` needs (no pytest, Playwright or Prefect)
 $(STAMP): requirements.txt constraints.txt pyproject.toml
@@ -74,10 +74,18 @@ lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# every figure beside its same-run floor -> benchmarks/results.json -> docs/benchmarks.png
 bench: $(DEV_STAMP)
 	$(BIN)/python benchmarks/bench_ingest.py
 	$(BIN)/python benchmarks/bench_store.py
 	$(BIN)/python benchmarks/bench_app.py
+	$(BIN)/python benchmarks/plot.py
+
+# how cost grows: 10,000 / 100,000 / 1,000,000 users x 2 months (about an hour on 2 cores)
+bench-growth: $(DEV_STAMP)
+	$(BIN)/python benchmarks/bench_ingest.py --users 10000 100000 1000000 --repeat 1
+	$(BIN)/python benchmarks/bench_store.py --scenario 10000x2 100000x2 1000000x2 --repeat 1 --lookups 300
+	$(BIN)/python benchmarks/plot.py
 
 clean-state:
 	rm -rf .streamflow

@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from results import peak_rss_mb, record
+
 from streamflow import db
 from streamflow.catalog import TABLES
 from streamflow.config import load_settings
@@ -78,6 +80,17 @@ def main() -> int:
             c, i = statistics.median(copies), statistics.median(ingests)
             med = {k: statistics.median(p[k] for p in parts) for k in parts[0]}
             rows_out.append((n, c, i, total_rows, med))
+            record(
+                "ingest one month",
+                i,
+                users=n,
+                floor=c,
+                floor_name="plain COPY of the six CSVs",
+                goal="<= 3x (must 5x)",
+                rows=total_rows,
+                peak_rss_mb=round(peak_rss_mb()),
+                **{f"{k}_s": round(v, 3) for k, v in med.items()},
+            )
             print(
                 f"{n:>8} users | COPY {c:6.2f}s ({total_rows / c:>9,.0f} rows/s) | "
                 f"ingest {i:6.2f}s ({total_rows / i:>9,.0f} rows/s) | ratio {i / c:4.1f}x | "

@@ -46,19 +46,24 @@ def both(embedded_settings, months):
 
 
 def test_training_frames_equal_stock_feast(both):
+    """Frames at a month end, mid-month and the next month end, from a pandas entity frame and
+    from the SQL entity query StreamFlow uses (embedded in the point-in-time SQL)."""
     settings, ours, stock = both
     refs = service_refs(ours, SERVICE) + [f"{LABEL_VIEW}:{LABEL_FEATURE}"]
     from streamflow import db
 
     with db.connection(settings) as conn:
         ids = [r[0] for r in conn.execute("SELECT user_id FROM users_snapshots WHERE as_of = '2024-02-29'")]
-    entity = pd.DataFrame({"user_id": ids, "event_timestamp": pd.Timestamp("2024-02-29", tz="UTC")})
-    a = ours.get_historical_features(entity_df=entity, features=refs).to_df()
-    b = stock.get_historical_features(entity_df=entity, features=refs).to_df()
-    a = a.sort_values("user_id").reset_index(drop=True)
-    b = b.sort_values("user_id").reset_index(drop=True)[a.columns]
-    assert len(a) == len(ids) > 0
-    pd.testing.assert_frame_equal(a, b, check_dtype=True)
+    for day in ("2024-01-31", "2024-02-15", "2024-02-29"):
+        entity = pd.DataFrame({"user_id": ids, "event_timestamp": pd.Timestamp(day, tz="UTC")})
+        query = f"SELECT user_id, TIMESTAMPTZ '{day} 00:00:00+00' AS event_timestamp FROM users_snapshots WHERE as_of = '2024-02-29'"
+        for entity_df in (entity, query):
+            a = ours.get_historical_features(entity_df=entity_df, features=refs).to_df()
+            b = stock.get_historical_features(entity_df=entity_df, features=refs).to_df()
+            a = a.sort_values("user_id").reset_index(drop=True)
+            b = b.sort_values("user_id").reset_index(drop=True)[a.columns]
+            assert len(a) == len(ids) > 0
+            pd.testing.assert_frame_equal(a, b, check_dtype=True)
 
 
 def test_online_responses_equal_stock_feast(both):

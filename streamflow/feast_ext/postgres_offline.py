@@ -6,7 +6,9 @@ quadratic in the number of users (7,043 users: 46 s instead of 0.5 s, depending 
 statistics of the day). This subclass runs every retrieval with `enable_nestloop = off`
 (set locally, for that transaction only) and fetches results as CSV through COPY, parsed
 by Arrow, instead of one Python object per cell (a type it does not map is fetched as
-before). Queries, SQL templates and results are the stock store's.
+before). Training frames render Feast's point-in-time template with one block changed (the
+latest source row per entity row in one DISTINCT ON sort: see LATEST_PER_ROW_TEMPLATE); the
+results are the stock store's, value for value and type for type (tests/test_fast_paths.py).
 
 Named in feature_store.yaml as
 `type: streamflow.feast_ext.postgres_offline.StreamflowPostgreSQLOfflineStore`.
@@ -14,19 +16,32 @@ Named in feature_store.yaml as
 
 from __future__ import annotations
 
+import contextlib
 import io
+from collections.abc import Iterator
+from dataclasses import asdict
 from typing import Literal
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
+from feast import FeatureView
 from feast.errors import ZeroColumnQueryResult
+from feast.infra.offline_stores import offline_utils
+from feast.infra.offline_stores.contrib.postgres_offline_store import postgres as pg
 from feast.infra.offline_stores.contrib.postgres_offline_store.postgres import (
     PostgreSQLOfflineStore,
     PostgreSQLOfflineStoreConfig,
     PostgreSQLRetrievalJob,
 )
+from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import PostgreSQLSource
+from feast.infra.offline_stores.offline_store import RetrievalJob, RetrievalMetadata
+from feast.infra.registry.base_registry import BaseRegistry
 from feast.infra.utils.postgres.connection_utils import _get_conn
+from feast.on_demand_feature_view import OnDemandFeatureView
+from feast.repo_config import RepoConfig
 from feast.type_map import pg_type_code_to_arrow
+from psycopg import sql
 
 TYPE = "streamflow.feast_ext.postgres_offline.StreamflowPostgreSQLOfflineStore"
 
@@ -108,14 +123,124 @@ def _fast(job):
     return job
 
 
+def _latest_per_row_template() -> str:
+    """Feast's point-in-time template with one block changed. Per view, stock Feast finds each
+    entity row's latest source row in three more passes over the joined rows: a GROUP BY for the
+    latest created timestamp, a ROW_NUMBER() window, and a join back to the joined rows. Here one
+    `DISTINCT ON (entity row) ... ORDER BY event_timestamp DESC, created_timestamp DESC` picks the
+    same row in one sort (100,000 users x 2 months: 12.9 s -> 6.2 s). The only difference: rows
+    tied on (entity, event and created timestamps) -- impossible under a snapshot table's primary
+    key -- give one row here where stock Feast repeats the entity row. Everything else (entity
+    upload, TTL bounds, created-timestamp filter, output columns) is the stock template's text;
+    if a Feast upgrade changes the replaced block, importing this module fails."""
+    stock = pg.MULTIPLE_FEATURE_VIEW_POINT_IN_TIME_JOIN
+    start = stock.index('{% if featureview.created_timestamp_column %}\n"{{ featureview.name }}__dedup"')
+    end = stock.index("{% endfor %}\n/*\n Joins the outputs")
+    return (
+        stock[:start]
+        + """"{{ featureview.name }}__cleaned" AS (
+    SELECT DISTINCT ON ("{{featureview.name}}__entity_row_unique_id") *
+    FROM "{{ featureview.name }}__base"
+    ORDER BY "{{featureview.name}}__entity_row_unique_id", event_timestamp DESC"""
+        + """{% if featureview.created_timestamp_column %}, created_timestamp DESC{% endif %}
+){% if loop.last %}{% else %}, {% endif %}
+
+"""
+        + stock[end:]
+    )
+
+
+LATEST_PER_ROW_TEMPLATE = _latest_per_row_template()
+
+
 class StreamflowPostgreSQLOfflineStore(PostgreSQLOfflineStore):
     @staticmethod
     def pull_latest_from_table_or_query(*args, **kwargs):
         return _fast(PostgreSQLOfflineStore.pull_latest_from_table_or_query(*args, **kwargs))
 
     @staticmethod
-    def get_historical_features(*args, **kwargs):
-        return _fast(PostgreSQLOfflineStore.get_historical_features(*args, **kwargs))
+    def get_historical_features(
+        config: RepoConfig,
+        feature_views: list[FeatureView],
+        feature_refs: list[str],
+        entity_df: pd.DataFrame | str | None,
+        registry: BaseRegistry,
+        project: str,
+        full_feature_names: bool = False,
+        filter_by_created_timestamp: bool = False,
+        **kwargs,
+    ) -> RetrievalJob:
+        """Stock `PostgreSQLOfflineStore.get_historical_features` (feast 0.67), its body kept as
+        is, rendering LATEST_PER_ROW_TEMPLATE instead of the stock template. The date-range modes
+        (no entity frame, or start/end dates) are left to the stock method."""
+        if entity_df is None or kwargs.get("start_date") or kwargs.get("end_date"):
+            return _fast(
+                PostgreSQLOfflineStore.get_historical_features(
+                    config, feature_views, feature_refs, entity_df, registry, project,
+                    full_feature_names, filter_by_created_timestamp, **kwargs,
+                )
+            )  # fmt: skip
+        for fv in feature_views:
+            assert isinstance(fv.batch_source, PostgreSQLSource)
+        entity_schema = pg._get_entity_schema(entity_df, config)
+        timestamp_col = offline_utils.infer_event_timestamp_from_entity_df(entity_schema)
+        timestamp_range = pg._get_entity_df_event_timestamp_range(entity_df, timestamp_col, config)
+
+        @contextlib.contextmanager
+        def query_generator() -> Iterator[str]:
+            table_name = offline_utils.get_temp_entity_table_name()
+            use_cte = (
+                isinstance(entity_df, str)
+                and config.offline_store.entity_select_mode == pg.EntitySelectMode.embed_query
+            )
+            if use_cte:
+                left = entity_df
+            else:
+                left = table_name
+                pg._upload_entity_df(config, entity_df, table_name)
+            offline_utils.assert_expected_columns_in_entity_df(
+                entity_schema, offline_utils.get_expected_join_keys(project, feature_views, registry), timestamp_col
+            )
+            contexts = [
+                asdict(c)
+                for c in offline_utils.get_feature_view_query_context(
+                    feature_refs, feature_views, registry, project, timestamp_range
+                )
+            ]
+            for context in contexts:  # the stock store's quoting of entity selections
+                context["entity_selections"] = [
+                    f'''"{e.replace(" AS ", '" AS "')}"''' for e in context["entity_selections"]
+                ]
+            try:
+                yield pg.build_point_in_time_query(
+                    contexts,
+                    left_table_query_string=left,
+                    entity_df_event_timestamp_col=timestamp_col,
+                    entity_df_columns=entity_schema.keys(),
+                    query_template=LATEST_PER_ROW_TEMPLATE,
+                    full_feature_names=full_feature_names,
+                    use_cte=use_cte,
+                    start_date=None,
+                    end_date=None,
+                    filter_by_created_timestamp=filter_by_created_timestamp,
+                )
+            finally:
+                if config.offline_store.entity_select_mode == pg.EntitySelectMode.temp_table:
+                    with _get_conn(config.offline_store) as conn, conn.cursor() as cur:
+                        cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(table_name)))
+
+        return StreamflowRetrievalJob(
+            query=query_generator,
+            config=config,
+            full_feature_names=full_feature_names,
+            on_demand_feature_views=OnDemandFeatureView.get_requested_odfvs(feature_refs, project, registry),
+            metadata=RetrievalMetadata(
+                features=feature_refs,
+                keys=list(entity_schema.keys() - {timestamp_col}),
+                min_event_timestamp=timestamp_range[0],
+                max_event_timestamp=timestamp_range[1],
+            ),
+        )
 
     @staticmethod
     def pull_all_from_table_or_query(*args, **kwargs):

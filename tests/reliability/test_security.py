@@ -93,6 +93,8 @@ OWNED = {
     # Feast takes the entity query as SQL text: ISO strings of `date` objects (asserted isinstance)
     "as_of.isoformat()",
     "snapshot_as_of.isoformat()",
+    # feast_ext/postgres_offline.py: the SQL Feast's own offline store generated, wrapped in COPY
+    "query",
 }
 
 

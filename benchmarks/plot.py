@@ -1,0 +1,70 @@
+"""Draw docs/benchmarks.png from benchmarks/results.json: each figure's ratio to its same-run
+floor (left), and time per user against users (right)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from results import RESULTS  # noqa: E402
+
+OUT = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.png"
+
+
+def main() -> int:
+    figures = json.loads(RESULTS.read_text())["figures"].values()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.2))
+    # left: the ratio to the floor of each figure, at its largest measured scenario
+    largest: dict[str, dict] = {}
+    for f in figures:
+        if f["ratio"] and (
+            f["figure"] not in largest
+            or f["users"] * f["months"] > largest[f["figure"]]["users"] * largest[f["figure"]]["months"]
+        ):
+            largest[f["figure"]] = f
+    names = sorted(largest, key=lambda n: largest[n]["ratio"])
+    left.barh(
+        [f"{n}\n({largest[n]['users']:,} x {largest[n]['months']})" for n in names],
+        [largest[n]["ratio"] for n in names],
+        color=[
+            "#2e7d32" if largest[n]["ratio"] <= 2 else "#f9a825" if largest[n]["ratio"] <= 3 else "#c62828"
+            for n in names
+        ],
+    )
+    left.axvline(1, color="black", lw=0.8)
+    left.axvline(2, color="grey", ls="--", lw=0.8, label="goal 2x")
+    left.axvline(3, color="grey", ls=":", lw=0.8, label="must 3x")
+    left.set_xlabel("time / same-run floor (x)")
+    left.set_title("Ratio to the physical floor")
+    left.legend(loc="lower right")
+    left.tick_params(axis="y", labelsize=7)
+    # right: time per user against users, per figure measured in seconds at several sizes
+    series: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    for f in figures:
+        if f["unit"] == "s" and f.get("per_user_us"):
+            series[f"{f['figure']} ({f['months']} mo)"].append((f["users"], f["per_user_us"]))
+    for name, points in sorted(series.items()):
+        if len(points) > 1:
+            points.sort()
+            right.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=name)
+    right.set_xscale("log")
+    right.set_yscale("log")
+    right.set_xlabel("users")
+    right.set_ylabel("microseconds per user")
+    right.set_title("How cost grows")
+    right.legend(fontsize=7)
+    fig.tight_layout()
+    OUT.parent.mkdir(exist_ok=True)
+    fig.savefig(OUT, dpi=110)
+    print(f"wrote {OUT}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

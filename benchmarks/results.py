@@ -1,0 +1,58 @@
+"""One place for benchmark figures: each script records what it measured, beside its floor, into
+benchmarks/results.json (merged by figure and scenario, so scripts can run alone), and
+`python benchmarks/plot.py` draws docs/benchmarks.png from it."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).with_name("results.json")
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def record(
+    figure: str,
+    value: float,
+    *,
+    users: int,
+    months: int = 1,
+    unit: str = "s",
+    floor: float | None = None,
+    floor_name: str = "",
+    goal: str = "",
+    **extra: float | str,
+) -> dict:
+    """Store one figure (and its same-run floor) and print it with its ratio."""
+    entry = {
+        "figure": figure,
+        "users": users,
+        "months": months,
+        "value": round(value, 4),
+        "unit": unit,
+        "floor": None if floor is None else round(floor, 4),
+        "floor_name": floor_name,
+        "ratio": None if not floor else round(value / floor, 2),
+        "goal": goal,
+        "per_user_us": round(value / users * 1e6, 3) if unit == "s" else None,
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        **extra,
+    }
+    data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    data["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(), "system": platform.platform()}
+    data.setdefault("figures", {})[f"{figure} @ {users}x{months}"] = entry
+    RESULTS.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    ratio = f" | floor ({floor_name}) {floor:.3g} {unit} | ratio {entry['ratio']}x" if floor else ""
+    print(
+        f"  {figure} [{users:,} x {months}]: {value:.3g} {unit}{ratio}" + (f" | goal {goal}" if goal else ""),
+        flush=True,
+    )
+    return entry
