@@ -162,6 +162,62 @@ def online_figures(store, refs, ids, n: int, backend: str, one_user_goal: str, s
     record(f"online 100 users, {backend}, p99", p99_100, **sc, unit="ms", goal="< 10 ms", p50_ms=round(p50_100, 3))
 
 
+def api_figure(settings, ids: list[str], requests: int, sc: dict, clients: int = 50, workers: int = 2) -> None:
+    """The feature API (`streamflow serve-api`, one worker per core) under 50 concurrent clients
+    from another process (tests/reliability/load_client.py, the reliability suite's client)."""
+    import json
+    import socket
+    import subprocess
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMFLOW_")}
+    env["STREAMFLOW_HOME"] = str(settings.home)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "streamflow.cli", "serve-api", "--port", str(port), "--workers", str(workers)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+                break
+            except OSError:
+                if time.time() > deadline or server.poll() is not None:
+                    print("  API: did not start", flush=True)
+                    return
+                time.sleep(0.5)
+        with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
+            f.write("\n".join(ids))
+        out = subprocess.run(
+            [sys.executable, str(REPO / "tests" / "reliability" / "load_client.py"), f"http://127.0.0.1:{port}", f.name]
+            + ["--clients", str(clients), "--requests", str(requests)],
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
+        res = json.loads(out.stdout.strip().splitlines()[-1])
+    finally:
+        server.terminate()
+        server.wait(20)
+    record(
+        f"feature API p99, {clients} clients",
+        res["p99_ms"],
+        **sc,
+        unit="ms",
+        requests_per_s=round(res["throughput_rps"]),
+        errors=res["errors"],
+        workers=workers,
+        goal="1,000 req/s",
+    )
+    print(f"  feature API: {res['throughput_rps']:.0f} req/s, {res['errors']} errors", flush=True)
+
+
 def scenario(users: int, months: int, args) -> None:
     print(f"\n=== {users:,} users x {months} months ===", flush=True)
     with tempfile.TemporaryDirectory(prefix="sfs") as tmp:
@@ -234,6 +290,8 @@ def scenario(users: int, months: int, args) -> None:
         ids = list(tf.frame["user_id"])
         online_refs = resolve_features(store, None)
         online_figures(store, online_refs, ids, args.lookups, "PostgreSQL", "1.5", sc)
+        if args.api_requests:
+            api_figure(settings, ids, args.api_requests, sc)
 
         # ---- Redis
         redis_url = os.environ.get("STREAMFLOW_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
@@ -277,6 +335,7 @@ def main() -> int:
     ap.add_argument("--lookups", type=int, default=1000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--no-redis", action="store_true")
+    ap.add_argument("--api-requests", type=int, default=5000, help="feature API load (0: skip)")
     args = ap.parse_args()
     for sc in args.scenario:
         users, months = (int(x) for x in sc.lower().split("x"))

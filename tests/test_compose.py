@@ -136,3 +136,84 @@ def test_dockerfile_copies_what_exists_and_readme_documents_it():
     for port in ("8501", "8000"):
         assert port in readme
     assert "not run" in readme.lower()  # says what was and was not run here
+
+
+# ---- the lake profile: Spark master + two workers, a 3-node Redis Cluster, the app and API on them
+LAKE_SERVICES = [n for n, s in SERVICES.items() if "lake" in s.get("profiles", [])]
+LAKE_DRIVERS = ["init-lake", "app-lake", "api-lake"]
+LAKE_WORKERS = ["spark-worker-1", "spark-worker-2"]
+REDIS_NODES = ["redis-node-1", "redis-node-2", "redis-node-3"]
+
+
+def _lake_settings(name: str):
+    env = {k: _subst(str(v)) for k, v in SERVICES[name]["environment"].items()}
+    known = set(re.findall(r"\b(STREAMFLOW_[A-Z_]+|REDIS_URL)\b", (REPO / "streamflow" / "config.py").read_text()))
+    assert set(env) <= known, set(env) - known
+    return load_settings(env)
+
+
+def test_lake_profile_holds_the_cluster_and_stays_out_of_the_default_up():
+    assert set(LAKE_SERVICES) == {"spark-master", *LAKE_WORKERS, *REDIS_NODES, "redis-cluster-init", *LAKE_DRIVERS}
+    assert SERVICES["spark-master"]["image"].startswith("apache/spark:4.0")
+    assert "lake" in COMPOSE["volumes"]
+
+
+@pytest.mark.parametrize("name", LAKE_DRIVERS + LAKE_WORKERS)
+def test_lake_services_run_the_spark_image_with_the_lake_mounted(name):
+    svc = SERVICES[name]
+    assert svc["build"]["context"] == "." and svc["build"]["args"]["WITH_SPARK"] == "1"
+    docker = (REPO / "Dockerfile").read_text()
+    assert "ARG WITH_SPARK=0" in docker and "openjdk-17-jre-headless" in docker
+    assert "requirements-spark.txt" in docker
+    s = _lake_settings(name)
+    assert s.offline_store == "spark" and s.redis_cluster
+    mounts = dict(v.split(":")[:2] for v in svc["volumes"])
+    assert mounts["lake"] == s.lake  # the same folder in the driver and on every worker
+
+
+@pytest.mark.parametrize("name", LAKE_DRIVERS)
+def test_lake_drivers_commands_and_settings(name):
+    cmd = SERVICES[name]["command"]
+    if cmd[0] == "streamflow":
+        args = build_parser().parse_args(cmd[1:])
+        assert callable(args.func)
+        if cmd[1] == "serve-api":
+            assert [p[2] for p in _port_pairs(SERVICES[name])] == [args.port]
+    else:
+        assert cmd[:2] == ["streamlit", "run"] and (REPO / cmd[2]).is_file()
+        assert [p[2] for p in _port_pairs(SERVICES[name])] == [int(cmd[cmd.index("--server.port") + 1])]
+    s = _lake_settings(name)
+    master = SERVICES["spark-master"]["command"]
+    assert s.spark_master == f"spark://{master[master.index('--host') + 1]}:{master[master.index('--port') + 1]}"
+    deps = SERVICES[name]["depends_on"]
+    if "init-lake" in deps:
+        assert deps["init-lake"]["condition"] == "service_completed_successfully"
+        deps = SERVICES["init-lake"]["depends_on"]
+    assert deps["postgres"]["condition"] == "service_healthy"
+    assert deps["redis-cluster-init"]["condition"] == "service_completed_successfully"
+
+
+@pytest.mark.parametrize("name", LAKE_WORKERS)
+def test_workers_join_the_master_the_drivers_use(name):
+    cmd = SERVICES[name]["command"]
+    assert cmd[:2] == ["spark-class", "org.apache.spark.deploy.worker.Worker"]
+    assert cmd[2] == _lake_settings("app-lake").spark_master
+
+
+def test_redis_cluster_nodes_match_the_url_the_drivers_use():
+    from streamflow.config import parse_redis_url
+
+    nodes = set(parse_redis_url(_lake_settings("app-lake").redis_url).nodes)
+    declared = set()
+    for name in REDIS_NODES:
+        cmd = SERVICES[name]["command"]
+        assert cmd[cmd.index("--cluster-enabled") + 1] == "yes"
+        assert cmd[cmd.index("--cluster-announce-hostname") + 1] == name
+        declared.add((name, int(cmd[cmd.index("--port") + 1])))
+        assert SERVICES[name]["healthcheck"]["test"][-2] == cmd[cmd.index("--port") + 1]
+    assert nodes == declared
+    create = SERVICES["redis-cluster-init"]["command"]
+    assert create[:3] == ["redis-cli", "--cluster", "create"]
+    assert {tuple(n.split(":")) for n in create[3:6]} == {(h, str(p)) for h, p in nodes}
+    assert create[create.index("--cluster-replicas") + 1] == "0"
+    assert all(SERVICES["redis-cluster-init"]["depends_on"][n]["condition"] == "service_healthy" for n in REDIS_NODES)

@@ -204,3 +204,40 @@ def test_redis_hashes_equal_stock_feast(both_redis):
         ours.get_online_features(features=refs, entity_rows=rows).to_dict()
         == stock.get_online_features(features=refs, entity_rows=rows).to_dict()
     )
+
+
+def test_redis_stale_rows_are_skipped(both_redis):
+    """The stock stale-write rule through the scripted path: a row at or before the stored event
+    time changes nothing, a newer one replaces the hash's values."""
+    from datetime import timedelta
+
+    import pyarrow as pa
+    import redis
+
+    from streamflow.feast_ext.engine import EncodedChunks
+
+    settings, ours, _ = both_redis
+    r = redis.Redis.from_url(settings.redis_url)
+    before = {k: r.hgetall(k) for k in r.scan_iter(count=1000)}
+    view = ours.get_feature_view("payments_agg_90d_fv")
+    store = ours._get_provider().online_store
+    when = pd.Timestamp("2024-02-29", tz="UTC").to_pydatetime()  # the user's stored month (the latest)
+    key = next(k for k in before if b"7590-VHVEG" in k)
+    assert r.hget(key, b"_ts:payments_agg_90d_fv")  # stored, so the rule applies
+
+    def write(ts, value):
+        columns = {"user_id": pa.array(["7590-VHVEG"])}
+        for f in view.features:
+            columns[f.name] = pa.array([value] if str(f.dtype) == "Int64" else ["x"])
+        for c in (view.batch_source.timestamp_field, view.batch_source.created_timestamp_column):
+            columns[c] = pa.array([ts], type=pa.timestamp("us", tz="UTC"))
+        store.online_write_arrow(ours.config, view, EncodedChunks(ours.config, view, pa.table(columns)))
+
+    write(when, 77)  # the same instant: skipped, as in stock Feast
+    write(when - timedelta(days=31), 78)  # older: skipped
+    assert {k: r.hgetall(k) for k in r.scan_iter(count=1000)} == before
+    write(when + timedelta(days=1), 79)
+    got = ours.get_online_features(
+        features=["payments_agg_90d_fv:failed_payments_90d"], entity_rows=[{"user_id": "7590-VHVEG"}]
+    ).to_dict()
+    assert got["failed_payments_90d"] == [79]

@@ -121,6 +121,7 @@ def _rebuild_from_stage(cur, target: sql.Identifier, unique: bool) -> None:
             new, sql.Identifier(old[0] + "_sf")
         )
     )
+    cur.execute(sql.SQL("ANALYZE {}").format(new))  # the planner's statistics, before the first read
     cur.execute(sql.SQL("DROP TABLE {}").format(target))
     cur.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(new, sql.Identifier(table)))
     cur.execute(sql.SQL("ALTER INDEX {} RENAME TO {}").format(sql.Identifier(old[0] + "_sf"), sql.Identifier(old[0])))
