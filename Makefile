@@ -85,6 +85,7 @@ bench: $(DEV_STAMP)
 bench-growth: $(DEV_STAMP)
 	$(BIN)/python benchmarks/bench_ingest.py --users 10000 100000 1000000 --repeat 1
 	$(BIN)/python benchmarks/bench_store.py --scenario 10000x2 100000x2 1000000x2 --repeat 1 --lookups 300
+	$(BIN)/python benchmarks/bench_memory.py --users 1000000 --months 2
 	$(BIN)/python benchmarks/plot.py
 
 clean-state:
