@@ -89,7 +89,7 @@ def main() -> int:
                 goal="<= 3x (must 5x)",
                 rows=total_rows,
                 peak_rss_mb=round(peak_rss_mb()),
-                **{f"{k}_s": round(v, 3) for k, v in med.items()},
+                **{k: round(v, 3) for k, v in med.items()},
             )
             print(
                 f"{n:>8} users | COPY {c:6.2f}s ({total_rows / c:>9,.0f} rows/s) | "

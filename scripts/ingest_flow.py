@@ -11,9 +11,15 @@ optional extra: `pip install -r requirements-prefect.txt -c constraints.txt`.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
-from prefect import flow, get_run_logger, task
+# Prefect's ephemeral server (used when PREFECT_API_URL is unset) gets 20 s to start by default;
+# a fresh PREFECT_HOME runs its database migrations first, which took longer than that on a busy
+# 2-core machine ("Timed out while attempting to connect to ephemeral Prefect API server")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+
+from prefect import flow, get_run_logger, task  # noqa: E402
 from prefect.cache_policies import NO_CACHE
 
 from streamflow.ingest import PreparedMonth, prepare_month, write_month
