@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
-from results import peak_rss_mb, record
+from results import record
 
 from streamflow import db
 from streamflow.config import load_settings
@@ -277,7 +277,6 @@ def scenario(users: int, months: int, args) -> None:
             goal=goal,
             entity_rows=rows,
             values=values,
-            peak_rss_mb=round(peak_rss_mb()),
         )
         t0 = time.perf_counter()
         materialize(start=as_of, end=as_of, settings=settings, store=store)  # again: every row superseded

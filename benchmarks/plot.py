@@ -19,20 +19,24 @@ from results import RESULTS  # noqa: E402
 OUT = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.png"
 
 
+def _num(v: float) -> str:
+    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}"
+
+
 def markdown(figures) -> str:
     """The README's table: every figure by scenario, with its floor and ratio."""
     rows = ["| figure | users x months | measured | floor (same run) | ratio | goal |", "|---|---|---|---|---|---|"]
     for f in sorted(figures, key=lambda f: (f["figure"], f["users"], f["months"])):
-        floor = f"{f['floor']:.3g} {f['unit']} ({f['floor_name']})" if f["floor"] else ""
+        floor = f"{_num(f['floor'])} {f['unit']} ({f['floor_name']})" if f["floor"] else ""
         extra = ""
         if f.get("p50_ms") is not None:
-            extra = f" (p50 {f['p50_ms']:.3g} ms)"
+            extra = f" (p50 {_num(f['p50_ms'])} ms)"
         if f.get("requests_per_s") is not None:
             extra = f" ({f['requests_per_s']} req/s)"
         if f.get("peak_rss_mb") is not None:
             extra += f" (peak RSS {f['peak_rss_mb']:,} MB)"
         rows.append(
-            f"| {f['figure']} | {f['users']:,} x {f['months']} | {f['value']:.3g} {f['unit']}{extra} | {floor} | "
+            f"| {f['figure']} | {f['users']:,} x {f['months']} | {_num(f['value'])} {f['unit']}{extra} | {floor} | "
             f"{str(f['ratio']) + 'x' if f['ratio'] else ''} | {f['goal']} |"
         )
     return "\n".join(rows)
