@@ -21,7 +21,9 @@ from streamflow.feast_ext import encode
 
 def feast_bytes(col: pa.Array, value_type: ValueType) -> list[bytes]:
     """What Feast's materialization stores for each value (feast.utils._columns_to_proto_values)."""
-    return [v.SerializeToString() for v in python_values_to_proto_values(col.to_numpy(zero_copy_only=False), value_type)]
+    return [
+        v.SerializeToString() for v in python_values_to_proto_values(col.to_numpy(zero_copy_only=False), value_type)
+    ]
 
 
 INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
