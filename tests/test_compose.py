@@ -62,15 +62,21 @@ def test_services_and_profiles():
 def test_app_services_share_one_image_and_wait_on_health(name):
     svc = SERVICES[name]
     assert svc["build"] == "." or svc["build"]["context"] == "."
-    deps = svc["depends_on"]
-    if "init" in deps:
-        assert deps["init"]["condition"] == "service_completed_successfully"
-        deps = SERVICES["init"]["depends_on"]
+    deps = _waits_on(name, "init")
     assert deps["postgres"]["condition"] == "service_healthy"
     assert deps["redis"]["condition"] == "service_healthy"
 
 
-@pytest.mark.parametrize("name", APP_SERVICES)
+def _waits_on(name: str, init: str) -> dict:
+    """The service's dependencies, through its one-shot init service when it has one."""
+    deps = SERVICES[name]["depends_on"]
+    if init in deps:
+        assert deps[init]["condition"] == "service_completed_successfully"
+        deps = SERVICES[init]["depends_on"]
+    return deps
+
+
+@pytest.mark.parametrize("name", APP_SERVICES + ["init-lake", "app-lake", "api-lake"])
 def test_commands_parse_with_the_real_entry_points(name):
     cmd = SERVICES[name]["command"]
     if cmd[0] == "streamflow":
@@ -172,23 +178,12 @@ def test_lake_services_run_the_spark_image_with_the_lake_mounted(name):
 
 
 @pytest.mark.parametrize("name", LAKE_DRIVERS)
-def test_lake_drivers_commands_and_settings(name):
-    cmd = SERVICES[name]["command"]
-    if cmd[0] == "streamflow":
-        args = build_parser().parse_args(cmd[1:])
-        assert callable(args.func)
-        if cmd[1] == "serve-api":
-            assert [p[2] for p in _port_pairs(SERVICES[name])] == [args.port]
-    else:
-        assert cmd[:2] == ["streamlit", "run"] and (REPO / cmd[2]).is_file()
-        assert [p[2] for p in _port_pairs(SERVICES[name])] == [int(cmd[cmd.index("--server.port") + 1])]
+def test_lake_drivers_settings_and_dependencies(name):
+    # (their commands are checked with the app services' in test_commands_parse_with_the_real_entry_points)
     s = _lake_settings(name)
     master = SERVICES["spark-master"]["command"]
     assert s.spark_master == f"spark://{master[master.index('--host') + 1]}:{master[master.index('--port') + 1]}"
-    deps = SERVICES[name]["depends_on"]
-    if "init-lake" in deps:
-        assert deps["init-lake"]["condition"] == "service_completed_successfully"
-        deps = SERVICES["init-lake"]["depends_on"]
+    deps = _waits_on(name, "init-lake")
     assert deps["postgres"]["condition"] == "service_healthy"
     assert deps["redis-cluster-init"]["condition"] == "service_completed_successfully"
 
