@@ -63,6 +63,15 @@ def _as_array(col: pa.Array | pa.ChunkedArray) -> pa.Array:
     return col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
 
 
+def feast_rounds(col: pa.Array | pa.ChunkedArray) -> bool:
+    """An integer column Feast converts through float64 (it holds nulls), with a value beyond
+    float64's exact integers: Feast's stored values are rounded, so only Feast may encode it."""
+    if not pa.types.is_integer(col.type) or not col.null_count:
+        return False
+    extremes = pc.min_max(col)
+    return any(v is not None and abs(v) > 2**53 for v in (extremes["min"].as_py(), extremes["max"].as_py()))
+
+
 def encode_values(col: pa.Array | pa.ChunkedArray, value_type: ValueType) -> pa.BinaryArray | None:
     """`ValueProto` bytes of every value of an Arrow column, as Feast would write them, or None
     when the type is not one this encoder knows (the caller then uses Feast's own conversion).
@@ -79,10 +88,9 @@ def encode_values(col: pa.Array | pa.ChunkedArray, value_type: ValueType) -> pa.
         mat[:, 1:] = vals.view(np.uint8).reshape(n, 8)
         return _ragged(mat, np.where(present, 9, 0))
     if value_type == ValueType.INT64 and pa.types.is_integer(col.type):
-        ints = np.asarray(col.cast(pa.int64()).fill_null(0))
-        if col.null_count and np.abs(ints.astype(np.float64)).max() > 2**53:
+        if feast_rounds(col):
             return None  # Feast reads such a column through float64 and rounds: let it do so
-        return _tagged_varints(_TAG_INT64, ints, present)
+        return _tagged_varints(_TAG_INT64, np.asarray(col.cast(pa.int64()).fill_null(0)), present)
     if value_type == ValueType.BOOL and pa.types.is_boolean(col.type):
         mat = np.empty((n, 2), dtype=np.uint8)
         mat[:, 0] = _TAG_BOOL

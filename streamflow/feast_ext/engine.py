@@ -119,10 +119,15 @@ class ArrowOutputNode(LocalOutputNode):
         if table.num_rows == 0:
             return output
         config, view = context.repo_config, self.feature_view
-        # types decide whether the encoders apply (values never do: nulls and NaN encode), so the
-        # first chunk answers for all; a null join key anywhere is left to Feast's conversion
-        first = encode_batch(config, view, table.slice(0, CHUNK_ROWS))
-        if first is None or any(table.column(e.name).null_count for e in view.entity_columns):
+        # types decide whether the encoders apply, so one row answers for all chunks; two kinds of
+        # values are left to Feast's conversion for the whole table: a null join key, and an
+        # integer column Feast would round (nulls beside a value beyond 2**53)
+        probe = encode_batch(config, view, table.slice(0, 1))  # one row: the chunks are encoded as written
+        if (
+            probe is None
+            or any(table.column(e.name).null_count for e in view.entity_columns)
+            or any(encode.feast_rounds(table.column(f.name)) for f in view.features)
+        ):
             return super().execute(context)
         write(config, view, EncodedChunks(config, view, table))
         if self.feature_view.offline:
