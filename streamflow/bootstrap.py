@@ -42,7 +42,7 @@ def bootstrap(
     if settings.offline_store == "spark":
         from streamflow.lake import export
 
-        say(f"lake profile: months missing from {settings.lake_path} are exported from PostgreSQL")
+        say(f"lake profile: months missing from {settings.lake_url} are exported from PostgreSQL")
         export(settings, say=say, only_missing=True)
 
     from streamflow import runs

@@ -130,8 +130,8 @@ def cmd_export_lake(args: argparse.Namespace) -> int:
     from streamflow.lake import export
 
     settings = load_settings()
-    done = export(settings, say=lambda m: print(m, flush=True))
-    print(f"exported {len(done)} month(s) of every snapshot table to {settings.lake_path}")
+    done = export(settings, say=lambda m: print(m, flush=True), only_missing=args.missing)
+    print(f"exported {len(done)} month(s) of every snapshot table to {settings.lake_url}")
     return 0
 
 
@@ -289,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_apply)
 
     s = sub.add_parser("export-lake", help="back-fill the Parquet lake from the PostgreSQL snapshots")
+    s.add_argument("--missing", action="store_true", help="only the months some table's partition lacks")
     s.set_defaults(func=cmd_export_lake)
 
     s = sub.add_parser("catalog", help="the tables and columns of the catalog (markdown)")

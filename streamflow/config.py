@@ -11,7 +11,9 @@ With nothing set, StreamFlow runs on an embedded PostgreSQL (pgserver) kept unde
                                        several nodes (redis://h1:7000,h2:7001,h3:7002) mean a Redis Cluster
     STREAMFLOW_REDIS_CLUSTER           1: REDIS_URL names a Redis Cluster even with one node
     STREAMFLOW_OFFLINE_STORE           postgres (default) | spark: the lake profile (Parquet lake + Spark)
-    STREAMFLOW_LAKE                    the lake's folder (default .streamflow/lake)
+    STREAMFLOW_LAKE                    the lake: a folder (default .streamflow/lake) or s3a://bucket/prefix
+    STREAMFLOW_S3_ENDPOINT             an s3a:// lake's endpoint when not AWS (http://minio:9000);
+                                       credentials: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY
     STREAMFLOW_SPARK_MASTER            Spark master (default local[2]; spark://host:7077 for a cluster)
     STREAMFLOW_HOME                    project folder holding feature_repo/, data/, .streamflow/
 """
@@ -19,6 +21,7 @@ With nothing set, StreamFlow runs on an embedded PostgreSQL (pgserver) kept unde
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -61,12 +64,14 @@ class Settings:
     admin_password: str = field(default="", repr=False)  # STREAMFLOW_ADMIN_PASSWORD: the app's write actions
     redis_cluster: bool = False  # REDIS_URL names a Redis Cluster (several nodes, or STREAMFLOW_REDIS_CLUSTER=1)
     offline_store: str = "postgres"  # or "spark": the lake profile
-    lake: str = ""  # the Parquet lake (default <home>/.streamflow/lake)
+    lake: str = ""  # the Parquet lake: a folder or s3a:// URL (default <home>/.streamflow/lake)
     spark_master: str = "local[2]"
+    s3_endpoint: str = ""  # an s3a:// lake's endpoint (MinIO); empty: AWS
 
     @property
-    def lake_path(self) -> Path:
-        return Path(self.lake) if self.lake else self.state_dir / "lake"
+    def lake_url(self) -> str:
+        """The lake as Spark names it: an absolute folder, or an s3a:// URL."""
+        return self.lake or str(self.state_dir / "lake")
 
     @property
     def redis(self) -> RedisTarget:
@@ -99,7 +104,7 @@ class Settings:
         return f"PostgreSQL server {self.pg_user}@{self.pg_host}:{self.pg_port}/{self.pg_db}"
 
     def describe(self) -> dict[str, str]:
-        lake = {"offline store": f"Spark over the Parquet lake ({self.lake_path}, {self.spark_master})"}
+        lake = {"offline store": f"Spark over the Parquet lake ({self.lake_url}, {self.spark_master})"}
         return {
             **(lake if self.offline_store == "spark" else {}),
             ("database" if self.offline_store == "spark" else "offline store / database"): self.backend_label,
@@ -143,14 +148,18 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
             f"STREAMFLOW_OFFLINE_STORE={offline!r} is not supported; use one of {', '.join(OFFLINE_STORES)}"
         )
     lake = get("STREAMFLOW_LAKE")
-    if "://" in lake:
-        raise ConfigError(f"STREAMFLOW_LAKE={lake!r}: only a local (or mounted) folder is supported")
+    if "://" in lake and not re.fullmatch(r"s3a://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?", lake):
+        raise ConfigError(f"STREAMFLOW_LAKE={lake!r}: use a folder or s3a://bucket/prefix (an S3 or MinIO bucket)")
+    endpoint = get("STREAMFLOW_S3_ENDPOINT").rstrip("/")
+    if endpoint and not re.fullmatch(r"https?://[^\s/]+", endpoint):
+        raise ConfigError(f"STREAMFLOW_S3_ENDPOINT={endpoint!r}: use http(s)://host:port")
     return replace(
         base,
         redis_cluster=cluster,
         offline_store=offline,
-        lake=str(Path(lake).resolve()) if lake else "",
+        lake=lake.rstrip("/") if "://" in lake else str(Path(lake).resolve()) if lake else "",
         spark_master=get("STREAMFLOW_SPARK_MASTER", "local[2]"),
+        s3_endpoint=endpoint,
         **secrets,
     )
 

@@ -1,28 +1,39 @@
 """The lake of the Spark profile: validated snapshots as Parquet, one folder per snapshot table,
 one partition per as_of (`<lake>/<snapshot table>/as_of=YYYY-MM-DD/part-0.parquet`).
 
+The lake is a local (or mounted) folder, or an `s3a://bucket/prefix` URL on an object store
+(MinIO, S3): StreamFlow writes it through pyarrow's file systems, Spark reads it through
+Hadoop's s3a connector (`STREAMFLOW_S3_ENDPOINT` names a non-AWS endpoint; credentials come
+from the usual AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY variables, read by both).
+
 Each file carries the snapshot's columns as the catalog types them, `as_of_ts` (midnight UTC: the
 Feast timestamp field), `ingested_at` and the view's lineage field, so Feast's `SparkSource`
 serves the same values as the PostgreSQL source. A partition appears whole or not at all: it is
-written into a hidden folder (Spark skips names starting with '.') and renamed into place once
-PostgreSQL has committed the month; a refused or killed ingest leaves no partial month.
+written under a hidden name (Spark skips names starting with '.') and moved into place once
+PostgreSQL has committed the month -- a folder rename on a file system, a server-side copy of the
+partition's one object on an object store (an object appears whole) -- so a refused or killed
+ingest leaves no partial month.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from functools import cached_property
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from streamflow.catalog import JOIN_KEY, TABLES, TIMESTAMP, Table
 from streamflow.config import Settings
+from streamflow.errors import BackendUnavailable
 
 ARROW_TYPES = {
     "str": pa.string(),
@@ -33,47 +44,130 @@ ARROW_TYPES = {
     "date": pa.date32(),
 }
 TS = pa.timestamp("us", tz="UTC")
+PART_FILE = "part-0.parquet"  # one object per partition: what makes a publish on S3 atomic
+ROW_GROUP = 250_000  # rows per Parquet row group: the writer streams a month in slices this size
 
 
-def table_path(settings: Settings, t: Table) -> Path:
-    return settings.lake_path / t.snapshot
+@dataclass(frozen=True)
+class Lake:
+    """Where the lake lives: `url` is what Spark reads, `root` the same place for pyarrow's `fs`."""
+
+    url: str
+    endpoint: str = ""
+
+    @property
+    def remote(self) -> bool:
+        return "://" in self.url
+
+    @cached_property
+    def fs(self) -> pafs.FileSystem:
+        if not self.remote:
+            return pafs.LocalFileSystem()
+        scheme, _, _ = self.endpoint.partition("://")
+        return pafs.S3FileSystem(
+            endpoint_override=self.endpoint.partition("://")[2] or None,
+            scheme=scheme or "https",
+            region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+            allow_bucket_creation=False,
+        )
+
+    @property
+    def root(self) -> str:
+        return self.url.partition("://")[2].rstrip("/") if self.remote else self.url
+
+    def table_url(self, t: Table) -> str:
+        return f"{self.url.rstrip('/')}/{t.snapshot}"
+
+    def table_dir(self, t: Table) -> str:
+        return f"{self.root}/{t.snapshot}"
+
+
+@contextlib.contextmanager
+def _reaching(lake: Lake, doing: str, after: str = ""):
+    """An object store that cannot be reached (or lacks the bucket) is a BackendUnavailable."""
+    if not lake.remote:
+        yield
+        return
+    try:
+        yield
+    except OSError as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        where = f"{lake.url}" + (f" at {lake.endpoint}" if lake.endpoint else "")
+        raise BackendUnavailable(
+            f"the lake {where} could not be {doing}: {first}. Check that the bucket exists, "
+            f"STREAMFLOW_S3_ENDPOINT and the AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY credentials.{after}"
+        ) from exc
+
+
+def lake_of(settings: Settings) -> Lake:
+    return Lake(settings.lake_url, settings.s3_endpoint)
+
+
+def table_path(settings: Settings, t: Table) -> str:
+    """The folder (or s3a:// URL) of one snapshot table: the path of its Feast SparkSource."""
+    return lake_of(settings).table_url(t)
 
 
 def partition_name(as_of: date) -> str:
     return f"{TIMESTAMP}={as_of.isoformat()}"
 
 
+def _column(frame: pd.DataFrame, name: str, kind: str) -> pa.Array:
+    s = frame[name]
+    if kind == "date":  # python dates (years past 2262 stay dates)
+        return pa.array(s.astype(object).where(s.notna(), None).tolist(), type=pa.date32())
+    if kind in ("str", "category"):
+        s = s.astype(object)
+    return pa.Array.from_pandas(s, type=ARROW_TYPES[kind])
+
+
 def arrow_table(t: Table, frame: pd.DataFrame, as_of: date, ingested_at: datetime) -> pa.Table:
     n = len(frame)
-    arrays = {JOIN_KEY: pa.array(frame[JOIN_KEY].astype(object), type=pa.string())}
+    arrays = {JOIN_KEY: pa.Array.from_pandas(frame[JOIN_KEY].astype(object), type=pa.string())}
     for c in t.columns:
-        values = frame[c.name].astype(object).where(frame[c.name].notna(), None)
-        arrays[c.name] = pa.array(values.tolist(), type=ARROW_TYPES[c.kind])
+        arrays[c.name] = _column(frame, c.name, c.kind)
     midnight = datetime(as_of.year, as_of.month, as_of.day, tzinfo=UTC)
-    arrays[f"{TIMESTAMP}_ts"] = pa.array([midnight] * n, type=TS)
-    arrays["ingested_at"] = pa.array([ingested_at] * n, type=TS)
-    arrays[t.lineage] = pa.array([as_of.isoformat()] * n, type=pa.string())
+    arrays[f"{TIMESTAMP}_ts"] = pa.repeat(pa.scalar(midnight, type=TS), n)
+    arrays["ingested_at"] = pa.repeat(pa.scalar(ingested_at, type=TS), n)
+    arrays[t.lineage] = pa.repeat(pa.scalar(as_of.isoformat(), type=pa.string()), n)
     return pa.table(arrays)
 
 
 @dataclass
 class Staged:
-    tmp: Path
-    final: Path
+    lake: Lake
+    tmp: str  # the hidden folder holding the partition's one file
+    final: str  # the partition folder it becomes
+
+
+def _write(lake: Lake, t: Table, frame: pd.DataFrame, as_of: date, ingested_at: datetime, path: str) -> None:
+    """Write one partition file slice by slice: Arrow holds one row group's copy at a time."""
+    writer = None
+    try:
+        for start in range(0, max(len(frame), 1), ROW_GROUP):
+            part = arrow_table(t, frame.iloc[start : start + ROW_GROUP], as_of, ingested_at)
+            if writer is None:
+                writer = pq.ParquetWriter(path, part.schema, filesystem=lake.fs)
+            writer.write_table(part)
+    finally:
+        if writer is not None:
+            writer.close()
 
 
 def stage_month(settings: Settings, frames: dict[str, pd.DataFrame], as_of: date) -> list[Staged]:
-    """Write every table's partition for `as_of` into hidden folders; nothing is visible yet."""
+    """Write every table's partition for `as_of` under hidden names; nothing is visible yet."""
+    lake = lake_of(settings)
     ingested_at = datetime.now(UTC)
-    staged = []
+    staged: list[Staged] = []
     try:
-        for t in TABLES:
-            root = table_path(settings, t)
-            root.mkdir(parents=True, exist_ok=True)
-            tmp = root / f".tmp-{partition_name(as_of)}-{uuid.uuid4().hex[:8]}"
-            tmp.mkdir()
-            staged.append(Staged(tmp, root / partition_name(as_of)))
-            pq.write_table(arrow_table(t, frames[t.name], as_of, ingested_at), tmp / "part-0.parquet")
+        with _reaching(lake, "written", " Nothing was stored."):
+            for t in TABLES:
+                root = lake.table_dir(t)
+                tmp = f"{root}/.tmp-{partition_name(as_of)}-{uuid.uuid4().hex[:8]}"
+                if not lake.remote:  # an object store has no folders to make
+                    lake.fs.create_dir(tmp, recursive=True)
+                staged.append(Staged(lake, tmp, f"{root}/{partition_name(as_of)}"))
+                _write(lake, t, frames[t.name], as_of, ingested_at, f"{tmp}/{PART_FILE}")
     except BaseException:
         discard(staged)
         raise
@@ -81,30 +175,54 @@ def stage_month(settings: Settings, frames: dict[str, pd.DataFrame], as_of: date
 
 
 def publish(staged: list[Staged]) -> None:
-    """Rename staged partitions into place (a re-ingested month replaces its partition)."""
+    """Move staged partitions into place (a re-ingested month replaces its partition)."""
     for s in staged:
+        if s.lake.remote:
+            after = " PostgreSQL holds the month: `streamflow export-lake --missing` writes it to the lake."
+            with _reaching(s.lake, "written", after):
+                s.lake.fs.copy_file(f"{s.tmp}/{PART_FILE}", f"{s.final}/{PART_FILE}")  # one object: whole or absent
+                s.lake.fs.delete_dir(s.tmp)
+            continue
+        final = Path(s.final)
         old = None
-        if s.final.exists():
-            old = s.final.with_name(f".old-{s.final.name}-{uuid.uuid4().hex[:8]}")
-            os.replace(s.final, old)
-        os.replace(s.tmp, s.final)
+        if final.exists():
+            old = final.with_name(f".old-{final.name}-{uuid.uuid4().hex[:8]}")
+            os.replace(final, old)
+        os.replace(s.tmp, final)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
 
 
 def discard(staged: list[Staged]) -> None:
     for s in staged:
-        shutil.rmtree(s.tmp, ignore_errors=True)
+        try:
+            s.lake.fs.delete_dir(s.tmp)
+        except (FileNotFoundError, OSError):
+            pass
 
 
 def partitions(settings: Settings) -> dict[str, list[str]]:
     """The as_of partitions present per snapshot table."""
+    lake = lake_of(settings)
+    prefix = f"{TIMESTAMP}="
     out = {}
     for t in TABLES:
-        root = table_path(settings, t)
-        names = sorted(p.name.split("=", 1)[1] for p in root.glob(f"{TIMESTAMP}=*")) if root.exists() else []
-        out[t.snapshot] = names
+        with _reaching(lake, "listed"):
+            infos = lake.fs.get_file_info(pafs.FileSelector(lake.table_dir(t), allow_not_found=True))
+        out[t.snapshot] = sorted(
+            i.base_name.split("=", 1)[1]
+            for i in infos
+            if i.type == pafs.FileType.Directory and i.base_name.startswith(prefix)
+        )
     return out
+
+
+def hidden(settings: Settings) -> list[str]:
+    """Paths under the lake whose name starts with '.': staging left behind (should be none)."""
+    lake = lake_of(settings)
+    with _reaching(lake, "listed"):
+        infos = lake.fs.get_file_info(pafs.FileSelector(lake.root, recursive=True, allow_not_found=True))
+    return sorted(i.path for i in infos if i.base_name.startswith("."))
 
 
 def export(settings: Settings, say=print, only_missing: bool = False) -> dict[str, int]:
@@ -128,5 +246,5 @@ def export(settings: Settings, say=print, only_missing: bool = False) -> dict[st
                 frames[t.name] = pd.DataFrame(cur.fetchall(), columns=t.column_names)
         publish(stage_month(settings, frames, as_of))
         written[as_of.isoformat()] = len(frames[TABLES[0].name])
-        say(f"  {as_of}: {written[as_of.isoformat()]:,} users -> {settings.lake_path}")
+        say(f"  {as_of}: {written[as_of.isoformat()]:,} users -> {settings.lake_url}")
     return written

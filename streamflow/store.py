@@ -101,6 +101,7 @@ def feast_env(settings: Settings | None = None) -> dict[str, str]:
         "STREAMFLOW_FEAST_REDIS_TYPE": "redis_cluster" if settings.redis_cluster else "redis",
         "STREAMFLOW_FEAST_SPARK_MASTER": settings.spark_master,
         "STREAMFLOW_FEAST_SPARK_DIR": str(settings.state_dir / "spark"),
+        "STREAMFLOW_FEAST_S3_ENDPOINT": settings.s3_endpoint,
         "FEAST_FS_YAML_FILE_PATH": str(yaml_path(settings)),
     }
 

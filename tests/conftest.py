@@ -342,6 +342,8 @@ def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
     env["STREAMFLOW_OFFLINE_STORE"] = settings.offline_store
     if settings.lake:
         env["STREAMFLOW_LAKE"] = settings.lake
+    if settings.s3_endpoint:
+        env["STREAMFLOW_S3_ENDPOINT"] = settings.s3_endpoint
     if settings.online_store == "redis":
         env["REDIS_URL"] = settings.redis_url
     env.update(extra)

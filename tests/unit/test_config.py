@@ -1,0 +1,51 @@
+"""The lake settings: a folder or an s3a:// bucket, and the endpoint of a non-AWS object store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from streamflow.config import ConfigError, load_settings
+from streamflow.lake import lake_of
+
+
+def _settings(tmp_path: Path, **env: str):
+    return load_settings({"STREAMFLOW_HOME": str(tmp_path), "STREAMFLOW_OFFLINE_STORE": "spark", **env})
+
+
+def test_default_lake_is_a_folder_under_the_state_dir(tmp_path):
+    s = _settings(tmp_path)
+    assert s.lake_url == str(tmp_path.resolve() / ".streamflow" / "lake")
+    assert not lake_of(s).remote
+
+
+def test_a_relative_folder_is_made_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert _settings(tmp_path, STREAMFLOW_LAKE="lake").lake_url == str(tmp_path.resolve() / "lake")
+
+
+def test_an_s3a_lake_names_bucket_prefix_and_endpoint(tmp_path):
+    s = _settings(tmp_path, STREAMFLOW_LAKE="s3a://streamflow-lake/lake/", STREAMFLOW_S3_ENDPOINT="http://minio:9000/")
+    lk = lake_of(s)
+    assert (s.lake_url, s.s3_endpoint) == ("s3a://streamflow-lake/lake", "http://minio:9000")
+    assert lk.remote and lk.root == "streamflow-lake/lake"
+    from streamflow.catalog import TABLES
+
+    assert lk.table_url(TABLES[0]) == "s3a://streamflow-lake/lake/users_snapshots"
+    assert lk.table_dir(TABLES[0]) == "streamflow-lake/lake/users_snapshots"
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"STREAMFLOW_LAKE": "hdfs://namenode/lake"},
+        {"STREAMFLOW_LAKE": "s3://bucket/lake"},  # Hadoop's connector is s3a
+        {"STREAMFLOW_LAKE": "s3a://Bad_Bucket/lake"},
+        {"STREAMFLOW_S3_ENDPOINT": "minio:9000"},
+        {"STREAMFLOW_S3_ENDPOINT": "http://minio:9000/path"},
+    ],
+)
+def test_malformed_lake_settings_are_refused_with_the_form_to_use(tmp_path, env):
+    with pytest.raises(ConfigError, match="s3a://bucket/prefix|http\\(s\\)://host:port"):
+        _settings(tmp_path, **env)
