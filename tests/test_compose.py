@@ -22,7 +22,7 @@ COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
 RAW = (REPO / "docker-compose.yml").read_text()
 SERVICES = COMPOSE["services"]
 APP_SERVICES = ["init", "app", "api", "prefect"]
-TEST_ENV = {"POSTGRES_USER": "u", "POSTGRES_PASSWORD": "p@ss", "POSTGRES_DB": "d"}
+TEST_ENV = {"POSTGRES_USER": "u", "POSTGRES_PASSWORD": "p@ss", "POSTGRES_DB": "d", "MINIO_ROOT_PASSWORD": "m1n!o"}
 
 
 def _subst(value: str) -> str:
@@ -108,7 +108,7 @@ def test_published_ports_are_loopback_only():
 @pytest.mark.parametrize("name", APP_SERVICES)
 def test_environment_selects_the_server_and_redis(name):
     env = {k: _subst(str(v)) for k, v in SERVICES[name]["environment"].items()}
-    known = set(re.findall(r"\b(STREAMFLOW_[A-Z_]+|REDIS_URL)\b", (REPO / "streamflow" / "config.py").read_text()))
+    known = set(re.findall(r"\b(STREAMFLOW_[A-Z0-9_]+|REDIS_URL)\b", (REPO / "streamflow" / "config.py").read_text()))
     for var in env:
         assert var in known, f"{name}: {var} is not read by streamflow/config.py"
     s = load_settings(env)
@@ -151,21 +151,38 @@ LAKE_WORKERS = ["spark-worker-1", "spark-worker-2"]
 REDIS_NODES = ["redis-node-1", "redis-node-2", "redis-node-3"]
 
 
+def _env(name: str) -> dict[str, str]:
+    return {k: _subst(str(v)) for k, v in SERVICES[name]["environment"].items()}
+
+
 def _lake_settings(name: str):
-    env = {k: _subst(str(v)) for k, v in SERVICES[name]["environment"].items()}
-    known = set(re.findall(r"\b(STREAMFLOW_[A-Z_]+|REDIS_URL)\b", (REPO / "streamflow" / "config.py").read_text()))
+    env = _env(name)
+    # the variables config.py documents: its own, and the AWS_* keys pyarrow and Hadoop's s3a read
+    known = set(
+        re.findall(
+            r"\b(STREAMFLOW_[A-Z0-9_]+|REDIS_URL|AWS_[A-Z_]+)\b", (REPO / "streamflow" / "config.py").read_text()
+        )
+    )
     assert set(env) <= known, set(env) - known
     return load_settings(env)
 
 
 def test_lake_profile_holds_the_cluster_and_stays_out_of_the_default_up():
-    assert set(LAKE_SERVICES) == {"spark-master", *LAKE_WORKERS, *REDIS_NODES, "redis-cluster-init", *LAKE_DRIVERS}
+    assert set(LAKE_SERVICES) == {
+        "spark-master",
+        *LAKE_WORKERS,
+        *REDIS_NODES,
+        "redis-cluster-init",
+        "minio",
+        "minio-init",
+        *LAKE_DRIVERS,
+    }
     assert SERVICES["spark-master"]["image"].startswith("apache/spark:4.0")
-    assert "lake" in COMPOSE["volumes"]
+    assert "lake" in COMPOSE["volumes"] and "lake:/data" in SERVICES["minio"]["volumes"]
 
 
 @pytest.mark.parametrize("name", LAKE_DRIVERS + LAKE_WORKERS)
-def test_lake_services_run_the_spark_image_with_the_lake_mounted(name):
+def test_lake_services_run_the_spark_image_on_the_minio_lake(name):
     svc = SERVICES[name]
     assert svc["build"]["context"] == "." and svc["build"]["args"]["WITH_SPARK"] == "1"
     docker = (REPO / "Dockerfile").read_text()
@@ -173,8 +190,36 @@ def test_lake_services_run_the_spark_image_with_the_lake_mounted(name):
     assert "requirements-spark.txt" in docker
     s = _lake_settings(name)
     assert s.offline_store == "spark" and s.redis_cluster
-    mounts = dict(v.split(":")[:2] for v in svc["volumes"])
-    assert mounts["lake"] == s.lake  # the same folder in the driver and on every worker
+    # the lake is the bucket minio-init makes, at the address MinIO listens on, with its credentials
+    minio_cmd, init_cmd = SERVICES["minio"]["command"], SERVICES["minio-init"]["command"][0]
+    bucket = re.search(r"mc mb --ignore-existing lake/(\S+)", init_cmd).group(1)
+    assert s.lake == f"s3a://{bucket}/lake"
+    port = minio_cmd[minio_cmd.index("--address") + 1].lstrip(":")
+    assert s.s3_endpoint == f"http://minio:{port}" and f"mc alias set lake {s.s3_endpoint} " in init_cmd
+    minio_env = {k: _subst(str(v)) for k, v in SERVICES["minio"]["environment"].items()}
+    env = _env(name)
+    assert (env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]) == (
+        minio_env["MINIO_ROOT_USER"],
+        minio_env["MINIO_ROOT_PASSWORD"],
+    )
+    if name in LAKE_DRIVERS:  # the writers wait for the bucket; workers only read when given tasks
+        assert _waits_on(name, "init-lake")["minio-init"]["condition"] == "service_completed_successfully"
+    assert SERVICES["minio-init"]["depends_on"]["minio"]["condition"] == "service_healthy"
+
+
+def test_dockerfile_s3a_connector_matches_pyspark_hadoop():
+    """hadoop-aws must be the release of the Hadoop client pyspark bundles (a pyspark bump that
+    changes Hadoop fails here, not in a cluster)."""
+    import pyspark
+
+    jars = Path(pyspark.__file__).parent / "jars"
+    client = [p.name for p in jars.glob("hadoop-client-api-*.jar")]
+    assert len(client) == 1, client
+    bundled = client[0].removeprefix("hadoop-client-api-").removesuffix(".jar")
+    docker = (REPO / "Dockerfile").read_text()
+    assert f"ARG HADOOP_AWS_VERSION={bundled}" in docker
+    assert "hadoop-aws/$HADOOP_AWS_VERSION/hadoop-aws-$HADOOP_AWS_VERSION.jar" in docker
+    assert re.search(r"ARG AWS_SDK_BUNDLE_VERSION=2\.\d+\.\d+", docker)  # SDK v2: what Hadoop 3.4 uses
 
 
 @pytest.mark.parametrize("name", LAKE_DRIVERS)
