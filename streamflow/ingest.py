@@ -34,7 +34,14 @@ from streamflow.catalog import JOIN_KEY, TABLES, USERS, Column, Table, table
 from streamflow.config import Settings, load_settings
 from streamflow.dates import iso_date_or_none, parse_month_end
 from streamflow.errors import BackendUnavailable, InvalidInput, NotFound, StreamflowError, ValidationRefused
-from streamflow.quality import REFERENTIAL, TableValidation, validate_month, validate_table
+from streamflow.quality import (
+    REFERENTIAL,
+    TableValidation,
+    merge_validations,
+    validate_month,
+    validate_referential,
+    validate_table,
+)
 from streamflow.validation_report import describe_failure
 
 log = logging.getLogger(__name__)
@@ -99,8 +106,17 @@ def resolve_as_of(folder: Path, as_of: str | date | None) -> date:
 # ---------------------------------------------------------------- reading and coercion
 
 
-def read_raw(path: Path) -> pd.DataFrame:
-    """Read a CSV as text columns; raise IngestError naming the file on any read problem."""
+_CSV_OPTIONS = dict(
+    dtype=str,
+    keep_default_na=False,
+    na_filter=False,
+    encoding="utf-8-sig",  # tolerate a spreadsheet's BOM; any other non-UTF-8 byte fails
+    skipinitialspace=False,
+    engine="c",
+)
+
+
+def _check_file(path: Path) -> None:
     name = path.name
     if not path.is_file():
         raise IngestError(f"{name}: file is missing from {path.parent}")
@@ -112,16 +128,12 @@ def read_raw(path: Path) -> pd.DataFrame:
         raise IngestError(f"{name}: header line longer than {MAX_HEADER_BYTES // 1024} KiB; not a StreamFlow export")
     if head.count(b",") + 1 > MAX_COLUMNS:
         raise IngestError(f"{name}: header has {head.count(b',') + 1} fields (at most {MAX_COLUMNS} expected)")
+
+
+@contextmanager
+def _csv_errors(name: str) -> Iterator[None]:
     try:
-        return pd.read_csv(
-            path,
-            dtype=str,
-            keep_default_na=False,
-            na_filter=False,
-            encoding="utf-8-sig",  # tolerate a spreadsheet's BOM; any other non-UTF-8 byte fails
-            skipinitialspace=False,
-            engine="c",
-        )
+        yield
     except UnicodeDecodeError as exc:
         raise IngestError(
             f"{name}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
@@ -133,10 +145,27 @@ def read_raw(path: Path) -> pd.DataFrame:
         raise IngestError(f"{name}: malformed CSV: {str(exc).strip()}") from None
 
 
+def read_raw(path: Path) -> pd.DataFrame:
+    """Read a CSV as text columns; raise IngestError naming the file on any read problem."""
+    _check_file(path)
+    with _csv_errors(path.name):
+        return pd.read_csv(path, **_CSV_OPTIONS)
+
+
+def read_raw_chunks(path: Path, rows: int) -> Iterator[pd.DataFrame]:
+    """The same text columns, `rows` lines at a time (the index counts lines across chunks)."""
+    _check_file(path)
+    with _csv_errors(path.name):
+        yield pd.read_csv(path, nrows=0, **_CSV_OPTIONS)  # the header alone: the columns of an empty file
+        with pd.read_csv(path, chunksize=rows, **_CSV_OPTIONS) as reader:
+            yield from reader
+
+
 def _examples(raw: pd.DataFrame, bad: np.ndarray, col: str) -> list[dict]:
     idx = np.flatnonzero(bad)[:EXAMPLE_ROWS]
     ids = raw[JOIN_KEY] if JOIN_KEY in raw else pd.Series([""] * len(raw))
-    return [{"line": int(i) + 2, "user_id": str(ids.iat[i]), "value": str(raw[col].iat[i])[:80]} for i in idx]
+    lines = raw.index.to_numpy()  # the row's place in its file (a bucket keeps it)
+    return [{"line": int(lines[i]) + 2, "user_id": str(ids.iat[i]), "value": str(raw[col].iat[i])[:80]} for i in idx]
 
 
 def _coerce_column(c: Column, s: pd.Series) -> tuple[pd.Series, np.ndarray]:
@@ -209,6 +238,122 @@ def coerce_table(table: Table, raw: pd.DataFrame) -> tuple[pd.DataFrame, list[di
     return pd.DataFrame(out, index=raw.index), problems
 
 
+# ---------------------------------------------------------------- a month in buckets
+
+BUCKET_BYTES = 64 << 20  # CSV bytes of a month per bucket: about what one process holds at a time
+READ_ROWS = 200_000  # lines read at a time while splitting a large month
+
+
+def bucket_count(folder: Path) -> int:
+    """How many buckets a month folder is split into (1 below BUCKET_BYTES: held whole)."""
+    total = sum((folder / t.csv).stat().st_size for t in TABLES if (folder / t.csv).is_file())
+    return max(1, -(-total // BUCKET_BYTES))
+
+
+def _bucket_of(raw: pd.DataFrame, k: int) -> np.ndarray:
+    """Each row's bucket from its (trimmed) user_id: a user's rows in all six files share one."""
+    if JOIN_KEY not in raw:
+        return np.zeros(len(raw), dtype=np.int64)  # refused anyway; validation names the column
+    keys = raw[JOIN_KEY].str.strip()
+    return (pd.util.hash_pandas_object(keys, index=False).to_numpy() % np.uint64(k)).astype(np.int64)
+
+
+class MonthParts:
+    """A month's six files as `k` buckets of users: every row of a user, in all six files, lands
+    in the same bucket, so uniqueness and the cross-file check hold per bucket exactly as over the
+    whole month. One bucket is the whole month, read into memory; more are split once, as text,
+    into Parquet files in a temporary folder and read back (and coerced) one bucket at a time,
+    so a process holds about 1/k of the month."""
+
+    def __init__(self, folder: Path, k: int | None = None):
+        import tempfile
+        import weakref
+
+        self.folder = folder
+        self.k = k or bucket_count(folder)
+        self._raws: dict[str, pd.DataFrame] | None = None
+        self.typed: dict[str, pd.DataFrame] | None = None  # k == 1: the frames validation coerced
+        self._tmp = None
+        if self.k == 1:
+            raws, errors = read_month(folder)
+            if errors:
+                raise IngestError("refused: " + "; ".join(errors))
+            self._raws = raws
+            self.rows = {name: len(f) for name, f in raws.items()}
+            return
+        self._tmp = tempfile.TemporaryDirectory(prefix="streamflow-month-")
+        self._finalizer = weakref.finalize(self, self._tmp.cleanup)
+        try:
+            self.rows = self._split()
+        except BaseException:
+            self.close()
+            raise
+
+    def _path(self, name: str, b: int) -> Path:
+        return Path(self._tmp.name) / f"{name}-{b}.parquet"
+
+    def _split(self) -> dict[str, int]:
+        import pyarrow.parquet as pq
+
+        rows: dict[str, int] = {}
+        errors: list[str] = []
+        self._columns: dict[str, list[str]] = {}
+        for t in TABLES:
+            writers: dict[int, pq.ParquetWriter] = {}
+            try:
+                chunks = read_raw_chunks(self.folder / t.csv, READ_ROWS)
+                header = next(chunks)
+                self._columns[t.name] = list(header.columns)
+                n = 0
+                for chunk in chunks:
+                    n += len(chunk)
+                    which = _bucket_of(chunk, self.k)
+                    for b in np.unique(which):
+                        part = chunk[which == b]
+                        table = pa.Table.from_pandas(part, preserve_index=True)
+                        if b not in writers:
+                            writers[b] = pq.ParquetWriter(self._path(t.name, b), table.schema)
+                        writers[b].write_table(table)
+                rows[t.name] = n
+            except IngestError as exc:
+                errors.append(str(exc))
+            finally:
+                for w in writers.values():
+                    w.close()
+        if errors:
+            raise IngestError("refused: " + "; ".join(errors))
+        return rows
+
+    def raws(self, b: int) -> dict[str, pd.DataFrame]:
+        """Bucket b's six text frames (index: each row's line in its file, from 0)."""
+        if self._raws is not None:
+            return self._raws
+        import pyarrow.parquet as pq
+
+        out = {}
+        for t in TABLES:
+            path = self._path(t.name, b)
+            if path.is_file():
+                out[t.name] = pq.read_table(path).to_pandas()
+            else:
+                out[t.name] = pd.DataFrame({c: pd.Series([], dtype=object) for c in self._columns[t.name]})
+        return out
+
+    def buckets(self) -> Iterator[dict[str, pd.DataFrame]]:
+        """The typed frames of each bucket in turn (the same coercion as validation saw)."""
+        if self.typed is not None:
+            yield self.typed
+            return
+        for b in range(self.k):
+            raws = self.raws(b)
+            yield {t.name: coerce_table(t, raws[t.name])[0] for t in TABLES}
+
+    def close(self) -> None:
+        self._raws = self.typed = None
+        if self._tmp is not None:
+            self._finalizer()
+
+
 # ---------------------------------------------------------------- writing
 
 
@@ -222,14 +367,23 @@ def _staging_csv(table: Table, frame: pd.DataFrame) -> bytes:
     return buf.getvalue()
 
 
-def _write_table(cur, table: Table, frame: pd.DataFrame, as_of: date) -> dict[str, int]:
+def _create_stage(cur, table: Table) -> None:
+    cur.execute(
+        f"CREATE TEMP TABLE stage_{table.name} ON COMMIT DROP AS SELECT {', '.join(table.column_names)} "
+        f"FROM {table.name} WITH NO DATA"
+    )
+
+
+def _copy_stage(cur, table: Table, frame: pd.DataFrame) -> None:
+    with cur.copy(f"COPY stage_{table.name} ({', '.join(table.column_names)}) FROM STDIN WITH (FORMAT csv)") as cp:
+        cp.write(_staging_csv(table, frame))
+
+
+def _merge_stage(cur, table: Table, as_of: date) -> dict[str, int]:
     cols = table.column_names
     feats = [c.name for c in table.columns]
     stage = f"stage_{table.name}"
     collist = ", ".join(cols)
-    cur.execute(f"CREATE TEMP TABLE {stage} ON COMMIT DROP AS SELECT {collist} FROM {table.name} WITH NO DATA")
-    with cur.copy(f"COPY {stage} ({collist}) FROM STDIN WITH (FORMAT csv)") as cp:
-        cp.write(_staging_csv(table, frame))
     tgt = ", ".join(f"t.{c}" for c in feats)
     exc = ", ".join(f"EXCLUDED.{c}" for c in feats)
     sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in feats)
@@ -268,14 +422,34 @@ def _write_table(cur, table: Table, frame: pd.DataFrame, as_of: date) -> dict[st
     return {**return_counts, "live_upserted": cur.rowcount}
 
 
-def _write_tables(settings: Settings, frames: dict[str, pd.DataFrame], as_of: date) -> dict[str, dict[str, int]]:
-    changed: dict[str, dict[str, int]] = {}
-    with db.connection(settings) as conn, conn.cursor() as cur:
-        # One month at a time: two ingests (of any month) are serialized, never interleaved.
-        cur.execute("SELECT pg_advisory_xact_lock(%s, 0)", (db.LOCK_INGEST,))
-        for t in TABLES:
-            changed[t.name] = _write_table(cur, t, frames[t.name], as_of)
-    return changed
+@dataclass
+class Written:
+    changed: dict[str, dict[str, int]]
+    lake: list  # the lake's staged partitions, published by the caller once this has committed
+
+
+def _write_tables(settings: Settings, parts: MonthParts, as_of: date) -> Written:
+    """One transaction: each bucket COPYed into the six staging tables (and, on the lake
+    profile, into the month's staged Parquet files), then one set-based merge per table."""
+    writer = lake.MonthWriter(settings, as_of) if settings.offline_store == "spark" else None
+    try:
+        with db.connection(settings) as conn, conn.cursor() as cur:
+            # One month at a time: two ingests (of any month) are serialized, never interleaved.
+            cur.execute("SELECT pg_advisory_xact_lock(%s, 0)", (db.LOCK_INGEST,))
+            for t in TABLES:
+                _create_stage(cur, t)
+            for frames in parts.buckets():
+                for t in TABLES:
+                    _copy_stage(cur, t, frames[t.name])
+                if writer is not None:
+                    writer.write(frames)
+            staged = writer.close() if writer is not None else []
+            changed = {t.name: _merge_stage(cur, t, as_of) for t in TABLES}
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    return Written(changed, staged)
 
 
 # ---------------------------------------------------------------- the pipeline
@@ -301,13 +475,14 @@ class PreparedMonth:
     folder: Path
     as_of: date
     digest: str
-    frames: dict[str, pd.DataFrame] = field(repr=False)
+    parts: MonthParts = field(repr=False)
     validations: list[TableValidation] = field(repr=False)
     started: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
     lock: object = field(default=None, repr=False)  # the connection holding the run's lock
 
     def release(self) -> None:
+        self.parts.close()
         if self.lock is not None:
             self.lock.close()
             self.lock = None
@@ -343,39 +518,83 @@ def _record_failure(settings: Settings, run_id: str, started: float, as_of_box: 
         raise
 
 
+def _merge_coercion(parts: list[list[dict]], rows: int) -> list[dict]:
+    """One problem per (check, column) over the buckets of a table of `rows` rows: counts summed,
+    the first examples by line."""
+    merged: dict[tuple, dict] = {}
+    for problems in parts:
+        for p in problems:
+            key = (p["expectation"], p["column"])
+            if key not in merged:
+                merged[key] = {**p, "examples": list(p["examples"])}
+                continue
+            m = merged[key]
+            m["unexpected_count"] += p["unexpected_count"]
+            m["examples"] = sorted(m["examples"] + p["examples"], key=lambda e: e["line"])[:EXAMPLE_ROWS]
+    for m in merged.values():
+        m["element_count"] = rows
+        m["unexpected_percent"] = round(100.0 * m["unexpected_count"] / max(rows, 1), 4)
+    return list(merged.values())
+
+
 def check_month(
     folder: Path,
     as_of: date,
     timings: dict[str, float] | None = None,
     say: Callable[[str], None] | None = None,
-) -> tuple[dict[str, pd.DataFrame], list[TableValidation]]:
-    """Read, coerce and validate a month folder: typed frames and every table's validation.
-    Touches no database (the dry run of the Ingest page); raises IngestError when a file
-    cannot even be read."""
+) -> tuple[MonthParts, list[TableValidation]]:
+    """Read, coerce and validate a month folder: the month (as buckets) and every table's
+    validation. Touches no database (the dry run of the Ingest page); raises IngestError when a
+    file cannot even be read. A large month is split into buckets of users first and validated
+    bucket by bucket; the results are merged into one per table (see quality.merge_validations)."""
     timings = timings if timings is not None else {}
     say = say or (lambda _msg: None)
     t0 = time.perf_counter()
-    raws, errors = read_month(folder)
-    if errors:
-        raise IngestError("refused: " + "; ".join(errors))
-    frames: dict[str, pd.DataFrame] = {}
-    coercion: dict[str, list[dict]] = {}
-    for t in TABLES:
-        frames[t.name], coercion[t.name] = coerce_table(t, raws[t.name])
+    parts = MonthParts(folder)
     timings["read_coerce_s"] = time.perf_counter() - t0
-
-    say("validating with Great Expectations")
-    t0 = time.perf_counter()
-    validations = validate_month(frames, as_of)
-    for v in validations:
-        extra = coercion.get(v.table) or []
-        if extra:
-            v.details = extra + v.details
-            v.success = False
-            v.failed += len(extra)
-            v.evaluated += len(extra)
-    timings["validate_s"] = time.perf_counter() - t0
-    return frames, validations
+    try:
+        if parts.k > 1:
+            say(f"large month: validating in {parts.k} buckets of users")
+        per_table: dict[str, list[TableValidation]] = {}
+        coercion: dict[str, list[list[dict]]] = {}
+        validate_s = 0.0
+        for b in range(parts.k):
+            t0 = time.perf_counter()
+            raws = parts.raws(b)
+            frames: dict[str, pd.DataFrame] = {}
+            for t in TABLES:
+                frames[t.name], problems = coerce_table(t, raws[t.name])
+                coercion.setdefault(t.name, []).append(problems)
+            del raws
+            timings["read_coerce_s"] += time.perf_counter() - t0
+            if b == 0:
+                say("validating with Great Expectations")
+            t0 = time.perf_counter()
+            for v in validate_month(frames, as_of, skip_empty=parts.k > 1):
+                per_table.setdefault(v.table, []).append(v)
+            validate_s += time.perf_counter() - t0
+            if parts.k == 1:
+                parts.typed, parts._raws = frames, None  # a month held whole is written from these frames
+        if parts.k > 1:  # a table (or the cross-file check) with no rows at all: validated empty
+            empty = parts.raws(0)
+            for t in TABLES:
+                if not per_table.get(t.name):
+                    frame = coerce_table(t, empty[t.name])[0]
+                    per_table[t.name] = [validate_table(t, frame, as_of)]
+            per_table.setdefault(REFERENTIAL, [validate_referential({})])
+        validations = [merge_validations(per_table[name]) for name in [t.name for t in TABLES] + [REFERENTIAL]]
+        for v in validations:
+            extra = _merge_coercion(coercion.get(v.table, []), parts.rows.get(v.table, 0))
+            if extra:
+                v.details = extra + v.details
+                v.success = False
+                v.failed += len(extra)
+                v.evaluated += len(extra)
+        timings["validate_s"] = validate_s
+    except BaseException:
+        parts.close()
+        raise
+    return parts, validations
 
 
 MAX_UPLOAD_BYTES = 1 << 30  # uncompressed, all six files together
@@ -439,19 +658,21 @@ def prepare_month(
         box[0] = resolved = resolve_as_of(folder, as_of)
         digest = files_digest(folder)
         say(f"reading {folder} (as_of {resolved})")
-        frames, validations = check_month(folder, resolved, timings, say)
+        parts, validations = check_month(folder, resolved, timings, say)
+        prepared = PreparedMonth(run_id, folder, resolved, digest, parts, validations, started, timings, lock)
         runs.store_validations(settings, run_id, resolved, validations)
 
         failed = [v for v in validations if not v.success]
         if failed:
             csv = {t.name: t.csv for t in TABLES} | {REFERENTIAL: "cross-file check (user_ids missing from users.csv)"}
             lines = "\n".join(describe_failure(v, csv[v.table]) for v in failed)
+            parts.close()
             raise IngestError(
                 f"refused month {resolved} from {folder}: validation failed, nothing was written\n{lines}",
                 run_id,
                 validations,
             )
-    return PreparedMonth(run_id, folder, resolved, digest, frames, validations, started, timings, lock)
+    return prepared
 
 
 def write_month(
@@ -467,15 +688,11 @@ def write_month(
         with _record_failure(settings, p.run_id, p.started, [p.as_of]):
             say("writing live and snapshot tables (one transaction)")
             t0 = time.perf_counter()
-            staged = lake.stage_month(settings, p.frames, p.as_of) if settings.offline_store == "spark" else []
-            try:
-                changed = _write_tables(settings, p.frames, p.as_of)
-            except BaseException:
-                lake.discard(staged)
-                raise
-            lake.publish(staged)  # the lake's partitions appear once PostgreSQL has committed
+            staged = _write_tables(settings, p.parts, p.as_of)
+            lake.publish(staged.lake)  # the lake's partitions appear once PostgreSQL has committed
+            changed = staged.changed
             p.timings["write_s"] = time.perf_counter() - t0
-            rows = {t.name: len(p.frames[t.name]) for t in TABLES}
+            rows = dict(p.parts.rows)
             runs.ingestion_ended(settings, p.run_id, p.as_of, "succeeded", p.started, "ok", rows, changed, p.digest)
     finally:
         p.release()

@@ -140,38 +140,62 @@ class Staged:
     final: str  # the partition folder it becomes
 
 
-def _write(lake: Lake, t: Table, frame: pd.DataFrame, as_of: date, ingested_at: datetime, path: str) -> None:
-    """Write one partition file slice by slice: Arrow holds one row group's copy at a time."""
-    writer = None
-    try:
-        for start in range(0, max(len(frame), 1), ROW_GROUP):
-            part = arrow_table(t, frame.iloc[start : start + ROW_GROUP], as_of, ingested_at)
-            if writer is None:
-                writer = pq.ParquetWriter(path, part.schema, filesystem=lake.fs)
-            writer.write_table(part)
-    finally:
-        if writer is not None:
-            writer.close()
+class MonthWriter:
+    """The month's partitions, staged under hidden names: `write` takes the typed frames of one
+    bucket of users at a time (each becomes row groups of at most ROW_GROUP rows in the table's
+    one file), `close` returns what `publish` moves into place, `abort` removes it all."""
+
+    def __init__(self, settings: Settings, as_of: date):
+        self.lake = lake_of(settings)
+        self.as_of = as_of
+        self.ingested_at = datetime.now(UTC)
+        self.staged: dict[str, Staged] = {}
+        self._writers: dict[str, pq.ParquetWriter] = {}
+
+    def write(self, frames: dict[str, pd.DataFrame]) -> None:
+        with _reaching(self.lake, "written", " Nothing was stored."):
+            for t in TABLES:
+                frame = frames[t.name]
+                for start in range(0, max(len(frame), 1), ROW_GROUP):
+                    part = arrow_table(t, frame.iloc[start : start + ROW_GROUP], self.as_of, self.ingested_at)
+                    if t.name not in self._writers:
+                        self._writers[t.name] = pq.ParquetWriter(self._open(t), part.schema, filesystem=self.lake.fs)
+                    if part.num_rows:
+                        self._writers[t.name].write_table(part)
+
+    def _open(self, t: Table) -> str:
+        root = self.lake.table_dir(t)
+        tmp = f"{root}/.tmp-{partition_name(self.as_of)}-{uuid.uuid4().hex[:8]}"
+        if not self.lake.remote:  # an object store has no folders to make
+            self.lake.fs.create_dir(tmp, recursive=True)
+        self.staged[t.name] = Staged(self.lake, tmp, f"{root}/{partition_name(self.as_of)}")
+        return f"{tmp}/{PART_FILE}"
+
+    def close(self) -> list[Staged]:
+        with _reaching(self.lake, "written", " Nothing was stored."):
+            while self._writers:
+                self._writers.popitem()[1].close()
+        return [self.staged[t.name] for t in TABLES if t.name in self.staged]
+
+    def abort(self) -> None:
+        for w in self._writers.values():
+            try:
+                w.close()
+            except OSError:
+                pass
+        self._writers.clear()
+        discard(list(self.staged.values()))
 
 
 def stage_month(settings: Settings, frames: dict[str, pd.DataFrame], as_of: date) -> list[Staged]:
     """Write every table's partition for `as_of` under hidden names; nothing is visible yet."""
-    lake = lake_of(settings)
-    ingested_at = datetime.now(UTC)
-    staged: list[Staged] = []
+    writer = MonthWriter(settings, as_of)
     try:
-        with _reaching(lake, "written", " Nothing was stored."):
-            for t in TABLES:
-                root = lake.table_dir(t)
-                tmp = f"{root}/.tmp-{partition_name(as_of)}-{uuid.uuid4().hex[:8]}"
-                if not lake.remote:  # an object store has no folders to make
-                    lake.fs.create_dir(tmp, recursive=True)
-                staged.append(Staged(lake, tmp, f"{root}/{partition_name(as_of)}"))
-                _write(lake, t, frames[t.name], as_of, ingested_at, f"{tmp}/{PART_FILE}")
+        writer.write(frames)
+        return writer.close()
     except BaseException:
-        discard(staged)
+        writer.abort()
         raise
-    return staged
 
 
 def publish(staged: list[Staged]) -> None:

@@ -157,6 +157,7 @@ def _summarise(table: str, result, row_count: int) -> TableValidation:
             "element_count": res.get("element_count"),
             "unexpected_count": res.get("unexpected_count"),
             "unexpected_percent": res.get("unexpected_percent"),
+            "missing_count": res.get("missing_count"),
             "examples": json_safe(examples[:EXAMPLES]),
             "observed_value": json_safe(res.get("observed_value")),
             "kwargs": {k: v for k, v in json_safe(cfg.kwargs).items() if k not in ("batch_id", "column")},
@@ -228,9 +229,74 @@ def validate_referential(frames: dict[str, pd.DataFrame]) -> TableValidation:
     return _summarise(REFERENTIAL, result, len(frame))
 
 
-def validate_month(frames: dict[str, pd.DataFrame], as_of: date) -> list[TableValidation]:
-    """Validate every table of a month and the cross-table rule; nothing is written."""
+def validate_month(frames: dict[str, pd.DataFrame], as_of: date, skip_empty: bool = False) -> list[TableValidation]:
+    """Validate every table of a month and the cross-table rule; nothing is written. With
+    `skip_empty` (one bucket of a large month) a table without rows in this bucket is skipped."""
     _context()
-    out = [validate_table(t, frames[t.name], as_of) for t in TABLES if t.name in frames]
-    out.append(validate_referential(frames))
+    out = [
+        validate_table(t, frames[t.name], as_of)
+        for t in TABLES
+        if t.name in frames and not (skip_empty and frames[t.name].empty)
+    ]
+    if not (skip_empty and all(frames[t.name].empty for t in TABLES[1:] if t.name in frames)):
+        out.append(validate_referential(frames))
     return out
+
+
+def _percent(unexpected: int | None, elements: int | None, missing: int | None) -> float | None:
+    """Great Expectations' unexpected_percent: over the non-missing values when it counts them."""
+    if unexpected is None or not elements:
+        return None
+    if missing is None:
+        return unexpected / elements * 100
+    nonnull = elements - missing
+    return unexpected / nonnull * 100 if nonnull > 0 else None
+
+
+def _key(d: dict) -> tuple:
+    return d["expectation"], d["column"], json.dumps(d["kwargs"], sort_keys=True, default=str)
+
+
+def merge_validations(parts: list[TableValidation]) -> TableValidation:
+    """One table's validation from its buckets' (a large month is validated bucket by bucket;
+    every row of a user is in one bucket, so uniqueness and the cross-file check hold per
+    bucket exactly as over the month). Counts add up, the row count is checked on the sum,
+    examples are the first buckets' first ones; the buckets' own results are kept in ge_result."""
+    if len(parts) == 1:
+        return parts[0]
+    merged: dict[tuple, dict] = {}
+    for part in parts:
+        for d in part.details:
+            m = merged.setdefault(_key(d), {**d, "examples": []})
+            if m.get("_seen"):
+                for field_ in ("element_count", "unexpected_count", "missing_count"):
+                    a, b = m.get(field_), d.get(field_)
+                    m[field_] = None if a is None or b is None else a + b
+                m["success"] = m["success"] and d["success"]
+                if d.get("error") and not m.get("error"):
+                    m["error"] = d["error"]
+            m["_seen"] = True
+            m["examples"] = (m["examples"] + list(d["examples"] or []))[:EXAMPLES]
+    rows = sum(p.row_count for p in parts)
+    details = []
+    for m in merged.values():
+        m.pop("_seen")
+        if m["expectation"] == "expect_table_row_count_to_be_between":
+            lo, hi = m["kwargs"].get("min_value"), m["kwargs"].get("max_value")
+            m["observed_value"] = rows
+            m["success"] = (lo is None or rows >= lo) and (hi is None or rows <= hi) and not m.get("error")
+        elif m["unexpected_count"] is not None:
+            m["unexpected_percent"] = _percent(m["unexpected_count"], m["element_count"], m["missing_count"])
+        details.append(m)
+    details.sort(key=lambda d: (d["success"], d["column"] or "", d["expectation"]))
+    successful = sum(d["success"] for d in details)
+    return TableValidation(
+        table=parts[0].table,
+        success=successful == len(details),
+        evaluated=len(details),
+        successful=successful,
+        failed=len(details) - successful,
+        row_count=rows,
+        details=details,
+        ge_result={"buckets": len(parts), "results": [p.ge_result for p in parts]},
+    )

@@ -51,7 +51,8 @@ with friendly_errors():
             if dry:
                 with st.spinner("Validating with Great Expectations (nothing is written)..."):
                     try:
-                        _, validations = check_month(folder, day)
+                        month, validations = check_month(folder, day)
+                        month.close()  # a dry run keeps only the verdicts
                     except IngestError as exc:
                         st.error(str(exc))
                         st.stop()

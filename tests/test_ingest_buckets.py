@@ -1,0 +1,123 @@
+"""A large month is split into buckets of users and validated and written bucket by bucket.
+The same month split in 3 and held whole must give the same validations (every expectation,
+count and verdict), the same stored rows and the same lake partitions, good month or bad."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from streamflow import ingest
+from streamflow.catalog import TABLES
+from streamflow.ingest import IngestError, MonthParts, check_month, ingest_month
+from tests.conftest import fingerprint
+from tests.test_ingest import BAD_BATCHES
+
+K = 3
+
+
+@pytest.fixture
+def split_in(monkeypatch):
+    """split_in(folder, k): make months of folder's size split into k buckets."""
+
+    def make(folder, k: int) -> None:
+        total = sum((folder / t.csv).stat().st_size for t in TABLES if (folder / t.csv).is_file())
+        monkeypatch.setattr(ingest, "BUCKET_BYTES", max(1, -(-total // k)))
+        monkeypatch.setattr(ingest, "READ_ROWS", 1000)  # several read chunks per file too
+        assert ingest.bucket_count(folder) == k
+
+    return make
+
+
+def _comparable(validations):
+    """Everything but where the examples come from (first rows of the file vs of each bucket):
+    their number, and the examples themselves when all of them fit."""
+    out = []
+    for v in validations:
+        details = []
+        for d in v.details:
+            d = dict(d)
+            ex = d.pop("examples") or []
+            fits = (d.get("unexpected_count") or 0) <= len(ex)
+            d["examples"] = sorted(map(repr, ex)) if fits else len(ex)
+            details.append(d)
+        out.append((v.table, v.success, v.evaluated, v.successful, v.failed, v.row_count, details))
+    return out
+
+
+def test_buckets_hold_a_share_of_the_month_and_every_user_in_one(months, split_in):
+    folder = months[0][0]
+    split_in(folder, K)
+    parts = MonthParts(folder)
+    try:
+        sizes = [len(parts.raws(b)["users"]) for b in range(K)]
+        whole = parts.rows["users"]
+        assert sum(sizes) == whole and max(sizes) < whole / K * 1.3, sizes
+        for b in range(K):
+            raws = parts.raws(b)
+            ids = set(raws["users"]["user_id"])
+            for t in TABLES[1:]:
+                assert set(raws[t.name]["user_id"]) <= ids  # a user's rows share a bucket
+    finally:
+        parts.close()
+
+
+def test_a_good_month_validates_and_writes_the_same_split_or_whole(embedded_settings, months, split_in, tmp_path):
+    from tests.conftest import reset_database
+
+    folder = months[0][0]
+    whole_parts, whole = check_month(folder, months[0][1])
+    whole_parts.close()
+    lake_settings = replace(embedded_settings, offline_store="spark", lake=str(tmp_path / "lake"))
+    reset_database(embedded_settings)
+    ingest_month(folder, settings=lake_settings)
+    stored_whole = fingerprint(embedded_settings, timestamps=False)
+    lake_whole = _lake_tables(lake_settings, months[0][1])
+
+    split_in(folder, K)
+    parts, split = check_month(folder, months[0][1])
+    assert parts.k == K
+    parts.close()
+    assert _comparable(split) == _comparable(whole)
+    assert all(v.success for v in split)
+    reset_database(embedded_settings)
+    r = ingest_month(folder, settings=lake_settings)
+    assert r.rows == {t.name: len(lake_whole[t.snapshot]) for t in TABLES}
+    assert fingerprint(embedded_settings, timestamps=False) == stored_whole
+    assert _lake_tables(lake_settings, months[0][1]) == lake_whole
+
+
+def _lake_tables(settings, as_of):
+    import pyarrow.parquet as pq
+
+    from streamflow.lake import PART_FILE, lake_of
+
+    lk = lake_of(settings)
+    out = {}
+    for t in TABLES:
+        table = pq.read_table(f"{lk.table_dir(t)}/as_of={as_of}/{PART_FILE}", filesystem=lk.fs)
+        out[t.snapshot] = table.drop_columns(["ingested_at"]).sort_by("user_id").to_pylist()
+    return out
+
+
+@pytest.mark.parametrize("case", sorted(set(BAD_BATCHES) - {"empty_file", "non_utf8"}))
+def test_a_bad_month_is_refused_alike_split_or_whole(months, month_copy, split_in, case):
+    bad = month_copy(1)
+    BAD_BATCHES[case](bad)
+    parts, whole = check_month(bad, months[1][1])
+    parts.close()
+    split_in(bad, K)
+    parts, split = check_month(bad, months[1][1])
+    parts.close()
+    assert not all(v.success for v in whole)
+    assert _comparable(split) == _comparable(whole)
+
+
+@pytest.mark.parametrize("case", ["empty_file", "non_utf8"])
+def test_an_unreadable_file_is_refused_alike_split_or_whole(months, month_copy, split_in, case):
+    bad = month_copy(1)
+    needle = BAD_BATCHES[case](bad)
+    split_in(bad, K)
+    with pytest.raises(IngestError, match=needle):
+        check_month(bad, months[1][1])
