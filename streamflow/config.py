@@ -15,6 +15,7 @@ With nothing set, StreamFlow runs on an embedded PostgreSQL (pgserver) kept unde
     STREAMFLOW_S3_ENDPOINT             an s3a:// lake's endpoint when not AWS (http://minio:9000);
                                        credentials: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY
     STREAMFLOW_SPARK_MASTER            Spark master (default local[2]; spark://host:7077 for a cluster)
+    STREAMFLOW_SPARK_DRIVER_MEMORY     the Spark driver's heap (default 6g): Feast collects frames there
     STREAMFLOW_HOME                    project folder holding feature_repo/, data/, .streamflow/
 """
 
@@ -67,6 +68,7 @@ class Settings:
     lake: str = ""  # the Parquet lake: a folder or s3a:// URL (default <home>/.streamflow/lake)
     spark_master: str = "local[2]"
     s3_endpoint: str = ""  # an s3a:// lake's endpoint (MinIO); empty: AWS
+    spark_driver_memory: str = "6g"
 
     @property
     def lake_url(self) -> str:
@@ -153,9 +155,13 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     endpoint = get("STREAMFLOW_S3_ENDPOINT").rstrip("/")
     if endpoint and not re.fullmatch(r"https?://[^\s/]+", endpoint):
         raise ConfigError(f"STREAMFLOW_S3_ENDPOINT={endpoint!r}: use http(s)://host:port")
+    driver_memory = get("STREAMFLOW_SPARK_DRIVER_MEMORY", "6g").lower()
+    if not re.fullmatch(r"[1-9][0-9]*[mg]", driver_memory):
+        raise ConfigError(f"STREAMFLOW_SPARK_DRIVER_MEMORY={driver_memory!r}: use a size such as 6g or 12g")
     return replace(
         base,
         redis_cluster=cluster,
+        spark_driver_memory=driver_memory,
         offline_store=offline,
         lake=lake.rstrip("/") if "://" in lake else str(Path(lake).resolve()) if lake else "",
         spark_master=get("STREAMFLOW_SPARK_MASTER", "local[2]"),

@@ -102,6 +102,7 @@ def feast_env(settings: Settings | None = None) -> dict[str, str]:
         "STREAMFLOW_FEAST_SPARK_MASTER": settings.spark_master,
         "STREAMFLOW_FEAST_SPARK_DIR": str(settings.state_dir / "spark"),
         "STREAMFLOW_FEAST_S3_ENDPOINT": settings.s3_endpoint,
+        "STREAMFLOW_FEAST_SPARK_DRIVER_MEMORY": settings.spark_driver_memory,
         "FEAST_FS_YAML_FILE_PATH": str(yaml_path(settings)),
     }
 

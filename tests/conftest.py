@@ -344,6 +344,7 @@ def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
         env["STREAMFLOW_LAKE"] = settings.lake
     if settings.s3_endpoint:
         env["STREAMFLOW_S3_ENDPOINT"] = settings.s3_endpoint
+    env["STREAMFLOW_SPARK_DRIVER_MEMORY"] = settings.spark_driver_memory
     if settings.online_store == "redis":
         env["REDIS_URL"] = settings.redis_url
     env.update(extra)

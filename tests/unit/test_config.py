@@ -44,8 +44,18 @@ def test_an_s3a_lake_names_bucket_prefix_and_endpoint(tmp_path):
         {"STREAMFLOW_LAKE": "s3a://Bad_Bucket/lake"},
         {"STREAMFLOW_S3_ENDPOINT": "minio:9000"},
         {"STREAMFLOW_S3_ENDPOINT": "http://minio:9000/path"},
+        {"STREAMFLOW_SPARK_DRIVER_MEMORY": "lots"},
     ],
 )
 def test_malformed_lake_settings_are_refused_with_the_form_to_use(tmp_path, env):
-    with pytest.raises(ConfigError, match="s3a://bucket/prefix|http\\(s\\)://host:port"):
+    with pytest.raises(ConfigError, match="s3a://bucket/prefix|http\\(s\\)://host:port|such as 6g"):
         _settings(tmp_path, **env)
+
+
+def test_spark_driver_memory_reaches_feast(tmp_path):
+    (tmp_path / "feature_repo").symlink_to(Path(__file__).resolve().parents[2] / "feature_repo")
+    from streamflow.store import repo_config
+
+    s = _settings(tmp_path, STREAMFLOW_SPARK_DRIVER_MEMORY="12G")
+    assert repo_config(s).offline_store.spark_conf["spark.driver.memory"] == "12g"
+    assert _settings(tmp_path).spark_driver_memory == "6g"
