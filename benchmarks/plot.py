@@ -35,6 +35,10 @@ def markdown(figures) -> str:
             extra = f" ({f['requests_per_s']} req/s)"
         if f.get("peak_rss_mb") is not None:
             extra += f" (peak RSS {f['peak_rss_mb']:,} MB)"
+        if f.get("postgres_s") is not None:
+            extra += f" (PostgreSQL profile {_num(f['postgres_s'])} s: lake {f['lake_over_postgres']}x)"
+        if f.get("failed"):
+            extra += f" **failed**: {f['failed']}"
         rows.append(
             f"| {f['figure']} | {f['users']:,} x {f['months']} | {_num(f['value'])} {f['unit']}{extra} | {floor} | "
             f"{str(f['ratio']) + 'x' if f['ratio'] else ''} | {f['goal']} |"
@@ -78,6 +82,9 @@ def main() -> int:
     for f in figures:
         if f["unit"] == "s" and f.get("per_user_us"):
             series[f"{f['figure']} ({f['months']} mo)"].append((f["users"], f["per_user_us"]))
+        if f.get("postgres_s") is not None:  # the lake's figures beside the PostgreSQL profile's: the crossover
+            name = f["figure"].replace("lake profile", "PostgreSQL profile (bench_lake)")
+            series[f"{name} ({f['months']} mo)"].append((f["users"], f["postgres_s"] / f["users"] * 1e6))
     for name, points in sorted(series.items()):
         if len(points) > 1:
             points.sort()
