@@ -240,8 +240,8 @@ def coerce_table(table: Table, raw: pd.DataFrame) -> tuple[pd.DataFrame, list[di
 
 # ---------------------------------------------------------------- a month in buckets
 
-BUCKET_BYTES = 64 << 20  # CSV bytes of a month per bucket: about what one process holds at a time
-READ_ROWS = 200_000  # lines read at a time while splitting a large month
+BUCKET_BYTES = 32 << 20  # CSV bytes of a month per bucket (~12x that as pandas text): what one process holds
+READ_ROWS = 50_000  # lines read at a time while splitting a large month
 
 
 def bucket_count(folder: Path) -> int:
