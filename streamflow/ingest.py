@@ -368,14 +368,15 @@ def _staging_csv(table: Table, frame: pd.DataFrame) -> bytes:
 
 
 def _create_stage(cur, table: Table) -> None:
+    collist = ", ".join(table.column_names)
     cur.execute(
-        f"CREATE TEMP TABLE stage_{table.name} ON COMMIT DROP AS SELECT {', '.join(table.column_names)} "
-        f"FROM {table.name} WITH NO DATA"
+        f"CREATE TEMP TABLE stage_{table.name} ON COMMIT DROP AS SELECT {collist} FROM {table.name} WITH NO DATA"
     )
 
 
 def _copy_stage(cur, table: Table, frame: pd.DataFrame) -> None:
-    with cur.copy(f"COPY stage_{table.name} ({', '.join(table.column_names)}) FROM STDIN WITH (FORMAT csv)") as cp:
+    collist = ", ".join(table.column_names)
+    with cur.copy(f"COPY stage_{table.name} ({collist}) FROM STDIN WITH (FORMAT csv)") as cp:
         cp.write(_staging_csv(table, frame))
 
 
