@@ -333,11 +333,12 @@ class MonthParts:
         out = {}
         for t in TABLES:
             path = self._path(t.name, b)
-            if path.is_file():
-                out[t.name] = pq.read_table(path).to_pandas()
-            else:
-                out[t.name] = pd.DataFrame({c: pd.Series([], dtype=object) for c in self._columns[t.name]})
+            out[t.name] = pq.read_table(path).to_pandas() if path.is_file() else self.header(t.name)
         return out
+
+    def header(self, name: str) -> pd.DataFrame:
+        """A table's columns with no rows (a split month's table, or bucket, without rows)."""
+        return pd.DataFrame({c: pd.Series([], dtype=object) for c in self._columns[name]})
 
     def buckets(self) -> Iterator[dict[str, pd.DataFrame]]:
         """The typed frames of each bucket in turn (the same coercion as validation saw)."""
@@ -577,10 +578,9 @@ def check_month(
             if parts.k == 1:
                 parts.typed, parts._raws = frames, None  # a month held whole is written from these frames
         if parts.k > 1:  # a table (or the cross-file check) with no rows at all: validated empty
-            empty = parts.raws(0)
             for t in TABLES:
                 if not per_table.get(t.name):
-                    frame = coerce_table(t, empty[t.name])[0]
+                    frame = coerce_table(t, parts.header(t.name))[0]
                     per_table[t.name] = [validate_table(t, frame, as_of)]
             per_table.setdefault(REFERENTIAL, [validate_referential({})])
         validations = [merge_validations(per_table[name]) for name in [t.name for t in TABLES] + [REFERENTIAL]]

@@ -63,9 +63,9 @@ class Lake:
     def fs(self) -> pafs.FileSystem:
         if not self.remote:
             return pafs.LocalFileSystem()
-        scheme, _, _ = self.endpoint.partition("://")
+        scheme, _, host = self.endpoint.partition("://")
         return pafs.S3FileSystem(
-            endpoint_override=self.endpoint.partition("://")[2] or None,
+            endpoint_override=host or None,
             scheme=scheme or "https",
             region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
             allow_bucket_creation=False,

@@ -121,3 +121,16 @@ def test_an_unreadable_file_is_refused_alike_split_or_whole(months, month_copy, 
     split_in(bad, K)
     with pytest.raises(IngestError, match=needle):
         check_month(bad, months[1][1])
+
+
+def test_a_table_with_a_header_and_no_rows_is_refused_alike_split_or_whole(months, month_copy, split_in):
+    bad = month_copy(1)
+    (bad / "labels.csv").write_text((bad / "labels.csv").read_text().splitlines()[0] + "\n")
+    parts, whole = check_month(bad, months[1][1])
+    parts.close()
+    split_in(bad, K)
+    parts, split = check_month(bad, months[1][1])
+    parts.close()
+    labels = next(v for v in split if v.table == "labels")
+    assert not labels.success and labels.row_count == 0
+    assert _comparable(split) == _comparable(whole)

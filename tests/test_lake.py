@@ -76,14 +76,19 @@ def test_frames_and_online_values_equal_the_postgres_profile(profiles):
     assert lookups_pg[0]["monthly_fee"] == 29.85
 
 
-def test_a_refused_month_leaves_no_partition(profiles, month_copy):
-    pg, lake = profiles
+def _refuse_a_month(settings, month_copy) -> None:
+    """A month with a bad label is refused and leaves no partition and no staging behind."""
     folder = month_copy(2)
     (folder / "labels.csv").write_text("user_id,churn_label\n7590-VHVEG,maybe\n")
     with pytest.raises(StreamflowError):
-        ingest_month(folder, settings=lake)
-    assert all("2024-03-31" not in p for p in partitions(lake).values())
-    assert hidden(lake) == []
+        ingest_month(folder, settings=settings)
+    assert all("2024-03-31" not in p for p in partitions(settings).values())
+    assert hidden(settings) == []
+
+
+def test_a_refused_month_leaves_no_partition(profiles, month_copy):
+    pg, lake = profiles
+    _refuse_a_month(lake, month_copy)
 
 
 def test_export_lake_backfills_missing_months(profiles):
@@ -192,13 +197,7 @@ def test_s3_ingest_replaces_a_partition_whole_and_a_refused_month_leaves_nothing
     after = _partition(s3_lake, "subscriptions_profile_snapshots", "2024-02-29")
     assert after["ingested_at"][0].as_py() > before and after.num_rows == len(pd.read_csv(months[1][0] / "users.csv"))
     assert hidden(s3_lake) == []
-
-    folder = month_copy(2)
-    (folder / "labels.csv").write_text("user_id,churn_label\n7590-VHVEG,maybe\n")
-    with pytest.raises(StreamflowError):
-        ingest_month(folder, settings=s3_lake)
-    assert all("2024-03-31" not in p for p in partitions(s3_lake).values())
-    assert hidden(s3_lake) == []
+    _refuse_a_month(s3_lake, month_copy)
 
 
 def test_s3_lake_without_its_bucket_is_a_clear_error_and_stores_nothing(profiles, month_copy, s3_lake):
