@@ -18,11 +18,13 @@ Named in feature_store.yaml as
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 import numpy as np
+import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
 from feast import FeatureView
@@ -40,7 +42,7 @@ from feast.repo_config import RepoConfig
 from psycopg import errors, sql
 from psycopg.connection import Connection
 
-from streamflow.feast_ext import encode
+from streamflow.feast_ext import encode, online_read
 from streamflow.feast_ext.engine import EncodedBatch, EncodedChunks
 
 _COPY_COLUMNS = sql.SQL("entity_key, feature_name, value, event_ts, created_ts")
@@ -260,3 +262,73 @@ class StreamflowPostgreSQLOnlineStore(PostgreSQLOnlineStore):
             conn.commit()
         if progress:
             progress(len(data))
+
+    def get_online_features(self, *args, **kwargs) -> online_read.Response:
+        return online_read.Response.of(super().get_online_features(*args, **kwargs))
+
+    def _read_features_per_fv(
+        self,
+        config: RepoConfig,
+        grouped_refs: list,
+        join_key_values: dict,
+        entity_name_to_join_key_map: dict,
+        online_features_response,
+        full_feature_names: bool,
+        include_feature_view_version_metadata: bool,
+    ) -> None:
+        """All views in one statement, the response written from the stored bytes (`online_read`)."""
+        reads = None
+        if not include_feature_view_version_metadata:
+            reads = online_read.plan(config, grouped_refs, join_key_values, entity_name_to_join_key_map)
+        if reads is None:
+            return super()._read_features_per_fv(
+                config,
+                grouped_refs,
+                join_key_values,
+                entity_name_to_join_key_map,
+                online_features_response,
+                full_feature_names,
+                include_feature_view_version_metadata,
+            )
+        online_read.read_features(reads, lambda r: self._fetch(config, r), online_features_response, full_feature_names)
+
+    def _fetch(self, config: RepoConfig, reads: list[online_read.ViewRead]) -> list[online_read.Found]:
+        versioning = config.registry.enable_online_feature_view_versioning
+        keys = dict.fromkeys(k for read in reads for k in read.row_keys)
+        # one array literal, parsed by the server: psycopg's list dumper took 0.7 ms per 100 keys
+        literal = "{" + ",".join(f'"\\\\x{k.hex()}"' for k in keys) + "}"
+        statement = sql.SQL("WITH k AS (SELECT %s::text::bytea[] AS keys) ") + sql.SQL(" UNION ALL ").join(
+            sql.SQL(
+                "SELECT {tag}, entity_key, feature_name, value, event_ts FROM {table}, k WHERE entity_key = ANY(k.keys)"
+            ).format(tag=sql.Literal(i), table=sql.Identifier(_table_id(config.project, r.table, versioning)))
+            for i, r in enumerate(reads)
+        )
+        with self._get_conn(config, autocommit=True) as conn, conn.cursor(binary=True) as cur:
+            # event_ts as its binary int8 (microseconds since 2000): a datetime per row cost 2.3 ms here
+            cur.adapters.register_loader("timestamptz", _INT8_LOADER)
+            cur.execute(statement, (literal,), prepare=True)
+            rows = cur.fetchall()
+        positions = [{f: i for i, f in enumerate(r.features)} for r in reads]
+        latest: list[dict[bytes, list]] = [{} for _ in reads]
+        framed, missing = online_read.framed, online_read.MISSING
+        for tag, key, name, value, micros in rows:
+            i = positions[tag].get(name)
+            if i is None:
+                continue
+            entry = latest[tag].get(key)
+            if entry is None:
+                entry = latest[tag][key] = [micros, [missing] * len(positions[tag])]
+            entry[1][i] = framed(value)
+            entry[0] = max(entry[0], micros)
+        return [{k: (_timestamp(m), values) for k, (m, values) in found.items()} for found in latest]
+
+
+_INT8_LOADER = psycopg.adapters.get_loader(psycopg.adapters.types["int8"].oid, psycopg.pq.Format.BINARY)
+
+
+@functools.lru_cache(maxsize=4096)
+def _timestamp(micros: int) -> bytes:
+    """The serialized Timestamp Feast's read builds from the row's event_ts (`FromDatetime`);
+    `micros` counts from PostgreSQL's epoch, 2000-01-01."""
+    seconds, us = divmod(micros + _PG_EPOCH_US, 1_000_000)
+    return online_read.timestamp_bytes(seconds, us * 1000)
