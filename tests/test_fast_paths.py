@@ -54,34 +54,68 @@ def test_training_frames_equal_stock_feast(both):
 
     with db.connection(settings) as conn:
         ids = [r[0] for r in conn.execute("SELECT user_id FROM users_snapshots WHERE as_of = '2024-02-29'")]
-    for day in ("2024-01-31", "2024-02-15", "2024-02-29"):
+    days = ("2024-01-31", "2024-02-15", "2024-02-29")
+    # entity rows at several instants take LATEST_PER_ROW_TEMPLATE, at one ONE_TIMESTAMP_TEMPLATE
+    mixed = pd.DataFrame(
+        {"user_id": ids * 2, "event_timestamp": pd.to_datetime([days[i % 3] for i in range(2 * len(ids))], utc=True)}
+    )
+    for day in days:
         entity = pd.DataFrame({"user_id": ids, "event_timestamp": pd.Timestamp(day, tz="UTC")})
         query = f"SELECT user_id, TIMESTAMPTZ '{day} 00:00:00+00' AS event_timestamp FROM users_snapshots WHERE as_of = '2024-02-29'"
-        for entity_df in (entity, query):
+        for entity_df in (entity, query) + ((mixed,) if day == days[0] else ()):
             a = ours.get_historical_features(entity_df=entity_df, features=refs).to_df()
             b = stock.get_historical_features(entity_df=entity_df, features=refs).to_df()
-            a = a.sort_values("user_id").reset_index(drop=True)
-            b = b.sort_values("user_id").reset_index(drop=True)[a.columns]
-            assert len(a) == len(ids) > 0
+            a = a.sort_values(["user_id", "event_timestamp"]).reset_index(drop=True)
+            b = b.sort_values(["user_id", "event_timestamp"]).reset_index(drop=True)[a.columns]
+            assert len(a) == (2 if entity_df is mixed else 1) * len(ids) > 0
             pd.testing.assert_frame_equal(a, b, check_dtype=True)
 
 
-def test_online_responses_equal_stock_feast(both):
-    settings, ours, stock = both
-    refs = service_refs(ours, SERVICE)
+def _request_shapes(settings, ours) -> list[tuple[list[str], list[dict], bool]]:
+    """(refs, entity rows, full_feature_names) a client sends: the service for 60 users with a
+    repeated and an unknown one, prefixed names, two features of two views, one user."""
     from streamflow import db
 
     with db.connection(settings) as conn:
         ids = [r[0] for r in conn.execute("SELECT user_id FROM users_snapshots ORDER BY md5(user_id) LIMIT 60")]
     ids = ["7590-VHVEG"] + [u for u in ids if u != "7590-VHVEG"]
-    rows = [{"user_id": u} for u in ids + ["0000-NOONE"]]
-    a = ours.get_online_features(features=refs, entity_rows=rows).to_dict(include_event_timestamps=True)
-    b = stock.get_online_features(features=refs, entity_rows=rows).to_dict(include_event_timestamps=True)
-    assert a.keys() == b.keys()
-    for k in a:
-        assert a[k] == b[k], k
-        assert [type(v) for v in a[k]] == [type(v) for v in b[k]], k
-    assert a["monthly_fee"][0] == 29.85 and a["monthly_fee"][-1] is None
+    refs = service_refs(ours, SERVICE)
+    many = [{"user_id": u} for u in ids + ["0000-NOONE", ids[3]]]
+    pair = [r for r in refs if r.endswith((":monthly_fee", ":months_active", ":watch_hours_30d"))]
+    return [(refs, many, False), (refs, many, True), (pair, many[:5], False), (refs, many[:1], False)]
+
+
+def _assert_same_responses(settings, ours, stock, monkeypatch) -> None:
+    """Proto for proto, and `to_dict`/`to_df` value for value and type for type; and our read
+    path (feast_ext/online_read.py) is the one that answered."""
+    from feast.online_response import OnlineResponse
+
+    from streamflow.feast_ext import online_read
+
+    calls = []
+    real = online_read.read_features
+    monkeypatch.setattr(online_read, "read_features", lambda *a, **k: calls.append(1) or real(*a, **k))
+    for refs, rows, full in _request_shapes(settings, ours):
+        a = ours.get_online_features(features=refs, entity_rows=rows, full_feature_names=full)
+        b = stock.get_online_features(features=refs, entity_rows=rows, full_feature_names=full)
+        assert type(a) is online_read.Response and type(b) is OnlineResponse
+        assert a.proto == b.proto
+        da, db_ = a.to_dict(include_event_timestamps=True), b.to_dict(include_event_timestamps=True)
+        assert da.keys() == db_.keys()
+        for k in da:
+            assert da[k] == db_[k], k
+            assert [type(v) for v in da[k]] == [type(v) for v in db_[k]], k
+        pd.testing.assert_frame_equal(a.to_df(), b.to_df(), check_dtype=True)
+    assert len(calls) == 4
+
+
+def test_online_responses_equal_stock_feast(both, monkeypatch):
+    settings, ours, stock = both
+    _assert_same_responses(settings, ours, stock, monkeypatch)
+    refs = service_refs(ours, SERVICE)
+    a = ours.get_online_features(features=refs, entity_rows=[{"user_id": "7590-VHVEG"}, {"user_id": "0000-NOONE"}])
+    fee = a.to_dict()["monthly_fee"]
+    assert fee == [29.85, None]
 
 
 def _online_rows(settings, project: str) -> dict[str, list[tuple]]:
@@ -198,12 +232,11 @@ def test_redis_hashes_equal_stock_feast(both_redis):
     a, b = hashes(ours.project), hashes(stock.project)
     assert len(a) > 100
     assert a == b
-    refs = service_refs(ours, SERVICE)
-    rows = [{"user_id": u} for u in ["7590-VHVEG", "0000-NOONE"]]
-    assert (
-        ours.get_online_features(features=refs, entity_rows=rows).to_dict()
-        == stock.get_online_features(features=refs, entity_rows=rows).to_dict()
-    )
+
+
+def test_redis_online_responses_equal_stock_feast(both_redis, monkeypatch):
+    settings, ours, stock = both_redis
+    _assert_same_responses(settings, ours, stock, monkeypatch)
 
 
 def test_redis_stale_rows_are_skipped(both_redis):
