@@ -122,8 +122,8 @@ def check_no_leakage(df: pd.DataFrame, lineage_refs: list[str], as_of: date) -> 
     rows = []
     for ref in lineage_refs:
         view, col = ref.split(":")
-        stamped = pd.to_datetime(df[col], format="%Y-%m-%d", errors="coerce").dt.date
-        late = df.loc[stamped.notna() & (stamped > as_of), ["user_id", col]]
+        stamped = pd.to_datetime(df[col], format="%Y-%m-%d", errors="coerce")  # NaT compares False
+        late = df.loc[stamped > pd.Timestamp(as_of), ["user_id", col]]
         if not late.empty:
             raise LeakageError(
                 f"refusing the frame: {len(late)} row(s) of {view} are dated after as_of={as_of}, "
@@ -133,8 +133,8 @@ def check_no_leakage(df: pd.DataFrame, lineage_refs: list[str], as_of: date) -> 
         rows.append(
             {
                 "view": view,
-                "latest_snapshot_used": stamped[has].max() if has.any() else None,
-                "earliest_snapshot_used": stamped[has].min() if has.any() else None,
+                "latest_snapshot_used": stamped[has].max().date() if has.any() else None,
+                "earliest_snapshot_used": stamped[has].min().date() if has.any() else None,
                 "rows_with_values": int(has.sum()),
                 "rows": len(df),
                 "as_of": as_of,

@@ -11,6 +11,8 @@ tests/unit/test_encode.py; a type it does not know returns None and the caller f
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -104,6 +106,7 @@ def encode_values(col: pa.Array | pa.ChunkedArray, value_type: ValueType) -> pa.
     return None
 
 
+@functools.lru_cache(maxsize=64)
 def entity_key_prefix(join_key: str, version: int) -> bytes | None:
     """The bytes `serialize_entity_key` writes before a single string join key's value length."""
     probe = serialize_entity_key(

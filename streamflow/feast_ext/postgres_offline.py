@@ -175,13 +175,13 @@ point_in_time AS (SELECT MAX(entity_timestamp) AS t FROM entity_dataframe)
         {% for feature in featureview.features %}
         "{{ feature }}" AS {% if full_feature_names %}"{{ featureview.name }}__{{ featureview.field_mapping.get(feature, feature) }}"{% else %}"{{ featureview.field_mapping.get(feature, feature) }}"{% endif %}{% if not loop.last %},{% endif %}
         {% endfor %}
-    FROM {{ featureview.table_subquery }} AS sub, point_in_time
-    WHERE "{{ featureview.timestamp_field }}" <= point_in_time.t
+    FROM {{ featureview.table_subquery }} AS sub
+    WHERE "{{ featureview.timestamp_field }}" <= (SELECT t FROM point_in_time)
     {% if featureview.ttl != 0 %}
-    AND "{{ featureview.timestamp_field }}" >= point_in_time.t - {{ featureview.ttl }} * interval '1' second
+    AND "{{ featureview.timestamp_field }}" >= (SELECT t FROM point_in_time) - {{ featureview.ttl }} * interval '1' second
     {% endif %}
     {% if filter_by_created_timestamp and featureview.created_timestamp_column %}
-    AND "{{ featureview.created_timestamp_column }}" <= point_in_time.t
+    AND "{{ featureview.created_timestamp_column }}" <= (SELECT t FROM point_in_time)
     {% endif %}
     ORDER BY "{{ featureview.entities | join('", "') }}", "{{ featureview.timestamp_field }}" DESC
     {% if featureview.created_timestamp_column %}, "{{ featureview.created_timestamp_column }}" DESC{% endif %}

@@ -297,16 +297,11 @@ class StreamflowPostgreSQLOnlineStore(PostgreSQLOnlineStore):
         keys = dict.fromkeys(k for read in reads for k in read.row_keys)
         # one array literal, parsed by the server: psycopg's list dumper took 0.7 ms per 100 keys
         literal = "{" + ",".join(f'"\\\\x{k.hex()}"' for k in keys) + "}"
-        statement = sql.SQL("WITH k AS (SELECT %s::text::bytea[] AS keys) ") + sql.SQL(" UNION ALL ").join(
-            sql.SQL(
-                "SELECT {tag}, entity_key, feature_name, value, event_ts FROM {table}, k WHERE entity_key = ANY(k.keys)"
-            ).format(tag=sql.Literal(i), table=sql.Identifier(_table_id(config.project, r.table, versioning)))
-            for i, r in enumerate(reads)
-        )
+        tables = tuple(_table_id(config.project, r.table, versioning) for r in reads)
         with self._get_conn(config, autocommit=True) as conn, conn.cursor(binary=True) as cur:
             # event_ts as its binary int8 (microseconds since 2000): a datetime per row cost 2.3 ms here
             cur.adapters.register_loader("timestamptz", _INT8_LOADER)
-            cur.execute(statement, (literal,), prepare=True)
+            cur.execute(_read_statement(tables), (literal,), prepare=True)
             rows = cur.fetchall()
         positions = [{f: i for i, f in enumerate(r.features)} for r in reads]
         latest: list[dict[bytes, list]] = [{} for _ in reads]
@@ -321,6 +316,20 @@ class StreamflowPostgreSQLOnlineStore(PostgreSQLOnlineStore):
             entry[1][i] = framed(value)
             entry[0] = max(entry[0], micros)
         return [{k: (_timestamp(m), values) for k, (m, values) in found.items()} for found in latest]
+
+
+@functools.lru_cache(maxsize=256)
+def _read_statement(tables: tuple[str, ...]) -> str:
+    """One statement reading every view's rows of the keys (composed once: 0.45 ms a request)."""
+    return (
+        sql.SQL("WITH k AS (SELECT %s::text::bytea[] AS keys) ")
+        + sql.SQL(" UNION ALL ").join(
+            sql.SQL(
+                "SELECT {tag}, entity_key, feature_name, value, event_ts FROM {table}, k WHERE entity_key = ANY(k.keys)"
+            ).format(tag=sql.Literal(i), table=sql.Identifier(t))
+            for i, t in enumerate(tables)
+        )
+    ).as_string(None)
 
 
 _INT8_LOADER = psycopg.adapters.get_loader(psycopg.adapters.types["int8"].oid, psycopg.pq.Format.BINARY)

@@ -164,7 +164,9 @@ class StreamflowRedisOnlineStore(RedisOnlineStore):
             fields += [_mmh3(f"{view}:{name}") for name in read.features] + [f"_ts:{view}"]
         client = self._get_client(config.online_store)
         names = [key + project for key in keys]
-        if isinstance(client, RedisCluster):  # a script's keys must share a hash slot
+        if len(names) == 1:
+            replies = [client.hmget(names[0], fields)]
+        elif isinstance(client, RedisCluster):  # a script's keys must share a hash slot
             with client.pipeline(transaction=False) as pipe:
                 for name in names:
                     pipe.hmget(name, fields)
