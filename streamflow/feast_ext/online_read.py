@@ -10,9 +10,12 @@ timestamps) and parsed once, in C, into the response. `tests/test_fast_paths.py`
 response with the stock stores' on the same data.
 
 The stores call `read_features` from `_read_features_per_fv`, the hook Feast's online store
-gives "to batch reads more efficiently", with a `fetch` that reads their own layout. Requests
+gives "to batch reads more efficiently", with a `fetch` that reads their own layout. For requests
 the fast path does not cover (several join keys, a join key that is not a string, version
-metadata) return False and take the stock path.
+metadata, Redis's glide client) `plan` returns None and the stock path answers. One deliberate
+difference: where an entity's stored rows of one view carry different event times (never the
+case for rows materialized together), PostgreSQL's stock read reports whichever row the server
+returned last, this one the latest.
 """
 
 from __future__ import annotations
