@@ -9,8 +9,9 @@ entity keys, 5 ms bucketing rows. The stored value *is* the serialized `Value`, 
 timestamps) and parsed once, in C, into the response. `tests/test_fast_paths.py` compares every
 response with the stock stores' on the same data.
 
-The stores call `read_features` from `_read_features_per_fv`, the hook Feast's online store
-gives "to batch reads more efficiently", with a `fetch` that reads their own layout. For requests
+Both stores take `BytesReads` before their stock class: it answers `_read_features_per_fv`,
+the hook Feast's online store gives "to batch reads more efficiently", with the store's own
+`_fetch` of its layout and `read_features`. For requests
 the fast path does not cover (several join keys, a join key that is not a string, version
 metadata, Redis's glide client) `plan` returns None and the stock path answers. One deliberate
 difference: where an entity's stored rows of one view carry different event times (never the
@@ -21,7 +22,7 @@ returned last, this one the latest.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from feast import utils
@@ -77,9 +78,10 @@ class ViewRead:
     features: list[str]
     row_keys: list[bytes]  # one per response row, repeated entities included
 
-    @property
-    def keys(self) -> list[bytes]:
-        return list(dict.fromkeys(self.row_keys))
+
+def unique_keys(reads: Sequence[ViewRead]) -> list[bytes]:
+    """Every entity key the request reads, once, in first-seen order."""
+    return list(dict.fromkeys(k for read in reads for k in read.row_keys))
 
 
 # what a store's fetch returns per view: entity key -> (serialized Timestamp, the `framed` value of
@@ -109,19 +111,13 @@ def plan(config: RepoConfig, grouped_refs: list, join_key_values: dict, entity_n
     return reads
 
 
-def read_features(
-    reads: Sequence[ViewRead],
-    fetch: Callable[[Sequence[ViewRead]], list[Found]],
-    response,
-    full_feature_names: bool,
-) -> None:
+def read_features(reads: Sequence[ViewRead], found_per_view: list[Found], response, full_feature_names: bool) -> None:
     """Fill `response` as `utils._populate_response_from_feature_data` does, view by view.
 
     An entity the fetch has nothing for gets Feast's NOT_FOUND and an empty timestamp, and so
     does a feature its entry holds as MISSING; a store whose stock read says otherwise (Redis
     reports every requested feature PRESENT) returns an entry for every key.
     """
-    found_per_view = fetch(reads)
     for read, found in zip(reads, found_per_view, strict=True):
         name = read.table.projection.name_to_use()
         response.metadata.feature_names.val.extend([f"{name}__{f}" if full_feature_names else f for f in read.features])
@@ -181,3 +177,44 @@ class Response(OnlineResponse):
             if include_event_timestamps:
                 out[ref + TIMESTAMP_POSTFIX] = [ts.seconds for ts in vector.event_timestamps]
         return out
+
+
+class BytesReads:
+    """The read side both StreamFlow online stores share, placed before the stock store class:
+    Feast's `_read_features_per_fv` hook answered through `plan`, the store's `_fetch` and
+    `read_features`, and its responses returned as `Response`."""
+
+    def _reads_bytes(self, config: RepoConfig) -> bool:
+        """Whether this store's configuration reads through `_fetch` (the stock path otherwise)."""
+        return True
+
+    def _fetch(self, config: RepoConfig, reads: list[ViewRead]) -> list[Found]:
+        raise NotImplementedError
+
+    def get_online_features(self, *args, **kwargs) -> Response:
+        return Response.of(super().get_online_features(*args, **kwargs))
+
+    def _read_features_per_fv(
+        self,
+        config: RepoConfig,
+        grouped_refs: list,
+        join_key_values: dict,
+        entity_name_to_join_key_map: dict,
+        online_features_response,
+        full_feature_names: bool,
+        include_feature_view_version_metadata: bool,
+    ) -> None:
+        reads = None
+        if not include_feature_view_version_metadata and self._reads_bytes(config):
+            reads = plan(config, grouped_refs, join_key_values, entity_name_to_join_key_map)
+        if reads is None:
+            return super()._read_features_per_fv(
+                config,
+                grouped_refs,
+                join_key_values,
+                entity_name_to_join_key_map,
+                online_features_response,
+                full_feature_names,
+                include_feature_view_version_metadata,
+            )
+        read_features(reads, self._fetch(config, reads), online_features_response, full_feature_names)

@@ -168,7 +168,7 @@ def _utc(ts: datetime | None) -> datetime | None:
     return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
 
 
-class StreamflowPostgreSQLOnlineStore(PostgreSQLOnlineStore):
+class StreamflowPostgreSQLOnlineStore(online_read.BytesReads, PostgreSQLOnlineStore):
     @contextlib.contextmanager
     def _get_conn(self, config: RepoConfig, autocommit: bool = False) -> Iterator[Connection]:
         # the stock method asserts `type == "postgres"`, and never replaces a broken connection
@@ -263,38 +263,10 @@ class StreamflowPostgreSQLOnlineStore(PostgreSQLOnlineStore):
         if progress:
             progress(len(data))
 
-    def get_online_features(self, *args, **kwargs) -> online_read.Response:
-        return online_read.Response.of(super().get_online_features(*args, **kwargs))
-
-    def _read_features_per_fv(
-        self,
-        config: RepoConfig,
-        grouped_refs: list,
-        join_key_values: dict,
-        entity_name_to_join_key_map: dict,
-        online_features_response,
-        full_feature_names: bool,
-        include_feature_view_version_metadata: bool,
-    ) -> None:
-        """All views in one statement, the response written from the stored bytes (`online_read`)."""
-        reads = None
-        if not include_feature_view_version_metadata:
-            reads = online_read.plan(config, grouped_refs, join_key_values, entity_name_to_join_key_map)
-        if reads is None:
-            return super()._read_features_per_fv(
-                config,
-                grouped_refs,
-                join_key_values,
-                entity_name_to_join_key_map,
-                online_features_response,
-                full_feature_names,
-                include_feature_view_version_metadata,
-            )
-        online_read.read_features(reads, lambda r: self._fetch(config, r), online_features_response, full_feature_names)
-
     def _fetch(self, config: RepoConfig, reads: list[online_read.ViewRead]) -> list[online_read.Found]:
+        """All views in one statement (`online_read` writes the response from the rows' bytes)."""
         versioning = config.registry.enable_online_feature_view_versioning
-        keys = dict.fromkeys(k for read in reads for k in read.row_keys)
+        keys = online_read.unique_keys(reads)
         # one array literal, parsed by the server: psycopg's list dumper took 0.7 ms per 100 keys
         literal = "{" + ",".join(f'"\\\\x{k.hex()}"' for k in keys) + "}"
         tables = tuple(_table_id(config.project, r.table, versioning) for r in reads)

@@ -83,7 +83,7 @@ return out
 SCRIPT_KEYS = 1_000  # keys per script call: each runs in a few milliseconds, so reads are not held up
 
 
-class StreamflowRedisOnlineStore(RedisOnlineStore):
+class StreamflowRedisOnlineStore(online_read.BytesReads, RedisOnlineStore):
     def online_write_arrow(self, config: RepoConfig, table: FeatureView, batches: EncodedChunks) -> None:
         store_config = config.online_store
         client = self._get_client(store_config)
@@ -124,39 +124,14 @@ class StreamflowRedisOnlineStore(RedisOnlineStore):
                                 pipe.expire(name=keys[i], time=ttl)
                         pipe.execute()
 
-    def get_online_features(self, *args, **kwargs) -> online_read.Response:
-        return online_read.Response.of(super().get_online_features(*args, **kwargs))
-
-    def _read_features_per_fv(
-        self,
-        config: RepoConfig,
-        grouped_refs,
-        join_key_values,
-        entity_name_to_join_key_map,
-        online_features_response,
-        full_feature_names: bool,
-        include_feature_view_version_metadata: bool,
-    ) -> None:
-        """One HMGET per user for all its views' fields (the stock read sends one per user and
-        view), the response written from the stored bytes (`online_read`)."""
-        reads = None
-        if not include_feature_view_version_metadata and config.online_store.client == RedisClient.redis:
-            reads = online_read.plan(config, grouped_refs, join_key_values, entity_name_to_join_key_map)
-        if reads is None:
-            return super()._read_features_per_fv(
-                config,
-                grouped_refs,
-                join_key_values,
-                entity_name_to_join_key_map,
-                online_features_response,
-                full_feature_names,
-                include_feature_view_version_metadata,
-            )
-        online_read.read_features(reads, lambda r: self._fetch(config, r), online_features_response, full_feature_names)
+    def _reads_bytes(self, config: RepoConfig) -> bool:
+        return config.online_store.client == RedisClient.redis  # glide batches its own reads
 
     def _fetch(self, config: RepoConfig, reads: list[online_read.ViewRead]) -> list[online_read.Found]:
+        """One HMGET per user for all its views' fields (the stock read sends one per user and
+        view); `online_read` writes the response from the replies' bytes."""
         project = config.project.encode()
-        keys = list(dict.fromkeys(k for read in reads for k in read.row_keys))
+        keys = online_read.unique_keys(reads)
         fields, spans = [], []
         for read in reads:
             view = _versioned_fv_name(read.table, config)
