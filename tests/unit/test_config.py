@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from streamflow import db
 from streamflow.config import ConfigError, load_settings
 from streamflow.lake import lake_of
 
@@ -57,5 +58,9 @@ def test_spark_driver_memory_reaches_feast(tmp_path):
     from streamflow.store import repo_config
 
     s = _settings(tmp_path, STREAMFLOW_SPARK_DRIVER_MEMORY="12G")
-    assert repo_config(s).offline_store.spark_conf["spark.driver.memory"] == "12g"
+    try:  # the config names the database, so an embedded one is started: stop it with the test
+        assert repo_config(s).offline_store.spark_conf["spark.driver.memory"] == "12g"
+    finally:
+        if s.embedded:
+            db.stop_embedded(s)
     assert _settings(tmp_path).spark_driver_memory == "6g"
