@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pandas as pd
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from streamflow.catalog import SUBSCRIPTIONS, USERS
 from streamflow.ingest import coerce_table
@@ -56,3 +58,47 @@ def test_unknown_columns_are_kept_for_validation_to_name():
     raw = _raw(USERS, [{"user_id": "a", "signup_date": "2023-01-02"}]).assign(surprise="x")
     typed, _ = coerce_table(USERS, raw)
     assert "surprise" in typed.columns
+
+
+def test_the_whitespace_arrow_trims_is_all_of_pythons():
+    from streamflow.ingest import PY_WHITESPACE
+
+    assert set(PY_WHITESPACE) == {ch for ch in map(chr, range(0x110000)) if ch.isspace()}
+
+
+_SPACES = "".join(ch for ch in map(chr, range(0x110000)) if ch.isspace())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(alphabet=st.one_of(st.sampled_from(_SPACES), st.characters(codec="utf-8")), max_size=8)))
+def test_strip_text_is_str_strip(values):
+    from streamflow.ingest import strip_text
+
+    s = pd.Series(values, dtype=object, index=pd.RangeIndex(3, 3 + len(values)))
+    out = strip_text(s)
+    assert out.tolist() == [v.strip() for v in values] and out.index.equals(s.index)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=st.one_of(st.sampled_from(_SPACES + "TRUEfalseYNyn01tf"), st.characters(codec="utf-8"))))
+def test_bool_cells_parse_as_python_lowercasing_would(cell):
+    from streamflow.ingest import FALSE_WORDS, TRUE_WORDS
+
+    typed, problems = coerce_table(USERS, _raw(USERS, [{"user_id": "a", "user_is_senior": cell}]))
+    low = cell.strip().lower()
+    want = True if low in TRUE_WORDS else False if low in FALSE_WORDS else None
+    got = typed["user_is_senior"].iloc[0]
+    assert (None if got is pd.NA else bool(got)) == want
+    assert bool(problems) == (want is None and cell.strip() != "")
+
+
+def test_numbers_are_decimal_only_and_finite():
+    cells = ["inf", "-Infinity", "nan", "1e309", "0x10", "1_000", " +.5 ", "5.", "1E3", "-0.25"]
+    base = {c: "" for c in SUBSCRIPTIONS.column_names}
+    raw = _raw(SUBSCRIPTIONS, [{**base, "user_id": f"u{i}", "monthly_fee": v} for i, v in enumerate(cells)])
+    typed, problems = coerce_table(SUBSCRIPTIONS, raw)
+    (p,) = [p for p in problems if p["column"] == "monthly_fee"]
+    assert p["unexpected_count"] == 6 and [e["value"] for e in p["examples"]] == cells[:5]
+    assert (
+        typed["monthly_fee"].tolist()[6:] == [0.5, 5.0, 1000.0, -0.25] and str(typed["monthly_fee"].dtype) == "float64"
+    )
