@@ -22,6 +22,7 @@ returned last, this one the latest.
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -39,6 +40,7 @@ _PRESENT, _NOT_FOUND = FieldStatus.PRESENT, FieldStatus.NOT_FOUND
 _VALUES, _STATUSES, _TIMESTAMPS = b"\x0a", b"\x12", b"\x1a"  # FeatureVector fields 1, 2, 3
 _VARINTS = [bytes([n]) for n in range(128)]
 _EMPTY_TS = _TIMESTAMPS + b"\x00"
+_which = operator.methodcaller("WhichOneof", "val")  # the field a `Value` holds, None if empty
 # a feature the store holds no value for: an empty `Value` entry, told from a stored empty Value
 # (PRESENT) by identity
 MISSING = bytes(bytearray(_VALUES + b"\x00"))
@@ -93,20 +95,20 @@ def plan(config: RepoConfig, grouped_refs: list, join_key_values: dict, entity_n
     """The request as ViewReads, or None when it needs the stock path."""
     version = config.entity_key_serialization_version
     reads = []
+    serialized: dict[str, list[bytes]] = {}  # views of one entity share its keys: built once
     for table, requested in grouped_refs:
         values = utils._get_table_entity_values(table, entity_name_to_join_key_map, join_key_values)
         if len(values) != 1 or not requested:
             return None
         ((join_key, protos),) = values.items()
-        prefix = encode.entity_key_prefix(join_key, version)
-        if prefix is None or not protos:
-            return None
-        keys = []
-        for v in protos:
-            if v.WhichOneof("val") != "string_val":
+        keys = serialized.get(join_key)
+        if keys is None:
+            prefix = encode.entity_key_prefix(join_key, version)
+            if prefix is None or not protos or set(map(_which, protos)) != {"string_val"}:
                 return None
-            raw = v.string_val.encode()
-            keys.append(prefix + len(raw).to_bytes(4, "little") + raw)
+            keys = serialized[join_key] = [
+                prefix + len(raw).to_bytes(4, "little") + raw for raw in (v.string_val.encode() for v in protos)
+            ]
         reads.append(ViewRead(table, list(requested), keys))
     return reads
 
@@ -130,9 +132,11 @@ def read_features(reads: Sequence[ViewRead], found_per_view: list[Found], respon
 
 
 @functools.lru_cache(maxsize=1 << 16)
-def framed(value: bytes) -> bytes:
+def framed(value: bytes | None) -> bytes:
     """A stored `Value` as the FeatureVector `values` entry a fetch hands to `read_features`
-    (cached: most stored values repeat, flags, categories, small counts)."""
+    (cached: most stored values repeat, flags, categories, small counts); None, a value the
+    store does not hold, frames as an empty `Value`."""
+    value = value or b""
     return _VALUES + varint(len(value)) + value
 
 
@@ -164,16 +168,20 @@ class Response(OnlineResponse):
             if ftype in _UUIDS:
                 out[ref] = [feast_value_type_to_python_type(v, ftype) for v in vector.values]
             else:
-                column = []
-                for v in vector.values:
-                    kind = v.WhichOneof("val")
-                    if kind is None:
-                        column.append(None)
-                    elif kind in _AS_IS:
-                        column.append(getattr(v, kind))
-                    else:
-                        column.append(feast_value_type_to_python_type(v, ftype))
-                out[ref] = column
+                values = vector.values
+                kinds = list(map(_which, values))
+                distinct = set(kinds)
+                if len(distinct) == 1 and distinct <= _AS_IS:  # one scalar field throughout: read it in C
+                    out[ref] = list(map(operator.attrgetter(kinds[0]), values))
+                else:
+                    out[ref] = [
+                        None
+                        if kind is None
+                        else getattr(v, kind)
+                        if kind in _AS_IS
+                        else feast_value_type_to_python_type(v, ftype)
+                        for v, kind in zip(values, kinds, strict=True)
+                    ]
             if include_event_timestamps:
                 out[ref + TIMESTAMP_POSTFIX] = [ts.seconds for ts in vector.event_timestamps]
         return out

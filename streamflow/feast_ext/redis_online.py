@@ -148,20 +148,15 @@ class StreamflowRedisOnlineStore(online_read.BytesReads, RedisOnlineStore):
                 replies = pipe.execute()
         else:  # one command, not one per user: redis-py spent ~20 us packing and parsing each
             replies = client.register_script(_READ_HASHES)(keys=names, args=fields)
-        framed, empty = online_read.framed, online_read.framed(b"")
-        found: list[online_read.Found] = []
-        for start, n in spans:
-            # like the stock read, every requested feature of every key is PRESENT, empty when absent
-            found.append(
-                {
-                    key: (
-                        _read_timestamp(reply[start + n]),
-                        [framed(v) if v else empty for v in reply[start : start + n]],
-                    )
-                    for key, reply in zip(keys, replies, strict=True)
-                }
-            )
-        return found
+        # like the stock read, every requested feature of every key is PRESENT, empty when absent
+        framed = [list(map(online_read.framed, reply)) for reply in replies]
+        return [
+            {
+                key: (_read_timestamp(reply[start + n]), values[start : start + n])
+                for key, reply, values in zip(keys, replies, framed, strict=True)
+            }
+            for start, n in spans
+        ]
 
 
 @functools.lru_cache(maxsize=4096)

@@ -65,15 +65,25 @@ def test_to_dict_converts_every_kind_as_feast_does():
         "l": [Value(int64_list_val=Int64List(val=[1, 2])), Value(), Value(string_list_val=StringList(val=["a"]))],
         "u": [Value(string_val=u), Value(), Value(string_val=u)],
         "j": [Value(json_val='{"a": 1}'), Value(), Value()],
+        # columns of one kind throughout, with no empty value (read in one pass)
+        "dd": [Value(double_val=-0.0), Value(double_val=2.5), Value(double_val=float("nan"))],
+        "ii": [Value(int64_val=7), Value(int64_val=-(2**62)), Value(int64_val=0)],
+        "bb": [Value(bool_val=True), Value(bool_val=False), Value(bool_val=True)],
+        "ss": [Value(string_val=""), Value(string_val="x"), Value(string_val="é")],
+        "tt": [Value(unix_timestamp_val=when)] * 3,
+        "uu": [Value(string_val=u)] * 3,
     }
     proto = GetOnlineFeaturesResponse()
     proto.metadata.feature_names.val.extend(columns)
     for values in columns.values():
         proto.results.add(values=values, statuses=[1, 3, 1], event_timestamps=[Timestamp(seconds=when)] * 3)
-    types = {"u": ValueType.UUID}
+    types = {"u": ValueType.UUID, "uu": ValueType.UUID}
     stock = OnlineResponse(proto, feature_types=types)
     ours = online_read.Response.of(OnlineResponse(proto, feature_types=types))
     a, b = ours.to_dict(include_event_timestamps=True), stock.to_dict(include_event_timestamps=True)
+    nan = a["dd"][2]
+    assert nan != nan and b["dd"][2] != b["dd"][2]  # NaN: compared as the same position below
+    a["dd"][2] = b["dd"][2] = None
     assert a == b
     assert {k: [type(v) for v in a[k]] for k in a} == {k: [type(v) for v in b[k]] for k in b}
     assert isinstance(a["u"][0], uuid.UUID) and isinstance(a["t"][0], dt.datetime)
