@@ -170,9 +170,9 @@ class Response(OnlineResponse):
             else:
                 values = vector.values
                 kinds = list(map(_which, values))
-                distinct = set(kinds)
-                if len(distinct) == 1 and distinct <= _AS_IS:  # one scalar field throughout: read it in C
-                    out[ref] = list(map(operator.attrgetter(kinds[0]), values))
+                first = kinds[0] if kinds else None
+                if first in _AS_IS and kinds.count(first) == len(kinds):  # one scalar field throughout: read in C
+                    out[ref] = list(map(operator.attrgetter(first), values))
                 else:
                     out[ref] = [
                         None

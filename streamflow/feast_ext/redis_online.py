@@ -45,6 +45,13 @@ class StreamflowRedisOnlineStoreConfig(RedisOnlineStoreConfig):
     type: Literal[TYPE] = TYPE  # type: ignore[assignment]
 
 
+@functools.lru_cache(maxsize=4096)
+def _field(view: str, feature: str) -> bytes:
+    """A feature's field name in its user's hash, as the stock store names it (cached: a lookup
+    of one user hashed 20 names a request)."""
+    return _mmh3(f"{view}:{feature}")
+
+
 def _stored_micros(raw: bytes | None) -> int:
     if not raw:
         return 0
@@ -95,7 +102,7 @@ class StreamflowRedisOnlineStore(online_read.BytesReads, RedisOnlineStore):
         ttl = store_config.key_ttl_seconds or 0
         for batch in batches:
             keys = pc.binary_join_element_wise(batch.keys, project, b"").to_pylist()
-            fields = [ts_key] + [_mmh3(f"{view}:{name}") for name in batch.values]
+            fields = [ts_key] + [_field(view, name) for name in batch.values]
             columns = [encode.encode_timestamps(batch.event_us).to_pylist()] + [
                 v.to_pylist() for v in batch.values.values()
             ]
@@ -136,7 +143,7 @@ class StreamflowRedisOnlineStore(online_read.BytesReads, RedisOnlineStore):
         for read in reads:
             view = _versioned_fv_name(read.table, config)
             spans.append((len(fields), len(read.features)))
-            fields += [_mmh3(f"{view}:{name}") for name in read.features] + [f"_ts:{view}"]
+            fields += [_field(view, name) for name in read.features] + [f"_ts:{view}"]
         client = self._get_client(config.online_store)
         names = [key + project for key in keys]
         if len(names) == 1:
