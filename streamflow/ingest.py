@@ -441,8 +441,9 @@ def _merge_stage(cur, table: Table, as_of: date) -> dict[str, int]:
     # joined to the stage, then an INSERT of the users not there yet: half the time of one
     # INSERT ... ON CONFLICT DO UPDATE, which probes and locks per row (ingests never overlap).
     src = ", ".join(f"s.{c}" for c in feats)
+    assign = ", ".join(f"{c} = s.{c}" for c in feats)
     cur.execute(
-        f"""UPDATE {table.name} AS t SET {", ".join(f"{c} = s.{c}" for c in feats)},
+        f"""UPDATE {table.name} AS t SET {assign},
                 as_of = %(as_of)s, updated_at = now()
             FROM {stage} s
             WHERE t.user_id = s.user_id AND t.as_of <= %(as_of)s

@@ -62,6 +62,8 @@ OWNED = {
     "sets",
     "tgt",
     "exc",
+    "src",
+    "assign",
     "clause",
     "order",
     "name",
@@ -77,6 +79,7 @@ OWNED = {
     "', '.join(columns)",
     "prefix",
     "verb",
+    "LIVE_FILLFACTOR",  # an integer constant of db.py
     # catalog constants and the identifiers and column lists built from them
     "JOIN_KEY",
     "TIMESTAMP",
