@@ -182,9 +182,13 @@ def _trimmed(s: pd.Series) -> pa.Array:
     return pc.utf8_trim(pa.array(s.to_numpy(dtype=object), type=pa.string()), PY_WHITESPACE)
 
 
+def _text_series(text: pa.Array, index: pd.Index) -> pd.Series:
+    return pd.Series(text.to_numpy(zero_copy_only=False), index=index, dtype=object)
+
+
 def strip_text(s: pd.Series) -> pd.Series:
     """`s.str.strip()` for a column of text."""
-    return pd.Series(_trimmed(s).to_numpy(zero_copy_only=False), index=s.index, dtype=object)
+    return _text_series(_trimmed(s), s.index)
 
 
 def _coerce_column(c: Column, s: pd.Series) -> tuple[pd.Series, np.ndarray]:
@@ -214,7 +218,7 @@ def _coerce_column(c: Column, s: pd.Series) -> tuple[pd.Series, np.ndarray]:
             ints = pd.arrays.IntegerArray(np.where(null, 0, vals).astype(np.int64), null)
             return pd.Series(ints, index=s.index), bad
         return pd.Series(np.where(bad, np.nan, vals), index=s.index, dtype="float64"), bad
-    s = pd.Series(text.to_numpy(zero_copy_only=False), index=s.index, dtype=object)
+    s = _text_series(text, s.index)
     if c.kind == "date":
         # python dates (so range checks compare date with date, and years past 2262 -- out of
         # pandas' nanosecond range -- are still dates); parsed once per distinct value

@@ -60,13 +60,14 @@ def test_unknown_columns_are_kept_for_validation_to_name():
     assert "surprise" in typed.columns
 
 
+# every character str.strip() removes, from the whole of Unicode
+_SPACES = "".join(ch for ch in map(chr, range(0x110000)) if ch.isspace())
+
+
 def test_the_whitespace_arrow_trims_is_all_of_pythons():
     from streamflow.ingest import PY_WHITESPACE
 
-    assert set(PY_WHITESPACE) == {ch for ch in map(chr, range(0x110000)) if ch.isspace()}
-
-
-_SPACES = "".join(ch for ch in map(chr, range(0x110000)) if ch.isspace())
+    assert set(PY_WHITESPACE) == set(_SPACES)
 
 
 @settings(max_examples=300, deadline=None)
