@@ -105,3 +105,36 @@ def test_timestamps_byte_for_byte():
     assert encode.encode_timestamps(micros).to_pylist() == expected
     naive = encode.epoch_micros(pa.array(instants, type=pa.timestamp("ns")))
     assert np.array_equal(naive, micros)
+
+
+def _copy_tuples(stream: bytes) -> list[tuple]:
+    """PostgreSQL binary COPY tuples (the signature and trailer excluded) as tuples of fields."""
+    out, pos = [], 0
+    while pos < len(stream):
+        count, pos = int.from_bytes(stream[pos : pos + 2], "big"), pos + 2
+        row = []
+        for _ in range(count):
+            n, pos = int.from_bytes(stream[pos : pos + 4], "big", signed=True), pos + 4
+            row.append(None if n == -1 else stream[pos : pos + n])
+            pos += max(n, 0)
+        out.append(tuple(row))
+    return out
+
+
+def test_copy_rows_keep_each_entity_together(monkeypatch):
+    """The online COPY stream holds each entity's rows one after the other (so they share a heap
+    page), across chunk boundaries too, each row with its key, feature, value and instants."""
+    from streamflow.feast_ext import postgres_online
+    from streamflow.feast_ext.engine import EncodedBatch
+
+    monkeypatch.setattr(postgres_online, "_COPY_ENTITIES", 2)
+    keys = [b"k0", b"k1", b"k2", b"k3", b"k4"]
+    values = {"a": [b"a0", b"a1", b"", b"a3", b"a4"], "bb": [b"b0", b"b1", b"b2", b"b3", b"b4"]}
+    micros = np.array([1_700_000_000_000_000 + i for i in range(5)], dtype=np.int64)
+    batch = EncodedBatch(
+        pa.array(keys, pa.binary()), {k: pa.array(v, pa.binary()) for k, v in values.items()}, micros, None
+    )
+    stream = b"".join(bytes(chunk) for chunk in postgres_online._copy_rows(batch))
+    pg = [(m - postgres_online._PG_EPOCH_US).to_bytes(8, "big", signed=True) for m in micros.tolist()]
+    expected = [(k, name.encode(), values[name][i], pg[i], None) for i, k in enumerate(keys) for name in values]
+    assert _copy_tuples(stream) == expected
