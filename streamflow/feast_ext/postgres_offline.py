@@ -6,9 +6,10 @@ quadratic in the number of users (7,043 users: 46 s instead of 0.5 s, depending 
 statistics of the day). This subclass runs every retrieval with `enable_nestloop = off`
 and 64 MB of `work_mem` (set locally, for that transaction only) and fetches results as CSV
 through COPY, parsed by Arrow, instead of one Python object per cell (a type it does not map
-is fetched as before). Training frames render Feast's point-in-time template with one block changed (the
-latest source row per entity row in one DISTINCT ON sort: see LATEST_PER_ROW_TEMPLATE); the
-results are the stock store's, value for value and type for type (tests/test_fast_paths.py).
+is fetched as before). Training frames render Feast's point-in-time template with one block
+changed (the latest source row per entity row in one DISTINCT ON sort: see
+LATEST_PER_ROW_TEMPLATE); the results are the stock store's, value for value and type for type
+(tests/test_fast_paths.py).
 
 Named in feature_store.yaml as
 `type: streamflow.feast_ext.postgres_offline.StreamflowPostgreSQLOfflineStore`.

@@ -141,7 +141,7 @@ def _field(values: pa.BinaryArray) -> pa.BinaryArray:
     return pc.binary_join_element_wise(encode.be32(pc.binary_length(values)), values, b"")
 
 
-def _timestamps(micros: np.ndarray | None, n: int) -> pa.BinaryArray | bytes:
+def _timestamps(micros: np.ndarray | None) -> pa.BinaryArray | bytes:
     if micros is None:
         return _NULL
     return pc.binary_join_element_wise(b"\x00\x00\x00\x08", encode.be64(micros - _PG_EPOCH_US), b"")
@@ -158,10 +158,11 @@ def _copy_rows(batch: EncodedBatch) -> Iterator[memoryview]:
     users reads about 100 pages per view instead of 100 per feature (100,000 users: p50 25.5 ->
     15.6-17.2 ms measured with the table clustered by key)."""
     head = pc.binary_join_element_wise(b"\x00\x05", _field(batch.keys), b"")
-    tail = pc.binary_join_element_wise(
-        _timestamps(batch.event_us, len(batch)), _timestamps(batch.created_us, len(batch)), b""
-    )
-    features = [(len(name.encode()).to_bytes(4, "big") + name.encode(), _field(v)) for name, v in batch.values.items()]
+    tail = pc.binary_join_element_wise(_timestamps(batch.event_us), _timestamps(batch.created_us), b"")
+    features = []  # (the feature_name field, the value fields) per feature
+    for name, values in batch.values.items():
+        label = name.encode()
+        features.append((len(label).to_bytes(4, "big") + label, _field(values)))
     for start in range(0, len(batch), _COPY_ENTITIES):
         h, t = head.slice(start, _COPY_ENTITIES), tail.slice(start, _COPY_ENTITIES)
         parts = [part for label, values in features for part in (h, label, values.slice(start, _COPY_ENTITIES), t)]
