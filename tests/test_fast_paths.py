@@ -231,6 +231,73 @@ def test_small_batch_keeps_newer_values(both):
         assert conn.execute(f'SELECT count(*) FROM "{table_name}"').fetchone()[0] == len(before) * len(view.features)
 
 
+def test_big_batch_rebuild_keeps_newer_and_unbatched_rows(both):
+    """A batch as big as the table takes the rebuild path, with the upsert's rules: a stored value
+    newer than the batch's stays, a user missing from the batch keeps its rows, a user twice in the
+    batch gets its latest row; every other value is replaced."""
+    from datetime import timedelta
+
+    import pyarrow as pa
+
+    from streamflow import db
+    from streamflow.feast_ext.encode import encode_entity_keys
+    from streamflow.feast_ext.engine import EncodedChunks
+
+    settings, ours, _ = both
+    view = ours.get_feature_view("subs_profile_fv")
+    before = {(k, f): (v, ts) for k, f, v, ts in _online_rows(settings, ours.project)["subs_profile_fv"]}
+    with db.connection(settings) as conn:
+        users = [r[0] for r in conn.execute("SELECT DISTINCT user_id FROM subscriptions_profile_snapshots ORDER BY 1")]
+    newest = max(ts for _, ts in before.values())
+    unbatched, older, twice = users[0], users[1], users[2]
+    rows = [(u, newest + timedelta(days=1)) for u in users[1:]]
+    rows[0] = (older, newest - timedelta(days=400))
+    rows.insert(2, (twice, newest - timedelta(days=1)))  # its earlier row, before the latest
+    columns = {"user_id": pa.array([u for u, _ in rows])}
+    for f in view.features:
+        kind = str(f.dtype)
+        if kind == "Int64":
+            values = pa.array(range(len(rows)), type=pa.int32())
+        elif kind == "Float64":
+            values = pa.array([i + 0.5 for i in range(len(rows))], type=pa.float64())
+        elif kind == "Bool":
+            values = pa.array([i % 2 == 0 for i in range(len(rows))])
+        else:
+            values = pa.array([f"s{i}" for i in range(len(rows))])
+        columns[f.name] = values
+    when = pa.array([t for _, t in rows], type=pa.timestamp("us", tz="UTC"))
+    columns[view.batch_source.timestamp_field] = when
+    columns[view.batch_source.created_timestamp_column] = when
+    batch = EncodedChunks(ours.config, view, pa.table(columns))
+    assert not batch.unique and len(batch) * len(view.features) >= len(before) / 4
+    ours._get_provider().online_store.online_write_arrow(ours.config, view, batch)
+
+    after = {(k, f): (v, ts) for k, f, v, ts in _online_rows(settings, ours.project)["subs_profile_fv"]}
+    keys = dict(
+        zip(
+            users,
+            encode_entity_keys(pa.array(users), "user_id", ours.config.entity_key_serialization_version).to_pylist(),
+            strict=True,
+        )
+    )
+    encoded = next(iter(batch))
+    latest: dict[bytes, int] = {}  # each key's latest row in the batch (the first of equals)
+    for i, key in enumerate(encoded.keys.to_pylist()):
+        if key not in latest or rows[i][1] > rows[latest[key]][1]:
+            latest[key] = i
+    expected = dict(before)
+    for key, i in latest.items():
+        for name, values in encoded.values.items():
+            stored = before.get((key, name))
+            if stored is None or stored[1] <= rows[i][1]:
+                expected[(key, name)] = (values[i].as_py(), rows[i][1])
+    assert after == expected
+    assert all(after[(keys[unbatched], f.name)] == before[(keys[unbatched], f.name)] for f in view.features)
+    assert all(after[(keys[older], f.name)] == before[(keys[older], f.name)] for f in view.features)
+    assert after[(keys[twice], "months_active")][0] != before[(keys[twice], "months_active")][0]
+    assert _mostly_together(settings, ours.project, len(users))
+
+
 @pytest.fixture
 def both_redis(redis_settings, months):
     settings, ours = prepared_store(redis_settings, months, n_months=2)
