@@ -364,6 +364,8 @@ def test_redis_stale_rows_are_skipped(both_redis):
     write(when, 77)  # the same instant: skipped, as in stock Feast
     write(when - timedelta(days=31), 78)  # older: skipped
     assert {k: r.hgetall(k) for k in r.scan_iter(count=1000)} == before
+    write(when + timedelta(microseconds=1), 80)  # newer by one microsecond: written
+    assert {k: r.hgetall(k) for k in r.scan_iter(count=1000)} != before
     write(when + timedelta(days=1), 79)
     got = ours.get_online_features(
         features=["payments_agg_90d_fv:failed_payments_90d"], entity_rows=[{"user_id": "7590-VHVEG"}]
