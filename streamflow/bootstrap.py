@@ -61,7 +61,7 @@ def bootstrap(
 
         def progress(p):
             if p.status == "done":
-                say(f"  [{p.index}/{p.total}] {p.view}: {p.rows:,} rows in {p.seconds:.1f}s")
+                say(f"  [{p.done}/{p.total}] {p.view}: {p.rows:,} rows in {p.seconds:.1f}s")
 
         materialize(settings=settings, store=store, progress=progress, verbose=verbose)
     else:

@@ -166,7 +166,7 @@ def _progress(p) -> None:
     if p.status == "waiting":
         print(f"  {p.message}", flush=True)
     elif p.status == "done":
-        print(f"  [{p.index}/{p.total}] {p.view}: {p.rows} rows in {p.seconds:.1f}s", flush=True)
+        print(f"  [{p.done}/{p.total}] {p.view}: {p.rows} rows in {p.seconds:.1f}s", flush=True)
 
 
 def cmd_materialize(args: argparse.Namespace) -> int:

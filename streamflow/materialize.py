@@ -1,10 +1,15 @@
-"""Materialization from the offline store to the online store, one view at a time.
+"""Materialization from the offline store to the online store, two views at a time.
 
 - A PostgreSQL advisory lock makes two materializations never overlap, across processes
   (CLI, app, API, flow): the second waits (with a message) or fails at once (`wait=False`).
   The lock lives on a connection, so a killed run releases it.
 - Every run is recorded in `materialization_runs` (window, views, rows per view, duration,
   outcome); a run left 'running' by a killed process is marked failed by the next one.
+- Each view is Feast's own materialization of that view (`FeatureStore.materialize`); two run
+  at once, in threads, so one view's server work (the offline query, the online table's
+  rebuild) overlaps another's (100,000 users x 5 views, the same store: PostgreSQL 8.7-11.1 ->
+  6.3-7.0 s, Redis 4.3-5.7 -> 3.6-4.0 s). More at once gained nothing on two cores and holds
+  more views' rows in memory.
 - Incremental runs start each view where its last successful run ended. (Feast's own
   `materialize_incremental` starts a never-materialized view at now - TTL, which for
   historical month-end snapshots would load nothing.)
@@ -14,9 +19,13 @@ from __future__ import annotations
 
 import contextlib
 import io
+import sys
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
@@ -39,6 +48,7 @@ class Progress:
     index: int  # 1-based position of this view
     total: int
     status: str  # "waiting" | "started" | "done"
+    done: int = 0  # views finished so far, this one included (they finish in any order)
     rows: int | None = None
     seconds: float | None = None
     message: str = ""
@@ -85,15 +95,39 @@ def running(settings: Settings | None = None) -> dict | None:
     return {"run_id": row[0], "started_at": row[1], "views": row[2]} if row else {"run_id": None}
 
 
-def _feast_materialize(store, start: datetime, end: datetime, view: str, verbose: bool) -> None:
-    """Feast's materialization of one view. Feast prints a coloured banner per view and a tqdm
-    bar; our callers report per-view progress themselves, so that output is kept unless verbose."""
+PARALLEL_VIEWS = 2  # views materialized at once (see the module's docstring)
+
+
+class _QuietThreads(io.TextIOBase):
+    """sys.stdout or sys.stderr while views materialize: what the worker threads print (Feast's
+    banner per view and its tqdm bar; our callers report per-view progress themselves) is
+    dropped, what any other thread prints goes through."""
+
+    def __init__(self, real):
+        self.real = real
+        self.quiet: set[int] = set()
+
+    def write(self, text: str) -> int:
+        return len(text) if threading.get_ident() in self.quiet else self.real.write(text)
+
+    def flush(self) -> None:
+        self.real.flush()
+
+
+@contextlib.contextmanager
+def _quiet_workers(verbose: bool) -> Iterator[Callable[[], None]]:
+    """Yields `hush()`, which a worker thread calls to have its output dropped (unless verbose)."""
     if verbose:
-        store.materialize(start_date=start, end_date=end, feature_views=[view])
+        yield lambda: None
         return
-    sink = io.StringIO()
-    with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
-        store.materialize(start_date=start, end_date=end, feature_views=[view])
+    out, err = _QuietThreads(sys.stdout), _QuietThreads(sys.stderr)
+
+    def hush() -> None:
+        out.quiet.add(threading.get_ident())
+        err.quiet.add(threading.get_ident())
+
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        yield hush
 
 
 def materialize(
@@ -151,31 +185,53 @@ def materialize(
         rows: dict[str, int] = {}
         windows: dict[str, tuple[datetime, datetime]] = {}
         view_seconds: dict[str, float] = {}
+
+        def one(view: str, v_start: datetime, hush: Callable[[], None]) -> tuple[int, float]:
+            hush()
+            tv = time.perf_counter()
+            if v_start > end_dt:
+                return 0, time.perf_counter() - tv
+            store.materialize(start_date=v_start, end_date=end_dt, feature_views=[view])
+            return rows_in_window(settings, _source_table(store, view), v_start, end_dt), time.perf_counter() - tv
+
         try:
-            for i, view in enumerate(chosen, 1):
-                if incremental:
-                    v_start = start_dt or runs.last_success_end(settings, view) or EPOCH
-                else:
-                    v_start = start_dt or EPOCH
-                windows[view] = (v_start, end_dt)
-                say(Progress(view=view, index=i, total=len(chosen), status="started"))
-                tv = time.perf_counter()
-                if v_start <= end_dt:
-                    _feast_materialize(store, v_start, end_dt, view, verbose)
-                    rows[view] = rows_in_window(settings, _source_table(store, view), v_start, end_dt)
-                else:
-                    rows[view] = 0
-                view_seconds[view] = time.perf_counter() - tv
-                say(
-                    Progress(
-                        view=view,
-                        index=i,
-                        total=len(chosen),
-                        status="done",
-                        rows=rows[view],
-                        seconds=view_seconds[view],
-                    )
-                )
+            with _quiet_workers(verbose) as hush, ThreadPoolExecutor(PARALLEL_VIEWS) as pool:
+                running: dict[Future, tuple[int, str]] = {}
+                queue = list(enumerate(chosen, 1))
+                failure: BaseException | None = None
+                while queue or running:
+                    while queue and len(running) < PARALLEL_VIEWS and failure is None:
+                        i, view = queue.pop(0)
+                        if incremental:
+                            v_start = start_dt or runs.last_success_end(settings, view) or EPOCH
+                        else:
+                            v_start = start_dt or EPOCH
+                        windows[view] = (v_start, end_dt)
+                        say(Progress(view=view, index=i, total=len(chosen), status="started"))
+                        running[pool.submit(one, view, v_start, hush)] = (i, view)
+                    if not running:
+                        break
+                    done, _ = wait_for(running, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        i, view = running.pop(future)
+                        try:
+                            rows[view], view_seconds[view] = future.result()
+                        except Exception as exc:  # noqa: BLE001 - the views running finish, then it is raised
+                            failure = failure or exc
+                            continue
+                        say(
+                            Progress(
+                                view=view,
+                                index=i,
+                                total=len(chosen),
+                                status="done",
+                                done=len(rows),
+                                rows=rows[view],
+                                seconds=view_seconds[view],
+                            )
+                        )
+                if failure is not None:
+                    raise failure
         except Exception as exc:
             runs.materialization_ended(
                 lock_conn,

@@ -53,10 +53,10 @@ with friendly_errors():
                 if p.status == "waiting":
                     box.write(p.message)
                 elif p.status == "started":
-                    bar.progress((p.index - 1) / p.total, text=f"{p.view} ({p.index}/{p.total})")
+                    box.write(f"{p.view}: started")
                 elif p.status == "done":
                     box.write(f"✅ {p.view}: {p.rows:,} rows in {p.seconds:.1f}s")
-                    bar.progress(p.index / p.total, text=f"{p.view} done")
+                    bar.progress(p.done / p.total, text=f"{p.done} of {p.total} views done")
 
             try:
                 r = materialize(

@@ -258,7 +258,8 @@ class StreamflowPostgreSQLOnlineStore(online_read.BytesReads, PostgreSQLOnlineSt
         if not len(batches):
             return
         target = sql.Identifier(_table_id(config.project, table, config.registry.enable_online_feature_view_versioning))
-        with self._get_conn(config) as conn, conn.transaction(), conn.cursor() as cur:
+        # a connection of its own: views may be materialized at the same time, from several threads
+        with _get_conn(config.online_store) as conn, conn.transaction(), conn.cursor() as cur:
             # one writer per table at a time; readers are not blocked
             cur.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(target))
             rows = cur.execute(sql.SQL("SELECT count(*) FROM {}").format(target)).fetchone()[0]
