@@ -231,6 +231,35 @@ def test_small_batch_keeps_newer_values(both):
         assert conn.execute(f'SELECT count(*) FROM "{table_name}"').fetchone()[0] == len(before) * len(view.features)
 
 
+def test_row_by_row_write_keeps_newer_values(both):
+    """Feast's own write path (`online_write_batch`: the stock engine's, and ours when a column
+    cannot be encoded column-wise) on a connection of its own: a newer row replaces the values,
+    an older one does not."""
+    from datetime import timedelta
+
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    settings, ours, _ = both
+    view = ours.get_feature_view("payments_agg_90d_fv")
+    store = ours._get_provider().online_store
+    key = EntityKey(join_keys=["user_id"], entity_values=[Value(string_val="7590-VHVEG")])
+
+    def read():
+        return ours.get_online_features(
+            features=["payments_agg_90d_fv:failed_payments_90d"], entity_rows=[{"user_id": "7590-VHVEG"}]
+        ).to_dict()["failed_payments_90d"]
+
+    before = read()
+    assert before[0] is not None
+    when = pd.Timestamp("2030-01-31", tz="UTC").to_pydatetime()
+    row = {f.name: Value(int64_val=41) if str(f.dtype) == "Int64" else Value(string_val="x") for f in view.features}
+    store.online_write_batch(ours.config, view, [(key, row, when - timedelta(days=36500), None)], None)
+    assert read() == before  # older than stored: kept
+    store.online_write_batch(ours.config, view, [(key, row, when, None)], None)
+    assert read() == [41]
+
+
 def test_big_batch_rebuild_keeps_newer_and_unbatched_rows(both):
     """A batch as big as the table takes the rebuild path, with the upsert's rules: a stored value
     newer than the batch's stays, a user missing from the batch keeps its rows, a user twice in the

@@ -283,7 +283,8 @@ class StreamflowPostgreSQLOnlineStore(online_read.BytesReads, PostgreSQLOnlineSt
             return
         table_name = _table_id(config.project, table, config.registry.enable_online_feature_view_versioning)
         version = config.entity_key_serialization_version
-        with self._get_conn(config) as conn, conn.cursor() as cur:
+        # a connection of its own, as online_write_arrow: views may be materialized from two threads
+        with _get_conn(config.online_store) as conn, conn.cursor() as cur:
             _stage(cur)
             with cur.copy(
                 "COPY sf_online_stage (entity_key, feature_name, value, event_ts, created_ts) "
