@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -80,9 +81,21 @@ def faulty(tmp_path_factory):
 
 
 def _crash(settings) -> None:
-    from pgserver._commands import pg_ctl
-
-    pg_ctl(["-w", "-m", "immediate", "stop"], pgdata=settings.pgdata, user="pgserver" if os.geteuid() == 0 else None)
+    """An immediate shutdown (SIGQUIT to the postmaster, what `pg_ctl -m immediate stop` sends),
+    waiting for that process to end. Not `pg_ctl -w`: it waits for postmaster.pid to go, and the
+    code under test brings the server back on demand, so a new postmaster.pid can appear first
+    (a CI run waited 60 s for it and failed)."""
+    pid = int((settings.pgdata / "postmaster.pid").read_text().split()[0])
+    os.kill(pid, signal.SIGQUIT)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:  # gone, or a zombie nobody has reaped yet
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].startswith("Z"):
+                return
+        except FileNotFoundError:
+            return
+        time.sleep(0.02)
+    raise TimeoutError(f"postmaster {pid} did not stop within 60 s")
 
 
 def test_database_crash_mid_ingest_rolls_back(faulty, big_months, clean_ref, record):
