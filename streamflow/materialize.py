@@ -197,11 +197,11 @@ def materialize(
 
         try:
             with _quiet_workers(verbose) as hush, ThreadPoolExecutor(PARALLEL_VIEWS) as pool:
-                running: dict[Future, tuple[int, str]] = {}
+                in_flight: dict[Future, tuple[int, str]] = {}
                 queue = list(enumerate(chosen, 1))
                 failure: BaseException | None = None
-                while queue or running:
-                    while queue and len(running) < PARALLEL_VIEWS and failure is None:
+                while queue or in_flight:
+                    while queue and len(in_flight) < PARALLEL_VIEWS and failure is None:
                         i, view = queue.pop(0)
                         if incremental:
                             v_start = start_dt or runs.last_success_end(settings, view) or EPOCH
@@ -209,15 +209,15 @@ def materialize(
                             v_start = start_dt or EPOCH
                         windows[view] = (v_start, end_dt)
                         say(Progress(view=view, index=i, total=len(chosen), status="started"))
-                        running[pool.submit(one, view, v_start, hush)] = (i, view)
-                    if not running:
+                        in_flight[pool.submit(one, view, v_start, hush)] = (i, view)
+                    if not in_flight:
                         break
-                    done, _ = wait_for(running, return_when=FIRST_COMPLETED)
+                    done, _ = wait_for(in_flight, return_when=FIRST_COMPLETED)
                     for future in done:
-                        i, view = running.pop(future)
+                        i, view = in_flight.pop(future)
                         try:
                             rows[view], view_seconds[view] = future.result()
-                        except Exception as exc:  # noqa: BLE001 - the views running finish, then it is raised
+                        except Exception as exc:  # noqa: BLE001 - the views in flight finish, then it is raised
                             failure = failure or exc
                             continue
                         say(
