@@ -182,18 +182,32 @@ def _summarise(table: str, result, row_count: int) -> TableValidation:
 
 
 def _run(suite, frame: pd.DataFrame, index_cols: list[str], params: dict | None = None):
+    """Every expectation of the suite on the frame. A first pass with BASIC results counts the
+    elements, missing and unexpected values of every expectation; only a suite with a failure is
+    run again with SUMMARY results, whose examples name the failing rows (`index_cols`). On a
+    passing month the two formats differ only in empty example lists, and BASIC is a quarter
+    faster (100,000 users: 1.36 s against 1.84 s for the seven suites)."""
+    frame = _numeric_for_ge(frame)
+    result = _validate(suite, frame, {"result_format": "BASIC", "partial_unexpected_count": EXAMPLES}, params)
+    if result.success:
+        return result
+    summary = {
+        "result_format": "SUMMARY",
+        "unexpected_index_column_names": index_cols,
+        "partial_unexpected_count": EXAMPLES,
+    }
+    return _validate(suite, frame, summary, params)
+
+
+def _validate(suite, frame: pd.DataFrame, result_format: dict, params: dict | None):
     # The validator `Batch.validate` builds, built here on the batch definition: the frame is
     # loaded (and fingerprinted, a hash of every value) once rather than twice.
     from great_expectations.validator.v1_validator import Validator
 
     validator = Validator(
         batch_definition=_ctx["batch_definition"],
-        batch_parameters={"dataframe": _numeric_for_ge(frame)},
-        result_format={
-            "result_format": "SUMMARY",
-            "unexpected_index_column_names": index_cols,
-            "partial_unexpected_count": EXAMPLES,
-        },
+        batch_parameters={"dataframe": frame},
+        result_format=result_format,
     )
     return validator.validate_expectation_suite(suite, params or {})
 
