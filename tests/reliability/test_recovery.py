@@ -182,3 +182,31 @@ def test_api_survives_a_redis_restart(tmp_path_factory, record):
         proc.wait(10)
         db.stop_embedded(settings)
         shutil.rmtree(rdir, ignore_errors=True)
+
+
+def _shared_buffers_mb(settings) -> int:
+    with db.connection(settings) as conn:
+        return conn.execute(
+            "SELECT setting::bigint * current_setting('block_size')::int >> 20 FROM pg_settings "
+            "WHERE name = 'shared_buffers'"
+        ).fetchone()[0]
+
+
+def test_embedded_server_starts_sized_and_so_does_an_older_data_folder(tmp_path_factory):
+    """A new embedded server starts with StreamFlow's buffer cache, not PostgreSQL's 128 MB; a
+    data folder made before that setting existed gets it at its next start, included once."""
+    settings = load_settings({"STREAMFLOW_HOME": str(_home(tmp_path_factory.mktemp("sized")))})
+    want = db.embedded_shared_buffers_mb()
+    conf = settings.pgdata / "postgresql.conf"
+    try:
+        assert _shared_buffers_mb(settings) == want
+        db.stop_embedded(settings)
+        # an older folder: PostgreSQL's own configuration only
+        conf.write_text(conf.read_text().replace(f"include_if_exists = '{db.EMBEDDED_CONF}'", ""))
+        (settings.pgdata / db.EMBEDDED_CONF).unlink()
+        assert _shared_buffers_mb(settings) == want
+        db.stop_embedded(settings)
+        assert _shared_buffers_mb(settings) == want
+        assert conf.read_text().count(f"include_if_exists = '{db.EMBEDDED_CONF}'") == 1
+    finally:
+        db.stop_embedded(settings)
