@@ -11,7 +11,8 @@ Per scenario (users x months), on a fresh embedded PostgreSQL in a temporary fol
                   rows (COPY into a table of the same shape / one pipelined HSET per key).
   online lookup   1 user and 100 users through FeatureStore.get_online_features, N requests
                   after warm-up, p50/p99, on PostgreSQL and Redis; and 100 users drawn at
-                  random for each request.
+                  random for each request (on PostgreSQL also once every user has been
+                  read, as in a serving store's steady state).
 Medians of --repeat runs where a step is repeated.
 """
 
@@ -168,6 +169,21 @@ def online_figures(store, refs, ids, n: int, backend: str, one_user_goal: str, s
     )
     record(f"online 100 users, {backend}, p99", p99_100, **sc, unit="ms", goal="< 10 ms", p50_ms=round(p50_100, 3))
     record(f"online 100 random users, {backend}, p99", p99_r, **sc, unit="ms", goal="< 10 ms", p50_ms=round(p50_r, 3))
+    if backend == "PostgreSQL":
+        # The pass above ran right after a materialization rebuilt the online tables (COPY leaves
+        # them in the OS cache, not in PostgreSQL's buffers); a serving store in steady state has
+        # read every user before: once through all users in key order, then new random draws.
+        for i in range(0, len(ids), 100):
+            store.get_online_features(features=refs, entity_rows=[{"user_id": u} for u in ids[i : i + 100]])
+        p50_w, p99_w = lookups(store, refs, [rng.sample(ids, 100) for _ in range(n)], n)
+        record(
+            f"online 100 random users, {backend}, warm, p99",
+            p99_w,
+            **sc,
+            unit="ms",
+            goal="< 10 ms",
+            p50_ms=round(p50_w, 3),
+        )
 
 
 def api_figure(settings, ids: list[str], requests: int, sc: dict, clients: int = 50, workers: int = 2) -> None:

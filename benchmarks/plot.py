@@ -35,6 +35,8 @@ def markdown(figures) -> str:
             extra = f" ({f['requests_per_s']} req/s)"
         if f.get("peak_rss_mb") is not None:
             extra += f" (peak RSS {f['peak_rss_mb']:,} MB)"
+        if f.get("keyed_copy_s") is not None:
+            extra += f" (COPY into the keyed tables it fills: {_num(f['keyed_copy_s'])} s, {f['ratio_to_keyed_copy']}x)"
         if f.get("postgres_s") is not None:
             extra += f" (PostgreSQL profile {_num(f['postgres_s'])} s: lake {f['lake_over_postgres']}x)"
         if f.get("failed"):
@@ -61,6 +63,9 @@ def main() -> int:
     for f in figures:
         if f["ratio"] and (f["figure"] not in largest or rank(f) > rank(largest[f["figure"]])):
             largest[f["figure"]] = f
+    ingest = largest.get("ingest one month")
+    if ingest and ingest.get("ratio_to_keyed_copy"):  # the same ingest against the write it cannot avoid
+        largest["ingest one month / COPY into its keyed tables"] = {**ingest, "ratio": ingest["ratio_to_keyed_copy"]}
     names = sorted(largest, key=lambda n: largest[n]["ratio"])
     left.barh(
         [f"{n}\n({largest[n]['users']:,} x {largest[n]['months']})" for n in names],
