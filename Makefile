@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: run install install-dev test test-fast reliability audit lint bench bench-growth bootstrap status api clean-state
+.PHONY: run install install-dev test test-fast reliability audit lint bench bench-growth bootstrap status api stop clean-state
 
 # runtime pins only: what `make run` needs (no pytest, Playwright or Prefect)
 $(STAMP): requirements.txt constraints.txt pyproject.toml
@@ -55,6 +55,9 @@ api: $(STAMP)
 
 status: $(STAMP)
 	$(BIN)/streamflow status
+
+stop: $(STAMP)
+	$(BIN)/streamflow stop-db
 
 test: $(DEV_STAMP)
 	$(BIN)/python -m pytest -q tests

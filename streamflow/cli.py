@@ -249,6 +249,22 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stop_db(args: argparse.Namespace) -> int:
+    from streamflow import db
+    from streamflow.config import load_settings
+    from streamflow.errors import InvalidInput
+
+    settings = load_settings()
+    if not settings.embedded:
+        raise InvalidInput(
+            f"the store is on a server ({settings.backend_label}): only the embedded one is ours to stop"
+        )
+    was = settings.pgdata.joinpath("postmaster.pid").exists()
+    db.stop_embedded(settings)
+    print(f"embedded PostgreSQL in {settings.pgdata}: {'stopped' if was else 'not running'}")
+    return 0
+
+
 def cmd_serve_api(args: argparse.Namespace) -> int:
     from streamflow.api import serve
 
@@ -342,6 +358,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("file")
     s.add_argument("--force", action="store_true", help="replace a store that holds data")
     s.set_defaults(func=cmd_restore)
+
+    s = sub.add_parser(
+        "stop-db", help="stop the embedded PostgreSQL (it outlives the app and the CLI; the next command starts it)"
+    )
+    s.set_defaults(func=cmd_stop_db)
 
     s = sub.add_parser("serve-api", help="run the feature API (FastAPI)")
     s.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")

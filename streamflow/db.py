@@ -166,7 +166,7 @@ def _start_embedded(settings: Settings) -> ConnInfo:
 
 
 def stop_embedded(settings: Settings) -> None:
-    """Stop the embedded server for `settings` (used by tests and `streamflow db stop`)."""
+    """Stop the embedded server for `settings` (used by tests and `streamflow stop-db`)."""
     import subprocess
 
     from pgserver._commands import pg_ctl
@@ -179,8 +179,6 @@ def stop_embedded(settings: Settings) -> None:
         try:
             user = getattr(server, "system_user", None) if server else None
             if user is None:
-                import os
-
                 user = "pgserver" if os.geteuid() == 0 else None
             pg_ctl(["-w", "-m", "fast", "stop"], pgdata=settings.pgdata, user=user)
         except subprocess.CalledProcessError:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import time
 import uuid
 from pathlib import Path
 
@@ -243,6 +244,20 @@ def prepared_store(settings: Settings, months, n_months: int = 1):
         ingest_month(folder, settings=settings)
     materialize(settings=settings, store=store)
     return settings, store
+
+
+def wait_gone(pid: int, timeout: float = 60) -> None:
+    """Wait for a process to end: gone, or a zombie nobody has reaped yet (a postmaster started
+    through pg_ctl is not our child)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].startswith("Z"):
+                return
+        except FileNotFoundError:
+            return
+        time.sleep(0.02)
+    raise TimeoutError(f"process {pid} did not end within {timeout:.0f} s")
 
 
 def free_port() -> int:

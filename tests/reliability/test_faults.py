@@ -13,7 +13,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -22,7 +21,7 @@ from streamflow.config import load_settings
 from streamflow.ingest import ingest_month
 from streamflow.materialize import materialize
 from streamflow.seeds import generate_months
-from tests.conftest import _home, app_page, fingerprint, free_port, start_redis
+from tests.conftest import _home, app_page, fingerprint, free_port, start_redis, wait_gone
 
 USERS = 20_000
 
@@ -87,15 +86,7 @@ def _crash(settings) -> None:
     (a CI run waited 60 s for it and failed)."""
     pid = int((settings.pgdata / "postmaster.pid").read_text().split()[0])
     os.kill(pid, signal.SIGQUIT)
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:  # gone, or a zombie nobody has reaped yet
-            if Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].startswith("Z"):
-                return
-        except FileNotFoundError:
-            return
-        time.sleep(0.02)
-    raise TimeoutError(f"postmaster {pid} did not stop within 60 s")
+    wait_gone(pid)
 
 
 def test_database_crash_mid_ingest_rolls_back(faulty, big_months, clean_ref, record):

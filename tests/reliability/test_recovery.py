@@ -25,7 +25,7 @@ from streamflow.config import load_settings
 from streamflow.ingest import ingest_month
 from streamflow.materialize import materialize
 from streamflow.store import apply, get_store
-from tests.conftest import _home, app_page, cli_env, free_port, serve_process, start_redis
+from tests.conftest import _home, app_page, cli_env, free_port, serve_process, start_redis, wait_gone
 
 USER = "7590-VHVEG"
 
@@ -208,5 +208,30 @@ def test_embedded_server_starts_sized_and_so_does_an_older_data_folder(tmp_path_
         db.stop_embedded(settings)
         assert _shared_buffers_mb(settings) == want
         assert conf.read_text().count(f"include_if_exists = '{db.EMBEDDED_CONF}'") == 1
+    finally:
+        db.stop_embedded(settings)
+
+
+def test_stop_db_stops_the_embedded_server_and_the_next_command_starts_it(tmp_path_factory):
+    """The embedded server outlives the app and the CLI; `streamflow stop-db` stops it (and
+    says so), a second call says it is not running, and the next connection starts it again.
+    On a server backend it refuses: that server is not ours to stop."""
+    settings = load_settings({"STREAMFLOW_HOME": str(_home(tmp_path_factory.mktemp("stopdb")))})
+    cmd = [sys.executable, "-m", "streamflow.cli", "stop-db"]
+    try:
+        db.ping(settings)
+        pid = int(settings.pgdata.joinpath("postmaster.pid").read_text().split()[0])
+        out = subprocess.run(cmd, env=cli_env(settings), capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0 and "stopped" in out.stdout, out
+        assert not settings.pgdata.joinpath("postmaster.pid").exists()
+        wait_gone(pid, timeout=10)  # pg_ctl -w returns when postmaster.pid is gone
+        again = subprocess.run(cmd, env=cli_env(settings), capture_output=True, text=True, timeout=120)
+        assert again.returncode == 0 and "not running" in again.stdout, again
+        db.forget_schema()
+        db.ping(settings)  # the next command starts it
+        assert settings.pgdata.joinpath("postmaster.pid").exists()
+        env = {**cli_env(settings), "STREAMFLOW_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"}
+        refused = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+        assert refused.returncode == 2 and "only the embedded one" in refused.stderr, refused
     finally:
         db.stop_embedded(settings)
