@@ -58,25 +58,23 @@ def keyed_copy(settings, folder: Path, as_of) -> float:
         buf = io.BytesIO()
         pacsv.write_csv(table.sort_by("user_id").cast(pa.schema([(n, pa.string()) for n in table.column_names])), buf)
         sorted_csv[t.name] = buf.getvalue()
+    shapes = [(t, like) for t in TABLES for like in (t.name, t.snapshot)]
     with db.connection(settings) as conn, conn.cursor() as cur:
-        for t in TABLES:
-            for like in (t.name, t.snapshot):
-                cur.execute(f"DROP TABLE IF EXISTS keyed_{like}")
-                cur.execute(f"CREATE TABLE keyed_{like} (LIKE {like} INCLUDING ALL)")
-                cur.execute(f"ALTER TABLE keyed_{like} ALTER COLUMN as_of SET DEFAULT '{as_of}'::date")
+        for _, like in shapes:
+            cur.execute(f"DROP TABLE IF EXISTS keyed_{like}")
+            cur.execute(f"CREATE TABLE keyed_{like} (LIKE {like} INCLUDING ALL)")
+            cur.execute(f"ALTER TABLE keyed_{like} ALTER COLUMN as_of SET DEFAULT '{as_of}'::date")
         conn.commit()
         t0 = time.perf_counter()
-        for t in TABLES:
-            for like in (t.name, t.snapshot):
-                with cur.copy(
-                    f"COPY keyed_{like} ({', '.join(t.column_names)}) FROM STDIN WITH (FORMAT csv, HEADER true)"
-                ) as cp:
-                    cp.write(sorted_csv[t.name])
+        for t, like in shapes:
+            with cur.copy(
+                f"COPY keyed_{like} ({', '.join(t.column_names)}) FROM STDIN WITH (FORMAT csv, HEADER true)"
+            ) as cp:
+                cp.write(sorted_csv[t.name])
         conn.commit()
         secs = time.perf_counter() - t0
-        for t in TABLES:
-            for like in (t.name, t.snapshot):
-                cur.execute(f"DROP TABLE keyed_{like}")
+        for _, like in shapes:
+            cur.execute(f"DROP TABLE keyed_{like}")
         conn.commit()
         return secs
 

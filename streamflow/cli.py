@@ -259,9 +259,8 @@ def cmd_stop_db(args: argparse.Namespace) -> int:
         raise InvalidInput(
             f"the store is on a server ({settings.backend_label}): only the embedded one is ours to stop"
         )
-    was = settings.pgdata.joinpath("postmaster.pid").exists()
-    db.stop_embedded(settings)
-    print(f"embedded PostgreSQL in {settings.pgdata}: {'stopped' if was else 'not running'}")
+    stopped = db.stop_embedded(settings)
+    print(f"embedded PostgreSQL in {settings.pgdata}: {'stopped' if stopped else 'not running'}")
     return 0
 
 

@@ -165,8 +165,9 @@ def _start_embedded(settings: Settings) -> ConnInfo:
         return ConnInfo(str(info.socket_dir), 5432, "postgres", "", "postgres")
 
 
-def stop_embedded(settings: Settings) -> None:
-    """Stop the embedded server for `settings` (used by tests and `streamflow stop-db`)."""
+def stop_embedded(settings: Settings) -> bool:
+    """Stop the embedded server for `settings` (used by tests and `streamflow stop-db`); False
+    when none was running (no postmaster.pid, or a stale one pg_ctl finds no server behind)."""
     import subprocess
 
     from pgserver._commands import pg_ctl
@@ -182,7 +183,9 @@ def stop_embedded(settings: Settings) -> None:
                 user = "pgserver" if os.geteuid() == 0 else None
             pg_ctl(["-w", "-m", "fast", "stop"], pgdata=settings.pgdata, user=user)
         except subprocess.CalledProcessError:
-            pass
+            return False
+        return True
+    return False
 
 
 def forget_schema() -> None:
