@@ -40,7 +40,7 @@ def store():
 
 @st.cache_data(ttl=30, show_spinner=False)
 def _snapshot_dates(s: Settings) -> list:
-    from streamflow.status import snapshot_dates
+    from streamflow.snapshots import snapshot_dates
 
     return snapshot_dates(s)
 

@@ -26,7 +26,7 @@ from results import record
 from streamflow import db
 from streamflow.config import load_settings
 from streamflow.ingest import month_folders
-from streamflow.status import snapshot_dates
+from streamflow.snapshots import snapshot_dates
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -36,7 +36,7 @@ from streamflow.config import load_settings
 from streamflow.ingest import ingest_month
 from streamflow.materialize import materialize
 from streamflow.seeds import generate_months
-from streamflow.status import snapshot_dates
+from streamflow.snapshots import snapshot_dates
 from streamflow.store import apply, get_store, resolve_features
 from streamflow.training import build_training_frame
 

@@ -47,7 +47,7 @@ def bootstrap(
 
     from streamflow import runs
     from streamflow.materialize import materialize
-    from streamflow.status import snapshot_dates
+    from streamflow.snapshots import snapshot_dates
     from streamflow.store import apply, get_store
 
     say("registering the Feast definitions")

@@ -1,4 +1,4 @@
-"""Connections, the embedded PostgreSQL lifecycle and the schema.
+"""Connections, the embedded PostgreSQL lifecycle, and creating the schema on first use.
 
 The same SQL runs on the embedded server (pgserver, reached over its unix socket)
 and on a real server; only the connection parameters differ.
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psycopg
 
-from streamflow.catalog import JOIN_KEY, TABLES
+from streamflow import schema
 from streamflow.config import Settings, load_settings
 from streamflow.errors import BackendUnavailable, InvalidInput
 
@@ -238,49 +238,6 @@ def connection(settings: Settings | None = None, *, autocommit: bool = False) ->
         conn.close()
 
 
-# Live rows are rewritten every month, never their key: half of each page left free lets
-# PostgreSQL update them in place (HOT: no new index entry, the old version pruned in the page).
-# 100,000 rows, month after month: 99% in place, 0.39-0.43 s an UPDATE (fillfactor 70: 66%,
-# 0.61 s; 100: 0.85-1.05 s), and a smaller table after three months (17.8 MB, 70: 24.8 MB).
-LIVE_FILLFACTOR = 50
-
-
-def _table_ddl() -> list[str]:
-    stmts: list[str] = []
-    for t in TABLES:
-        cols = ",\n  ".join(f"{c.name} {c.sql_type}" for c in t.columns)
-        stmts.append(
-            f"""CREATE TABLE IF NOT EXISTS {t.name} (
-  {JOIN_KEY} TEXT COLLATE "C" PRIMARY KEY,
-  {cols},
-  as_of DATE NOT NULL,
-  updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
-) WITH (fillfactor = {LIVE_FILLFACTOR})"""
-        )
-        stmts.append(
-            f"""CREATE TABLE IF NOT EXISTS {t.snapshot} (
-  {JOIN_KEY} TEXT COLLATE "C" NOT NULL,
-  as_of DATE NOT NULL,
-  {cols},
-  ingested_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-  PRIMARY KEY ({JOIN_KEY}, as_of)
-)"""
-        )
-        stmts.append(f"CREATE INDEX IF NOT EXISTS {t.snapshot}_as_of_idx ON {t.snapshot} (as_of)")
-    return stmts
-
-
-def _add_missing_columns(cur) -> None:
-    """A column added to the catalog after a table was created: add it (NULL for stored rows)."""
-    cur.execute("SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'public'")
-    have = {(t, c) for t, c in cur.fetchall()}
-    for t in TABLES:
-        for name in (t.name, t.snapshot):
-            for c in t.columns:
-                if (name, c.name) not in have:
-                    cur.execute(f"ALTER TABLE {name} ADD COLUMN {c.name} {c.sql_type}")
-
-
 def ensure_schema(conn: psycopg.Connection) -> None:
     """Create every table if missing. Idempotent and safe with concurrent callers."""
     was_autocommit = conn.autocommit
@@ -288,11 +245,9 @@ def ensure_schema(conn: psycopg.Connection) -> None:
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s, 0)", (LOCK_SCHEMA,))
-            from streamflow import runs
-
-            for stmt in _table_ddl() + runs.DDL:
+            for stmt in schema.statements():
                 cur.execute(stmt)
-            _add_missing_columns(cur)
+            schema.add_missing_columns(cur)
         conn.commit()
     except BaseException:
         conn.rollback()

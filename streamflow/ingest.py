@@ -43,6 +43,7 @@ from streamflow.quality import (
     validate_referential,
     validate_table,
 )
+from streamflow.snapshots import read_snapshot
 from streamflow.validation_report import describe_failure
 
 log = logging.getLogger(__name__)
@@ -793,18 +794,10 @@ def revalidate_snapshot(table_name: str, as_of: str | date, settings: Settings |
     settings = settings or load_settings()
     t = table(table_name)
     day = parse_date(as_of)
-    cols = t.column_names
     with db.connection(settings) as conn:
-        rows = conn.execute(
-            f"SELECT {', '.join(cols)} FROM {t.snapshot} WHERE as_of = %s ORDER BY {JOIN_KEY}", (day,)
-        ).fetchall()
-    if not rows:
+        frame = read_snapshot(conn, t, day)
+    if frame.empty:
         raise NotFound(f"no {t.snapshot} rows at as_of={day}")
-    frame = pd.DataFrame(rows, columns=cols)
-    for c in t.columns:  # database types back to the frame types ingestion validates
-        dtype = {"bool": "boolean", "int": "Int64", "float": "float64"}.get(c.kind)
-        if dtype:
-            frame[c.name] = frame[c.name].astype(dtype)
     result = validate_table(t, frame, day)
     runs.store_validations(settings, "revalidate-" + uuid.uuid4().hex[:12], day, [result])
     return result

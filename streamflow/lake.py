@@ -31,9 +31,11 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from streamflow import db
 from streamflow.catalog import JOIN_KEY, TABLES, TIMESTAMP, Table
 from streamflow.config import Settings
 from streamflow.errors import BackendUnavailable
+from streamflow.snapshots import read_snapshot, snapshot_dates
 
 ARROW_TYPES = {
     "str": pa.string(),
@@ -252,22 +254,13 @@ def hidden(settings: Settings) -> list[str]:
 def export(settings: Settings, say=print, only_missing: bool = False) -> dict[str, int]:
     """Back-fill the lake from the PostgreSQL snapshots: every as_of of every table (or, with
     `only_missing`, the months some table's folder lacks)."""
-    from streamflow import db
-    from streamflow.status import snapshot_dates
-
     have = partitions(settings)
     written: dict[str, int] = {}
     for as_of in snapshot_dates(settings):
         if only_missing and all(as_of.isoformat() in dates for dates in have.values()):
             continue
-        frames = {}
         with db.connection(settings) as conn:
-            for t in TABLES:
-                cur = conn.execute(
-                    f"SELECT {', '.join(t.column_names)} FROM {t.snapshot} WHERE as_of = %s ORDER BY {JOIN_KEY}",
-                    (as_of,),
-                )
-                frames[t.name] = pd.DataFrame(cur.fetchall(), columns=t.column_names)
+            frames = {t.name: read_snapshot(conn, t, as_of) for t in TABLES}
         publish(stage_month(settings, frames, as_of))
         written[as_of.isoformat()] = len(frames[TABLES[0].name])
         say(f"  {as_of}: {written[as_of.isoformat()]:,} users -> {settings.lake_url}")

@@ -35,7 +35,7 @@ from streamflow.catalog import table_of_view
 from streamflow.config import Settings, load_settings
 from streamflow.dates import EPOCH, to_utc
 from streamflow.errors import Busy, InvalidInput, NotFound, NotReady, from_backend
-from streamflow.status import snapshot_dates
+from streamflow.snapshots import snapshot_dates
 from streamflow.store import get_store
 
 

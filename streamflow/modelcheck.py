@@ -198,7 +198,7 @@ def model_check(
 ) -> ModelCheck:
     """Build the frames (or take `frames`: {"train": TrainingFrame, "eval": TrainingFrame}) and run."""
     from streamflow.dates import parse_date
-    from streamflow.status import snapshot_dates
+    from streamflow.snapshots import snapshot_dates
     from streamflow.store import get_store
     from streamflow.training import build_training_frame
 

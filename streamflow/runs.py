@@ -21,53 +21,6 @@ import pandas as pd
 from streamflow import db
 from streamflow.config import Settings
 
-DDL = [
-    """CREATE TABLE IF NOT EXISTS ingestion_runs (
-  run_id TEXT PRIMARY KEY,
-  folder TEXT NOT NULL,
-  as_of DATE,
-  status TEXT NOT NULL CHECK (status IN ('running', 'succeeded', 'failed')),
-  started_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-  finished_at TIMESTAMPTZ,
-  duration_s DOUBLE PRECISION,
-  rows JSONB,
-  changed JSONB,
-  message TEXT,
-  digest TEXT
-)""",
-    """CREATE TABLE IF NOT EXISTS validation_results (
-  id BIGSERIAL PRIMARY KEY,
-  run_id TEXT NOT NULL,
-  table_name TEXT NOT NULL,
-  as_of DATE,
-  success BOOLEAN NOT NULL,
-  evaluated INTEGER NOT NULL,
-  successful INTEGER NOT NULL,
-  failed INTEGER NOT NULL,
-  row_count BIGINT,
-  details JSONB NOT NULL,
-  ge_result JSONB,
-  validated_at TIMESTAMPTZ NOT NULL DEFAULT now()
-)""",
-    "CREATE INDEX IF NOT EXISTS validation_results_table_idx ON validation_results (table_name, as_of)",
-    "CREATE INDEX IF NOT EXISTS validation_results_run_idx ON validation_results (run_id)",
-    """CREATE TABLE IF NOT EXISTS materialization_runs (
-  run_id TEXT PRIMARY KEY,
-  mode TEXT NOT NULL,
-  window_start TIMESTAMPTZ,
-  window_end TIMESTAMPTZ NOT NULL,
-  views TEXT[] NOT NULL,
-  status TEXT NOT NULL CHECK (status IN ('running', 'succeeded', 'failed')),
-  rows JSONB,
-  started_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-  finished_at TIMESTAMPTZ,
-  duration_s DOUBLE PRECISION,
-  message TEXT
-)""",
-    # added after the first release: seconds per view of a run (the Overview's timeline)
-    "ALTER TABLE materialization_runs ADD COLUMN IF NOT EXISTS view_seconds JSONB",
-]
-TABLES = ("ingestion_runs", "validation_results", "materialization_runs")
 MAX_MESSAGE = 20_000
 
 

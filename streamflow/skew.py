@@ -25,7 +25,7 @@ from streamflow.catalog import FEAST_TYPES, JOIN_KEY, USERS
 from streamflow.config import Settings, load_settings
 from streamflow.dates import parse_date, snapshot_for
 from streamflow.online import online_features, validate_user_id
-from streamflow.status import snapshot_dates
+from streamflow.snapshots import snapshot_dates
 from streamflow.store import get_store, resolve_features
 
 STATUSES = ("equal", "value_mismatch", "stale", "missing_online", "missing_offline")

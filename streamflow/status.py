@@ -1,4 +1,4 @@
-"""What is stored and whether the backends answer: snapshot dates and counts, last runs, health."""
+"""What is stored and whether the backends answer: snapshot counts, last runs, freshness, health."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from datetime import date
 import pandas as pd
 
 from streamflow import db, runs
-from streamflow.catalog import TABLES, USERS
+from streamflow.catalog import TABLES
 from streamflow.config import Settings, load_settings
 from streamflow.errors import BackendUnavailable, from_backend
+from streamflow.snapshots import snapshot_counts
 
 
 @dataclass
@@ -23,26 +24,6 @@ class Status:
     @property
     def snapshot_dates(self) -> list[date]:
         return list(self.snapshots.index)
-
-
-def snapshot_counts(settings: Settings | None = None) -> pd.DataFrame:
-    union = " UNION ALL ".join(
-        f"SELECT '{t.snapshot}' AS tbl, as_of, count(*) AS n FROM {t.snapshot} GROUP BY as_of" for t in TABLES
-    )
-    with db.connection(settings) as conn:
-        rows = conn.execute(union).fetchall()
-    df = pd.DataFrame(rows, columns=["table", "as_of", "rows"])
-    if df.empty:
-        return pd.DataFrame(columns=[t.snapshot for t in TABLES], index=pd.Index([], name="as_of"))
-    wide = df.pivot(index="as_of", columns="table", values="rows").reindex(columns=[t.snapshot for t in TABLES])
-    return wide.fillna(0).astype(int).sort_index()
-
-
-def snapshot_dates(settings: Settings | None = None) -> list[date]:
-    """Dates for which the users snapshot holds rows, ascending."""
-    with db.connection(settings) as conn:
-        rows = conn.execute(f"SELECT DISTINCT as_of FROM {USERS.snapshot} ORDER BY as_of").fetchall()
-    return [r[0] for r in rows]
 
 
 def last_ingestion_per_table(settings: Settings | None = None) -> pd.DataFrame:

@@ -20,7 +20,7 @@ from streamflow.catalog import LABEL_FEATURE, LABEL_VIEW, USERS
 from streamflow.config import Settings, load_settings
 from streamflow.dates import parse_date, snapshot_for
 from streamflow.errors import InvalidInput, ValidationRefused
-from streamflow.status import snapshot_dates
+from streamflow.snapshots import snapshot_dates
 from streamflow.store import get_store, lineage_field, resolve_features
 
 

@@ -181,7 +181,7 @@ def _upload(at: AppTest, folder: Path, zip_it: bool = False, mutate=None) -> Non
 
 
 def test_ingest_page_dry_run_then_commit(app_env, months):
-    from streamflow.status import snapshot_dates
+    from streamflow.snapshots import snapshot_dates
     from tests.conftest import fingerprint
 
     settings, _ = app_env

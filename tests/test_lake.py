@@ -202,7 +202,7 @@ def test_s3_ingest_replaces_a_partition_whole_and_a_refused_month_leaves_nothing
 
 def test_s3_lake_without_its_bucket_is_a_clear_error_and_stores_nothing(profiles, month_copy, s3_lake):
     from streamflow.errors import BackendUnavailable
-    from streamflow.status import snapshot_dates
+    from streamflow.snapshots import snapshot_dates
 
     pg, lake = profiles
     before = fingerprint(pg)

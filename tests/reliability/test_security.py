@@ -79,7 +79,7 @@ OWNED = {
     "', '.join(columns)",
     "prefix",
     "verb",
-    "LIVE_FILLFACTOR",  # an integer constant of db.py
+    "LIVE_FILLFACTOR",  # an integer constant of schema.py
     # catalog constants and the identifiers and column lists built from them
     "JOIN_KEY",
     "TIMESTAMP",
