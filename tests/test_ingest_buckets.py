@@ -8,9 +8,9 @@ from dataclasses import replace
 
 import pytest
 
-from streamflow import ingest
 from streamflow.catalog import TABLES
-from streamflow.ingest import IngestError, MonthParts, check_month, ingest_month
+from streamflow.ingest import IngestError, buckets, check_month, ingest_month
+from streamflow.ingest.buckets import MonthParts
 from tests.conftest import fingerprint
 from tests.test_ingest import BAD_BATCHES
 
@@ -23,9 +23,9 @@ def split_in(monkeypatch):
 
     def make(folder, k: int) -> None:
         total = sum((folder / t.csv).stat().st_size for t in TABLES if (folder / t.csv).is_file())
-        monkeypatch.setattr(ingest, "BUCKET_BYTES", max(1, -(-total // k)))
-        monkeypatch.setattr(ingest, "READ_ROWS", 1000)  # several read chunks per file too
-        assert ingest.bucket_count(folder) == k
+        monkeypatch.setattr(buckets, "BUCKET_BYTES", max(1, -(-total // k)))
+        monkeypatch.setattr(buckets, "READ_ROWS", 1000)  # several read chunks per file too
+        assert buckets.bucket_count(folder) == k
 
     return make
 

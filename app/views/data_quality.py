@@ -6,7 +6,7 @@ from common import badge, clear_caches, friendly_errors, require_snapshots, sett
 
 from streamflow.catalog import TABLES
 from streamflow.config import Settings
-from streamflow.ingest import revalidate_snapshot
+from streamflow.revalidate import revalidate_snapshot
 from streamflow.runs import validation_runs
 from streamflow.validation_report import details_frame
 

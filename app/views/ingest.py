@@ -1,15 +1,12 @@
 """Ingest: upload a month (six CSVs or one zip), validate it without writing, then commit it."""
 
-import shutil
-import uuid
-
 import pandas as pd
 import streamlit as st
 from common import badge, clear_caches, friendly_errors, settings, snapshot_dates, write_guard
 
 from streamflow.catalog import CSV_FILES
 from streamflow.dates import add_months, parse_month_end
-from streamflow.ingest import IngestError, check_month, ingest_month, month_from_uploads
+from streamflow.ingest import IngestError, check_month, ingest_month, uploaded_month
 from streamflow.validation_report import details_frame
 
 
@@ -45,9 +42,7 @@ with friendly_errors():
 
     if dry or commit:
         day = parse_month_end(as_of, "as_of")
-        folder = settings().state_dir / "uploads" / uuid.uuid4().hex
-        try:
-            month_from_uploads({f.name: f.getvalue() for f in uploads}, folder)
+        with uploaded_month({f.name: f.getvalue() for f in uploads}, settings()) as folder:
             if dry:
                 with st.spinner("Validating with Great Expectations (nothing is written)..."):
                     try:
@@ -78,5 +73,3 @@ with friendly_errors():
                 clear_caches()
                 st.success(f"Stored the {day} snapshot (run {r.run_id[:8]}). Materialize to serve it online.")
                 show_report(r.validations)
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)

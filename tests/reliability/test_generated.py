@@ -32,7 +32,9 @@ from hypothesis.errors import Unsatisfiable
 
 from streamflow.catalog import JOIN_KEY, TABLES, Column
 from streamflow.errors import StreamflowError
-from streamflow.ingest import FALSE_WORDS, TRUE_WORDS, coerce_table, ingest_month, read_raw
+from streamflow.ingest import ingest_month
+from streamflow.ingest.coerce import FALSE_WORDS, TRUE_WORDS, coerce_table
+from streamflow.ingest.folder import read_raw
 from tests.conftest import fingerprint
 
 FILE_CASES = int(os.environ.get("STREAMFLOW_GENERATED_FILES", "1000"))
@@ -44,7 +46,7 @@ INT32 = 2**31 - 1
 
 
 def reference(kind: str, raw: str):
-    """(ok, value) for one cell, written independently of ingest._coerce_column."""
+    """(ok, value) for one cell, written independently of ingest.coerce._coerce_column."""
     s = raw.strip()
     if s == "":
         return True, None
@@ -256,10 +258,11 @@ def test_generated_months_are_ingested_or_refused_and_change_nothing(
 def api_app(tmp_path_factory):
     from streamflow import db
     from streamflow.api import create_app
+    from streamflow.apply import apply
     from streamflow.config import load_settings
     from streamflow.materialize import materialize
     from streamflow.seeds import generate_months
-    from streamflow.store import apply, get_store
+    from streamflow.store import get_store
     from tests.conftest import _home
 
     s = load_settings({"STREAMFLOW_HOME": str(_home(tmp_path_factory.mktemp("schema")))})

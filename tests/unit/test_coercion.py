@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamflow.catalog import SUBSCRIPTIONS, USERS
-from streamflow.ingest import coerce_table
+from streamflow.ingest.coerce import coerce_table
 
 
 def _raw(table, rows: list[dict]) -> pd.DataFrame:
@@ -65,7 +65,7 @@ _SPACES = "".join(ch for ch in map(chr, range(0x110000)) if ch.isspace())
 
 
 def test_the_whitespace_arrow_trims_is_all_of_pythons():
-    from streamflow.ingest import PY_WHITESPACE
+    from streamflow.ingest.coerce import PY_WHITESPACE
 
     assert set(PY_WHITESPACE) == set(_SPACES)
 
@@ -73,7 +73,7 @@ def test_the_whitespace_arrow_trims_is_all_of_pythons():
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.text(alphabet=st.one_of(st.sampled_from(_SPACES), st.characters(codec="utf-8")), max_size=8)))
 def test_strip_text_is_str_strip(values):
-    from streamflow.ingest import strip_text
+    from streamflow.ingest.coerce import strip_text
 
     s = pd.Series(values, dtype=object, index=pd.RangeIndex(3, 3 + len(values)))
     out = strip_text(s)
@@ -83,7 +83,7 @@ def test_strip_text_is_str_strip(values):
 @settings(max_examples=200, deadline=None)
 @given(st.text(alphabet=st.one_of(st.sampled_from(_SPACES + "TRUEfalseYNyn01tf"), st.characters(codec="utf-8"))))
 def test_bool_cells_parse_as_python_lowercasing_would(cell):
-    from streamflow.ingest import FALSE_WORDS, TRUE_WORDS
+    from streamflow.ingest.coerce import FALSE_WORDS, TRUE_WORDS
 
     typed, problems = coerce_table(USERS, _raw(USERS, [{"user_id": "a", "user_is_senior": cell}]))
     low = cell.strip().lower()
