@@ -115,8 +115,8 @@ def require_snapshots() -> list:
 def require_applied():
     """The store, with its definitions registered; else a warning and a button that runs
     `streamflow apply` (the same code path as the CLI)."""
+    from streamflow.apply import apply, is_applied
     from streamflow.db import ping
-    from streamflow.store import apply, is_applied
 
     ping(settings())  # a database that is down is reported as such, not as "not registered"
     s = store()

@@ -21,11 +21,12 @@ from pathlib import Path
 from results import peak_rss_mb, record
 
 from streamflow import db
+from streamflow.apply import apply
 from streamflow.config import load_settings
 from streamflow.ingest import ingest_month
 from streamflow.materialize import materialize
 from streamflow.seeds import generate_months
-from streamflow.store import apply, get_store
+from streamflow.store import get_store
 from streamflow.training import build_training_frame
 
 REPO = Path(__file__).resolve().parent.parent

@@ -32,12 +32,14 @@ import pandas as pd
 from results import record
 
 from streamflow import db
+from streamflow.apply import apply
 from streamflow.config import load_settings
 from streamflow.ingest import ingest_month
 from streamflow.materialize import materialize
+from streamflow.refs import resolve_features
 from streamflow.seeds import generate_months
 from streamflow.snapshots import snapshot_dates
-from streamflow.store import apply, get_store, resolve_features
+from streamflow.store import get_store
 from streamflow.training import build_training_frame
 
 REPO = Path(__file__).resolve().parent.parent

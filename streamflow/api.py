@@ -21,12 +21,13 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from streamflow.access import bearer_ok
+from streamflow.apply import require_applied
 from streamflow.catalog import SERVICE, USER_ID_PATTERN
 from streamflow.config import Settings, load_settings
 from streamflow.errors import BackendUnavailable, NotFound, StreamflowError, from_backend
 from streamflow.online import online_features, validate_user_id
 from streamflow.status import health as check_health
-from streamflow.store import get_store, require_applied
+from streamflow.store import get_store
 
 
 class ErrorBody(BaseModel):

@@ -46,9 +46,10 @@ def bootstrap(
         export(settings, say=say, only_missing=True)
 
     from streamflow import runs
+    from streamflow.apply import apply
     from streamflow.materialize import materialize
     from streamflow.snapshots import snapshot_dates
-    from streamflow.store import apply, get_store
+    from streamflow.store import get_store
 
     say("registering the Feast definitions")
     store = get_store(settings)

@@ -102,7 +102,7 @@ def cmd_feast(args: argparse.Namespace) -> int:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    from streamflow.store import apply
+    from streamflow.apply import apply
 
     r = apply(store=_store(), verbose=args.verbose)
     print(f"applied: entities {r.entities}; feature views {r.feature_views}; services {r.feature_services}")

@@ -27,6 +27,7 @@ from streamflow import db
 from streamflow.catalog import JOIN_KEY, LABEL_FEATURE, LABELS, USERS, column_named, table_of_view
 from streamflow.config import Settings, load_settings
 from streamflow.errors import InvalidInput, NotReady
+from streamflow.refs import FeatureRef, feature_names
 
 MODELS = ("logistic regression", "gradient-boosted tree")
 FRAMES = ("point-in-time", "naive")
@@ -38,7 +39,7 @@ def naive_frame(as_of: date, refs: list[str], settings: Settings | None = None) 
     settings = settings or load_settings()
     cols, joins = [], []
     for ref in refs:
-        view, feat = ref.split(":")
+        view, feat = FeatureRef.parse(ref)
         t = table_of_view(view)
         if t is None:
             raise InvalidInput(f"{view} is not a catalog view")
@@ -210,6 +211,6 @@ def model_check(
     frames = frames or {}
     tf_a = frames.get("train") or build_training_frame(a, settings=settings, store=store)
     tf_b = frames.get("eval") or build_training_frame(b, settings=settings, store=store)
-    features = [r.split(":")[1] for r in tf_a.features]
+    features = feature_names(tf_a.features)
     naive = naive_frame(tf_a.snapshot_as_of, tf_a.features, settings)
     return run(tf_a.frame, naive, tf_b.frame, features, tf_a.as_of, tf_b.as_of)

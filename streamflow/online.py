@@ -9,7 +9,8 @@ from typing import Any
 from streamflow.catalog import JOIN_KEY, USER_ID_RE
 from streamflow.config import Settings, load_settings
 from streamflow.errors import InvalidInput, from_backend
-from streamflow.store import get_store, resolve_features
+from streamflow.refs import feature_names, resolve_features, view_of
+from streamflow.store import get_store
 
 TS_SUFFIX = "__ts"
 
@@ -79,8 +80,8 @@ def online_features(
             raise err from exc
         raise
     data = response.to_dict(include_event_timestamps=True)
-    names = [r.split(":")[1] for r in refs]
-    view_of = {r.split(":")[1]: r.split(":")[0] for r in refs}
+    names = feature_names(refs)
+    view_by_name = view_of(refs)
     out = []
     for i, uid in enumerate(ids):
         feats = {n: data[n][i] for n in names}
@@ -89,7 +90,7 @@ def online_features(
             secs = data.get(n + TS_SUFFIX, [0] * len(ids))[i]
             stamps[n] = datetime.fromtimestamp(secs, tz=UTC) if secs else None
         found = any(t is not None for t in stamps.values())
-        out.append(OnlineRecord(uid, found, feats if found else {}, stamps if found else {}, view_of))
+        out.append(OnlineRecord(uid, found, feats if found else {}, stamps if found else {}, view_by_name))
     return out
 
 

@@ -11,6 +11,7 @@ import pandas as pd
 from streamflow.catalog import JOIN_KEY, LINEAGE_FIELDS, table_of_view
 from streamflow.config import Settings, load_settings
 from streamflow.errors import NotFound
+from streamflow.refs import FeatureRef
 
 
 def _tags(obj) -> str:
@@ -140,9 +141,7 @@ def feature_page(
     from streamflow import db, runs
 
     settings = settings or load_settings()
-    if ":" not in ref:
-        raise NotFound(f"a feature is named view:feature, got {ref!r}")
-    view, feat = ref.split(":", 1)
+    view, feat = FeatureRef.parse(ref)
     fv = next((v for v in store.list_all_feature_views() if v.name == view), None)
     field_ = next((f for f in fv.features if f.name == feat), None) if fv else None
     if field_ is None:

@@ -25,8 +25,9 @@ from streamflow.catalog import FEAST_TYPES, JOIN_KEY, USERS
 from streamflow.config import Settings, load_settings
 from streamflow.dates import parse_date, snapshot_for
 from streamflow.online import online_features, validate_user_id
+from streamflow.refs import feature_names, resolve_features, view_of
 from streamflow.snapshots import snapshot_dates
-from streamflow.store import get_store, resolve_features
+from streamflow.store import get_store
 
 STATUSES = ("equal", "value_mismatch", "stale", "missing_online", "missing_offline")
 NUMERIC_TYPES = tuple({FEAST_TYPES["int"], FEAST_TYPES["float"]})
@@ -109,10 +110,10 @@ def skew_report(
     )
     ids = [validate_user_id(u) for u in users] if users else sample_users(settings, latest, sample, seed)
     refs = resolve_features(store, features)
-    names = [r.split(":")[1] for r in refs]
-    view_of = {r.split(":")[1]: r.split(":")[0] for r in refs}
+    names = feature_names(refs)
+    view_by_name = view_of(refs)
     numeric = {}
-    for view in set(view_of.values()):
+    for view in set(view_by_name.values()):
         for f in store.get_feature_view(view).schema:
             numeric[f.name] = str(f.dtype) in NUMERIC_TYPES
 
@@ -152,7 +153,7 @@ def skew_report(
             rows.append(
                 {
                     "user_id": u,
-                    "view": view_of[n],
+                    "view": view_by_name[n],
                     "feature": n,
                     "numeric": is_num,
                     "online_value": on_val,

@@ -20,8 +20,9 @@ from streamflow.catalog import LABEL_FEATURE, LABEL_VIEW, USERS
 from streamflow.config import Settings, load_settings
 from streamflow.dates import parse_date, snapshot_for
 from streamflow.errors import InvalidInput, ValidationRefused
+from streamflow.refs import FeatureRef, feature_names, lineage_field, resolve_features
 from streamflow.snapshots import snapshot_dates
-from streamflow.store import get_store, lineage_field, resolve_features
+from streamflow.store import get_store
 
 
 class LeakageError(ValidationRefused):
@@ -83,25 +84,25 @@ def build_training_frame(
     snap = snapshot_for(day, dates)
     store = store or get_store(settings)
     refs = resolve_features(store, features)
-    views = list(dict.fromkeys(r.split(":")[0] for r in refs))
+    views = list(dict.fromkeys(FeatureRef.parse(r).view for r in refs))
     lineage_refs = []
     for v in views + ([LABEL_VIEW] if labels else []):
         lf = lineage_field(v, store)
         if lf:
-            lineage_refs.append(f"{v}:{lf}")
-    label_refs = [f"{LABEL_VIEW}:{LABEL_FEATURE}"] if labels else []
+            lineage_refs.append(str(FeatureRef(v, lf)))
+    label_refs = [str(FeatureRef(LABEL_VIEW, LABEL_FEATURE))] if labels else []
     wanted = list(dict.fromkeys(refs + label_refs + lineage_refs))
 
     entity = entity_query(snap, day) if settings.offline_store == "postgres" else entity_frame(settings, snap, day)
     df = store.get_historical_features(entity_df=entity, features=wanted).to_df()
     # the same frame from every offline store: rows by user, columns in request order, UTC times
-    names = [r.split(":")[1] for r in wanted]
+    names = feature_names(wanted)
     df["event_timestamp"] = pd.to_datetime(df["event_timestamp"], utc=True).astype("datetime64[ns, UTC]")
     df = df[["user_id", "event_timestamp", *names]].sort_values("user_id", kind="stable").reset_index(drop=True)
 
     lineage = check_no_leakage(df, lineage_refs, day)
     if not keep_lineage:
-        df = df.drop(columns=[r.split(":")[1] for r in lineage_refs if r not in refs])
+        df = df.drop(columns=feature_names([r for r in lineage_refs if r not in refs]))
     notes = []
     if snap != day:
         notes.append(f"as_of {day} falls between snapshots: features come from the {snap} snapshot")
@@ -121,7 +122,7 @@ def check_no_leakage(df: pd.DataFrame, lineage_refs: list[str], as_of: date) -> 
     """Raise LeakageError if any `<view>_as_of` in the frame is after as_of; else per-view lineage."""
     rows = []
     for ref in lineage_refs:
-        view, col = ref.split(":")
+        view, col = FeatureRef.parse(ref)
         stamped = pd.to_datetime(df[col], format="%Y-%m-%d", errors="coerce")  # NaT compares False
         late = df.loc[stamped > pd.Timestamp(as_of), ["user_id", col]]
         if not late.empty:

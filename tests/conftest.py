@@ -184,7 +184,8 @@ _stores: dict[str, object] = {}
 
 
 def _store_for(settings: Settings):
-    from streamflow.store import apply, get_store
+    from streamflow.apply import apply
+    from streamflow.store import get_store
 
     key = str(settings.home)
     if key not in _stores:

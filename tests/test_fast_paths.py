@@ -9,9 +9,11 @@ import pandas as pd
 import pytest
 import yaml
 
+from streamflow.apply import _in_repo
 from streamflow.catalog import LABEL_FEATURE, LABEL_VIEW, SERVICE, TABLES
 from streamflow.dates import EPOCH, to_utc
-from streamflow.store import _fill, _in_repo, feast_env, service_refs, yaml_path
+from streamflow.refs import service_refs
+from streamflow.store import _fill, feast_env, yaml_path
 from tests.conftest import prepared_store
 
 

@@ -17,9 +17,9 @@ from streamflow.errors import Busy, StreamflowError
 from streamflow.ingest import ingest_month
 from streamflow.materialize import materialize
 from streamflow.online import InvalidUserId, online_features, validate_user_id
+from streamflow.refs import registry_summary, resolve_features, service_refs
 from streamflow.runs import materialization_runs as runs
 from streamflow.skew import skew_report
-from streamflow.store import registry_summary, resolve_features, service_refs
 from streamflow.training import LeakageError, build_training_frame, check_no_leakage
 from tests.conftest import TEST_USERS, read_csv
 

@@ -12,13 +12,14 @@ import pandas as pd
 import pytest
 
 from streamflow import db
+from streamflow.apply import apply
 from streamflow.config import load_settings
 from streamflow.errors import StreamflowError
 from streamflow.ingest import ingest_month
 from streamflow.lake import hidden, partitions
 from streamflow.materialize import materialize
 from streamflow.online import online_features
-from streamflow.store import apply, get_store
+from streamflow.store import get_store
 from streamflow.training import build_training_frame
 from tests.conftest import _home, fingerprint, reset_online_store
 

@@ -26,7 +26,8 @@ from streamflow.ingest import ingest_month
 from streamflow.materialize import materialize
 from streamflow.online import online_features
 from streamflow.runs import validation_runs
-from streamflow.store import apply, get_store
+from streamflow.store import get_store
+from streamflow.apply import apply
 from streamflow.training import build_training_frame
 
 folder = sys.argv[1]

@@ -17,13 +17,14 @@ from pathlib import Path
 import pytest
 
 from streamflow import db
+from streamflow.apply import apply
 from streamflow.config import load_settings
 from streamflow.errors import BackendUnavailable
 from streamflow.ingest import ingest_month
 from streamflow.materialize import materialize
 from streamflow.online import online_features, redis_client
 from streamflow.skew import skew_report
-from streamflow.store import apply, get_store
+from streamflow.store import get_store
 from tests.conftest import _home, app_page, cli_env, free_port, start_redis
 
 USER = "7590-VHVEG"

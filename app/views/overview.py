@@ -5,10 +5,11 @@ import plotly.express as px
 import streamlit as st
 from common import badge, friendly_errors, last_materialization, nothing_to_show, settings, status, store
 
+from streamflow.apply import is_applied
 from streamflow.catalog import ENTITY, SERVICE
+from streamflow.refs import registry_summary, service_refs
 from streamflow.runs import materialization_timeline
 from streamflow.status import freshness, health
-from streamflow.store import is_applied, registry_summary, service_refs
 
 st.title("StreamFlow Feature Studio")
 st.caption("One Feast feature store for StreamFlow churn: ingestion, point-in-time training frames, online serving.")

@@ -60,7 +60,8 @@ def _new_home(tmp_path_factory, name: str, **env):
 @pytest.fixture(scope="module")
 def clean_ref(tmp_path_factory, big_months):
     """A clean run: both months ingested, applied, everything materialized."""
-    from streamflow.store import apply, get_store
+    from streamflow.apply import apply
+    from streamflow.store import get_store
 
     settings = _new_home(tmp_path_factory, "clean")
     for folder, _ in big_months:
@@ -128,7 +129,8 @@ def test_database_crash_mid_ingest_rolls_back(faulty, big_months, clean_ref, rec
 
 
 def test_killed_materialization_rerun_equals_clean(faulty, big_months, clean_ref, record):
-    from streamflow.store import apply, get_store
+    from streamflow.apply import apply
+    from streamflow.store import get_store
 
     settings = faulty
     apply(settings, get_store(settings))
@@ -208,9 +210,10 @@ def test_redis_down_is_reported_and_recovers(tmp_path_factory, months, monkeypat
     from fastapi.testclient import TestClient
 
     from streamflow.api import create_app
+    from streamflow.apply import apply
     from streamflow.errors import BackendUnavailable
     from streamflow.online import online_features
-    from streamflow.store import apply, get_store
+    from streamflow.store import get_store
 
     port = free_port()
     url = f"redis://127.0.0.1:{port}/0"

@@ -21,10 +21,11 @@ from pathlib import Path
 import pytest
 
 from streamflow import db
+from streamflow.apply import apply
 from streamflow.config import load_settings
 from streamflow.ingest import ingest_month
 from streamflow.materialize import materialize
-from streamflow.store import apply, get_store
+from streamflow.store import get_store
 from tests.conftest import _home, app_page, cli_env, free_port, serve_process, start_redis, wait_gone
 
 USER = "7590-VHVEG"

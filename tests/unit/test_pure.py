@@ -8,8 +8,8 @@ import pytest
 
 from streamflow.errors import NotFound
 from streamflow.online import validate_user_id
+from streamflow.refs import parse_refs
 from streamflow.skew import classify
-from streamflow.store import parse_refs
 
 VIEWS = {"subs_profile_fv": ["months_active", "monthly_fee", "subs_as_of"], "usage_agg_30d_fv": ["skips_7d"]}
 SERVICES = {"churn_model_v1": ["subs_profile_fv:months_active", "usage_agg_30d_fv:skips_7d"]}
