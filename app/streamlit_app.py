@@ -5,7 +5,10 @@ multipage mode when the first request of a fresh server is a page URL (e.g. /mat
 and would then run that page without this entry point (no sidebar, no sign-in)."""
 
 import streamlit as st
-from common import sidebar
+from data import last_materialization, settings, snapshot_dates
+from door import door
+
+from streamflow.errors import StreamflowError
 
 st.set_page_config(page_title="StreamFlow Feature Studio", page_icon=":material/live_tv:", layout="wide")
 
@@ -21,6 +24,32 @@ PAGES = [
     st.Page("views/model_check.py", title="Model check", icon=":material/model_training:"),
     st.Page("views/materialize.py", title="Materialize", icon=":material/sync:"),
 ]
+
+
+def sidebar() -> None:
+    s = settings()
+    with st.sidebar:
+        st.markdown("### StreamFlow")
+        st.caption("Churn feature platform on one Feast store")
+        st.markdown(f"**Backend** · {'embedded PostgreSQL' if s.embedded else f'server {s.pg_host}:{s.pg_port}'}")
+        if s.offline_store == "spark":
+            st.markdown(f"**Offline store** · Spark over the Parquet lake ({s.spark_master})")
+        st.markdown(f"**Online store** · {s.online_store}" + (" (cluster)" if s.redis_cluster else ""))
+        try:
+            dates = snapshot_dates()
+            st.markdown(f"**Latest snapshot** · {dates[-1] if dates else 'none yet'}")
+            last = last_materialization()
+            if last:
+                st.markdown(
+                    f"**Last materialization** · up to {last['window_end']:%Y-%m-%d} "
+                    f"({last['finished_at']:%Y-%m-%d %H:%M} UTC)"
+                )
+            else:
+                st.markdown("**Last materialization** · never")
+        except StreamflowError as exc:
+            st.error(f"{exc.title}: {exc}")
+    door()
+
 
 nav = st.navigation(PAGES)
 sidebar()

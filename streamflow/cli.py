@@ -228,6 +228,38 @@ def cmd_skew(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_validations(args: argparse.Namespace) -> int:
+    from streamflow.config import load_settings
+    from streamflow.dates import parse_date
+    from streamflow.runs import validation_runs
+    from streamflow.validation_report import filter_validations, pass_rates
+
+    runs = validation_runs(load_settings(), limit=args.limit)
+    tables = args.tables.split(",") if args.tables else None
+    view = filter_validations(runs, tables, parse_date(args.as_of) if args.as_of else None, args.outcome)
+    cols = ["validated_at", "run_id", "table", "as_of", "success", "evaluated", "failed", "rows"]
+    _print_table(view[cols] if len(view) else view, f"{len(view)} validation(s), {int(view['success'].sum())} passed")
+    rates = pass_rates(view)
+    if len(rates):
+        _print_table(rates.pivot(index="as_of", columns="table", values="success"), "share passing per month")
+    return 0
+
+
+def cmd_revalidate(args: argparse.Namespace) -> int:
+    from streamflow.catalog import table
+    from streamflow.revalidate import revalidate_snapshot
+    from streamflow.validation_report import describe_failure
+
+    res = revalidate_snapshot(args.table, args.as_of)
+    print(
+        f"{args.table} at {args.as_of}: {'pass' if res.success else 'FAIL'} · {res.evaluated} expectations, "
+        f"{res.failed} failed, {res.row_count:,} rows"
+    )
+    if not res.success:
+        print(describe_failure(res, table(args.table).csv))
+    return 0 if res.success else 1
+
+
 def cmd_create_reader(args: argparse.Namespace) -> int:
     import os
 
@@ -339,6 +371,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sample", type=int, default=500)
     s.add_argument("--as-of", default=None, help="reference snapshot date (default: latest)")
     s.set_defaults(func=cmd_skew)
+
+    s = sub.add_parser("validations", help="Great Expectations runs, filtered, and the share passing per month")
+    s.add_argument("--tables", default=None, help="comma-separated table names (default: all)")
+    s.add_argument("--as-of", default=None, help="one snapshot date (default: all)")
+    s.add_argument("--outcome", choices=["all", "pass", "fail"], default="all")
+    s.add_argument("--limit", type=int, default=2000, help="latest N runs read")
+    s.set_defaults(func=cmd_validations)
+
+    s = sub.add_parser("revalidate", help="run a table's suite again on its stored snapshot (the result is kept)")
+    s.add_argument("table")
+    s.add_argument("as_of")
+    s.set_defaults(func=cmd_revalidate)
 
     s = sub.add_parser("create-reader", help="create a read-only database role (server backend)")
     s.add_argument("role")

@@ -235,6 +235,12 @@ def last_materialization(settings: Settings) -> dict[str, Any] | None:
     return dict(zip(MATERIALIZATION_COLUMNS, row, strict=True)) if row else None
 
 
+def last_success(history: pd.DataFrame) -> dict | None:
+    """The latest succeeded run of a `materialization_runs` frame (newest first), or None."""
+    ok = history[history["status"] == "succeeded"] if not history.empty else history
+    return None if ok.empty else ok.iloc[0].to_dict()
+
+
 def last_success_end(settings: Settings, view: str) -> datetime | None:
     with db.connection(settings) as conn:
         row = conn.execute(

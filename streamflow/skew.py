@@ -45,6 +45,18 @@ class SkewReport:
     def mismatches(self) -> int:
         return int((self.pairs["status"] != "equal").sum())
 
+    def mismatch_rates(self) -> pd.DataFrame:
+        """Per feature and cause (every status but `equal`) with at least one pair: the count and
+        its share of the feature's sampled pairs (columns view, feature, pairs, cause, count, rate)."""
+        causes = [c for c in STATUSES if c != "equal"]
+        if self.per_feature.empty:
+            return pd.DataFrame(columns=["view", "feature", "pairs", "cause", "count", "rate"])
+        long = self.per_feature.melt(
+            id_vars=["view", "feature", "pairs"], value_vars=causes, var_name="cause", value_name="count"
+        )
+        long["rate"] = long["count"] / long["pairs"].clip(lower=1)
+        return long[long["count"] > 0].reset_index(drop=True)
+
 
 def sample_users(settings: Settings, as_of: date, n: int, seed: int = 0) -> list[str]:
     """A deterministic sample of the users of the snapshot at as_of."""

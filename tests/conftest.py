@@ -445,14 +445,19 @@ def start_redis(port: int, data_dir: Path | None = None, *extra: str):
     raise RuntimeError(f"redis-server on port {port} did not start")
 
 
-def app_page(settings: Settings, monkeypatch, page: str):
-    """Streamlit's AppTest of the real app, opened on `views/<page>.py`, for these settings."""
-    from streamlit.testing.v1 import AppTest
-
+def use_settings(monkeypatch, settings: Settings) -> None:
+    """This process's StreamFlow environment becomes `settings` (for code that calls load_settings())."""
     for k in [k for k in os.environ if k.startswith("STREAMFLOW_") or k == "REDIS_URL"]:
         monkeypatch.delenv(k)
     for k, v in cli_env(settings).items():
         if k.startswith("STREAMFLOW_") or k == "REDIS_URL":
             monkeypatch.setenv(k, v)
+
+
+def app_page(settings: Settings, monkeypatch, page: str):
+    """Streamlit's AppTest of the real app, opened on `views/<page>.py`, for these settings."""
+    from streamlit.testing.v1 import AppTest
+
+    use_settings(monkeypatch, settings)
     at = AppTest.from_file(str(REPO / "app" / "streamlit_app.py"), default_timeout=120)
     return at.switch_page(f"views/{page}.py").run()

@@ -259,3 +259,39 @@ def test_as_of_resolution(settings, months, month_copy, tmp_path):
     assert r.as_of == date(2024, 1, 31)
     with pytest.raises(StreamflowError, match="not a folder"):
         ingest_month(tmp_path / "nope", settings=settings)
+
+
+def test_validations_and_revalidation_from_the_cli(settings, months, month_copy, monkeypatch, capsys):
+    """The Data quality page's filters, pass rates and re-validation are library functions the
+    CLI calls too: `streamflow validations` and `streamflow revalidate`."""
+    from streamflow import cli
+    from streamflow.errors import NotFound
+    from streamflow.runs import validation_runs
+    from streamflow.validation_report import filter_validations, pass_rates
+    from tests.conftest import use_settings
+
+    (m0, d0), (_m1, d1) = months[0], months[1]
+    ingest_month(m0, settings=settings)
+    bad = month_copy(1)
+    _bad_negative_hours(bad)
+    with pytest.raises(IngestError):
+        ingest_month(bad, settings=settings)
+
+    runs = validation_runs(settings)
+    failed = filter_validations(runs, outcome="fail")
+    assert list(failed["table"]) == ["usage_agg_30d"] and list(failed["as_of"]) == [d1]
+    assert len(filter_validations(runs, ["users"], d0, "pass")) == 1
+    assert filter_validations(runs, ["users"], d0, "fail").empty
+    rates = pass_rates(runs).set_index(["as_of", "table"])["success"]
+    assert rates[(d0, "users")] == 1.0 and rates[(d1, "usage_agg_30d")] == 0.0 and rates[(d1, "users")] == 1.0
+
+    use_settings(monkeypatch, settings)
+    assert cli.main(["validations", "--outcome", "fail"]) == 0
+    out = capsys.readouterr().out
+    assert "1 validation(s), 0 passed" in out and "usage_agg_30d" in out and "users " not in out
+
+    assert cli.main(["revalidate", "users", str(d0)]) == 0
+    assert f"users at {d0}: pass" in capsys.readouterr().out
+    assert len(validation_runs(settings)) == len(runs) + 1  # the re-validation is kept
+    assert cli.main(["revalidate", "users", "2030-01-31"]) == NotFound.exit_code
+    assert "no users_snapshots rows at as_of=2030-01-31" in capsys.readouterr().err

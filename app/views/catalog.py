@@ -2,21 +2,16 @@
 
 import plotly.graph_objects as go
 import streamlit as st
-from common import friendly_errors, nothing_to_show, require_applied, require_snapshots, settings, store
+from data import settings, store, training_frame
+from ui import friendly_errors, nothing_to_show, require_applied, require_snapshots
 
 from streamflow.config import Settings
 from streamflow.registry import feature_distribution, feature_page, objects, search
-from streamflow.training import build_training_frame
 
 
 @st.cache_data(ttl=60, show_spinner=False)
 def registry(s: Settings):
     return objects(store())
-
-
-@st.cache_data(ttl=300, show_spinner="Building the frame through Feast...")
-def view_frame(s: Settings, view: str, as_of):
-    return build_training_frame(as_of, features=view, labels=False, settings=s, store=store()).frame
 
 
 def lineage_chart(edges) -> go.Figure:
@@ -89,7 +84,7 @@ with friendly_errors():
         "Materialized up to",
         f"{page.materialized_up_to:%Y-%m-%d}" if page.materialized_up_to else "never / offline only",
     )
-    frame = view_frame(settings(), page.view, as_of)
+    frame = training_frame(as_of, (page.view,), labels=False).frame
     col = frame[page.feature]
     st.caption(f"At {as_of}: {len(col):,} users, null rate {col.isna().mean():.1%}")
     dist = feature_distribution(frame, page.feature)

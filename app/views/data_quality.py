@@ -2,25 +2,19 @@
 
 import plotly.express as px
 import streamlit as st
-from common import badge, clear_caches, friendly_errors, require_snapshots, settings, write_guard
+from data import clear, settings, validation_runs
+from door import write_guard
+from ui import badge, friendly_errors, require_snapshots
 
 from streamflow.catalog import TABLES
-from streamflow.config import Settings
 from streamflow.revalidate import revalidate_snapshot
-from streamflow.runs import validation_runs
-from streamflow.validation_report import details_frame
-
-
-@st.cache_data(ttl=30, show_spinner=False)
-def runs(s: Settings):
-    return validation_runs(s, limit=2000)
-
+from streamflow.validation_report import OUTCOMES, details_frame, filter_validations, pass_rates
 
 st.title("Data quality")
 st.caption("Great Expectations suites (one per table, plus a cross-file check) run on every ingestion.")
 
 with friendly_errors():
-    all_runs = runs(settings())
+    all_runs = validation_runs()
     if all_runs.empty:
         st.info("No validation yet: ingest a month (`streamflow ingest data/seeds`).")
         st.stop()
@@ -30,13 +24,8 @@ with friendly_errors():
     pick_tables = f1.multiselect("Tables", tables, default=tables, key="dq_tables")
     as_ofs = sorted({d for d in all_runs["as_of"].dropna()})
     pick_as_of = f2.selectbox("as_of", ["all"] + as_ofs, format_func=str, key="dq_as_of")
-    outcome = f3.selectbox("Outcome", ["all", "pass", "fail"], key="dq_outcome")
-
-    view = all_runs[all_runs["table"].isin(pick_tables)]
-    if pick_as_of != "all":
-        view = view[view["as_of"] == pick_as_of]
-    if outcome != "all":
-        view = view[view["success"] == (outcome == "pass")]
+    outcome = f3.selectbox("Outcome", OUTCOMES, key="dq_outcome")
+    view = filter_validations(all_runs, pick_tables, pick_as_of, outcome)
 
     m1, m2, m3 = st.columns(3)
     m1.metric("Validations", len(view))
@@ -49,9 +38,8 @@ with friendly_errors():
     st.dataframe(table_view, hide_index=True)
 
     st.subheader("Success rate over months")
-    dated = all_runs.dropna(subset=["as_of"])
-    if not dated.empty:
-        rate = dated.groupby(["as_of", "table"])["success"].mean().reset_index()
+    rate = pass_rates(all_runs)
+    if not rate.empty:
         rate["as_of"] = rate["as_of"].astype(str)
         fig = px.line(
             rate,
@@ -81,7 +69,7 @@ with friendly_errors():
     if c3.button("Re-validate", type="primary", disabled=not allowed):
         with st.spinner("Running the suite on the stored snapshot..."):
             res = revalidate_snapshot(t, d, settings())
-        clear_caches()
+        clear()
         (st.success if res.success else st.error)(
             f"{t} at {d}: {badge(res.success)} · {res.evaluated} expectations, {res.failed} failed, "
             f"{res.row_count:,} rows"

@@ -3,19 +3,18 @@ online store serves now."""
 
 import plotly.graph_objects as go
 import streamlit as st
-from common import friendly_errors, nothing_to_show, require_applied, require_snapshots, settings, store
+from data import settings, store, training_frame
+from ui import friendly_errors, nothing_to_show, require_applied, require_snapshots
 
 from streamflow.catalog import LABEL_FEATURE, SERVICE
 from streamflow.config import Settings
 from streamflow.drift import Thresholds, compare
 from streamflow.online import online_frame
 from streamflow.skew import sample_users
-from streamflow.training import build_training_frame
 
 
-@st.cache_data(ttl=300, show_spinner="Building the training frame through Feast...")
-def frame(s: Settings, as_of):
-    return build_training_frame(as_of, features=SERVICE, labels=False, settings=s, store=store()).frame
+def frame(as_of):
+    return training_frame(as_of, (SERVICE,), labels=False).frame
 
 
 @st.cache_data(ttl=60, show_spinner="Reading the online store...")
@@ -39,10 +38,10 @@ with friendly_errors():
     a = c1.selectbox("Reference as_of (A)", dates, index=0, format_func=str, key="drift_a")
     if mode == "training frame A vs B":
         b = c2.selectbox("Current as_of (B)", dates, index=len(dates) - 1, format_func=str, key="drift_b")
-        ref_df, cur_df, cur_label = frame(settings(), a), frame(settings(), b), str(b)
+        ref_df, cur_df, cur_label = frame(a), frame(b), str(b)
     else:
         n = c2.slider("Online sample (users of the latest snapshot)", 200, 5000, 2000, 200, key="drift_n")
-        ref_df, cur_df, cur_label = frame(settings(), a), served(settings(), dates[-1], n), "online now"
+        ref_df, cur_df, cur_label = frame(a), served(settings(), dates[-1], n), "online now"
 
     with st.expander("Thresholds", expanded=False):
         t1, t2, t3, t4 = st.columns(4)

@@ -2,7 +2,9 @@
 
 import pandas as pd
 import streamlit as st
-from common import badge, clear_caches, friendly_errors, settings, snapshot_dates, write_guard
+from data import clear, settings, snapshot_dates
+from door import write_guard
+from ui import badge, friendly_errors
 
 from streamflow.catalog import CSV_FILES
 from streamflow.dates import add_months, parse_month_end
@@ -70,6 +72,6 @@ with friendly_errors():
                     box.update(
                         label=f"Ingested {day}: {r.rows['users']:,} users in {r.duration_s:.1f}s", state="complete"
                     )
-                clear_caches()
+                clear()
                 st.success(f"Stored the {day} snapshot (run {r.run_id[:8]}). Materialize to serve it online.")
                 show_report(r.validations)

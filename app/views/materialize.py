@@ -1,15 +1,9 @@
 """Materialize: load features into the online store, with progress and history."""
 
 import streamlit as st
-from common import (
-    clear_caches,
-    friendly_errors,
-    materialization_runs,
-    require_applied,
-    require_snapshots,
-    settings,
-    write_guard,
-)
+from data import clear, materialization_runs, settings
+from door import write_guard
+from ui import friendly_errors, require_applied, require_snapshots
 
 from streamflow.errors import Busy
 from streamflow.materialize import materialize, online_views, running
@@ -74,7 +68,7 @@ with friendly_errors():
                 st.error(str(exc))
             else:
                 box.update(label=f"Materialized {sum(r.rows.values()):,} rows in {r.seconds:.1f}s", state="complete")
-                clear_caches()
+                clear()
 
     st.subheader("History")
     hist = materialization_runs()

@@ -2,7 +2,8 @@
 
 import plotly.express as px
 import streamlit as st
-from common import friendly_errors, nothing_to_show, require_applied, require_snapshots, settings, store
+from data import settings, store
+from ui import friendly_errors, nothing_to_show, require_applied, require_snapshots
 
 from streamflow.config import Settings
 from streamflow.modelcheck import model_check

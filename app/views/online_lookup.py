@@ -2,7 +2,8 @@
 
 import pandas as pd
 import streamlit as st
-from common import MATERIALIZE_PAGE, friendly_errors, last_materialization, require_applied, settings
+from data import last_materialization, settings
+from ui import MATERIALIZE_PAGE, friendly_errors, require_applied
 
 from streamflow.online import InvalidUserId, online_features, validate_user_id
 

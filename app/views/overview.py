@@ -3,20 +3,27 @@
 import pandas as pd
 import plotly.express as px
 import streamlit as st
-from common import badge, friendly_errors, last_materialization, nothing_to_show, settings, status, store
+from data import (
+    freshness,
+    last_materialization,
+    materialization_timeline,
+    registry_rows,
+    settings,
+    status,
+    store,
+)
+from ui import badge, friendly_errors, nothing_to_show
 
-from streamflow.apply import is_applied
 from streamflow.catalog import ENTITY, SERVICE
-from streamflow.refs import registry_summary, service_refs
-from streamflow.runs import materialization_timeline
-from streamflow.status import freshness, health
+from streamflow.refs import service_refs
+from streamflow.status import health
 
 st.title("StreamFlow Feature Studio")
 st.caption("One Feast feature store for StreamFlow churn: ingestion, point-in-time training frames, online serving.")
 
 s = settings()
 with friendly_errors():
-    h = health(s)
+    h = health(s)  # a live check on every visit: a backend that went down shows at once
     c1, c2, c3 = st.columns(3)
     if h.postgres_version:
         c1.metric("PostgreSQL (offline store, registry)", "reachable", f"v{h.postgres_version}", delta_color="off")
@@ -39,7 +46,7 @@ with friendly_errors():
         c3.caption(f"run {last['run_id'][:8]} · finished {last['finished_at']:%Y-%m-%d %H:%M} UTC")
 
     st.subheader("Freshness per view")
-    fresh = freshness(s)
+    fresh = freshness().copy()
     if fresh.empty or fresh["latest_snapshot"].isna().all():
         nothing_to_show("No snapshot yet: nothing to be fresh or stale.")
     else:
@@ -58,7 +65,7 @@ with friendly_errors():
             st.warning(f"The online store is behind the latest snapshot for {', '.join(behind['view'])}.")
 
     st.subheader("Materialization timeline")
-    timeline = materialization_timeline(s)
+    timeline = materialization_timeline().copy()
     if timeline.empty:
         nothing_to_show("No materialization yet: the timeline starts with the first run.")
     else:
@@ -91,11 +98,11 @@ with friendly_errors():
         st.dataframe(v, hide_index=True)
 
     st.subheader("Feature registry")
-    fs = store()
-    rows = registry_summary(fs) if is_applied(fs) else []
+    rows = registry_rows()
     if not rows:
         st.info("No feature view registered yet: run `streamflow apply` (or open the Materialize page).")
     else:
+        fs = store()
         entity = fs.get_entity(ENTITY)
         st.markdown(f"**Entity** `{entity.name}` · join key `{entity.join_key}` · {entity.description}")
         reg = pd.DataFrame(rows)

@@ -3,15 +3,8 @@
 import pandas as pd
 import plotly.express as px
 import streamlit as st
-from common import (
-    MATERIALIZE_PAGE,
-    friendly_errors,
-    nothing_to_show,
-    require_applied,
-    require_snapshots,
-    settings,
-    store,
-)
+from data import settings, store
+from ui import MATERIALIZE_PAGE, friendly_errors, nothing_to_show, require_applied, require_snapshots
 
 from streamflow.config import Settings
 from streamflow.online import validate_user_id
@@ -88,13 +81,7 @@ with friendly_errors():
     elif rep.mismatches == 0:
         st.success("Online equals offline for every sampled pair.")
 
-    per_feature = rep.per_feature.copy()
-    causes = ["value_mismatch", "stale", "missing_online", "missing_offline"]
-    long = per_feature.melt(
-        id_vars=["view", "feature", "pairs"], value_vars=causes, var_name="cause", value_name="count"
-    )
-    long["rate"] = long["count"] / long["pairs"].clip(lower=1)
-    long = long[long["count"] > 0]
+    long = rep.mismatch_rates()
     if long.empty:
         nothing_to_show(f"Nothing to chart: every sampled pair is equal at the {rep.latest_snapshot} snapshot.")
     else:

@@ -5,18 +5,13 @@ import io
 import pandas as pd
 import plotly.express as px
 import streamlit as st
-from common import friendly_errors, require_applied, require_snapshots, settings, store
+from data import training_frame
+from ui import friendly_errors, require_applied, require_snapshots
 
 from streamflow.catalog import LABEL_FEATURE, LABEL_VIEW, SERVICE
-from streamflow.config import Settings
-from streamflow.training import build_training_frame, compare_frames, feature_columns, feature_summary
+from streamflow.training import compare_frames, feature_columns, feature_summary
 
 PAGE_SIZE = 50
-
-
-@st.cache_data(ttl=300, show_spinner="Building the training frame through Feast...")
-def frame(s: Settings, as_of, features: tuple[str, ...], labels: bool):
-    return build_training_frame(as_of, features=list(features) or None, labels=labels, settings=s, store=store())
 
 
 @st.fragment
@@ -44,7 +39,7 @@ def comparison(tf, dates: list, chosen: tuple[str, ...], labels: bool) -> None:
     other_choices = [d for d in dates if d != tf.as_of] or dates
     other = st.selectbox("Compare with", other_choices, format_func=str, key="compare_with")
     with friendly_errors():
-        tf_other = frame(settings(), other, chosen, labels)
+        tf_other = training_frame(other, chosen, labels)
     a, b = (tf_other, tf) if other < tf.as_of else (tf, tf_other)
     cmp = compare_frames(a, b)
     fig = px.bar(
@@ -83,7 +78,7 @@ with friendly_errors():
     with c3:
         labels = st.toggle("Labels", value=True, key="labels")
 
-    tf = frame(settings(), as_of, tuple(chosen), labels)
+    tf = training_frame(as_of, tuple(chosen), labels)
     df = tf.frame
 
     m1, m2, m3, m4 = st.columns(4)

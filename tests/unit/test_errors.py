@@ -58,7 +58,7 @@ def test_api_maps_each_class_to_its_status(cls, tmp_path):
 
 def _page(name: str) -> None:  # runs inside AppTest
     import streamlit as st
-    from common import friendly_errors
+    from ui import friendly_errors
 
     from streamflow import errors
 

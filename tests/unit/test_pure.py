@@ -63,3 +63,28 @@ def test_user_id_rule(bad):
 def test_user_id_accepts_course_ids():
     assert validate_user_id("7590-VHVEG") == "7590-VHVEG"
     assert validate_user_id("a_b-C9") == "a_b-C9"
+
+
+def test_mismatch_rates_per_feature_and_cause():
+    import pandas as pd
+
+    from streamflow.skew import STATUSES, SkewReport
+
+    per_feature = pd.DataFrame(
+        [
+            {"view": "v", "feature": "a", "equal": 3, "value_mismatch": 1, "stale": 0,
+             "missing_online": 0, "missing_offline": 0, "pairs": 4},
+            {"view": "v", "feature": "b", "equal": 0, "value_mismatch": 0, "stale": 2,
+             "missing_online": 2, "missing_offline": 0, "pairs": 4},
+        ]
+    )  # fmt: skip
+    rep = SkewReport(LATEST.date(), pd.DataFrame(), per_feature, pd.DataFrame(), pd.DataFrame())
+    rates = rep.mismatch_rates()
+    assert set(rates["cause"]) <= set(STATUSES) - {"equal"}
+    assert rates[["feature", "cause", "count", "rate"]].values.tolist() == [
+        ["a", "value_mismatch", 1, 0.25],
+        ["b", "stale", 2, 0.5],
+        ["b", "missing_online", 2, 0.5],
+    ]
+    empty = SkewReport(LATEST.date(), pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), pd.DataFrame())
+    assert empty.mismatch_rates().empty

@@ -1,0 +1,124 @@
+"""What pages read, cached: the one store per process, and query results shared by every session.
+
+Each cache is keyed by the frozen `Settings` itself, so a change of any setting opens another
+store. `clear()` after a write (materialize, ingest, re-validate, apply) so every page is fresh.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from streamflow import runs
+from streamflow.config import Settings, load_settings
+
+
+def settings() -> Settings:
+    return load_settings()
+
+
+@st.cache_resource(show_spinner="Opening the feature store...")
+def _store(s: Settings):
+    from streamflow.store import get_store
+
+    return get_store(s)
+
+
+def store():
+    return _store(settings())
+
+
+def clear() -> None:
+    """After a write: every page shows fresh values."""
+    st.cache_data.clear()
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def _snapshot_dates(s: Settings) -> list:
+    from streamflow.snapshots import snapshot_dates
+
+    return snapshot_dates(s)
+
+
+def snapshot_dates() -> list:
+    return _snapshot_dates(settings())
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def _status(s: Settings):
+    from streamflow.status import get_status
+
+    return get_status(s)
+
+
+def status():
+    return _status(settings())
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def _freshness(s: Settings) -> pd.DataFrame:
+    from streamflow.status import freshness as per_view
+
+    return per_view(s)
+
+
+def freshness() -> pd.DataFrame:
+    return _freshness(settings())
+
+
+@st.cache_data(ttl=15, show_spinner=False)
+def _materialization_runs(s: Settings) -> pd.DataFrame:
+    return runs.materialization_runs(s)
+
+
+def materialization_runs() -> pd.DataFrame:
+    return _materialization_runs(settings())
+
+
+@st.cache_data(ttl=15, show_spinner=False)
+def _materialization_timeline(s: Settings) -> pd.DataFrame:
+    return runs.materialization_timeline(s)
+
+
+def materialization_timeline() -> pd.DataFrame:
+    return _materialization_timeline(settings())
+
+
+def last_materialization() -> dict | None:
+    return runs.last_success(materialization_runs())
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def _validation_runs(s: Settings) -> pd.DataFrame:
+    return runs.validation_runs(s, limit=2000)
+
+
+def validation_runs() -> pd.DataFrame:
+    return _validation_runs(settings())
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def _registry_rows(s: Settings) -> list[dict]:
+    from streamflow.apply import is_applied
+    from streamflow.refs import registry_summary
+
+    fs = store()
+    return registry_summary(fs) if is_applied(fs) else []
+
+
+def registry_rows() -> list[dict]:
+    """One row per registered feature (empty before `streamflow apply`)."""
+    return _registry_rows(settings())
+
+
+@st.cache_data(ttl=300, show_spinner="Building the training frame through Feast...")
+def _training_frame(s: Settings, as_of, features: tuple[str, ...], labels: bool):
+    from streamflow.training import build_training_frame
+
+    return build_training_frame(as_of, features=list(features) or None, labels=labels, settings=s, store=store())
+
+
+def training_frame(as_of, features: tuple[str, ...] = (), labels: bool = True):
+    """The point-in-time frame for `as_of` (`features`: services, views or refs; empty: the
+    model's service), one cache for every page that shows a frame."""
+    return _training_frame(settings(), as_of, tuple(features), labels)

@@ -1,0 +1,80 @@
+"""What every page shows the same way: errors as messages, the guards that stop a page with
+a hint, and small display helpers."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import streamlit as st
+from data import clear, settings, snapshot_dates, store
+from door import write_guard
+
+from streamflow.errors import BackendUnavailable, StreamflowError, from_backend
+
+MATERIALIZE_PAGE = "views/materialize.py"
+INGEST_HINT = "`streamflow ingest data/seeds` (or `make run`, which also generates demo months)"
+HINTS = {
+    BackendUnavailable: "Start PostgreSQL / Redis (or unset STREAMFLOW_PG_* to use the embedded one), then reload.",
+}
+
+
+def show_error(exc: StreamflowError) -> None:
+    st.error(f"**{exc.title}.** {exc}")
+    hint = next((text for cls, text in HINTS.items() if isinstance(exc, cls)), None)
+    if hint:
+        st.caption(hint)
+
+
+@contextlib.contextmanager
+def friendly_errors() -> Iterator[None]:
+    """Every StreamflowError (and a backend client's connection error) becomes a message on
+    the page, never a traceback; the rest of the page stops."""
+    try:
+        yield
+    except StreamflowError as exc:
+        show_error(exc)
+        st.stop()
+    except Exception as exc:
+        err = from_backend(exc)
+        if err is None:
+            raise
+        show_error(err)
+        st.stop()
+
+
+def require_snapshots() -> list:
+    dates = snapshot_dates()
+    if not dates:
+        st.warning(f"No snapshot yet. Ingest a month first: {INGEST_HINT}.")
+        st.stop()
+    return dates
+
+
+def require_applied():
+    """The store, with its definitions registered; else a warning and a button that runs
+    `streamflow apply` (the same code path as the CLI)."""
+    from streamflow.apply import apply, is_applied
+    from streamflow.db import ping
+
+    ping(settings())  # a database that is down is reported as such, not as "not registered"
+    s = store()
+    if not is_applied(s):
+        st.warning("The Feast definitions are not registered yet.")
+        allowed = write_guard("register them")
+        if st.button("Register them now (streamflow apply)", disabled=not allowed):
+            with st.spinner("Applying feature_repo/ ..."):
+                apply(settings(), s)
+            clear()
+            st.rerun()
+        st.stop()
+    return s
+
+
+def badge(ok: bool) -> str:
+    return "✅ pass" if ok else "❌ fail"
+
+
+def nothing_to_show(message: str) -> None:
+    """Instead of an empty chart: say in words that there is nothing to draw."""
+    st.info(message, icon=":material/info:")
