@@ -124,17 +124,17 @@ def _copy_tuples(stream: bytes) -> list[tuple]:
 def test_copy_rows_keep_each_entity_together(monkeypatch):
     """The online COPY stream holds each entity's rows one after the other (so they share a heap
     page), across chunk boundaries too, each row with its key, feature, value and instants."""
-    from streamflow.feast_ext import postgres_online
+    from streamflow.feast_ext import pg_copy
     from streamflow.feast_ext.engine import EncodedBatch
 
-    monkeypatch.setattr(postgres_online, "_COPY_ENTITIES", 2)
+    monkeypatch.setattr(pg_copy, "COPY_ENTITIES", 2)
     keys = [b"k0", b"k1", b"k2", b"k3", b"k4"]
     values = {"a": [b"a0", b"a1", b"", b"a3", b"a4"], "bb": [b"b0", b"b1", b"b2", b"b3", b"b4"]}
     micros = np.array([1_700_000_000_000_000 + i for i in range(5)], dtype=np.int64)
     batch = EncodedBatch(
         pa.array(keys, pa.binary()), {k: pa.array(v, pa.binary()) for k, v in values.items()}, micros, None
     )
-    stream = b"".join(bytes(chunk) for chunk in postgres_online._copy_rows(batch))
-    pg = [(m - postgres_online._PG_EPOCH_US).to_bytes(8, "big", signed=True) for m in micros.tolist()]
+    stream = b"".join(bytes(chunk) for chunk in pg_copy.entity_rows(batch))
+    pg = [(m - pg_copy.PG_EPOCH_US).to_bytes(8, "big", signed=True) for m in micros.tolist()]
     expected = [(k, name.encode(), values[name][i], pg[i], None) for i, k in enumerate(keys) for name in values]
     assert _copy_tuples(stream) == expected
