@@ -83,6 +83,7 @@ bench: $(DEV_STAMP)
 	$(BIN)/python benchmarks/bench_store.py
 	$(BIN)/python benchmarks/bench_app.py
 	$(BIN)/python benchmarks/plot.py
+	$(BIN)/python benchmarks/plot.py --docs
 
 # how cost grows: 10,000 / 100,000 / 1,000,000 users x 2 months (about an hour on 2 cores)
 bench-growth: $(DEV_STAMP)
@@ -90,6 +91,7 @@ bench-growth: $(DEV_STAMP)
 	$(BIN)/python benchmarks/bench_store.py --scenario 10000x2 100000x2 1000000x2 --repeat 1 --lookups 300
 	$(BIN)/python benchmarks/bench_memory.py --users 1000000 --months 2
 	$(BIN)/python benchmarks/plot.py
+	$(BIN)/python benchmarks/plot.py --docs
 
 clean-state:
 	rm -rf .streamflow

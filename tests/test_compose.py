@@ -130,13 +130,15 @@ def test_no_password_in_files():
     assert "POSTGRES_PASSWORD" in (REPO / ".env.example").read_text()
 
 
-def test_dockerfile_copies_what_exists_and_readme_documents_it():
+def test_dockerfile_copies_what_exists_and_the_docs_document_it():
     docker = (REPO / "Dockerfile").read_text()
     for line in docker.splitlines():
         if line.startswith("COPY "):
             for src in shlex.split(line)[1:-1]:
                 assert (REPO / src).exists(), src
     readme = (REPO / "README.md").read_text()
+    assert "docker compose up -d --build" in readme
+    readme = (REPO / "docs" / "deploy.md").read_text()
     assert "docker compose up -d --build" in readme
     assert "--profile orchestration" in readme
     for port in ("8501", "8000"):

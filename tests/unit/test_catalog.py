@@ -66,10 +66,10 @@ def test_only_the_label_view_is_offline():
     assert catalog.LABEL_FEATURE == "churn_label"
 
 
-def test_readme_column_table_equals_the_catalog():
-    readme = (REPO / "README.md").read_text()
+def test_docs_column_table_equals_the_catalog():
+    readme = (REPO / "docs" / "data.md").read_text()
     rows = re.findall(r"^\| (\w+\.csv) \| ([^|]+) \|$", readme, flags=re.M)
-    assert rows, "README has no column table"
+    assert rows, "docs/data.md has no column table"
     assert [(f, [c.strip() for c in cols.split(",")]) for f, cols in rows] == [
         (t.csv, [c.name for c in t.columns]) for t in TABLES
     ]

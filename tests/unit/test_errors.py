@@ -10,7 +10,7 @@ from streamflow import cli
 from streamflow.errors import FAMILY, BackendUnavailable, StreamflowError
 
 REPO = Path(__file__).resolve().parents[2]
-EXPECTED = {  # the table of streamflow/errors.py and the README
+EXPECTED = {  # the table of streamflow/errors.py and docs/architecture.md
     "ValidationRefused": (1, 422),
     "InvalidInput": (2, 422),
     "Busy": (3, 409),
@@ -22,7 +22,7 @@ EXPECTED = {  # the table of streamflow/errors.py and the README
 
 def test_codes_are_the_documented_ones():
     assert {c.__name__: (c.exit_code, c.http_status) for c in FAMILY} == EXPECTED
-    readme = (REPO / "README.md").read_text()
+    readme = (REPO / "docs" / "architecture.md").read_text()
     for name, (code, status) in EXPECTED.items():
         assert f"| `{name}` | {code} | {status} |" in readme, name
 
