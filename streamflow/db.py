@@ -95,9 +95,9 @@ EMBEDDED_CONF = "streamflow.conf"
 
 def embedded_shared_buffers_mb() -> int:
     """The embedded server's buffer cache: an eighth of the machine's memory, between
-    PostgreSQL's default 128 MB and 1 GB. The online tables of 100,000 users take 474 MB; with
-    128 MB, 100 users drawn at random were read through the OS cache page by page (p99 20 ms,
-    against 13 ms once they fit)."""
+    PostgreSQL's default 128 MB and 1 GB: the online tables of 100,000 users are several
+    hundred MB, and lookups of random users read through the OS cache page by page when the
+    tables do not fit."""
     try:
         ram_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") >> 20
     except (ValueError, OSError, AttributeError):  # pragma: no cover - no sysconf

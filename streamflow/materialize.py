@@ -7,10 +7,8 @@
   outcome); a run left 'running' by a killed process is marked failed by the next one.
 - Each view is Feast's own materialization of that view (`FeatureStore.materialize`); two run
   at once, in threads, so one view's server work (the offline query, the online table's
-  rebuild) overlaps another's Python. 100,000 users x 5 views, the latest month, one store,
-  one run after the other: re-materialized into PostgreSQL 8.2-8.7 -> 5.7-6.3 s, into Redis
-  6.8-7.0 -> 5.1-5.5 s. Two because this machine has two cores; each more would hold one more
-  view's rows in memory.
+  rebuild) overlaps another's Python (docs/performance.md has the figures). Two because a
+  laptop has few cores; each more would hold one more view's rows in memory.
 - Incremental runs start each view where its last successful run ended. (Feast's own
   `materialize_incremental` starts a never-materialized view at now - TTL, which for
   historical month-end snapshots would load nothing.)

@@ -91,7 +91,7 @@ REFS_TTL_S = 30.0
 def resolve_features(store, spec: str | list[str] | None) -> list[str]:
     """Validated feature references for `spec` (see `parse_refs`).
 
-    Reading the registry takes about 30 ms; results are cached per store for REFS_TTL_S
+    Reading the registry costs more than a lookup; results are cached per store for REFS_TTL_S
     seconds, so an API or app serving many lookups resolves once.
     """
     key = (id(store), spec if isinstance(spec, str | None) else tuple(spec))

@@ -1,8 +1,7 @@
 """Column-wise encoders for what Feast writes to an online store.
 
 Feast's materialization turns every value into a `ValueProto` object, one Python call per
-value (`feast.utils._convert_arrow_to_proto`): 5 to 6 s per 100,000 users x 9 features on this
-machine, before the store writes a byte. The bytes it finally stores are simple -- a tag and a
+value (`feast.utils._convert_arrow_to_proto`), before the store writes a byte. The bytes it finally stores are simple -- a tag and a
 fixed-width or length-prefixed payload -- so this module builds them for a whole Arrow column at
 once with numpy and Arrow compute. Every encoder is checked byte for byte against
 `ValueProto.SerializeToString()`, `serialize_entity_key` and `Timestamp.SerializeToString()` in

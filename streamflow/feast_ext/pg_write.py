@@ -42,10 +42,9 @@ def rebuild(cur, target: sql.Identifier, batches: EncodedChunks, features: list[
     rename. The batch's rows stay where COPY put them, each entity's together (`pg_copy.entity_rows`), so a
     lookup reads one page per view; no sort of the whole table is needed for that.
 
-    100,000 users x 5 views (the whole materialization, same store): re-materialized 14.8 s when
-    the batch was staged, joined twice to the table and the union sorted, 8.2-8.7 s this way; into
-    empty tables 8.9 s when COPYed into the indexed table, 7.1 s this way. An upsert of a whole
-    month paid an index probe and a dead tuple per value (100,000 users x 5 features: 6.7 s)."""
+    Why not upsert: a whole month upserted pays an index probe and a dead tuple per value; staging
+    the batch and joining it twice to the table, or COPYing into the keyed table, measured slower
+    than building the key once (docs/performance.md)."""
     name = target.as_string(cur)
     old = cur.execute(
         "SELECT c.conname, t.relname FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid "
@@ -74,7 +73,7 @@ def rebuild(cur, target: sql.Identifier, batches: EncodedChunks, features: list[
     cur.execute(sql.SQL("ANALYZE {}").format(new))  # the planner's statistics, before the first read
     # The stored rows to keep: not superseded by the batch's row of the same key and feature. Every
     # entity of the batch has a row per feature, at its latest event time, so the test runs per
-    # entity against one row per user, not per value (100,000 users x 9 features: 1.04 -> 0.37 s).
+    # entity against one row per user, not per value.
     cur.execute("CREATE TEMP TABLE sf_online_keys (entity_key BYTEA, event_ts TIMESTAMPTZ) ON COMMIT DROP")
     pg_copy.copy_batches(
         cur, sql.SQL("COPY sf_online_keys (entity_key, event_ts) FROM STDIN (FORMAT BINARY)"), batches, pg_copy.key_rows

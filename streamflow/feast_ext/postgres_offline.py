@@ -2,8 +2,8 @@
 
 Feast's point-in-time query bounds each source by `(SELECT MAX(...))` sub-selects, which
 PostgreSQL cannot estimate: it expects one row per CTE and picks nested loops that are
-quadratic in the number of users (7,043 users: 46 s instead of 0.5 s, depending on the
-statistics of the day). This subclass runs every retrieval with `enable_nestloop = off`
+quadratic in the number of users (minutes instead of a second, depending on the statistics of
+the day). This subclass runs every retrieval with `enable_nestloop = off`
 and 64 MB of `work_mem` (set locally, for that transaction only) and fetches results as CSV
 through COPY, parsed by Arrow, instead of one Python object per cell (a type it does not map
 is fetched as before). Training frames render Feast's point-in-time template with one block
@@ -74,9 +74,8 @@ class StreamflowRetrievalJob(PostgreSQLRetrievalJob):
             with _get_conn(self.config.offline_store) as conn, conn.cursor() as cur:
                 conn.read_only = True
                 cur.execute("SET LOCAL enable_nestloop = off")
-                # the per-view sorts of a frame spill to disk at the default 4 MB: at 1,000,000
-                # users x 2 months a frame took 31.7-34.6 s, with 64 MB 24.7-26.2 s (256 MB: no
-                # better); at 100,000 x 6 no difference stood out of the run-to-run spread
+                # the per-view sorts of a large frame spill to disk at the default 4 MB; more
+                # than 64 MB measured no better (docs/performance.md)
                 cur.execute("SET LOCAL work_mem = '64MB'")
                 cur.execute("SET LOCAL TimeZone = 'UTC'")
                 cur.execute(f"SELECT * FROM ({query}) AS q LIMIT 0")  # the result's columns, planned only
@@ -96,8 +95,8 @@ class StreamflowRetrievalJob(PostgreSQLRetrievalJob):
 
 
 def _read_csv(cur, query: str, columns: list[tuple[str, int]]) -> pa.Table:
-    """The result as CSV through COPY, parsed by Arrow in C++: the Python-object-per-cell fetch
-    took 1.1 s per 100,000 x 9 values, this takes a tenth of that. NULL is an unquoted empty
+    """The result as CSV through COPY, parsed by Arrow in C++, instead of a Python object per
+    cell fetched by the driver. NULL is an unquoted empty
     field, an empty string a quoted one, as PostgreSQL writes them."""
     buf = io.BytesIO()
     with cur.copy(f"COPY ({query}) TO STDOUT (FORMAT csv)") as cp:
@@ -133,7 +132,7 @@ def _latest_per_row_template() -> str:
     entity row's latest source row in three more passes over the joined rows: a GROUP BY for the
     latest created timestamp, a ROW_NUMBER() window, and a join back to the joined rows. Here one
     `DISTINCT ON (entity row) ... ORDER BY event_timestamp DESC, created_timestamp DESC` picks the
-    same row in one sort (100,000 users x 2 months: 12.9 s -> 6.2 s). The only difference: rows
+    same row in one sort. The only difference: rows
     tied on (entity, event and created timestamps) -- impossible under a snapshot table's primary
     key -- give one row here where stock Feast repeats the entity row. Everything else (entity
     upload, TTL bounds, created-timestamp filter, output columns) is the stock template's text;

@@ -60,9 +60,9 @@ def _stored_micros(raw: bytes | None) -> int:
     return ts.seconds * 1_000_000 + ts.nanos // 1000
 
 
-# One command per SCRIPT_KEYS keys instead of one per key: redis-py spent 25 of 31 s of a
-# 100,000-user month packing, sending and parsing 1,000,000 single-key commands (an HGET for the
-# stale-write check and an HSET per user and view). The scripts do exactly those calls, server-side.
+# One command per SCRIPT_KEYS keys instead of one per key: packing, sending and parsing a
+# single-key command per user and view (an HGET for the stale-write check and an HSET) was most of
+# a materialization's time in redis-py. The scripts do exactly those calls, server-side.
 _READ_TS = """
 local out = {}
 for i, key in ipairs(KEYS) do out[i] = redis.call('HGET', key, ARGV[1]) end
