@@ -126,7 +126,7 @@ def skew_report(
     view_by_name = view_of(refs)
     numeric = {}
     for view in set(view_by_name.values()):
-        for f in store.get_feature_view(view).schema:
+        for f in store.get_feature_view(view, allow_registry_cache=True).schema:
             numeric[f.name] = str(f.dtype) in NUMERIC_TYPES
 
     online = {r.user_id: r for r in online_features(ids, refs, settings=settings, store=store)}
@@ -146,20 +146,25 @@ def skew_report(
         off_own["event_timestamp"] = pd.to_datetime(off_own["event_timestamp"], utc=True)
         off_own = off_own.set_index(["user_id", "event_timestamp"])
 
+    # plain dicts for the per-pair loop: a pandas lookup per pair cost more than the retrievals
+    latest_by_user: dict = {}
+    for u, row in zip(off_latest.index, off_latest[names].to_dict("records"), strict=True):
+        latest_by_user.setdefault(u, row)
+    own_by_key: dict = {}
+    if off_own is not None:
+        for key, row in zip(off_own.index, off_own[names].to_dict("records"), strict=True):
+            own_by_key.setdefault(key, row)
+
     rows = []
     for u in ids:
         rec = online[u]
+        latest_row = latest_by_user.get(u)
         for n in names:
             ts = rec.timestamps.get(n) if rec.found else None
             on_val = _py(rec.features.get(n)) if rec.found else None
-            latest_val = _py(off_latest.at[u, n]) if u in off_latest.index else None
-            own_val = None
-            if ts is not None and off_own is not None:
-                key = (u, pd.Timestamp(ts))
-                if key in off_own.index:
-                    own_val = _py(off_own.loc[key, n])
-                    if isinstance(own_val, pd.Series):
-                        own_val = _py(own_val.iloc[0])
+            latest_val = _py(latest_row[n]) if latest_row is not None else None
+            own_row = own_by_key.get((u, pd.Timestamp(ts))) if ts is not None else None
+            own_val = _py(own_row[n]) if own_row is not None else None
             is_num = numeric.get(n, False)
             status = classify(on_val, ts, own_val, latest_val, latest_ts, is_num, abs_tol, rel_tol)
             rows.append(

@@ -73,6 +73,46 @@ def test_training_frames_equal_stock_feast(both):
             pd.testing.assert_frame_equal(a, b, check_dtype=True)
 
 
+@pytest.mark.parametrize("k", [1, 300, 10_000])
+def test_small_entity_sets_equal_stock_feast(both, monkeypatch, k):
+    """A retrieval for k users reads only their rows (the semi-join of postgres_offline) and gives
+    stock Feast's frame, at one instant and at several, with an unknown and a repeated user; the
+    single pass over every user (what a larger entity set takes) gives the same frame too."""
+    from streamflow import db
+    from streamflow.feast_ext import postgres_offline
+
+    settings, ours, stock = both
+    refs = service_refs(ours, SERVICE) + [f"{LABEL_VIEW}:{LABEL_FEATURE}"]
+    with db.connection(settings) as conn:
+        ids = [
+            r[0]
+            for r in conn.execute(
+                "SELECT user_id FROM users_snapshots WHERE as_of = '2024-02-29' ORDER BY md5(user_id)"
+            )
+        ]
+    ids = (ids[:k] + ["0000-NOONE", ids[0]])[: max(k, 3)]
+    one = pd.DataFrame({"user_id": ids, "event_timestamp": pd.Timestamp("2024-02-29", tz="UTC")})
+    mixed = one.assign(
+        event_timestamp=pd.to_datetime(["2024-01-31", "2024-02-15", "2024-02-29"] * len(ids), utc=True)[: len(ids)]
+    )
+    rendered = []
+    real = postgres_offline.build_query
+    monkeypatch.setattr(
+        postgres_offline, "build_query", lambda *a, **kw: rendered.append(real(*a, **kw)) or rendered[-1]
+    )
+    for limit in (postgres_offline.SEMI_JOIN_MAX_ENTITIES, -1):
+        monkeypatch.setattr(postgres_offline, "SEMI_JOIN_MAX_ENTITIES", limit)
+        for entity in (one, mixed):
+            a = ours.get_historical_features(entity_df=entity, features=refs).to_df()
+            b = stock.get_historical_features(entity_df=entity, features=refs).to_df()
+            a = a.sort_values(["user_id", "event_timestamp"]).reset_index(drop=True)
+            b = b.sort_values(["user_id", "event_timestamp"]).reset_index(drop=True)[a.columns]
+            assert len(a) == len(entity)
+            pd.testing.assert_frame_equal(a, b, check_dtype=True)
+            restricted = "= ANY(ARRAY(SELECT DISTINCT" in rendered[-1]
+            assert restricted == (limit >= len(entity.drop(columns="event_timestamp").drop_duplicates()))
+
+
 def _request_shapes(settings, ours) -> list[tuple[list[str], list[dict], bool]]:
     """(refs, entity rows, full_feature_names) a client sends: the service for 60 users with a
     repeated and an unknown one, prefixed names, two features of two views, one user."""

@@ -18,11 +18,13 @@ Named in feature_store.yaml as
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 from collections.abc import Iterator
 from dataclasses import asdict
 from typing import Literal
 
+import jinja2
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -127,17 +129,33 @@ def _fast(job):
     return job
 
 
+# A retrieval for a few entities reads a few entities' rows: each view's source rows are
+# restricted to the entity rows' keys (`= ANY(ARRAY(...))`, computed once, an index condition the
+# source's key serves) instead of a pass over every entity's rows in the time range. Chosen per
+# retrieval by the number of distinct entities (SEMI_JOIN_MAX_ENTITIES, measured: docs/performance.md);
+# a whole population keeps the single pass.
+SEMI_JOIN_MAX_ENTITIES = 20_000
+_ONLY_ENTITY_ROWS_KEYS = """
+    {% if featureview.only_entity_rows_keys %}
+    AND "{{ featureview.entities[0] }}" = ANY(ARRAY(SELECT DISTINCT "{{ featureview.entities[0] }}" FROM entity_dataframe))
+    {% endif %}"""
+
+
 def _latest_per_row_template() -> str:
     """Feast's point-in-time template with one block changed. Per view, stock Feast finds each
     entity row's latest source row in three more passes over the joined rows: a GROUP BY for the
     latest created timestamp, a ROW_NUMBER() window, and a join back to the joined rows. Here one
     `DISTINCT ON (entity row) ... ORDER BY event_timestamp DESC, created_timestamp DESC` picks the
-    same row in one sort. The only difference: rows
+    same row in one sort, and the source rows are restricted to the entity rows' keys when there
+    are few of them (`_ONLY_ENTITY_ROWS_KEYS`). The only difference: rows
     tied on (entity, event and created timestamps) -- impossible under a snapshot table's primary
     key -- give one row here where stock Feast repeats the entity row. Everything else (entity
     upload, TTL bounds, created-timestamp filter, output columns) is the stock template's text;
     if a Feast upgrade changes the replaced block, importing this module fails."""
     stock = pg.MULTIPLE_FEATURE_VIEW_POINT_IN_TIME_JOIN
+    ttl_bound = "- {{ featureview.ttl }} * interval '1' second\n    {% endif %}\n),\n\n\"{{ featureview.name }}__base\""
+    at = stock.index(ttl_bound) + len("- {{ featureview.ttl }} * interval '1' second\n    {% endif %}")
+    stock = stock[:at] + _ONLY_ENTITY_ROWS_KEYS + stock[at:]
     start = stock.index('{% if featureview.created_timestamp_column %}\n"{{ featureview.name }}__dedup"')
     end = stock.index("{% endfor %}\n/*\n Joins the outputs")
     return (
@@ -162,7 +180,8 @@ LATEST_PER_ROW_TEMPLATE = _latest_per_row_template()
 # the entity rows on the entity alone. No per-row text id, no join of every entity row to every
 # older snapshot before picking one. Same bounds, created-timestamp filter and tie order as
 # LATEST_PER_ROW_TEMPLATE; tests/test_fast_paths.py compares the frames with stock Feast's.
-ONE_TIMESTAMP_TEMPLATE = """
+ONE_TIMESTAMP_TEMPLATE = (
+    """
 WITH
 {% if use_cte %}
     entity_query AS ({{ left_table_query_string }}),
@@ -186,7 +205,9 @@ point_in_time AS (SELECT MAX(entity_timestamp) AS t FROM entity_dataframe)
     {% endif %}
     {% if filter_by_created_timestamp and featureview.created_timestamp_column %}
     AND "{{ featureview.created_timestamp_column }}" <= (SELECT t FROM point_in_time)
-    {% endif %}
+    {% endif %}"""
+    + _ONLY_ENTITY_ROWS_KEYS
+    + """
     ORDER BY "{{ featureview.entities | join('", "') }}", "{{ featureview.timestamp_field }}" DESC
     {% if featureview.created_timestamp_column %}, "{{ featureview.created_timestamp_column }}" DESC{% endif %}
 )
@@ -197,6 +218,42 @@ FROM entity_dataframe
 LEFT JOIN "{{ featureview.name }}__cleaned" USING ("{{ featureview.entities | join('", "') }}")
 {% endfor %}
 """
+)
+
+
+@functools.lru_cache(maxsize=8)
+def _compiled(template: str) -> jinja2.Template:
+    return jinja2.Environment(loader=jinja2.BaseLoader()).from_string(template)
+
+
+def build_query(
+    contexts: list[dict],
+    *,
+    left_table_query_string: str,
+    entity_df_event_timestamp_col: str,
+    entity_df_columns,
+    query_template: str,
+    full_feature_names: bool,
+    use_cte: bool,
+    filter_by_created_timestamp: bool,
+) -> str:
+    """`pg.build_point_in_time_query` (feast 0.67) for an entity frame, with each template compiled
+    once per process instead of once per retrieval (the compile cost more than a one-user
+    retrieval's query). The same render context, key for key."""
+    names = [f"{fv['name']}__{fv['field_mapping'].get(f, f)}" if full_feature_names else fv["field_mapping"].get(f, f)
+             for fv in contexts for f in fv["features"]]  # fmt: skip
+    return _compiled(query_template).render(
+        left_table_query_string=left_table_query_string,
+        entity_df_event_timestamp_col=entity_df_event_timestamp_col,
+        unique_entity_keys={e for fv in contexts for e in fv["entities"]},
+        featureviews=contexts,
+        full_feature_names=full_feature_names,
+        final_output_feature_names=[*entity_df_columns, *names],
+        use_cte=use_cte,
+        start_date=None,
+        end_date=None,
+        filter_by_created_timestamp=filter_by_created_timestamp,
+    )
 
 
 class StreamflowPostgreSQLOfflineStore(PostgreSQLOfflineStore):
@@ -232,6 +289,10 @@ class StreamflowPostgreSQLOfflineStore(PostgreSQLOfflineStore):
         timestamp_col = offline_utils.infer_event_timestamp_from_entity_df(entity_schema)
         timestamp_range = pg._get_entity_df_event_timestamp_range(entity_df, timestamp_col, config)
         one_timestamp = timestamp_range[0] == timestamp_range[1]
+        few_entities = (
+            isinstance(entity_df, pd.DataFrame)
+            and len(entity_df.drop(columns=[timestamp_col]).drop_duplicates()) <= SEMI_JOIN_MAX_ENTITIES
+        )
 
         @contextlib.contextmanager
         def query_generator() -> Iterator[str]:
@@ -258,11 +319,15 @@ class StreamflowPostgreSQLOfflineStore(PostgreSQLOfflineStore):
                 context["entity_selections"] = [
                     f'''"{e.replace(" AS ", '" AS "')}"''' for e in context["entity_selections"]
                 ]
+                keys = context["entities"]
+                context["only_entity_rows_keys"] = (
+                    few_entities and len(keys) == 1 and context["entity_selections"] == [f'"{keys[0]}" AS "{keys[0]}"']
+                )
             template = LATEST_PER_ROW_TEMPLATE
             if one_timestamp and all(context["entities"] for context in contexts):
                 template = ONE_TIMESTAMP_TEMPLATE
             try:
-                yield pg.build_point_in_time_query(
+                yield build_query(
                     contexts,
                     left_table_query_string=left,
                     entity_df_event_timestamp_col=timestamp_col,
@@ -270,8 +335,6 @@ class StreamflowPostgreSQLOfflineStore(PostgreSQLOfflineStore):
                     query_template=template,
                     full_feature_names=full_feature_names,
                     use_cte=use_cte,
-                    start_date=None,
-                    end_date=None,
                     filter_by_created_timestamp=filter_by_created_timestamp,
                 )
             finally:
