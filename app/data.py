@@ -122,3 +122,15 @@ def training_frame(as_of, features: tuple[str, ...] = (), labels: bool = True):
     """The point-in-time frame for `as_of` (`features`: services, views or refs; empty: the
     model's service), one cache for every page that shows a frame."""
     return _training_frame(settings(), as_of, tuple(features), labels)
+
+
+@st.cache_data(ttl=300, show_spinner="Reading the snapshot's statistics (computed once per month)...")
+def _feature_statistics(s: Settings, view: str, feature: str, as_of):
+    from streamflow.stats import feature_statistics as read
+
+    return read(view, feature, as_of, settings=s, store=store())
+
+
+def feature_statistics(view: str, feature: str, as_of):
+    """One feature's kept statistics at a snapshot date (`streamflow.stats`): no frame is built."""
+    return _feature_statistics(settings(), view, feature, as_of)

@@ -3,7 +3,8 @@
 1. no month folder in data/seeds -> generate two demo months (7,043 users);
 2. ingest every month folder (files already ingested unchanged are skipped);
 3. register the Feast definitions (`apply`);
-4. if nothing was ever materialized, materialize up to the latest snapshot.
+4. if nothing was ever materialized, materialize up to the latest snapshot;
+5. compute the per-feature statistics of every month that lacks them (`stats`).
 """
 
 from __future__ import annotations
@@ -67,4 +68,8 @@ def bootstrap(
         materialize(settings=settings, store=store, progress=progress, verbose=verbose)
     else:
         say(f"online store already materialized (up to {last['window_end']:%Y-%m-%d}); skipping")
+    from streamflow.stats import refresh
+
+    if refresh(settings, store, say=lambda m: None):  # each month's statistics, once: pages read them
+        say("per-feature statistics computed for the new months")
     say("ready")

@@ -43,6 +43,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     if args.as_of and len(folders) > 1:
         print("error: --as-of applies to one folder; give one folder or write _as_of.txt files", file=sys.stderr)
         return 2
+    ingested = False
     for folder in folders:
         r = ingest_month(
             folder, args.as_of, progress=lambda m: print(f"  {m}", flush=True), skip_unchanged=not args.force
@@ -55,6 +56,11 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             f"ingested {folder} as_of {r.as_of}: {r.rows['users']} users, "
             f"{changed} snapshot rows changed, {r.duration_s:.1f}s (run {r.run_id})"
         )
+        ingested = True
+    if ingested and not args.no_stats:
+        from streamflow.stats import refresh
+
+        refresh(say=print)  # the new months' per-feature statistics, kept for every page
     return 0
 
 
@@ -228,6 +234,25 @@ def cmd_skew(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stats(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from streamflow.snapshots import snapshot_dates
+    from streamflow.stats import month_table, refresh
+
+    if args.refresh:
+        done = refresh(say=print)
+        print(f"{len(done)} month(s) computed" if done else "every month's statistics are current")
+    dates = snapshot_dates()
+    if not dates:
+        print("no snapshot yet: ingest a month first", file=sys.stderr)
+        return 5
+    table = month_table(args.as_of or dates[-1])
+    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.float_format", "{:.4g}".format):
+        _print_table(table.set_index(["view", "feature"]), f"per-feature statistics at {args.as_of or dates[-1]}")
+    return 0
+
+
 def cmd_validations(args: argparse.Namespace) -> int:
     from streamflow.config import load_settings
     from streamflow.dates import parse_date
@@ -319,6 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("folders", nargs="+", help="month folder(s), or a folder of month folders")
     s.add_argument("--as-of", default=None, help="snapshot date (else the folder's _as_of.txt)")
     s.add_argument("--force", action="store_true", help="re-run even if these exact files were ingested")
+    s.add_argument("--no-stats", action="store_true", help="skip the new months' statistics (computed on first read)")
     s.set_defaults(func=cmd_ingest)
 
     s = sub.add_parser("status", help="backend, snapshots and last runs")
@@ -371,6 +397,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sample", type=int, default=500)
     s.add_argument("--as-of", default=None, help="reference snapshot date (default: latest)")
     s.set_defaults(func=cmd_skew)
+
+    s = sub.add_parser("stats", help="per-feature statistics of a snapshot (Feast's monitoring, computed once a month)")
+    s.add_argument("--as-of", default=None, help="snapshot date (default: latest)")
+    s.add_argument("--refresh", action="store_true", help="first compute every month that lacks them")
+    s.set_defaults(func=cmd_stats)
 
     s = sub.add_parser("validations", help="Great Expectations runs, filtered, and the share passing per month")
     s.add_argument("--tables", default=None, help="comma-separated table names (default: all)")

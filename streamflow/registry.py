@@ -188,13 +188,3 @@ values = store.get_online_features(
 ).to_dict()'''
         out["curl"] = f"curl -s {api_url}/features/7590-VHVEG | python -m json.tool  # .features.{page.feature}"
     return out
-
-
-def feature_distribution(frame: pd.DataFrame, feature: str, bins: int = 30) -> pd.DataFrame:
-    """Counts per value (categories, booleans) or per bin (numbers) of one frame column."""
-    s = frame[feature]
-    if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
-        counts = pd.cut(s.dropna().astype(float), bins=bins).value_counts(sort=False)
-        return pd.DataFrame({"value": [str(i) for i in counts.index], "count": counts.to_numpy()})
-    counts = s.astype("object").where(s.notna(), "(null)").astype(str).value_counts()
-    return counts.rename_axis("value").reset_index(name="count")

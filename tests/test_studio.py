@@ -11,7 +11,7 @@ from streamflow.ingest import ingest_month
 from streamflow.materialize import materialize
 from streamflow.modelcheck import model_check, naive_frame
 from streamflow.online import online_frame
-from streamflow.registry import feature_distribution, feature_page, objects, search
+from streamflow.registry import feature_page, objects, search
 from streamflow.runs import materialization_timeline
 from streamflow.skew import sample_users
 from streamflow.status import freshness
@@ -53,9 +53,44 @@ def test_registry_objects_lineage_search_and_feature_page(studio):
     with pytest.raises(NotFound):
         feature_page(store, "subs_profile_fv:nope", settings)
 
+
+def test_statistics_are_kept_per_month_equal_the_snapshot_and_follow_a_reingest(studio, month_copy):
+    """Feast's monitoring computes each month's per-feature statistics once; they equal what the
+    month's frame gives, and a re-ingest that changes the month makes them stale, then recomputed."""
+    import pandas as pd
+
+    from streamflow import stats
+    from streamflow.snapshots import snapshot_dates
+
+    settings, store = studio
+    assert stats.refresh(settings, store, say=None) == snapshot_dates(settings)
+    assert stats.missing(settings, store) == [] and stats.refresh(settings, store, say=None) == []
+
     frame = build_training_frame("2024-01-31", features="subs_profile_fv", labels=False, settings=settings, store=store)
-    dist = feature_distribution(frame.frame, "contract_type")
-    assert dist["count"].sum() == len(frame.frame)
+    df = frame.frame
+    fee = stats.feature_statistics("subs_profile_fv", "monthly_fee", "2024-01-31", settings, store)
+    assert fee.kind == "numeric" and fee.rows == len(df) and fee.null_rate == df["monthly_fee"].isna().mean()
+    assert fee.summary["mean"] == pytest.approx(df["monthly_fee"].mean())
+    assert fee.summary["max_val"] == pytest.approx(df["monthly_fee"].max())
+    assert fee.histogram["count"].sum() == df["monthly_fee"].notna().sum()
+    contract = stats.feature_statistics("subs_profile_fv", "contract_type", "2024-01-31", settings, store)
+    assert dict(zip(contract.histogram["value"], contract.histogram["count"], strict=True)) == (
+        df["contract_type"].value_counts().to_dict()
+    )
+    table = stats.month_table("2024-01-31", settings, store)
+    assert ("subs_profile_fv", "monthly_fee") in set(zip(table["view"], table["feature"], strict=True))
+    with pytest.raises(NotFound):
+        stats.feature_statistics("subs_profile_fv", "nope", "2024-01-31", settings, store)
+
+    folder = month_copy(0)  # the same month, one user's fee raised by 1,000
+    subs = pd.read_csv(folder / "subscriptions.csv", dtype=str, keep_default_na=False)
+    subs.loc[0, "monthly_fee"] = str(float(subs.loc[0, "monthly_fee"]) + 1000)
+    subs.to_csv(folder / "subscriptions.csv", index=False)
+    ingest_month(folder, settings=settings)
+    assert stats.missing(settings, store) == [frame.as_of]
+    again = stats.feature_statistics("subs_profile_fv", "monthly_fee", "2024-01-31", settings, store)
+    assert again.summary["mean"] == pytest.approx(fee.summary["mean"] + 1000 / len(df))
+    assert stats.missing(settings, store) == []
 
 
 def test_drift_between_months_and_against_the_online_store(studio):

@@ -2,11 +2,11 @@
 
 import plotly.graph_objects as go
 import streamlit as st
-from data import settings, store, training_frame
+from data import feature_statistics, settings, store
 from ui import friendly_errors, nothing_to_show, require_applied, require_snapshots
 
 from streamflow.config import Settings
-from streamflow.registry import feature_distribution, feature_page, objects, search
+from streamflow.registry import feature_page, objects, search
 
 
 @st.cache_data(ttl=60, show_spinner=False)
@@ -84,10 +84,12 @@ with friendly_errors():
         "Materialized up to",
         f"{page.materialized_up_to:%Y-%m-%d}" if page.materialized_up_to else "never / offline only",
     )
-    frame = training_frame(as_of, (page.view,), labels=False).frame
-    col = frame[page.feature]
-    st.caption(f"At {as_of}: {len(col):,} users, null rate {col.isna().mean():.1%}")
-    dist = feature_distribution(frame, page.feature)
+    stats = feature_statistics(page.view, page.feature, as_of)
+    summary = ""
+    if stats.kind == "numeric" and stats.summary.get("mean") is not None:
+        summary = f", mean {stats.summary['mean']:.4g}, median {stats.summary['p50']:.4g}"
+    st.caption(f"At {as_of}: {stats.rows:,} users, null rate {stats.null_rate:.1%}{summary}")
+    dist = stats.histogram
     if dist.empty or dist["count"].sum() == 0:
         nothing_to_show(f"No value of {page.feature} at {as_of}.")
     else:

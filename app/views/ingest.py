@@ -2,13 +2,14 @@
 
 import pandas as pd
 import streamlit as st
-from data import clear, settings, snapshot_dates
+from data import clear, settings, snapshot_dates, store
 from door import write_guard
 from ui import badge, friendly_errors
 
 from streamflow.catalog import CSV_FILES
 from streamflow.dates import add_months, parse_month_end
 from streamflow.ingest import IngestError, check_month, ingest_month, uploaded_month
+from streamflow.stats import refresh
 from streamflow.validation_report import details_frame
 
 
@@ -69,6 +70,8 @@ with friendly_errors():
                         if exc.validations:
                             show_report(exc.validations)
                         st.stop()
+                    box.write("Computing the month's per-feature statistics (once, for every page)...")
+                    refresh(settings(), store(), say=box.write)
                     box.update(
                         label=f"Ingested {day}: {r.rows['users']:,} users in {r.duration_s:.1f}s", state="complete"
                     )
