@@ -253,6 +253,54 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dataset(args: argparse.Namespace) -> int:
+    from streamflow import datasets
+
+    if args.action == "create":
+        if not args.as_of:
+            print("error: streamflow dataset create needs --as-of", file=sys.stderr)
+            return 2
+        ds = datasets.create(
+            args.as_of, args.features, not args.no_labels, args.name, store=_store(), say=lambda m: print(m, flush=True)
+        )
+        print(f"{ds.name}: as_of {ds.as_of}, {ds.rows:,} rows, checksum {ds.checksum}")
+        return 0
+    if args.action == "list":
+        rows = [
+            {"name": d.name, "as_of": d.as_of, "features": d.features, "labels": d.labels, "rows": d.rows,
+             "created_at": f"{d.created_at:%Y-%m-%d %H:%M}", "seconds": round(d.seconds, 1),
+             "stale": "; ".join(d.stale_because) or "no"}
+            for d in datasets.list_datasets(store=_store())
+        ]  # fmt: skip
+        import pandas as pd
+
+        _print_table(pd.DataFrame(rows), "datasets (Feast saved datasets)")
+        return 0
+    if not args.name:
+        print(f"error: streamflow dataset {args.action} needs a dataset name", file=sys.stderr)
+        return 2
+    if args.action == "show":
+        d = datasets.get(args.name, store=_store())
+        for k, v in vars(d).items():
+            print(f"{k}: {v}")
+        return 0
+    if args.action == "export":
+        if not args.out:
+            print("error: --out FILE (.parquet or .csv) is required", file=sys.stderr)
+            return 2
+        print(f"wrote {datasets.export(args.name, args.out, args.format, store=_store())}")
+        return 0
+    if args.action == "rebuild":
+        ds = datasets.rebuild(args.name, store=_store(), say=print)
+        print(f"{ds.name}: {ds.rows:,} rows, checksum {ds.checksum}")
+        return 0
+    if args.action == "delete":
+        datasets.delete(args.name, store=_store())
+        print(f"deleted {args.name}")
+        return 0
+    raise AssertionError(args.action)
+
+
 def cmd_validations(args: argparse.Namespace) -> int:
     from streamflow.config import load_settings
     from streamflow.dates import parse_date
@@ -397,6 +445,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sample", type=int, default=500)
     s.add_argument("--as-of", default=None, help="reference snapshot date (default: latest)")
     s.set_defaults(func=cmd_skew)
+
+    s = sub.add_parser(
+        "dataset", help="training datasets kept as Feast saved datasets: create, list, show, export, rebuild, delete"
+    )
+    s.add_argument("action", choices=["create", "list", "show", "export", "rebuild", "delete"])
+    s.add_argument("name", nargs="?", default=None, help="the dataset (create: default <features>_<as_of>)")
+    s.add_argument("--as-of", default=None, help="create: the frame's date")
+    s.add_argument(
+        "--features", default=None, help="create: service (default churn_model_v1), views or view:feature,..."
+    )
+    s.add_argument("--no-labels", action="store_true")
+    s.add_argument("--out", default=None, help="export: the file (.parquet or .csv)")
+    s.add_argument("--format", choices=["parquet", "csv"], default=None, help="export: else from --out's extension")
+    s.set_defaults(func=cmd_dataset)
 
     s = sub.add_parser("stats", help="per-feature statistics of a snapshot (Feast's monitoring, computed once a month)")
     s.add_argument("--as-of", default=None, help="snapshot date (default: latest)")

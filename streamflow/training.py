@@ -68,17 +68,28 @@ def entity_frame(settings: Settings, snapshot_as_of: date, as_of: date) -> pd.Da
     return pd.DataFrame({"user_id": ids, "event_timestamp": pd.Timestamp(as_of, tz="UTC")})
 
 
-def build_training_frame(
+@dataclass
+class FramePlan:
+    """What a frame for `as_of` asks Feast for: the references, the entity rows and the job."""
+
+    as_of: date
+    snapshot_as_of: date
+    refs: list[str]  # the requested features, resolved
+    lineage_refs: list[str]  # `<view>_as_of` of each view read (the leakage check's input)
+    wanted: list[str]  # refs + label + lineage: what the retrieval returns
+    labels: bool
+    job: object  # Feast's RetrievalJob (run by to_df / persisted by create_saved_dataset)
+
+
+def plan_training_frame(
     as_of: str | date,
     features: str | list[str] | None = None,
     labels: bool = True,
     settings: Settings | None = None,
     store=None,
-    keep_lineage: bool = False,
-) -> TrainingFrame:
-    """The point-in-time correct frame for `as_of` (see the module docstring)."""
+) -> FramePlan:
+    """The Feast retrieval behind the frame for `as_of` (see the module docstring), not yet run."""
     settings = settings or load_settings()
-    t0 = time.perf_counter()
     dates = snapshot_dates(settings)
     day = parse_date(as_of, "as_of", dates)
     snap = snapshot_for(day, dates)
@@ -92,30 +103,50 @@ def build_training_frame(
             lineage_refs.append(str(FeatureRef(v, lf)))
     label_refs = [str(FeatureRef(LABEL_VIEW, LABEL_FEATURE))] if labels else []
     wanted = list(dict.fromkeys(refs + label_refs + lineage_refs))
-
     entity = entity_query(snap, day) if settings.offline_store == "postgres" else entity_frame(settings, snap, day)
-    df = store.get_historical_features(entity_df=entity, features=wanted).to_df()
-    # the same frame from every offline store: rows by user, columns in request order, UTC times
-    names = feature_names(wanted)
+    job = store.get_historical_features(entity_df=entity, features=wanted)
+    return FramePlan(day, snap, refs, lineage_refs, wanted, labels, job)
+
+
+def shape_frame(plan: FramePlan, df: pd.DataFrame, seconds: float, keep_lineage: bool = False) -> TrainingFrame:
+    """The retrieval's rows as the frame every offline store and a saved dataset give alike: rows by
+    user, columns in request order, UTC times; refused if any value is dated after as_of."""
+    names = feature_names(plan.wanted)
+    df = df.copy()
     df["event_timestamp"] = pd.to_datetime(df["event_timestamp"], utc=True).astype("datetime64[ns, UTC]")
     df = df[["user_id", "event_timestamp", *names]].sort_values("user_id", kind="stable").reset_index(drop=True)
-
-    lineage = check_no_leakage(df, lineage_refs, day)
+    lineage = check_no_leakage(df, plan.lineage_refs, plan.as_of)
     if not keep_lineage:
-        df = df.drop(columns=feature_names([r for r in lineage_refs if r not in refs]))
+        df = df.drop(columns=feature_names([r for r in plan.lineage_refs if r not in plan.refs]))
     notes = []
-    if snap != day:
-        notes.append(f"as_of {day} falls between snapshots: features come from the {snap} snapshot")
+    if plan.snapshot_as_of != plan.as_of:
+        notes.append(
+            f"as_of {plan.as_of} falls between snapshots: features come from the {plan.snapshot_as_of} snapshot"
+        )
     return TrainingFrame(
         frame=df,
-        as_of=day,
-        snapshot_as_of=snap,
-        features=refs,
-        labels=labels,
+        as_of=plan.as_of,
+        snapshot_as_of=plan.snapshot_as_of,
+        features=plan.refs,
+        labels=plan.labels,
         lineage=lineage,
-        seconds=time.perf_counter() - t0,
+        seconds=seconds,
         notes=notes,
     )
+
+
+def build_training_frame(
+    as_of: str | date,
+    features: str | list[str] | None = None,
+    labels: bool = True,
+    settings: Settings | None = None,
+    store=None,
+    keep_lineage: bool = False,
+) -> TrainingFrame:
+    """The point-in-time correct frame for `as_of` (see the module docstring)."""
+    t0 = time.perf_counter()
+    plan = plan_training_frame(as_of, features, labels, settings, store)
+    return shape_frame(plan, plan.job.to_df(), time.perf_counter() - t0, keep_lineage)
 
 
 def check_no_leakage(df: pd.DataFrame, lineage_refs: list[str], as_of: date) -> pd.DataFrame:

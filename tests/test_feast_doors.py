@@ -22,7 +22,10 @@ def _get(url: str):
 
 @pytest.mark.parametrize("backend", ["embedded", "server"])
 def test_feast_ui_serves_the_registry(request, backend, months):
-    settings, _ = prepared_store(request.getfixturevalue(f"{backend}_settings"), months)
+    from streamflow import datasets
+
+    settings, store = prepared_store(request.getfixturevalue(f"{backend}_settings"), months)
+    kept = datasets.create("2024-01-31", name=f"ui_check_{backend}", settings=settings, store=store)
     port = free_port()
     cmd = [sys.executable, "-m", "streamflow.cli", "feast", "ui", "--host", "127.0.0.1", "--port", str(port)]
     base = f"http://127.0.0.1:{port}"
@@ -33,6 +36,12 @@ def test_feast_ui_serves_the_registry(request, backend, months):
         views = json.loads(body)
         names = {v["spec"]["name"] for v in views.get("featureViews", views.get("feature_views", []))}
         assert {"subs_profile_fv", "usage_agg_30d_fv", "churn_label_fv"} <= names, body[:500]
+        # Feast's Datasets page lists the dataset StreamFlow kept, with how it was made
+        status, body = _get(f"{base}/api/v1/saved_datasets?project=streamflow")
+        listed = {d["spec"]["name"]: d["spec"] for d in json.loads(body).get("savedDatasets", [])}
+        assert kept.name in listed, body[:500]
+        assert listed[kept.name]["tags"]["checksum"] == kept.checksum
+    datasets.delete(kept.name, settings, store)
 
 
 @pytest.mark.parametrize("backend", ["embedded", "redis"])

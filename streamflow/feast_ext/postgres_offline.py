@@ -37,7 +37,10 @@ from feast.infra.offline_stores.contrib.postgres_offline_store.postgres import (
     PostgreSQLOfflineStoreConfig,
     PostgreSQLRetrievalJob,
 )
-from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import PostgreSQLSource
+from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import (
+    PostgreSQLSource,
+    SavedDatasetPostgreSQLStorage,
+)
 from feast.infra.offline_stores.offline_store import RetrievalJob, RetrievalMetadata
 from feast.infra.registry.base_registry import BaseRegistry
 from feast.infra.utils.postgres.connection_utils import _get_conn
@@ -94,6 +97,23 @@ class StreamflowRetrievalJob(PostgreSQLRetrievalJob):
         return pa.Table.from_arrays(
             [pa.array(list(col), type=f.type) for col, f in zip(columns, schema, strict=True)], schema=schema
         )
+
+    def persist(self, storage, allow_overwrite: bool | None = False, timeout: int | None = None) -> None:
+        """The result written by the server into the storage's table (`CREATE TABLE ... AS` the
+        retrieval's query), where stock Feast fetches it into pandas and INSERTs it row by row.
+        Refused over an existing table unless `allow_overwrite`, which replaces it in the same
+        transaction."""
+        assert isinstance(storage, SavedDatasetPostgreSQLStorage)
+        table = sql.Identifier(storage.postgres_options._table)
+        with self._query_generator() as query:
+            with _get_conn(self.config.offline_store) as conn, conn.cursor() as cur:
+                cur.execute("SET LOCAL enable_nestloop = off")
+                cur.execute("SET LOCAL work_mem = '64MB'")
+                cur.execute("SET LOCAL TimeZone = 'UTC'")
+                if allow_overwrite:
+                    cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
+                cur.execute(sql.SQL("CREATE TABLE {} AS ").format(table) + sql.SQL(query))  # noqa: S608
+                conn.commit()
 
 
 def _read_csv(cur, query: str, columns: list[tuple[str, int]]) -> pa.Table:

@@ -1,0 +1,354 @@
+"""Training datasets, kept: point-in-time frames saved through Feast's saved-dataset API.
+
+A dataset is the retrieval behind `build_training_frame` for one as_of and one feature service (or
+feature list), persisted by Feast's `FeatureStore.create_saved_dataset` into a PostgreSQL table of
+the offline store (`SavedDatasetPostgreSQLStorage`; the offline store writes it server-side) and
+registered in Feast's registry, so `feast ui`'s Datasets page lists the same datasets. Its tags
+record how it was made: as_of, the snapshot used, the features asked for, labels or not, rows, a
+content checksum, when and in how many seconds it was built, and a fingerprint of the feature
+view definitions it read.
+
+A dataset whose inputs changed after it was built is stale and says why: its snapshot month was
+re-ingested with other rows, or a definition it read changed. Rebuilding a dataset whose inputs
+did not change gives the same checksum. Reading one back goes through the same shaping as a frame
+built afresh (`training.shape_frame`): the same columns, order, types and leakage check.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import re
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pandas as pd
+
+from streamflow import db, runs
+from streamflow.catalog import SERVICE
+from streamflow.config import Settings, load_settings
+from streamflow.errors import InvalidInput, NotFound, NotReady
+from streamflow.refs import FeatureRef
+from streamflow.store import get_store
+from streamflow.training import FramePlan, TrainingFrame, plan_training_frame, shape_frame
+
+TAG = "streamflow_dataset"  # every dataset this module keeps carries it (other saved datasets are left alone)
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+FORMATS = ("parquet", "csv")
+
+
+@dataclass
+class Dataset:
+    name: str
+    as_of: date
+    snapshot_as_of: date
+    features: str  # what was asked for: a service, views or references, comma-separated
+    labels: bool
+    rows: int
+    checksum: str
+    created_at: datetime
+    seconds: float
+    definitions: str  # fingerprint of the feature views read
+    table: str
+    stale_because: list[str] = field(default_factory=list)
+
+    @property
+    def stale(self) -> bool:
+        return bool(self.stale_because)
+
+
+def default_name(as_of: date, features: str, labels: bool) -> str:
+    return f"{features.replace(',', '+').replace(':', '.')}_{as_of.isoformat()}" + ("" if labels else "_nolabels")
+
+
+def _table(name: str) -> str:
+    """The storage table of a dataset name: readable, bounded, and distinct per name."""
+    slug = re.sub(r"[^a-z0-9_]", "_", name.lower())[:40]
+    return f"sf_dataset_{slug}_{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+
+
+def _definitions(store, refs: list[str]) -> str:
+    """A fingerprint of the definitions of the views `refs` read (their specs, not their history)."""
+    h = hashlib.sha256()
+    for view in sorted({FeatureRef.parse(r).view for r in refs}):
+        h.update(
+            store.get_feature_view(view, allow_registry_cache=True)
+            .to_proto()
+            .spec.SerializeToString(deterministic=True)
+        )
+    return h.hexdigest()[:16]
+
+
+def _spec(features: str | list[str] | None) -> str:
+    if features is None or features == "" or features == []:
+        return SERVICE
+    return features if isinstance(features, str) else ",".join(features)
+
+
+def _checksum(settings: Settings, table: str) -> tuple[int, str]:
+    """Rows and an md5 over the table's rows in key order: equal contents, equal checksums."""
+    from psycopg import sql
+
+    with db.connection(settings) as conn:
+        row = conn.execute(
+            sql.SQL(
+                "SELECT count(*), coalesce(md5(string_agg(md5(t::text), '' ORDER BY t.user_id, t.event_timestamp)), '') "
+                "FROM {} t"
+            ).format(sql.Identifier(table))
+        ).fetchone()
+    return int(row[0]), row[1]
+
+
+def _from_saved(saved) -> Dataset:
+    t = saved.tags
+    return Dataset(
+        name=saved.name,
+        as_of=date.fromisoformat(t["as_of"]),
+        snapshot_as_of=date.fromisoformat(t["snapshot_as_of"]),
+        features=t["features"],
+        labels=t["labels"] == "true",
+        rows=int(t["rows"]),
+        checksum=t["checksum"],
+        created_at=datetime.fromisoformat(t["created_at"]),
+        seconds=float(t["seconds"]),
+        definitions=t["definitions"],
+        table=saved.storage.postgres_options._table,
+    )
+
+
+def _staleness(ds: Dataset, settings: Settings, store, changed: dict[date, datetime]) -> Dataset:
+    at = changed.get(ds.snapshot_as_of)
+    if at is not None and at > ds.created_at:
+        ds.stale_because.append(
+            f"the {ds.snapshot_as_of} snapshot was re-ingested with other rows on {at:%Y-%m-%d %H:%M} UTC"
+        )
+    try:
+        plan_refs = [r for r in _refs_of(store, ds.features, ds.labels)]
+        if _definitions(store, plan_refs) != ds.definitions:
+            ds.stale_because.append("a feature view it reads was redefined (streamflow apply) since")
+    except NotFound as exc:
+        ds.stale_because.append(f"its features no longer resolve: {exc}")
+    return ds
+
+
+def _refs_of(store, features: str, labels: bool) -> list[str]:
+    from streamflow.catalog import LABEL_FEATURE, LABEL_VIEW
+    from streamflow.refs import resolve_features
+
+    refs = resolve_features(store, features.split(","))
+    return refs + ([str(FeatureRef(LABEL_VIEW, LABEL_FEATURE))] if labels else [])
+
+
+@contextlib.contextmanager
+def _feast_quiet() -> Iterator[None]:
+    """Feast warns that saved datasets are experimental on every call: said once, in the docs."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*(Saving|Retrieving) dataset.*", category=RuntimeWarning)
+        yield
+
+
+def _require_postgres(settings: Settings) -> None:
+    if settings.offline_store != "postgres":
+        raise NotReady(
+            "datasets are kept in the PostgreSQL offline store; on the lake profile build frames with "
+            "`streamflow training-frame` (saved datasets on the lake are not built yet)"
+        )
+
+
+def create(
+    as_of: str | date,
+    features: str | list[str] | None = None,
+    labels: bool = True,
+    name: str | None = None,
+    settings: Settings | None = None,
+    store=None,
+    say: Callable[[str], None] | None = None,
+) -> Dataset:
+    """Build the frame's retrieval for `as_of` and keep it as a Feast saved dataset (replacing a
+    dataset of the same name)."""
+    settings = settings or load_settings()
+    _require_postgres(settings)
+    store = store or get_store(settings)
+    spec = _spec(features)
+    t0 = time.perf_counter()
+    plan = plan_training_frame(as_of, spec.split(","), labels, settings, store)
+    name = name or default_name(plan.as_of, spec, labels)
+    if not NAME_RE.fullmatch(name):
+        raise InvalidInput(
+            f"dataset name {name!r}: letters, digits, '_', '.', '-' (up to 100), starting with a letter or digit"
+        )
+    table = _table(name)
+    if say:
+        say(f"building {name}: the frame at {plan.as_of} ({len(plan.wanted)} columns) written by the server")
+    from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import (
+        SavedDatasetPostgreSQLStorage,
+    )
+
+    created = datetime.now(UTC)
+    tags = {
+        TAG: "1",
+        "as_of": plan.as_of.isoformat(),
+        "snapshot_as_of": plan.snapshot_as_of.isoformat(),
+        "features": spec,
+        "labels": "true" if labels else "false",
+        "created_at": created.isoformat(),
+        "definitions": _definitions(store, plan.wanted),
+    }
+    with _feast_quiet():
+        saved = store.create_saved_dataset(
+            from_=plan.job, name=name, storage=SavedDatasetPostgreSQLStorage(table), tags=tags, allow_overwrite=True
+        )
+    rows, checksum = _checksum(settings, table)
+    seconds = time.perf_counter() - t0
+    saved.tags.update({"rows": str(rows), "checksum": checksum, "seconds": f"{seconds:.3f}"})
+    store.registry.apply_saved_dataset(saved, store.project, commit=True)
+    if say:
+        say(f"kept {name}: {rows:,} rows in {seconds:.1f}s (checksum {checksum[:12]})")
+    return _from_saved(saved)
+
+
+def list_datasets(settings: Settings | None = None, store=None) -> list[Dataset]:
+    """Every kept dataset, newest first, each with its staleness."""
+    settings = settings or load_settings()
+    store = store or get_store(settings)
+    changed = runs.snapshots_changed_at(settings)
+    out = [
+        _staleness(_from_saved(s), settings, store, changed)
+        for s in store.list_saved_datasets()
+        if (s.tags or {}).get(TAG) and "rows" in s.tags
+    ]
+    return sorted(out, key=lambda d: d.created_at, reverse=True)
+
+
+def get(name: str, settings: Settings | None = None, store=None) -> Dataset:
+    settings = settings or load_settings()
+    store = store or get_store(settings)
+    for ds in list_datasets(settings, store):
+        if ds.name == name:
+            return ds
+    names = ", ".join(d.name for d in list_datasets(settings, store)) or "none yet"
+    raise NotFound(f"no dataset named {name!r}; datasets: {names}")
+
+
+def find(
+    as_of: date, features: str | list[str] | None, labels: bool, settings: Settings | None = None, store=None
+) -> Dataset | None:
+    """The newest dataset that is not stale and holds exactly this frame, if any."""
+    spec = _spec(features)
+    for ds in list_datasets(settings, store):
+        if ds.as_of == as_of and ds.features == spec and ds.labels == labels and not ds.stale:
+            return ds
+    return None
+
+
+def frame(name: str, settings: Settings | None = None, store=None) -> TrainingFrame:
+    """A dataset read back through Feast (`get_saved_dataset(...).to_df()`), shaped as a frame."""
+    settings = settings or load_settings()
+    store = store or get_store(settings)
+    ds = get(name, settings, store)
+    t0 = time.perf_counter()
+    with _feast_quiet():
+        saved = store.get_saved_dataset(name)
+    plan = FramePlan(
+        as_of=ds.as_of,
+        snapshot_as_of=ds.snapshot_as_of,
+        refs=[r for r in saved.features if r in _refs_of(store, ds.features, False)],
+        lineage_refs=[r for r in saved.features if FeatureRef.parse(r).feature.endswith("_as_of")],
+        wanted=list(saved.features),
+        labels=ds.labels,
+        job=None,
+    )
+    with _feast_quiet():
+        df = saved.to_df()
+    tf = shape_frame(plan, df, time.perf_counter() - t0)
+    tf.notes.append(f"read from the dataset {name} (built {ds.created_at:%Y-%m-%d %H:%M} UTC)")
+    return tf
+
+
+def frame_for(
+    as_of: str | date,
+    features: str | list[str] | None = None,
+    labels: bool = True,
+    settings: Settings | None = None,
+    store=None,
+    save: bool = False,
+    say: Callable[[str], None] | None = None,
+) -> tuple[TrainingFrame, Dataset | None]:
+    """The frame for `as_of`: read from a kept dataset that matches and is not stale; else, with
+    `save`, kept first and read back; else built (the lake profile always builds)."""
+    from streamflow.dates import parse_date
+    from streamflow.snapshots import snapshot_dates
+    from streamflow.training import build_training_frame
+
+    settings = settings or load_settings()
+    store = store or get_store(settings)
+    if settings.offline_store != "postgres":
+        return build_training_frame(as_of, features, labels, settings, store), None
+    day = parse_date(as_of, "as_of", snapshot_dates(settings))
+    ds = find(day, features, labels, settings, store)
+    if ds is None and save:
+        ds = create(day, features, labels, settings=settings, store=store, say=say)
+    if ds is None:
+        return build_training_frame(day, features, labels, settings, store), None
+    return frame(ds.name, settings, store), ds
+
+
+def export(name: str, out: str | Path, fmt: str | None = None, settings: Settings | None = None, store=None) -> Path:
+    """Write a dataset's frame to a Parquet or CSV file (by `fmt` or the file's extension)."""
+    out = Path(out)
+    fmt = fmt or out.suffix.lstrip(".")
+    if fmt not in FORMATS:
+        raise InvalidInput(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    tf = frame(name, settings, store)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "parquet":
+        tf.frame.to_parquet(out, index=False)
+    else:
+        tf.frame.to_csv(out, index=False)
+    return out
+
+
+def rebuild(name: str, settings: Settings | None = None, store=None, say=None) -> Dataset:
+    """Build a dataset again from its recorded as_of and features (same name)."""
+    settings = settings or load_settings()
+    store = store or get_store(settings)
+    ds = get(name, settings, store)
+    return create(ds.as_of, ds.features, ds.labels, name, settings, store, say)
+
+
+def delete(name: str, settings: Settings | None = None, store=None) -> None:
+    """Remove a dataset from the registry and drop its table."""
+    from psycopg import sql
+
+    settings = settings or load_settings()
+    store = store or get_store(settings)
+    ds = get(name, settings, store)
+    store.registry.delete_saved_dataset(name, store.project, commit=True)
+    with db.connection(settings) as conn:
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(ds.table)))
+
+
+def diff(a: str, b: str, settings: Settings | None = None, store=None) -> dict:
+    """Two datasets side by side: columns only in one, users added and removed, per-feature
+    statistics of each (`training.feature_summary`)."""
+    from streamflow.training import feature_summary
+
+    fa, fb = frame(a, settings, store).frame, frame(b, settings, store).frame
+    ua, ub = set(fa["user_id"]), set(fb["user_id"])
+    sa = feature_summary(fa).set_index("feature")
+    sb = feature_summary(fb).set_index("feature")
+    both = [f for f in sa.index if f in sb.index]
+    side = pd.concat({a: sa.loc[both, ["null_rate", "mean", "std", "distinct", "top"]],
+                      b: sb.loc[both, ["null_rate", "mean", "std", "distinct", "top"]]}, axis=1)  # fmt: skip
+    return {
+        "only_in_a": [c for c in fa.columns if c not in fb.columns],
+        "only_in_b": [c for c in fb.columns if c not in fa.columns],
+        "rows": (len(fa), len(fb)),
+        "users_added": len(ub - ua),
+        "users_removed": len(ua - ub),
+        "statistics": side,
+    }
