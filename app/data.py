@@ -111,16 +111,17 @@ def registry_rows() -> list[dict]:
     return _registry_rows(settings())
 
 
-@st.cache_data(ttl=300, show_spinner="Building the training frame through Feast...")
+@st.cache_data(ttl=300, show_spinner="Reading the kept dataset, or building the frame through Feast...")
 def _training_frame(s: Settings, as_of, features: tuple[str, ...], labels: bool):
-    from streamflow.training import build_training_frame
+    from streamflow.datasets import frame_for
 
-    return build_training_frame(as_of, features=list(features) or None, labels=labels, settings=s, store=store())
+    return frame_for(as_of, list(features) or None, labels, settings=s, store=store())[0]
 
 
 def training_frame(as_of, features: tuple[str, ...] = (), labels: bool = True):
     """The point-in-time frame for `as_of` (`features`: services, views or refs; empty: the
-    model's service), one cache for every page that shows a frame."""
+    model's service): read from a kept dataset that matches and is current, else built; one cache
+    for every page that shows a frame."""
     return _training_frame(settings(), as_of, tuple(features), labels)
 
 
@@ -134,3 +135,28 @@ def _feature_statistics(s: Settings, view: str, feature: str, as_of):
 def feature_statistics(view: str, feature: str, as_of):
     """One feature's kept statistics at a snapshot date (`streamflow.stats`): no frame is built."""
     return _feature_statistics(settings(), view, feature, as_of)
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def _datasets(s: Settings) -> list:
+    from streamflow.datasets import list_datasets
+
+    return list_datasets(s, store())
+
+
+def datasets() -> list:
+    """Every kept dataset with its staleness (`streamflow.datasets`), newest first."""
+    return _datasets(settings())
+
+
+@st.cache_resource(max_entries=4, show_spinner="Reading the kept dataset through Feast...")
+def _dataset_frame(s: Settings, name: str, checksum: str, created_at):
+    from streamflow.datasets import frame
+
+    return frame(name, s, store())
+
+
+def dataset_frame(ds):
+    """A kept dataset's frame, read once per process and shared by every session (a few at a time:
+    a dataset never changes under its name, checksum and build time, so nothing is copied per visit)."""
+    return _dataset_frame(settings(), ds.name, ds.checksum, ds.created_at)

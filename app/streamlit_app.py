@@ -16,6 +16,7 @@ PAGES = [
     st.Page("views/overview.py", title="Overview", icon=":material/home:", default=True),
     st.Page("views/catalog.py", title="Catalog", icon=":material/menu_book:"),
     st.Page("views/training_frame.py", title="Training frame", icon=":material/table_chart:"),
+    st.Page("views/datasets.py", title="Datasets", icon=":material/dataset:"),
     st.Page("views/data_quality.py", title="Data quality", icon=":material/fact_check:"),
     st.Page("views/ingest.py", title="Ingest", icon=":material/upload_file:"),
     st.Page("views/online_lookup.py", title="Online lookup", icon=":material/search:"),

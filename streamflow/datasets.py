@@ -333,22 +333,25 @@ def delete(name: str, settings: Settings | None = None, store=None) -> None:
 
 
 def diff(a: str, b: str, settings: Settings | None = None, store=None) -> dict:
-    """Two datasets side by side: columns only in one, users added and removed, per-feature
-    statistics of each (`training.feature_summary`)."""
+    """Two datasets side by side (see `diff_frames`)."""
+    return diff_frames(frame(a, settings, store).frame, frame(b, settings, store).frame)
+
+
+def diff_frames(fa: pd.DataFrame, fb: pd.DataFrame) -> dict:
+    """Columns only in one frame, users added and removed, per-feature statistics of each
+    (`training.feature_summary`) side by side."""
     from streamflow.training import feature_summary
 
-    fa, fb = frame(a, settings, store).frame, frame(b, settings, store).frame
     ua, ub = set(fa["user_id"]), set(fb["user_id"])
     sa = feature_summary(fa).set_index("feature")
     sb = feature_summary(fb).set_index("feature")
     both = [f for f in sa.index if f in sb.index]
-    side = pd.concat({a: sa.loc[both, ["null_rate", "mean", "std", "distinct", "top"]],
-                      b: sb.loc[both, ["null_rate", "mean", "std", "distinct", "top"]]}, axis=1)  # fmt: skip
+    cols = ["null_rate", "mean", "std", "distinct", "top"]
     return {
         "only_in_a": [c for c in fa.columns if c not in fb.columns],
         "only_in_b": [c for c in fb.columns if c not in fa.columns],
         "rows": (len(fa), len(fb)),
         "users_added": len(ub - ua),
         "users_removed": len(ua - ub),
-        "statistics": side,
+        "statistics": pd.concat({"A": sa.loc[both, cols], "B": sb.loc[both, cols]}, axis=1),
     }

@@ -20,6 +20,7 @@ PAGES = [
     ("overview", "", "StreamFlow Feature Studio"),
     ("catalog", "catalog", "Lineage: source"),
     ("training_frame", "training_frame", "Point-in-time guarantee"),
+    ("datasets", "datasets", "Build and keep a dataset"),
     ("data_quality", "data_quality", "Success rate over months"),
     ("ingest", "ingest", "Validate (dry run)"),
     ("online_lookup", "online_lookup", "Look up"),

@@ -5,9 +5,11 @@ import io
 import pandas as pd
 import plotly.express as px
 import streamlit as st
-from data import training_frame
+from data import clear, settings, training_frame
+from door import write_guard
 from ui import friendly_errors, require_applied, require_snapshots
 
+from streamflow import datasets as kept
 from streamflow.catalog import LABEL_FEATURE, LABEL_VIEW, SERVICE
 from streamflow.training import compare_frames, feature_columns, feature_summary
 
@@ -88,6 +90,15 @@ with friendly_errors():
     m4.metric("Features", len(tf.features))
     for note in tf.notes:
         st.info(note)
+    if not any(n.startswith("read from the dataset") for n in tf.notes):
+        allowed = write_guard("keep this frame as a dataset")
+        if st.button("Keep as a dataset", disabled=not allowed, key="tf_keep"):
+            with st.spinner("Keeping the frame as a Feast saved dataset..."):
+                ds = kept.create(tf.as_of, list(chosen), labels, settings=settings(), store=fs)
+            clear()
+            st.success(
+                f"Kept {ds.name} ({ds.rows:,} rows): the Datasets page lists it; this frame is now read from it."
+            )
 
     st.subheader("Point-in-time guarantee")
     lin = tf.lineage.copy()
