@@ -112,17 +112,18 @@ def registry_rows() -> list[dict]:
 
 
 @st.cache_data(ttl=300, show_spinner="Reading the kept dataset, or building the frame through Feast...")
-def _training_frame(s: Settings, as_of, features: tuple[str, ...], labels: bool):
+def _training_frame(s: Settings, as_of, features: tuple[str, ...], labels: bool, save: bool):
     from streamflow.datasets import frame_for
 
-    return frame_for(as_of, list(features) or None, labels, settings=s, store=store())[0]
+    return frame_for(as_of, list(features) or None, labels, settings=s, store=store(), save=save)[0]
 
 
-def training_frame(as_of, features: tuple[str, ...] = (), labels: bool = True):
+def training_frame(as_of, features: tuple[str, ...] = (), labels: bool = True, save: bool = False):
     """The point-in-time frame for `as_of` (`features`: services, views or refs; empty: the
-    model's service): read from a kept dataset that matches and is current, else built; one cache
-    for every page that shows a frame."""
-    return _training_frame(settings(), as_of, tuple(features), labels)
+    model's service): read from a kept dataset that matches and is current, else built (and, with
+    `save`, kept as a dataset first, so the next page and session read it); one cache for every
+    page that shows a frame."""
+    return _training_frame(settings(), as_of, tuple(features), labels, save)
 
 
 @st.cache_data(ttl=300, show_spinner="Reading the snapshot's statistics (computed once per month)...")

@@ -4,6 +4,7 @@ online store serves now."""
 import plotly.graph_objects as go
 import streamlit as st
 from data import settings, store, training_frame
+from door import can_write
 from ui import friendly_errors, nothing_to_show, require_applied, require_snapshots
 
 from streamflow.catalog import LABEL_FEATURE, SERVICE
@@ -14,7 +15,9 @@ from streamflow.skew import sample_users
 
 
 def frame(as_of):
-    return training_frame(as_of, (SERVICE,), labels=False).frame
+    """The model's frame at as_of: the kept dataset when there is one (kept now if the visitor may
+    write), so Training frame, Drift and Model check share one frame per date."""
+    return training_frame(as_of, (), labels=True, save=can_write()).frame
 
 
 @st.cache_data(ttl=60, show_spinner="Reading the online store...")

@@ -2,7 +2,8 @@
 
 import plotly.express as px
 import streamlit as st
-from data import settings, store
+from data import settings, store, training_frame
+from door import can_write
 from ui import friendly_errors, nothing_to_show, require_applied, require_snapshots
 
 from streamflow.config import Settings
@@ -11,7 +12,9 @@ from streamflow.modelcheck import model_check
 
 @st.cache_data(ttl=600, show_spinner="Training baselines on the point-in-time and the naive frame...")
 def check(s: Settings, a, b):
-    return model_check(a, b, settings=s, store=store())
+    save = can_write()
+    frames = {"train": training_frame(a, (), True, save), "eval": training_frame(b, (), True, save)}
+    return model_check(a, b, settings=s, store=store(), frames=frames)
 
 
 st.title("Model check")
