@@ -29,8 +29,10 @@ def store():
 
 
 def clear() -> None:
-    """After a write: every page shows fresh values."""
+    """After a write: every page shows fresh values (the store itself stays open)."""
     st.cache_data.clear()
+    _training_frame.clear()
+    _frame_summary.clear()
 
 
 @st.cache_data(ttl=30, show_spinner=False)
@@ -111,11 +113,15 @@ def registry_rows() -> list[dict]:
     return _registry_rows(settings())
 
 
-@st.cache_data(ttl=300, show_spinner="Reading the kept dataset, or building the frame through Feast...")
-def _training_frame(s: Settings, as_of, features: tuple[str, ...], labels: bool, save: bool):
-    from streamflow.datasets import frame_for
+# Frames are shared objects (st.cache_resource), not copies: a 1,000,000-row frame is read once per
+# process and every session's page reads the same object (pages never modify a frame).
+@st.cache_resource(
+    ttl=600, max_entries=8, show_spinner="Reading the kept dataset, or building the frame through Feast..."
+)
+def _training_frame(s: Settings, as_of, features: tuple[str, ...], labels: bool, _save: bool):
+    from streamflow.datasets import frame_for  # `_save` is not part of the key: the same frame either way
 
-    return frame_for(as_of, list(features) or None, labels, settings=s, store=store(), save=save)[0]
+    return frame_for(as_of, list(features) or None, labels, settings=s, store=store(), save=_save)[0]
 
 
 def training_frame(as_of, features: tuple[str, ...] = (), labels: bool = True, save: bool = False):
@@ -161,3 +167,50 @@ def dataset_frame(ds):
     """A kept dataset's frame, read once per process and shared by every session (a few at a time:
     a dataset never changes under its name, checksum and build time, so nothing is copied per visit)."""
     return _dataset_frame(settings(), ds.name, ds.checksum, ds.created_at)
+
+
+@st.cache_resource(ttl=600, max_entries=8, show_spinner=False)
+def _frame_summary(s: Settings, as_of, features: tuple[str, ...], labels: bool):
+    from streamflow.training import feature_summary
+
+    return feature_summary(_training_frame(s, as_of, features, labels, False).frame)
+
+
+def frame_summary(as_of, features: tuple[str, ...] = (), labels: bool = True):
+    """`training.feature_summary` of the frame, computed once per frame and process."""
+    return _frame_summary(settings(), as_of, tuple(features), labels)
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _dataset_summary(s: Settings, name: str, checksum: str, created_at):
+    from streamflow.training import feature_summary
+
+    return feature_summary(_dataset_frame(s, name, checksum, created_at).frame)
+
+
+def dataset_summary(ds):
+    """`training.feature_summary` of a kept dataset, computed once per dataset and process."""
+    return _dataset_summary(settings(), ds.name, ds.checksum, ds.created_at)
+
+
+@st.cache_data(ttl=300, show_spinner="Comparing the two populations...")
+def _drift(s: Settings, a, b, online_sample: int, thresholds, _save: bool):
+    from streamflow.catalog import LABEL_FEATURE, SERVICE
+    from streamflow.drift import compare
+    from streamflow.online import online_frame
+    from streamflow.skew import sample_users
+
+    ref = _training_frame(s, a, (), True, _save).frame
+    if online_sample:
+        cur, label = online_frame(sample_users(s, b, online_sample), SERVICE, settings=s, store=store()), "online now"
+    else:
+        cur, label = _training_frame(s, b, (), True, _save).frame, str(b)
+    feats = [c for c in ref.columns if c in cur.columns and c not in ("user_id", "event_timestamp", LABEL_FEATURE)]
+    return compare(ref, cur, feats, thresholds, reference_label=str(a), current_label=label), len(ref), len(cur)
+
+
+def drift(a, b, thresholds, online_sample: int = 0, save: bool = False):
+    """The drift report of the model's frame at `a` against its frame at `b` (or, with
+    `online_sample`, that many users of snapshot `b` as the online store serves them now), computed
+    once per inputs; frames come from kept datasets (kept first with `save`)."""
+    return _drift(settings(), a, b, online_sample, thresholds, save)

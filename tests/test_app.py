@@ -287,6 +287,8 @@ def test_datasets_page_builds_lists_and_training_frame_reads_the_kept_one(app_en
     assert not at.exception, [e.value for e in at.exception]
     names = [d.name for d in datasets.list_datasets(settings, store)]
     assert set(names) == {"churn_model_v1_2024-01-31", "churn_model_v1_2024-02-29"}
+    at.toggle(key="ds_diff").set_value(True).run()
+    assert not at.exception
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Rows"] == f"{TEST_USERS:,} → {TEST_USERS:,}"
     at.button(key="ds_rebuild").click().run()

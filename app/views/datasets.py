@@ -1,17 +1,14 @@
 """Datasets: training frames kept as Feast saved datasets: list, preview, statistics, download,
 build, rebuild, delete, and two datasets side by side."""
 
-import io
-
 import pandas as pd
 import streamlit as st
-from data import clear, dataset_frame, datasets, settings, store
+from data import clear, dataset_frame, dataset_summary, datasets, settings, store
 from door import write_guard
 from ui import friendly_errors, nothing_to_show, require_applied, require_snapshots
 
 from streamflow import datasets as kept
 from streamflow.catalog import SERVICE
-from streamflow.training import feature_summary
 
 st.title("Datasets")
 st.caption(
@@ -62,15 +59,17 @@ with friendly_errors():
     st.subheader("Preview")
     st.dataframe(df.head(50), hide_index=True)
     st.subheader("Feature statistics")
-    st.dataframe(feature_summary(df), hide_index=True)
+    st.dataframe(dataset_summary(ds), hide_index=True)
 
-    d1, d2, d3, d4 = st.columns(4)
-    d1.download_button("Download CSV", df.to_csv(index=False).encode(), file_name=f"{ds.name}.csv", mime="text/csv")
-    buf = io.BytesIO()
-    df.to_parquet(buf, index=False)
+    d1, d2, d3, d4 = st.columns(4)  # files are written when a button is pressed, not on every render
+    d1.download_button(
+        "Download CSV", lambda: df.to_csv(index=False).encode(), file_name=f"{ds.name}.csv", mime="text/csv",
+        on_click="ignore",
+    )  # fmt: skip
     d2.download_button(
-        "Download Parquet", buf.getvalue(), file_name=f"{ds.name}.parquet", mime="application/octet-stream"
-    )
+        "Download Parquet", lambda: df.to_parquet(index=False), file_name=f"{ds.name}.parquet",
+        mime="application/octet-stream", on_click="ignore",
+    )  # fmt: skip
     if d3.button("Rebuild", disabled=not allowed, key="ds_rebuild"):
         with st.spinner(f"Rebuilding {ds.name}..."):
             again = kept.rebuild(ds.name, settings(), store())
@@ -82,8 +81,7 @@ with friendly_errors():
         clear()
         st.rerun()
 
-    if len(names) > 1:
-        st.subheader("Two datasets side by side")
+    if len(names) > 1 and st.toggle("Compare two datasets side by side", key="ds_diff"):
         c1, c2 = st.columns(2)
         a = c1.selectbox("A", names, index=0, key="ds_diff_a")
         b = c2.selectbox("B", names, index=1, key="ds_diff_b")

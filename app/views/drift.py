@@ -3,27 +3,11 @@ online store serves now."""
 
 import plotly.graph_objects as go
 import streamlit as st
-from data import settings, store, training_frame
+from data import drift
 from door import can_write
 from ui import friendly_errors, nothing_to_show, require_applied, require_snapshots
 
-from streamflow.catalog import LABEL_FEATURE, SERVICE
-from streamflow.config import Settings
-from streamflow.drift import Thresholds, compare
-from streamflow.online import online_frame
-from streamflow.skew import sample_users
-
-
-def frame(as_of):
-    """The model's frame at as_of: the kept dataset when there is one (kept now if the visitor may
-    write), so Training frame, Drift and Model check share one frame per date."""
-    return training_frame(as_of, (), labels=True, save=can_write()).frame
-
-
-@st.cache_data(ttl=60, show_spinner="Reading the online store...")
-def served(s: Settings, as_of, n: int):
-    return online_frame(sample_users(s, as_of, n), SERVICE, settings=s, store=store())
-
+from streamflow.drift import Thresholds
 
 st.title("Drift")
 st.caption(
@@ -41,10 +25,10 @@ with friendly_errors():
     a = c1.selectbox("Reference as_of (A)", dates, index=0, format_func=str, key="drift_a")
     if mode == "training frame A vs B":
         b = c2.selectbox("Current as_of (B)", dates, index=len(dates) - 1, format_func=str, key="drift_b")
-        ref_df, cur_df, cur_label = frame(a), frame(b), str(b)
+        n = 0
     else:
         n = c2.slider("Online sample (users of the latest snapshot)", 200, 5000, 2000, 200, key="drift_n")
-        ref_df, cur_df, cur_label = frame(a), served(settings(), dates[-1], n), "online now"
+        b = dates[-1]
 
     with st.expander("Thresholds", expanded=False):
         t1, t2, t3, t4 = st.columns(4)
@@ -54,18 +38,16 @@ with friendly_errors():
             linf=t3.number_input("L-infinity", 0.01, 1.0, 0.1, 0.01, key="th_linf"),
             bins=int(t4.number_input("Bins", 2, 50, 10, 1, key="th_bins")),
         )
-    if cur_df.empty:
+    rep, ref_rows, cur_rows = drift(a, b, th, online_sample=n, save=can_write())
+    cur_label = "online now" if n else str(b)
+    if cur_rows == 0:
         nothing_to_show("The online store serves nothing for these users: materialize first.")
         st.stop()
-    feats = [
-        c for c in ref_df.columns if c in cur_df.columns and c not in ("user_id", "event_timestamp", LABEL_FEATURE)
-    ]
-    rep = compare(ref_df, cur_df, feats, th, reference_label=str(a), current_label=cur_label)
 
     m1, m2, m3 = st.columns(3)
     m1.metric("Features drifted", f"{len(rep.drifted)} / {len(rep.table)}")
     m2.metric("Share drifted", f"{rep.share_drifted:.0%}")
-    m3.metric("Rows", f"{len(ref_df):,} → {len(cur_df):,}")
+    m3.metric("Rows", f"{ref_rows:,} → {cur_rows:,}")
     if not rep.drifted:
         st.success(f"No feature drifted from {a} to {cur_label} at these thresholds.")
 
@@ -73,8 +55,16 @@ with friendly_errors():
     shown["drifted"] = shown["drifted"].map({True: "⚠️ drifted", False: "ok"})
     st.dataframe(shown, hide_index=True)
     d1, d2 = st.columns(2)
-    d1.download_button("Download CSV", rep.to_csv(), file_name=f"drift_{a}_{cur_label}.csv", mime="text/csv")
-    d2.download_button("Download HTML report", rep.to_html(), file_name=f"drift_{a}_{cur_label}.html", mime="text/html")
+    d1.download_button(
+        "Download CSV", rep.to_csv, file_name=f"drift_{a}_{cur_label}.csv", mime="text/csv", on_click="ignore"
+    )
+    d2.download_button(
+        "Download HTML report",
+        rep.to_html,
+        file_name=f"drift_{a}_{cur_label}.html",
+        mime="text/html",
+        on_click="ignore",
+    )
 
     st.subheader("Distributions")
     pick = st.selectbox("Feature", list(rep.table["feature"]), key="drift_feature")

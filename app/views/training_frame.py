@@ -1,17 +1,15 @@
 """Training frame: a point-in-time correct frame for any as_of, its statistics and downloads."""
 
-import io
-
 import pandas as pd
 import plotly.express as px
 import streamlit as st
-from data import clear, settings, training_frame
+from data import clear, frame_summary, settings, training_frame
 from door import write_guard
 from ui import friendly_errors, require_applied, require_snapshots
 
 from streamflow import datasets as kept
 from streamflow.catalog import LABEL_FEATURE, LABEL_VIEW, SERVICE
-from streamflow.training import compare_frames, feature_columns, feature_summary
+from streamflow.training import compare_frames, feature_columns
 
 PAGE_SIZE = 50
 
@@ -119,21 +117,18 @@ with friendly_errors():
     page = st.number_input(f"Page (of {pages})", min_value=1, max_value=pages, value=1, step=1, key="page")
     st.dataframe(df.iloc[(page - 1) * PAGE_SIZE : page * PAGE_SIZE], hide_index=True)
 
-    d1, d2 = st.columns(2)
+    d1, d2 = st.columns(2)  # files are written when a button is pressed, not on every render
     d1.download_button(
-        "Download CSV", df.to_csv(index=False).encode(), file_name=f"training_df_{tf.as_of}.csv", mime="text/csv"
-    )
-    buf = io.BytesIO()
-    df.to_parquet(buf, index=False)
+        "Download CSV", lambda: df.to_csv(index=False).encode(), file_name=f"training_df_{tf.as_of}.csv",
+        mime="text/csv", on_click="ignore",
+    )  # fmt: skip
     d2.download_button(
-        "Download Parquet",
-        buf.getvalue(),
-        file_name=f"training_df_{tf.as_of}.parquet",
-        mime="application/octet-stream",
-    )
+        "Download Parquet", lambda: df.to_parquet(index=False), file_name=f"training_df_{tf.as_of}.parquet",
+        mime="application/octet-stream", on_click="ignore",
+    )  # fmt: skip
 
     st.subheader("Feature statistics")
-    st.dataframe(feature_summary(df), hide_index=True)
+    st.dataframe(frame_summary(as_of, tuple(chosen), labels), hide_index=True)
 
     distribution(df)
     comparison(tf, dates, tuple(chosen), labels)
