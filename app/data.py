@@ -116,7 +116,7 @@ def registry_rows() -> list[dict]:
 # Frames are shared objects (st.cache_resource), not copies: a 1,000,000-row frame is read once per
 # process and every session's page reads the same object (pages never modify a frame).
 @st.cache_resource(
-    ttl=600, max_entries=8, show_spinner="Reading the kept dataset, or building the frame through Feast..."
+    ttl=600, max_entries=4, show_spinner="Reading the kept dataset, or building the frame through Feast..."
 )
 def _training_frame(s: Settings, as_of, features: tuple[str, ...], labels: bool, _save: bool):
     from streamflow.datasets import frame_for  # `_save` is not part of the key: the same frame either way
