@@ -9,7 +9,8 @@ Debian's Chromium:
   second visit  another new session opens it again (what a second visitor, or the same one
                 coming back, waits for: caches are per process, shared by sessions).
 A page is settled when its marker text is visible and Streamlit's "running" indicator is gone.
-The app's resident memory after every page is printed too. Goals (issue 25, at 1,000,000 x 2):
+The app's resident memory after every page is printed too; then --sessions visitors move
+through every page at once (page p50/p95 and the app's peak memory). Goals (issue 25, at 1,000,000 x 2):
 first visit under 5 s, second under 1.5 s; pages that compute on purpose (Model check's fit)
 are marked. Nothing here is a floor: each figure is a user's wait.
 """
@@ -72,7 +73,34 @@ def _settle(page, marker: str, timeout_s: float) -> None:
         page.wait_for_timeout(50)
 
 
-def measure(home: Path, users: int, months: int, timeout_s: float) -> None:
+def _concurrent(browser, url: str, sessions: int, timeout_s: float, pid: int, sc: dict) -> None:
+    """`sessions` visitors at once, each moving through every page (Model check aside): every page
+    is opened in all sessions together, then each session's wait until it settles is one sample."""
+    pages = [browser.new_context(viewport={"width": 1400, "height": 1600}).new_page() for _ in range(sessions)]
+    waits: list[float] = []
+    peak = 0.0
+    for path, marker in PAGES:
+        if path in ON_PURPOSE:
+            continue
+        starts = []
+        for pg in pages:
+            starts.append(time.perf_counter())
+            pg.goto(f"{url}/{path}", wait_until="commit")
+        for pg, t0 in zip(pages, starts, strict=True):
+            try:
+                _settle(pg, marker, timeout_s)
+                waits.append(time.perf_counter() - t0)
+            except Exception:  # noqa: BLE001 - counted as the whole timeout
+                waits.append(timeout_s)
+        peak = max(peak, _rss_mb(pid))
+    waits.sort()
+    p95 = waits[max(0, int(round(0.95 * len(waits))) - 1)]
+    print(f"  {sessions} sessions: page p50 {waits[len(waits) // 2]:.2f}s, p95 {p95:.2f}s, app RSS peak {peak:,.0f} MB")
+    record(f"page p95, {sessions} concurrent sessions (Chromium)", p95, **sc, goal="< 3 s at 1,000,000 x 2",
+           p50_s=round(waits[len(waits) // 2], 3), peak_rss_mb=round(peak))  # fmt: skip
+
+
+def measure(home: Path, users: int, months: int, timeout_s: float, sessions: int = 0) -> None:
     from playwright.sync_api import sync_playwright
 
     port = _free_port()
@@ -115,8 +143,10 @@ def measure(home: Path, users: int, months: int, timeout_s: float) -> None:
                        goal="< 5 s at 1,000,000 x 2" + (" (a fit started on purpose: < 30 s)" if extra else ""),
                        **extra)  # fmt: skip
                 record(f"page {name}, second visit (Chromium)", waits[1], **sc, goal="< 1.5 s at 1,000,000 x 2")
+            record("app RSS after every page", _rss_mb(proc.pid), **sc, unit="MB", goal="< 3,000 MB with 10 sessions")
+            if sessions:
+                _concurrent(browser, url, sessions, timeout_s, proc.pid, sc)
             browser.close()
-        record("app RSS after every page", _rss_mb(proc.pid), **sc, unit="MB", goal="< 3,000 MB with 10 sessions")
     finally:
         proc.terminate()
         try:
@@ -129,7 +159,7 @@ def measure(home: Path, users: int, months: int, timeout_s: float) -> None:
 def scenario(users: int, months: int, args) -> None:
     print(f"\n=== {users:,} users x {months} months ===", flush=True)
     if args.home:
-        measure(Path(args.home), users, months, args.timeout)
+        measure(Path(args.home), users, months, args.timeout, args.sessions)
         return
     from streamflow import db
     from streamflow.bootstrap import bootstrap
@@ -143,7 +173,7 @@ def scenario(users: int, months: int, args) -> None:
         bootstrap(settings, say=lambda _m: None, users=users, months=months)
         print(f"setup: bootstrap of {months} months x {users:,} users in {time.perf_counter() - t0:.1f}s", flush=True)
         try:
-            measure(home, users, months, args.timeout)
+            measure(home, users, months, args.timeout, args.sessions)
         finally:
             db.stop_embedded(settings)
 
@@ -153,6 +183,7 @@ def main() -> int:
     ap.add_argument("--scenario", nargs="+", default=["7043x2"])
     ap.add_argument("--home", default=None, help="measure this STREAMFLOW_HOME's store (one scenario)")
     ap.add_argument("--timeout", type=float, default=300, help="seconds a page may take to settle")
+    ap.add_argument("--sessions", type=int, default=10, help="then this many visitors at once (0: skip)")
     args = ap.parse_args()
     for sc in args.scenario:
         users, months = (int(x) for x in sc.lower().split("x"))

@@ -24,7 +24,7 @@ import pandas as pd
 from streamflow import runs
 from streamflow.config import Settings, load_settings
 from streamflow.dates import parse_date
-from streamflow.errors import NotFound
+from streamflow.errors import NotFound, NotReady
 from streamflow.snapshots import snapshot_dates
 
 GRANULARITY = "daily"  # a snapshot is one day (its as_of): Feast's daily metric of that day is the month's
@@ -35,6 +35,13 @@ def _service(store):
     from feast.monitoring.monitoring_service import MonitoringService
 
     return MonitoringService(store)
+
+
+def _require_postgres(settings: Settings) -> None:
+    if settings.offline_store != "postgres":
+        raise NotReady(
+            "per-feature statistics are kept on the PostgreSQL profile; on the lake profile they are not computed yet"
+        )
 
 
 def compute(as_of: date, store, say: Callable[[str], None] | None = None) -> float:
@@ -81,6 +88,8 @@ def refresh(settings: Settings | None = None, store=None, say: Callable[[str], N
     from streamflow.store import get_store
 
     settings = settings or load_settings()
+    if settings.offline_store != "postgres":
+        return []  # see _require_postgres
     store = store or get_store(settings)
     if not is_applied(store):
         return []  # nothing registered yet: `streamflow apply` first (bootstrap does)
@@ -125,6 +134,7 @@ def feature_statistics(
     from streamflow.store import get_store
 
     settings = settings or load_settings()
+    _require_postgres(settings)
     store = store or get_store(settings)
     day = parse_date(as_of, "as_of", snapshot_dates(settings))
     if day in missing(settings, store):
@@ -152,6 +162,7 @@ def month_table(as_of: str | date, settings: Settings | None = None, store=None)
     from streamflow.store import get_store
 
     settings = settings or load_settings()
+    _require_postgres(settings)
     store = store or get_store(settings)
     day = parse_date(as_of, "as_of", snapshot_dates(settings))
     if day in missing(settings, store):

@@ -6,6 +6,7 @@ from data import feature_statistics, settings, store
 from ui import friendly_errors, nothing_to_show, require_applied, require_snapshots
 
 from streamflow.config import Settings
+from streamflow.errors import NotReady
 from streamflow.registry import feature_page, objects, search
 
 
@@ -84,18 +85,23 @@ with friendly_errors():
         "Materialized up to",
         f"{page.materialized_up_to:%Y-%m-%d}" if page.materialized_up_to else "never / offline only",
     )
-    stats = feature_statistics(page.view, page.feature, as_of)
-    summary = ""
-    if stats.kind == "numeric" and stats.summary.get("mean") is not None:
-        summary = f", mean {stats.summary['mean']:.4g}, median {stats.summary['p50']:.4g}"
-    st.caption(f"At {as_of}: {stats.rows:,} users, null rate {stats.null_rate:.1%}{summary}")
-    dist = stats.histogram
-    if dist.empty or dist["count"].sum() == 0:
-        nothing_to_show(f"No value of {page.feature} at {as_of}.")
-    else:
-        fig = go.Figure(go.Bar(x=dist["value"], y=dist["count"]))
-        fig.update_layout(height=300, margin={"t": 10}, xaxis_title=page.feature, yaxis_title="users")
-        st.plotly_chart(fig)
+    try:
+        stats = feature_statistics(page.view, page.feature, as_of)
+    except NotReady as exc:  # the lake profile: no kept statistics yet; the rest of the page stands
+        stats = None
+        st.info(str(exc))
+    if stats is not None:
+        summary = ""
+        if stats.kind == "numeric" and stats.summary.get("mean") is not None:
+            summary = f", mean {stats.summary['mean']:.4g}, median {stats.summary['p50']:.4g}"
+        st.caption(f"At {as_of}: {stats.rows:,} users, null rate {stats.null_rate:.1%}{summary}")
+        dist = stats.histogram
+        if dist.empty or dist["count"].sum() == 0:
+            nothing_to_show(f"No value of {page.feature} at {as_of}.")
+        else:
+            fig = go.Figure(go.Bar(x=dist["value"], y=dist["count"]))
+            fig.update_layout(height=300, margin={"t": 10}, xaxis_title=page.feature, yaxis_title="users")
+            st.plotly_chart(fig)
     for title, code in page.snippets.items():
         st.markdown(f"**{title}**")
         st.code(code, language="bash" if title == "curl" else "python")
