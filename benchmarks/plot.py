@@ -12,12 +12,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-import matplotlib
-import matplotlib.ticker
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from results import RESULTS  # noqa: E402
+from results import RESULTS
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 OUT = DOCS / "benchmarks.png"
@@ -80,6 +75,12 @@ def main() -> int:
         PERFORMANCE.write_text(in_docs(PERFORMANCE.read_text(), figures))
         print(f"wrote the tables of {PERFORMANCE}")
         return 0
+    import matplotlib  # only to draw: the tables need none of it
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.2))
     # left: each figure's ratio to its floor at the goals' size (100,000 users, most months)
     largest: dict[str, dict] = {}
