@@ -81,7 +81,9 @@ lint: $(DEV_STAMP)
 bench: $(DEV_STAMP)
 	$(BIN)/python benchmarks/bench_ingest.py
 	$(BIN)/python benchmarks/bench_store.py
+	$(BIN)/python benchmarks/bench_retrieval.py
 	$(BIN)/python benchmarks/bench_app.py
+	$(BIN)/python benchmarks/bench_pages.py --scenario 7043x2 100000x2
 	$(BIN)/python benchmarks/plot.py
 	$(BIN)/python benchmarks/plot.py --docs
 
@@ -90,6 +92,8 @@ bench-growth: $(DEV_STAMP)
 	$(BIN)/python benchmarks/bench_ingest.py --users 10000 100000 1000000 --repeat 1
 	$(BIN)/python benchmarks/bench_store.py --scenario 10000x2 100000x2 1000000x2 --repeat 1 --lookups 300
 	$(BIN)/python benchmarks/bench_memory.py --users 1000000 --months 2
+	$(BIN)/python benchmarks/bench_retrieval.py --scenario 1000000x2
+	$(BIN)/python benchmarks/bench_pages.py --scenario 1000000x2
 	$(BIN)/python benchmarks/plot.py
 	$(BIN)/python benchmarks/plot.py --docs
 

@@ -34,6 +34,7 @@ PAGES = [
     "overview",
     "catalog",
     "training_frame",
+    "datasets",
     "data_quality",
     "ingest",
     "online_lookup",
