@@ -78,3 +78,9 @@ def badge(ok: bool) -> str:
 def nothing_to_show(message: str) -> None:
     """Instead of an empty chart: say in words that there is nothing to draw."""
     st.info(message, icon=":material/info:")
+
+
+def show_refusal(exc: Exception) -> None:
+    """A refused month: its first line, then one bullet per file or problem that follows."""
+    first, *rest = str(exc).splitlines() or [""]
+    st.error("\n".join([f"**{first}**", *(f"- {line.strip()}" for line in rest if line.strip())]))

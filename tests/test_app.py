@@ -293,3 +293,28 @@ def test_datasets_page_builds_lists_and_training_frame_reads_the_kept_one(app_en
     assert metrics["Rows"] == f"{TEST_USERS:,} → {TEST_USERS:,}"
     at.button(key="ds_rebuild").click().run()
     assert not at.exception and any("content unchanged" in s for s in _texts(at, "success"))
+
+
+def test_ingest_page_names_a_french_export_in_one_line_per_file(app_env, months):
+    """The dry run of a month saved with ';' and decimal commas says so per file, before any
+    expectation (issue 29), and writes nothing."""
+    import re
+
+    from tests.conftest import fingerprint
+
+    settings, _ = app_env
+    ingest_month(months[0][0], settings=settings)
+    before = fingerprint(settings)
+
+    def french(files):
+        return {n: re.sub(rb"(\d)\.(\d)", rb"\1,\2", b.replace(b",", b";")) for n, b in files.items()}
+
+    at = _open(_app(), "views/ingest.py")
+    _upload(at, months[1][0], mutate=french)
+    at.button(key="ingest_dry").click().run()
+    assert not at.exception
+    errors = _texts(at, "error")
+    assert len(errors) == 1 and errors[0].count(": fields separated by ';'") == 6, errors
+    assert "subscriptions.csv: fields separated by ';' and decimal commas" in errors[0]
+    assert not at.dataframe  # no expectation report: the structure was refused first
+    assert fingerprint(settings) == before

@@ -295,3 +295,26 @@ def test_validations_and_revalidation_from_the_cli(settings, months, month_copy,
     assert len(validation_runs(settings)) == len(runs) + 1  # the re-validation is kept
     assert cli.main(["revalidate", "users", "2030-01-31"]) == NotFound.exit_code
     assert "no users_snapshots rows at as_of=2030-01-31" in capsys.readouterr().err
+
+
+def test_a_french_spreadsheet_export_is_named_in_one_line_per_file(settings, months, month_copy):
+    """Issue 29: the demo month saved as a French-locale spreadsheet saves CSV (';' between fields,
+    decimal commas) is refused with one line per file saying so, before any expectation; nothing
+    is written."""
+    import re
+
+    ingest_month(months[0][0], settings=settings)
+    before = fingerprint(settings)
+    folder = month_copy(1)
+    for t in TABLES:
+        path = folder / t.csv
+        text = path.read_text().replace(",", ";")
+        path.write_text(re.sub(r"(\d)\.(\d)", r"\1,\2", text))
+    with pytest.raises(IngestError) as info:
+        ingest_month(folder, settings=settings)
+    lines = str(info.value).splitlines()
+    assert lines[0] == "refused:" and len(lines) == 1 + len(TABLES)
+    assert all(": fields separated by ';'" in ln for ln in lines[1:])
+    assert any("decimal commas" in ln and ln.strip().startswith("subscriptions.csv") for ln in lines[1:])
+    assert not info.value.validations  # no expectation ran
+    assert fingerprint(settings) == before

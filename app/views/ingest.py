@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 from data import clear, settings, snapshot_dates, store
 from door import write_guard
-from ui import badge, friendly_errors
+from ui import badge, friendly_errors, show_refusal
 
 from streamflow.catalog import CSV_FILES
 from streamflow.dates import add_months, parse_month_end
@@ -52,7 +52,7 @@ with friendly_errors():
                         month, validations = check_month(folder, day)
                         month.close()  # a dry run keeps only the verdicts
                     except IngestError as exc:
-                        st.error(str(exc))
+                        show_refusal(exc)
                         st.stop()
                 ok = all(v.success for v in validations)
                 (st.success if ok else st.error)(
@@ -66,9 +66,11 @@ with friendly_errors():
                         r = ingest_month(folder, day, settings=settings(), progress=box.write)
                     except IngestError as exc:
                         box.update(label="Refused: nothing was written", state="error")
-                        st.error(str(exc).splitlines()[0])
-                        if exc.validations:
+                        if exc.validations:  # the expectations' report below says the rest
+                            st.error(str(exc).splitlines()[0])
                             show_report(exc.validations)
+                        else:
+                            show_refusal(exc)
                         st.stop()
                     box.write("Computing the month's per-feature statistics (once, for every page)...")
                     refresh(settings(), store(), say=box.write)

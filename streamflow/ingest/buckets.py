@@ -52,7 +52,7 @@ class MonthParts:
         if self.k == 1:
             raws, errors = read_month(folder)
             if errors:
-                raise IngestError("refused: " + "; ".join(errors))
+                raise IngestError("refused:\n  " + "\n  ".join(errors))
             self._raws = raws
             self.rows = {name: len(f) for name, f in raws.items()}
             return
@@ -96,7 +96,7 @@ class MonthParts:
                 for w in writers.values():
                     w.close()
         if errors:
-            raise IngestError("refused: " + "; ".join(errors))
+            raise IngestError("refused:\n  " + "\n  ".join(errors))
         return rows
 
     def raws(self, b: int) -> dict[str, pd.DataFrame]:

@@ -7,6 +7,7 @@ Every refusal here is an `IngestError` naming the file and what to do; nothing i
 from __future__ import annotations
 
 import io
+import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -86,6 +87,69 @@ def _check_file(path: Path) -> None:
         raise IngestError(f"{name}: header line longer than {MAX_HEADER_BYTES // 1024} KiB; not a StreamFlow export")
     if head.count(b",") + 1 > MAX_COLUMNS:
         raise IngestError(f"{name}: header has {head.count(b',') + 1} fields (at most {MAX_COLUMNS} expected)")
+    problem = describe_format(path)
+    if problem:
+        raise IngestError(f"{name}: {problem}")
+
+
+_OTHER_DELIMITERS = {";": "';'", "\t": "tabs", "|": "'|'"}
+_DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+$")
+_DAY_FIRST = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})$")
+SAMPLE_BYTES = 64 * 1024
+
+
+def _text(raw: bytes) -> tuple[str, str | None]:
+    """The sample as text, and the encoding it is in when that is not UTF-8 (None: UTF-8)."""
+    try:
+        return raw.decode("utf-8-sig"), None
+    except UnicodeDecodeError as exc:
+        if exc.start >= len(raw) - 3:  # a multi-byte character cut by the sample's end
+            return raw[: exc.start].decode("utf-8-sig", errors="replace"), None
+    return raw.decode("cp1252", errors="replace"), "Windows-1252 / Latin-1"
+
+
+def describe_format(path: Path) -> str | None:
+    """One line saying how a month file differs from what ingestion reads (comma-separated, decimal
+    points, UTF-8, ISO dates), read from its header and first lines; None when it does not.
+    Spreadsheets in a European locale save `;`-separated files with decimal commas, often in
+    Windows-1252: said in one line before any expectation runs."""
+    from streamflow.catalog import table
+
+    with open(path, "rb") as fh:
+        text, encoding = _text(fh.read(SAMPLE_BYTES))
+    lines = [ln for ln in text.splitlines() if ln.strip()][:50]
+    if not lines:
+        return None
+    header = lines[0]
+    found: list[str] = []
+    delimiter = ","
+    other = max(_OTHER_DELIMITERS, key=header.count)
+    if header.count(other) > header.count(","):
+        delimiter = other
+        found.append(f"fields separated by {_OTHER_DELIMITERS[other]}")
+    cells = [ln.split(delimiter) for ln in lines[1:]]
+    commas = [c.strip('"') for row in cells for c in row if _DECIMAL_COMMA.match(c.strip('"'))]
+    if commas and delimiter != ",":
+        found.append(f"decimal commas ({commas[0]})")
+    if encoding:
+        found.append(f"{encoding} text, not UTF-8")
+    try:
+        t = table(path.name)
+    except Exception:  # noqa: BLE001 - not a catalog file: the folder check names it
+        t = None
+    names = [h.strip().strip('"') for h in header.split(delimiter)]
+    for col in [c for c in t.columns if c.kind == "date"] if t else []:
+        if col.name not in names:
+            continue
+        i = names.index(col.name)
+        values = [row[i].strip().strip('"') for row in cells if len(row) > i]
+        day_first = [v for v in values if _DAY_FIRST.match(v)]
+        if day_first:
+            found.append(f"dates written {day_first[0]} in {col.name} (day or month first cannot be told apart)")
+            break
+    if not found:
+        return None
+    return " and ".join(found) + ": re-export it comma-separated, with decimal points, UTF-8 and dates as YYYY-MM-DD"
 
 
 @contextmanager
