@@ -19,16 +19,16 @@ from streamflow.config import Settings
 _FRAME_DTYPES = {"bool": "boolean", "int": "Int64", "float": "float64"}
 
 
-def snapshot_dates(settings: Settings | None = None) -> list[date]:
-    """Dates for which the users snapshot holds rows, ascending."""
+def snapshot_dates(settings: Settings | None = None, table: Table = USERS) -> list[date]:
+    """Dates for which a snapshot table (the users', by default) holds rows, ascending."""
     # one index probe per month (a loose index scan on the as_of index), not a pass over every
     # user's rows: every page asks for the dates
     with db.connection(settings) as conn:
         rows = conn.execute(
             f"""WITH RECURSIVE d AS (
-                  SELECT min(as_of) AS as_of FROM {USERS.snapshot}
+                  SELECT min(as_of) AS as_of FROM {table.snapshot}
                   UNION ALL
-                  SELECT (SELECT min(as_of) FROM {USERS.snapshot} WHERE as_of > d.as_of) FROM d WHERE d.as_of IS NOT NULL)
+                  SELECT (SELECT min(as_of) FROM {table.snapshot} WHERE as_of > d.as_of) FROM d WHERE d.as_of IS NOT NULL)
                 SELECT as_of FROM d WHERE as_of IS NOT NULL ORDER BY as_of"""
         ).fetchall()
     return [r[0] for r in rows]

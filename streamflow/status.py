@@ -11,7 +11,7 @@ from streamflow import db, runs
 from streamflow.catalog import TABLES
 from streamflow.config import Settings, load_settings
 from streamflow.errors import BackendUnavailable, from_backend
-from streamflow.snapshots import snapshot_counts
+from streamflow.snapshots import snapshot_counts, snapshot_dates
 
 
 @dataclass
@@ -94,13 +94,12 @@ def freshness(settings: Settings | None = None) -> pd.DataFrame:
     """Per online view: the latest snapshot of its table and how far the online store is
     materialized (the end of its last successful run); `behind` when the online store lags."""
     settings = settings or load_settings()
-    counts = snapshot_counts(settings)
     rows = []
     for t in TABLES:
         if not t.online:
             continue
-        dates = counts.index[counts[t.snapshot] > 0] if t.snapshot in counts else []
-        latest = max(dates) if len(dates) else None
+        dates = snapshot_dates(settings, t)
+        latest = dates[-1] if dates else None
         done = runs.last_success_end(settings, t.view)
         rows.append(
             {
