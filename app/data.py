@@ -6,6 +6,8 @@ store. `clear()` after a write (materialize, ingest, re-validate, apply) so ever
 
 from __future__ import annotations
 
+import threading
+
 import pandas as pd
 import streamlit as st
 
@@ -26,6 +28,30 @@ def _store(s: Settings):
 
 def store():
     return _store(settings())
+
+
+_warm_lock = threading.Lock()
+_warming: set = set()
+
+
+def warm_up() -> None:
+    """Open the Feast store in a background thread the first time a page runs in this process
+    (importing Feast and reading the registry take seconds), so the first visitor's page draws
+    what needs no store while it opens; a later `store()` call waits for the same opening."""
+    s = settings()
+    with _warm_lock:
+        if s in _warming:
+            return
+        _warming.add(s)
+
+    def open_store() -> None:
+        try:
+            _store(s)
+        except Exception:  # noqa: BLE001 - a backend that is down is reported by the page that needs it
+            with _warm_lock:
+                _warming.discard(s)
+
+    threading.Thread(target=open_store, name="open-feast-store", daemon=True).start()
 
 
 def clear() -> None:

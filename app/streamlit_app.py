@@ -5,7 +5,7 @@ multipage mode when the first request of a fresh server is a page URL (e.g. /mat
 and would then run that page without this entry point (no sidebar, no sign-in)."""
 
 import streamlit as st
-from data import last_materialization, settings, snapshot_dates
+from data import last_materialization, settings, snapshot_dates, warm_up
 from door import door
 
 from streamflow.errors import StreamflowError
@@ -52,6 +52,7 @@ def sidebar() -> None:
     door()
 
 
+warm_up()
 nav = st.navigation(PAGES)
 sidebar()
 nav.run()

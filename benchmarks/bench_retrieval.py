@@ -10,6 +10,9 @@ Per scenario, on a fresh embedded PostgreSQL (or the store of --home, already in
                        crossover sets SEMI_JOIN_MAX_ENTITIES.
   skew                 `skew_report` for one user and for a 300-user sample (online + offline
                        at two instants + the comparison), against the goals 200 ms and 1 s.
+  datasets             keeping the latest month's training frame as a Feast saved dataset,
+                       against building the frame (goal 1.5x); reading it back, against reading
+                       the same frame from Parquet with pyarrow (goal 2x).
 Medians of --repeat runs.
 """
 
@@ -88,6 +91,23 @@ def measure(settings, users: int, months: int, repeat: int) -> None:
     skew_report(users=one, settings=settings, store=store)  # warm
     record("skew, one user", timed(lambda: skew_report(users=one, settings=settings, store=store), repeat) * 1000,
            **sc, unit="ms", goal="< 200 ms at 1,000,000")  # fmt: skip
+    from streamflow import datasets
+    from streamflow.training import build_training_frame
+
+    built = timed(lambda: build_training_frame(as_of, settings=settings, store=store), 1)
+    kept = datasets.create(as_of, name=f"bench_{users}", settings=settings, store=store)
+    record("keep the training frame as a dataset", kept.seconds, **sc, floor=built,
+           floor_name="building the same frame", goal="<= 1.5x")  # fmt: skip
+    read = timed(lambda: datasets.frame(kept.name, settings, store), repeat)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = datasets.export(kept.name, Path(tmp) / "frame.parquet", settings=settings, store=store)
+        import pyarrow.parquet as pq
+
+        parquet = timed(lambda: pq.read_table(out).to_pandas(), repeat)
+    record("read a kept dataset back (through Feast)", read, **sc, floor=parquet,
+           floor_name="the same frame read from Parquet by pyarrow", goal="<= 2x")  # fmt: skip
+    datasets.delete(kept.name, settings, store)
+
     sample = population[:300]
     skew_report(users=sample, settings=settings, store=store)
     record("skew, 300 users", timed(lambda: skew_report(users=sample, settings=settings, store=store), repeat) * 1000,

@@ -4,7 +4,9 @@
 2. ingest every month folder (files already ingested unchanged are skipped);
 3. register the Feast definitions (`apply`);
 4. if nothing was ever materialized, materialize up to the latest snapshot;
-5. compute the per-feature statistics of every month that lacks them (`stats`).
+5. compute the per-feature statistics of every month that lacks them (`stats`), and keep the
+   model's training frame of every month that lacks a current one as a dataset (`datasets`), so
+   the studio's pages read them instead of computing them on a first visit.
 """
 
 from __future__ import annotations
@@ -72,4 +74,11 @@ def bootstrap(
 
     if refresh(settings, store, say=lambda m: None):  # each month's statistics, once: pages read them
         say("per-feature statistics computed for the new months")
+    if settings.offline_store == "postgres":  # the model's training frame of each month, kept once
+        from streamflow.datasets import create, find
+
+        for day in snapshot_dates(settings):
+            if find(day, None, True, settings, store) is None:
+                ds = create(day, settings=settings, store=store)
+                say(f"  kept the training dataset {ds.name} ({ds.rows:,} rows, {ds.seconds:.1f}s)")
     say("ready")

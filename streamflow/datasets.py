@@ -148,6 +148,7 @@ def _feast_quiet() -> Iterator[None]:
     """Feast warns that saved datasets are experimental on every call: said once, in the docs."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*(Saving|Retrieving) dataset.*", category=RuntimeWarning)
+        warnings.filterwarnings("ignore", message="pandas only supports SQLAlchemy", category=UserWarning)
         yield
 
 
@@ -175,7 +176,8 @@ def create(
     store = store or get_store(settings)
     spec = _spec(features)
     t0 = time.perf_counter()
-    plan = plan_training_frame(as_of, spec.split(","), labels, settings, store)
+    with _feast_quiet():
+        plan = plan_training_frame(as_of, spec.split(","), labels, settings, store)
     name = name or default_name(plan.as_of, spec, labels)
     if not NAME_RE.fullmatch(name):
         raise InvalidInput(

@@ -225,20 +225,61 @@ def feature_summary(frame: pd.DataFrame) -> pd.DataFrame:
 
 def compare_frames(a: TrainingFrame, b: TrainingFrame) -> pd.DataFrame:
     """Mean and null-rate shift per feature between two frames (b minus a)."""
-    sa = feature_summary(a.frame).set_index("feature")
-    sb = feature_summary(b.frame).set_index("feature")
+    return compare_summaries(feature_summary(a.frame), feature_summary(b.frame), a.as_of, b.as_of)
+
+
+def compare_summaries(summary_a: pd.DataFrame, summary_b: pd.DataFrame, a_as_of, b_as_of) -> pd.DataFrame:
+    """`compare_frames` from two `feature_summary` tables (computed once per frame elsewhere)."""
+    sa = summary_a.set_index("feature")
+    sb = summary_b.set_index("feature")
     common = [f for f in sa.index if f in sb.index]
     out = pd.DataFrame(
         {
             "kind": sa.loc[common, "kind"],
-            f"mean_{a.as_of}": sa.loc[common, "mean"],
-            f"mean_{b.as_of}": sb.loc[common, "mean"],
-            f"null_rate_{a.as_of}": sa.loc[common, "null_rate"],
-            f"null_rate_{b.as_of}": sb.loc[common, "null_rate"],
+            f"mean_{a_as_of}": sa.loc[common, "mean"],
+            f"mean_{b_as_of}": sb.loc[common, "mean"],
+            f"null_rate_{a_as_of}": sa.loc[common, "null_rate"],
+            f"null_rate_{b_as_of}": sb.loc[common, "null_rate"],
         }
     )
-    out["mean_shift"] = out[f"mean_{b.as_of}"] - out[f"mean_{a.as_of}"]
-    base = out[f"mean_{a.as_of}"].abs().replace(0, float("nan"))
+    out["mean_shift"] = out[f"mean_{b_as_of}"] - out[f"mean_{a_as_of}"]
+    base = out[f"mean_{a_as_of}"].abs().replace(0, float("nan"))
     out["mean_shift_pct"] = 100 * out["mean_shift"] / base
-    out["null_rate_shift"] = out[f"null_rate_{b.as_of}"] - out[f"null_rate_{a.as_of}"]
+    out["null_rate_shift"] = out[f"null_rate_{b_as_of}"] - out[f"null_rate_{a_as_of}"]
     return out.reset_index(names="feature")
+
+
+def distribution(frame: pd.DataFrame, feature: str, by: str | None = None, bins: int = 40) -> pd.DataFrame:
+    """One column's distribution as a few rows to draw (not the column itself): per bin of shared
+    edges (numbers) or per value (the rest), the percent of each group of `by` (or of all rows).
+    Columns: value, group, percent; a 1,000,000-row frame gives at most bins x groups rows."""
+    import numpy as np
+
+    s = frame[feature]
+    groups = (
+        frame[by].map({True: "churned", False: "stayed"}).fillna("(no label)")
+        if by
+        else pd.Series("all", index=frame.index)
+    )
+    numeric = pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
+    rows = []
+    if numeric:
+        values = pd.to_numeric(s, errors="coerce").astype("float64")
+        ok = values.notna().to_numpy()
+        if not ok.any():
+            return pd.DataFrame(columns=["value", "group", "percent"])
+        edges = np.histogram_bin_edges(values.to_numpy()[ok], bins=bins)
+        labels = [f"{(lo + hi) / 2:.4g}" for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
+        for g in sorted(groups.unique()):
+            sel = ok & (groups == g).to_numpy()
+            counts, _ = np.histogram(values.to_numpy()[sel], bins=edges)
+            total = max(int(sel.sum()), 1)
+            rows += [
+                {"value": lab, "group": g, "percent": 100 * c / total} for lab, c in zip(labels, counts, strict=True)
+            ]
+    else:
+        text = s.astype("object").where(s.notna(), "(null)").astype(str)
+        for g in sorted(groups.unique()):
+            share = text[groups == g].value_counts(normalize=True)
+            rows += [{"value": v, "group": g, "percent": 100 * p} for v, p in share.items()]
+    return pd.DataFrame(rows, columns=["value", "group", "percent"])

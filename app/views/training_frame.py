@@ -9,44 +9,41 @@ from ui import friendly_errors, require_applied, require_snapshots
 
 from streamflow import datasets as kept
 from streamflow.catalog import LABEL_FEATURE, LABEL_VIEW, SERVICE
-from streamflow.training import compare_frames, feature_columns
+from streamflow.training import compare_summaries, distribution, feature_columns
 
 PAGE_SIZE = 50
 
 
 @st.fragment
-def distribution(df: pd.DataFrame) -> None:
-    """Histogram of one feature by churn label (a widget change reruns only this section)."""
+def by_label(df: pd.DataFrame) -> None:
+    """Histogram of one feature by churn label (a widget change reruns only this section); the
+    bins are counted here, so the chart carries a few hundred numbers, not the column."""
     st.subheader("Distribution by churn label")
     feats = [c for c in feature_columns(df) if c != LABEL_FEATURE]
     feat = st.selectbox("Feature", feats, key="dist_feature")
-    color = LABEL_FEATURE if LABEL_FEATURE in df else None
-    plot_df = df[[feat] + ([color] if color else [])].copy()
-    if color:
-        plot_df[color] = plot_df[color].map({True: "churned", False: "stayed"})
-    if pd.api.types.is_numeric_dtype(plot_df[feat]) and not pd.api.types.is_bool_dtype(plot_df[feat]):
-        fig = px.histogram(plot_df, x=feat, color=color, barmode="overlay", histnorm="percent", nbins=40)
-    else:
-        plot_df[feat] = plot_df[feat].astype(str)
-        fig = px.histogram(plot_df, x=feat, color=color, barmode="group", histnorm="percent")
+    dist = distribution(df, feat, by=LABEL_FEATURE if LABEL_FEATURE in df else None)
+    fig = px.bar(dist, x="value", y="percent", color="group", barmode="group", labels={"value": feat})
     st.plotly_chart(fig)
 
 
 @st.fragment
 def comparison(tf, dates: list, chosen: tuple[str, ...], labels: bool) -> None:
-    """Mean shift per feature against a second date: the second frame is built only here."""
+    """Mean shift per feature against a second date: the second frame is read only when asked."""
     st.subheader("Compare two dates")
+    if not st.toggle("Compare with another date", key="compare_on"):
+        return
     other_choices = [d for d in dates if d != tf.as_of] or dates
     other = st.selectbox("Compare with", other_choices, format_func=str, key="compare_with")
     with friendly_errors():
-        tf_other = training_frame(other, chosen, labels)
-    a, b = (tf_other, tf) if other < tf.as_of else (tf, tf_other)
-    cmp = compare_frames(a, b)
+        training_frame(other, chosen, labels)
+        mine, theirs = frame_summary(tf.as_of, chosen, labels), frame_summary(other, chosen, labels)
+    (sa, a), (sb, b) = sorted([(mine, tf.as_of), (theirs, other)], key=lambda x: x[1])
+    cmp = compare_summaries(sa, sb, a, b)
     fig = px.bar(
         cmp.dropna(subset=["mean_shift_pct"]),
         x="feature",
         y="mean_shift_pct",
-        labels={"mean_shift_pct": f"mean shift % ({a.as_of} → {b.as_of})"},
+        labels={"mean_shift_pct": f"mean shift % ({a} → {b})"},
     )
     st.plotly_chart(fig)
     st.dataframe(cmp, hide_index=True)
@@ -130,5 +127,5 @@ with friendly_errors():
     st.subheader("Feature statistics")
     st.dataframe(frame_summary(as_of, tuple(chosen), labels), hide_index=True)
 
-    distribution(df)
+    by_label(df)
     comparison(tf, dates, tuple(chosen), labels)
