@@ -111,8 +111,7 @@ def plan_training_frame(
 def shape_frame(plan: FramePlan, df: pd.DataFrame, seconds: float, keep_lineage: bool = False) -> TrainingFrame:
     """The retrieval's rows as the frame every offline store and a saved dataset give alike: rows by
     user, columns in request order, UTC times; refused if any value is dated after as_of."""
-    names = feature_names(plan.wanted)
-    df = df.copy()
+    names = feature_names(plan.wanted)  # `df` is the retrieval's own frame: reshaped in place
     df["event_timestamp"] = pd.to_datetime(df["event_timestamp"], utc=True).astype("datetime64[ns, UTC]")
     df = df[["user_id", "event_timestamp", *names]].sort_values("user_id", kind="stable").reset_index(drop=True)
     lineage = check_no_leakage(df, plan.lineage_refs, plan.as_of)
@@ -154,19 +153,23 @@ def check_no_leakage(df: pd.DataFrame, lineage_refs: list[str], as_of: date) -> 
     rows = []
     for ref in lineage_refs:
         view, col = FeatureRef.parse(ref)
-        stamped = pd.to_datetime(df[col], format="%Y-%m-%d", errors="coerce")  # NaT compares False
-        late = df.loc[stamped > pd.Timestamp(as_of), ["user_id", col]]
-        if not late.empty:
+        # a frame holds a few distinct snapshot dates: parse those, not every row's text
+        values = pd.unique(df[col].dropna())
+        stamps = pd.to_datetime(pd.Series(values, dtype="object"), format="%Y-%m-%d", errors="coerce")
+        dated = {v: t for v, t in zip(values, stamps, strict=True) if not pd.isna(t)}
+        after = [v for v, t in dated.items() if t > pd.Timestamp(as_of)]
+        if after:
+            late = df.loc[df[col].isin(after), ["user_id", col]]
             raise LeakageError(
                 f"refusing the frame: {len(late)} row(s) of {view} are dated after as_of={as_of}, "
                 f"e.g. {late.head(3).to_dict('records')}"
             )
-        has = stamped.notna()
+        has = df[col].isin(list(dated))
         rows.append(
             {
                 "view": view,
-                "latest_snapshot_used": stamped[has].max().date() if has.any() else None,
-                "earliest_snapshot_used": stamped[has].min().date() if has.any() else None,
+                "latest_snapshot_used": max(dated.values()).date() if dated else None,
+                "earliest_snapshot_used": min(dated.values()).date() if dated else None,
                 "rows_with_values": int(has.sum()),
                 "rows": len(df),
                 "as_of": as_of,
