@@ -100,49 +100,74 @@ def _concurrent(browser, url: str, sessions: int, timeout_s: float, pid: int, sc
            p50_s=round(waits[len(waits) // 2], 3), peak_rss_mb=round(peak))  # fmt: skip
 
 
-def measure(home: Path, users: int, months: int, timeout_s: float, sessions: int = 0) -> None:
-    from playwright.sync_api import sync_playwright
-
+def _serve(app: Path, home: Path, log_name: str) -> tuple[subprocess.Popen, str, object]:
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMFLOW_")}
     env["STREAMFLOW_HOME"] = str(home)
-    log = open(home / "bench-streamlit.log", "wb")  # noqa: SIM115 - closed below
+    log = open(home / log_name, "wb")  # noqa: SIM115 - closed by the caller
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(REPO / "app" / "streamlit_app.py"), "--server.port",
-         str(port), "--server.address", "127.0.0.1", "--server.headless", "true"],
+        [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port), "--server.address",
+         "127.0.0.1", "--server.headless", "true"],
         cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    sc = {"users": users, "months": months}
+    for _ in range(180):
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
+                break
+        except OSError:
+            time.sleep(0.5)
+    return proc, url, log
+
+
+def _visit(browser, url: str, marker: str, timeout_s: float) -> float:
+    context = browser.new_context(viewport={"width": 1400, "height": 1600})
+    page = context.new_page()
+    t0 = time.perf_counter()
+    page.goto(url, wait_until="domcontentloaded")
     try:
-        for _ in range(180):
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
-                    break
-            except OSError:
-                time.sleep(0.5)
+        _settle(page, marker, timeout_s)
+        return time.perf_counter() - t0
+    except Exception as exc:  # noqa: BLE001 - a page that never settles is a figure too
+        print(f"  {url}: did not settle in {timeout_s:.0f}s ({type(exc).__name__})", flush=True)
+        return float("nan")
+    finally:
+        context.close()
+
+
+def floor(browser, home: Path, timeout_s: float) -> float:
+    """The harness's own floor: a fresh session of a one-line Streamlit page (no data, no store),
+    median of five; every page's wait includes this much."""
+    app = home / "bench_floor_app.py"
+    app.write_text('import streamlit as st\n\nst.write("floor page ready")\n')
+    proc, url, log = _serve(app, home, "bench-floor.log")
+    try:
+        return sorted(_visit(browser, url, "floor page ready", timeout_s) for _ in range(5))[2]
+    finally:
+        proc.terminate()
+        proc.wait(15)
+        log.close()
+
+
+def measure(home: Path, users: int, months: int, timeout_s: float, sessions: int = 0) -> None:
+    from playwright.sync_api import sync_playwright
+
+    sc = {"users": users, "months": months}
+    proc, url, log = _serve(REPO / "app" / "streamlit_app.py", home, "bench-streamlit.log")
+    try:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            empty = floor(browser, home, timeout_s)
+            print(f"  floor: an empty Streamlit page in a fresh session settles in {empty:.2f}s", flush=True)
+            base = {"floor": empty, "floor_name": "an empty Streamlit page, same harness"}
             for path, marker in PAGES:
                 name = path or "overview"
-                waits = []
-                for _visit in ("first", "second"):
-                    context = browser.new_context(viewport={"width": 1400, "height": 1600})
-                    page = context.new_page()
-                    t0 = time.perf_counter()
-                    page.goto(f"{url}/{path}", wait_until="domcontentloaded")
-                    try:
-                        _settle(page, marker, timeout_s)
-                        waits.append(time.perf_counter() - t0)
-                    except Exception as exc:  # noqa: BLE001 - a page that never settles is a figure too
-                        print(f"  {name}: did not settle in {timeout_s:.0f}s ({type(exc).__name__})", flush=True)
-                        waits.append(float("nan"))
-                    context.close()
+                first, second = (_visit(browser, f"{url}/{path}", marker, timeout_s) for _ in range(2))
                 extra = {"on_purpose": "yes"} if name in ON_PURPOSE else {}
-                record(f"page {name}, first visit (Chromium)", waits[0], **sc,
+                record(f"page {name}, first visit (Chromium)", first, **sc, **base,
                        goal="< 5 s at 1,000,000 x 2" + (" (a fit started on purpose: < 30 s)" if extra else ""),
                        **extra)  # fmt: skip
-                record(f"page {name}, second visit (Chromium)", waits[1], **sc, goal="< 1.5 s at 1,000,000 x 2")
+                record(f"page {name}, second visit (Chromium)", second, **sc, **base, goal="< 1.5 s at 1,000,000 x 2")
             record("app RSS after every page", _rss_mb(proc.pid), **sc, unit="MB", goal="< 3,000 MB with 10 sessions")
             if sessions:
                 _concurrent(browser, url, sessions, timeout_s, proc.pid, sc)
