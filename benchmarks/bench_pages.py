@@ -27,7 +27,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from results import record
+from results import record, scenarios
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("STREAMFLOW_CHROMIUM", "/usr/bin/chromium")
@@ -210,8 +210,7 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=300, help="seconds a page may take to settle")
     ap.add_argument("--sessions", type=int, default=10, help="then this many visitors at once (0: skip)")
     args = ap.parse_args()
-    for sc in args.scenario:
-        users, months = (int(x) for x in sc.lower().split("x"))
+    for users, months in scenarios(args.scenario):
         scenario(users, months, args)
     return 0
 

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
-from results import record
+from results import record, scenarios
 
 from streamflow import db
 from streamflow.apply import apply
@@ -142,8 +142,7 @@ def main() -> int:
     ap.add_argument("--home", default=None, help="measure this STREAMFLOW_HOME's store (one scenario)")
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
-    for sc in args.scenario:
-        users, months = (int(x) for x in sc.lower().split("x"))
+    for users, months in scenarios(args.scenario):
         scenario(users, months, args)
     return 0
 

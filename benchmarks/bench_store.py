@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
-from results import record
+from results import record, scenarios
 
 from streamflow import db
 from streamflow.apply import apply
@@ -364,8 +364,7 @@ def main() -> int:
     ap.add_argument("--no-redis", action="store_true")
     ap.add_argument("--api-requests", type=int, default=5000, help="feature API load (0: skip)")
     args = ap.parse_args()
-    for sc in args.scenario:
-        users, months = (int(x) for x in sc.lower().split("x"))
+    for users, months in scenarios(args.scenario):
         scenario(users, months, args)
     return 0
 

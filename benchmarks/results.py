@@ -56,3 +56,8 @@ def record(
         flush=True,
     )
     return entry
+
+
+def scenarios(specs: list[str]) -> list[tuple[int, int]]:
+    """`["7043x2", "100000x6"]` -> [(7043, 2), (100000, 6)]: users x months, as every benchmark takes them."""
+    return [tuple(int(x) for x in spec.lower().split("x")) for spec in specs]  # type: ignore[misc]

@@ -127,10 +127,9 @@ def _histogram(row: dict) -> pd.DataFrame:
     return values.reset_index(drop=True)
 
 
-def feature_statistics(
-    view: str, feature: str, as_of: str | date, settings: Settings | None = None, store=None
-) -> FeatureStatistics:
-    """One feature's statistics at a snapshot date, computed first if missing or stale."""
+def _current(as_of, settings: Settings | None, store) -> tuple[Settings, object, date]:
+    """The settings, store and snapshot date of a read, the month's statistics computed first
+    if they are missing or stale."""
     from streamflow.store import get_store
 
     settings = settings or load_settings()
@@ -139,6 +138,14 @@ def feature_statistics(
     day = parse_date(as_of, "as_of", snapshot_dates(settings))
     if day in missing(settings, store):
         compute(day, store)
+    return settings, store, day
+
+
+def feature_statistics(
+    view: str, feature: str, as_of: str | date, settings: Settings | None = None, store=None
+) -> FeatureStatistics:
+    """One feature's statistics at a snapshot date, computed first if missing or stale."""
+    settings, store, day = _current(as_of, settings, store)
     rows = [r for r in stored(store, day, view) if r["feature_name"] == feature]
     if not rows:
         raise NotFound(f"no statistics of {view}:{feature} at {day}: is it a feature of that view?")
@@ -159,14 +166,7 @@ def feature_statistics(
 def month_table(as_of: str | date, settings: Settings | None = None, store=None) -> pd.DataFrame:
     """Every feature's statistics at a snapshot date, one row per feature (COLUMNS), computed
     first if missing or stale: what `streamflow stats` prints."""
-    from streamflow.store import get_store
-
-    settings = settings or load_settings()
-    _require_postgres(settings)
-    store = store or get_store(settings)
-    day = parse_date(as_of, "as_of", snapshot_dates(settings))
-    if day in missing(settings, store):
-        compute(day, store)
+    settings, store, day = _current(as_of, settings, store)
     out = []
     for r in sorted(stored(store, day), key=lambda r: (r["feature_view_name"], r["feature_name"])):
         top = ""
