@@ -142,9 +142,9 @@ def describe_format(path: Path) -> str | None:
         if col.name not in names:
             continue
         i = names.index(col.name)
-        values = [row[i].strip().strip('"') for row in cells if len(row) > i]
+        values = [v for v in (row[i].strip().strip('"') for row in cells if len(row) > i) if v]
         day_first = [v for v in values if _DAY_FIRST.match(v)]
-        if day_first:
+        if day_first and len(day_first) * 2 > len(values):  # the file's way (one odd cell: its row is named later)
             found.append(f"dates written {day_first[0]} in {col.name} (day or month first cannot be told apart)")
             break
     if not found:

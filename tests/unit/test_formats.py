@@ -53,3 +53,11 @@ def test_semicolons_and_decimal_commas_in_one_line(tmp_path):
 def test_each_difference_is_named(tmp_path, text, encoding, expected):
     name = "users.csv" if text.startswith("user_id,signup") or "signup" in text else "subscriptions.csv"
     assert expected in describe_format(_write(tmp_path, name, text, encoding))
+
+
+def test_one_odd_date_is_left_to_the_row_level_check(tmp_path):
+    """A file of ISO dates with one `01/02/2020` cell was not exported that way: the coercion names
+    that row (line and user) instead of the whole file being refused for its format."""
+    rows = "".join(f"{i:04d}-ABCDE,2023-12-01,Female\n" for i in range(5))
+    text = USERS + rows + "9999-ZZZZZ,01/02/2020,Male\n"
+    assert describe_format(_write(tmp_path, "users.csv", text)) is None
