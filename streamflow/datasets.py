@@ -34,11 +34,10 @@ from streamflow.config import Settings, load_settings
 from streamflow.errors import InvalidInput, NotFound, NotReady
 from streamflow.refs import FeatureRef
 from streamflow.store import get_store
-from streamflow.training import FramePlan, TrainingFrame, plan_training_frame, shape_frame
+from streamflow.training import FramePlan, TrainingFrame, frame_format, plan_training_frame, shape_frame, write_frame
 
 TAG = "streamflow_dataset"  # every dataset this module keeps carries it (other saved datasets are left alone)
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
-FORMATS = ("parquet", "csv")
 
 
 @dataclass
@@ -127,8 +126,7 @@ def _staleness(ds: Dataset, settings: Settings, store, changed: dict[date, datet
             f"the {ds.snapshot_as_of} snapshot was re-ingested with other rows on {at:%Y-%m-%d %H:%M} UTC"
         )
     try:
-        plan_refs = [r for r in _refs_of(store, ds.features, ds.labels)]
-        if _definitions(store, plan_refs) != ds.definitions:
+        if _definitions(store, _refs_of(store, ds.features, ds.labels)) != ds.definitions:
             ds.stale_because.append("a feature view it reads was redefined (streamflow apply) since")
     except NotFound as exc:
         ds.stale_because.append(f"its features no longer resolve: {exc}")
@@ -301,17 +299,8 @@ def frame_for(
 
 def export(name: str, out: str | Path, fmt: str | None = None, settings: Settings | None = None, store=None) -> Path:
     """Write a dataset's frame to a Parquet or CSV file (by `fmt` or the file's extension)."""
-    out = Path(out)
-    fmt = fmt or out.suffix.lstrip(".")
-    if fmt not in FORMATS:
-        raise InvalidInput(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    tf = frame(name, settings, store)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if fmt == "parquet":
-        tf.frame.to_parquet(out, index=False)
-    else:
-        tf.frame.to_csv(out, index=False)
-    return out
+    fmt = frame_format(out, fmt)  # refused before the dataset is read
+    return write_frame(frame(name, settings, store), out, fmt)
 
 
 def rebuild(name: str, settings: Settings | None = None, store=None, say=None) -> Dataset:

@@ -178,16 +178,29 @@ def check_no_leakage(df: pd.DataFrame, lineage_refs: list[str], as_of: date) -> 
     return pd.DataFrame(rows)
 
 
-def write_frame(tf: TrainingFrame, out: Path | str) -> Path:
-    """Write to .csv or .parquet (by extension); folders are created."""
+FORMATS = ("parquet", "csv")
+
+
+def frame_format(out: Path | str, fmt: str | None = None) -> str:
+    """The file format a frame is written in: `fmt`, else the file's extension; refused otherwise."""
     out = Path(out)
+    fmt = fmt or out.suffix.lstrip(".")
+    if fmt not in FORMATS:
+        raise InvalidInput(
+            f"format must be one of {', '.join(FORMATS)} (a file ending .parquet or .csv), got {fmt!r} for {out.name}"
+        )
+    return fmt
+
+
+def write_frame(tf: TrainingFrame, out: Path | str, fmt: str | None = None) -> Path:
+    """Write to Parquet or CSV (by `fmt`, else the extension); folders are created."""
+    out = Path(out)
+    fmt = frame_format(out, fmt)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == ".parquet":
+    if fmt == "parquet":
         tf.frame.to_parquet(out, index=False)
-    elif out.suffix == ".csv":
-        tf.frame.to_csv(out, index=False)
     else:
-        raise InvalidInput(f"--out must end in .csv or .parquet, got {out.name}")
+        tf.frame.to_csv(out, index=False)
     return out
 
 
