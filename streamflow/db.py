@@ -15,12 +15,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
+from psycopg import sql
 
 from streamflow import schema
 from streamflow.config import Settings, load_settings
 from streamflow.errors import BackendUnavailable, InvalidInput
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -236,6 +241,21 @@ def connection(settings: Settings | None = None, *, autocommit: bool = False) ->
         raise
     finally:
         conn.close()
+
+
+def read_frame(query: sql.Composable | str, settings: Settings | None = None) -> pd.DataFrame:
+    """A read-only query's rows as a DataFrame, decoded from a binary COPY into Arrow
+    (`feast_ext.pg_arrow`) instead of a Python object per cell: numbers as numbers (NaN for
+    null), text as str (None for null), dates as dates. Parameters are composed in (`psycopg.sql`)."""
+    from psycopg.conninfo import make_conninfo
+
+    from streamflow.feast_ext.pg_arrow import read_arrow
+
+    settings = settings or load_settings()
+    with connection(settings) as conn:  # reachable, schema present, the query composed safely
+        text = query if isinstance(query, str) else query.as_string(conn)
+    table = read_arrow(make_conninfo(**conninfo(settings).kwargs()), text)
+    return table.to_pandas(date_as_object=True)
 
 
 def ensure_schema(conn: psycopg.Connection) -> None:

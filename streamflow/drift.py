@@ -70,23 +70,30 @@ def js_distance(ref: np.ndarray, cur: np.ndarray, bins: int = 10) -> float:
     return float(math.sqrt(max((kl_pm + kl_qm) / 2, 0.0)))
 
 
+def _counts(values: pd.Series) -> pd.Series:
+    """Rows per value, labelled as text (null as NULL): values are counted first and only the
+    distinct ones turned into text (not a million cells)."""
+    counts = values.value_counts(dropna=False, sort=False)
+    labels = [NULL if pd.isna(v) else str(v) for v in counts.index]
+    return counts.groupby(labels, sort=False).sum() if len(set(labels)) < len(labels) else counts.set_axis(labels)
+
+
 def category_shares(ref: pd.Series, cur: pd.Series) -> pd.DataFrame:
-    r = ref.astype("object").where(ref.notna(), NULL).astype(str).value_counts()
-    c = cur.astype("object").where(cur.notna(), NULL).astype(str).value_counts()
+    r, c = _counts(ref), _counts(cur)
     counts = pd.DataFrame({"reference": r, "current": c}).fillna(0)
     out = counts / counts.sum().replace(0, 1)
     return out.assign(reference_count=counts["reference"], current_count=counts["current"])
 
 
-def linf(ref: pd.Series, cur: pd.Series) -> float:
-    s = category_shares(ref, cur)
+def linf(s: pd.DataFrame) -> float:
+    """L-infinity distance of two populations' category shares (`category_shares`)."""
     return float((s["reference"] - s["current"]).abs().max()) if len(s) else 0.0
 
 
-def chi2_p(ref: pd.Series, cur: pd.Series) -> float:
+def chi2_p(s: pd.DataFrame) -> float:
+    """Chi-square test's p-value of two populations' category counts (`category_shares`)."""
     from scipy.stats import chi2_contingency
 
-    s = category_shares(ref, cur)
     table = s[["reference_count", "current_count"]].to_numpy().T
     table = table[:, table.sum(axis=0) > 0]
     if table.shape[1] < 2:
@@ -195,8 +202,9 @@ def feature_drift(ref: pd.Series, cur: pd.Series, t: Thresholds) -> dict:
             mean_current=float(np.mean(c)) if len(c) else None,
         )
     else:
-        score, p = linf(ref, cur), chi2_p(ref, cur)
-        new = sorted(set(category_shares(ref, cur).query("reference_count == 0").index))
+        shares = category_shares(ref, cur)
+        score, p = linf(shares), chi2_p(shares)
+        new = sorted(set(shares.query("reference_count == 0").index))
         row.update(
             kind="boolean" if pd.api.types.is_bool_dtype(ref) else "categorical",
             method="L-infinity",

@@ -113,7 +113,13 @@ def shape_frame(plan: FramePlan, df: pd.DataFrame, seconds: float, keep_lineage:
     user, columns in request order, UTC times; refused if any value is dated after as_of."""
     names = feature_names(plan.wanted)  # `df` is the retrieval's own frame: reshaped in place
     df["event_timestamp"] = pd.to_datetime(df["event_timestamp"], utc=True).astype("datetime64[ns, UTC]")
-    df = df[["user_id", "event_timestamp", *names]].sort_values("user_id", kind="stable").reset_index(drop=True)
+    columns = ["user_id", "event_timestamp", *names]
+    if list(df.columns) != columns:
+        df = df[columns]
+    if df["user_id"].is_monotonic_increasing:  # a kept dataset is read back in its stored order
+        df.index = pd.RangeIndex(len(df))  # (reset_index copies every column)
+    else:
+        df = df.sort_values("user_id", kind="stable").reset_index(drop=True)
     lineage = check_no_leakage(df, plan.lineage_refs, plan.as_of)
     if not keep_lineage:
         df = df.drop(columns=feature_names([r for r in plan.lineage_refs if r not in plan.refs]))

@@ -124,6 +124,15 @@ def test_model_check_measures_the_naive_frames_leak(studio):
         assert scores.at[("naive", model), "out_of_time_auc"] < scores.at[("point-in-time", model), "out_of_time_auc"]
     assert mc.gap("naive") > mc.gap("point-in-time") + 0.1
     assert set(mc.calibration["frame"]) == {"point-in-time", "naive"} and not mc.importances.empty
+    assert not any("sample" in n for n in mc.notes)
+
+    # a population larger than a fit's rows: fitted and scored on stratified samples, said so; the
+    # row counts stay the population's and the naive frame's leak still shows
+    n = mc.rows_train // 3
+    small = model_check("2024-01-31", "2024-02-29", settings=settings, store=store, max_rows=n)
+    assert (small.rows_train, small.rows_eval) == (mc.rows_train, mc.rows_eval)
+    assert any(f"stratified sample of {n:,} of {mc.rows_train:,}" in note for note in small.notes), small.notes
+    assert small.gap("naive") > small.gap("point-in-time") + 0.05
     with pytest.raises(Exception, match="later as_of"):
         model_check("2024-02-29", "2024-01-31", settings=settings, store=store)
 

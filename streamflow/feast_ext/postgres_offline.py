@@ -4,9 +4,9 @@ Feast's point-in-time query bounds each source by `(SELECT MAX(...))` sub-select
 PostgreSQL cannot estimate: it expects one row per CTE and picks nested loops that are
 quadratic in the number of users (minutes instead of a second, depending on the statistics of
 the day). This subclass runs every retrieval with `enable_nestloop = off`
-and 64 MB of `work_mem` (set locally, for that transaction only) and fetches results as CSV
-through COPY, parsed by Arrow, instead of one Python object per cell (a type it does not map
-is fetched as before). Training frames render Feast's point-in-time template with one block
+and 64 MB of `work_mem` and fetches results as Arrow columns decoded from a binary COPY
+(`pg_arrow`) instead of one Python object per cell (a type it does not map is fetched as
+before). Training frames render Feast's point-in-time template with one block
 changed (the latest source row per entity row in one DISTINCT ON sort: see
 LATEST_PER_ROW_TEMPLATE); the results are the stock store's, value for value and type for type
 (tests/test_fast_paths.py).
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import io
 from collections.abc import Iterator
 from dataclasses import asdict
 from typing import Literal
@@ -27,7 +26,6 @@ from typing import Literal
 import jinja2
 import pandas as pd
 import pyarrow as pa
-import pyarrow.csv as pacsv
 from feast import FeatureView
 from feast.errors import ZeroColumnQueryResult
 from feast.infra.offline_stores import offline_utils
@@ -49,6 +47,8 @@ from feast.repo_config import RepoConfig
 from feast.type_map import pg_type_code_to_arrow
 from psycopg import sql
 
+from streamflow.feast_ext import pg_arrow
+
 TYPE = "streamflow.feast_ext.postgres_offline.StreamflowPostgreSQLOfflineStore"
 
 
@@ -56,21 +56,14 @@ class StreamflowPostgreSQLOfflineStoreConfig(PostgreSQLOfflineStoreConfig):
     type: Literal[TYPE] = TYPE  # type: ignore[assignment]
 
 
-# PostgreSQL type oid -> how its CSV text is parsed, before the cast to Feast's own Arrow type
-# (`pg_type_code_to_arrow`: dates and timestamptz become naive UTC timestamp[us], as in Feast)
-_CSV_TYPES = {
-    16: pa.bool_(),
-    20: pa.int64(),
-    21: pa.int16(),
-    23: pa.int32(),
-    25: pa.string(),
-    700: pa.float32(),
-    701: pa.float64(),
-    1043: pa.string(),
-    1082: pa.date32(),
-    1114: pa.timestamp("us"),
-    1184: pa.timestamp("us", tz="UTC"),
-}
+# Every retrieval's session: no nested loops (see above); the per-view sorts of a large frame
+# spill to disk at the default 4 MB of work_mem, more than 64 MB measured no better
+# (docs/performance.md); timestamps in UTC, as Feast reads them.
+_SESSION = {"enable_nestloop": "off", "work_mem": "64MB", "TimeZone": "UTC"}
+
+
+def _session(local: bool) -> list[str]:
+    return [f"SET {'LOCAL ' if local else ''}{k} = '{v}'" for k, v in _SESSION.items()]
 
 
 class StreamflowRetrievalJob(PostgreSQLRetrievalJob):
@@ -78,17 +71,21 @@ class StreamflowRetrievalJob(PostgreSQLRetrievalJob):
         with self._query_generator() as query:
             with _get_conn(self.config.offline_store) as conn, conn.cursor() as cur:
                 conn.read_only = True
-                cur.execute("SET LOCAL enable_nestloop = off")
-                # the per-view sorts of a large frame spill to disk at the default 4 MB; more
-                # than 64 MB measured no better (docs/performance.md)
-                cur.execute("SET LOCAL work_mem = '64MB'")
-                cur.execute("SET LOCAL TimeZone = 'UTC'")
+                for statement in _session(local=True):
+                    cur.execute(statement)
                 cur.execute(f"SELECT * FROM ({query}) AS q LIMIT 0")  # the result's columns, planned only
                 if not cur.description:
                     raise ZeroColumnQueryResult(query)
                 columns = [(c.name, c.type_code) for c in cur.description]
-                if len({n for n, _ in columns}) == len(columns) and all(t in _CSV_TYPES for _, t in columns):
-                    return _read_csv(cur, query, columns)
+                if len({n for n, _ in columns}) == len(columns) and all(t in pg_arrow.TYPES for _, t in columns):
+                    conn.rollback()
+                    table = pg_arrow.read_arrow(
+                        pg_arrow.conninfo(self.config.offline_store), query, _session(local=False)
+                    )
+                    return pa.Table.from_arrays(
+                        [table.column(i).cast(pg_type_code_to_arrow(t)) for i, (_, t) in enumerate(columns)],
+                        schema=pa.schema([(n, pg_type_code_to_arrow(t)) for n, t in columns]),
+                    )
                 cur.execute(query)
                 fields = [(c.name, pg_type_code_to_arrow(c.type_code)) for c in cur.description]
                 rows = cur.fetchall()
@@ -107,40 +104,12 @@ class StreamflowRetrievalJob(PostgreSQLRetrievalJob):
         table = sql.Identifier(storage.postgres_options._table)
         with self._query_generator() as query:
             with _get_conn(self.config.offline_store) as conn, conn.cursor() as cur:
-                cur.execute("SET LOCAL enable_nestloop = off")
-                cur.execute("SET LOCAL work_mem = '64MB'")
-                cur.execute("SET LOCAL TimeZone = 'UTC'")
+                for statement in _session(local=True):
+                    cur.execute(statement)
                 if allow_overwrite:
                     cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
                 cur.execute(sql.SQL("CREATE TABLE {} AS ").format(table) + sql.SQL(query))  # noqa: S608
                 conn.commit()
-
-
-def _read_csv(cur, query: str, columns: list[tuple[str, int]]) -> pa.Table:
-    """The result as CSV through COPY, parsed by Arrow in C++, instead of a Python object per
-    cell fetched by the driver. NULL is an unquoted empty
-    field, an empty string a quoted one, as PostgreSQL writes them."""
-    buf = io.BytesIO()
-    with cur.copy(f"COPY ({query}) TO STDOUT (FORMAT csv)") as cp:
-        for chunk in cp:
-            buf.write(chunk)
-    names = [n for n, _ in columns]
-    table = pacsv.read_csv(
-        io.BytesIO(buf.getbuffer()),
-        read_options=pacsv.ReadOptions(column_names=names, block_size=16 << 20),
-        convert_options=pacsv.ConvertOptions(
-            column_types={n: _CSV_TYPES[t] for n, t in columns},
-            strings_can_be_null=True,
-            quoted_strings_can_be_null=False,
-            null_values=[""],
-            true_values=["t"],
-            false_values=["f"],
-        ),
-    )
-    return pa.Table.from_arrays(
-        [table.column(n).cast(pg_type_code_to_arrow(t)) for n, t in columns],
-        schema=pa.schema([(n, pg_type_code_to_arrow(t)) for n, t in columns]),
-    )
 
 
 def _fast(job):
