@@ -54,6 +54,17 @@ def warm_up() -> None:
     threading.Thread(target=open_store, name="open-feast-store", daemon=True).start()
 
 
+@st.cache_data(ttl=2, show_spinner=False)
+def _version(s: Settings) -> tuple:
+    return runs.data_version(s)
+
+
+def version() -> tuple:
+    """What the run-derived caches below are keyed by (`runs.data_version`): they recompute after
+    any ingest, validation or materialization, from any process, and never on a timer alone."""
+    return _version(settings())
+
+
 def clear() -> None:
     """After a write: every page shows fresh values (the store itself stays open)."""
     st.cache_data.clear()
@@ -61,68 +72,68 @@ def clear() -> None:
     _frame_summary.clear()
 
 
-@st.cache_data(ttl=30, show_spinner=False)
-def _snapshot_dates(s: Settings) -> list:
+@st.cache_data(ttl=3600, max_entries=8, show_spinner=False)
+def _snapshot_dates(s: Settings, v: tuple) -> list:
     from streamflow.snapshots import snapshot_dates
 
     return snapshot_dates(s)
 
 
 def snapshot_dates() -> list:
-    return _snapshot_dates(settings())
+    return _snapshot_dates(settings(), version())
 
 
-@st.cache_data(ttl=30, show_spinner=False)
-def _status(s: Settings):
+@st.cache_data(ttl=3600, max_entries=8, show_spinner=False)
+def _status(s: Settings, v: tuple):
     from streamflow.status import get_status
 
     return get_status(s)
 
 
 def status():
-    return _status(settings())
+    return _status(settings(), version())
 
 
-@st.cache_data(ttl=30, show_spinner=False)
-def _freshness(s: Settings) -> pd.DataFrame:
+@st.cache_data(ttl=3600, max_entries=8, show_spinner=False)
+def _freshness(s: Settings, v: tuple) -> pd.DataFrame:
     from streamflow.status import freshness as per_view
 
     return per_view(s)
 
 
 def freshness() -> pd.DataFrame:
-    return _freshness(settings())
+    return _freshness(settings(), version())
 
 
-@st.cache_data(ttl=15, show_spinner=False)
-def _materialization_runs(s: Settings) -> pd.DataFrame:
+@st.cache_data(ttl=3600, max_entries=8, show_spinner=False)
+def _materialization_runs(s: Settings, v: tuple) -> pd.DataFrame:
     return runs.materialization_runs(s)
 
 
 def materialization_runs() -> pd.DataFrame:
-    return _materialization_runs(settings())
+    return _materialization_runs(settings(), version())
 
 
-@st.cache_data(ttl=15, show_spinner=False)
-def _materialization_timeline(s: Settings) -> pd.DataFrame:
+@st.cache_data(ttl=3600, max_entries=8, show_spinner=False)
+def _materialization_timeline(s: Settings, v: tuple) -> pd.DataFrame:
     return runs.materialization_timeline(s)
 
 
 def materialization_timeline() -> pd.DataFrame:
-    return _materialization_timeline(settings())
+    return _materialization_timeline(settings(), version())
 
 
 def last_materialization() -> dict | None:
     return runs.last_success(materialization_runs())
 
 
-@st.cache_data(ttl=30, show_spinner=False)
-def _validation_runs(s: Settings) -> pd.DataFrame:
+@st.cache_data(ttl=3600, max_entries=8, show_spinner=False)
+def _validation_runs(s: Settings, v: tuple) -> pd.DataFrame:
     return runs.validation_runs(s, limit=2000)
 
 
 def validation_runs() -> pd.DataFrame:
-    return _validation_runs(settings())
+    return _validation_runs(settings(), version())
 
 
 @st.cache_data(ttl=60, show_spinner=False)

@@ -32,6 +32,22 @@ def cmd_seed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _csv_format(args: argparse.Namespace):
+    """The format options given (None: each folder's _format.toml, else comma-separated UTF-8)."""
+    from dataclasses import replace
+
+    from streamflow.ingest.formats import DEFAULT, parse_delimiter
+
+    given = {
+        "delimiter": parse_delimiter(args.delimiter) if args.delimiter else None,
+        "decimal": args.decimal,
+        "encoding": args.encoding,
+        "dates": "dmy" if args.dayfirst else "mdy" if args.monthfirst else None,
+    }
+    given = {k: v for k, v in given.items() if v is not None}
+    return replace(DEFAULT, **given) if given else None
+
+
 def cmd_ingest(args: argparse.Namespace) -> int:
     from streamflow.ingest import ingest_month, month_folders
 
@@ -43,10 +59,15 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     if args.as_of and len(folders) > 1:
         print("error: --as-of applies to one folder; give one folder or write _as_of.txt files", file=sys.stderr)
         return 2
+    fmt = _csv_format(args)
     ingested = False
     for folder in folders:
         r = ingest_month(
-            folder, args.as_of, progress=lambda m: print(f"  {m}", flush=True), skip_unchanged=not args.force
+            folder,
+            args.as_of,
+            progress=lambda m: print(f"  {m}", flush=True),
+            skip_unchanged=not args.force,
+            fmt=fmt,
         )
         if r.skipped:
             print(f"{folder}: same files as run {r.run_id} (as_of {r.as_of}), skipped (--force to re-run)")
@@ -393,6 +414,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--as-of", default=None, help="snapshot date (else the folder's _as_of.txt)")
     s.add_argument("--force", action="store_true", help="re-run even if these exact files were ingested")
     s.add_argument("--no-stats", action="store_true", help="skip the new months' statistics (computed on first read)")
+    g = s.add_argument_group("how the CSVs are written (default: the folder's _format.toml, else , . UTF-8 ISO dates)")
+    g.add_argument("--delimiter", help="field delimiter: ',' ';' '|' or tab")
+    g.add_argument("--decimal", choices=[".", ","], help="decimal mark of numbers")
+    g.add_argument("--encoding", help="text encoding, e.g. utf-8, cp1252, latin-1")
+    dates = g.add_mutually_exclusive_group()
+    dates.add_argument("--dayfirst", action="store_true", help="dates written 31/01/2024")
+    dates.add_argument("--monthfirst", action="store_true", help="dates written 01/31/2024")
     s.set_defaults(func=cmd_ingest)
 
     s = sub.add_parser("status", help="backend, snapshots and last runs")

@@ -133,6 +133,21 @@ def snapshots_changed_at(settings: Settings) -> dict[date, datetime]:
     return dict(rows)
 
 
+def data_version(settings: Settings) -> tuple:
+    """A value that changes whenever a run is recorded or ends (an ingest, a validation, a
+    materialization), read in one small query: what the app's caches are keyed by, so a page
+    recomputes after a change made anywhere (the app, the CLI, the flow) and not otherwise."""
+    with db.connection(settings) as conn:
+        return tuple(
+            conn.execute(
+                """SELECT (SELECT count(*) FROM ingestion_runs), (SELECT max(coalesce(finished_at, started_at)) FROM ingestion_runs),
+                          (SELECT max(id) FROM validation_results),
+                          (SELECT count(*) FROM materialization_runs),
+                          (SELECT max(coalesce(finished_at, started_at)) FROM materialization_runs)"""
+            ).fetchone()
+        )
+
+
 # ---------------------------------------------------------------- validation results
 
 

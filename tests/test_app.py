@@ -295,9 +295,10 @@ def test_datasets_page_builds_lists_and_training_frame_reads_the_kept_one(app_en
     assert not at.exception and any("content unchanged" in s for s in _texts(at, "success"))
 
 
-def test_ingest_page_names_a_french_export_in_one_line_per_file(app_env, months):
-    """The dry run of a month saved with ';' and decimal commas says so per file, before any
-    expectation (issue 29), and writes nothing."""
+def test_ingest_page_reads_a_french_export_with_the_format_it_shows(app_env, months):
+    """Issue 29: a month saved with ';' and decimal commas pre-fills the format choices from what
+    the files show, and validates with them; read as comma-separated instead, the dry run says
+    so per file, before any expectation, and writes nothing."""
     import re
 
     from tests.conftest import fingerprint
@@ -311,10 +312,19 @@ def test_ingest_page_names_a_french_export_in_one_line_per_file(app_env, months)
 
     at = _open(_app(), "views/ingest.py")
     _upload(at, months[1][0], mutate=french)
+    assert at.selectbox(key="fmt_delimiter").value == ";" and at.selectbox(key="fmt_decimal").value == ","
+    assert any("look like: fields separated by ';', decimal commas" in t for t in _texts(at, "info"))
+    at.button(key="ingest_dry").click().run()
+    assert not at.exception and not _texts(at, "error"), _texts(at, "error")
+    assert any("every check passed" in t for t in _texts(at, "success"))
+
+    at.selectbox(key="fmt_delimiter").set_value(",").run()
+    at.selectbox(key="fmt_decimal").set_value(".").run()
     at.button(key="ingest_dry").click().run()
     assert not at.exception
     errors = _texts(at, "error")
     assert len(errors) == 1 and errors[0].count(": fields separated by ';'") == 6, errors
     assert "subscriptions.csv: fields separated by ';' and decimal commas" in errors[0]
+    assert "or pass --delimiter ';' --decimal ','" in errors[0]
     assert not at.dataframe  # no expectation report: the structure was refused first
     assert fingerprint(settings) == before

@@ -10,7 +10,7 @@ import pytest
 
 from streamflow import db
 from streamflow.catalog import TABLES
-from streamflow.errors import StreamflowError
+from streamflow.errors import InvalidInput, StreamflowError
 from streamflow.ingest import IngestError, ingest_month
 from streamflow.status import get_status
 from tests.conftest import TEST_USERS, fingerprint
@@ -318,3 +318,49 @@ def test_a_french_spreadsheet_export_is_named_in_one_line_per_file(settings, mon
     assert any("decimal commas" in ln and ln.strip().startswith("subscriptions.csv") for ln in lines[1:])
     assert not info.value.validations  # no expectation ran
     assert fingerprint(settings) == before
+
+
+def test_a_french_export_read_with_its_format_gives_the_comma_months_snapshots(
+    settings, months, month_copy, monkeypatch, capsys
+):
+    """Issue 29: the same month saved with ';', decimal commas, day-first dates and Windows-1252,
+    ingested with `--delimiter ';' --decimal , --encoding cp1252 --dayfirst`, stores exactly
+    what the comma files store (the comma month ingested over it changes no snapshot row); a
+    `_format.toml` kept in the folder does the same without options."""
+    import re
+
+    from streamflow import cli
+    from tests.conftest import use_settings
+
+    use_settings(monkeypatch, settings)
+    ingest_month(months[0][0], settings=settings)
+    folder = month_copy(1)
+    for t in TABLES:
+        path = folder / t.csv
+        text = re.sub(r"(\d)\.(\d)", r"\1,\2", path.read_text().replace(",", ";"))
+        text = re.sub(r"\b(\d{4})-(\d{2})-(\d{2})\b", r"\3/\2/\1", text)
+        path.write_bytes(text.encode("cp1252"))
+    args = [
+        "ingest",
+        str(folder),
+        "--force",
+        "--delimiter",
+        ";",
+        "--decimal",
+        ",",
+        "--encoding",
+        "cp1252",
+        "--dayfirst",
+    ]
+    assert cli.main([*args, "--no-stats"]) == 0, capsys.readouterr().err
+    assert "reading as fields separated by ';', decimal commas, cp1252, dates day first" in capsys.readouterr().out
+    french = fingerprint(settings, timestamps=False)
+    r = ingest_month(months[1][0], settings=settings)  # the comma files of the same month
+    assert all(v["snapshot_upserted"] + v["snapshot_deleted"] == 0 for v in r.changed.values()), r.changed
+    assert fingerprint(settings, timestamps=False) == french
+
+    (folder / "_format.toml").write_text('delimiter = ";"\ndecimal = ","\nencoding = "cp1252"\ndates = "dmy"\n')
+    r = ingest_month(folder, settings=settings)
+    assert all(v["snapshot_upserted"] + v["snapshot_deleted"] == 0 for v in r.changed.values()), r.changed
+    assert cli.main(["ingest", str(folder), "--decimal", ",", "--delimiter", ","]) == InvalidInput.exit_code
+    assert "ambiguous" in capsys.readouterr().err

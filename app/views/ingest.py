@@ -8,9 +8,44 @@ from ui import badge, friendly_errors, show_refusal
 
 from streamflow.catalog import CSV_FILES
 from streamflow.dates import add_months, parse_month_end
-from streamflow.ingest import IngestError, check_month, ingest_month, uploaded_month
+from streamflow.ingest import CsvFormat, IngestError, check_month, ingest_month, uploaded_month, uploads_format
+from streamflow.ingest.formats import DATES, DEFAULT, DELIMITERS
 from streamflow.stats import refresh
 from streamflow.validation_report import details_frame
+
+ENCODINGS = ["utf-8", "cp1252", "latin-1"]
+
+
+def format_choices(uploads) -> CsvFormat:
+    """How the files are written, pre-filled from what the uploads show (each new set of uploads
+    fills the choices again), for the user to confirm or change before Validate."""
+    files = {f.name: f.getvalue() for f in uploads}
+    signature = tuple(sorted((f.name, f.size) for f in uploads))
+    if st.session_state.get("fmt_for") != signature:
+        seen = uploads_format(files)
+        st.session_state.update(
+            fmt_for=signature,
+            fmt_delimiter=seen.delimiter,
+            fmt_decimal=seen.decimal,
+            fmt_encoding=seen.encoding if seen.encoding in ENCODINGS else "cp1252",
+            fmt_dates=seen.dates,
+            fmt_seen=seen,
+        )
+    seen = st.session_state["fmt_seen"]
+    with st.expander(f"File format: {seen}", expanded=seen != DEFAULT):
+        if seen != DEFAULT:
+            st.info(
+                f"These files look like: {seen}. The choices below are pre-filled from that; "
+                "check them before Validate (a team can keep them in the month folder's `_format.toml`)."
+            )
+        c1, c2, c3, c4 = st.columns(4)
+        delimiter = c1.selectbox(
+            "Fields separated by", list(DELIMITERS), format_func=DELIMITERS.get, key="fmt_delimiter"
+        )
+        decimal = c2.selectbox("Decimal mark", [".", ","], key="fmt_decimal")
+        encoding = c3.selectbox("Text encoding", ENCODINGS, key="fmt_encoding")
+        dates = c4.selectbox("Dates", list(DATES), format_func=DATES.get, key="fmt_dates")
+    return CsvFormat(delimiter, decimal, encoding, dates)
 
 
 def show_report(validations) -> None:
@@ -38,6 +73,7 @@ with friendly_errors():
     default = add_months(dates[-1], 1) if dates else parse_month_end("2024-01-31")
     as_of = st.date_input("as_of (a month end)", value=default, key="ingest_as_of")
     uploads = st.file_uploader("Month files", type=["csv", "zip"], accept_multiple_files=True, key="ingest_files")
+    fmt = format_choices(uploads) if uploads else None
     c1, c2 = st.columns(2)
     dry = c1.button("Validate (dry run)", disabled=not uploads, key="ingest_dry")
     allowed = write_guard("commit a month")
@@ -49,7 +85,7 @@ with friendly_errors():
             if dry:
                 with st.spinner("Validating with Great Expectations (nothing is written)..."):
                     try:
-                        month, validations = check_month(folder, day)
+                        month, validations = check_month(folder, day, fmt=fmt)
                         month.close()  # a dry run keeps only the verdicts
                     except IngestError as exc:
                         show_refusal(exc)
@@ -63,7 +99,7 @@ with friendly_errors():
             else:
                 with st.status(f"Ingesting {day}...", expanded=True) as box:
                     try:
-                        r = ingest_month(folder, day, settings=settings(), progress=box.write)
+                        r = ingest_month(folder, day, settings=settings(), progress=box.write, fmt=fmt)
                     except IngestError as exc:
                         box.update(label="Refused: nothing was written", state="error")
                         if exc.validations:  # the expectations' report below says the rest

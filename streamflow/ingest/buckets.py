@@ -14,6 +14,7 @@ import pyarrow as pa
 from streamflow.catalog import JOIN_KEY, TABLES
 from streamflow.ingest.coerce import coerce_table, strip_text
 from streamflow.ingest.folder import IngestError, read_month, read_raw_chunks
+from streamflow.ingest.formats import DEFAULT, CsvFormat
 
 BUCKET_BYTES = 32 << 20  # CSV bytes of a month per bucket (~12x that as pandas text): what one process holds
 READ_ROWS = 50_000  # lines read at a time while splitting a large month
@@ -40,17 +41,18 @@ class MonthParts:
     into Parquet files in a temporary folder and read back (and coerced) one bucket at a time,
     so a process holds about 1/k of the month."""
 
-    def __init__(self, folder: Path, k: int | None = None):
+    def __init__(self, folder: Path, k: int | None = None, fmt: CsvFormat = DEFAULT):
         import tempfile
         import weakref
 
         self.folder = folder
+        self.fmt = fmt
         self.k = k or bucket_count(folder)
         self._raws: dict[str, pd.DataFrame] | None = None
         self.typed: dict[str, pd.DataFrame] | None = None  # k == 1: the frames validation coerced
         self._tmp = None
         if self.k == 1:
-            raws, errors = read_month(folder)
+            raws, errors = read_month(folder, fmt)
             if errors:
                 raise IngestError("refused:\n  " + "\n  ".join(errors))
             self._raws = raws
@@ -76,7 +78,7 @@ class MonthParts:
         for t in TABLES:
             writers: dict[int, pq.ParquetWriter] = {}
             try:
-                chunks = read_raw_chunks(self.folder / t.csv, READ_ROWS)
+                chunks = read_raw_chunks(self.folder / t.csv, READ_ROWS, self.fmt)
                 header = next(chunks)
                 self._columns[t.name] = list(header.columns)
                 n = 0

@@ -7,7 +7,6 @@ Every refusal here is an `IngestError` naming the file and what to do; nothing i
 from __future__ import annotations
 
 import io
-import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +19,7 @@ from streamflow.catalog import TABLES
 from streamflow.config import Settings
 from streamflow.dates import parse_month_end
 from streamflow.errors import InvalidInput, ValidationRefused
+from streamflow.ingest.formats import DEFAULT, DELIMITERS, CsvFormat, describe, normalize
 from streamflow.quality import (
     TableValidation,
 )
@@ -38,11 +38,14 @@ class IngestError(ValidationRefused):
         self.validations: list[TableValidation] = validations or []
 
 
-def files_digest(folder: Path) -> str:
-    """sha256 over the six files' bytes (a missing file hashes as absent)."""
+def files_digest(folder: Path, fmt: CsvFormat = DEFAULT) -> str:
+    """sha256 over the six files' bytes (a missing file hashes as absent) and the format they are
+    read with, when it is not the default (the same bytes read otherwise are another month)."""
     import hashlib
 
     h = hashlib.sha256()
+    if fmt != DEFAULT:
+        h.update(repr(fmt).encode())
     for t in TABLES:
         p = folder / t.csv
         h.update(t.csv.encode())
@@ -65,17 +68,15 @@ def resolve_as_of(folder: Path, as_of: str | date | None) -> date:
     raise InvalidInput(f"no as_of for {folder}: pass --as-of YYYY-MM-DD or write the date in {marker}")
 
 
-_CSV_OPTIONS = dict(
-    dtype=str,
-    keep_default_na=False,
-    na_filter=False,
-    encoding="utf-8-sig",  # tolerate a spreadsheet's BOM; any other non-UTF-8 byte fails
-    skipinitialspace=False,
-    engine="c",
-)
+_CSV_OPTIONS = dict(dtype=str, keep_default_na=False, na_filter=False, skipinitialspace=False, engine="c")
 
 
-def _check_file(path: Path) -> None:
+def _csv_options(fmt: CsvFormat) -> dict:
+    # UTF-8 tolerates a spreadsheet's BOM; any byte the encoding cannot read fails
+    return {**_CSV_OPTIONS, "sep": fmt.delimiter, "encoding": fmt.read_encoding}
+
+
+def _check_file(path: Path, fmt: CsvFormat) -> None:
     name = path.name
     if not path.is_file():
         raise IngestError(f"{name}: file is missing from {path.parent}")
@@ -85,81 +86,22 @@ def _check_file(path: Path) -> None:
         head = fh.readline(MAX_HEADER_BYTES + 1)
     if len(head) > MAX_HEADER_BYTES:
         raise IngestError(f"{name}: header line longer than {MAX_HEADER_BYTES // 1024} KiB; not a StreamFlow export")
-    if head.count(b",") + 1 > MAX_COLUMNS:
-        raise IngestError(f"{name}: header has {head.count(b',') + 1} fields (at most {MAX_COLUMNS} expected)")
-    problem = describe_format(path)
+    n = max(head.count(d.encode()) for d in DELIMITERS) + 1
+    if n > MAX_COLUMNS:
+        raise IngestError(f"{name}: header has {n} fields (at most {MAX_COLUMNS} expected)")
+    problem = describe(path, fmt)
     if problem:
         raise IngestError(f"{name}: {problem}")
 
 
-_OTHER_DELIMITERS = {";": "';'", "\t": "tabs", "|": "'|'"}
-_DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+$")
-_DAY_FIRST = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})$")
-SAMPLE_BYTES = 64 * 1024
-
-
-def _text(raw: bytes) -> tuple[str, str | None]:
-    """The sample as text, and the encoding it is in when that is not UTF-8 (None: UTF-8)."""
-    try:
-        return raw.decode("utf-8-sig"), None
-    except UnicodeDecodeError as exc:
-        if exc.start >= len(raw) - 3:  # a multi-byte character cut by the sample's end
-            return raw[: exc.start].decode("utf-8-sig", errors="replace"), None
-    return raw.decode("cp1252", errors="replace"), "Windows-1252 / Latin-1"
-
-
-def describe_format(path: Path) -> str | None:
-    """One line saying how a month file differs from what ingestion reads (comma-separated, decimal
-    points, UTF-8, ISO dates), read from its header and first lines; None when it does not.
-    Spreadsheets in a European locale save `;`-separated files with decimal commas, often in
-    Windows-1252: said in one line before any expectation runs."""
-    from streamflow.catalog import table
-
-    with open(path, "rb") as fh:
-        text, encoding = _text(fh.read(SAMPLE_BYTES))
-    lines = [ln for ln in text.splitlines() if ln.strip()][:50]
-    if not lines:
-        return None
-    header = lines[0]
-    found: list[str] = []
-    delimiter = ","
-    other = max(_OTHER_DELIMITERS, key=header.count)
-    if header.count(other) > header.count(","):
-        delimiter = other
-        found.append(f"fields separated by {_OTHER_DELIMITERS[other]}")
-    cells = [ln.split(delimiter) for ln in lines[1:]]
-    commas = [c.strip('"') for row in cells for c in row if _DECIMAL_COMMA.match(c.strip('"'))]
-    if commas and delimiter != ",":
-        found.append(f"decimal commas ({commas[0]})")
-    if encoding:
-        found.append(f"{encoding} text, not UTF-8")
-    try:
-        t = table(path.name)
-    except Exception:  # noqa: BLE001 - not a catalog file: the folder check names it
-        t = None
-    names = [h.strip().strip('"') for h in header.split(delimiter)]
-    for col in [c for c in t.columns if c.kind == "date"] if t else []:
-        if col.name not in names:
-            continue
-        i = names.index(col.name)
-        values = [v for v in (row[i].strip().strip('"') for row in cells if len(row) > i) if v]
-        day_first = [v for v in values if _DAY_FIRST.match(v)]
-        if day_first and len(day_first) * 2 > len(values):  # the file's way (one odd cell: its row is named later)
-            found.append(f"dates written {day_first[0]} in {col.name} (day or month first cannot be told apart)")
-            break
-    if not found:
-        return None
-    return " and ".join(found) + ": re-export it comma-separated, with decimal points, UTF-8 and dates as YYYY-MM-DD"
-
-
 @contextmanager
-def _csv_errors(name: str) -> Iterator[None]:
+def _csv_errors(name: str, fmt: CsvFormat) -> Iterator[None]:
     try:
         yield
     except UnicodeDecodeError as exc:
         raise IngestError(
-            f"{name}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
-            "re-export the file as UTF-8"
+            f"{name}: not {fmt.encoding.upper()} text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+            "re-export the file as UTF-8, or pass the encoding it is in (--encoding cp1252)"
         ) from None
     except pd.errors.EmptyDataError:
         raise IngestError(f"{name}: file has no header line") from None
@@ -167,29 +109,31 @@ def _csv_errors(name: str) -> Iterator[None]:
         raise IngestError(f"{name}: malformed CSV: {str(exc).strip()}") from None
 
 
-def read_raw(path: Path) -> pd.DataFrame:
-    """Read a CSV as text columns; raise IngestError naming the file on any read problem."""
-    _check_file(path)
-    with _csv_errors(path.name):
-        return pd.read_csv(path, **_CSV_OPTIONS)
+def read_raw(path: Path, fmt: CsvFormat = DEFAULT) -> pd.DataFrame:
+    """Read a CSV as text columns (as a comma file writes them: `formats.normalize`); raise
+    IngestError naming the file on any read problem."""
+    _check_file(path, fmt)
+    with _csv_errors(path.name, fmt):
+        return normalize(pd.read_csv(path, **_csv_options(fmt)), path.name, fmt)
 
 
-def read_raw_chunks(path: Path, rows: int) -> Iterator[pd.DataFrame]:
+def read_raw_chunks(path: Path, rows: int, fmt: CsvFormat = DEFAULT) -> Iterator[pd.DataFrame]:
     """The same text columns, `rows` lines at a time (the index counts lines across chunks)."""
-    _check_file(path)
-    with _csv_errors(path.name):
-        yield pd.read_csv(path, nrows=0, **_CSV_OPTIONS)  # the header alone: the columns of an empty file
-        with pd.read_csv(path, chunksize=rows, **_CSV_OPTIONS) as reader:
-            yield from reader
+    _check_file(path, fmt)
+    with _csv_errors(path.name, fmt):
+        yield pd.read_csv(path, nrows=0, **_csv_options(fmt))  # the header alone: the columns of an empty file
+        with pd.read_csv(path, chunksize=rows, **_csv_options(fmt)) as reader:
+            for chunk in reader:
+                yield normalize(chunk, path.name, fmt)
 
 
-def read_month(folder: Path) -> tuple[dict[str, pd.DataFrame], list[str]]:
+def read_month(folder: Path, fmt: CsvFormat = DEFAULT) -> tuple[dict[str, pd.DataFrame], list[str]]:
     """Raw text frames of the six files, and file-level read errors."""
     raws: dict[str, pd.DataFrame] = {}
     errors: list[str] = []
     for t in TABLES:
         try:
-            raws[t.name] = read_raw(folder / t.csv)
+            raws[t.name] = read_raw(folder / t.csv, fmt)
         except IngestError as exc:
             errors.append(str(exc))
     return raws, errors
@@ -230,6 +174,31 @@ def month_from_uploads(files: dict[str, bytes], dest: Path) -> Path:
     if not written:
         raise InvalidInput(f"no month file among the uploads; expected {', '.join(CSV_FILES)} or a zip of them")
     return dest
+
+
+def uploads_format(files: dict[str, bytes]) -> CsvFormat:
+    """The format the uploaded month files show (`formats.detect_month` over each file's first
+    bytes, a zip's members included): what the Ingest page pre-fills, for the user to confirm."""
+    import zipfile
+
+    from streamflow.catalog import CSV_FILES
+    from streamflow.ingest.formats import SAMPLE_BYTES, detect_month
+
+    heads: dict[str, bytes] = {}
+    for name, data in files.items():
+        base = Path(name).name
+        if base.lower().endswith(".zip"):
+            try:
+                with zipfile.ZipFile(io.BytesIO(data)) as zf:
+                    for m in zf.infolist():
+                        if Path(m.filename).name in CSV_FILES and not m.is_dir():
+                            with zf.open(m) as fh:
+                                heads[Path(m.filename).name] = fh.read(SAMPLE_BYTES)
+            except zipfile.BadZipFile:
+                continue  # named when the month is read
+        elif base in CSV_FILES:
+            heads[base] = data[:SAMPLE_BYTES]
+    return detect_month(heads)
 
 
 def month_folders(root: Path | str) -> list[Path]:

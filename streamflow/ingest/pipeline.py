@@ -32,6 +32,8 @@ from streamflow.errors import BackendUnavailable, NotFound, StreamflowError
 from streamflow.ingest.buckets import MonthParts
 from streamflow.ingest.coerce import EXAMPLE_ROWS, coerce_table
 from streamflow.ingest.folder import IngestError, files_digest, resolve_as_of
+from streamflow.ingest.formats import DEFAULT, CsvFormat
+from streamflow.ingest.formats import resolve as resolve_format
 from streamflow.ingest.write import write_tables
 from streamflow.quality import (
     REFERENTIAL,
@@ -134,15 +136,17 @@ def check_month(
     as_of: date,
     timings: dict[str, float] | None = None,
     say: Callable[[str], None] | None = None,
+    fmt: CsvFormat | None = None,
 ) -> tuple[MonthParts, list[TableValidation]]:
     """Read, coerce and validate a month folder: the month (as buckets) and every table's
     validation. Touches no database (the dry run of the Ingest page); raises IngestError when a
     file cannot even be read. A large month is split into buckets of users first and validated
-    bucket by bucket; the results are merged into one per table (see quality.merge_validations)."""
+    bucket by bucket; the results are merged into one per table (see quality.merge_validations).
+    `fmt`: how the files are written (else the folder's `_format.toml`, else comma-separated UTF-8)."""
     timings = timings if timings is not None else {}
     say = say or (lambda _msg: None)
     t0 = time.perf_counter()
-    parts = MonthParts(folder)
+    parts = MonthParts(folder, fmt=resolve_format(folder, fmt))
     timings["read_coerce_s"] = time.perf_counter() - t0
     try:
         if parts.k > 1:
@@ -193,6 +197,7 @@ def prepare_month(
     as_of: str | date | None = None,
     settings: Settings | None = None,
     progress: Callable[[str], None] | None = None,
+    fmt: CsvFormat | None = None,
 ) -> PreparedMonth:
     """Read, coerce and validate a month; store the validation results. Writes no data row.
 
@@ -210,9 +215,12 @@ def prepare_month(
         if not folder.is_dir():
             raise NotFound(f"{folder} is not a folder")
         box[0] = resolved = resolve_as_of(folder, as_of)
-        digest = files_digest(folder)
+        fmt = resolve_format(folder, fmt)
+        digest = files_digest(folder, fmt)
         say(f"reading {folder} (as_of {resolved})")
-        parts, validations = check_month(folder, resolved, timings, say)
+        if fmt != DEFAULT:
+            say(f"reading as {fmt}")
+        parts, validations = check_month(folder, resolved, timings, say, fmt)
         prepared = PreparedMonth(run_id, folder, resolved, digest, parts, validations, started, timings, lock)
         runs.store_validations(settings, run_id, resolved, validations)
 
@@ -268,6 +276,7 @@ def ingest_month(
     settings: Settings | None = None,
     progress: Callable[[str], None] | None = None,
     skip_unchanged: bool = False,
+    fmt: CsvFormat | None = None,
 ) -> IngestResult:
     """Ingest one month folder: `prepare_month` then `write_month`.
 
@@ -283,8 +292,10 @@ def ingest_month(
         except StreamflowError:
             day = None
         if day is not None:
-            previous = runs.ingested_run(settings, day, files_digest(folder), USERS.snapshot)
+            previous = runs.ingested_run(
+                settings, day, files_digest(folder, resolve_format(folder, fmt)), USERS.snapshot
+            )
             if previous:
                 return IngestResult(previous, str(folder), day, {}, {}, [], skipped=True)
-    prepared = prepare_month(folder, as_of, settings, progress)
+    prepared = prepare_month(folder, as_of, settings, progress, fmt)
     return write_month(prepared, settings, progress)

@@ -35,6 +35,7 @@ from streamflow.errors import StreamflowError
 from streamflow.ingest import ingest_month
 from streamflow.ingest.coerce import FALSE_WORDS, TRUE_WORDS, coerce_table
 from streamflow.ingest.folder import read_raw
+from streamflow.ingest.formats import CsvFormat
 from tests.conftest import fingerprint
 
 FILE_CASES = int(os.environ.get("STREAMFLOW_GENERATED_FILES", "1000"))
@@ -146,6 +147,63 @@ def test_generated_files_coerce_like_the_reference(case, tmp_path_factory, recor
         else:
             assert got == want, (c.name, got, want)
     record_generated("files")
+
+
+EUROPEAN = CsvFormat(delimiter=";", decimal=",", encoding="cp1252", dates="dmy")
+_ISO_CELL = re.compile(r"^(\s*)(\d{4})-(\d{2})-(\d{2})(\s*)$")
+
+
+def european(c: Column, raw: str) -> str:
+    """A cell as a French-locale spreadsheet writes it: decimal commas, dates day first (a cell
+    already written day first is made plainly bad in both files, not good in one)."""
+    if c.kind in ("int", "float"):
+        return raw.replace(".", ",")
+    if c.kind == "date":
+        m = _ISO_CELL.match(raw)
+        if m:
+            pad, y, mo, d, end = m.groups()
+            return f"{pad}{d}/{mo}/{y}{end}"
+        return raw.replace("/", "|") if "/" in raw else raw
+    return raw
+
+
+@settings(max_examples=FILE_CASES // 4, deadline=None, suppress_health_check=list(HealthCheck))
+@given(case=table_file())
+def test_generated_files_in_a_european_format_read_as_the_comma_file(case, tmp_path_factory, record_generated):
+    """Issue 29: the same rows written with ';', decimal commas, day-first dates and Windows-1252,
+    read with that format on purpose, coerce to the same values and the same problems as the comma
+    file (whose dates written day first are bad in both)."""
+    t, rows, data = case
+    comma_rows = [
+        {k: (v.replace("/", "|") if "/" in v and _col(t, k) == "date" else v) for k, v in r.items()} for r in rows
+    ]
+    base = tmp_path_factory.getbasetemp() / "gen-eu"
+    (base / "comma").mkdir(parents=True, exist_ok=True)
+    (base / "eu").mkdir(exist_ok=True)
+    for folder, fmt_rows, delimiter, encoding in (
+        ("comma", comma_rows, ",", "utf-8"),
+        ("eu", [{k: european(_column(t, k), v) for k, v in r.items()} for r in rows], ";", "cp1252"),
+    ):
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=list(rows[0]), delimiter=delimiter, lineterminator="\n")
+        w.writeheader()
+        w.writerows(fmt_rows)
+        (base / folder / t.csv).write_bytes(buf.getvalue().encode(encoding))
+    typed, problems = coerce_table(t, read_raw(base / "comma" / t.csv))
+    typed_eu, problems_eu = coerce_table(t, read_raw(base / "eu" / t.csv, EUROPEAN))
+    pd.testing.assert_frame_equal(typed_eu, typed)
+    assert {(p["column"], p["unexpected_count"]) for p in problems_eu} == {
+        (p["column"], p["unexpected_count"]) for p in problems
+    }
+    record_generated("files, European format")
+
+
+def _column(t, name: str) -> Column:
+    return next((c for c in t.columns if c.name == name), Column(name, "str", ""))
+
+
+def _col(t, name: str) -> str:
+    return _column(t, name).kind
 
 
 # ---------------------------------------------------------------- whole months, on the real store

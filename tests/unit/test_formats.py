@@ -1,5 +1,6 @@
 """A month file saved the way a European-locale spreadsheet saves CSV is named in one line,
-before any expectation runs (what it is, and what to do), and a comma-separated UTF-8 file is not."""
+before any expectation runs (what it is, and what to do), and a comma-separated UTF-8 file is
+not; read with its format on purpose, it gives the text a comma file gives."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from streamflow.ingest.folder import IngestError, describe_format, read_raw
+from streamflow.errors import InvalidInput
+from streamflow.ingest.folder import IngestError, read_raw
+from streamflow.ingest.formats import DEFAULT, CsvFormat, describe, detect_month, load, resolve
 
 SUBS = (
     "user_id,months_active,monthly_fee,contract_type\n7590-VHVEG,1,29.85,Month-to-month\n5575-GNVDE,34,56.95,One year\n"
@@ -22,18 +25,19 @@ def _write(tmp_path: Path, name: str, text: str, encoding: str = "utf-8") -> Pat
 
 
 def test_the_expected_format_says_nothing(tmp_path):
-    assert describe_format(_write(tmp_path, "subscriptions.csv", SUBS)) is None
-    assert describe_format(_write(tmp_path, "users.csv", "\ufeff" + USERS)) is None  # a BOM is fine
+    assert describe(_write(tmp_path, "subscriptions.csv", SUBS)) is None
+    assert describe(_write(tmp_path, "users.csv", "\ufeff" + USERS)) is None  # a BOM is fine
     crlf = _write(tmp_path, "users.csv", USERS.replace("\n", "\r\n"))
-    assert describe_format(crlf) is None
+    assert describe(crlf) is None
 
 
 def test_semicolons_and_decimal_commas_in_one_line(tmp_path):
     french = SUBS.replace(",", ";").replace("29.85", "29,85").replace("56.95", "56,95")
-    msg = describe_format(_write(tmp_path, "subscriptions.csv", french))
+    msg = describe(_write(tmp_path, "subscriptions.csv", french))
     assert msg == (
         "fields separated by ';' and decimal commas (29,85): "
-        "re-export it comma-separated, with decimal points, UTF-8 and dates as YYYY-MM-DD"
+        "re-export it comma-separated, with decimal points, UTF-8 and dates as YYYY-MM-DD, "
+        "or pass --delimiter ';' --decimal ','"
     )
     with pytest.raises(IngestError) as info:
         read_raw(tmp_path / "subscriptions.csv")
@@ -52,7 +56,7 @@ def test_semicolons_and_decimal_commas_in_one_line(tmp_path):
 )
 def test_each_difference_is_named(tmp_path, text, encoding, expected):
     name = "users.csv" if text.startswith("user_id,signup") or "signup" in text else "subscriptions.csv"
-    assert expected in describe_format(_write(tmp_path, name, text, encoding))
+    assert expected in describe(_write(tmp_path, name, text, encoding))
 
 
 def test_one_odd_date_is_left_to_the_row_level_check(tmp_path):
@@ -60,4 +64,70 @@ def test_one_odd_date_is_left_to_the_row_level_check(tmp_path):
     that row (line and user) instead of the whole file being refused for its format."""
     rows = "".join(f"{i:04d}-ABCDE,2023-12-01,Female\n" for i in range(5))
     text = USERS + rows + "9999-ZZZZZ,01/02/2020,Male\n"
-    assert describe_format(_write(tmp_path, "users.csv", text)) is None
+    assert describe(_write(tmp_path, "users.csv", text)) is None
+
+
+FRENCH = CsvFormat(delimiter=";", decimal=",", encoding="cp1252", dates="dmy")
+
+
+def test_read_with_its_format_a_french_file_gives_the_comma_files_text(tmp_path):
+    comma = "user_id,signup_date,user_gender\n7590-VHVEG,2023-12-01,Féminin\n5575-GNVDE,2023-01-31,\n"
+    french = "user_id;signup_date;user_gender\n7590-VHVEG;01/12/2023;Féminin\n5575-GNVDE;31/01/2023;\n"
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a = _write(tmp_path / "a", "users.csv", comma)
+    b = _write(tmp_path / "b", "users.csv", french, "cp1252")
+    assert "';'" in describe(b) and "--delimiter ';' --encoding cp1252 --dayfirst" in describe(b)
+    assert describe(b, FRENCH) is None
+    assert read_raw(b, FRENCH).equals(read_raw(a))
+    subs = _write(tmp_path / "b", "subscriptions.csv", SUBS.replace(",", ";").replace("29.85", "29,85"))
+    assert read_raw(subs, FRENCH)["monthly_fee"].tolist() == ["29.85", "56.95"]
+
+
+def test_options_that_do_not_match_the_file_are_named(tmp_path):
+    path = _write(tmp_path, "users.csv", USERS)
+    msg = describe(path, FRENCH)
+    assert "fields separated by ','" in msg and "dates written YYYY-MM-DD" in msg and "_format.toml" in msg
+
+
+def test_a_decimal_comma_with_comma_delimiter_is_refused_as_ambiguous():
+    with pytest.raises(InvalidInput, match="ambiguous"):
+        CsvFormat(delimiter=",", decimal=",")
+    with pytest.raises(InvalidInput, match="unknown text encoding"):
+        CsvFormat(encoding="klingon")
+
+
+def test_month_first_dates_are_told_from_day_first_when_the_sample_shows_it(tmp_path):
+    us = USERS.replace("2023-12-01", "12/31/2023")
+    assert "(month first)" in describe(_write(tmp_path, "users.csv", us))
+    eu = USERS.replace("2023-12-01", "31/12/2023")
+    assert "(day first)" in describe(_write(tmp_path, "users.csv", eu))
+    same = USERS.replace("2023-12-01", "01/02/2023")
+    assert "cannot be told apart" in describe(_write(tmp_path, "users.csv", same))
+    path = _write(tmp_path, "users.csv", us)
+    assert read_raw(path, CsvFormat(dates="mdy"))["signup_date"].tolist() == ["2023-12-31"]
+
+
+def test_format_toml_is_read_and_a_wrong_one_is_named(tmp_path):
+    assert resolve(tmp_path) == DEFAULT
+    (tmp_path / "_format.toml").write_text('delimiter = ";"\ndecimal = ","\nencoding = "cp1252"\ndates = "dmy"\n')
+    assert load(tmp_path) == FRENCH and resolve(tmp_path) == FRENCH
+    assert resolve(tmp_path, DEFAULT) == DEFAULT  # what is asked for wins
+    (tmp_path / "_format.toml").write_text('delimiter = "tab"\n')
+    assert load(tmp_path).delimiter == "\t"
+    (tmp_path / "_format.toml").write_text('separator = ";"\n')
+    with pytest.raises(InvalidInput, match="unknown key"):
+        load(tmp_path)
+    (tmp_path / "_format.toml").write_text('delimiter = ";\n')
+    with pytest.raises(InvalidInput, match="not valid TOML"):
+        load(tmp_path)
+
+
+def test_a_months_format_is_what_most_of_its_files_show():
+    heads = {
+        "users.csv": USERS.replace(",", ";").encode(),
+        "subscriptions.csv": SUBS.replace(",", ";").replace("29.85", "29,85").encode(),
+        "labels.csv": b"user_id;churn_label\n7590-VHVEG;0\n",
+    }
+    assert detect_month(heads) == CsvFormat(delimiter=";", decimal=",")
+    assert detect_month({"users.csv": USERS.encode()}) == DEFAULT
