@@ -8,6 +8,9 @@ columns, no keys or indexes: the issue's floor), a COPY of the same rows, sorted
 tables shaped as the live and snapshot tables (keys and indexes: the write an ingest cannot
 avoid), and the full `ingest_month` (read, coerce, Great Expectations, staging COPY, upserts,
 bookkeeping) into emptied tables. Prints medians of `--repeat` runs, rows/s and the ratios.
+Then the same month as people export it (issue 29), each against the comma files' ingest of the
+same run: saved by a French-locale spreadsheet (';', decimal commas, day-first dates, cp1252)
+and read with those options, and as one Excel workbook with a sheet per table.
 Runs on an embedded PostgreSQL in a temporary folder unless STREAMFLOW_* points at a server.
 """
 
@@ -85,10 +88,61 @@ def empty_tables(settings) -> None:
         conn.execute(f"TRUNCATE {', '.join(names)}")
 
 
+def french_copy(folder: Path, dest: Path) -> Path:
+    """The month as a French-locale spreadsheet saves CSV: ';', decimal commas, day-first dates, cp1252."""
+    import re
+    import shutil
+
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy(folder / "_as_of.txt", dest / "_as_of.txt")
+    for t in TABLES:
+        text = re.sub(r"(\d)\.(\d)", r"\1,\2", (folder / t.csv).read_text().replace(",", ";"))
+        text = re.sub(r"\b(\d{4})-(\d{2})-(\d{2})\b", r"\3/\2/\1", text)
+        (dest / t.csv).write_bytes(text.encode("cp1252"))
+    return dest
+
+
+def exported_formats(settings, folder: Path, n: int, repeat: int, comma_s: float) -> None:
+    """Ingest of the month as a French CSV export (with its options) and as an Excel workbook."""
+    from streamflow.ingest import CsvFormat
+    from streamflow.ingest.excel import write_csvs
+    from streamflow.seeds import month_as_workbook
+
+    french = french_copy(folder, folder.parent / f"{folder.name}_fr")
+    book = folder.parent / f"{folder.name}_xlsx"
+    book.mkdir(exist_ok=True)
+    (book / "_as_of.txt").write_text((folder / "_as_of.txt").read_text())
+    t0 = time.perf_counter()
+    month_as_workbook(folder, book / "month.xlsx")
+    print(f"  (writing the workbook with openpyxl: {time.perf_counter() - t0:.1f}s, not counted)", flush=True)
+    fmt = CsvFormat(delimiter=";", decimal=",", encoding="cp1252", dates="dmy")
+    for name, source, kwargs in (("French CSV export, read with its options", french, {"fmt": fmt}),
+                                 ("Excel workbook, a sheet per table", book, {})):  # fmt: skip
+        times = []
+        for _ in range(repeat):
+            empty_tables(settings)
+            t0 = time.perf_counter()
+            ingest_month(source, settings=settings, **kwargs)
+            times.append(time.perf_counter() - t0)
+        extra = {}
+        if source is book:
+            with tempfile.TemporaryDirectory() as tmp:
+                t0 = time.perf_counter()
+                write_csvs(book, Path(tmp))
+                extra["workbook_to_csv_s"] = round(time.perf_counter() - t0, 3)
+        t = statistics.median(times)
+        record(f"ingest one month: {name}", t, users=n, floor=comma_s, floor_name="the comma files' ingest, same run",
+               goal="as close to 1x as reading the format allows", **extra)  # fmt: skip
+        print(
+            f"{n:>8} users | {name}: {t:6.2f}s ({t / comma_s:3.2f}x the comma files' ingest) {extra or ''}", flush=True
+        )
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--users", type=int, nargs="+", default=[7043, 100_000])
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--no-formats", action="store_true", help="skip the French CSV and Excel scenarios")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="sfb") as tmp:
@@ -138,6 +192,8 @@ def main() -> int:
                 + " ".join(f"{k}={v:.2f}" for k, v in med.items()),
                 flush=True,
             )
+            if not args.no_formats:
+                exported_formats(settings, folder, n, args.repeat, i)
         if not base.embedded:
             with db.connection(settings) as conn:
                 for t in TABLES:

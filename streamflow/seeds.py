@@ -341,3 +341,25 @@ def generate_months(
         write_month(folder, _tables(pop, as_of, hide_add_ons_first_month and m == 0, rng), as_of)
         written.append((folder, as_of))
     return written
+
+
+def month_as_workbook(folder: Path, out: Path) -> Path:
+    """A month folder's six CSV files as one Excel workbook with a sheet per table, each cell typed
+    as Excel types it (numbers, dates, booleans; text as text; blank as empty) through the
+    catalog's coercion: a month as a team that keeps it in Excel has it (tests, benchmarks).
+    Needs openpyxl (a dev requirement)."""
+    import openpyxl
+    import pandas as pd
+
+    from streamflow.ingest.coerce import coerce_table
+    from streamflow.ingest.folder import read_raw
+
+    wb = openpyxl.Workbook(write_only=True)
+    for t in TABLES:
+        typed, _ = coerce_table(t, read_raw(Path(folder) / t.csv))
+        ws = wb.create_sheet(t.name)
+        ws.append(list(typed.columns))
+        for row in typed.astype(object).itertuples(index=False):
+            ws.append([None if v is None or v is pd.NA or (isinstance(v, float) and v != v) else v for v in row])
+    wb.save(out)
+    return Path(out)

@@ -328,3 +328,23 @@ def test_ingest_page_reads_a_french_export_with_the_format_it_shows(app_env, mon
     assert "or pass --delimiter ';' --decimal ','" in errors[0]
     assert not at.dataframe  # no expectation report: the structure was refused first
     assert fingerprint(settings) == before
+
+
+def test_ingest_page_takes_an_excel_workbook(app_env, months, tmp_path):
+    """Issue 29: one .xlsx with a sheet per table is validated and committed like the six CSVs;
+    the CSV format choices are not offered for it."""
+    from streamflow.seeds import month_as_workbook
+    from streamflow.snapshots import snapshot_dates
+
+    settings, _ = app_env
+    ingest_month(months[0][0], settings=settings)
+    book = month_as_workbook(months[1][0], tmp_path / "february.xlsx")
+    at = _open(_app(), "views/ingest.py")
+    mime = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    at.file_uploader(key="ingest_files").set_value([("february.xlsx", book.read_bytes(), mime)]).run()
+    assert not at.exception and "fmt_delimiter" not in at.session_state
+    at.button(key="ingest_dry").click().run()
+    assert not at.exception and any("every check passed" in t for t in _texts(at, "success")), _texts(at, "error")
+    at.button(key="ingest_commit").click().run()
+    assert not at.exception, at.exception
+    assert snapshot_dates(settings)[-1] == months[1][1]

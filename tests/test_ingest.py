@@ -364,3 +364,52 @@ def test_a_french_export_read_with_its_format_gives_the_comma_months_snapshots(
     assert all(v["snapshot_upserted"] + v["snapshot_deleted"] == 0 for v in r.changed.values()), r.changed
     assert cli.main(["ingest", str(folder), "--decimal", ",", "--delimiter", ","]) == InvalidInput.exit_code
     assert "ambiguous" in capsys.readouterr().err
+
+
+def test_a_month_as_an_excel_workbook_gives_the_comma_months_snapshots(
+    settings, months, month_copy, tmp_path, monkeypatch, capsys
+):
+    """Issue 29: the demo month as one .xlsx (a sheet per table, cells typed by Excel) ingests
+    through the CLI to exactly what its CSV files store; a missing sheet is refused by name and
+    writes nothing; a workbook per table works the same."""
+    import openpyxl
+
+    from streamflow import cli
+    from streamflow.seeds import month_as_workbook
+    from tests.conftest import use_settings
+
+    use_settings(monkeypatch, settings)
+    ingest_month(months[0][0], settings=settings)
+    before = fingerprint(settings)
+    book_dir = tmp_path / "book"
+    book_dir.mkdir()
+    (book_dir / "_as_of.txt").write_text(str(months[1][1]))
+    book = month_as_workbook(months[1][0], book_dir / "february.xlsx")
+
+    wb = openpyxl.load_workbook(book)
+    del wb["support_agg_90d"]
+    wb.save(tmp_path / "partial.xlsx")
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    (tmp_path / "partial.xlsx").rename(partial / "partial.xlsx")
+    with pytest.raises(IngestError, match="support_agg_90d: no sheet or workbook named 'support_agg_90d'"):
+        ingest_month(partial, months[1][1], settings=settings)
+    assert fingerprint(settings) == before
+
+    assert cli.main(["ingest", str(book_dir), "--no-stats"]) == 0, capsys.readouterr().err
+    assert "reading the workbook's sheets" in capsys.readouterr().out
+    from_excel = fingerprint(settings, timestamps=False)
+    r = ingest_month(months[1][0], settings=settings)  # the CSV files of the same month
+    assert all(v["snapshot_upserted"] + v["snapshot_deleted"] == 0 for v in r.changed.values()), r.changed
+    assert fingerprint(settings, timestamps=False) == from_excel
+
+    per_table = tmp_path / "per_table"
+    per_table.mkdir()
+    for t in TABLES:
+        one = openpyxl.load_workbook(book)
+        for name in one.sheetnames:
+            if name != t.name:
+                del one[name]
+        one.save(per_table / f"{t.name}.xlsx")
+    r = ingest_month(per_table, months[1][1], settings=settings)
+    assert all(v["snapshot_upserted"] + v["snapshot_deleted"] == 0 for v in r.changed.values()), r.changed

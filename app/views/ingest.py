@@ -64,16 +64,21 @@ def show_report(validations) -> None:
 
 st.title("Ingest a month")
 st.caption(
-    f"Upload {', '.join(CSV_FILES)} (or one zip holding them). Validate runs every Great Expectations check "
-    "and writes nothing; Commit writes the month in one transaction, or nothing if it is refused."
+    f"Upload {', '.join(CSV_FILES)} (or one zip holding them, or an Excel workbook with a sheet per table). "
+    "Validate runs every Great Expectations check and writes nothing; Commit writes the month in one transaction, or nothing if it is refused."
 )
 
 with friendly_errors():
     dates = snapshot_dates()
     default = add_months(dates[-1], 1) if dates else parse_month_end("2024-01-31")
     as_of = st.date_input("as_of (a month end)", value=default, key="ingest_as_of")
-    uploads = st.file_uploader("Month files", type=["csv", "zip"], accept_multiple_files=True, key="ingest_files")
-    fmt = format_choices(uploads) if uploads else None
+    uploads = st.file_uploader(
+        "Month files", type=["csv", "zip", "xlsx", "xlsm"], accept_multiple_files=True, key="ingest_files"
+    )
+    workbook = bool(uploads) and all(f.name.lower().endswith((".xlsx", ".xlsm")) for f in uploads)
+    if workbook:
+        st.caption("Excel workbook: one sheet per table (or one workbook per table), cells read as Excel typed them.")
+    fmt = format_choices(uploads) if uploads and not workbook else None
     c1, c2 = st.columns(2)
     dry = c1.button("Validate (dry run)", disabled=not uploads, key="ingest_dry")
     allowed = write_guard("commit a month")

@@ -38,9 +38,21 @@ class IngestError(ValidationRefused):
         self.validations: list[TableValidation] = validations or []
 
 
+WORKBOOK_SUFFIXES = (".xlsx", ".xlsm")
+
+
+def workbooks(folder: Path) -> list[Path]:
+    """The folder's Excel workbooks, by name (Excel's lock files `~$...` left out): see `excel`."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in WORKBOOK_SUFFIXES and not p.name.startswith("~$"))
+
+
 def files_digest(folder: Path, fmt: CsvFormat = DEFAULT) -> str:
-    """sha256 over the six files' bytes (a missing file hashes as absent) and the format they are
-    read with, when it is not the default (the same bytes read otherwise are another month)."""
+    """sha256 over the six files' bytes (a missing file hashes as absent), the folder's workbooks'
+    when it has any, and the format they are read with when it is not the default (the same
+    bytes read otherwise are another month)."""
     import hashlib
 
     h = hashlib.sha256()
@@ -55,6 +67,9 @@ def files_digest(folder: Path, fmt: CsvFormat = DEFAULT) -> str:
                     h.update(chunk)
         else:
             h.update(b"<missing>")
+    for p in workbooks(folder):
+        h.update(p.name.encode())
+        h.update(p.read_bytes())
     return h.hexdigest()
 
 
@@ -143,8 +158,8 @@ MAX_UPLOAD_BYTES = 1 << 30  # uncompressed, all six files together
 
 
 def month_from_uploads(files: dict[str, bytes], dest: Path) -> Path:
-    """Write uploaded files (the six CSVs, or one zip holding them) into `dest`, a new month
-    folder. Only the catalog's file names are accepted; a zip's folders are ignored, its total
+    """Write uploaded files (the six CSVs, one zip holding them, or Excel workbooks: see `excel`)
+    into `dest`, a new month folder. Only the catalog's file names are accepted; a zip's folders are ignored, its total
     uncompressed size is capped (MAX_UPLOAD_BYTES)."""
     import zipfile
 
@@ -166,13 +181,17 @@ def month_from_uploads(files: dict[str, bytes], dest: Path) -> Path:
                         written.append(Path(m.filename).name)
             except zipfile.BadZipFile:
                 raise InvalidInput(f"{base} is not a zip file") from None
-        elif base in wanted:
+        elif base in wanted or base.lower().endswith(WORKBOOK_SUFFIXES):
             (dest / base).write_bytes(data)
             written.append(base)
         else:
-            raise InvalidInput(f"{base}: not one of the six month files ({', '.join(CSV_FILES)}) or a zip of them")
+            raise InvalidInput(
+                f"{base}: not one of the six month files ({', '.join(CSV_FILES)}), a zip of them or an Excel workbook"
+            )
     if not written:
-        raise InvalidInput(f"no month file among the uploads; expected {', '.join(CSV_FILES)} or a zip of them")
+        raise InvalidInput(
+            f"no month file among the uploads; expected {', '.join(CSV_FILES)}, a zip of them or an Excel workbook"
+        )
     return dest
 
 
@@ -206,7 +225,7 @@ def month_folders(root: Path | str) -> list[Path]:
     root = Path(root)
     if not root.is_dir():
         return []
-    return sorted(p for p in root.iterdir() if p.is_dir() and (p / "users.csv").exists())
+    return sorted(p for p in root.iterdir() if p.is_dir() and ((p / "users.csv").exists() or workbooks(p)))
 
 
 @contextmanager

@@ -31,6 +31,7 @@ from streamflow.config import Settings, load_settings
 from streamflow.errors import BackendUnavailable, NotFound, StreamflowError
 from streamflow.ingest.buckets import MonthParts
 from streamflow.ingest.coerce import EXAMPLE_ROWS, coerce_table
+from streamflow.ingest.excel import csv_month, is_workbook_month
 from streamflow.ingest.folder import IngestError, files_digest, resolve_as_of
 from streamflow.ingest.formats import DEFAULT, CsvFormat
 from streamflow.ingest.formats import resolve as resolve_format
@@ -146,7 +147,10 @@ def check_month(
     timings = timings if timings is not None else {}
     say = say or (lambda _msg: None)
     t0 = time.perf_counter()
-    parts = MonthParts(folder, fmt=resolve_format(folder, fmt))
+    if is_workbook_month(folder):
+        say("reading the workbook's sheets")
+    with csv_month(folder) as src:  # a workbook month, as the CSV files it holds
+        parts = MonthParts(src, fmt=DEFAULT if src != folder else resolve_format(folder, fmt))
     timings["read_coerce_s"] = time.perf_counter() - t0
     try:
         if parts.k > 1:
@@ -215,7 +219,7 @@ def prepare_month(
         if not folder.is_dir():
             raise NotFound(f"{folder} is not a folder")
         box[0] = resolved = resolve_as_of(folder, as_of)
-        fmt = resolve_format(folder, fmt)
+        fmt = DEFAULT if is_workbook_month(folder) else resolve_format(folder, fmt)
         digest = files_digest(folder, fmt)
         say(f"reading {folder} (as_of {resolved})")
         if fmt != DEFAULT:
