@@ -322,6 +322,15 @@ def cmd_dataset(args: argparse.Namespace) -> int:
     raise AssertionError(args.action)
 
 
+def cmd_data_docs(args: argparse.Namespace) -> int:
+    from streamflow.data_docs import build
+
+    docs = build(args.out)
+    print(f"Great Expectations Data Docs: {docs.validations} validation page(s) in {docs.seconds:.1f}s")
+    print(f"open {docs.index.resolve().as_uri()}")
+    return 0
+
+
 def cmd_validations(args: argparse.Namespace) -> int:
     from streamflow.config import load_settings
     from streamflow.dates import parse_date
@@ -492,6 +501,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--as-of", default=None, help="snapshot date (default: latest)")
     s.add_argument("--refresh", action="store_true", help="first compute every month that lacks them")
     s.set_defaults(func=cmd_stats)
+
+    s = sub.add_parser("data-docs", help="Great Expectations' Data Docs site from every stored validation")
+    s.add_argument("--out", default=None, help="folder to write the site in (default .streamflow/data_docs)")
+    s.set_defaults(func=cmd_data_docs)
 
     s = sub.add_parser("validations", help="Great Expectations runs, filtered, and the share passing per month")
     s.add_argument("--tables", default=None, help="comma-separated table names (default: all)")

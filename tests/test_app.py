@@ -348,3 +348,17 @@ def test_ingest_page_takes_an_excel_workbook(app_env, months, tmp_path):
     at.button(key="ingest_commit").click().run()
     assert not at.exception, at.exception
     assert snapshot_dates(settings)[-1] == months[1][1]
+
+
+def test_data_quality_page_builds_great_expectations_data_docs(app_env, months):
+    """Issue 29: the Data quality page renders GE's Data Docs from the stored validations and
+    offers the site for download."""
+    settings, _ = app_env
+    ingest_month(months[0][0], settings=settings)
+    at = _open(_app(), "views/data_quality.py")
+    at.button(key="dq_docs").click().run()
+    assert not at.exception, at.exception
+    done = [t for t in _texts(at, "success") if "validation page(s)" in t]
+    assert done and (settings.state_dir / "data_docs" / "index.html").is_file(), _texts(at, "error")
+    pages = list((settings.state_dir / "data_docs" / "validations").rglob("*.html"))
+    assert len(pages) == 7 and f"{len(pages)} validation page(s)" in done[0]  # six tables and the cross-file check

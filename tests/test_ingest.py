@@ -413,3 +413,39 @@ def test_a_month_as_an_excel_workbook_gives_the_comma_months_snapshots(
         one.save(per_table / f"{t.name}.xlsx")
     r = ingest_month(per_table, months[1][1], settings=settings)
     assert all(v["snapshot_upserted"] + v["snapshot_deleted"] == 0 for v in r.changed.values()), r.changed
+
+
+def test_great_expectations_data_docs_from_every_stored_validation(
+    settings, months, month_copy, tmp_path, monkeypatch, capsys
+):
+    """Issue 29: `streamflow data-docs` renders Great Expectations' own site from the stored
+    results, failed runs included (one page per stored table validation, the failed expectation
+    on its page); a folder holding something else is refused and left as it was."""
+    from streamflow import cli
+    from streamflow.errors import InvalidInput
+    from streamflow.runs import validation_runs
+    from tests.conftest import use_settings
+
+    use_settings(monkeypatch, settings)
+    ingest_month(months[0][0], settings=settings)
+    bad = month_copy(1)
+    _bad_negative_hours(bad)
+    with pytest.raises(IngestError):
+        ingest_month(bad, settings=settings)
+    stored = validation_runs(settings)
+    out = tmp_path / "docs"
+    assert cli.main(["data-docs", "--out", str(out)]) == 0, capsys.readouterr().err
+    assert f"{len(stored)} validation page(s)" in capsys.readouterr().out
+    pages = sorted((out / "validations").rglob("*.html"))
+    assert len(pages) == len(stored) and (out / "index.html").is_file()
+    failed = [p for p in pages if "usage_agg_30d" in p.parts and p.name.startswith(f"usage_agg_30d-{months[1][1]}")]
+    assert len(failed) == 1
+    html = failed[0].read_text()
+    assert "watch_hours_30d" in html and "Failed" in html
+
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    assert cli.main(["data-docs", "--out", str(other)]) == InvalidInput.exit_code
+    assert "holds no Data Docs site" in capsys.readouterr().err and (other / "keep.txt").read_text() == "mine"
+    assert cli.main(["data-docs", "--out", str(out)]) == 0  # a site built before is replaced

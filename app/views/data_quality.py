@@ -7,6 +7,8 @@ from door import write_guard
 from ui import badge, friendly_errors, require_snapshots
 
 from streamflow.catalog import TABLES
+from streamflow.data_docs import build as build_data_docs
+from streamflow.data_docs import zipped
 from streamflow.revalidate import revalidate_snapshot
 from streamflow.validation_report import OUTCOMES, details_frame, filter_validations, pass_rates
 
@@ -59,6 +61,24 @@ with friendly_errors():
         title = f"{badge(r['success'])} · {r['table']} · as_of {r['as_of']} · run {str(r['run_id'])[:12]}"
         with st.expander(title, expanded=not r["success"]):
             st.dataframe(details_frame(r["details"]), hide_index=True)
+
+    st.subheader("Great Expectations Data Docs")
+    st.caption(
+        "Great Expectations' own static site, rendered from every stored validation (failed runs "
+        "included): an index, each suite, each result. Also `streamflow data-docs`."
+    )
+    if st.button("Build Data Docs", key="dq_docs"):
+        with st.spinner("Rendering every stored validation with Great Expectations..."):
+            docs = build_data_docs(settings=settings())
+        st.success(f"{docs.validations} validation page(s) in {docs.seconds:.1f}s, in `{docs.index.parent}`.")
+        st.markdown(f"Open [{docs.index.name}]({docs.index.resolve().as_uri()}) on this machine, or download it:")
+        st.download_button(
+            "Download the site (zip)",
+            zipped(docs),
+            file_name="data_docs.zip",
+            mime="application/zip",
+            key="dq_docs_zip",
+        )
 
     st.subheader("Re-validate a stored snapshot")
     dates = require_snapshots()

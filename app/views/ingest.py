@@ -101,6 +101,8 @@ with friendly_errors():
                     + ("every check passed; Commit will write it." if ok else "refused; Commit would write nothing.")
                 )
                 show_report(validations)
+                st.caption("A dry run is not stored. Committed months, refused ones included, are in the Data quality page's "
+                           "Great Expectations Data Docs.")  # fmt: skip
             else:
                 with st.status(f"Ingesting {day}...", expanded=True) as box:
                     try:
@@ -121,3 +123,4 @@ with friendly_errors():
                 clear()
                 st.success(f"Stored the {day} snapshot (run {r.run_id[:8]}). Materialize to serve it online.")
                 show_report(r.validations)
+                st.page_link("views/data_quality.py", label="Every stored validation, and Great Expectations Data Docs")
