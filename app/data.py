@@ -70,6 +70,8 @@ def clear() -> None:
     st.cache_data.clear()
     _training_frame.clear()
     _frame_summary.clear()
+    _distribution.clear()
+    _drift.clear()
 
 
 @st.cache_data(ttl=3600, max_entries=8, show_spinner=False)
@@ -218,6 +220,21 @@ def frame_summary(as_of, features: tuple[str, ...] = (), labels: bool = True):
     return _frame_summary(settings(), as_of, tuple(features), labels)
 
 
+@st.cache_resource(ttl=600, max_entries=64, show_spinner=False)
+def _distribution(s: Settings, as_of, features: tuple[str, ...], labels: bool, feature: str):
+    from streamflow.catalog import LABEL_FEATURE
+    from streamflow.training import distribution
+
+    df = _training_frame(s, as_of, features, labels, False).frame
+    return distribution(df, feature, by=LABEL_FEATURE if LABEL_FEATURE in df else None)
+
+
+def frame_distribution(as_of, features: tuple[str, ...], labels: bool, feature: str):
+    """`training.distribution` of one feature of the frame, by churn label: counted once per
+    frame, feature and process (a chart of a few hundred numbers, whoever asks)."""
+    return _distribution(settings(), as_of, tuple(features), labels, feature)
+
+
 @st.cache_resource(max_entries=8, show_spinner=False)
 def _dataset_summary(s: Settings, name: str, checksum: str, created_at):
     from streamflow.training import feature_summary
@@ -230,7 +247,8 @@ def dataset_summary(ds):
     return _dataset_summary(settings(), ds.name, ds.checksum, ds.created_at)
 
 
-@st.cache_data(ttl=300, show_spinner="Comparing the two populations...")
+# a report holds both frames (its histograms are drawn from them): shared, not copied per visit
+@st.cache_resource(ttl=600, max_entries=8, show_spinner="Comparing the two populations...")
 def _drift(s: Settings, a, b, online_sample: int, thresholds, _save: bool):
     from streamflow.catalog import LABEL_FEATURE, SERVICE
     from streamflow.drift import compare

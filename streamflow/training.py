@@ -299,9 +299,11 @@ def distribution(frame: pd.DataFrame, feature: str, by: str | None = None, bins:
             rows += [
                 {"value": lab, "group": g, "percent": 100 * c / total} for lab, c in zip(labels, counts, strict=True)
             ]
-    else:
-        text = s.astype("object").where(s.notna(), "(null)").astype(str)
+    else:  # values counted first, then the few distinct ones named as text (not a million cells)
         for g in sorted(groups.unique()):
-            share = text[groups == g].value_counts(normalize=True)
-            rows += [{"value": v, "group": g, "percent": 100 * p} for v, p in share.items()]
+            share = s[(groups == g).to_numpy()].value_counts(dropna=False, normalize=True)
+            named = share.groupby(["(null)" if pd.isna(v) else str(v) for v in share.index], sort=False).sum()
+            rows += [
+                {"value": v, "group": g, "percent": 100 * p} for v, p in named.sort_values(ascending=False).items()
+            ]
     return pd.DataFrame(rows, columns=["value", "group", "percent"])

@@ -3,25 +3,25 @@
 import pandas as pd
 import plotly.express as px
 import streamlit as st
-from data import clear, frame_summary, settings, training_frame
+from data import clear, frame_distribution, frame_summary, settings, training_frame
 from door import write_guard
 from ui import friendly_errors, require_applied, require_snapshots
 
 from streamflow import datasets as kept
 from streamflow.catalog import LABEL_FEATURE, LABEL_VIEW, SERVICE
-from streamflow.training import compare_summaries, distribution, feature_columns
+from streamflow.training import compare_summaries, feature_columns
 
 PAGE_SIZE = 50
 
 
 @st.fragment
-def by_label(df: pd.DataFrame) -> None:
+def by_label(df: pd.DataFrame, as_of, chosen: tuple[str, ...], labels: bool) -> None:
     """Histogram of one feature by churn label (a widget change reruns only this section); the
     bins are counted here, so the chart carries a few hundred numbers, not the column."""
     st.subheader("Distribution by churn label")
     feats = [c for c in feature_columns(df) if c != LABEL_FEATURE]
     feat = st.selectbox("Feature", feats, key="dist_feature")
-    dist = distribution(df, feat, by=LABEL_FEATURE if LABEL_FEATURE in df else None)
+    dist = frame_distribution(as_of, chosen, labels, feat)
     fig = px.bar(dist, x="value", y="percent", color="group", barmode="group", labels={"value": feat})
     st.plotly_chart(fig)
 
@@ -127,5 +127,5 @@ with friendly_errors():
     st.subheader("Feature statistics")
     st.dataframe(frame_summary(as_of, tuple(chosen), labels), hide_index=True)
 
-    by_label(df)
+    by_label(df, as_of, tuple(chosen), labels)
     comparison(tf, dates, tuple(chosen), labels)
