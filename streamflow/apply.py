@@ -53,7 +53,7 @@ def apply(settings: Settings | None = None, store=None, verbose: bool = False) -
     from feast.repo_operations import apply_total_with_repo_instance, parse_repo
 
     settings = settings or load_settings()
-    store = store or get_store(settings)
+    store = store or get_store(settings, check_sources=False)
     out = io.StringIO()
     with _in_repo(settings.feature_repo), for_settings(settings):
         repo = parse_repo(settings.feature_repo.resolve())

@@ -55,7 +55,7 @@ def bootstrap(
     from streamflow.store import get_store
 
     say("registering the Feast definitions")
-    store = get_store(settings)
+    store = get_store(settings, check_sources=False)  # apply registers this profile's sources
     r = apply(settings, store, verbose=verbose)
     say(f"  {len(r.feature_views)} feature views, service(s) {', '.join(r.feature_services)}")
     last = runs.last_materialization(settings)

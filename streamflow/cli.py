@@ -131,7 +131,7 @@ def cmd_feast(args: argparse.Namespace) -> int:
 def cmd_apply(args: argparse.Namespace) -> int:
     from streamflow.apply import apply
 
-    r = apply(store=_store(), verbose=args.verbose)
+    r = apply(verbose=args.verbose)  # its own store: the registry may still hold the other profile's sources
     print(f"applied: entities {r.entities}; feature views {r.feature_views}; services {r.feature_services}")
     return 0
 

@@ -16,6 +16,8 @@ With nothing set, StreamFlow runs on an embedded PostgreSQL (pgserver) kept unde
                                        credentials: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY
     STREAMFLOW_SPARK_MASTER            Spark master (default local[2]; spark://host:7077 for a cluster)
     STREAMFLOW_SPARK_DRIVER_MEMORY     the Spark driver's heap (default 6g): Feast collects frames there
+    STREAMFLOW_SPARK_CONF              more spark.* settings for every Spark step, `key=value` separated
+                                       by `;` or new lines (spark.executor.memory=2g;spark.driver.host=...)
     STREAMFLOW_HOME                    project folder holding feature_repo/, data/, .streamflow/
 """
 
@@ -69,6 +71,7 @@ class Settings:
     spark_master: str = "local[2]"
     s3_endpoint: str = ""  # an s3a:// lake's endpoint (MinIO); empty: AWS
     spark_driver_memory: str = "6g"
+    spark_conf: tuple[tuple[str, str], ...] = ()  # STREAMFLOW_SPARK_CONF: more spark.* settings, in order
 
     @property
     def lake_url(self) -> str:
@@ -106,7 +109,11 @@ class Settings:
         return f"PostgreSQL server {self.pg_user}@{self.pg_host}:{self.pg_port}/{self.pg_db}"
 
     def describe(self) -> dict[str, str]:
-        lake = {"offline store": f"Spark over the Parquet lake ({self.lake_url}, {self.spark_master})"}
+        extra = "".join(f", {k}={v}" for k, v in self.spark_conf)
+        lake = {
+            "offline store": f"Spark over the Parquet lake ({self.lake_url})",
+            "spark": f"master {self.spark_master}, driver memory {self.spark_driver_memory}{extra}",
+        }
         return {
             **(lake if self.offline_store == "spark" else {}),
             ("database" if self.offline_store == "spark" else "offline store / database"): self.backend_label,
@@ -160,6 +167,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         raise ConfigError(f"STREAMFLOW_SPARK_DRIVER_MEMORY={driver_memory!r}: use a size such as 6g or 12g")
     return replace(
         base,
+        spark_conf=parse_spark_conf(merged.get("STREAMFLOW_SPARK_CONF", "") or ""),
         redis_cluster=cluster,
         spark_driver_memory=driver_memory,
         offline_store=offline,
@@ -168,6 +176,25 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         s3_endpoint=endpoint,
         **secrets,
     )
+
+
+def parse_spark_conf(text: str) -> tuple[tuple[str, str], ...]:
+    """`spark.a=1;spark.b=2` (or one per line) -> ((key, value), ...); anything but spark.* refused."""
+    out = []
+    for part in re.split(r"[;\n]", text):
+        if not part.strip():
+            continue
+        key, sep, value = part.partition("=")
+        key = key.strip()
+        if not sep or not re.fullmatch(r"spark\.[A-Za-z0-9_.-]+", key) or not value.strip():
+            raise ConfigError(f"STREAMFLOW_SPARK_CONF: {part.strip()!r} is not spark.<setting>=<value>")
+        if key in ("spark.master", "spark.driver.memory"):
+            raise ConfigError(
+                f"STREAMFLOW_SPARK_CONF: set {key} with "
+                f"{'STREAMFLOW_SPARK_MASTER' if key == 'spark.master' else 'STREAMFLOW_SPARK_DRIVER_MEMORY'}"
+            )
+        out.append((key, value.strip()))
+    return tuple(out)
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ SEED = 0
 # A fit sees at most this many training rows, and the scores at most this many rows per
 # evaluation (a stratified sample, stated on the result): AUCs at this size move in the third
 # decimal, while a fit on 1,000,000 rows took a minute (docs/performance.md).
-MAX_ROWS = 200_000
+MAX_ROWS = 100_000
 
 
 def naive_frame(as_of: date, refs: list[str], settings: Settings | None = None) -> pd.DataFrame:

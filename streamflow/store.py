@@ -52,6 +52,10 @@ def repo_yaml(settings: Settings) -> dict:
     if not path.is_file():
         raise NotReady(f"no Feast repo at {settings.feature_repo} ({path.name} missing)")
     raw = yaml.safe_load(path.read_text())
+    if settings.offline_store == "spark":  # one Spark configuration, the offline store's and the engine's
+        conf = {**raw["offline_store"]["spark_conf"], **dict(settings.spark_conf)}
+        raw["offline_store"]["spark_conf"] = dict(conf)
+        raw["batch_engine"]["spark_conf"] = dict(conf)
     if settings.online_store == "redis":
         raw["online_store"] = yaml.safe_load((settings.feature_repo / "feature_store.redis.yaml").read_text())[
             "online_store"
@@ -61,17 +65,19 @@ def repo_yaml(settings: Settings) -> dict:
 
 def yaml_path(settings: Settings) -> Path:
     """The YAML file Feast's own CLI reads for these settings: a file of feature_repo/, or for the
-    lake profile with Redis online (no file of its own) the composed YAML under .streamflow/."""
+    lake profile with Redis online or more Spark settings (STREAMFLOW_SPARK_CONF) the composed YAML
+    under .streamflow/ (Feast's CLI then runs with the same Spark configuration as every step)."""
     if settings.offline_store != "spark":
         name = "feature_store.redis.yaml" if settings.online_store == "redis" else "feature_store.yaml"
         return settings.feature_repo / name
-    if settings.online_store == "postgres":
+    if settings.online_store == "postgres" and not settings.spark_conf:
         return _offline_yaml(settings)
     import yaml
 
-    path = settings.state_dir / "feature_store.spark.redis.yaml"
-    text = "# composed by streamflow (store.repo_yaml): lake profile, Redis online store\n" + yaml.safe_dump(
-        repo_yaml(settings), sort_keys=False
+    path = settings.state_dir / f"feature_store.spark.{settings.online_store}.yaml"
+    text = (
+        "# composed by streamflow (store.repo_yaml): lake profile, its online store and Spark settings\n"
+        + yaml.safe_dump(repo_yaml(settings), sort_keys=False)
     )
     if not path.is_file() or path.read_text() != text:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -124,8 +130,10 @@ def repo_config(settings: Settings | None = None):
     return config
 
 
-def get_store(settings: Settings | None = None):
-    """A FeatureStore for these settings (callers cache it: the app in st.cache_resource)."""
+def get_store(settings: Settings | None = None, check_sources: bool = True):
+    """A FeatureStore for these settings (callers cache it: the app in st.cache_resource). Refused
+    (NotReady) when the registry holds the other profile's sources, unless `check_sources` is off
+    (`apply`, which registers this profile's)."""
     from feast import FeatureStore
 
     settings = settings or load_settings()
@@ -139,4 +147,56 @@ def get_store(settings: Settings | None = None):
             ) from None
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    return FeatureStore(repo_path=str(settings.feature_repo), config=repo_config(settings))
+        if settings.embedded and settings.online_store == "postgres" and not settings.spark_master.startswith("local"):
+            raise NotReady(
+                f"a Spark cluster ({settings.spark_master}) materializes on its executors, which write the online "
+                "store themselves and cannot reach the embedded PostgreSQL (a socket on this machine): point "
+                "STREAMFLOW_DATABASE_URL at a PostgreSQL server the workers reach, or use STREAMFLOW_ONLINE_STORE=redis "
+                "with a REDIS_URL they reach"
+            )
+    config = repo_config(settings)
+    if settings.offline_store == "spark":
+        spark_session(config)
+    store = FeatureStore(repo_path=str(settings.feature_repo), config=config)
+    if check_sources:
+        _require_profile_sources(store, settings)
+    return store
+
+
+def spark_session(config):
+    """The process's Spark session, started with the store's one Spark configuration; every Spark
+    step (Feast's offline store and compute engine, the lake, skew, datasets) then runs in it. A
+    session already running on another master is refused, never used silently."""
+    from pyspark.sql import SparkSession
+
+    conf = dict(config.offline_store.spark_conf or {})
+    active = SparkSession.getActiveSession()
+    if active is None:
+        builder = SparkSession.builder
+        for k, v in conf.items():
+            builder = builder.config(k, v)
+        active = builder.getOrCreate()
+    running = active.sparkContext.master
+    if running != conf.get("spark.master", running):
+        raise NotReady(
+            f"this process already runs a Spark session on {running}, not on the configured master "
+            f"{conf['spark.master']} (STREAMFLOW_SPARK_MASTER): start a new process to change masters"
+        )
+    return active
+
+
+def _require_profile_sources(store, settings: Settings) -> None:
+    """The registered views read this profile's sources (PostgreSQL tables, or the lake's Parquet):
+    after a switch of STREAMFLOW_OFFLINE_STORE, the registry still names the other profile's until
+    `streamflow apply` runs, and Feast would fail on it with a bare AssertionError."""
+    want = "SparkSource" if settings.offline_store == "spark" else "PostgreSQLSource"
+    try:
+        views = store.list_feature_views(allow_cache=True)
+    except Exception:  # noqa: BLE001 - an unreadable registry is reported by whoever reads it next
+        return
+    other = sorted({type(v.batch_source).__name__ for v in views} - {want})
+    if other:
+        raise NotReady(
+            f"the registry's feature views read {', '.join(other)} sources, not this profile's {want} "
+            f"(STREAMFLOW_OFFLINE_STORE={settings.offline_store}): run `streamflow apply` to register this profile's"
+        )

@@ -14,7 +14,7 @@ import pytest
 from streamflow import db
 from streamflow.apply import apply
 from streamflow.config import load_settings
-from streamflow.errors import StreamflowError
+from streamflow.errors import NotReady, StreamflowError
 from streamflow.ingest import ingest_month
 from streamflow.lake import hidden, partitions
 from streamflow.materialize import materialize
@@ -60,14 +60,21 @@ def test_frames_and_online_values_equal_the_postgres_profile(profiles):
     online_pg = fingerprint(pg, data=False, online=True)
     lookups_pg = [r.features for r in online_features(["7590-VHVEG", "0000-NOONE"], settings=pg, store=store)]
 
-    spark_store = get_store(lake)
+    with pytest.raises(NotReady, match="run `streamflow apply`"):  # the switch, before apply: named, not an assert
+        get_store(lake)
+    spark_store = get_store(lake, check_sources=False)
     apply(lake, spark_store)  # the same views and services, now over SparkSource
     assert type(spark_store.get_feature_view("subs_profile_fv").batch_source).__name__ == "SparkSource"
+    with pytest.raises(NotReady, match="PostgreSQLSource"):
+        get_store(pg)
     for d in AS_OFS:
         got = build_training_frame(d, settings=lake, store=spark_store, keep_lineage=True).frame
         pd.testing.assert_frame_equal(got, expected[d], check_dtype=True, obj=f"frame at {d}")
 
     reset_online_store(lake)
+    # one Spark configuration: Feast's compute engine gets the offline store's (master included)
+    assert spark_store.config.batch_engine.spark_conf == spark_store.config.offline_store.spark_conf
+    assert spark_store.config.batch_engine.spark_conf["spark.master"] == lake.spark_master
     r = materialize(settings=lake, store=spark_store)  # spark.engine
     assert sum(r.rows.values()) > 0
     assert fingerprint(lake, data=False, online=True) == online_pg
@@ -225,3 +232,24 @@ def test_s3_lake_feast_config_names_the_bucket_and_endpoint(s3_lake):
     with for_settings(s3_lake):
         paths = [snapshot_source(t).path for t in TABLES]
     assert paths == [f"s3a://{BUCKET}/lake/{t.snapshot}" for t in TABLES]
+
+
+def test_one_spark_configuration_and_no_silent_other_master(profiles):
+    """Issue 27: the session every step runs in is the configured one; a session on another master
+    in the process is refused by name, and a cluster master with the embedded PostgreSQL as the
+    online store (which its executors cannot reach) is refused before Spark starts."""
+    from pyspark.sql import SparkSession
+
+    from streamflow.store import repo_config, spark_session
+
+    pg, lake = profiles
+    extra = replace(lake, spark_conf=(("spark.sql.shuffle.partitions", "3"), ("spark.executor.memory", "1g")))
+    config = repo_config(extra)
+    for block in (config.offline_store, config.batch_engine):
+        assert block.spark_conf["spark.executor.memory"] == "1g" and block.spark_conf["spark.master"] == "local[2]"
+    session = spark_session(repo_config(lake))
+    assert session is SparkSession.getActiveSession() and session.sparkContext.master == lake.spark_master
+    with pytest.raises(NotReady, match="already runs a Spark session on local\\[2\\]"):
+        spark_session(repo_config(replace(lake, spark_master="local[1]")))
+    with pytest.raises(NotReady, match="cannot reach the embedded PostgreSQL"):
+        get_store(replace(lake, spark_master="spark://127.0.0.1:7077"))
