@@ -115,6 +115,17 @@ def exported_formats(settings, folder: Path, n: int, repeat: int, comma_s: float
     t0 = time.perf_counter()
     month_as_workbook(folder, book / "month.xlsx")
     print(f"  (writing the workbook with openpyxl: {time.perf_counter() - t0:.1f}s, not counted)", flush=True)
+    from streamflow.ingest.formats import describe
+
+    t0 = time.perf_counter()
+    for _ in range(repeat):
+        for t in TABLES:
+            describe(folder / t.csv)
+    detect = (time.perf_counter() - t0) / repeat
+    record("format detection, six files (in every ingest)", detect, users=n, floor=comma_s,
+           floor_name="the comma files' ingest, same run", goal="< 5% of the ingest")  # fmt: skip
+    print(f"{n:>8} users | format detection of the six files: {detect * 1000:.1f} ms "
+          f"({100 * detect / comma_s:.2f}% of the ingest)", flush=True)  # fmt: skip
     fmt = CsvFormat(delimiter=";", decimal=",", encoding="cp1252", dates="dmy")
     for name, source, kwargs in (("French CSV export, read with its options", french, {"fmt": fmt}),
                                  ("Excel workbook, a sheet per table", book, {})):  # fmt: skip

@@ -78,3 +78,36 @@ def test_every_page_in_chromium(served_app):
 
     rec = online_features(["7590-VHVEG"], settings=settings, store=store)[0]
     assert rec.found and rec.timestamps["months_active"].date().isoformat() == "2024-02-29"
+
+
+def test_a_french_export_uploaded_in_chromium_is_read_with_the_format_it_shows(fs_embedded, months, tmp_path):
+    """Issue 29: six files saved by a French-locale spreadsheet (';', decimal commas), uploaded in
+    a real browser: the page names the format it found, pre-fills the choices, and the dry run
+    passes with them."""
+    import re
+
+    from playwright.sync_api import expect, sync_playwright
+
+    from streamflow.catalog import TABLES
+
+    require_chromium()
+    settings, _ = fs_embedded
+    ingest_month(months[0][0], settings=settings)
+    files = []
+    for t in TABLES:
+        text = (months[1][0] / t.csv).read_text()
+        (tmp_path / t.csv).write_text(re.sub(r"(\d)\.(\d)", r"\1,\2", text.replace(",", ";")))
+        files.append(str(tmp_path / t.csv))
+    with serve_app(settings) as url, sync_playwright() as pw:
+        expect.set_options(timeout=60_000)
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1600})
+        page.set_default_timeout(120_000)
+        page.goto(f"{url}/ingest")
+        page.locator("input[type='file']").first.set_input_files(files)
+        expect(page.get_by_text("These files look like: fields separated by ';', decimal commas").first).to_be_visible()
+        page.get_by_role("button", name="Validate (dry run)").click()
+        expect(page.get_by_text("every check passed").first).to_be_visible()
+        assert page.locator("[data-testid='stException']").count() == 0
+        page.screenshot(path=str(SHOTS / "ingest_french_export.png"), full_page=True)
+        browser.close()

@@ -113,6 +113,28 @@ def test_small_entity_sets_equal_stock_feast(both, monkeypatch, k):
             assert restricted == (limit >= len(entity.drop(columns="event_timestamp").drop_duplicates()))
 
 
+def test_arrow_reads_reuse_a_connection_and_survive_its_loss(both):
+    """The offline store's reads keep their connection for the next read; a connection the server
+    dropped (a restart, an administrator) is replaced and the read still answers."""
+    from streamflow import db
+    from streamflow.feast_ext import pg_arrow
+
+    settings, ours, stock = both
+    refs = service_refs(ours, SERVICE)
+    entity = pd.DataFrame({"user_id": ["7590-VHVEG"], "event_timestamp": pd.Timestamp("2024-02-29", tz="UTC")})
+    first = ours.get_historical_features(entity_df=entity, features=refs).to_df()
+    pools = [p for (dsn, _), p in pg_arrow._pools.items() if settings.pgdata.as_posix() in dsn]
+    assert pools and sum(p.qsize() for p in pools) >= 1  # kept, not closed
+    with db.connection(settings, autocommit=True) as conn:
+        dropped = conn.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = %s",
+            (pg_arrow.APPLICATION_NAME,),
+        ).fetchone()[0]
+    assert dropped >= 1
+    again = ours.get_historical_features(entity_df=entity, features=refs).to_df()
+    pd.testing.assert_frame_equal(again, first)
+
+
 def _request_shapes(settings, ours) -> list[tuple[list[str], list[dict], bool]]:
     """(refs, entity rows, full_feature_names) a client sends: the service for 60 users with a
     repeated and an unknown one, prefixed names, two features of two views, one user."""

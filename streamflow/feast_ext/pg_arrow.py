@@ -6,13 +6,17 @@ object per cell. Against the CSV COPY parsed by Arrow that it replaces, PostgreS
 values it does not format as text and nothing is parsed back (docs/performance.md: a kept
 1,000,000-row dataset, 6.7 s before).
 
-One connection per read, on the same connection settings as Feast's own (`conninfo`); session
-settings (`SET ...`) run first on it. Columns come back with the driver's types; callers cast
+Connections use the same settings as Feast's own (`conninfo`), run the session's `SET`s once and
+are reused by later reads in the process. Columns come back with the driver's types; callers cast
 them to the types they promise (the offline store: Feast's `pg_type_code_to_arrow`).
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import queue
+import threading
 from collections.abc import Iterable
 
 import pyarrow as pa
@@ -43,14 +47,80 @@ def conninfo(config: PostgreSQLConfig) -> str:
     return make_conninfo(_get_conninfo(config), **extra)
 
 
-def read_arrow(dsn: str, query: str, setup: Iterable[str] = ()) -> pa.Table:
-    """Every row of `query` (one SELECT, no parameters) as one Arrow table, after `setup`."""
+_pool_lock = threading.Lock()
+_pools: dict[tuple[str, tuple[str, ...]], queue.SimpleQueue] = {}
+
+
+APPLICATION_NAME = "streamflow-arrow"  # how these connections show in pg_stat_activity
+
+
+def _connect(dsn: str, setup: tuple[str, ...]):
     import adbc_driver_postgresql.dbapi as adbc
 
-    with adbc.connect(dsn) as conn, conn.cursor() as cur:
+    conn = adbc.connect(make_conninfo(dsn, application_name=APPLICATION_NAME), autocommit=True)
+    with conn.cursor() as cur:
         for statement in setup:
             cur.execute(statement)
-        cur.execute(query)
-        table = cur.fetch_arrow_table()
+    return conn
+
+
+def read_arrow(dsn: str, query: str, setup: Iterable[str] = ()) -> pa.Table:
+    """Every row of `query` (one SELECT, no parameters) as one Arrow table, on a connection
+    whose session ran `setup`. Connections are kept per process and reused, one reader at a
+    time each (the driver reads the server's type catalog when it connects: tens of
+    milliseconds that a one-user retrieval would otherwise pay); a connection that fails is
+    dropped and the read tried once more on a new one."""
+    key = (dsn, tuple(setup))
+    with _pool_lock:
+        pool = _pools.setdefault(key, queue.SimpleQueue())
+    for attempt in (1, 2):
+        conn = None
+        if attempt == 1:
+            with contextlib.suppress(queue.Empty):
+                conn = pool.get_nowait()
+        conn = conn or _connect(dsn, key[1])
+        try:
+            with conn.cursor() as cur:
+                cur.execute(query)
+                table = cur.fetch_arrow_table()
+        except Exception:
+            gone = _is_connection_error(conn)
+            with contextlib.suppress(Exception):
+                conn.close()
+            if attempt == 2 or not gone:
+                raise
+            _drain(pool)  # the server dropped this one: the others kept idle are likely gone too
+            continue
+        pool.put(conn)
+        break
     # the driver notes each column's PostgreSQL type in its field metadata: not part of the result
     return table.replace_schema_metadata(None).cast(pa.schema([f.remove_metadata() for f in table.schema]))
+
+
+@atexit.register
+def _close_all() -> None:
+    """Close the kept connections while the driver's modules are still loaded (at interpreter
+    exit their finalizers would run too late)."""
+    with _pool_lock:
+        for pool in _pools.values():
+            _drain(pool)
+
+
+def _drain(pool: queue.SimpleQueue) -> None:
+    while True:
+        try:
+            conn = pool.get_nowait()
+        except queue.Empty:
+            return
+        with contextlib.suppress(Exception):
+            conn.close()
+
+
+def _is_connection_error(conn) -> bool:
+    """Whether a failed read's connection is gone (a restarted server), not the query wrong."""
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1")
+        return False
+    except Exception:  # noqa: BLE001 - any failure of a trivial query: the connection is unusable
+        return True

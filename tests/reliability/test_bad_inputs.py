@@ -2,8 +2,9 @@
 
 Setup (once): month 1 ingested and materialized. Every case mutates a fresh copy of month 2
 and must raise a StreamflowError naming the problem while the stored state (live and snapshot
-tables, online store) stays byte-identical. Two inputs are accepted on purpose and checked
-as such: a UTF-8 BOM (spreadsheet exports) and a back-fill of an older month.
+tables, online store) stays byte-identical. Inputs accepted on purpose are checked as such: a
+UTF-8 BOM (spreadsheet exports), a back-fill of an older month, a month exported by a
+French-locale spreadsheet read with its `_format.toml`, and a month as an Excel workbook.
 """
 
 from __future__ import annotations
@@ -40,6 +41,40 @@ def _set(folder: Path, csv: str, column: str, value: str, row: int = 3) -> None:
     cells[i] = value
     lines[row + 1] = ",".join(cells)
     _write(p, lines)
+
+
+def _french(folder: Path, names: list[str] | None = None, dates: bool = False) -> None:
+    """Files as a French-locale spreadsheet saves them: ';' and decimal commas (and day-first dates)."""
+    import re
+
+    for t in TABLES:
+        if names and t.csv not in names:
+            continue
+        text = re.sub(r"(\d)\.(\d)", r"\1,\2", (folder / t.csv).read_text().replace(",", ";"))
+        if dates:
+            text = re.sub(r"\b(\d{4})-(\d{2})-(\d{2})\b", r"\3/\2/\1", text)
+        (folder / t.csv).write_text(text)
+
+
+def _dates(folder: Path, order: str) -> None:
+    import re
+
+    p = folder / "users.csv"
+    swap = r"\3/\2/\1" if order == "dmy" else r"\2/\3/\1"
+    p.write_text(re.sub(r"\b(\d{4})-(\d{2})-(\d{2})\b", swap, p.read_text()))
+
+
+def _workbook_without(folder: Path, sheet: str) -> None:
+    import openpyxl
+
+    from streamflow.seeds import month_as_workbook
+
+    book = month_as_workbook(folder, folder / "month.xlsx")
+    wb = openpyxl.load_workbook(book)
+    del wb[sheet]
+    wb.save(book)
+    for t in TABLES:
+        (folder / t.csv).unlink()
 
 
 def _drop_column(folder: Path, csv: str, column: str) -> None:
@@ -132,6 +167,31 @@ CASES: list[tuple[str, object, str]] = [
     ("as_of_not_month_end", lambda f: (f / "_as_of.txt").write_text("2024-02-15\n"), "not a month end"),
     ("as_of_garbage", lambda f: (f / "_as_of.txt").write_text("last tuesday\n"), "not a date"),
     ("as_of_missing", lambda f: (f / "_as_of.txt").unlink(), "no as_of"),
+    # months as spreadsheets export them (issue 29): named in one line per file, before any expectation
+    ("french_export", _french, "subscriptions.csv: fields separated by ';' and decimal commas"),
+    ("one_french_file", lambda f: _french(f, ["usage_agg_30d.csv"]), "or pass --delimiter ';' --decimal ','"),
+    (
+        "tab_separated",
+        lambda f: (f / "labels.csv").write_text((f / "labels.csv").read_text().replace(",", "\t")),
+        "labels.csv: fields separated by tabs",
+    ),
+    (
+        "windows_1252",
+        lambda f: (f / "users.csv").write_bytes(
+            (f / "users.csv").read_text().replace("Male", "Mâle", 1).encode("cp1252")
+        ),
+        "Windows-1252 / Latin-1 text, not UTF-8",
+    ),
+    ("day_first_dates", lambda f: _dates(f, "dmy"), "users.csv: dates written"),
+    ("month_first_dates", lambda f: _dates(f, "mdy"), "signup_date (month first)"),
+    (
+        "format_file_not_matching",
+        lambda f: (f / "_format.toml").write_text('delimiter = ";"\n'),
+        "check the format options or the folder's _format.toml",
+    ),
+    ("format_file_ambiguous", lambda f: (f / "_format.toml").write_text('decimal = ","\n'), "ambiguous"),
+    ("format_file_unknown_key", lambda f: (f / "_format.toml").write_text('sep = ";"\n'), "unknown key(s) sep"),
+    ("workbook_missing_sheet", lambda f: _workbook_without(f, "labels"), "labels: no sheet or workbook named 'labels'"),
 ]
 # wrong type in every typed column of every table
 for _t in TABLES:
@@ -204,3 +264,25 @@ def test_backfill_older_month_is_allowed_and_defined(base, months, record, tmp_p
             conn.execute(f"DELETE FROM {t.snapshot} WHERE as_of = '2023-12-31'")
     assert stored_state(base) == before
     record("accepted: back-fill stamps only its own snapshot; live rows unchanged")
+
+
+@pytest.mark.parametrize("kind", ["french export with its _format.toml", "Excel workbook"])
+def test_exported_months_read_on_purpose_are_the_same_data(base, month_copy, record, kind):
+    """Defined behaviour (issue 29): the stored month 1 exported by a French-locale spreadsheet
+    (';', decimal commas, day-first dates) with its `_format.toml`, or as one workbook, is accepted
+    and changes nothing."""
+    from streamflow.seeds import month_as_workbook
+
+    folder = month_copy(0)
+    if kind == "Excel workbook":
+        month_as_workbook(folder, folder / "month.xlsx")
+        for t in TABLES:
+            (folder / t.csv).unlink()
+    else:
+        _french(folder, dates=True)
+        (folder / "_format.toml").write_text('delimiter = ";"\ndecimal = ","\ndates = "dmy"\n')
+    before = stored_state(base)
+    r = ingest_month(folder, settings=base)
+    assert all(v["snapshot_upserted"] == 0 and v["snapshot_deleted"] == 0 for v in r.changed.values()), r.changed
+    assert stored_state(base) == before
+    record(f"accepted: {kind} equals the clean month (0 rows changed)")
