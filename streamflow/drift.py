@@ -70,16 +70,17 @@ def js_distance(ref: np.ndarray, cur: np.ndarray, bins: int = 10) -> float:
     return float(math.sqrt(max((kl_pm + kl_qm) / 2, 0.0)))
 
 
-def _counts(values: pd.Series) -> pd.Series:
+def counts_as_text(values: pd.Series) -> pd.Series:
     """Rows per value, labelled as text (null as NULL): values are counted first and only the
-    distinct ones turned into text (not a million cells)."""
+    distinct ones turned into text (not a million cells). Drift's category shares and the
+    Training frame's distribution chart both count this way."""
     counts = values.value_counts(dropna=False, sort=False)
     labels = [NULL if pd.isna(v) else str(v) for v in counts.index]
     return counts.groupby(labels, sort=False).sum() if len(set(labels)) < len(labels) else counts.set_axis(labels)
 
 
 def category_shares(ref: pd.Series, cur: pd.Series) -> pd.DataFrame:
-    r, c = _counts(ref), _counts(cur)
+    r, c = counts_as_text(ref), counts_as_text(cur)
     counts = pd.DataFrame({"reference": r, "current": c}).fillna(0)
     out = counts / counts.sum().replace(0, 1)
     return out.assign(reference_count=counts["reference"], current_count=counts["current"])

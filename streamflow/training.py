@@ -299,11 +299,11 @@ def distribution(frame: pd.DataFrame, feature: str, by: str | None = None, bins:
             rows += [
                 {"value": lab, "group": g, "percent": 100 * c / total} for lab, c in zip(labels, counts, strict=True)
             ]
-    else:  # values counted first, then the few distinct ones named as text (not a million cells)
+    else:
+        from streamflow.drift import counts_as_text
+
         for g in sorted(groups.unique()):
-            share = s[(groups == g).to_numpy()].value_counts(dropna=False, normalize=True)
-            named = share.groupby(["(null)" if pd.isna(v) else str(v) for v in share.index], sort=False).sum()
-            rows += [
-                {"value": v, "group": g, "percent": 100 * p} for v, p in named.sort_values(ascending=False).items()
-            ]
+            counts = counts_as_text(s[(groups == g).to_numpy()])
+            share = (counts / counts.sum()).sort_values(ascending=False)
+            rows += [{"value": v, "group": g, "percent": 100 * p} for v, p in share.items()]
     return pd.DataFrame(rows, columns=["value", "group", "percent"])
