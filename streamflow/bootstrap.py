@@ -6,7 +6,8 @@
 4. if nothing was ever materialized, materialize up to the latest snapshot;
 5. compute the per-feature statistics of every month that lacks them (`stats`), and keep the
    model's training frame of every month that lacks a current one as a dataset (`datasets`), so
-   the studio's pages read them instead of computing them on a first visit.
+   the studio's pages read them instead of computing them on a first visit;
+6. run the monitoring checks (`alerts`): each month's profile, the baseline model's importances, alerts.
 """
 
 from __future__ import annotations
@@ -81,4 +82,7 @@ def bootstrap(
             if find(day, None, True, settings, store) is None:
                 ds = create(day, settings=settings, store=store)
                 say(f"  kept the training dataset {ds.name} ({ds.rows:,} rows, {ds.seconds:.1f}s)")
+    from streamflow.alerts import after_change
+
+    after_change(settings, store, say=say)  # every month's monitoring profile, the baseline model, the checks
     say("ready")

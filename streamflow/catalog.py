@@ -69,6 +69,9 @@ class Table:
     columns: tuple[Column, ...]
     online: bool = True  # materialized to the online store
     role: str = "features"  # "features" | "label"
+    # the longest a view may go without a new snapshot (a month end follows the previous one
+    # within 31 days; four days' grace): its Feast tag, which the monitor's freshness check reads
+    freshness_sla: str = "35d"
 
     @property
     def csv(self) -> str:

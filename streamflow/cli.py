@@ -7,6 +7,7 @@ them, so `streamflow --help` and `streamflow status` start fast.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from datetime import date
 from pathlib import Path
@@ -79,9 +80,13 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         )
         ingested = True
     if ingested and not args.no_stats:
+        from streamflow.alerts import after_change
+        from streamflow.config import load_settings
         from streamflow.stats import refresh
 
-        refresh(say=print)  # the new months' per-feature statistics, kept for every page
+        settings, store = load_settings(), _store()
+        refresh(settings, store, say=print)  # the new months' per-feature statistics, kept for every page
+        after_change(settings, store, say=print)  # the new months' profiles, then the checks
     return 0
 
 
@@ -200,6 +205,7 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     from streamflow.materialize import materialize
 
     views = [v.strip() for v in args.views.split(",")] if args.views else None
+    store = _store()
     r = materialize(
         end=args.end,
         start=args.start,
@@ -207,7 +213,7 @@ def cmd_materialize(args: argparse.Namespace) -> int:
         incremental=args.incremental,
         wait=not args.no_wait,
         progress=_progress,
-        store=_store(),
+        store=store,
         verbose=args.verbose,
     )
     total = sum(r.rows.values())
@@ -215,7 +221,37 @@ def cmd_materialize(args: argparse.Namespace) -> int:
         f"materialized {len(r.rows)} view(s) up to {r.end:%Y-%m-%d}: {total:,} rows in {r.seconds:.1f}s "
         f"(run {r.run_id[:8]})"
     )
+    from streamflow.alerts import after_change
+    from streamflow.config import load_settings
+
+    after_change(load_settings(), store, say=print)
     return 0
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    """Run the checks (or acknowledge one alert), print the alerts; exit 1 while one is open."""
+    from streamflow.alerts import acknowledge, check, listing
+    from streamflow.config import load_settings
+    from streamflow.dates import parse_date
+    from streamflow.monitoring import save_config
+
+    settings, store = load_settings(), None if args.no_check else _store()
+    if args.ack is not None:
+        acknowledge(settings, args.ack, by=args.by)
+        print(f"alert {args.ack} acknowledged by {args.by}")
+    if args.baseline or args.month_share is not None:
+        cfg = save_config(settings, baseline=args.baseline, month_share=args.month_share, store=store)
+        print(f"baseline: {cfg.baseline}, a month drifts over {cfg.month_share:.0%} of its features")
+    day = parse_date(args.as_of, "--as-of") if args.as_of else None
+    found = listing(settings, as_of=day) if args.no_check else check(settings, store, as_of=day)
+    if found.empty:
+        print("no alert" + (f" at {day}" if day else ""))
+        return 0
+    for r in found.itertuples():
+        print(f"[{r.id}] {r.state:<12} {r.kind:<13} {r.as_of}  {r.message}")
+    n = int((found["state"] == "open").sum())
+    print(f"{n} open, {len(found) - n} acknowledged")
+    return 1 if n else 0
 
 
 def cmd_online(args: argparse.Namespace) -> int:
@@ -501,6 +537,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--as-of", default=None, help="snapshot date (default: latest)")
     s.add_argument("--refresh", action="store_true", help="first compute every month that lacks them")
     s.set_defaults(func=cmd_stats)
+
+    s = sub.add_parser("monitor", help="run the monitoring checks and print the alerts (exit 1 while one is open)")
+    s.add_argument("--as-of", default=None, help="check one month (and judge freshness at this date)")
+    s.add_argument("--baseline", default=None, help="'previous' (each month against the one before) or a dataset name")
+    s.add_argument("--month-share", type=float, default=None, help="a month drifts over this share of features")
+    s.add_argument("--ack", type=int, default=None, metavar="ID", help="acknowledge an open alert")
+    s.add_argument("--by", default=os.environ.get("USER", "cli"), help="who acknowledges (default $USER)")
+    s.add_argument("--no-check", action="store_true", help="print the kept alerts without checking again")
+    s.set_defaults(func=cmd_monitor)
 
     s = sub.add_parser("data-docs", help="Great Expectations' Data Docs site from every stored validation")
     s.add_argument("--out", default=None, help="folder to write the site in (default .streamflow/data_docs)")

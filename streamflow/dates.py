@@ -98,3 +98,14 @@ def snapshot_for(as_of: date, dates: list[date]) -> date:
             f"available: {fmt_dates(dates)}"
         )
     return snap
+
+
+DURATION = re.compile(r"\s*(\d{1,4})\s*([dw])\s*")
+
+
+def parse_days(text: str, what: str = "duration") -> int:
+    """'35d' / '5w' -> days (a view's `freshness_sla` tag); anything else is InvalidInput naming `what`."""
+    m = DURATION.fullmatch(str(text))
+    if not m:
+        raise InvalidInput(f"{what} {str(text)[:40]!r} is not a duration such as 35d or 5w")
+    return int(m.group(1)) * (7 if m.group(2) == "w" else 1)

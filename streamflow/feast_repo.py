@@ -84,7 +84,7 @@ def view_schema(t: Table) -> list[Field]:
 
 
 def view_tags(t: Table) -> dict[str, str]:
-    tags = {**TAGS, "table": t.snapshot}
+    tags = {**TAGS, "table": t.snapshot, "freshness_sla": t.freshness_sla}
     if t.role != "features":
         tags["role"] = t.role
     return tags

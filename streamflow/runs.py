@@ -135,7 +135,7 @@ def snapshots_changed_at(settings: Settings) -> dict[date, datetime]:
 
 def data_version(settings: Settings) -> tuple:
     """A value that changes whenever a run is recorded or ends (an ingest, a validation, a
-    materialization), read in one small query: what the app's caches are keyed by, so a page
+    materialization) or the monitor keeps something (an alert, a setting, a profile), read in one small query: what the app's caches are keyed by, so a page
     recomputes after a change made anywhere (the app, the CLI, the flow) and not otherwise."""
     with db.connection(settings) as conn:
         return tuple(
@@ -143,7 +143,10 @@ def data_version(settings: Settings) -> tuple:
                 """SELECT (SELECT count(*) FROM ingestion_runs), (SELECT max(coalesce(finished_at, started_at)) FROM ingestion_runs),
                           (SELECT max(id) FROM validation_results),
                           (SELECT count(*) FROM materialization_runs),
-                          (SELECT max(coalesce(finished_at, started_at)) FROM materialization_runs)"""
+                          (SELECT max(coalesce(finished_at, started_at)) FROM materialization_runs),
+                          (SELECT max(updated_at) FROM monitor_alerts), (SELECT count(*) FROM monitor_alerts),
+                          (SELECT max(updated_at) FROM monitor_settings), (SELECT max(computed_at) FROM monitor_profiles),
+                          (SELECT max(computed_at) FROM monitor_importance)"""
             ).fetchone()
         )
 

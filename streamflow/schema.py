@@ -96,7 +96,57 @@ RUN_DDL = [
 ]
 RUN_TABLES = ("ingestion_runs", "validation_results", "materialization_runs")
 
+# Monitoring over time (`streamflow.profiles`, `streamflow.monitoring`): each numeric feature's
+# fixed bin edges, each month's (or kept dataset's) counts on them, the baseline model's
+# importances, the monitor's settings (baseline, thresholds) and the alerts it raised.
+MONITOR_DDL = [
+    """CREATE TABLE IF NOT EXISTS monitor_edges (
+  feature TEXT PRIMARY KEY,
+  edges DOUBLE PRECISION[] NOT NULL,
+  created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+)""",
+    """CREATE TABLE IF NOT EXISTS monitor_profiles (
+  source TEXT NOT NULL,
+  feature TEXT NOT NULL,
+  view TEXT NOT NULL,
+  kind TEXT NOT NULL CHECK (kind IN ('numeric', 'categorical')),
+  rows BIGINT NOT NULL,
+  nulls BIGINT NOT NULL,
+  counts JSONB NOT NULL,
+  checksum TEXT,
+  computed_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+  PRIMARY KEY (source, feature)
+)""",
+    """CREATE TABLE IF NOT EXISTS monitor_importance (
+  source TEXT NOT NULL,
+  feature TEXT NOT NULL,
+  importance DOUBLE PRECISION NOT NULL,
+  computed_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+  PRIMARY KEY (source, feature)
+)""",
+    """CREATE TABLE IF NOT EXISTS monitor_settings (
+  key TEXT PRIMARY KEY,
+  value JSONB NOT NULL,
+  updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
+)""",
+    """CREATE TABLE IF NOT EXISTS monitor_alerts (
+  id BIGSERIAL PRIMARY KEY,
+  kind TEXT NOT NULL,
+  subject TEXT NOT NULL,
+  as_of DATE NOT NULL,
+  value DOUBLE PRECISION,
+  threshold DOUBLE PRECISION,
+  message TEXT NOT NULL,
+  state TEXT NOT NULL CHECK (state IN ('open', 'acknowledged', 'resolved')),
+  raised_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+  updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+  acknowledged_by TEXT,
+  UNIQUE (kind, subject, as_of)
+)""",
+]
+MONITOR_TABLES = ("monitor_edges", "monitor_profiles", "monitor_importance", "monitor_settings", "monitor_alerts")
+
 
 def statements() -> list[str]:
     """Every CREATE (and later ALTER) of the schema, in order; each is idempotent."""
-    return _data_table_ddl() + RUN_DDL
+    return _data_table_ddl() + RUN_DDL + MONITOR_DDL

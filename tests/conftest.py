@@ -21,6 +21,7 @@ import pytest
 from streamflow import db
 from streamflow.catalog import TABLES
 from streamflow.config import Settings, load_settings
+from streamflow.schema import MONITOR_TABLES, RUN_TABLES
 from streamflow.seeds import generate_months
 
 REPO = Path(__file__).resolve().parent.parent
@@ -82,7 +83,7 @@ def settings(request) -> Settings:
 
 def reset_database(settings: Settings) -> None:
     names = [t.name for t in TABLES] + [t.snapshot for t in TABLES]
-    names += ["ingestion_runs", "validation_results", "materialization_runs"]
+    names += [*RUN_TABLES, *MONITOR_TABLES]
     with db.connection(settings) as conn:
         conn.execute(f"TRUNCATE {', '.join(names)}")
 

@@ -1,0 +1,266 @@
+"""Each feature's distribution per month (and per kept dataset) on bins fixed once: what
+monitoring over time compares, read in milliseconds whatever the population.
+
+Feast's monitoring (`stats`) keeps a histogram per month on that month's own min..max bins, so two
+months' histograms do not share bins: comparing them means re-spreading counts inside bins, which
+invents drift for a discrete feature whose range moved by one. Here each numeric feature gets its
+edges once, from the first month that has values: its percentiles as real values
+(`percentile_disc`, so a feature with few values gets one bin per value) and ten equal steps beyond
+each end over half its range, where a shifted population lands. Every month is then counted on
+those edges in SQL, one scan per table (`GROUPING SETS`), and a drift score between any two months,
+or a month and a kept dataset, is arithmetic on stored counts (`monitoring`). Categories and
+booleans are counted per value; nulls are counted apart.
+
+A month's profile is computed after its ingest (with the checks, `alerts.check`) and again when an
+ingest changes its rows; a dataset's when it is first chosen as a baseline and again when its
+content checksum changes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+
+import numpy as np
+from psycopg import sql
+
+from streamflow import db, runs
+from streamflow.catalog import TABLES, Column, Table
+from streamflow.config import Settings
+from streamflow.drift import NULL
+from streamflow.snapshots import snapshot_dates
+
+PERCENTILES = [i / 100 for i in range(1, 100)]
+OUTER_STEPS = 10  # equal steps beyond each end of the first month's range, over half of it
+NUMERIC_KINDS = ("int", "float")
+
+
+def month_source(as_of: date) -> str:
+    return f"month:{as_of.isoformat()}"
+
+
+def dataset_source(name: str) -> str:
+    return f"dataset:{name}"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One feature's counts in one month or dataset."""
+
+    feature: str
+    view: str
+    kind: str  # numeric | categorical
+    rows: int
+    nulls: int
+    counts: np.ndarray | dict  # numeric: per bin of the feature's edges; categorical: value -> count
+
+
+def monitored() -> list[tuple[Table, Column]]:
+    """The features monitored: every served feature of the feature tables (labels are not inputs)."""
+    return [(t, c) for t in TABLES if t.role == "features" for c in t.features]
+
+
+def kind_of(c: Column) -> str:
+    return "numeric" if c.kind in NUMERIC_KINDS else "categorical"
+
+
+def edges(settings: Settings) -> dict[str, np.ndarray]:
+    with db.connection(settings) as conn:
+        return {f: np.asarray(e, dtype=float) for f, e in conn.execute("SELECT feature, edges FROM monitor_edges")}
+
+
+def _fix_edges(conn, relation: sql.Composable, where: sql.Composable, cols: list[Column]) -> None:
+    """Fix the edges of the numeric features that have none yet, from this population."""
+    have = {r[0] for r in conn.execute("SELECT feature FROM monitor_edges")}
+    todo = [c for c in cols if kind_of(c) == "numeric" and c.name not in have]
+    if not todo:
+        return
+    parts = []
+    for c in todo:
+        col = sql.Identifier(c.name)
+        parts.append(
+            sql.SQL(
+                "percentile_disc({p}) WITHIN GROUP (ORDER BY {c}::float8), min({c})::float8, max({c})::float8"
+            ).format(p=sql.Literal(PERCENTILES), c=col)
+        )
+    row = conn.execute(
+        sql.SQL("SELECT {} FROM {} WHERE {}").format(sql.SQL(", ").join(parts), relation, where)
+    ).fetchone()
+    for i, c in enumerate(todo):
+        qs, lo, hi = row[3 * i], row[3 * i + 1], row[3 * i + 2]
+        if lo is None:  # no value yet (a feature added later): edges come from its first month with values
+            continue
+        span = (hi - lo) or abs(hi) or 1.0
+        outer = span / 2 / OUTER_STEPS
+        e = np.unique(
+            np.concatenate(
+                [
+                    [lo - outer * k for k in range(OUTER_STEPS, 0, -1)],
+                    [lo],
+                    [q for q in qs if q is not None],
+                    [hi],
+                    [hi + outer * k for k in range(1, OUTER_STEPS + 1)],
+                ]
+            )
+        )
+        conn.execute(
+            "INSERT INTO monitor_edges (feature, edges) VALUES (%s, %s) ON CONFLICT (feature) DO NOTHING",
+            (c.name, e.tolist()),
+        )
+
+
+def _count(conn, relation: sql.Composable, where: sql.Composable, view: str, cols: list[Column]) -> list[Profile]:
+    """Counts of every column of one population in one scan: one grouping set per column."""
+    fixed = {f: e for f, e in conn.execute("SELECT feature, edges FROM monitor_edges")}
+    exprs, names = [], []
+    for i, c in enumerate(cols):
+        col = sql.Identifier(c.name)
+        if kind_of(c) == "numeric":
+            e = fixed.get(c.name) or [0.0]  # no edges: no value at all, so every row is a null
+            expr = sql.SQL("width_bucket({}::float8, {}::float8[])::text").format(col, sql.Literal(e))
+        elif c.kind == "bool":
+            expr = sql.SQL("CASE WHEN {c} THEN 'True' WHEN NOT {c} THEN 'False' END").format(c=col)
+        else:
+            expr = sql.SQL("{}::text").format(col)
+        names.append(sql.Identifier(f"g{i}"))
+        exprs.append(sql.SQL("{} AS {}").format(expr, names[-1]))
+    query = sql.SQL(
+        "SELECT GROUPING({names}) AS g, {coalesced}, count(*) FROM (SELECT {exprs} FROM {rel} WHERE {where}) s "
+        "GROUP BY GROUPING SETS ({sets})"
+    ).format(
+        names=sql.SQL(", ").join(names),
+        coalesced=sql.SQL("coalesce({})").format(sql.SQL(", ").join(names)),
+        exprs=sql.SQL(", ").join(exprs),
+        rel=relation,
+        where=where,
+        sets=sql.SQL(", ").join(sql.SQL("({})").format(n) for n in names),
+    )
+    n = len(cols)
+    values: list[dict] = [{} for _ in cols]
+    for g, value, count in conn.execute(query):
+        i = n - (g ^ ((1 << n) - 1)).bit_length()  # the one column grouped: its GROUPING bit is 0, the others 1
+        values[i][value] = int(count)
+    out = []
+    for c, v in zip(cols, values, strict=True):
+        nulls = v.pop(None, 0)
+        rows = nulls + sum(v.values())
+        if kind_of(c) == "numeric":
+            size = len(fixed.get(c.name) or []) + 1
+            counts = np.zeros(size if c.name in fixed else 0, dtype=np.int64)
+            for b, k in v.items():
+                counts[int(b)] += k
+            out.append(Profile(c.name, view, "numeric", rows, nulls, counts))
+        else:
+            out.append(Profile(c.name, view, "categorical", rows, nulls, v))
+    return out
+
+
+def _store(conn, source: str, profiles: list[Profile], checksum: str | None = None) -> None:
+    conn.execute("DELETE FROM monitor_profiles WHERE source = %s", (source,))
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO monitor_profiles (source, feature, view, kind, rows, nulls, counts, checksum) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            [
+                (
+                    source,
+                    p.feature,
+                    p.view,
+                    p.kind,
+                    p.rows,
+                    p.nulls,
+                    json.dumps(p.counts.tolist() if p.kind == "numeric" else p.counts),
+                    checksum,
+                )
+                for p in profiles
+            ],
+        )
+
+
+def compute_month(settings: Settings, as_of: date) -> list[Profile]:
+    """Count every monitored feature of the snapshot at `as_of` (edges fixed first if new) and keep it."""
+    out: list[Profile] = []
+    with db.connection(settings) as conn:
+        for t in TABLES:
+            cols = [c for tt, c in monitored() if tt is t]
+            if not cols:
+                continue
+            rel, where = sql.Identifier(t.snapshot), sql.SQL("as_of = {}").format(sql.Literal(as_of))
+            _fix_edges(conn, rel, where, cols)
+            out += _count(conn, rel, where, t.view, cols)
+        _store(conn, month_source(as_of), out)
+    return out
+
+
+def compute_dataset(settings: Settings, name: str, table: str, checksum: str) -> list[Profile]:
+    """Count every monitored feature a kept dataset holds (its storage table) and keep it."""
+    with db.connection(settings) as conn:
+        have = {
+            r[0]
+            for r in conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = 'public' AND table_name = %s",
+                (table,),
+            )
+        }
+        out: list[Profile] = []
+        for t in TABLES:
+            cols = [c for tt, c in monitored() if tt is t and c.name in have]
+            if cols:
+                rel = sql.Identifier(table)
+                _fix_edges(conn, rel, sql.SQL("true"), cols)
+                out += _count(conn, rel, sql.SQL("true"), t.view, cols)
+        _store(conn, dataset_source(name), out, checksum)
+    return out
+
+
+def missing_months(settings: Settings) -> list[date]:
+    """Snapshot dates with no profile, or one older than the month's last change."""
+    with db.connection(settings) as conn:
+        have = dict(
+            conn.execute(
+                "SELECT substr(source, 7)::date, min(computed_at) FROM monitor_profiles "
+                "WHERE source LIKE 'month:%%' GROUP BY source"
+            ).fetchall()
+        )
+    changed = runs.snapshots_changed_at(settings)
+    return [d for d in snapshot_dates(settings) if d not in have or (d in changed and changed[d] > have[d])]
+
+
+def refresh(settings: Settings, say: Callable[[str], None] | None = None) -> list[date]:
+    """Profile every month that lacks one (or whose is stale); the months done."""
+    todo = missing_months(settings)
+    for day in todo:
+        t0 = time.perf_counter()
+        compute_month(settings, day)
+        if say:
+            say(f"  monitoring profile of {day}: {time.perf_counter() - t0:.1f}s")
+    return todo
+
+
+def drop_stale_months(settings: Settings) -> None:
+    """Forget the profiles of months no longer stored (a restore or a deleted month)."""
+    keep = [month_source(d) for d in snapshot_dates(settings)]
+    with db.connection(settings) as conn:
+        conn.execute("DELETE FROM monitor_profiles WHERE source LIKE 'month:%%' AND NOT (source = ANY(%s))", (keep,))
+
+
+def load(settings: Settings, sources: list[str] | None = None) -> dict[str, dict[str, Profile]]:
+    """Kept profiles: source -> feature -> Profile (every source, or `sources`)."""
+    q = "SELECT source, feature, view, kind, rows, nulls, counts FROM monitor_profiles"
+    with db.connection(settings) as conn:
+        rows = conn.execute(q + " WHERE source = ANY(%s)", (sources,)) if sources else conn.execute(q)
+        rows = rows.fetchall()
+    out: dict[str, dict[str, Profile]] = {}
+    for source, feature, view, kind, n, nulls, counts in rows:
+        c = np.asarray(counts, dtype=np.int64) if kind == "numeric" else {**counts, **({NULL: nulls} if nulls else {})}
+        out.setdefault(source, {})[feature] = Profile(feature, view, kind, int(n), int(nulls), c)
+    return out
+
+
+def checksum_of(settings: Settings, source: str) -> str | None:
+    with db.connection(settings) as conn:
+        row = conn.execute("SELECT max(checksum) FROM monitor_profiles WHERE source = %s", (source,)).fetchone()
+    return row[0] if row else None
