@@ -269,3 +269,51 @@ def drift(a, b, thresholds, online_sample: int = 0, save: bool = False):
     `online_sample`, that many users of snapshot `b` as the online store serves them now), computed
     once per inputs; frames come from kept datasets (kept first with `save`)."""
     return _drift(settings(), a, b, online_sample, thresholds, save)
+
+
+@st.cache_data(ttl=3600, max_entries=8, show_spinner="Scoring every month from the kept profiles...")
+def _monitor_grid(s: Settings, v: tuple):
+    from streamflow.monitoring import grid, load_config
+
+    cfg = load_config(s)
+    return grid(s, cfg, store=store() if cfg.dataset else None)  # the Feast store only for a dataset baseline
+
+
+def monitor_grid():
+    """Every month's drift against the monitor's baseline (`streamflow.monitoring.grid`), from kept
+    profiles: no frame is built, whatever the population."""
+    return _monitor_grid(settings(), version())
+
+
+@st.cache_data(ttl=3600, max_entries=64, show_spinner=False)
+def _monitor_distribution(s: Settings, v: tuple, feature: str, month):
+    from streamflow.monitoring import distribution
+
+    return distribution(s, feature, month)
+
+
+def monitor_distribution(feature: str, month) -> pd.DataFrame:
+    return _monitor_distribution(settings(), version(), feature, month)
+
+
+@st.cache_data(ttl=3600, max_entries=8, show_spinner=False)
+def _monitor_quality(s: Settings, v: tuple) -> pd.DataFrame:
+    from streamflow.monitoring import quality
+
+    return quality(s)
+
+
+def monitor_quality() -> pd.DataFrame:
+    return _monitor_quality(settings(), version())
+
+
+@st.cache_data(ttl=3600, max_entries=8, show_spinner=False)
+def _alerts(s: Settings, v: tuple) -> pd.DataFrame:
+    from streamflow.alerts import listing
+
+    return listing(s)
+
+
+def alerts() -> pd.DataFrame:
+    """The kept alerts not resolved, open first (`streamflow.alerts.listing`)."""
+    return _alerts(settings(), version())

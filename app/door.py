@@ -35,6 +35,13 @@ def can_write() -> bool:
     return False
 
 
+def who() -> str:
+    """Who is writing, as an alert's acknowledgement records it."""
+    if write_mode() == "oidc":
+        return str(getattr(st.user, "email", None) or getattr(st.user, "name", None) or "signed-in user")
+    return "admin (password)" if write_mode() == "password" else "app user"
+
+
 def write_guard(action: str) -> bool:
     """True if the visitor may `action`; else a note saying how (the caller disables its button)."""
     if can_write():

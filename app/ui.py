@@ -84,3 +84,15 @@ def show_refusal(exc: Exception) -> None:
     """A refused month: its first line, then one bullet per file or problem that follows."""
     first, *rest = str(exc).splitlines() or [""]
     st.error("\n".join([f"**{first}**", *(f"- {line.strip()}" for line in rest if line.strip())]))
+
+
+def distribution_chart(h, reference: str, current: str, height: int = 380) -> None:
+    """Two populations' shares per bin or category (`bin`, `reference`, `current`): the Drift and
+    Monitoring pages' chart."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure(
+        [go.Bar(name=reference, x=h["bin"], y=h["reference"]), go.Bar(name=current, x=h["bin"], y=h["current"])]
+    )
+    fig.update_layout(barmode="group", yaxis_title="share of users", height=height, margin={"t": 10})
+    st.plotly_chart(fig)

@@ -200,11 +200,12 @@ class DriftReport:
 
 
 def bin_label(a: float, b: float) -> str:
+    """A bin of `shares`: values from a (included) to b (excluded), as searchsorted(side="right") counts."""
     if np.isinf(a):
-        return f"≤ {b:g}"
+        return f"< {b:g}"
     if np.isinf(b):
-        return f"> {a:g}"
-    return f"({a:g}, {b:g}]"
+        return f"≥ {a:g}"
+    return f"[{a:g}, {b:g})"
 
 
 def feature_drift(ref: pd.Series, cur: pd.Series, t: Thresholds) -> dict:

@@ -27,6 +27,7 @@ from datetime import date
 
 import numpy as np
 import pandas as pd
+import psycopg
 
 from streamflow import db, profiles
 from streamflow.catalog import TABLES
@@ -262,10 +263,15 @@ def ensure_dataset_profile(settings: Settings, name: str, store=None) -> None:
 
 
 def grid(settings: Settings, config: MonitorConfig | None = None, store=None) -> MonitorGrid:
-    """Every month's scores against the baseline, from kept profiles (never a frame)."""
+    """Every month's scores against the baseline, from kept profiles (never a frame); a month
+    without one is profiled first."""
     config = config or load_config(settings)
-    if config.dataset:
-        ensure_dataset_profile(settings, config.dataset, store)
+    try:  # a month ingested without the checks (`--no-stats`) is profiled on first read, in SQL
+        profiles.refresh(settings)
+        if config.dataset:
+            ensure_dataset_profile(settings, config.dataset, store)
+    except psycopg.errors.InsufficientPrivilege:  # a read-only role reads what is kept
+        pass
     kept = profiles.load(settings)
     months = sorted(date.fromisoformat(s.removeprefix("month:")) for s in kept if s.startswith("month:"))
     bases = baseline_sources(config, months)

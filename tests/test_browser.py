@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 
+from streamflow.alerts import check
 from streamflow.ingest import ingest_month
 from streamflow.materialize import materialize
 from streamflow.online import online_features
@@ -26,6 +27,7 @@ PAGES = [
     ("online_lookup", "online_lookup", "Look up"),
     ("skew", "skew", "Population"),
     ("drift", "drift", "Distributions"),
+    ("monitoring", "monitoring", "What matters in a month"),
     ("model_check", "model_check", "Calibration out of time"),
     ("materialize", "materialize", "History"),
 ]
@@ -38,6 +40,7 @@ def served_app(fs_embedded, months):
     for folder, _ in months[:2]:
         ingest_month(folder, settings=settings)
     materialize(end="2024-01-31", settings=settings, store=store)
+    check(settings, store)  # the monitor's alerts: the Overview lists them first, the Monitoring page draws them
     with serve_app(settings) as url:
         yield url, settings, store
 
@@ -67,6 +70,19 @@ def test_every_page_in_chromium(served_app):
         expect(page.get_by_role("heading", name="7590-VHVEG")).to_be_visible()
         expect(page.locator("[data-testid='stDataFrame']").first).to_be_visible()
         page.screenshot(path=str(SHOTS / "online_lookup_result.png"), full_page=True)
+
+        # click a cell of the monitoring heatmap: that feature and month open below it
+        page.goto(f"{url}/monitoring")
+        expect(page.get_by_text("What matters in a month").first).to_be_visible()
+        page.wait_for_timeout(1500)
+        chart = page.locator(".js-plotly-plot").first
+        want = chart.evaluate("el => [el.data[1].x[0], el.data[1].y[0]]")  # the bottom row's first cell
+        cell = chart.locator(".scatterlayer .point").first.bounding_box()
+        page.mouse.move(cell["x"] + cell["width"] / 2, cell["y"] + cell["height"] / 2)
+        page.mouse.click(cell["x"] + cell["width"] / 2, cell["y"] + cell["height"] / 2)
+        expect(page.locator("input[aria-label='Feature']")).to_have_value(want[1])
+        expect(page.locator("input[aria-label='Month']")).to_have_value(want[0])
+        page.screenshot(path=str(SHOTS / "monitoring_cell.png"), full_page=True)
 
         # press materialize (incremental catches the online store up to February)
         page.goto(f"{url}/materialize")

@@ -41,7 +41,16 @@ def test_flow_script_loads_and_materializes(fs_embedded, months, tmp_path):
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     with db.connection(settings) as conn:
         n = conn.execute("SELECT count(*) FROM subscriptions_profile_snapshots WHERE as_of = %s", (as_of,)).fetchone()
+        profiled = conn.execute(
+            "SELECT count(*) FROM monitor_profiles WHERE source = %s", (f"month:{as_of}",)
+        ).fetchone()
+        stale = conn.execute(
+            "SELECT state FROM monitor_alerts WHERE kind = 'online_stale' AND as_of = %s", (as_of,)
+        ).fetchall()
     assert n[0] == TEST_USERS
+    assert profiled[0] > 0, "the flow's monitor task profiles the month it loaded"
+    # raised after the load (the online store lagged the new month), resolved after the materialization
+    assert {s for (s,) in stale} <= {"resolved"}, stale
     rec = online_features(["7590-VHVEG"], settings=settings, store=store)[0]
     assert rec.found and rec.features["monthly_fee"] == 29.85
 

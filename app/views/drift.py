@@ -1,11 +1,10 @@
 """Drift: distribution drift per feature between two training frames, or a frame and what the
 online store serves now."""
 
-import plotly.graph_objects as go
 import streamlit as st
 from data import drift
 from door import can_write
-from ui import friendly_errors, nothing_to_show, require_applied, require_snapshots
+from ui import distribution_chart, friendly_errors, nothing_to_show, require_applied, require_snapshots
 
 from streamflow.drift import Thresholds
 
@@ -68,9 +67,4 @@ with friendly_errors():
 
     st.subheader("Distributions")
     pick = st.selectbox("Feature", list(rep.table["feature"]), key="drift_feature")
-    h = rep.histogram(pick)
-    fig = go.Figure(
-        [go.Bar(name=str(a), x=h["bin"], y=h["reference"]), go.Bar(name=cur_label, x=h["bin"], y=h["current"])]
-    )
-    fig.update_layout(barmode="group", yaxis_title="share of users", height=380, margin={"t": 10})
-    st.plotly_chart(fig)
+    distribution_chart(rep.histogram(pick), str(a), cur_label)

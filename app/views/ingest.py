@@ -6,6 +6,7 @@ from data import clear, settings, snapshot_dates, store
 from door import write_guard
 from ui import badge, friendly_errors, show_refusal
 
+from streamflow.alerts import after_change
 from streamflow.catalog import CSV_FILES
 from streamflow.dates import add_months, parse_month_end
 from streamflow.ingest import CsvFormat, IngestError, check_month, ingest_month, uploaded_month, uploads_format
@@ -117,6 +118,7 @@ with friendly_errors():
                         st.stop()
                     box.write("Computing the month's per-feature statistics (once, for every page)...")
                     refresh(settings(), store(), say=box.write)
+                    after_change(settings(), store(), say=box.write)  # the month's profile, then the checks
                     box.update(
                         label=f"Ingested {day}: {r.rows['users']:,} users in {r.duration_s:.1f}s", state="complete"
                     )

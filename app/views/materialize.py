@@ -67,6 +67,9 @@ with friendly_errors():
                 box.update(label="Another materialization is running", state="error")
                 st.error(str(exc))
             else:
+                from streamflow.alerts import after_change
+
+                after_change(settings(), fs, say=box.write)  # the checks: online values older than a snapshot resolve
                 box.update(label=f"Materialized {sum(r.rows.values()):,} rows in {r.seconds:.1f}s", state="complete")
                 clear()
 

@@ -4,6 +4,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 from data import (
+    alerts,
     freshness,
     last_materialization,
     materialization_timeline,
@@ -24,6 +25,14 @@ st.caption("One Feast feature store for StreamFlow churn: ingestion, point-in-ti
 s = settings()
 with friendly_errors():
     h = health(s)  # a live check on every visit: a backend that went down shows at once
+    if h.postgres_version:
+        pending = alerts()
+        pending = pending[pending["state"] == "open"]
+        if not pending.empty:  # open alerts first: what needs a look before anything else
+            lines = [f"- {m}" for m in pending["message"].head(5)]
+            more = [f"- ... and {len(pending) - 5} more"] if len(pending) > 5 else []
+            st.error("\n".join([f"**{len(pending)} open alert(s)**", *lines, *more]), icon=":material/notifications:")
+            st.page_link("views/monitoring.py", label="Monitoring: the alerts, the drift heatmap, acknowledge")
     c1, c2, c3 = st.columns(3)
     if h.postgres_version:
         c1.metric("PostgreSQL (offline store, registry)", "reachable", f"v{h.postgres_version}", delta_color="off")

@@ -8,6 +8,7 @@ import psycopg
 import pytest
 
 from streamflow import db
+from streamflow.alerts import check, listing
 from streamflow.backup import backup, restore
 from streamflow.config import load_settings
 from streamflow.errors import InvalidInput, NotFound
@@ -49,6 +50,8 @@ def backend(request):
 
 def test_round_trip(request, backend, target, months, tmp_path, record):
     settings, store = prepared_store(request.getfixturevalue(f"{backend}_settings"), months, n_months=2)
+    kept = check(settings, store)  # the monitor's profiles, importances and alerts are part of the store
+    assert not kept.empty
     before = fingerprint(settings, online=True)
     lookups = _lookups(settings, store)
     assert lookups[0][1]
@@ -61,6 +64,7 @@ def test_round_trip(request, backend, target, months, tmp_path, record):
     restored = get_store(target)
     assert _lookups(target, restored) == lookups
     assert restored.get_feature_service("churn_model_v1").name == "churn_model_v1"
+    assert listing(target).to_dict("records") == kept.to_dict("records")
 
     with pytest.raises(InvalidInput, match="not empty"):
         restore(file, target)

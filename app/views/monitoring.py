@@ -1,0 +1,212 @@
+"""Monitoring: every feature's drift month after month against a baseline, what matters to the
+model, each month's quality, and the alerts the checks raised."""
+
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+import streamlit as st
+from data import alerts, clear, datasets, monitor_distribution, monitor_grid, monitor_quality, settings
+from door import who, write_guard
+from ui import distribution_chart, friendly_errors, nothing_to_show, require_snapshots
+
+from streamflow.monitoring import PREVIOUS, RATIO_CAP
+
+st.title("Monitoring")
+st.caption(
+    "Since the model was trained, which features moved, when, and does it matter? Scores are the Drift page's "
+    "(PSI and Jensen-Shannon for numbers, L-infinity for categories), computed from each month's kept profile: "
+    "no frame is built, whatever the population."
+)
+
+with friendly_errors():
+    require_snapshots()
+    g = monitor_grid()
+    if g.months.empty:
+        nothing_to_show("No month is profiled yet: `streamflow monitor` profiles them (it runs after every ingest).")
+        st.stop()
+    open_alerts = alerts()
+    n_open = int((open_alerts["state"] == "open").sum())
+    m1, m2, m3 = st.columns(3)
+    m1.metric("Baseline", g.baseline_label)
+    m2.metric("Months drifted", f"{int(g.months['month_drifted'].sum())} / {len(g.months)}")
+    m3.metric("Open alerts", n_open)
+
+    st.subheader("Alerts")
+    if open_alerts.empty:
+        st.success("No open or acknowledged alert: every check passed at the last run.")
+    else:
+        st.dataframe(
+            open_alerts[["id", "state", "kind", "as_of", "message", "acknowledged_by"]],
+            hide_index=True,
+            column_config={"message": st.column_config.TextColumn(width="large")},
+        )
+        pending = open_alerts.loc[open_alerts["state"] == "open", "id"].tolist()
+        if pending:
+            a1, a2 = st.columns([3, 1])
+            label = dict(zip(open_alerts["id"], open_alerts["message"], strict=True))
+            pick = a1.selectbox(
+                "Open alert", pending, format_func=lambda i: f"[{i}] {label[i][:100]}", key="mon_ack_id"
+            )
+            allowed = write_guard("acknowledge an alert")
+            if a2.button("Acknowledge", disabled=not allowed, key="mon_ack"):
+                from streamflow.alerts import acknowledge
+
+                acknowledge(settings(), int(pick), who())
+                clear()
+                st.rerun()
+
+    st.subheader(f"Drift per feature and month, against {g.baseline_label}")
+    scores = g.scores
+    if scores.empty:
+        nothing_to_show("Nothing to compare yet: the first month has no previous month. Ingest a second one.")
+        st.stop()
+    months = sorted(scores["month"].unique())
+    order = (
+        scores.groupby("feature")["ratio"].max().sort_values(ascending=True).index.tolist()
+    )  # most drifted at the top
+    ratio = scores.pivot(index="feature", columns="month", values="ratio").reindex(index=order, columns=months)
+    shown = scores.assign(
+        text=lambda d: d["score"].map(lambda v: f"{v:.2f}") + d["drifted"].map({True: " ⚠", False: ""})
+    )
+    text = shown.pivot(index="feature", columns="month", values="text").reindex(index=order, columns=months)
+    fig = go.Figure(
+        go.Heatmap(
+            z=ratio.to_numpy(dtype=float),
+            x=[str(m) for m in months],
+            y=order,
+            text=text.to_numpy(),
+            texttemplate="%{text}",
+            zmin=0,
+            zmax=2,
+            colorscale=[[0, "#f1f8e9"], [0.5, "#fff59d"], [0.5001, "#ffab91"], [1, "#c62828"]],
+            colorbar={"title": "score / threshold", "tickvals": [0, 1, 2], "ticktext": ["0", "1 (drifted)", "≥ 2"]},
+            hoverinfo="skip",  # the markers below carry the hover and the click
+        )
+    )
+    # plotly fires no click on a heatmap cell: a transparent marker on each cell carries the click
+    cells = [(str(m), f, text.at[f, m], ratio.at[f, m]) for f in order for m in months]
+    fig.add_trace(
+        go.Scatter(
+            x=[c[0] for c in cells], y=[c[1] for c in cells], mode="markers", showlegend=False,
+            customdata=[[c[2], c[3]] for c in cells],
+            hovertemplate="%{y} at %{x}<br>score %{customdata[0]}<br>score / threshold %{customdata[1]:.2f}<extra></extra>",
+            marker={"symbol": "square", "size": 20, "color": "rgba(0,0,0,0.01)"},
+        )
+    )  # fmt: skip
+    fig.update_layout(
+        height=max(320, 22 * len(order)), margin={"t": 10}, xaxis_type="category", clickmode="event+select"
+    )
+    event = st.plotly_chart(fig, on_select="rerun", selection_mode="points", key="mon_heatmap")
+    points = event.selection.points if event else []
+    if (
+        points and st.session_state.get("mon_clicked") != points[0]
+    ):  # a new click, not the same one again  # a clicked cell opens that feature's two distributions below
+        st.session_state["mon_month"] = pd.Timestamp(points[0]["x"]).date()
+        st.session_state["mon_feature"] = points[0]["y"]
+        st.session_state["mon_clicked"] = points[0]
+    st.caption(
+        f"Colour: the deciding score over its threshold (capped at {RATIO_CAP:g}x). A month is drifted when more than "
+        f"{g.config.month_share:.0%} of its features are."
+    )
+    share = g.months.dropna(subset=["baseline"]) if g.config.dataset is None else g.months
+    bar = px.bar(
+        share.assign(month=share["month"].astype(str), drifted=share["month_drifted"].map({True: "drifted", False: "ok"})),
+        x="month", y="share", color="drifted", height=240, labels={"share": "share of features drifted"},
+        color_discrete_map={"drifted": "#c62828", "ok": "#90a4ae"},
+    )  # fmt: skip
+    bar.add_hline(y=g.config.month_share, line_dash="dot")
+    bar.update_layout(margin={"t": 10}, xaxis_type="category", yaxis_range=[0, 1])
+    st.plotly_chart(bar)
+
+    st.subheader("What matters in a month")
+    c1, c2 = st.columns(2)
+    month = c1.selectbox("Month", months[::-1], format_func=str, key="mon_month")
+    in_month = scores[scores["month"] == month].drop(columns=["month"])
+    feature = c2.selectbox("Feature", in_month["feature"].tolist(), key="mon_feature")
+    if g.importance:
+        st.caption(
+            f"Ordered by drift x importance: the baseline model's permutation importance ({g.importance_source}), "
+            "the drop in ROC AUC when the feature is shuffled."
+        )
+    else:
+        st.caption("No importance kept for this baseline yet (`streamflow monitor` fits it): ordered by drift.")
+    st.dataframe(
+        in_month[["feature", "drifted", "method", "score", "threshold", "second_score", "importance", "impact",
+                  "new_categories", "null_rate", "view"]],
+        hide_index=True,
+        column_config={"second_score": "Jensen-Shannon", "score": st.column_config.NumberColumn(format="%.3f")},
+    )  # fmt: skip
+    h = monitor_distribution(feature, month)
+    base = g.months.set_index("month").loc[month, "baseline"]
+    distribution_chart(h, str(base).removeprefix("month:").replace("dataset:", "dataset "), str(month))
+
+    st.subheader("Quality per table and month")
+    q = monitor_quality()
+    if q.empty:
+        nothing_to_show("No validation or profile kept yet.")
+    else:
+        q = q.assign(month=q["month"].astype(str))
+        l1, l2, l3 = st.columns(3)
+        for col, y, title in (
+            (l1, "pass_rate", "Great Expectations pass rate"),
+            (l2, "null_rate", "null rate (mean of features)"),
+            (l3, "rows", "rows"),
+        ):
+            fig = px.line(q.dropna(subset=[y]), x="month", y=y, color="table", markers=True, height=280, title=title)
+            fig.update_layout(margin={"t": 40}, xaxis_type="category", showlegend=y == "rows")
+            col.plotly_chart(fig)
+
+    with st.expander("Baseline and thresholds", expanded=False):
+        names = [d.name for d in datasets()]
+        choices = [PREVIOUS] + [f"dataset:{n}" for n in names]
+        current = g.config.baseline if g.config.baseline in choices else PREVIOUS
+        baseline = st.selectbox(
+            "Baseline",
+            choices,
+            index=choices.index(current),
+            format_func=lambda c: "the previous month" if c == PREVIOUS else f"kept dataset {c.split(':', 1)[1]}",
+            key="mon_baseline",
+        )
+        share_in = st.number_input(
+            "A month drifts over this share of features", 0.05, 1.0, float(g.config.month_share), 0.05, key="mon_share"
+        )
+        d = g.config.defaults
+        kinds = in_month.drop_duplicates("feature").set_index("feature")["kind"]
+        table = pd.DataFrame(
+            [
+                {
+                    "feature": f,
+                    "kind": k,
+                    "PSI / L-infinity": g.config.for_feature(f).psi if k == "numeric" else g.config.for_feature(f).linf,
+                    "Jensen-Shannon": g.config.for_feature(f).js if k == "numeric" else None,
+                }
+                for f, k in kinds.items()
+            ]
+        )
+        edited = st.data_editor(
+            table, hide_index=True, disabled=["feature", "kind"], key="mon_thresholds",
+            column_config={"PSI / L-infinity": st.column_config.NumberColumn(min_value=0.001, format="%.3f"),
+                           "Jensen-Shannon": st.column_config.NumberColumn(min_value=0.001, format="%.3f")},
+        )  # fmt: skip
+        allowed = write_guard("change the baseline or the thresholds")
+        if st.button("Save and check again", disabled=not allowed, key="mon_save"):
+            from streamflow.alerts import check
+            from streamflow.monitoring import save_config
+
+            overrides = {}
+            for r in edited.itertuples(index=False):
+                first = r[2]
+                if r.kind == "numeric":
+                    over = {"psi": first, "js": r[3]}
+                    over = {k: float(v) for k, v in over.items() if v != getattr(d, k)}
+                else:
+                    over = {"linf": float(first)} if first != d.linf else {}
+                if over:
+                    overrides[r.feature] = over
+            save_config(settings(), baseline=baseline, month_share=share_in, thresholds=overrides)
+            with st.spinner("Profiling the baseline and running the checks..."):
+                from data import store
+
+                check(settings(), store())
+            clear()
+            st.rerun()
