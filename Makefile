@@ -84,6 +84,7 @@ bench: $(DEV_STAMP)
 	$(BIN)/python benchmarks/bench_retrieval.py
 	$(BIN)/python benchmarks/bench_app.py
 	$(BIN)/python benchmarks/bench_pages.py --scenario 7043x2 100000x2
+	$(BIN)/python benchmarks/bench_monitor.py --scenario 100000x12
 	$(BIN)/python benchmarks/plot.py
 	$(BIN)/python benchmarks/plot.py --docs
 
@@ -94,6 +95,7 @@ bench-growth: $(DEV_STAMP)
 	$(BIN)/python benchmarks/bench_memory.py --users 1000000 --months 2
 	$(BIN)/python benchmarks/bench_retrieval.py --scenario 1000000x2
 	$(BIN)/python benchmarks/bench_pages.py --scenario 1000000x2
+	$(BIN)/python benchmarks/bench_monitor.py --scenario 1000000x12
 	$(BIN)/python benchmarks/plot.py
 	$(BIN)/python benchmarks/plot.py --docs
 

@@ -28,6 +28,11 @@ PAGES = [
 ]
 
 
+# pages that read only PostgreSQL: on a 2-core machine, opening the Feast store in the background
+# (importing Feast is seconds of Python holding the GIL) would slow them rather than help
+STORELESS = {"monitoring"}
+
+
 def sidebar() -> None:
     s = settings()
     with st.sidebar:
@@ -53,7 +58,8 @@ def sidebar() -> None:
     door()
 
 
-warm_up()
 nav = st.navigation(PAGES)
+if nav.url_path not in STORELESS:
+    warm_up()
 sidebar()
 nav.run()

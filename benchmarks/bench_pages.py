@@ -44,6 +44,7 @@ PAGES = [
     ("online_lookup", "Look up"),
     ("skew", "Staleness per view"),
     ("drift", "Distributions"),
+    ("monitoring", "What matters in a month"),
     ("model_check", "Calibration out of time"),
     ("materialize", "History"),
 ]

@@ -168,6 +168,15 @@ def test_monitoring_page_and_overview(monitored, monkeypatch):
         state = conn.execute("SELECT state, acknowledged_by FROM monitor_alerts WHERE id = %s", (first,)).fetchone()
     assert state == ("acknowledged", "app user")
 
+    # the settings: a toggle away (listing the baselines opens the Feast store), stored on Save
+    assert not at.get("data_editor")  # closed by default
+    at.toggle(key="mon_settings").set_value(True).run()
+    assert at.selectbox(key="mon_baseline").value == "previous"
+    at.number_input(key="mon_share").set_value(0.3)
+    at.button(key="mon_save").click().run()
+    assert not at.exception, at.exception
+    assert monitoring.load_config(settings).month_share == 0.3
+
     over = app_page(settings, monkeypatch, "overview")
     assert not over.exception, over.exception
     assert over.error and "open alert(s)" in over.error[0].value  # open alerts first

@@ -145,18 +145,21 @@ with friendly_errors():
     if q.empty:
         nothing_to_show("No validation or profile kept yet.")
     else:
-        q = q.assign(month=q["month"].astype(str))
-        l1, l2, l3 = st.columns(3)
-        for col, y, title in (
-            (l1, "pass_rate", "Great Expectations pass rate"),
-            (l2, "null_rate", "null rate (mean of features)"),
-            (l3, "rows", "rows"),
-        ):
-            fig = px.line(q.dropna(subset=[y]), x="month", y=y, color="table", markers=True, height=280, title=title)
-            fig.update_layout(margin={"t": 40}, xaxis_type="category", showlegend=y == "rows")
-            col.plotly_chart(fig)
+        names = {"pass_rate": "GE pass rate", "null_rate": "null rate (mean of features)", "rows": "rows"}
+        long = q.assign(month=q["month"].astype(str)).melt(
+            id_vars=["table", "month"], value_vars=list(names), var_name="measure"
+        )
+        long = long.dropna(subset=["value"]).assign(measure=lambda d: d["measure"].map(names))
+        fig = px.line(long, x="month", y="value", color="table", facet_col="measure", markers=True, height=300)
+        fig.update_yaxes(matches=None, showticklabels=True, title=None)
+        fig.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
+        fig.update_xaxes(type="category")
+        fig.update_layout(margin={"t": 30})
+        st.plotly_chart(fig)  # one chart, three measures: fewer charts for the browser to draw
 
-    with st.expander("Baseline and thresholds", expanded=False):
+    # a toggle, not an expander: an expander runs its body on every visit, and listing the kept
+    # datasets opens the Feast store (seconds in a fresh process) that nothing else here needs
+    if st.toggle("Change the baseline or the thresholds", key="mon_settings"):
         names = [d.name for d in datasets()]
         choices = [PREVIOUS] + [f"dataset:{n}" for n in names]
         current = g.config.baseline if g.config.baseline in choices else PREVIOUS
