@@ -212,38 +212,48 @@ def _sync(settings: Settings, fired: list[Alert], as_of: date | None) -> None:
 
 
 def check(
-    settings: Settings, store=None, as_of: date | None = None, say: Callable[[str], None] | None = None
+    settings: Settings,
+    store=None,
+    as_of: date | None = None,
+    say: Callable[[str], None] | None = None,
+    fit_importance: bool = True,
 ) -> pd.DataFrame:
-    """Profile the months that lack it, fit the baseline model once, run every check and keep the
-    alerts; returns the alerts not resolved (of `as_of`, or all)."""
+    """Profile the months that lack it, fit the baseline model once (`fit_importance`), run every
+    check and keep the alerts; returns the alerts not resolved (of `as_of`, or all). One check runs
+    at a time (others wait: two materializations ending together check one after the other)."""
     from streamflow.store import get_store
 
-    profiles.refresh(settings, say)
-    profiles.drop_stale_months(settings)
-    store = store or get_store(settings)
-    config = monitoring.load_config(settings)
-    dates = snapshot_dates(settings)
-    src = monitoring.importance_source(config, dates)
-    if src and not monitoring.stored_importance(settings, src):
-        try:
-            monitoring.compute_importance(settings, src, store)
-            if say:
-                say(f"  importance of each feature for the baseline model ({src}) kept")
-        except (NotReady, NotFound) as exc:  # one class of label, or a dataset gone: ranked by drift alone
-            if say:
-                say(f"  no feature importance: {exc}")
-    _sync(settings, evaluate(settings, store, as_of), as_of)
+    lock = db.connect(settings, autocommit=True)
+    try:
+        lock.execute("SELECT pg_advisory_lock(%s, 0)", (db.LOCK_MONITOR,))
+        profiles.refresh(settings, say)
+        profiles.drop_stale_months(settings)
+        store = store or get_store(settings)
+        config = monitoring.load_config(settings)
+        src = monitoring.importance_source(config, snapshot_dates(settings))
+        if fit_importance and src and not monitoring.stored_importance(settings, src):
+            try:
+                monitoring.compute_importance(settings, src, store)
+                if say:
+                    say(f"  importance of each feature for the baseline model ({src}) kept")
+            except (NotReady, NotFound) as exc:  # one class of label, or a dataset gone: ranked by drift alone
+                if say:
+                    say(f"  no feature importance: {exc}")
+        _sync(settings, evaluate(settings, store, as_of), as_of)
+    finally:
+        lock.close()  # the session ends, and its advisory lock with it
     return listing(settings, as_of=as_of)
 
 
 def after_change(settings: Settings, store=None, say: Callable[[str], None] | None = None) -> pd.DataFrame | None:
-    """The checks after an ingest or a materialization: they never fail the change itself, and
-    say in one line what they found (or why they could not run)."""
+    """The checks after an ingest or a materialization. They never fail the change itself: what
+    stops them is said in one line. On the lake profile the baseline model is not fitted here (its
+    frame goes through Spark): `streamflow monitor` fits it."""
     try:
-        found = check(settings, store, say=say)
-    except StreamflowError as exc:
+        found = check(settings, store, say=say, fit_importance=settings.offline_store == "postgres")
+    except Exception as exc:  # noqa: BLE001 - the ingest or materialization succeeded; its checks are reported
         if say:
-            say(f"  monitoring checks not run: {exc}")
+            say(f"  monitoring checks not run: {exc if isinstance(exc, StreamflowError) else repr(exc)}")
         return None
     if say:
         n = int((found["state"] == "open").sum())

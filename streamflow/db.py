@@ -34,6 +34,7 @@ LOCK_SCHEMA = 7_401
 LOCK_INGEST = 7_402
 LOCK_MATERIALIZE = 7_403
 LOCK_INGEST_RUN = 7_404  # held by a running ingest for its run_id, so a sweep can tell it from a dead one
+LOCK_MONITOR = 7_405  # one monitoring check at a time: concurrent ones would profile the same month twice
 
 
 class DatabaseUnavailable(BackendUnavailable):

@@ -159,11 +159,17 @@ def _count(conn, relation: sql.Composable, where: sql.Composable, view: str, col
 
 
 def _store(conn, source: str, profiles: list[Profile], checksum: str | None = None) -> None:
-    conn.execute("DELETE FROM monitor_profiles WHERE source = %s", (source,))
+    """Keep a source's profiles (upserted: two processes profiling the same month both succeed)."""
+    conn.execute(
+        "DELETE FROM monitor_profiles WHERE source = %s AND NOT (feature = ANY(%s))",
+        (source, [p.feature for p in profiles]),
+    )
     with conn.cursor() as cur:
         cur.executemany(
             "INSERT INTO monitor_profiles (source, feature, view, kind, rows, nulls, counts, checksum) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (source, feature) DO UPDATE SET "
+            "view = EXCLUDED.view, kind = EXCLUDED.kind, rows = EXCLUDED.rows, nulls = EXCLUDED.nulls, "
+            "counts = EXCLUDED.counts, checksum = EXCLUDED.checksum, computed_at = now()",
             [
                 (
                     source,

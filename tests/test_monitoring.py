@@ -61,7 +61,9 @@ def test_the_demos_price_rise_is_flagged_and_profile_scores_equal_the_frames(mon
 
     # the month's profile equals the snapshot, and one view's counts sum to its rows
     kept = profiles.load(settings, [profiles.month_source(FEB)])[profiles.month_source(FEB)]
-    assert kept["monthly_fee"].rows == len(b) and int(kept["monthly_fee"].counts.sum()) == b["monthly_fee"].notna().sum()
+    assert (
+        kept["monthly_fee"].rows == len(b) and int(kept["monthly_fee"].counts.sum()) == b["monthly_fee"].notna().sum()
+    )
     assert kept["contract_type"].counts == b["contract_type"].value_counts().to_dict()
 
 
@@ -180,3 +182,16 @@ def test_monitoring_page_and_overview(monitored, monkeypatch):
     over = app_page(settings, monkeypatch, "overview")
     assert not over.exception, over.exception
     assert over.error and "open alert(s)" in over.error[0].value  # open alerts first
+
+
+def test_checks_ending_together_both_succeed(monitored):
+    """Two materializations or ingests ending at once each run the checks: one waits for the other,
+    and neither fails (their profiles and importances are upserts)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    settings, store = monitored
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: alerts.after_change(settings, store), range(2)))
+    assert all(r is not None and not r.empty for r in results)
+    assert len(profiles.load(settings)) == 3  # each month profiled once, kept once
+    assert results[0][["kind", "subject", "as_of"]].equals(results[1][["kind", "subject", "as_of"]])
