@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import html
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -110,14 +111,13 @@ def shares_of_counts(r: pd.Series, c: pd.Series) -> pd.DataFrame:
     return out.assign(reference_count=counts["reference"], current_count=counts["current"])
 
 
-def new_categories(s: pd.DataFrame) -> list[str]:
-    """Values the current population has and the reference never had (`category_shares`)."""
-    return sorted(set(s.query("reference_count == 0 and current_count > 0").index))
-
-
-def linf(s: pd.DataFrame) -> float:
-    """L-infinity distance of two populations' category shares (`category_shares`)."""
-    return float((s["reference"] - s["current"]).abs().max()) if len(s) else 0.0
+def categorical_scores(ref: Mapping[str, float], cur: Mapping[str, float]) -> tuple[float, list[str]]:
+    """Two populations' category counts (value as text -> rows): the L-infinity distance of their
+    shares, and the values the current one has that the reference never had."""
+    rt, ct = sum(ref.values()) or 1, sum(cur.values()) or 1
+    keys = set(ref) | set(cur)
+    score = max((abs(ref.get(k, 0) / rt - cur.get(k, 0) / ct) for k in keys), default=0.0)
+    return float(score), sorted(k for k in keys if not ref.get(k) and cur.get(k))
 
 
 def chi2_p(s: pd.DataFrame) -> float:
@@ -233,9 +233,9 @@ def feature_drift(ref: pd.Series, cur: pd.Series, t: Thresholds) -> dict:
             mean_current=float(np.mean(c)) if len(c) else None,
         )
     else:
-        shares = category_shares(ref, cur)
-        score, p = linf(shares), chi2_p(shares)
-        new = new_categories(shares)
+        r, c = counts_as_text(ref), counts_as_text(cur)
+        score, new = categorical_scores(r.to_dict(), c.to_dict())
+        p = chi2_p(shares_of_counts(r, c))
         row.update(
             kind="boolean" if pd.api.types.is_bool_dtype(ref) else "categorical",
             method="L-infinity",

@@ -36,9 +36,8 @@ from streamflow.drift import (
     Thresholds,
     bin_label,
     categorical_drifted,
+    categorical_scores,
     js_of_shares,
-    linf,
-    new_categories,
     numeric_drifted,
     psi_of_shares,
     shares_of_counts,
@@ -164,9 +163,7 @@ def score(ref: Profile | None, cur: Profile | None, config: MonitorConfig) -> di
         row.update(method="PSI", score=value, threshold=t.psi, second_score=js, new_categories=None,
                    drifted=numeric_drifted(value, js, t), ratio=max(value / t.psi, js / t.js))  # fmt: skip
     else:
-        s = shares_of_counts(pd.Series(ref.counts, dtype=float), pd.Series(cur.counts, dtype=float))
-        new = new_categories(s)
-        value = linf(s)
+        value, new = categorical_scores(ref.counts, cur.counts)
         row.update(method="L-infinity", score=value, threshold=t.linf, second_score=None,
                    new_categories=", ".join(new) or None, drifted=categorical_drifted(value, new, t),
                    ratio=max(value / t.linf, 1.0 if new else 0.0))  # fmt: skip
@@ -244,10 +241,10 @@ def compute_importance(settings: Settings, source: str, store=None) -> dict[str,
     tf = frame(name, settings, store) if kind == "dataset" else frame_for(name, settings=settings, store=store)[0]
     imp = feature_importance(tf.frame, [f for f in features if f in tf.frame.columns])
     with db.connection(settings) as conn:
-        conn.execute("DELETE FROM monitor_importance WHERE source = %s", (source,))
         with conn.cursor() as cur:
             cur.executemany(
-                "INSERT INTO monitor_importance (source, feature, importance) VALUES (%s, %s, %s)",
+                "INSERT INTO monitor_importance (source, feature, importance) VALUES (%s, %s, %s) "
+                "ON CONFLICT (source, feature) DO UPDATE SET importance = EXCLUDED.importance, computed_at = now()",
                 [(source, f, float(v)) for f, v in imp.items()],
             )
     return {f: float(v) for f, v in imp.items()}

@@ -2,7 +2,6 @@
 model, each month's quality, and the alerts the checks raised."""
 
 import pandas as pd
-import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 from data import alerts, clear, datasets, monitor_distribution, monitor_grid, monitor_quality, settings
@@ -10,6 +9,8 @@ from door import who, write_guard
 from ui import distribution_chart, friendly_errors, nothing_to_show, require_snapshots
 
 from streamflow.monitoring import PREVIOUS, RATIO_CAP
+
+COLOURS = ["#1565c0", "#2e7d32", "#ef6c00", "#6a1b9a", "#00838f", "#ad1457"]
 
 st.title("Monitoring")
 st.caption(
@@ -109,13 +110,16 @@ with friendly_errors():
         f"{g.config.month_share:.0%} of its features are."
     )
     share = g.months.dropna(subset=["baseline"]) if g.config.dataset is None else g.months
-    bar = px.bar(
-        share.assign(month=share["month"].astype(str), drifted=share["month_drifted"].map({True: "drifted", False: "ok"})),
-        x="month", y="share", color="drifted", height=240, labels={"share": "share of features drifted"},
-        color_discrete_map={"drifted": "#c62828", "ok": "#90a4ae"},
+    bar = go.Figure(
+        go.Bar(
+            x=share["month"].astype(str), y=share["share"], name="share of features drifted",
+            marker_color=["#c62828" if d else "#90a4ae" for d in share["month_drifted"]],
+            hovertemplate="%{x}: %{y:.0%} of features drifted<extra></extra>",
+        )
     )  # fmt: skip
-    bar.add_hline(y=g.config.month_share, line_dash="dot")
-    bar.update_layout(margin={"t": 10}, xaxis_type="category", yaxis_range=[0, 1])
+    bar.add_hline(y=g.config.month_share, line_dash="dot", annotation_text="a month drifts above this")
+    bar.update_layout(height=240, margin={"t": 10}, xaxis_type="category", yaxis_range=[0, 1],
+                      yaxis_title="share of features drifted", yaxis_tickformat=".0%")  # fmt: skip
     st.plotly_chart(bar)
 
     st.subheader("What matters in a month")
@@ -145,16 +149,21 @@ with friendly_errors():
     if q.empty:
         nothing_to_show("No validation or profile kept yet.")
     else:
+        from plotly.subplots import make_subplots
+
         names = {"pass_rate": "GE pass rate", "null_rate": "null rate (mean of features)", "rows": "rows"}
-        long = q.assign(month=q["month"].astype(str)).melt(
-            id_vars=["table", "month"], value_vars=list(names), var_name="measure"
-        )
-        long = long.dropna(subset=["value"]).assign(measure=lambda d: d["measure"].map(names))
-        fig = px.line(long, x="month", y="value", color="table", facet_col="measure", markers=True, height=300)
-        fig.update_yaxes(matches=None, showticklabels=True, title=None)
-        fig.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
+        fig = make_subplots(rows=1, cols=3, subplot_titles=list(names.values()))
+        tables = sorted(q["table"].unique())
+        for i, col in enumerate(names, start=1):
+            for table, t in q.dropna(subset=[col]).groupby("table"):
+                j = tables.index(table)
+                fig.add_trace(
+                    go.Scatter(x=t["month"].astype(str), y=t[col], name=table, mode="lines+markers",
+                               legendgroup=table, showlegend=i == 1, line_color=COLOURS[j % len(COLOURS)]),
+                    row=1, col=i,
+                )  # fmt: skip
         fig.update_xaxes(type="category")
-        fig.update_layout(margin={"t": 30})
+        fig.update_layout(height=300, margin={"t": 30})
         st.plotly_chart(fig)  # one chart, three measures: fewer charts for the browser to draw
 
     # a toggle, not an expander: an expander runs its body on every visit, and listing the kept

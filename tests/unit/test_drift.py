@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from streamflow.drift import NULL, Thresholds, category_shares, compare, js_distance, linf, psi
+from streamflow.drift import NULL, Thresholds, categorical_scores, category_shares, compare, js_distance, psi
 from streamflow.errors import InvalidInput
 
 RNG = np.random.default_rng(0)
@@ -58,7 +58,8 @@ def test_scores_are_bounded_and_symmetric_where_they_should_be():
     a, b = RNG.normal(0, 1, 4000), RNG.normal(3, 1, 4000)
     assert 0 <= js_distance(a, b) <= 1 and js_distance(a, a) == pytest.approx(0, abs=1e-12)
     assert psi(a, b) > 1
-    assert linf(category_shares(pd.Series(["x"] * 10), pd.Series(["y"] * 10))) == 1.0
+    assert categorical_scores({"x": 10}, {"y": 10}) == (1.0, ["y"])
+    assert categorical_scores({"x": 10, "y": 10}, {"x": 1, "y": 1}) == (0.0, [])
 
 
 def test_category_shares_count_values_as_text_with_nulls_named():
