@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import date
 
 import pandas as pd
+from psycopg import sql
 
 from streamflow import db, monitoring, profiles
 from streamflow.catalog import TABLES
@@ -203,10 +204,10 @@ def _sync(settings: Settings, fired: list[Alert], as_of: date | None) -> None:
                 (a.kind, a.subject, a.as_of, a.value, a.threshold, a.message),
             )
         keys = [f"{a.kind}|{a.subject}|{a.as_of}" for a in fired]
-        scope = "AND (as_of = %(d)s OR kind = 'online_stale')" if as_of else ""
         conn.execute(
-            f"""UPDATE monitor_alerts SET state = 'resolved', updated_at = now()
-                WHERE state <> 'resolved' AND NOT (kind || '|' || subject || '|' || as_of::text = ANY(%(k)s)) {scope}""",
+            """UPDATE monitor_alerts SET state = 'resolved', updated_at = now()
+               WHERE state <> 'resolved' AND NOT (kind || '|' || subject || '|' || as_of::text = ANY(%(k)s))
+                 AND (%(d)s::date IS NULL OR as_of = %(d)s OR kind = 'online_stale')""",
             {"k": keys, "d": as_of},
         )
 
@@ -235,10 +236,10 @@ def check(
             try:
                 monitoring.compute_importance(settings, src, store)
                 if say:
-                    say(f"  importance of each feature for the baseline model ({src}) kept")
+                    say(f"  monitoring: the baseline model's importance of each feature kept ({src})")
             except (NotReady, NotFound) as exc:  # one class of label, or a dataset gone: ranked by drift alone
                 if say:
-                    say(f"  no feature importance: {exc}")
+                    say(f"  monitoring: no feature importance ({exc})")
         _sync(settings, evaluate(settings, store, as_of), as_of)
     finally:
         lock.close()  # the session ends, and its advisory lock with it
@@ -265,12 +266,14 @@ def listing(
     settings: Settings, states: tuple[str, ...] = ("open", "acknowledged"), as_of: date | None = None
 ) -> pd.DataFrame:
     """Kept alerts in these states (open first, then by month and kind)."""
-    q = f"SELECT {', '.join(COLUMNS)} FROM monitor_alerts WHERE state = ANY(%s)"
+    q = sql.SQL("SELECT {} FROM monitor_alerts WHERE state = ANY(%s)").format(
+        sql.SQL(", ").join(map(sql.Identifier, COLUMNS))
+    )
     args: list = [list(states)]
     if as_of:
-        q += " AND as_of = %s"
+        q += sql.SQL(" AND as_of = %s")
         args.append(as_of)
-    q += " ORDER BY state = 'open' DESC, as_of DESC, array_position(%s, kind), subject"
+    q += sql.SQL(" ORDER BY state = 'open' DESC, as_of DESC, array_position(%s, kind), subject")
     args.append(list(KINDS))
     with db.connection(settings) as conn:
         rows = conn.execute(q, args).fetchall()

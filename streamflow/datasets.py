@@ -142,7 +142,7 @@ def _refs_of(store, features: str, labels: bool) -> list[str]:
 
 
 @contextlib.contextmanager
-def _feast_quiet() -> Iterator[None]:
+def feast_quiet() -> Iterator[None]:
     """Feast warns that saved datasets are experimental on every call: said once, in the docs."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*(Saving|Retrieving) dataset.*", category=RuntimeWarning)
@@ -174,7 +174,7 @@ def create(
     store = store or get_store(settings)
     spec = _spec(features)
     t0 = time.perf_counter()
-    with _feast_quiet():
+    with feast_quiet():
         plan = plan_training_frame(as_of, spec.split(","), labels, settings, store)
     name = name or default_name(plan.as_of, spec, labels)
     if not NAME_RE.fullmatch(name):
@@ -198,7 +198,7 @@ def create(
         "created_at": created.isoformat(),
         "definitions": _definitions(store, plan.wanted),
     }
-    with _feast_quiet():
+    with feast_quiet():
         saved = store.create_saved_dataset(
             from_=plan.job, name=name, storage=SavedDatasetPostgreSQLStorage(table), tags=tags, allow_overwrite=True
         )
@@ -251,7 +251,7 @@ def frame(name: str, settings: Settings | None = None, store=None) -> TrainingFr
     store = store or get_store(settings)
     ds = get(name, settings, store)
     t0 = time.perf_counter()
-    with _feast_quiet():
+    with feast_quiet():
         saved = store.get_saved_dataset(name)
     plan = FramePlan(
         as_of=ds.as_of,
@@ -262,7 +262,7 @@ def frame(name: str, settings: Settings | None = None, store=None) -> TrainingFr
         labels=ds.labels,
         job=None,
     )
-    with _feast_quiet():
+    with feast_quiet():
         df = saved.to_df()
     tf = shape_frame(plan, df, time.perf_counter() - t0)
     tf.notes.append(f"read from the dataset {name} (built {ds.created_at:%Y-%m-%d %H:%M} UTC)")

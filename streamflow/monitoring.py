@@ -233,12 +233,13 @@ def stored_importance(settings: Settings, source: str | None) -> dict[str, float
 def compute_importance(settings: Settings, source: str, store=None) -> dict[str, float]:
     """Fit the baseline model on the source's frame (a kept dataset, or a month's frame) and keep
     each feature's permutation importance."""
-    from streamflow.datasets import frame, frame_for
+    from streamflow.datasets import feast_quiet, frame, frame_for
     from streamflow.modelcheck import feature_importance
 
     features = [c.name for _, c in profiles.monitored()]
     kind, name = source.split(":", 1)
-    tf = frame(name, settings, store) if kind == "dataset" else frame_for(name, settings=settings, store=store)[0]
+    with feast_quiet():
+        tf = frame(name, settings, store) if kind == "dataset" else frame_for(name, settings=settings, store=store)[0]
     imp = feature_importance(tf.frame, [f for f in features if f in tf.frame.columns])
     with db.connection(settings) as conn:
         with conn.cursor() as cur:

@@ -77,6 +77,10 @@ def test_cli_output_is_the_projects_own_lines(embedded_settings, months):
     text = out.stdout + out.stderr
     assert "\x1b[" not in text and "Materializing" not in text and "1970" not in text, text
     lines = out.stdout.strip().splitlines()
-    assert len(lines) == 6, lines  # five online views + the summary
-    assert all(" rows in " in line for line in lines)
-    assert lines[-1].startswith("materialized 5 view(s) up to 2024-01-31")
+    runs = [line for line in lines if " rows in " in line]
+    assert len(runs) == 6, lines  # five online views + the summary
+    assert runs[-1].startswith("materialized 5 view(s) up to 2024-01-31")
+    # then the monitoring checks, each line the project's own, the last one the alerts' count
+    checks = lines[lines.index(runs[-1]) + 1 :]
+    assert checks and all(line.startswith("  monitoring") for line in checks), lines
+    assert checks[-1].startswith("  monitoring: ") and "open alert(s)" in checks[-1], lines
