@@ -144,6 +144,12 @@ def coarse_starts(ref: np.ndarray, bins: int) -> np.ndarray:
     return np.unique(np.concatenate([[0], starts[starts < len(ref)]]))
 
 
+def coarse_shares(ref: np.ndarray, cur: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The baseline's and a month's shares on the coarse bins (`coarse_starts`), and where they start."""
+    starts = coarse_starts(ref, bins)
+    return starts, np.add.reduceat(ref, starts) / ref.sum(), np.add.reduceat(cur, starts) / max(cur.sum(), 1)
+
+
 def score(ref: Profile | None, cur: Profile | None, config: MonitorConfig) -> dict | None:
     """One feature's drift from its baseline profile to a month's; None when there is nothing to
     compare (no baseline, no values in the baseline, or the feature absent from the month)."""
@@ -156,9 +162,7 @@ def score(ref: Profile | None, cur: Profile | None, config: MonitorConfig) -> di
         if cur.rows - cur.nulls == 0 or len(cur.counts) != len(ref.counts):
             value, js = float("inf"), 1.0  # the month has no value where the baseline had some
         else:
-            starts = coarse_starts(ref.counts, t.bins)
-            p = np.add.reduceat(ref.counts, starts) / ref.counts.sum()
-            q = np.add.reduceat(cur.counts, starts) / cur.counts.sum()
+            _, p, q = coarse_shares(ref.counts, cur.counts, t.bins)
             value, js = psi_of_shares(p, q), js_of_shares(p, q)
         row.update(method="PSI", score=value, threshold=t.psi, second_score=js, new_categories=None,
                    drifted=numeric_drifted(value, js, t), ratio=max(value / t.psi, js / t.js))  # fmt: skip
@@ -271,7 +275,7 @@ def grid(settings: Settings, config: MonitorConfig | None = None, store=None) ->
     except psycopg.errors.InsufficientPrivilege:  # a read-only role reads what is kept
         pass
     kept = profiles.load(settings)
-    months = sorted(date.fromisoformat(s.removeprefix("month:")) for s in kept if s.startswith("month:"))
+    months = profiles.profiled_months(kept)
     bases = baseline_sources(config, months)
     src = importance_source(config, months)
     imp = stored_importance(settings, src)
@@ -296,7 +300,7 @@ def distribution(settings: Settings, feature: str, month: date, config: MonitorC
     `current` (the Drift page's chart)."""
     config = config or load_config(settings)
     kept = profiles.load(settings)
-    months = sorted(date.fromisoformat(s.removeprefix("month:")) for s in kept if s.startswith("month:"))
+    months = profiles.profiled_months(kept)
     if month not in months:
         raise NotFound(f"no monitoring profile of {month}; profiled months: {', '.join(map(str, months)) or 'none'}")
     base = baseline_sources(config, months)[month]
@@ -310,17 +314,11 @@ def distribution(settings: Settings, feature: str, month: date, config: MonitorC
         s = shares_of_counts(pd.Series(ref.counts, dtype=float), pd.Series(cur.counts, dtype=float))
         return s[["reference", "current"]].rename_axis("bin").reset_index()
     edges = profiles.edges(settings)[feature]
-    starts = coarse_starts(ref.counts, config.defaults.bins)
+    cur_counts = cur.counts if len(cur.counts) == len(ref.counts) else np.zeros_like(ref.counts)
+    starts, p, q = coarse_shares(ref.counts, cur_counts, config.for_feature(feature).bins)
     lo = np.concatenate([[-np.inf], edges])[starts]
     hi = np.concatenate([lo[1:], [np.inf]])
-    cur_counts = cur.counts if len(cur.counts) == len(ref.counts) else np.zeros_like(ref.counts)
-    return pd.DataFrame(
-        {
-            "bin": [bin_label(a, b) for a, b in zip(lo, hi, strict=True)],
-            "reference": np.add.reduceat(ref.counts, starts) / ref.counts.sum(),
-            "current": np.add.reduceat(cur_counts, starts) / max(cur_counts.sum(), 1),
-        }
-    )
+    return pd.DataFrame({"bin": [bin_label(a, b) for a, b in zip(lo, hi, strict=True)], "reference": p, "current": q})
 
 
 def quality(settings: Settings) -> pd.DataFrame:

@@ -42,6 +42,11 @@ def month_source(as_of: date) -> str:
     return f"month:{as_of.isoformat()}"
 
 
+def profiled_months(kept: dict[str, dict]) -> list[date]:
+    """The months among kept profiles' sources (`load`), in order."""
+    return sorted(date.fromisoformat(s.removeprefix("month:")) for s in kept if s.startswith("month:"))
+
+
 def dataset_source(name: str) -> str:
     return f"dataset:{name}"
 
@@ -231,8 +236,7 @@ def missing_months(settings: Settings) -> list[date]:
                 "WHERE source LIKE 'month:%%' GROUP BY source"
             ).fetchall()
         )
-    changed = runs.snapshots_changed_at(settings)
-    return [d for d in snapshot_dates(settings) if d not in have or (d in changed and changed[d] > have[d])]
+    return runs.months_to_compute(settings, have)
 
 
 def refresh(settings: Settings, say: Callable[[str], None] | None = None) -> list[date]:

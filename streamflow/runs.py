@@ -20,6 +20,7 @@ import pandas as pd
 
 from streamflow import db
 from streamflow.config import Settings
+from streamflow.snapshots import snapshot_dates
 
 MAX_MESSAGE = 20_000
 
@@ -131,6 +132,15 @@ def snapshots_changed_at(settings: Settings) -> dict[date, datetime]:
                GROUP BY as_of"""
         ).fetchall()
     return dict(rows)
+
+
+def months_to_compute(settings: Settings, computed_at: dict[date, datetime]) -> list[date]:
+    """Snapshot dates with nothing computed from them yet, or computed before an ingest last
+    changed their rows: what a month's statistics and monitoring profile must be (re)computed for."""
+    changed = snapshots_changed_at(settings)
+    return [
+        d for d in snapshot_dates(settings) if d not in computed_at or (d in changed and changed[d] > computed_at[d])
+    ]
 
 
 def data_version(settings: Settings) -> tuple:

@@ -72,14 +72,7 @@ def _computed_at(rows: list[dict]) -> dict[date, datetime]:
 
 def missing(settings: Settings, store) -> list[date]:
     """Snapshot dates with no statistics, or with statistics older than their month's last change."""
-    have = _computed_at(stored(store))
-    changed = runs.snapshots_changed_at(settings)
-    out = []
-    for day in snapshot_dates(settings):
-        at = have.get(day)
-        if at is None or (day in changed and changed[day] > at):
-            out.append(day)
-    return out
+    return runs.months_to_compute(settings, _computed_at(stored(store)))
 
 
 def refresh(settings: Settings | None = None, store=None, say: Callable[[str], None] | None = print) -> list[date]:
