@@ -9,7 +9,8 @@
   at once, in threads, so one view's server work (the offline query, the online table's
   rebuild) overlaps another's Python (docs/performance.md has the figures). Two because a
   laptop has few cores; each more would hold one more view's rows in memory.
-- Incremental runs start each view where its last successful run ended. (Feast's own
+- Incremental runs start each view just after its last successful run's end (with nothing new,
+  nothing is written), or earlier at a month re-ingested since (`incremental_start`). (Feast's own
   `materialize_incremental` starts a never-materialized view at now - TTL, which for
   historical month-end snapshots would load nothing.)
 """
@@ -26,7 +27,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from streamflow import db, runs
 from streamflow.catalog import table_of_view
@@ -92,6 +93,19 @@ def running(settings: Settings | None = None) -> dict | None:
             return None
         row = runs.running_materialization(conn)
     return {"run_id": row[0], "started_at": row[1], "views": row[2]} if row else {"run_id": None}
+
+
+def incremental_start(settings: Settings, view: str, changed: dict[date, datetime]) -> datetime:
+    """Where an incremental run of `view` starts: just after the end of its last successful run
+    (the rows at that instant are online already, so a run with nothing new writes nothing), or at
+    the earliest month an ingest changed since that run ended (`changed`: runs.snapshots_changed_at;
+    its new rows must reach the online store), or at the beginning of time."""
+    last = runs.view_last_success(settings, view)
+    if last is None:
+        return EPOCH
+    end, finished = last
+    redone = [to_utc(d) for d, at in changed.items() if finished is not None and at > finished and to_utc(d) <= end]
+    return min(redone) if redone else end + timedelta(microseconds=1)
 
 
 PARALLEL_VIEWS = 2  # views materialized at once (see the module's docstring)
@@ -184,6 +198,7 @@ def materialize(
         rows: dict[str, int] = {}
         windows: dict[str, tuple[datetime, datetime]] = {}
         view_seconds: dict[str, float] = {}
+        changed = runs.snapshots_changed_at(settings) if incremental and start_dt is None else {}
 
         def one(view: str, v_start: datetime, hush: Callable[[], None]) -> tuple[int, float]:
             hush()
@@ -202,7 +217,7 @@ def materialize(
                     while queue and len(in_flight) < PARALLEL_VIEWS and failure is None:
                         i, view = queue.pop(0)
                         if incremental:
-                            v_start = start_dt or runs.last_success_end(settings, view) or EPOCH
+                            v_start = start_dt or incremental_start(settings, view, changed)
                         else:
                             v_start = start_dt or EPOCH
                         windows[view] = (v_start, end_dt)

@@ -284,12 +284,19 @@ def last_success(history: pd.DataFrame) -> dict | None:
 
 
 def last_success_end(settings: Settings, view: str) -> datetime | None:
+    last = view_last_success(settings, view)
+    return last[0] if last else None
+
+
+def view_last_success(settings: Settings, view: str) -> tuple[datetime, datetime] | None:
+    """(window end, finished at) of the view's successful run that reached furthest."""
     with db.connection(settings) as conn:
         row = conn.execute(
-            "SELECT max(window_end) FROM materialization_runs WHERE status = 'succeeded' AND %s = ANY(views)",
+            "SELECT window_end, finished_at FROM materialization_runs WHERE status = 'succeeded' AND %s = ANY(views) "
+            "ORDER BY window_end DESC, finished_at DESC LIMIT 1",
             (view,),
         ).fetchone()
-    return row[0] if row and row[0] else None
+    return (row[0], row[1]) if row and row[0] else None
 
 
 def running_materialization(conn) -> tuple[str, datetime, list[str]] | None:

@@ -428,8 +428,9 @@ def test_redis_online_responses_equal_stock_feast(both_redis, monkeypatch):
 
 
 def test_redis_stale_rows_are_skipped(both_redis):
-    """The stock stale-write rule through the scripted path: a row at or before the stored event
-    time changes nothing, a newer one replaces the hash's values."""
+    """The stale-write rule through the scripted path: a row before the stored event time changes
+    nothing; one at the same instant (a re-ingested month's correction) or newer replaces the
+    hash's values (stock Feast skips the same instant too)."""
     from datetime import timedelta
 
     import pyarrow as pa
@@ -454,11 +455,15 @@ def test_redis_stale_rows_are_skipped(both_redis):
             columns[c] = pa.array([ts], type=pa.timestamp("us", tz="UTC"))
         store.online_write_arrow(ours.config, view, EncodedChunks(ours.config, view, pa.table(columns)))
 
-    write(when, 77)  # the same instant: skipped, as in stock Feast
     write(when - timedelta(days=31), 78)  # older: skipped
+    write(when - timedelta(microseconds=1), 78)  # older by one microsecond: skipped
     assert {k: r.hgetall(k) for k in r.scan_iter(count=1000)} == before
-    write(when + timedelta(microseconds=1), 80)  # newer by one microsecond: written
+    write(when, 77)  # the same instant: written (stock Feast skips it)
     assert {k: r.hgetall(k) for k in r.scan_iter(count=1000)} != before
+    got = ours.get_online_features(
+        features=["payments_agg_90d_fv:failed_payments_90d"], entity_rows=[{"user_id": "7590-VHVEG"}]
+    ).to_dict()
+    assert got["failed_payments_90d"] == [77]
     write(when + timedelta(days=1), 79)
     got = ours.get_online_features(
         features=["payments_agg_90d_fv:failed_payments_90d"], entity_rows=[{"user_id": "7590-VHVEG"}]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import threading
@@ -126,7 +127,7 @@ def test_leakage_check_refuses_future_rows():
     assert ok.iloc[0]["latest_snapshot_used"] == date(2024, 2, 29)
 
 
-def test_materialize_month_by_month_then_online_values(fs, months):
+def test_materialize_month_by_month_then_online_values(fs, months, tmp_path):
     settings, store = fs
     _ingest(settings, months, 2)
     events = []
@@ -157,6 +158,26 @@ def test_materialize_month_by_month_then_online_values(fs, months):
     hist = runs(settings)
     assert list(hist["status"]) == ["succeeded", "succeeded"]
     assert list(hist["mode"]) == ["incremental", "window"]
+
+    # nothing new: an incremental run writes nothing (it used to write the latest month again)
+    again = materialize(incremental=True, settings=settings, store=store)
+    assert set(again.rows.values()) == {0}
+
+    # February re-ingested with a changed fee: the next incremental run writes February again
+    changed = tmp_path / "feb"
+    shutil.copytree(months[1][0], changed)
+    subs = (changed / "subscriptions.csv").read_text().splitlines()
+    header = subs[0].split(",")
+    fee = header.index("monthly_fee")
+    first = subs[1].split(",")
+    user, first[fee] = first[0], "123.45"
+    subs[1] = ",".join(first)
+    (changed / "subscriptions.csv").write_text("\n".join(subs) + "\n")
+    ingest_month(changed, settings=settings)
+    redone = materialize(incremental=True, settings=settings, store=store)
+    assert redone.windows["subs_profile_fv"][0].date() == date(2024, 2, 29)
+    assert redone.rows["subs_profile_fv"] == TEST_USERS
+    assert online_features([user], settings=settings, store=store)[0].features["monthly_fee"] == 123.45
 
 
 def test_unknown_and_malformed_ids(fs, months):

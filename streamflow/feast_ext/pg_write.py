@@ -71,9 +71,11 @@ def rebuild(cur, target: sql.Identifier, batches: EncodedChunks, features: list[
             ).format(new=new)
         )
     cur.execute(sql.SQL("ANALYZE {}").format(new))  # the planner's statistics, before the first read
-    # The stored rows to keep: not superseded by the batch's row of the same key and feature. Every
-    # entity of the batch has a row per feature, at its latest event time, so the test runs per
-    # entity against one row per user, not per value.
+    # The stored rows the batch does not supersede, added in one scan of the table, in its order
+    # (each entity's rows stay together): a user not in the batch (a leaver keeps its last values,
+    # as in Feast's store), a feature the view no longer has, or (a back-fill) a value newer than
+    # the batch's, which then takes the place of the batch's row of that key. Every entity of the
+    # batch has a row per feature at its latest event time, so the test runs per entity.
     cur.execute("CREATE TEMP TABLE sf_online_keys (entity_key BYTEA, event_ts TIMESTAMPTZ) ON COMMIT DROP")
     pg_copy.copy_batches(
         cur, sql.SQL("COPY sf_online_keys (entity_key, event_ts) FROM STDIN (FORMAT BINARY)"), batches, pg_copy.key_rows
@@ -85,23 +87,29 @@ def rebuild(cur, target: sql.Identifier, batches: EncodedChunks, features: list[
     )
     cur.execute(
         sql.SQL(
-            """CREATE TEMP TABLE sf_online_keep ON COMMIT DROP AS
-               SELECT t.* FROM {t} t LEFT JOIN {keys} k USING (entity_key)
-               WHERE k.entity_key IS NULL OR t.event_ts > k.event_ts OR NOT t.feature_name = ANY(%s)"""
-        ).format(t=target, keys=keys),
-        (features,),
+            """INSERT INTO {new} SELECT t.* FROM {t} t LEFT JOIN {keys} k USING (entity_key)
+               WHERE k.entity_key IS NULL OR NOT t.feature_name = ANY(%(f)s)"""
+        ).format(t=target, keys=keys, new=new),
+        {"f": features},
     )
-    if cur.rowcount:  # rows the batch does not supersede (none when it re-materializes every user)
+    cur.execute(
+        sql.SQL(
+            """CREATE TEMP TABLE sf_online_newer ON COMMIT DROP AS
+               SELECT t.* FROM {t} t JOIN {keys} k USING (entity_key)
+               WHERE t.event_ts > k.event_ts AND t.feature_name = ANY(%(f)s)"""
+        ).format(t=target, keys=keys),
+        {"f": features},
+    )
+    if cur.rowcount:  # stored values newer than the batch's replace them
         cur.execute(
             sql.SQL(
-                "DELETE FROM {new} n USING sf_online_keep k "
+                "DELETE FROM {new} n USING sf_online_newer k "
                 "WHERE n.entity_key = k.entity_key AND n.feature_name = k.feature_name"
             ).format(new=new)
         )
-        cur.execute(
-            sql.SQL("INSERT INTO {new} SELECT * FROM sf_online_keep ORDER BY entity_key, feature_name").format(new=new)
-        )
-    cur.execute("DROP TABLE sf_online_keep, sf_online_keys")
+        cur.execute(sql.SQL("INSERT INTO {new} TABLE sf_online_newer").format(new=new))
+    cur.execute("DROP TABLE sf_online_newer, sf_online_keys")
+    cur.execute("SET LOCAL maintenance_work_mem = '256MB'")  # the key below sorted in memory to ~10^6 users
     cur.execute(
         sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} PRIMARY KEY (entity_key, feature_name)").format(
             new, sql.Identifier(old[0] + "_sf")

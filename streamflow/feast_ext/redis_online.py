@@ -116,8 +116,10 @@ class StreamflowRedisOnlineStore(online_read.BytesReads, RedisOnlineStore):
                     stored = np.fromiter(
                         (_stored_micros(r) for r in _read_ts(client, chunk, ts_key, scripted)), np.int64, len(chunk)
                     )
-                    # stock rule: skip a row at or before the stored event time
-                    write = ~((stored != 0) & (event[start:stop] <= stored))
+                    # skip a row older than the stored one (stock Feast also skips one at the same
+                    # instant; here it is written, as on PostgreSQL, so a re-ingested month's
+                    # corrected values reach the online store)
+                    write = ~((stored != 0) & (event[start:stop] < stored))
                     # a user twice in this chunk: only its latest row (stock: first latest wins)
                     write &= _latest_in_chunk(chunk, event[start:stop])
                 rows = np.flatnonzero(write) + start
