@@ -66,6 +66,13 @@ def _context():
         return _ctx["ctx"]
 
 
+def warm_up() -> None:
+    """Import Great Expectations and build the context in a background thread (seconds in a
+    fresh process), so it overlaps whatever the caller does before validating (reading files)."""
+    if "ctx" not in _ctx:
+        threading.Thread(target=_context, name="ge-warm-up", daemon=True).start()
+
+
 def expectations_for(table: Table) -> list:
     """The expectations of one table, built from its schema."""
     E = _gx().expectations

@@ -84,3 +84,30 @@ def test_cli_output_is_the_projects_own_lines(embedded_settings, months):
     checks = lines[lines.index(runs[-1]) + 1 :]
     assert checks and all(line.startswith("  monitoring") for line in checks), lines
     assert checks[-1].startswith("  monitoring: ") and "open alert(s)" in checks[-1], lines
+
+
+def test_commands_import_only_what_they_need(embedded_settings, months):
+    """Start-up is part of every command: a command that validates nothing never imports Great
+    Expectations, none imports Spark on the PostgreSQL profile, and an ingest of files already
+    ingested (a no-op) opens no Feast store. An incremental run with nothing new writes nothing."""
+    import subprocess
+
+    settings, _ = prepared_store(embedded_settings, months)
+    ran = {}
+    for name, args in {
+        "materialize": ["materialize", "--incremental"],
+        "online": ["online", COURSE_USER],
+        "status": ["status"],
+        "ingest": ["ingest", str(months[0][0])],
+    }.items():
+        cmd = [sys.executable, "-X", "importtime", "-m", "streamflow.cli", *args]
+        out = subprocess.run(cmd, env=cli_env(settings), capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-3000:]
+        imported = {
+            line.rsplit("|", 1)[-1].strip() for line in out.stderr.splitlines() if line.startswith("import time:")
+        }
+        assert "great_expectations" not in imported and "pyspark" not in imported, name
+        ran[name] = (out.stdout, imported)
+    assert "feast" not in ran["ingest"][1] and "skipped" in ran["ingest"][0]
+    assert "feast" in ran["materialize"][1]  # the test sees the imports at all
+    assert "materialized 5 view(s) up to 2024-01-31: 0 rows" in ran["materialize"][0], ran["materialize"][0]

@@ -35,7 +35,7 @@ from streamflow.ingest.excel import csv_month, is_workbook_month
 from streamflow.ingest.folder import IngestError, files_digest, resolve_as_of
 from streamflow.ingest.formats import DEFAULT, CsvFormat
 from streamflow.ingest.formats import resolve as resolve_format
-from streamflow.ingest.write import write_tables
+from streamflow.ingest.write import StagedWrite, write_tables
 from streamflow.quality import (
     REFERENTIAL,
     TableValidation,
@@ -43,6 +43,7 @@ from streamflow.quality import (
     validate_month,
     validate_referential,
     validate_table,
+    warm_up,
 )
 from streamflow.validation_report import describe_failure
 
@@ -75,8 +76,11 @@ class PreparedMonth:
     started: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
     lock: object = field(default=None, repr=False)  # the connection holding the run's lock
+    staged: StagedWrite | None = field(default=None, repr=False)  # the write already under way
 
     def release(self) -> None:
+        if self.staged is not None:
+            self.staged.abort()  # rolls back unless committed
         self.parts.close()
         if self.lock is not None:
             self.lock.close()
@@ -138,12 +142,15 @@ def check_month(
     timings: dict[str, float] | None = None,
     say: Callable[[str], None] | None = None,
     fmt: CsvFormat | None = None,
+    on_bucket: Callable[[dict[str, pd.DataFrame], bool], None] | None = None,
 ) -> tuple[MonthParts, list[TableValidation]]:
     """Read, coerce and validate a month folder: the month (as buckets) and every table's
     validation. Touches no database (the dry run of the Ingest page); raises IngestError when a
     file cannot even be read. A large month is split into buckets of users first and validated
     bucket by bucket; the results are merged into one per table (see quality.merge_validations).
-    `fmt`: how the files are written (else the folder's `_format.toml`, else comma-separated UTF-8)."""
+    `fmt`: how the files are written (else the folder's `_format.toml`, else comma-separated UTF-8).
+    `on_bucket`: given each bucket's typed frames before they are validated, and whether it is the
+    last (a `StagedWrite`)."""
     timings = timings if timings is not None else {}
     say = say or (lambda _msg: None)
     t0 = time.perf_counter()
@@ -167,6 +174,8 @@ def check_month(
                 coercion.setdefault(t.name, []).append(problems)
             del raws
             timings["read_coerce_s"] += time.perf_counter() - t0
+            if on_bucket is not None:
+                on_bucket(frames, b == parts.k - 1)
             if b == 0:
                 say("validating with Great Expectations")
             t0 = time.perf_counter()
@@ -202,10 +211,14 @@ def prepare_month(
     settings: Settings | None = None,
     progress: Callable[[str], None] | None = None,
     fmt: CsvFormat | None = None,
+    stage: bool = False,
 ) -> PreparedMonth:
     """Read, coerce and validate a month; store the validation results. Writes no data row.
 
-    Raises IngestError (and records the failed run) when the batch is refused.
+    Raises IngestError (and records the failed run) when the batch is refused. With `stage`, the
+    month's write starts as each bucket is coerced and runs while it is validated, in a
+    transaction that `write_month` commits (a refused month rolls it back): nothing is visible
+    before every suite has passed.
     """
     settings = settings or load_settings()
     folder = Path(folder)
@@ -224,20 +237,35 @@ def prepare_month(
         say(f"reading {folder} (as_of {resolved})")
         if fmt != DEFAULT:
             say(f"reading as {fmt}")
-        parts, validations = check_month(folder, resolved, timings, say, fmt)
-        prepared = PreparedMonth(run_id, folder, resolved, digest, parts, validations, started, timings, lock)
-        runs.store_validations(settings, run_id, resolved, validations)
-
-        failed = [v for v in validations if not v.success]
-        if failed:
-            csv = {t.name: t.csv for t in TABLES} | {REFERENTIAL: "cross-file check (user_ids missing from users.csv)"}
-            lines = "\n".join(describe_failure(v, csv[v.table]) for v in failed)
-            parts.close()
-            raise IngestError(
-                f"refused month {resolved} from {folder}: validation failed, nothing was written\n{lines}",
-                run_id,
-                validations,
+        warm_up()  # Great Expectations imports while the files are read
+        staged = StagedWrite(settings, resolved) if stage else None
+        if staged is not None:
+            say("writing while validating, in one transaction that commits only if every suite passes")
+        try:
+            parts, validations = check_month(
+                folder, resolved, timings, say, fmt, on_bucket=staged.put if staged else None
             )
+            prepared = PreparedMonth(
+                run_id, folder, resolved, digest, parts, validations, started, timings, lock, staged
+            )
+            runs.store_validations(settings, run_id, resolved, validations)
+
+            failed = [v for v in validations if not v.success]
+            if failed:
+                csv = {t.name: t.csv for t in TABLES} | {
+                    REFERENTIAL: "cross-file check (user_ids missing from users.csv)"
+                }
+                lines = "\n".join(describe_failure(v, csv[v.table]) for v in failed)
+                parts.close()
+                raise IngestError(
+                    f"refused month {resolved} from {folder}: validation failed, nothing was written\n{lines}",
+                    run_id,
+                    validations,
+                )
+        except BaseException:
+            if staged is not None:
+                staged.abort()
+            raise
     return prepared
 
 
@@ -252,9 +280,12 @@ def write_month(
     p = prepared
     try:
         with _record_failure(settings, p.run_id, p.started, [p.as_of]):
-            say("writing live and snapshot tables (one transaction)")
             t0 = time.perf_counter()
-            staged = write_tables(settings, p.parts, p.as_of)
+            if p.staged is not None:  # written while validated: the verdict commits it
+                staged = p.staged.commit()
+            else:
+                say("writing live and snapshot tables (one transaction)")
+                staged = write_tables(settings, p.parts, p.as_of)
             lake.publish(staged.lake)  # the lake's partitions appear once PostgreSQL has committed
             changed = staged.changed
             p.timings["write_s"] = time.perf_counter() - t0
@@ -301,5 +332,5 @@ def ingest_month(
             )
             if previous:
                 return IngestResult(previous, str(folder), day, {}, {}, [], skipped=True)
-    prepared = prepare_month(folder, as_of, settings, progress, fmt)
+    prepared = prepare_month(folder, as_of, settings, progress, fmt, stage=True)
     return write_month(prepared, settings, progress)

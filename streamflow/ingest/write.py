@@ -6,6 +6,9 @@ of the live tables and the month's snapshot rows, in one transaction under the i
 from __future__ import annotations
 
 import io
+import queue
+import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
 
@@ -107,6 +110,12 @@ class Written:
 def write_tables(settings: Settings, parts: MonthParts, as_of: date) -> Written:
     """One transaction: each bucket COPYed into the six staging tables (and, on the lake
     profile, into the month's staged Parquet files), then one set-based merge per table."""
+    return _write(settings, parts.buckets(), as_of, lambda: True)
+
+
+def _write(settings: Settings, buckets: Iterable[dict[str, pd.DataFrame]], as_of: date, verdict) -> Written:
+    """The transaction of `write_tables`; it commits only if `verdict()` (called once the
+    merges are done) is true, and rolls back otherwise."""
     writer = lake.MonthWriter(settings, as_of) if settings.offline_store == "spark" else None
     try:
         with db.connection(settings) as conn, conn.cursor() as cur:
@@ -114,15 +123,89 @@ def write_tables(settings: Settings, parts: MonthParts, as_of: date) -> Written:
             cur.execute("SELECT pg_advisory_xact_lock(%s, 0)", (db.LOCK_INGEST,))
             for t in TABLES:
                 _create_stage(cur, t)
-            for frames in parts.buckets():
+            for frames in buckets:
                 for t in TABLES:
                     _copy_stage(cur, t, frames[t.name])
                 if writer is not None:
                     writer.write(frames)
             staged = writer.close() if writer is not None else []
             changed = {t.name: _merge_stage(cur, t, as_of) for t in TABLES}
+            if not verdict():
+                raise _Refused
     except BaseException:
         if writer is not None:
             writer.abort()
         raise
     return Written(changed, staged)
+
+
+class _Refused(Exception):
+    """Validation refused the month: the staged write rolls back."""
+
+
+_ABORT: dict = {}  # handed over instead of a bucket: stop staging, roll back
+
+
+class StagedWrite:
+    """`write_tables` in a thread, overlapping validation: each bucket is handed over as soon as
+    it is coerced (`put`), COPYed into staging and merged while Great Expectations validates it,
+    and the transaction waits for the verdict: `commit()` once every suite passed, `abort()`
+    otherwise (it rolls back; nothing of the month is visible before the commit)."""
+
+    def __init__(self, settings: Settings, as_of: date):
+        self._buckets: queue.Queue = queue.Queue(maxsize=1)  # one bucket ahead: memory holds two
+        self._verdict: queue.Queue = queue.Queue(maxsize=1)
+        self._result: Written | None = None
+        self._closed = False  # every bucket handed over
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(settings, as_of), name="staged-write", daemon=True)
+        self._thread.start()
+
+    def _incoming(self) -> Iterator[dict[str, pd.DataFrame]]:
+        while (frames := self._buckets.get()) is not None:
+            if frames is _ABORT:
+                raise _Refused
+            yield frames
+
+    def _run(self, settings: Settings, as_of: date) -> None:
+        try:
+            self._result = _write(settings, self._incoming(), as_of, self._verdict.get)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller in commit()/put()
+            self._error = exc
+            while True:  # unblock a caller still handing buckets over
+                try:
+                    self._buckets.get_nowait()
+                except queue.Empty:
+                    break
+
+    def put(self, frames: dict[str, pd.DataFrame] | None, last: bool = False) -> None:
+        """Hand a bucket over; after the `last` one the merges start, while it is validated. A
+        write that already failed takes no more, and says why in `commit()`: a month refused by
+        validation is refused with validation's message."""
+        if self._closed:
+            return
+        while self._thread.is_alive():
+            try:
+                self._buckets.put(frames, timeout=0.5)
+                break
+            except queue.Full:
+                continue
+        self._closed = frames is None or frames is _ABORT
+        if last:
+            self.put(None)
+
+    def _end(self, ok: bool) -> None:
+        if self._thread.is_alive():
+            self.put(None if ok else _ABORT)  # type: ignore[arg-type]
+            self._verdict.put(ok)
+            self._thread.join()
+
+    def commit(self) -> Written:
+        self._end(True)
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None
+        return self._result
+
+    def abort(self) -> None:
+        self._end(False)
