@@ -92,23 +92,30 @@ def rebuild(cur, target: sql.Identifier, batches: EncodedChunks, features: list[
         ).format(t=target, keys=keys, new=new),
         {"f": features},
     )
-    cur.execute(
-        sql.SQL(
-            """CREATE TEMP TABLE sf_online_newer ON COMMIT DROP AS
-               SELECT t.* FROM {t} t JOIN {keys} k USING (entity_key)
-               WHERE t.event_ts > k.event_ts AND t.feature_name = ANY(%(f)s)"""
-        ).format(t=target, keys=keys),
-        {"f": features},
-    )
-    if cur.rowcount:  # stored values newer than the batch's replace them
+    # a stored value newer than the batch's: only when something stored is later than the batch's
+    # earliest row (a back-fill); a plain scan answers that for a month arriving in order
+    maybe_newer = cur.execute(
+        sql.SQL("SELECT (SELECT max(event_ts) FROM {t}) > (SELECT min(event_ts) FROM sf_online_keys)").format(t=target)
+    ).fetchone()[0]
+    if maybe_newer:
         cur.execute(
             sql.SQL(
-                "DELETE FROM {new} n USING sf_online_newer k "
-                "WHERE n.entity_key = k.entity_key AND n.feature_name = k.feature_name"
-            ).format(new=new)
+                """CREATE TEMP TABLE sf_online_newer ON COMMIT DROP AS
+                   SELECT t.* FROM {t} t JOIN {keys} k USING (entity_key)
+                   WHERE t.event_ts > k.event_ts AND t.feature_name = ANY(%(f)s)"""
+            ).format(t=target, keys=keys),
+            {"f": features},
         )
-        cur.execute(sql.SQL("INSERT INTO {new} TABLE sf_online_newer").format(new=new))
-    cur.execute("DROP TABLE sf_online_newer, sf_online_keys")
+        if cur.rowcount:  # stored values newer than the batch's replace them
+            cur.execute(
+                sql.SQL(
+                    "DELETE FROM {new} n USING sf_online_newer k "
+                    "WHERE n.entity_key = k.entity_key AND n.feature_name = k.feature_name"
+                ).format(new=new)
+            )
+            cur.execute(sql.SQL("INSERT INTO {new} TABLE sf_online_newer").format(new=new))
+        cur.execute("DROP TABLE sf_online_newer")
+    cur.execute("DROP TABLE sf_online_keys")
     cur.execute("SET LOCAL maintenance_work_mem = '256MB'")  # the key below sorted in memory to ~10^6 users
     cur.execute(
         sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} PRIMARY KEY (entity_key, feature_name)").format(
