@@ -223,12 +223,17 @@ def api_figure(settings, ids: list[str], requests: int, sc: dict, clients: int =
         client = [sys.executable, str(REPO / "tests" / "reliability" / "load_client.py"), f"http://127.0.0.1:{port}"]
         # warm-up: every worker opens its Feast store on its first requests (seconds), not counted
         subprocess.run([*client, f.name, "--clients", str(clients), "--requests", "1000"], capture_output=True)
+        import resource
+
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         out = subprocess.run(
             [*client, f.name, "--clients", str(clients), "--requests", str(requests)],
             capture_output=True,
             text=True,
             timeout=1800,
         )
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the load client's CPU (the server is not reaped yet)
+        client_cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
         res = json.loads(out.stdout.strip().splitlines()[-1])
     finally:
         server.terminate()
@@ -242,8 +247,13 @@ def api_figure(settings, ids: list[str], requests: int, sc: dict, clients: int =
         errors=res["errors"],
         workers=workers,
         goal="1,000 req/s",
+        client_cpu_ms_per_request=round(1000 * client_cpu / max(res["requests"], 1), 3),
     )
-    print(f"  feature API: {res['throughput_rps']:.0f} req/s, {res['errors']} errors", flush=True)
+    print(
+        f"  feature API: {res['throughput_rps']:.0f} req/s, {res['errors']} errors; the load client used "
+        f"{1000 * client_cpu / max(res['requests'], 1):.2f} ms of CPU per request (of 2 cores shared with the server)",
+        flush=True,
+    )
 
 
 def scenario(users: int, months: int, args) -> None:

@@ -57,6 +57,14 @@ def _table(figures) -> str:
             extra += f" (COPY into the keyed tables it fills: {_num(f['keyed_copy_s'])} s, {f['ratio_to_keyed_copy']}x)"
         if f.get("postgres_s") is not None:
             extra += f" (PostgreSQL profile {_num(f['postgres_s'])} s: lake {f['lake_over_postgres']}x)"
+        if f.get("noop_s") is not None:
+            extra += f" (the same command as a no-op: {_num(f['noop_s'])} s, subtracted)"
+        if f.get("ingest_only_s") is not None:
+            extra += f" (its ingest line: {_num(f['ingest_only_s'])} s; then statistics and checks)"
+        if f.get("stats_s") is not None and f.get("checks_s") is not None:
+            extra += f" (then statistics {_num(f['stats_s'])} s, checks {_num(f['checks_s'])} s)"
+        if f.get("client_cpu_ms_per_request") is not None:
+            extra += f" (load client CPU {f['client_cpu_ms_per_request']} ms per request)"
         if f.get("failed"):
             extra += f" **failed**: {f['failed']}"
         rows.append(
