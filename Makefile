@@ -81,6 +81,7 @@ lint: $(DEV_STAMP)
 bench: $(DEV_STAMP)
 	$(BIN)/python benchmarks/bench_ingest.py
 	$(BIN)/python benchmarks/bench_store.py
+	$(BIN)/python benchmarks/bench_monthly.py --scenario 100000x6
 	$(BIN)/python benchmarks/bench_retrieval.py
 	$(BIN)/python benchmarks/bench_app.py
 	$(BIN)/python benchmarks/bench_pages.py --scenario 7043x2 100000x2
@@ -96,6 +97,7 @@ bench-growth: $(DEV_STAMP)
 	$(BIN)/python benchmarks/bench_retrieval.py --scenario 1000000x2
 	$(BIN)/python benchmarks/bench_pages.py --scenario 1000000x2
 	$(BIN)/python benchmarks/bench_monitor.py --scenario 1000000x12
+	$(BIN)/python benchmarks/bench_monthly.py --scenario 1000000x6 --repeat 1 --api-requests 0
 	$(BIN)/python benchmarks/plot.py
 	$(BIN)/python benchmarks/plot.py --docs
 

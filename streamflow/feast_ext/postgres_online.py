@@ -155,17 +155,20 @@ class StreamflowPostgreSQLOnlineStore(online_read.BytesReads, PostgreSQLOnlineSt
             cur.execute(_read_statement(tables), (literal,), prepare=True)
             rows = cur.fetchall()
         positions = [{f: i for i, f in enumerate(r.features)} for r in reads]
+        widths = [len(r.features) for r in reads]
         latest: list[dict[bytes, list]] = [{} for _ in reads]
         framed, missing = online_read.framed, online_read.MISSING
         for tag, key, name, value, micros in rows:
             i = positions[tag].get(name)
             if i is None:
                 continue
-            entry = latest[tag].get(key)
+            found = latest[tag]
+            entry = found.get(key)
             if entry is None:
-                entry = latest[tag][key] = [micros, [missing] * len(positions[tag])]
+                found[key] = entry = [micros, [missing] * widths[tag]]
+            elif micros > entry[0]:
+                entry[0] = micros
             entry[1][i] = framed(value)
-            entry[0] = max(entry[0], micros)
         return [{k: (_timestamp(m), values) for k, (m, values) in found.items()} for found in latest]
 
 
