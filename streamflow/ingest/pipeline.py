@@ -312,12 +312,15 @@ def ingest_month(
     progress: Callable[[str], None] | None = None,
     skip_unchanged: bool = False,
     fmt: CsvFormat | None = None,
+    meanwhile: Callable[[], object] | None = None,
 ) -> IngestResult:
     """Ingest one month folder: `prepare_month` then `write_month`.
 
     Raises IngestError (nothing written) if the batch is refused. With `skip_unchanged`, files
     identical to an already ingested run of the same as_of are not read again (the result has
-    `skipped=True`); re-ingesting them would be a no-op anyway.
+    `skipped=True`); re-ingesting them would be a no-op anyway. `meanwhile` runs once the month
+    has passed validation, while its write finishes on the server (the CLI imports Feast there,
+    for the statistics that follow), before the commit.
     """
     settings = settings or load_settings()
     folder = Path(folder)
@@ -333,4 +336,10 @@ def ingest_month(
             if previous:
                 return IngestResult(previous, str(folder), day, {}, {}, [], skipped=True)
     prepared = prepare_month(folder, as_of, settings, progress, fmt, stage=True)
+    if meanwhile is not None:
+        try:
+            meanwhile()
+        except BaseException:
+            prepared.release()  # rolls the write back
+            raise
     return write_month(prepared, settings, progress)
