@@ -36,7 +36,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_store import api_figure, pct
+from bench_store import api_figure, pct, pg_bulk_floor
 from results import peak_rss_mb, record, scenarios
 
 from streamflow import db
@@ -110,40 +110,6 @@ def sql_floor(settings, folder: Path, as_of) -> float:
             )
         conn.commit()
         return time.perf_counter() - t0
-
-
-def month_floor(settings, tables: list[str]) -> tuple[float, int]:
-    """The month's values (each online table's rows at its latest event time) COPYed into a
-    fresh table of the same shape with its primary key: the write a materialization of the
-    month cannot avoid."""
-    import io
-
-    total, rows = 0.0, 0
-    with db.connection(settings) as conn:
-        for t in tables:
-            buf = io.BytesIO()
-            with conn.cursor().copy(
-                f'COPY (SELECT entity_key, feature_name, value, event_ts, created_ts FROM "{t}" '
-                f'WHERE event_ts = (SELECT max(event_ts) FROM "{t}")) TO STDOUT (FORMAT BINARY)'
-            ) as cp:
-                for chunk in cp:
-                    buf.write(chunk)
-            conn.execute("DROP TABLE IF EXISTS floor_copy")
-            conn.execute(
-                "CREATE TABLE floor_copy (entity_key BYTEA, feature_name TEXT, value BYTEA, event_ts TIMESTAMPTZ, "
-                "created_ts TIMESTAMPTZ, PRIMARY KEY (entity_key, feature_name))"
-            )
-            conn.commit()
-            t0 = time.perf_counter()
-            with conn.cursor().copy(
-                "COPY floor_copy (entity_key, feature_name, value, event_ts, created_ts) FROM STDIN (FORMAT BINARY)"
-            ) as cp:
-                cp.write(buf.getvalue())
-            conn.commit()
-            total += time.perf_counter() - t0
-            rows += conn.execute("SELECT count(*) FROM floor_copy").fetchone()[0]
-        conn.execute("DROP TABLE IF EXISTS floor_copy")
-    return total, rows
 
 
 def in_process_ingest(settings, folder: Path) -> dict[str, float]:
@@ -349,7 +315,7 @@ def scenario(users: int, months: int, args) -> None:
                     "SELECT tablename FROM pg_tables WHERE tablename LIKE 'streamflow\\_%\\_fv'"
                 ).fetchall()
             ]
-        mfloor, values = month_floor(settings, tables)
+        mfloor, values = pg_bulk_floor(settings, tables, latest_only=True)  # the month's values
         mnoop = statistics.median(noops)
         record(
             f"streamflow materialize --incremental, month {months} (net of its no-op)",

@@ -99,14 +99,17 @@ def duckdb_floor(settings, store, as_of, repeat: int) -> tuple[float, int]:
     return secs, n
 
 
-def pg_bulk_floor(settings, view_tables: list[str]) -> tuple[float, int]:
-    """COPY the rows now in the online tables into fresh tables of the same shape (PK included)."""
+def pg_bulk_floor(settings, view_tables: list[str], latest_only: bool = False) -> tuple[float, int]:
+    """COPY the rows now in the online tables into fresh tables of the same shape (PK included);
+    `latest_only`: only each table's rows at its latest event time (a month's materialization)."""
     total, rows = 0.0, 0
     with db.connection(settings) as conn:
         for t in view_tables:
             buf = io.BytesIO()
+            where = f' WHERE event_ts = (SELECT max(event_ts) FROM "{t}")' if latest_only else ""
             with conn.cursor().copy(
-                f'COPY (SELECT entity_key, feature_name, value, event_ts, created_ts FROM "{t}") TO STDOUT (FORMAT BINARY)'
+                f'COPY (SELECT entity_key, feature_name, value, event_ts, created_ts FROM "{t}"{where}) '
+                "TO STDOUT (FORMAT BINARY)"
             ) as cp:
                 for chunk in cp:
                     buf.write(chunk)
