@@ -14,7 +14,7 @@ from streamflow.catalog import LABEL_FEATURE, LABEL_VIEW, SERVICE, TABLES
 from streamflow.dates import EPOCH, to_utc
 from streamflow.refs import service_refs
 from streamflow.store import _fill, feast_env, yaml_path
-from tests.conftest import prepared_store
+from tests.conftest import TEST_USERS, prepared_store
 
 
 def _stock_store(settings):
@@ -469,3 +469,39 @@ def test_redis_stale_rows_are_skipped(both_redis):
         features=["payments_agg_90d_fv:failed_payments_90d"], entity_rows=[{"user_id": "7590-VHVEG"}]
     ).to_dict()
     assert got["failed_payments_90d"] == [79]
+
+
+def test_feature_statistics_equal_stock_feast(both):
+    """Feast's statistics of a month (`MonitoringService` -> the offline store's
+    `compute_monitoring_metrics`) on our store, whose window is copied once into a temporary
+    table, against the stock PostgreSQL store's on the same sources: the same counts, nulls,
+    histograms and top categories, and the same moments and percentiles (sums in another row
+    order: to 1e-9)."""
+    import math
+    from datetime import UTC, datetime, timedelta
+
+    from feast.infra.offline_stores.contrib.postgres_offline_store.postgres import PostgreSQLOfflineStore
+
+    from streamflow.feast_ext.postgres_offline import StreamflowPostgreSQLOfflineStore
+
+    settings, ours, _ = both
+    feb = datetime(2024, 2, 29, tzinfo=UTC)
+    checked = 0
+    for fv in ours.list_feature_views():
+        cols = [(f.name, "numeric" if str(f.dtype) in ("Int64", "Float64") else "categorical") for f in fv.features]
+        args = (ours.config, fv.batch_source, cols, fv.batch_source.timestamp_field, feb, feb + timedelta(days=1))
+        stock = PostgreSQLOfflineStore.compute_monitoring_metrics(*args)
+        fast = StreamflowPostgreSQLOfflineStore.compute_monitoring_metrics(*args)
+        assert [m["feature_name"] for m in fast] == [m["feature_name"] for m in stock]
+        for s, f in zip(stock, fast, strict=True):
+            assert f["row_count"] == s["row_count"] == TEST_USERS and f["null_count"] == s["null_count"], s
+            if s["feature_type"] == "numeric":
+                assert f["histogram"] == s["histogram"], s["feature_name"]
+                for k in ("mean", "stddev", "min_val", "max_val", "p50", "p75", "p90", "p95", "p99"):
+                    assert (f[k] is None) == (s[k] is None) and (s[k] is None or math.isclose(f[k], s[k], rel_tol=1e-9))
+            else:  # the top values, ties aside (ORDER BY count LIMIT n orders them arbitrarily)
+                hs, hf = s["histogram"], f["histogram"]
+                assert hf["unique_count"] == hs["unique_count"] and hf["other_count"] == hs["other_count"]
+                assert sorted(e["count"] for e in hf["values"]) == sorted(e["count"] for e in hs["values"])
+            checked += 1
+    assert checked >= 20

@@ -21,6 +21,7 @@ import contextlib
 import functools
 from collections.abc import Iterator
 from dataclasses import asdict
+from datetime import UTC
 from typing import Literal
 
 import jinja2
@@ -347,3 +348,47 @@ class StreamflowPostgreSQLOfflineStore(PostgreSQLOfflineStore):
     @staticmethod
     def pull_all_from_table_or_query(*args, **kwargs):
         return _fast(PostgreSQLOfflineStore.pull_all_from_table_or_query(*args, **kwargs))
+
+    @staticmethod
+    def compute_monitoring_metrics(
+        config: RepoConfig,
+        data_source,
+        feature_columns: list[tuple[str, str]],
+        timestamp_field: str,
+        start_date=None,
+        end_date=None,
+        histogram_bins: int = 20,
+        top_n: int = 10,
+    ) -> list[dict]:
+        """Feast's statistics of the window (its own SQL, `pg._sql_numeric_stats` and
+        `pg._sql_categorical_stats`), run on the window's rows copied once into a temporary
+        table. The stock method runs one query per numeric feature's histogram and one per
+        category feature, each a scan of the whole source (every month, filtered on the
+        timestamp expression the source computes): 2.3 s for a 100,000-user month with five
+        months before it, 25 s at 1,000,000, and growing with the history."""
+        assert isinstance(data_source, PostgreSQLSource)
+        ts_filter = (
+            offline_utils.get_timestamp_filter_sql(
+                start_date, end_date, timestamp_field, tz=UTC, cast_style="timestamptz", date_time_separator=" "
+            )
+            or "1=1"
+        )
+        numeric = [n for n, t in feature_columns if t == "numeric"]
+        categorical = [n for n, t in feature_columns if t == "categorical"]
+        window = "sf_monitoring_window"
+        with _get_conn(config.offline_store) as conn:
+            with conn.cursor() as cur:
+                cur.execute(
+                    sql.SQL("CREATE TEMP TABLE {w} AS SELECT {cols} FROM {src} AS _src WHERE {f}").format(
+                        w=sql.Identifier(window),
+                        cols=sql.SQL(", ").join(sql.Identifier(n) for n, _ in feature_columns) or sql.SQL("1"),
+                        src=sql.SQL(data_source.get_table_query_string()),
+                        f=sql.SQL(ts_filter),
+                    )
+                )
+            try:
+                results = pg._sql_numeric_stats(conn, window, numeric, "1=1", histogram_bins) if numeric else []
+                results += [pg._sql_categorical_stats(conn, window, c, "1=1", top_n) for c in categorical]
+            finally:
+                conn.rollback()  # the temporary table goes with the transaction
+        return results
