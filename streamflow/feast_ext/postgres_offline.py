@@ -9,7 +9,8 @@ and 64 MB of `work_mem` and fetches results as Arrow columns decoded from a bina
 before). Training frames render Feast's point-in-time template with one block
 changed (the latest source row per entity row in one DISTINCT ON sort: see
 LATEST_PER_ROW_TEMPLATE); the results are the stock store's, value for value and type for type
-(tests/test_fast_paths.py).
+(tests/test_fast_paths.py). Feast's per-feature statistics (`compute_monitoring_metrics`) run its
+own SQL on the window's rows copied once into a temporary table.
 
 Named in feature_store.yaml as
 `type: streamflow.feast_ext.postgres_offline.StreamflowPostgreSQLOfflineStore`.
