@@ -382,7 +382,7 @@ class StreamflowPostgreSQLOfflineStore(PostgreSQLOfflineStore):
                 cur.execute(
                     sql.SQL("CREATE TEMP TABLE {w} AS SELECT {cols} FROM {src} AS _src WHERE {f}").format(
                         w=sql.Identifier(window),
-                        cols=sql.SQL(", ").join(sql.Identifier(n) for n, _ in feature_columns) or sql.SQL("1"),
+                        cols=sql.SQL(", ").join(sql.Identifier(n) for n, _ in feature_columns),
                         src=sql.SQL(data_source.get_table_query_string()),
                         f=sql.SQL(ts_filter),
                     )

@@ -170,7 +170,7 @@ class StagedWrite:
     def _run(self, settings: Settings, as_of: date) -> None:
         try:
             self._result = _write(settings, self._incoming(), as_of, self._verdict.get)
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller in commit()/put()
+        except BaseException as exc:  # noqa: BLE001 - raised to the caller by commit()
             self._error = exc
             while True:  # unblock a caller still handing buckets over
                 try:
