@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from results import record
+from results import child_env, record
 
 from streamflow import db
 from streamflow.config import load_settings
@@ -57,10 +57,7 @@ def main() -> int:
         home = Path(tmp) / "h"
         home.mkdir()
         (home / "feature_repo").symlink_to(REPO / "feature_repo")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMFLOW_")}
-        env["STREAMFLOW_HOME"] = str(home)
-        env["STREAMFLOW_OFFLINE_STORE"] = args.profile
-        env["STREAMFLOW_SPARK_DRIVER_MEMORY"] = args.driver_memory
+        env = child_env(home, STREAMFLOW_OFFLINE_STORE=args.profile, STREAMFLOW_SPARK_DRIVER_MEMORY=args.driver_memory)
         settings = load_settings({"STREAMFLOW_HOME": str(home), "STREAMFLOW_OFFLINE_STORE": args.profile})
         db.ping(settings)  # the embedded server starts here, outside the measured commands
         streamflow = [sys.executable, "-m", "streamflow.cli"]

@@ -28,7 +28,6 @@ remaining snapshots, its run records removed), so every repeat writes into the s
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
@@ -37,7 +36,7 @@ import time
 from pathlib import Path
 
 from bench_store import api_figure, pct, pg_bulk_floor
-from results import peak_rss_mb, record, scenarios
+from results import REDIS_URL, child_env, peak_rss_mb, record, scenarios
 
 from streamflow import db
 from streamflow.catalog import TABLES
@@ -49,10 +48,8 @@ CLI = Path(sys.executable).with_name("streamflow")
 
 def cli(home: Path, *args: str) -> tuple[float, str]:
     """Seconds and output of one `streamflow` command, as a user's shell runs it."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMFLOW_")}
-    env["STREAMFLOW_HOME"] = str(home)
     t0 = time.perf_counter()
-    out = subprocess.run([str(CLI), *args], env=env, capture_output=True, text=True, cwd=home)
+    out = subprocess.run([str(CLI), *args], env=child_env(home), capture_output=True, text=True, cwd=home)
     secs = time.perf_counter() - t0
     if out.returncode not in (0, 1):  # 1: `monitor`-style "an alert is open" is not a failure here
         raise RuntimeError(f"streamflow {' '.join(args)} failed:\n{out.stdout}\n{out.stderr}")
@@ -180,11 +177,9 @@ print(json.dumps(out))
     import json
 
     (home / "ids.txt").write_text("\n".join(ids))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMFLOW_")}
-    env["STREAMFLOW_HOME"] = str(home)
-    if backend == "Redis":
-        env["STREAMFLOW_ONLINE_STORE"] = "redis"
-        env["REDIS_URL"] = os.environ.get("STREAMFLOW_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+    env = child_env(
+        home, **({"STREAMFLOW_ONLINE_STORE": "redis", "REDIS_URL": REDIS_URL} if backend == "Redis" else {})
+    )
     exports = subprocess.run([str(CLI), "env"], env=env, capture_output=True, text=True, check=True).stdout
     for line in exports.splitlines():  # `eval "$(streamflow env)"`, as the README tells a course script
         if line.startswith("export "):
@@ -345,7 +340,7 @@ def scenario(users: int, months: int, args) -> None:
         if not args.no_redis:
             import redis
 
-            url = os.environ.get("STREAMFLOW_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+            url = REDIS_URL
             redis.Redis.from_url(url).flushdb()
             rsettings = load_settings(
                 {"STREAMFLOW_HOME": str(home), "STREAMFLOW_ONLINE_STORE": "redis", "REDIS_URL": url}

@@ -27,7 +27,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from results import record, scenarios
+from results import child_env, record, scenarios
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("STREAMFLOW_CHROMIUM", "/usr/bin/chromium")
@@ -103,8 +103,7 @@ def _concurrent(browser, url: str, sessions: int, timeout_s: float, pid: int, sc
 
 def _serve(app: Path, home: Path, log_name: str) -> tuple[subprocess.Popen, str, object]:
     port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMFLOW_")}
-    env["STREAMFLOW_HOME"] = str(home)
+    env = child_env(home)
     log = open(home / log_name, "wb")  # noqa: SIM115 - closed by the caller
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port), "--server.address",

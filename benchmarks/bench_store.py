@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import random
 import statistics
 import sys
@@ -29,7 +28,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
-from results import record, scenarios
+from results import REDIS_URL, child_env, record, scenarios
 
 from streamflow import db
 from streamflow.apply import apply
@@ -202,8 +201,7 @@ def api_figure(settings, ids: list[str], requests: int, sc: dict, clients: int =
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMFLOW_")}
-    env["STREAMFLOW_HOME"] = str(settings.home)
+    env = child_env(settings.home)
     server = subprocess.Popen(
         [sys.executable, "-m", "streamflow.cli", "serve-api", "--port", str(port), "--workers", str(workers)],
         env=env,
@@ -334,7 +332,7 @@ def scenario(users: int, months: int, args) -> None:
             api_figure(settings, ids, args.api_requests, sc)
 
         # ---- Redis
-        redis_url = os.environ.get("STREAMFLOW_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+        redis_url = REDIS_URL
         if not args.no_redis:
             rsettings = load_settings(
                 {"STREAMFLOW_HOME": str(home), "STREAMFLOW_ONLINE_STORE": "redis", "REDIS_URL": redis_url}

@@ -58,6 +58,16 @@ def record(
     return entry
 
 
+REDIS_URL = os.environ.get("STREAMFLOW_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")  # a database of its own
+
+
+def child_env(home, **extra: str) -> dict[str, str]:
+    """The environment of a child process (`streamflow ...`, the app, a client) opening the store
+    in `home`: this process's environment minus every StreamFlow setting, plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMFLOW_")}
+    return env | {"STREAMFLOW_HOME": str(home), **extra}
+
+
 def scenarios(specs: list[str]) -> list[tuple[int, int]]:
     """`["7043x2", "100000x6"]` -> [(7043, 2), (100000, 6)]: users x months, as every benchmark takes them."""
     return [tuple(int(x) for x in spec.lower().split("x")) for spec in specs]  # type: ignore[misc]
