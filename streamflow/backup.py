@@ -7,7 +7,12 @@ from the restored snapshots.) The tools are the ones the `pgserver` wheel ships 
 so a machine without a server installed can back up too; they also serve 15 and 16 servers.
 
 Restoring into a store that holds data is refused unless `force`: then what was there is first
-saved to `.streamflow/backups/before-restore-<time>.dump`, and the schema is rebuilt from the file. Both refuse while an ingest or a materialization holds its lock.
+saved to `.streamflow/backups/before-restore-<time>.dump`, and the schema is rebuilt from the file.
+Both refuse while an ingest or a materialization holds its lock.
+
+On the lake profile the file holds what PostgreSQL keeps there (registry, runs, results,
+statistics, datasets' records, alerts): the snapshots and datasets are the lake's own files, kept
+by its storage (an object store's versioning, a folder's backups).
 """
 
 from __future__ import annotations
@@ -80,10 +85,11 @@ def backup(path: Path | str, settings: Settings | None = None) -> BackupResult:
 
 
 def stored_rows(settings: Settings) -> int:
-    """Snapshot rows and run records: what a restore would replace."""
+    """Snapshot rows (those PostgreSQL holds) and run records: what a restore would replace."""
+    tables = [t.snapshot for t in TABLES if not settings.lake_profile] + ["ingestion_runs"]
+    union = " + ".join(f"(SELECT count(*) FROM {table})" for table in tables)
     with db.connection(settings) as conn:
-        union = " + ".join(f"(SELECT count(*) FROM {t.snapshot})" for t in TABLES)
-        return conn.execute(f"SELECT {union} + (SELECT count(*) FROM ingestion_runs)").fetchone()[0]
+        return conn.execute(f"SELECT {union}").fetchone()[0]
 
 
 def restore(path: Path | str, settings: Settings | None = None, force: bool = False) -> int:

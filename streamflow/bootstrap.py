@@ -43,12 +43,6 @@ def bootstrap(
         else:
             say(f"  {folder.name}: ingested as_of {r.as_of}, {r.rows['users']:,} users in {r.duration_s:.1f}s")
 
-    if settings.offline_store == "spark":
-        from streamflow.lake import export
-
-        say(f"lake profile: months missing from {settings.lake_url} are exported from PostgreSQL")
-        export(settings, say=say, only_missing=True)
-
     from streamflow import runs
     from streamflow.apply import apply
     from streamflow.materialize import materialize
@@ -75,13 +69,12 @@ def bootstrap(
 
     if refresh(settings, store, say=lambda m: None):  # each month's statistics, once: pages read them
         say("per-feature statistics computed for the new months")
-    if settings.offline_store == "postgres":  # the model's training frame of each month, kept once
-        from streamflow.datasets import create, find
+    from streamflow.datasets import create, find  # the model's training frame of each month, kept once
 
-        for day in snapshot_dates(settings):
-            if find(day, None, True, settings, store) is None:
-                ds = create(day, settings=settings, store=store)
-                say(f"  kept the training dataset {ds.name} ({ds.rows:,} rows, {ds.seconds:.1f}s)")
+    for day in snapshot_dates(settings):
+        if find(day, None, True, settings, store) is None:
+            ds = create(day, settings=settings, store=store)
+            say(f"  kept the training dataset {ds.name} ({ds.rows:,} rows, {ds.seconds:.1f}s)")
     from streamflow.alerts import after_change
 
     after_change(settings, store, say=say)  # every month's monitoring profile, the baseline model, the checks

@@ -162,10 +162,10 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 def cmd_export_lake(args: argparse.Namespace) -> int:
     from streamflow.config import load_settings
-    from streamflow.lake import export
+    from streamflow.snapshots import export_to_lake
 
     settings = load_settings()
-    done = export(settings, say=lambda m: print(m, flush=True), only_missing=args.missing)
+    done = export_to_lake(settings, say=lambda m: print(m, flush=True), only_missing=args.missing)
     print(f"exported {len(done)} month(s) of every snapshot table to {settings.lake_url}")
     return 0
 

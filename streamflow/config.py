@@ -18,6 +18,8 @@ With nothing set, StreamFlow runs on an embedded PostgreSQL (pgserver) kept unde
     STREAMFLOW_SPARK_DRIVER_MEMORY     the Spark driver's heap (default 6g): Feast collects frames there
     STREAMFLOW_SPARK_CONF              more spark.* settings for every Spark step, `key=value` separated
                                        by `;` or new lines (spark.executor.memory=2g;spark.driver.host=...)
+    STREAMFLOW_INGEST_WORKERS          processes splitting and validating a large month (default: one per
+                                       core on the lake profile, 1 on PostgreSQL)
     STREAMFLOW_HOME                    project folder holding feature_repo/, data/, .streamflow/
 """
 
@@ -72,6 +74,12 @@ class Settings:
     s3_endpoint: str = ""  # an s3a:// lake's endpoint (MinIO); empty: AWS
     spark_driver_memory: str = "6g"
     spark_conf: tuple[tuple[str, str], ...] = ()  # STREAMFLOW_SPARK_CONF: more spark.* settings, in order
+    ingest_workers: int = 1  # STREAMFLOW_INGEST_WORKERS: processes validating a large month's buckets
+
+    @property
+    def lake_profile(self) -> bool:
+        """The lake profile: Spark over the Parquet lake, where the snapshots live (not PostgreSQL)."""
+        return self.offline_store == "spark"
 
     @property
     def lake_url(self) -> str:
@@ -162,12 +170,18 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     endpoint = get("STREAMFLOW_S3_ENDPOINT").rstrip("/")
     if endpoint and not re.fullmatch(r"https?://[^\s/]+", endpoint):
         raise ConfigError(f"STREAMFLOW_S3_ENDPOINT={endpoint!r}: use http(s)://host:port")
+    workers = get("STREAMFLOW_INGEST_WORKERS")
+    if workers and not (workers.isdigit() and int(workers) >= 1):
+        raise ConfigError(f"STREAMFLOW_INGEST_WORKERS={workers!r}: use a number of processes, 1 or more")
     driver_memory = get("STREAMFLOW_SPARK_DRIVER_MEMORY", "6g").lower()
     if not re.fullmatch(r"[1-9][0-9]*[mg]", driver_memory):
         raise ConfigError(f"STREAMFLOW_SPARK_DRIVER_MEMORY={driver_memory!r}: use a size such as 6g or 12g")
     return replace(
         base,
         spark_conf=parse_spark_conf(merged.get("STREAMFLOW_SPARK_CONF", "") or ""),
+        # the lake profile: one per core; PostgreSQL: one (its server's COPY and merges want the
+        # same cores: two workers made a 1,000,000-user month slower there, docs/performance.md)
+        ingest_workers=int(workers) if workers else (_cores() if offline == "spark" else 1),
         redis_cluster=cluster,
         spark_driver_memory=driver_memory,
         offline_store=offline,
@@ -176,6 +190,14 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         s3_endpoint=endpoint,
         **secrets,
     )
+
+
+def _cores() -> int:
+    """The cores this process may use: the default number of ingest workers."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def parse_spark_conf(text: str) -> tuple[tuple[str, str], ...]:

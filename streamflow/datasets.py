@@ -1,9 +1,11 @@
 """Training datasets, kept: point-in-time frames saved through Feast's saved-dataset API.
 
 A dataset is the retrieval behind `build_training_frame` for one as_of and one feature service (or
-feature list), persisted by Feast's `FeatureStore.create_saved_dataset` into a PostgreSQL table of
-the offline store (`SavedDatasetPostgreSQLStorage`; the offline store writes it server-side) and
-registered in Feast's registry, so `feast ui`'s Datasets page lists the same datasets. Its tags
+feature list), persisted by Feast's `FeatureStore.create_saved_dataset` into the offline store --
+a PostgreSQL table (`SavedDatasetPostgreSQLStorage`; the server writes it), or on the lake profile
+a Parquet folder under the lake's `datasets/` (`SavedDatasetSparkStorage`; Spark's executors write
+it, and it is read back a column or a page at a time, never collected) -- and registered in
+Feast's registry, so `feast ui`'s Datasets page lists the same datasets. Its tags
 record how it was made: as_of, the snapshot used, the features asked for, labels or not, rows, a
 content checksum, when and in how many seconds it was built, and a fingerprint of the feature
 view definitions it read.
@@ -28,13 +30,21 @@ from pathlib import Path
 
 import pandas as pd
 
-from streamflow import db, runs
+from streamflow import db, lake, runs
 from streamflow.catalog import SERVICE
 from streamflow.config import Settings, load_settings
-from streamflow.errors import InvalidInput, NotFound, NotReady
+from streamflow.errors import InvalidInput, NotFound
+from streamflow.frames import ParquetFrame
 from streamflow.refs import FeatureRef
-from streamflow.store import get_store
-from streamflow.training import FramePlan, TrainingFrame, frame_format, plan_training_frame, shape_frame, write_frame
+from streamflow.store import get_store, spark_session
+from streamflow.training import (
+    FramePlan,
+    TrainingFrame,
+    frame_format,
+    plan_training_frame,
+    shape_frame,
+    write_frame,
+)
 
 TAG = "streamflow_dataset"  # every dataset this module keeps carries it (other saved datasets are left alone)
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
@@ -52,7 +62,7 @@ class Dataset:
     created_at: datetime
     seconds: float
     definitions: str  # fingerprint of the feature views read
-    table: str
+    table: str  # where it is kept: a PostgreSQL table, or a folder of the lake (an s3a:// URL or a path)
     stale_because: list[str] = field(default_factory=list)
 
     @property
@@ -88,10 +98,18 @@ def _spec(features: str | list[str] | None) -> str:
     return features if isinstance(features, str) else ",".join(features)
 
 
-def _checksum(settings: Settings, table: str) -> tuple[int, str]:
-    """Rows and an md5 over the table's rows in key order: equal contents, equal checksums."""
+def _checksum(settings: Settings, table: str, store) -> tuple[int, str]:
+    """Rows and a checksum of the contents: equal contents, equal checksums. PostgreSQL: an md5
+    over the table's rows in key order; the lake: the sum of Spark's 64-bit hash of every row
+    (order-free), computed by the executors."""
     from psycopg import sql
 
+    if settings.lake_profile:
+        from pyspark.sql import functions as F
+
+        df = spark_session(store.config).read.parquet(table)
+        row = df.agg(F.count(F.lit(1)), F.sum(F.xxhash64(*df.columns).cast("decimal(38,0)"))).collect()[0]
+        return int(row[0]), f"{int(row[1] or 0) % 2**64:016x}"
     with db.connection(settings) as conn:
         row = conn.execute(
             sql.SQL(
@@ -115,8 +133,14 @@ def _from_saved(saved) -> Dataset:
         created_at=datetime.fromisoformat(t["created_at"]),
         seconds=float(t["seconds"]),
         definitions=t["definitions"],
-        table=saved.storage.postgres_options._table,
+        table=_location(saved.storage),
     )
+
+
+def _location(storage) -> str:
+    """A saved dataset's table (PostgreSQL) or folder (the lake)."""
+    options = getattr(storage, "postgres_options", None)
+    return options._table if options is not None else storage.spark_options.path
 
 
 def _staleness(ds: Dataset, settings: Settings, store, changed: dict[date, datetime]) -> Dataset:
@@ -150,14 +174,6 @@ def feast_quiet() -> Iterator[None]:
         yield
 
 
-def _require_postgres(settings: Settings) -> None:
-    if settings.offline_store != "postgres":
-        raise NotReady(
-            "datasets are kept in the PostgreSQL offline store; on the lake profile build frames with "
-            "`streamflow training-frame` (saved datasets on the lake are not built yet)"
-        )
-
-
 def create(
     as_of: str | date,
     features: str | list[str] | None = None,
@@ -170,7 +186,6 @@ def create(
     """Build the frame's retrieval for `as_of` and keep it as a Feast saved dataset (replacing a
     dataset of the same name)."""
     settings = settings or load_settings()
-    _require_postgres(settings)
     store = store or get_store(settings)
     spec = _spec(features)
     t0 = time.perf_counter()
@@ -182,12 +197,11 @@ def create(
             f"dataset name {name!r}: letters, digits, '_', '.', '-' (up to 100), starting with a letter or digit"
         )
     table = _table(name)
+    if settings.lake_profile:
+        table = lake.lake_of(settings).folder_url(lake.DATASETS, table)
     if say:
-        say(f"building {name}: the frame at {plan.as_of} ({len(plan.wanted)} columns) written by the server")
-    from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import (
-        SavedDatasetPostgreSQLStorage,
-    )
-
+        by = "Spark's executors, into the lake" if settings.lake_profile else "the server"
+        say(f"building {name}: the frame at {plan.as_of} ({len(plan.wanted)} columns) written by {by}")
     created = datetime.now(UTC)
     tags = {
         TAG: "1",
@@ -200,9 +214,9 @@ def create(
     }
     with feast_quiet():
         saved = store.create_saved_dataset(
-            from_=plan.job, name=name, storage=SavedDatasetPostgreSQLStorage(table), tags=tags, allow_overwrite=True
+            from_=plan.job, name=name, storage=_storage(settings, table), tags=tags, allow_overwrite=True
         )
-    rows, checksum = _checksum(settings, table)
+    rows, checksum = _checksum(settings, table, store)
     seconds = time.perf_counter() - t0
     saved.tags.update({"rows": str(rows), "checksum": checksum, "seconds": f"{seconds:.3f}"})
     store.registry.apply_saved_dataset(saved, store.project, commit=True)
@@ -211,15 +225,29 @@ def create(
     return _from_saved(saved)
 
 
+def _storage(settings: Settings, table: str):
+    """Where Feast persists a dataset: a PostgreSQL table, or a Parquet folder of the lake."""
+    if settings.lake_profile:
+        from streamflow.feast_ext.spark_offline import PathSparkStorage
+
+        return PathSparkStorage(table)
+    from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import (
+        SavedDatasetPostgreSQLStorage,
+    )
+
+    return SavedDatasetPostgreSQLStorage(table)
+
+
 def list_datasets(settings: Settings | None = None, store=None) -> list[Dataset]:
     """Every kept dataset, newest first, each with its staleness."""
     settings = settings or load_settings()
     store = store or get_store(settings)
     changed = runs.snapshots_changed_at(settings)
+    kind = "spark_options" if settings.lake_profile else "postgres_options"  # this profile's datasets
     out = [
         _staleness(_from_saved(s), settings, store, changed)
         for s in store.list_saved_datasets()
-        if (s.tags or {}).get(TAG) and "rows" in s.tags
+        if (s.tags or {}).get(TAG) and "rows" in s.tags and hasattr(s.storage, kind)
     ]
     return sorted(out, key=lambda d: d.created_at, reverse=True)
 
@@ -245,14 +273,25 @@ def find(
     return None
 
 
+def dataset_files(settings: Settings, ds: Dataset) -> ParquetFrame:
+    """A lake dataset's Parquet folder, read where it is."""
+    lk = lake.lake_of(settings)
+    return ParquetFrame(lk.fs, lk.fs_path(ds.table), url=ds.table)
+
+
 def frame(name: str, settings: Settings | None = None, store=None) -> TrainingFrame:
-    """A dataset read back through Feast (`get_saved_dataset(...).to_df()`), shaped as a frame."""
+    """A dataset read back through Feast (`get_saved_dataset(...).to_df()`), shaped as a frame; on
+    the lake, its files where they are (a column or a page at a time)."""
     settings = settings or load_settings()
     store = store or get_store(settings)
     ds = get(name, settings, store)
     t0 = time.perf_counter()
     with feast_quiet():
-        saved = store.get_saved_dataset(name)
+        saved = (
+            store.registry.get_saved_dataset(name, store.project)
+            if settings.lake_profile
+            else store.get_saved_dataset(name)
+        )
     plan = FramePlan(
         as_of=ds.as_of,
         snapshot_as_of=ds.snapshot_as_of,
@@ -262,8 +301,11 @@ def frame(name: str, settings: Settings | None = None, store=None) -> TrainingFr
         labels=ds.labels,
         job=None,
     )
-    with feast_quiet():
-        df = saved.to_df()
+    if settings.lake_profile:
+        df = dataset_files(settings, ds)
+    else:
+        with feast_quiet():
+            df = saved.to_df()
     tf = shape_frame(plan, df, time.perf_counter() - t0)
     tf.notes.append(f"read from the dataset {name} (built {ds.created_at:%Y-%m-%d %H:%M} UTC)")
     return tf
@@ -279,15 +321,13 @@ def frame_for(
     say: Callable[[str], None] | None = None,
 ) -> tuple[TrainingFrame, Dataset | None]:
     """The frame for `as_of`: read from a kept dataset that matches and is not stale; else, with
-    `save`, kept first and read back; else built (the lake profile always builds)."""
+    `save`, kept first and read back; else built."""
     from streamflow.dates import parse_date
     from streamflow.snapshots import snapshot_dates
     from streamflow.training import build_training_frame
 
     settings = settings or load_settings()
     store = store or get_store(settings)
-    if settings.offline_store != "postgres":
-        return build_training_frame(as_of, features, labels, settings, store), None
     day = parse_date(as_of, "as_of", snapshot_dates(settings))
     ds = find(day, features, labels, settings, store)
     if ds is None and save:
@@ -312,13 +352,17 @@ def rebuild(name: str, settings: Settings | None = None, store=None, say=None) -
 
 
 def delete(name: str, settings: Settings | None = None, store=None) -> None:
-    """Remove a dataset from the registry and drop its table."""
+    """Remove a dataset from the registry and drop its table (or its lake folder)."""
     from psycopg import sql
 
     settings = settings or load_settings()
     store = store or get_store(settings)
     ds = get(name, settings, store)
     store.registry.delete_saved_dataset(name, store.project, commit=True)
+    if settings.lake_profile:
+        lk = lake.lake_of(settings)
+        lk.remove(lk.fs_path(ds.table))
+        return
     with db.connection(settings) as conn:
         conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(ds.table)))
 

@@ -71,7 +71,7 @@ class ConnInfo:
 
 _embedded_lock = threading.Lock()
 _embedded_servers: dict[str, object] = {}
-_schema_ready: set[ConnInfo] = set()
+_schema_ready: set[tuple[ConnInfo, bool]] = set()  # (database, with the data tables)
 
 
 def _forget_embedded(key: str) -> None:
@@ -219,13 +219,14 @@ def connect(settings: Settings | None = None, *, autocommit: bool = False) -> ps
             f"cannot reach the database ({where}): {first}. "
             "Is PostgreSQL running and are STREAMFLOW_PG_* / STREAMFLOW_DATABASE_URL right?"
         ) from exc
-    if info not in _schema_ready:
+    data_tables = not settings.lake_profile  # the lake profile keeps its snapshots in the lake
+    if (info, data_tables) not in _schema_ready:
         try:
-            ensure_schema(conn)
+            ensure_schema(conn, data_tables)
         except psycopg.errors.InsufficientPrivilege:
             # a read-only role (see create_read_only_role): the owner creates the schema
             log.info("role %s cannot create the schema; using it read-only", info.user)
-        _schema_ready.add(info)
+        _schema_ready.add((info, data_tables))
     return conn
 
 
@@ -259,14 +260,15 @@ def read_frame(query: sql.Composable | str, settings: Settings | None = None) ->
     return table.to_pandas(date_as_object=True)
 
 
-def ensure_schema(conn: psycopg.Connection) -> None:
-    """Create every table if missing. Idempotent and safe with concurrent callers."""
+def ensure_schema(conn: psycopg.Connection, data_tables: bool = True) -> None:
+    """Create every table if missing (the live and snapshot tables with `data_tables`).
+    Idempotent and safe with concurrent callers."""
     was_autocommit = conn.autocommit
     conn.autocommit = False
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s, 0)", (LOCK_SCHEMA,))
-            for stmt in schema.statements():
+            for stmt in schema.statements(data_tables):
                 cur.execute(stmt)
             schema.add_missing_columns(cur)
         conn.commit()

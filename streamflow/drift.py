@@ -141,7 +141,7 @@ class DriftReport:
     current_label: str
     table: pd.DataFrame  # one row per feature, drifted first
     thresholds: Thresholds
-    reference: pd.DataFrame = field(repr=False)
+    reference: pd.DataFrame = field(repr=False)  # or a frames.ParquetFrame: read a column at a time
     current: pd.DataFrame = field(repr=False)
 
     @property
@@ -257,7 +257,8 @@ def compare(
     reference_label: str = "reference",
     current_label: str = "current",
 ) -> DriftReport:
-    """Drift of every common feature (or `features`) from `reference` to `current`."""
+    """Drift of every common feature (or `features`) from `reference` to `current` (pandas frames,
+    or frames in the lake: `frames.ParquetFrame`, read a column at a time)."""
     t = thresholds or Thresholds()
     if t.bins < 2:
         raise InvalidInput("drift needs at least 2 bins")
@@ -272,4 +273,6 @@ def compare(
     table = pd.DataFrame(rows)
     table = table[first + [c for c in table.columns if c not in first]]
     table = table.sort_values(["drifted", "score"], ascending=[False, False], kind="stable").reset_index(drop=True)
-    return DriftReport(reference_label, current_label, table, t, reference[feats], current[feats])
+    # the populations themselves, not copies of their columns: a frame in the lake is read a
+    # column at a time, for a score here and a histogram later
+    return DriftReport(reference_label, current_label, table, t, reference, current)

@@ -61,6 +61,10 @@ def snapshot_source(t: Table):
             file_format="parquet",
             timestamp_field=f"{TIMESTAMP}_ts",
             created_timestamp_column="ingested_at",
+            # the partition folders (as_of=YYYY-MM-DD): Feast prunes every read of the source to
+            # the months its window spans (frames, materialization, statistics)
+            date_partition_column=TIMESTAMP,
+            date_partition_column_format="%Y-%m-%d",
             description=f"Monthly snapshots (Parquet lake): {t.description}",
             tags={"table": t.snapshot, "grain": "user_id x month end", "lake": "parquet"},
         )

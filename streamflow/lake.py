@@ -6,13 +6,21 @@ The lake is a local (or mounted) folder, or an `s3a://bucket/prefix` URL on an o
 Hadoop's s3a connector (`STREAMFLOW_S3_ENDPOINT` names a non-AWS endpoint; credentials come
 from the usual AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY variables, read by both).
 
+On this profile the lake is where the snapshots live (PostgreSQL keeps the registry, the runs,
+results, statistics and alerts): the users' partitions are the months there are, and a month's
+latest partition is its live state.
+
 Each file carries the snapshot's columns as the catalog types them, `as_of_ts` (midnight UTC: the
 Feast timestamp field), `ingested_at` and the view's lineage field, so Feast's `SparkSource`
-serves the same values as the PostgreSQL source. A partition appears whole or not at all: it is
-written under a hidden name (Spark skips names starting with '.') and moved into place once
-PostgreSQL has committed the month -- a folder rename on a file system, a server-side copy of the
-partition's one object on an object store (an object appears whole) -- so a refused or killed
-ingest leaves no partial month.
+serves the same values as the PostgreSQL source, and in its footer the rows and a checksum of
+their values (`streamflow.checksum`: order-free, so a re-ingest can tell whether a month changed).
+A partition appears whole or not at all: it is written under a hidden name (Spark skips names
+starting with '.') and moved into place once the month has passed validation -- a folder rename
+on a file system, a server-side copy of the partition's one object on an object store (an object
+appears whole) -- so a refused or killed ingest leaves no partial partition. The users' partition
+is moved last: a month is listed once all six tables hold it.
+
+Frames and datasets the executors write live beside the tables, under `frames/` and `datasets/`.
 """
 
 from __future__ import annotations
@@ -26,16 +34,15 @@ from datetime import UTC, date, datetime
 from functools import cached_property
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from streamflow import db
-from streamflow.catalog import JOIN_KEY, TABLES, TIMESTAMP, Table
+from streamflow.catalog import JOIN_KEY, TABLES, TIMESTAMP, USERS, Table
 from streamflow.config import Settings
-from streamflow.errors import BackendUnavailable
-from streamflow.snapshots import read_snapshot, snapshot_dates
+from streamflow.errors import BackendUnavailable, NotFound
 
 ARROW_TYPES = {
     "str": pa.string(),
@@ -48,6 +55,8 @@ ARROW_TYPES = {
 TS = pa.timestamp("us", tz="UTC")
 PART_FILE = "part-0.parquet"  # one object per partition: what makes a publish on S3 atomic
 ROW_GROUP = 250_000  # rows per Parquet row group: the writer streams a month in slices this size
+CHECKSUM_KEY = b"streamflow.checksum"  # footer metadata: the partition's order-free content checksum
+FRAMES, DATASETS = "frames", "datasets"  # folders of frames and kept datasets, beside the tables
 
 
 @dataclass(frozen=True)
@@ -82,6 +91,29 @@ class Lake:
 
     def table_dir(self, t: Table) -> str:
         return f"{self.root}/{t.snapshot}"
+
+    def partition_file(self, t: Table, as_of: date) -> str:
+        return f"{self.table_dir(t)}/{partition_name(as_of)}/{PART_FILE}"
+
+    def folder_url(self, kind: str, name: str) -> str:
+        """A frame's (kind `frames`) or a dataset's (`datasets`) folder, as Spark names it."""
+        return f"{self.url.rstrip('/')}/{kind}/{name}"
+
+    def folder_dir(self, kind: str, name: str) -> str:
+        """The same folder for pyarrow's `fs`."""
+        return f"{self.root}/{kind}/{name}"
+
+    def fs_path(self, url: str) -> str:
+        """A location as Spark names it (`s3a://bucket/...` or a path) as pyarrow's `fs` does."""
+        return url.partition("://")[2] if "://" in url else url
+
+    def remove(self, path: str) -> None:
+        """Delete a folder of the lake (a frame or a dataset); absent is fine."""
+        with _reaching(self, "written"):
+            try:
+                self.fs.delete_dir(path)
+            except FileNotFoundError:
+                pass
 
 
 @contextlib.contextmanager
@@ -123,6 +155,15 @@ def _column(frame: pd.DataFrame, name: str, kind: str) -> pa.Array:
     return pa.Array.from_pandas(s, type=ARROW_TYPES[kind])
 
 
+def content_hash(t: Table, frame: pd.DataFrame) -> int:
+    """An order-free checksum of a table's typed rows (the sum of their hashes, modulo 2**64):
+    buckets add up, and the same rows in another order give the same value."""
+    if frame.empty:
+        return 0
+    rows = pd.util.hash_pandas_object(frame[[JOIN_KEY, *(c.name for c in t.columns)]], index=False)
+    return int(rows.to_numpy(dtype=np.uint64).sum(dtype=np.uint64))
+
+
 def arrow_table(t: Table, frame: pd.DataFrame, as_of: date, ingested_at: datetime) -> pa.Table:
     n = len(frame)
     arrays = {JOIN_KEY: pa.Array.from_pandas(frame[JOIN_KEY].astype(object), type=pa.string())}
@@ -142,6 +183,20 @@ class Staged:
     final: str  # the partition folder it becomes
 
 
+def bucket_tables(frames: dict[str, pd.DataFrame], as_of: date, ingested_at: datetime) -> dict[str, tuple]:
+    """One bucket's typed frames as what `MonthWriter.write_tables` takes: per table, its Arrow
+    slices of at most ROW_GROUP rows and its content hash (made where the bucket was validated)."""
+    out = {}
+    for t in TABLES:
+        frame = frames[t.name]
+        slices = [
+            arrow_table(t, frame.iloc[start : start + ROW_GROUP], as_of, ingested_at)
+            for start in range(0, max(len(frame), 1), ROW_GROUP)
+        ]
+        out[t.name] = (slices, content_hash(t, frame))
+    return out
+
+
 class MonthWriter:
     """The month's partitions, staged under hidden names: `write` takes the typed frames of one
     bucket of users at a time (each becomes row groups of at most ROW_GROUP rows in the table's
@@ -153,17 +208,24 @@ class MonthWriter:
         self.ingested_at = datetime.now(UTC)
         self.staged: dict[str, Staged] = {}
         self._writers: dict[str, pq.ParquetWriter] = {}
+        self.rows: dict[str, int] = {t.name: 0 for t in TABLES}
+        self.checksums: dict[str, int] = {t.name: 0 for t in TABLES}
 
     def write(self, frames: dict[str, pd.DataFrame]) -> None:
+        self.write_tables(bucket_tables(frames, self.as_of, self.ingested_at))
+
+    def write_tables(self, tables: dict[str, tuple]) -> None:
+        """A bucket made by `bucket_tables` (here, or in the process that validated it)."""
         with _reaching(self.lake, "written", " Nothing was stored."):
             for t in TABLES:
-                frame = frames[t.name]
-                for start in range(0, max(len(frame), 1), ROW_GROUP):
-                    part = arrow_table(t, frame.iloc[start : start + ROW_GROUP], self.as_of, self.ingested_at)
+                slices, checksum = tables[t.name]
+                self.checksums[t.name] = (self.checksums[t.name] + checksum) % 2**64
+                for part in slices:
                     if t.name not in self._writers:
                         self._writers[t.name] = pq.ParquetWriter(self._open(t), part.schema, filesystem=self.lake.fs)
                     if part.num_rows:
                         self._writers[t.name].write_table(part)
+                        self.rows[t.name] += part.num_rows
 
     def _open(self, t: Table) -> str:
         root = self.lake.table_dir(t)
@@ -176,7 +238,9 @@ class MonthWriter:
     def close(self) -> list[Staged]:
         with _reaching(self.lake, "written", " Nothing was stored."):
             while self._writers:
-                self._writers.popitem()[1].close()
+                name, w = self._writers.popitem()
+                w.add_key_value_metadata({CHECKSUM_KEY: f"{self.checksums[name]:016x}".encode()})
+                w.close()
         return [self.staged[t.name] for t in TABLES if t.name in self.staged]
 
     def abort(self) -> None:
@@ -201,10 +265,12 @@ def stage_month(settings: Settings, frames: dict[str, pd.DataFrame], as_of: date
 
 
 def publish(staged: list[Staged]) -> None:
-    """Move staged partitions into place (a re-ingested month replaces its partition)."""
-    for s in staged:
+    """Move staged partitions into place (a re-ingested month replaces its partition), the users'
+    last: a month is listed (`partitions` of the users' table) once every table holds it."""
+    users = f"/{USERS.snapshot}/"
+    for s in sorted(staged, key=lambda s: users in s.final):
         if s.lake.remote:
-            after = " PostgreSQL holds the month: `streamflow export-lake --missing` writes it to the lake."
+            after = " Ingest the month again: the lake may hold part of it."
             with _reaching(s.lake, "written", after):
                 s.lake.fs.copy_file(f"{s.tmp}/{PART_FILE}", f"{s.final}/{PART_FILE}")  # one object: whole or absent
                 s.lake.fs.delete_dir(s.tmp)
@@ -251,17 +317,28 @@ def hidden(settings: Settings) -> list[str]:
     return sorted(i.path for i in infos if i.base_name.startswith("."))
 
 
-def export(settings: Settings, say=print, only_missing: bool = False) -> dict[str, int]:
-    """Back-fill the lake from the PostgreSQL snapshots: every as_of of every table (or, with
-    `only_missing`, the months some table's folder lacks)."""
-    have = partitions(settings)
-    written: dict[str, int] = {}
-    for as_of in snapshot_dates(settings):
-        if only_missing and all(as_of.isoformat() in dates for dates in have.values()):
-            continue
-        with db.connection(settings) as conn:
-            frames = {t.name: read_snapshot(conn, t, as_of) for t in TABLES}
-        publish(stage_month(settings, frames, as_of))
-        written[as_of.isoformat()] = len(frames[TABLES[0].name])
-        say(f"  {as_of}: {written[as_of.isoformat()]:,} users -> {settings.lake_url}")
-    return written
+def month_dates(settings: Settings, t: Table = USERS) -> list[date]:
+    """The as_of dates the lake holds for a table (the users', by default: the months there are)."""
+    return [date.fromisoformat(d) for d in partitions(settings)[t.snapshot]]
+
+
+def _open_partition(lake: Lake, t: Table, as_of: date) -> pq.ParquetFile:
+    path = lake.partition_file(t, as_of)
+    with _reaching(lake, "read"):
+        try:
+            return pq.ParquetFile(lake.fs.open_input_file(path))
+        except FileNotFoundError:
+            raise NotFound(f"the lake holds no {t.snapshot} partition at as_of={as_of}") from None
+
+
+def read_partition(settings: Settings, t: Table, as_of: date, columns: list[str] | None = None) -> pa.Table:
+    """A table's rows at `as_of` from the lake (`columns`: the catalog's names, user_id included)."""
+    f = _open_partition(lake_of(settings), t, as_of)
+    return f.read(columns=columns or t.column_names)
+
+
+def partition_info(settings: Settings, t: Table, as_of: date) -> tuple[int, str | None]:
+    """A partition's rows and content checksum, from its footer (no row is read)."""
+    meta = _open_partition(lake_of(settings), t, as_of).metadata
+    checksum = (meta.metadata or {}).get(CHECKSUM_KEY)
+    return meta.num_rows, checksum.decode() if checksum else None

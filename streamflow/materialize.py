@@ -34,7 +34,7 @@ from streamflow.catalog import table_of_view
 from streamflow.config import Settings, load_settings
 from streamflow.dates import EPOCH, to_utc
 from streamflow.errors import Busy, InvalidInput, NotFound, NotReady, from_backend
-from streamflow.snapshots import snapshot_dates
+from streamflow.snapshots import snapshot_dates, users_in_window
 from streamflow.store import get_store
 
 
@@ -67,21 +67,6 @@ class MaterializeResult:
 
 def online_views(store) -> list[str]:
     return sorted(v.name for v in store.list_feature_views() if v.online)
-
-
-def _source_table(store, view: str) -> str:
-    t = table_of_view(view)
-    return t.snapshot if t else store.get_feature_view(view).batch_source.name
-
-
-def rows_in_window(settings: Settings, table: str, start: datetime, end: datetime) -> int:
-    """Distinct users with a snapshot in [start, end]: what Feast writes for the view."""
-    with db.connection(settings) as conn:
-        return conn.execute(
-            f"""SELECT count(DISTINCT user_id) FROM {table}
-                WHERE (as_of::timestamp AT TIME ZONE 'UTC') BETWEEN %s AND %s""",
-            (start, end),
-        ).fetchone()[0]
 
 
 def running(settings: Settings | None = None) -> dict | None:
@@ -206,7 +191,8 @@ def materialize(
             if v_start > end_dt:
                 return 0, time.perf_counter() - tv
             store.materialize(start_date=v_start, end_date=end_dt, feature_views=[view])
-            return rows_in_window(settings, _source_table(store, view), v_start, end_dt), time.perf_counter() - tv
+            written = users_in_window(settings, table_of_view(view), v_start, end_dt)
+            return written, time.perf_counter() - tv
 
         try:
             with _quiet_workers(verbose) as hush, ThreadPoolExecutor(PARALLEL_VIEWS) as pool:

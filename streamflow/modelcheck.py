@@ -12,6 +12,10 @@ point-in-time frame and on a naive frame, both evaluated out of time.
 Models: logistic regression (scaled, one-hot categories) and a gradient-boosted tree
 (scikit-learn's HistGradientBoostingClassifier). Figures: ROC AUC and PR AUC on both
 evaluations, the gap between them, a calibration curve and permutation importances out of time.
+
+On the lake profile the frames stay in the lake: the check reads a sample of users from each
+(`in_memory`, by a hash of user_id, about what the fits would keep of a frame held whole), and the
+naive frame's rows of those users from each table's latest partition holding them (the live state).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from streamflow.catalog import JOIN_KEY, LABEL_FEATURE, LABELS, USERS, column_na
 from streamflow.config import Settings, load_settings
 from streamflow.errors import InvalidInput, NotReady
 from streamflow.refs import FeatureRef, feature_names
+from streamflow.snapshots import read_snapshot, snapshot_dates
 
 MODELS = ("logistic regression", "gradient-boosted tree")
 FRAMES = ("point-in-time", "naive")
@@ -39,9 +44,20 @@ SEED = 0
 MAX_ROWS = 100_000
 
 
-def naive_frame(as_of: date, refs: list[str], settings: Settings | None = None) -> pd.DataFrame:
-    """Users and labels at `as_of`, features from the live tables (each user's latest row)."""
+def in_memory(frame, rows: int) -> pd.DataFrame:
+    """A pandas frame to fit on: the frame itself when it is one, else (a frame in the lake) about
+    `rows` of its rows, the same users in every frame (`ParquetFrame.sample`)."""
+    return frame if isinstance(frame, pd.DataFrame) else frame.sample(rows)
+
+
+def naive_frame(
+    as_of: date, refs: list[str], settings: Settings | None = None, users: list[str] | None = None
+) -> pd.DataFrame:
+    """Users and labels at `as_of`, features from the live tables (each user's latest row); on the
+    lake, of `users` (else all), from each table's latest partition that holds them."""
     settings = settings or load_settings()
+    if settings.lake_profile:
+        return _naive_from_lake(as_of, refs, settings, users)
     cols, joins = [], []
     for ref in refs:
         view, feat = FeatureRef.parse(ref)
@@ -58,6 +74,35 @@ def naive_frame(as_of: date, refs: list[str], settings: Settings | None = None) 
         f"{join_sql} WHERE e.as_of = {{}} ORDER BY e.{JOIN_KEY}"
     ).format(sql.Literal(as_of))
     return db.read_frame(query, settings)
+
+
+def _naive_from_lake(as_of: date, refs: list[str], settings: Settings, users: list[str] | None) -> pd.DataFrame:
+    entity = read_snapshot(settings, USERS, as_of, [JOIN_KEY])
+    labels = read_snapshot(settings, LABELS, as_of, [JOIN_KEY, LABEL_FEATURE])
+    frame = entity.merge(labels, on=JOIN_KEY)
+    if users is not None:
+        frame = frame[frame[JOIN_KEY].isin(set(users))]
+    by_table: dict = {}
+    for ref in refs:
+        view, feat = FeatureRef.parse(ref)
+        t = table_of_view(view)
+        if t is None:
+            raise InvalidInput(f"{view} is not a catalog view")
+        by_table.setdefault(t, []).append(feat)
+    features = []
+    for t, feats in by_table.items():
+        todo, parts = set(frame[JOIN_KEY]), []
+        for day in reversed(snapshot_dates(settings, t)):  # the live state: each user's latest row
+            if not todo:
+                break
+            part = read_snapshot(settings, t, day, [JOIN_KEY, *feats])
+            part = part[part[JOIN_KEY].isin(todo)]
+            todo -= set(part[JOIN_KEY])
+            parts.append(part)
+        latest = pd.concat(parts) if parts else pd.DataFrame(columns=[JOIN_KEY, *feats])
+        frame = frame.merge(latest, on=JOIN_KEY, how="left")
+        features += feats
+    return frame[[JOIN_KEY, *features, LABEL_FEATURE]].sort_values(JOIN_KEY).reset_index(drop=True)
 
 
 def design_matrix(frames: list[pd.DataFrame], features: list[str]) -> list[pd.DataFrame]:
@@ -128,9 +173,11 @@ def run(
     eval_as_of: date,
     importance_repeats: int = 2,
     max_rows: int = MAX_ROWS,
+    gone: set[str] | None = None,
 ) -> ModelCheck:
     """Fit both models on both training frames; evaluate on a hold-out and out of time (each on
-    at most `max_rows` rows, a stratified sample, said in the notes)."""
+    at most `max_rows` rows, a stratified sample, said in the notes). `gone`: the users labelled
+    churned at the training as_of, when `train_pit` is a sample (else read from it)."""
     from sklearn.calibration import calibration_curve
     from sklearn.inspection import permutation_importance
     from sklearn.metrics import average_precision_score, roc_auc_score
@@ -139,7 +186,7 @@ def run(
     t0 = time.perf_counter()
     if eval_as_of <= train_as_of:
         raise InvalidInput(f"evaluate on a later as_of than {train_as_of}; got {eval_as_of}")
-    gone = set(train_pit.loc[_labels(train_pit), JOIN_KEY])
+    gone = set(train_pit.loc[_labels(train_pit), JOIN_KEY]) if gone is None else gone
     eval_pit = eval_pit[~eval_pit[JOIN_KEY].isin(gone)].reset_index(drop=True)
     y_eval = _labels(eval_pit)
     if len(set(y_eval)) < 2 or len(set(_labels(train_pit))) < 2:
@@ -263,7 +310,6 @@ def model_check(
 ) -> ModelCheck:
     """Build the frames (or take `frames`: {"train": TrainingFrame, "eval": TrainingFrame}) and run."""
     from streamflow.dates import parse_date
-    from streamflow.snapshots import snapshot_dates
     from streamflow.store import get_store
     from streamflow.training import build_training_frame
 
@@ -276,5 +322,18 @@ def model_check(
     tf_a = frames.get("train") or build_training_frame(a, settings=settings, store=store)
     tf_b = frames.get("eval") or build_training_frame(b, settings=settings, store=store)
     features = feature_names(tf_a.features)
-    naive = naive_frame(tf_a.snapshot_as_of, tf_a.features, settings)
-    return run(tf_a.frame, naive, tf_b.frame, features, tf_a.as_of, tf_b.as_of, max_rows=max_rows)
+    if isinstance(tf_a.frame, pd.DataFrame) and isinstance(tf_b.frame, pd.DataFrame):
+        naive = naive_frame(tf_a.snapshot_as_of, tf_a.features, settings)
+        return run(tf_a.frame, naive, tf_b.frame, features, tf_a.as_of, tf_b.as_of, max_rows=max_rows)
+    # frames in the lake: a sample of users from each, about what the fits keep (70% fitted)
+    labelled = tf_a.frame[[JOIN_KEY, LABEL_FEATURE]]
+    gone = set(labelled.loc[_labels(labelled), JOIN_KEY])
+    train, evaluation = in_memory(tf_a.frame, int(max_rows / 0.7)), in_memory(tf_b.frame, max_rows)
+    naive = naive_frame(tf_a.snapshot_as_of, tf_a.features, settings, users=list(train[JOIN_KEY]))
+    mc = run(train, naive, evaluation, features, tf_a.as_of, tf_b.as_of, max_rows=max_rows, gone=gone)
+    if len(train) < len(tf_a.frame) or len(evaluation) < len(tf_b.frame):
+        mc.notes.append(
+            f"Read from the lake: {len(train):,} of {len(tf_a.frame):,} training rows and {len(evaluation):,} "
+            f"of {len(tf_b.frame):,} evaluation rows (a sample of users by a hash of user_id)."
+        )
+    return mc

@@ -13,25 +13,30 @@ booleans are counted per value; nulls are counted apart.
 
 A month's profile is computed after its ingest (with the checks, `alerts.check`) and again when an
 ingest changes its rows; a dataset's when it is first chosen as a baseline and again when its
-content checksum changes.
+content checksum changes. On the lake profile the same counts come from the partition's (or the
+dataset's) columns, read one table's features at a time and counted in numpy by the same rules
+(`percentile_disc`, `width_bucket`, the same texts): tests/test_lake.py holds the two paths equal.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 
 import numpy as np
+import pandas as pd
 from psycopg import sql
 
-from streamflow import db, runs
-from streamflow.catalog import TABLES, Column, Table
+from streamflow import db, lake, runs
+from streamflow.catalog import JOIN_KEY, TABLES, Column, Table
 from streamflow.config import Settings
 from streamflow.drift import NULL
-from streamflow.snapshots import snapshot_dates
+from streamflow.frames import ParquetFrame
+from streamflow.snapshots import read_snapshot, snapshot_dates
 
 PERCENTILES = [i / 100 for i in range(1, 100)]
 OUTER_STEPS = 10  # equal steps beyond each end of the first month's range, over half of it
@@ -79,8 +84,7 @@ def edges(settings: Settings) -> dict[str, np.ndarray]:
 
 def _fix_edges(conn, relation: sql.Composable, where: sql.Composable, cols: list[Column]) -> None:
     """Fix the edges of the numeric features that have none yet, from this population."""
-    have = {r[0] for r in conn.execute("SELECT feature FROM monitor_edges")}
-    todo = [c for c in cols if kind_of(c) == "numeric" and c.name not in have]
+    todo = _without_edges(conn, cols)
     if not todo:
         return
     parts = []
@@ -95,26 +99,83 @@ def _fix_edges(conn, relation: sql.Composable, where: sql.Composable, cols: list
         sql.SQL("SELECT {} FROM {} WHERE {}").format(sql.SQL(", ").join(parts), relation, where)
     ).fetchone()
     for i, c in enumerate(todo):
-        qs, lo, hi = row[3 * i], row[3 * i + 1], row[3 * i + 2]
-        if lo is None:  # no value yet (a feature added later): edges come from its first month with values
+        _keep_edges(conn, c, row[3 * i], row[3 * i + 1], row[3 * i + 2])
+
+
+def _without_edges(conn, cols: list[Column]) -> list[Column]:
+    have = {r[0] for r in conn.execute("SELECT feature FROM monitor_edges")}
+    return [c for c in cols if kind_of(c) == "numeric" and c.name not in have]
+
+
+def _keep_edges(conn, c: Column, qs: list | None, lo: float | None, hi: float | None) -> None:
+    """A feature's edges from its first population's percentiles, min and max (see the module)."""
+    if lo is None:  # no value yet (a feature added later): edges come from its first month with values
+        return
+    span = (hi - lo) or abs(hi) or 1.0
+    outer = span / 2 / OUTER_STEPS
+    e = np.unique(
+        np.concatenate(
+            [
+                [lo - outer * k for k in range(OUTER_STEPS, 0, -1)],
+                [lo],
+                [q for q in qs if q is not None],
+                [hi],
+                [hi + outer * k for k in range(1, OUTER_STEPS + 1)],
+            ]
+        )
+    )
+    conn.execute(
+        "INSERT INTO monitor_edges (feature, edges) VALUES (%s, %s) ON CONFLICT (feature) DO NOTHING",
+        (c.name, e.tolist()),
+    )
+
+
+def _numbers(s: pd.Series) -> np.ndarray:
+    """A numeric column's non-null values as float8, as the SQL path casts them."""
+    v = pd.to_numeric(s, errors="coerce").astype("float64").to_numpy()
+    return v[~np.isnan(v)]
+
+
+def _texts(s: pd.Series, c: Column) -> pd.Series:
+    """A category's (or boolean's) values as the SQL path names them (null stays null)."""
+    if c.kind == "bool":
+        return s.astype("boolean").map({True: "True", False: "False"}).astype(object)
+    return s.astype(object).where(s.notna(), None).map(lambda v: v if v is None else str(v))
+
+
+def _fix_edges_of(conn, cols: list[Column], column: Callable[[str], pd.Series]) -> None:
+    """`_fix_edges` for a population held as columns (the lake): percentile_disc is the value at
+    ceil(p * n) of the sorted values, the rule PostgreSQL applies."""
+    for c in _without_edges(conn, cols):
+        v = np.sort(_numbers(column(c.name)))
+        n = len(v)
+        if n == 0:
             continue
-        span = (hi - lo) or abs(hi) or 1.0
-        outer = span / 2 / OUTER_STEPS
-        e = np.unique(
-            np.concatenate(
-                [
-                    [lo - outer * k for k in range(OUTER_STEPS, 0, -1)],
-                    [lo],
-                    [q for q in qs if q is not None],
-                    [hi],
-                    [hi + outer * k for k in range(1, OUTER_STEPS + 1)],
-                ]
-            )
-        )
-        conn.execute(
-            "INSERT INTO monitor_edges (feature, edges) VALUES (%s, %s) ON CONFLICT (feature) DO NOTHING",
-            (c.name, e.tolist()),
-        )
+        qs = [float(v[max(math.ceil(p * n), 1) - 1]) for p in PERCENTILES]
+        _keep_edges(conn, c, qs, float(v[0]), float(v[-1]))
+
+
+def _count_of(conn, view: str, cols: list[Column], column: Callable[[str], pd.Series]) -> list[Profile]:
+    """`_count` for a population held as columns: width_bucket(x, edges) is the number of edges
+    at or below x."""
+    fixed = {f: np.asarray(e, dtype=float) for f, e in conn.execute("SELECT feature, edges FROM monitor_edges")}
+    out = []
+    for c in cols:
+        s = column(c.name)
+        if kind_of(c) == "numeric":
+            v = _numbers(s)
+            nulls = len(s) - len(v)
+            if c.name in fixed:
+                e = fixed[c.name]
+                counts = np.bincount(np.searchsorted(e, v, side="right"), minlength=len(e) + 1).astype(np.int64)
+            else:  # no edges: no value at all
+                counts = np.zeros(0, dtype=np.int64)
+            out.append(Profile(c.name, view, "numeric", len(s), nulls, counts))
+        else:
+            texts = _texts(s, c)
+            values = {str(k): int(n) for k, n in texts.value_counts(dropna=True).items()}
+            out.append(Profile(c.name, view, "categorical", len(s), int(texts.isna().sum()), values))
+    return out
 
 
 def _count(conn, relation: sql.Composable, where: sql.Composable, view: str, cols: list[Column]) -> list[Profile]:
@@ -199,6 +260,11 @@ def compute_month(settings: Settings, as_of: date) -> list[Profile]:
             cols = [c for tt, c in monitored() if tt is t]
             if not cols:
                 continue
+            if settings.lake_profile:  # the partition's feature columns, counted as the SQL counts them
+                frame = read_snapshot(settings, t, as_of, [JOIN_KEY, *(c.name for c in cols)])
+                _fix_edges_of(conn, cols, frame.__getitem__)
+                out += _count_of(conn, t.view, cols, frame.__getitem__)
+                continue
             rel, where = sql.Identifier(t.snapshot), sql.SQL("as_of = {}").format(sql.Literal(as_of))
             _fix_edges(conn, rel, where, cols)
             out += _count(conn, rel, where, t.view, cols)
@@ -207,22 +273,34 @@ def compute_month(settings: Settings, as_of: date) -> list[Profile]:
 
 
 def compute_dataset(settings: Settings, name: str, table: str, checksum: str) -> list[Profile]:
-    """Count every monitored feature a kept dataset holds (its storage table) and keep it."""
+    """Count every monitored feature a kept dataset holds (its storage table, or its folder in
+    the lake, read a column at a time) and keep it."""
     with db.connection(settings) as conn:
-        have = {
-            r[0]
-            for r in conn.execute(
-                "SELECT column_name FROM information_schema.columns WHERE table_schema = 'public' AND table_name = %s",
-                (table,),
-            )
-        }
+        if settings.lake_profile:
+            lk = lake.lake_of(settings)
+            frame = ParquetFrame(lk.fs, lk.fs_path(table), url=table)
+            have = set(frame.columns)
+        else:
+            have = {
+                r[0]
+                for r in conn.execute(
+                    "SELECT column_name FROM information_schema.columns WHERE table_schema = 'public' "
+                    "AND table_name = %s",
+                    (table,),
+                )
+            }
         out: list[Profile] = []
         for t in TABLES:
             cols = [c for tt, c in monitored() if tt is t and c.name in have]
-            if cols:
-                rel = sql.Identifier(table)
-                _fix_edges(conn, rel, sql.SQL("true"), cols)
-                out += _count(conn, rel, sql.SQL("true"), t.view, cols)
+            if not cols:
+                continue
+            if settings.lake_profile:
+                _fix_edges_of(conn, cols, frame.__getitem__)
+                out += _count_of(conn, t.view, cols, frame.__getitem__)
+                continue
+            rel = sql.Identifier(table)
+            _fix_edges(conn, rel, sql.SQL("true"), cols)
+            out += _count(conn, rel, sql.SQL("true"), t.view, cols)
         _store(conn, dataset_source(name), out, checksum)
     return out
 

@@ -138,7 +138,7 @@ def feature_page(
     store, ref: str, settings: Settings | None = None, api_url: str = "http://127.0.0.1:8000"
 ) -> FeaturePage:
     """Type, description, services using it, freshness and copyable code for `view:feature`."""
-    from streamflow import db, runs
+    from streamflow import runs
 
     settings = settings or load_settings()
     view, feat = FeatureRef.parse(ref)
@@ -154,8 +154,9 @@ def feature_page(
     t = table_of_view(view)
     latest = None
     if t is not None:
-        with db.connection(settings) as conn:
-            latest = conn.execute(f"SELECT max(as_of) FROM {t.snapshot}").fetchone()[0]
+        from streamflow.snapshots import snapshot_dates
+
+        latest = max(snapshot_dates(settings, t), default=None)
     page = FeaturePage(
         view=view,
         feature=feat,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from datetime import date
 
-from streamflow import db, runs
+from streamflow import runs
 from streamflow.catalog import table
 from streamflow.config import Settings, load_settings
 from streamflow.errors import NotFound
@@ -25,8 +25,7 @@ def revalidate_snapshot(table_name: str, as_of: str | date, settings: Settings |
     settings = settings or load_settings()
     t = table(table_name)
     day = parse_date(as_of)
-    with db.connection(settings) as conn:
-        frame = read_snapshot(conn, t, day)
+    frame = read_snapshot(settings, t, day)
     if frame.empty:
         raise NotFound(f"no {t.snapshot} rows at as_of={day}")
     result = validate_table(t, frame, day)

@@ -98,17 +98,16 @@ def ingestion_ended(
         )
 
 
-def ingested_run(settings: Settings, as_of: date, digest: str, snapshot_table: str) -> str | None:
+def ingested_run(settings: Settings, as_of: date, digest: str) -> str | None:
     """run_id of a succeeded run of these exact files whose snapshot is still stored."""
     with db.connection(settings) as conn:
         row = conn.execute(
-            f"""SELECT r.run_id FROM ingestion_runs r
+            """SELECT r.run_id FROM ingestion_runs r
                WHERE r.status = 'succeeded' AND r.as_of = %s AND r.digest = %s
-                 AND EXISTS (SELECT 1 FROM {snapshot_table} s WHERE s.as_of = r.as_of)
                ORDER BY r.finished_at DESC LIMIT 1""",
             (as_of, digest),
         ).fetchone()
-    return row[0] if row else None
+    return row[0] if row and as_of in snapshot_dates(settings) else None
 
 
 def ingestion_runs(settings: Settings, limit: int = 50) -> pd.DataFrame:

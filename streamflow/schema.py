@@ -1,5 +1,7 @@
-"""The database schema as DDL: the live and snapshot tables (from the catalog) and the three
-run tables. Statements only: `db.ensure_schema` runs them under the schema lock on first use.
+"""The database schema as DDL: the live and snapshot tables (from the catalog), the three run
+tables and the monitor's. Statements only: `db.ensure_schema` runs them under the schema lock on
+first use. On the lake profile the snapshots live in the lake: PostgreSQL gets no live or
+snapshot table there (a reader that still asked PostgreSQL for them would fail, not read nothing).
 """
 
 from __future__ import annotations
@@ -41,8 +43,11 @@ def add_missing_columns(cur) -> None:
     """A column added to the catalog after a table was created: add it (NULL for stored rows)."""
     cur.execute("SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'public'")
     have = {(t, c) for t, c in cur.fetchall()}
+    tables = {t for t, _ in have}
     for t in TABLES:
         for name in (t.name, t.snapshot):
+            if name not in tables:  # not created on this profile (the lake's)
+                continue
             for c in t.columns:
                 if (name, c.name) not in have:
                     cur.execute(f"ALTER TABLE {name} ADD COLUMN {c.name} {c.sql_type}")
@@ -147,6 +152,7 @@ MONITOR_DDL = [
 MONITOR_TABLES = ("monitor_edges", "monitor_profiles", "monitor_importance", "monitor_settings", "monitor_alerts")
 
 
-def statements() -> list[str]:
-    """Every CREATE (and later ALTER) of the schema, in order; each is idempotent."""
-    return _data_table_ddl() + RUN_DDL + MONITOR_DDL
+def statements(data_tables: bool = True) -> list[str]:
+    """Every CREATE (and later ALTER) of the schema, in order; each is idempotent. `data_tables`:
+    the live and snapshot tables too (the PostgreSQL profile's)."""
+    return (_data_table_ddl() if data_tables else []) + RUN_DDL + MONITOR_DDL

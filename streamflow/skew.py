@@ -14,6 +14,8 @@ store is behind. Each pair is classified:
 
 from __future__ import annotations
 
+import hashlib
+import heapq
 import math
 from dataclasses import dataclass
 from datetime import date
@@ -26,7 +28,7 @@ from streamflow.config import Settings, load_settings
 from streamflow.dates import parse_date, snapshot_for
 from streamflow.online import online_features, validate_user_id
 from streamflow.refs import feature_names, resolve_features, view_of
-from streamflow.snapshots import snapshot_dates
+from streamflow.snapshots import read_snapshot, snapshot_dates
 from streamflow.store import get_store
 
 STATUSES = ("equal", "value_mismatch", "stale", "missing_online", "missing_offline")
@@ -59,7 +61,12 @@ class SkewReport:
 
 
 def sample_users(settings: Settings, as_of: date, n: int, seed: int = 0) -> list[str]:
-    """A deterministic sample of the users of the snapshot at as_of."""
+    """A deterministic sample of the users of the snapshot at as_of: the `n` whose md5 of
+    `user_id || seed` is smallest (the same users on both profiles; on the lake the users'
+    partition's one column is read)."""
+    if settings.lake_profile:
+        ids = read_snapshot(settings, USERS, as_of, [JOIN_KEY])[JOIN_KEY]
+        return heapq.nsmallest(n, ids, key=lambda u: hashlib.md5(f"{u}{seed}".encode()).hexdigest())
     with db.connection(settings) as conn:
         rows = conn.execute(
             f"SELECT {JOIN_KEY} FROM {USERS.snapshot} WHERE as_of = %s ORDER BY md5({JOIN_KEY} || %s) LIMIT %s",

@@ -2,8 +2,9 @@
 
 Feast 0.67's `MonitoringService` computes, per feature view and day, each feature's row count,
 nulls, mean, standard deviation, min, max, percentiles and a histogram (numbers) or its top values
-(categories and booleans), in SQL on the offline store, and keeps them in the offline store's
-monitoring tables, where `feast ui`'s Monitoring tab reads them. A snapshot is one day, its as_of,
+(categories and booleans), in SQL on the offline store (PostgreSQL's, or Spark's over the lake), and keeps them in the
+monitoring tables in PostgreSQL (on the lake profile too: `feast_ext/spark_offline.py`), where
+`feast ui`'s Monitoring tab reads them. A snapshot is one day, its as_of,
 so one computation per month covers every view; the pages then read a few stored rows instead of
 building a population's frame to draw one histogram.
 
@@ -24,7 +25,7 @@ import pandas as pd
 from streamflow import runs
 from streamflow.config import Settings, load_settings
 from streamflow.dates import parse_date
-from streamflow.errors import NotFound, NotReady
+from streamflow.errors import NotFound
 from streamflow.snapshots import snapshot_dates
 
 GRANULARITY = "daily"  # a snapshot is one day (its as_of): Feast's daily metric of that day is the month's
@@ -35,13 +36,6 @@ def _service(store):
     from feast.monitoring.monitoring_service import MonitoringService
 
     return MonitoringService(store)
-
-
-def _require_postgres(settings: Settings) -> None:
-    if settings.offline_store != "postgres":
-        raise NotReady(
-            "per-feature statistics are kept on the PostgreSQL profile; on the lake profile they are not computed yet"
-        )
 
 
 def compute(as_of: date, store, say: Callable[[str], None] | None = None) -> float:
@@ -81,8 +75,6 @@ def refresh(settings: Settings | None = None, store=None, say: Callable[[str], N
     from streamflow.store import get_store
 
     settings = settings or load_settings()
-    if settings.offline_store != "postgres":
-        return []  # see _require_postgres
     store = store or get_store(settings)
     if not is_applied(store):
         return []  # nothing registered yet: `streamflow apply` first (bootstrap does)
@@ -126,7 +118,6 @@ def _current(as_of, settings: Settings | None, store) -> tuple[Settings, object,
     from streamflow.store import get_store
 
     settings = settings or load_settings()
-    _require_postgres(settings)
     store = store or get_store(settings)
     day = parse_date(as_of, "as_of", snapshot_dates(settings))
     if day in missing(settings, store):

@@ -5,24 +5,38 @@ The entity frame is the users of the snapshot in force at `as_of`, each with
 An `as_of` between two month ends uses the latest snapshot before it; a date before the
 first snapshot, or a month after the latest one, is refused with the available dates.
 A final check refuses any frame holding a value dated after `as_of`.
+
+On the PostgreSQL profile a frame is a pandas DataFrame. On the lake profile the entity frame is
+Spark SQL over the users' partition and the frame is written by Spark's executors as Parquet in
+the lake (Feast's `persist`), then read from there as a `frames.ParquetFrame`, a column or a page
+at a time: no frame is collected into the driver. A frame nobody keeps (not a dataset) is removed
+from the lake when the process lets go of it (or, left by a process that died, a day later).
 """
 
 from __future__ import annotations
 
 import time
+import uuid
+import weakref
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.fs as pafs
 
-from streamflow.catalog import LABEL_FEATURE, LABEL_VIEW, USERS
+from streamflow import lake
+from streamflow.catalog import JOIN_KEY, LABEL_FEATURE, LABEL_VIEW, USERS
 from streamflow.config import Settings, load_settings
 from streamflow.dates import parse_date, snapshot_for
 from streamflow.errors import InvalidInput, ValidationRefused
+from streamflow.frames import ParquetFrame
 from streamflow.refs import FeatureRef, feature_names, lineage_field, resolve_features
 from streamflow.snapshots import snapshot_dates
 from streamflow.store import get_store
+
+Frame = pd.DataFrame | ParquetFrame  # in memory (PostgreSQL profile) or in the lake (lake profile)
+FRAME_TTL = timedelta(days=1)  # a frame folder left by a process that died is removed after this
 
 
 class LeakageError(ValidationRefused):
@@ -31,7 +45,7 @@ class LeakageError(ValidationRefused):
 
 @dataclass
 class TrainingFrame:
-    frame: pd.DataFrame
+    frame: Frame
     as_of: date
     snapshot_as_of: date
     features: list[str]
@@ -59,13 +73,17 @@ def entity_query(snapshot_as_of: date, as_of: date) -> str:
     )
 
 
-def entity_frame(settings: Settings, snapshot_as_of: date, as_of: date) -> pd.DataFrame:
-    """The entity frame as pandas (offline stores that cannot run PostgreSQL SQL: the lake)."""
-    from streamflow import db
-
-    with db.connection(settings) as conn:
-        ids = [r[0] for r in conn.execute(f"SELECT user_id FROM {USERS.snapshot} WHERE as_of = %s", (snapshot_as_of,))]
-    return pd.DataFrame({"user_id": ids, "event_timestamp": pd.Timestamp(as_of, tz="UTC")})
+def lake_entity_query(settings: Settings, snapshot_as_of: date, as_of: date) -> str:
+    """The entity frame as Spark SQL over the users' partition in the lake (the executors read it;
+    Spark's session runs in UTC). Literals are `date.isoformat()` of parsed dates and the lake's
+    configured location."""
+    assert isinstance(snapshot_as_of, date) and isinstance(as_of, date)
+    lake_partition = f"{lake.lake_of(settings).table_url(USERS)}/{lake.partition_name(snapshot_as_of)}"
+    lake_partition = lake_partition.replace("`", "")  # quoted by backticks in Spark SQL
+    return (
+        f"SELECT {JOIN_KEY}, TIMESTAMP '{as_of.isoformat()} 00:00:00' AS event_timestamp "
+        f"FROM parquet.`{lake_partition}`"
+    )
 
 
 @dataclass
@@ -103,17 +121,24 @@ def plan_training_frame(
             lineage_refs.append(str(FeatureRef(v, lf)))
     label_refs = [str(FeatureRef(LABEL_VIEW, LABEL_FEATURE))] if labels else []
     wanted = list(dict.fromkeys(refs + label_refs + lineage_refs))
-    entity = entity_query(snap, day) if settings.offline_store == "postgres" else entity_frame(settings, snap, day)
+    entity = lake_entity_query(settings, snap, day) if settings.lake_profile else entity_query(snap, day)
     job = store.get_historical_features(entity_df=entity, features=wanted)
     return FramePlan(day, snap, refs, lineage_refs, wanted, labels, job)
 
 
-def shape_frame(plan: FramePlan, df: pd.DataFrame, seconds: float, keep_lineage: bool = False) -> TrainingFrame:
+def shape_frame(plan: FramePlan, df: Frame, seconds: float, keep_lineage: bool = False) -> TrainingFrame:
     """The retrieval's rows as the frame every offline store and a saved dataset give alike: rows by
-    user, columns in request order, UTC times; refused if any value is dated after as_of."""
-    names = feature_names(plan.wanted)  # `df` is the retrieval's own frame: reshaped in place
-    df["event_timestamp"] = pd.to_datetime(df["event_timestamp"], utc=True).astype("datetime64[ns, UTC]")
+    user, columns in request order, UTC times; refused if any value is dated after as_of. A frame
+    in the lake keeps its files (written in user order) and shows the same columns."""
+    names = feature_names(plan.wanted)
     columns = ["user_id", "event_timestamp", *names]
+    hidden = feature_names([r for r in plan.lineage_refs if r not in plan.refs]) if not keep_lineage else []
+    if isinstance(df, ParquetFrame):
+        df = df.with_columns(columns)
+        lineage = check_no_leakage(df, plan.lineage_refs, plan.as_of)
+        return _training_frame(plan, df.with_columns([c for c in columns if c not in hidden]), lineage, seconds)
+    # `df` is the retrieval's own frame: reshaped in place
+    df["event_timestamp"] = pd.to_datetime(df["event_timestamp"], utc=True).astype("datetime64[ns, UTC]")
     if list(df.columns) != columns:
         df = df[columns]
     if df["user_id"].is_monotonic_increasing:  # a kept dataset is read back in its stored order
@@ -121,8 +146,10 @@ def shape_frame(plan: FramePlan, df: pd.DataFrame, seconds: float, keep_lineage:
     else:
         df = df.sort_values("user_id", kind="stable").reset_index(drop=True)
     lineage = check_no_leakage(df, plan.lineage_refs, plan.as_of)
-    if not keep_lineage:
-        df = df.drop(columns=feature_names([r for r in plan.lineage_refs if r not in plan.refs]))
+    return _training_frame(plan, df.drop(columns=hidden) if hidden else df, lineage, seconds)
+
+
+def _training_frame(plan: FramePlan, df: Frame, lineage: pd.DataFrame, seconds: float) -> TrainingFrame:
     notes = []
     if plan.snapshot_as_of != plan.as_of:
         notes.append(
@@ -149,28 +176,69 @@ def build_training_frame(
     keep_lineage: bool = False,
 ) -> TrainingFrame:
     """The point-in-time correct frame for `as_of` (see the module docstring)."""
+    settings = settings or load_settings()
     t0 = time.perf_counter()
     plan = plan_training_frame(as_of, features, labels, settings, store)
-    return shape_frame(plan, plan.job.to_df(), time.perf_counter() - t0, keep_lineage)
+    if not settings.lake_profile:
+        return shape_frame(plan, plan.job.to_df(), time.perf_counter() - t0, keep_lineage)
+    lk = lake.lake_of(settings)
+    name = _frame_folder(lk)
+    persist_to_lake(plan.job, lk.folder_url(lake.FRAMES, name))
+    try:
+        tf = shape_frame(
+            plan, ParquetFrame(lk.fs, lk.folder_dir(lake.FRAMES, name)), time.perf_counter() - t0, keep_lineage
+        )
+    except BaseException:
+        lk.remove(lk.folder_dir(lake.FRAMES, name))
+        raise
+    weakref.finalize(tf.frame, lk.remove, lk.folder_dir(lake.FRAMES, name))  # nobody keeps it: gone with its reader
+    return tf
 
 
-def check_no_leakage(df: pd.DataFrame, lineage_refs: list[str], as_of: date) -> pd.DataFrame:
+def persist_to_lake(job, url: str) -> None:
+    """Feast's persist of a Spark retrieval: the executors write the frame as Parquet at `url`."""
+    from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SavedDatasetSparkStorage
+
+    job.persist(SavedDatasetSparkStorage(path=url, file_format="parquet"), allow_overwrite=True)
+
+
+def _frame_folder(lk: lake.Lake) -> str:
+    """A new frame's folder name (when it was made, then a random part); frames older than
+    FRAME_TTL, left by a process that died, are removed first."""
+    now = datetime.now(UTC)
+    try:
+        infos = lk.fs.get_file_info(pafs.FileSelector(f"{lk.root}/{lake.FRAMES}", allow_not_found=True))
+    except OSError:
+        infos = []
+    for info in infos:
+        try:
+            made = datetime.strptime(info.base_name[:15], "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
+        except ValueError:
+            continue
+        if now - made > FRAME_TTL:
+            lk.remove(info.path)
+    return f"{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:10]}"
+
+
+def check_no_leakage(df: Frame, lineage_refs: list[str], as_of: date) -> pd.DataFrame:
     """Raise LeakageError if any `<view>_as_of` in the frame is after as_of; else per-view lineage."""
     rows = []
     for ref in lineage_refs:
         view, col = FeatureRef.parse(ref)
+        column = df[col]
         # a frame holds a few distinct snapshot dates: parse those, not every row's text
-        values = pd.unique(df[col].dropna())
+        values = pd.unique(column.dropna())
         stamps = pd.to_datetime(pd.Series(values, dtype="object"), format="%Y-%m-%d", errors="coerce")
         dated = {v: t for v, t in zip(values, stamps, strict=True) if not pd.isna(t)}
         after = [v for v, t in dated.items() if t > pd.Timestamp(as_of)]
         if after:
-            late = df.loc[df[col].isin(after), ["user_id", col]]
+            late = df[["user_id", col]]
+            late = late[late[col].isin(after)]
             raise LeakageError(
                 f"refusing the frame: {len(late)} row(s) of {view} are dated after as_of={as_of}, "
                 f"e.g. {late.head(3).to_dict('records')}"
             )
-        has = df[col].isin(list(dated))
+        has = column.isin(list(dated))
         rows.append(
             {
                 "view": view,
@@ -199,7 +267,8 @@ def frame_format(out: Path | str, fmt: str | None = None) -> str:
 
 
 def write_frame(tf: TrainingFrame, out: Path | str, fmt: str | None = None) -> Path:
-    """Write to Parquet or CSV (by `fmt`, else the extension); folders are created."""
+    """Write to Parquet or CSV (by `fmt`, else the extension); folders are created. A frame in the
+    lake is copied a row group at a time."""
     out = Path(out)
     fmt = frame_format(out, fmt)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -213,12 +282,13 @@ def write_frame(tf: TrainingFrame, out: Path | str, fmt: str | None = None) -> P
 META_COLUMNS = ("user_id", "event_timestamp")
 
 
-def feature_columns(frame: pd.DataFrame) -> list[str]:
+def feature_columns(frame: Frame) -> list[str]:
     return [c for c in frame.columns if c not in META_COLUMNS]
 
 
-def feature_summary(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per feature: kind, null rate, mean/std/min/max (numbers and booleans), distinct values and top value."""
+def feature_summary(frame: Frame) -> pd.DataFrame:
+    """Per feature: kind, null rate, mean/std/min/max (numbers and booleans), distinct values and
+    top value (a column at a time: a frame in the lake is read one column after another)."""
     rows = []
     for c in feature_columns(frame):
         s = frame[c]
@@ -271,7 +341,7 @@ def compare_summaries(summary_a: pd.DataFrame, summary_b: pd.DataFrame, a_as_of,
     return out.reset_index(names="feature")
 
 
-def distribution(frame: pd.DataFrame, feature: str, by: str | None = None, bins: int = 40) -> pd.DataFrame:
+def distribution(frame: Frame, feature: str, by: str | None = None, bins: int = 40) -> pd.DataFrame:
     """One column's distribution as a few rows to draw (not the column itself): per bin of shared
     edges (numbers) or per value (the rest), the percent of each group of `by` (or of all rows).
     Columns: value, group, percent; a 1,000,000-row frame gives at most bins x groups rows."""
@@ -281,7 +351,7 @@ def distribution(frame: pd.DataFrame, feature: str, by: str | None = None, bins:
     groups = (
         frame[by].map({True: "churned", False: "stayed"}).fillna("(no label)")
         if by
-        else pd.Series("all", index=frame.index)
+        else pd.Series("all", index=s.index)
     )
     numeric = pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
     rows = []

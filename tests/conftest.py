@@ -111,10 +111,18 @@ def fingerprint(
     settings: Settings, *, data: bool = True, online: bool = False, timestamps: bool = True
 ) -> dict[str, tuple[int, str]]:
     """Row count and md5 of every live and snapshot table (`data`; with `timestamps=False`, of the
-    catalog columns and as_of only, so a re-run that rewrote the same values compares equal) and
-    of the online store (`online`: its PostgreSQL tables or every Redis hash). The one helper
-    tests use to assert that nothing stored changed."""
+    catalog columns and as_of only, so a re-run that rewrote the same values compares equal; on the
+    lake profile, each partition's rows and content checksum) and of the online store (`online`:
+    its PostgreSQL tables or every Redis hash). The one helper tests use to assert that nothing
+    stored changed."""
     out: dict[str, tuple[int, str]] = {}
+    if data and settings.lake_profile:  # the snapshots are the lake's partitions: their footers
+        from streamflow.lake import month_dates, partition_info
+
+        for t in TABLES:
+            for d in month_dates(settings, t):
+                out[f"{t.snapshot}@{d}"] = partition_info(settings, t, d)
+        data = False
     with db.connection(settings) as conn:
         if data:
             for t in TABLES:

@@ -63,28 +63,37 @@ def test_buckets_hold_a_share_of_the_month_and_every_user_in_one(months, split_i
         parts.close()
 
 
-def test_a_good_month_validates_and_writes_the_same_split_or_whole(embedded_settings, months, split_in, tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_good_month_validates_and_writes_the_same_split_or_whole(
+    embedded_settings, months, split_in, tmp_path, workers
+):
+    """Held whole, or split in K buckets validated here (1) or by worker processes (2): the same
+    verdicts, the same PostgreSQL rows and the same lake partitions."""
     from tests.conftest import reset_database
 
     folder = months[0][0]
     whole_parts, whole = check_month(folder, months[0][1])
     whole_parts.close()
-    lake_settings = replace(embedded_settings, offline_store="spark", lake=str(tmp_path / "lake"))
-    reset_database(embedded_settings)
+    pg = replace(embedded_settings, ingest_workers=workers)
+    lake_settings = replace(pg, offline_store="spark", lake=str(tmp_path / "lake"))
+    reset_database(pg)
+    ingest_month(folder, settings=pg)
+    stored_whole = fingerprint(pg, timestamps=False)
     ingest_month(folder, settings=lake_settings)
-    stored_whole = fingerprint(embedded_settings, timestamps=False)
     lake_whole = _lake_tables(lake_settings, months[0][1])
 
     split_in(folder, K)
-    parts, split = check_month(folder, months[0][1])
+    parts, split = check_month(folder, months[0][1], workers=workers)
     assert parts.k == K
     parts.close()
     assert _comparable(split) == _comparable(whole)
     assert all(v.success for v in split)
-    reset_database(embedded_settings)
-    r = ingest_month(folder, settings=lake_settings)
+    reset_database(pg)
+    r = ingest_month(folder, settings=pg)
     assert r.rows == {t.name: len(lake_whole[t.snapshot]) for t in TABLES}
-    assert fingerprint(embedded_settings, timestamps=False) == stored_whole
+    assert fingerprint(pg, timestamps=False) == stored_whole
+    r = ingest_month(folder, settings=lake_settings)  # the same month again, now in buckets
+    assert all(v["snapshot_upserted"] == 0 for v in r.changed.values())  # the same content, whole or split
     assert _lake_tables(lake_settings, months[0][1]) == lake_whole
 
 
@@ -112,6 +121,20 @@ def test_a_bad_month_is_refused_alike_split_or_whole(months, month_copy, split_i
     parts.close()
     assert not all(v.success for v in whole)
     assert _comparable(split) == _comparable(whole)
+
+
+@pytest.mark.parametrize("case", ["duplicate_user_id", "user_missing_from_users", "unknown_boolean"])
+def test_a_bad_month_is_refused_alike_by_worker_processes(months, month_copy, split_in, case):
+    """Refusals found in worker processes: the serial verdicts, counts and examples (bucket order)."""
+    bad = month_copy(1)
+    BAD_BATCHES[case](bad)
+    split_in(bad, K)
+    parts, serial = check_month(bad, months[1][1])
+    parts.close()
+    parts, parallel = check_month(bad, months[1][1], workers=2)
+    parts.close()
+    assert not all(v.success for v in parallel)
+    assert [(v.table, v.success, v.details) for v in parallel] == [(v.table, v.success, v.details) for v in serial]
 
 
 @pytest.mark.parametrize("case", ["empty_file", "non_utf8"])

@@ -87,7 +87,7 @@ with friendly_errors():
     )
     try:
         stats = feature_statistics(page.view, page.feature, as_of)
-    except NotReady as exc:  # the lake profile: no kept statistics yet; the rest of the page stands
+    except NotReady as exc:  # statistics not computable yet (nothing applied): the rest of the page stands
         stats = None
         st.info(str(exc))
     if stats is not None:

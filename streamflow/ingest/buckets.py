@@ -5,6 +5,7 @@ at a time with the same verdicts as a whole one.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,69 @@ def _bucket_of(raw: pd.DataFrame, k: int) -> np.ndarray:
     return (pd.util.hash_pandas_object(keys, index=False).to_numpy() % np.uint64(k)).astype(np.int64)
 
 
+@dataclass(frozen=True)
+class BucketRef:
+    """Where a split month's buckets are (picklable: a worker process reads a bucket from it)."""
+
+    folder: str  # the temporary folder of `<table>-<bucket>.parquet` files
+    columns: dict[str, list[str]]  # each file's header
+
+
+def _bucket_path(folder: str, name: str, b: int) -> Path:
+    return Path(folder) / f"{name}-{b}.parquet"
+
+
+def _header(ref: BucketRef, name: str) -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series([], dtype=object) for c in ref.columns[name]})
+
+
+def read_bucket(ref: BucketRef, b: int) -> dict[str, pd.DataFrame]:
+    """Bucket b's six text frames (index: each row's line in its file, from 0)."""
+    import pyarrow.parquet as pq
+
+    out = {}
+    for t in TABLES:
+        path = _bucket_path(ref.folder, t.name, b)
+        out[t.name] = pq.read_table(path).to_pandas() if path.is_file() else _header(ref, t.name)
+    return out
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.is_file() else 0
+
+
+def split_table(folder: str, name: str, k: int, fmt: CsvFormat, out: str) -> tuple[int, list[str], str | None]:
+    """One file of a month split into `out/<name>-<b>.parquet`, b < k, by user: its rows, its
+    header, or the error refusing it (run here or in a worker process)."""
+    import pyarrow.parquet as pq
+
+    from streamflow.catalog import table
+
+    t = table(name)
+    writers: dict[int, pq.ParquetWriter] = {}
+    try:
+        chunks = read_raw_chunks(Path(folder) / t.csv, READ_ROWS, fmt)
+        header = next(chunks)
+        n = 0
+        for chunk in chunks:
+            n += len(chunk)
+            which = _bucket_of(chunk, k)
+            # the chunk converted once, then filtered per bucket; on one thread: pyarrow otherwise
+            # starts a thread pool per call, which cost more than the conversion itself
+            whole = pa.Table.from_pandas(chunk, preserve_index=True, nthreads=1)
+            for b in np.unique(which):
+                part = whole.filter(pa.array(which == b))
+                if b not in writers:
+                    writers[b] = pq.ParquetWriter(_bucket_path(out, name, b), part.schema)
+                writers[b].write_table(part)
+        return n, list(header.columns), None
+    except IngestError as exc:
+        return 0, [], str(exc)
+    finally:
+        for w in writers.values():
+            w.close()
+
+
 class MonthParts:
     """A month's six files as `k` buckets of users: every row of a user, in all six files, lands
     in the same bucket, so uniqueness and the cross-file check hold per bucket exactly as over the
@@ -41,7 +105,7 @@ class MonthParts:
     into Parquet files in a temporary folder and read back (and coerced) one bucket at a time,
     so a process holds about 1/k of the month."""
 
-    def __init__(self, folder: Path, k: int | None = None, fmt: CsvFormat = DEFAULT):
+    def __init__(self, folder: Path, k: int | None = None, fmt: CsvFormat = DEFAULT, pool=None):
         import tempfile
         import weakref
 
@@ -61,42 +125,35 @@ class MonthParts:
         self._tmp = tempfile.TemporaryDirectory(prefix="streamflow-month-")
         self._finalizer = weakref.finalize(self, self._tmp.cleanup)
         try:
-            self.rows = self._split()
+            self.rows = self._split(pool)
         except BaseException:
             self.close()
             raise
 
     def _path(self, name: str, b: int) -> Path:
-        return Path(self._tmp.name) / f"{name}-{b}.parquet"
+        return _bucket_path(self._tmp.name, name, b)
 
-    def _split(self) -> dict[str, int]:
-        import pyarrow.parquet as pq
+    @property
+    def ref(self) -> BucketRef:
+        """The split month, for a worker process (k > 1)."""
+        return BucketRef(self._tmp.name, self._columns)
 
+    def _split(self, pool=None) -> dict[str, int]:
+        """Each file split into the k bucket files: here, or a file per worker of `pool` (the
+        largest first); the same files either way."""
+        todo = sorted(TABLES, key=lambda t: -_size(self.folder / t.csv))
+        args = [(str(self.folder), t.name, self.k, self.fmt, self._tmp.name) for t in todo]
+        results = pool.run("split", args) if pool else (split_table(*a) for a in args)
+        done = dict(zip((t.name for t in todo), results, strict=True))
         rows: dict[str, int] = {}
         errors: list[str] = []
         self._columns: dict[str, list[str]] = {}
         for t in TABLES:
-            writers: dict[int, pq.ParquetWriter] = {}
-            try:
-                chunks = read_raw_chunks(self.folder / t.csv, READ_ROWS, self.fmt)
-                header = next(chunks)
-                self._columns[t.name] = list(header.columns)
-                n = 0
-                for chunk in chunks:
-                    n += len(chunk)
-                    which = _bucket_of(chunk, self.k)
-                    for b in np.unique(which):
-                        part = chunk[which == b]
-                        table = pa.Table.from_pandas(part, preserve_index=True)
-                        if b not in writers:
-                            writers[b] = pq.ParquetWriter(self._path(t.name, b), table.schema)
-                        writers[b].write_table(table)
-                rows[t.name] = n
-            except IngestError as exc:
-                errors.append(str(exc))
-            finally:
-                for w in writers.values():
-                    w.close()
+            n, columns, error = done[t.name]
+            if error:
+                errors.append(error)
+            else:
+                rows[t.name], self._columns[t.name] = n, columns
         if errors:
             raise IngestError("refused:\n  " + "\n  ".join(errors))
         return rows
@@ -105,17 +162,11 @@ class MonthParts:
         """Bucket b's six text frames (index: each row's line in its file, from 0)."""
         if self._raws is not None:
             return self._raws
-        import pyarrow.parquet as pq
-
-        out = {}
-        for t in TABLES:
-            path = self._path(t.name, b)
-            out[t.name] = pq.read_table(path).to_pandas() if path.is_file() else self.header(t.name)
-        return out
+        return read_bucket(self.ref, b)
 
     def header(self, name: str) -> pd.DataFrame:
         """A table's columns with no rows (a split month's table, or bucket, without rows)."""
-        return pd.DataFrame({c: pd.Series([], dtype=object) for c in self._columns[name]})
+        return _header(self.ref, name)
 
     def buckets(self) -> Iterator[dict[str, pd.DataFrame]]:
         """The typed frames of each bucket in turn (the same coercion as validation saw)."""

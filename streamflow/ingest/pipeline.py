@@ -2,8 +2,10 @@
 
 Nothing is written to a live or snapshot table unless all six files read, coerce and
 validate; the write is one transaction (COPY into temporary staging tables, then set-based
-upserts), so a failure at any point leaves the stored data as it was. Every run is recorded
-in `ingestion_runs` and every validation in `validation_results`, failures included.
+upserts), so a failure at any point leaves the stored data as it was. On the lake profile the
+month's partitions are staged the same way and published once it has passed (PostgreSQL gets no
+row of it). Every run is recorded in `ingestion_runs` and every validation in
+`validation_results`, failures included.
 
 Semantics worth knowing:
 - snapshot tables hold one row per (user_id, as_of); re-ingesting a month replaces that
@@ -20,22 +22,22 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pandas as pd
 
 from streamflow import lake, runs
-from streamflow.catalog import TABLES, USERS
+from streamflow.catalog import TABLES
 from streamflow.config import Settings, load_settings
 from streamflow.errors import BackendUnavailable, NotFound, StreamflowError
-from streamflow.ingest.buckets import MonthParts
+from streamflow.ingest.buckets import MonthParts, bucket_count
 from streamflow.ingest.coerce import EXAMPLE_ROWS, coerce_table
 from streamflow.ingest.excel import csv_month, is_workbook_month
 from streamflow.ingest.folder import IngestError, files_digest, resolve_as_of
 from streamflow.ingest.formats import DEFAULT, CsvFormat
 from streamflow.ingest.formats import resolve as resolve_format
-from streamflow.ingest.write import StagedWrite, write_tables
+from streamflow.ingest.write import LakeWrite, StagedWrite, staged_write, write_tables
 from streamflow.quality import (
     REFERENTIAL,
     TableValidation,
@@ -76,7 +78,7 @@ class PreparedMonth:
     started: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
     lock: object = field(default=None, repr=False)  # the connection holding the run's lock
-    staged: StagedWrite | None = field(default=None, repr=False)  # the write already under way
+    staged: StagedWrite | LakeWrite | None = field(default=None, repr=False)  # the write already under way
 
     def release(self) -> None:
         if self.staged is not None:
@@ -142,67 +144,103 @@ def check_month(
     timings: dict[str, float] | None = None,
     say: Callable[[str], None] | None = None,
     fmt: CsvFormat | None = None,
-    on_bucket: Callable[[dict[str, pd.DataFrame], bool], None] | None = None,
+    writer: StagedWrite | LakeWrite | None = None,
+    workers: int = 1,
 ) -> tuple[MonthParts, list[TableValidation]]:
     """Read, coerce and validate a month folder: the month (as buckets) and every table's
     validation. Touches no database (the dry run of the Ingest page); raises IngestError when a
     file cannot even be read. A large month is split into buckets of users first and validated
-    bucket by bucket; the results are merged into one per table (see quality.merge_validations).
+    bucket by bucket, by `workers` processes when more than one (`ingest.workers`); the results
+    are merged into one per table (see quality.merge_validations), in bucket order either way.
     `fmt`: how the files are written (else the folder's `_format.toml`, else comma-separated UTF-8).
-    `on_bucket`: given each bucket's typed frames before they are validated, and whether it is the
-    last (a `StagedWrite`)."""
+    `writer`: given each bucket as soon as it is coerced (a `StagedWrite` or `LakeWrite`)."""
     timings = timings if timings is not None else {}
     say = say or (lambda _msg: None)
     t0 = time.perf_counter()
     if is_workbook_month(folder):
         say("reading the workbook's sheets")
-    with csv_month(folder) as src:  # a workbook month, as the CSV files it holds
-        parts = MonthParts(src, fmt=DEFAULT if src != folder else resolve_format(folder, fmt))
-    timings["read_coerce_s"] = time.perf_counter() - t0
+    pool = None
     try:
-        if parts.k > 1:
-            say(f"large month: validating in {parts.k} buckets of users")
-        per_table: dict[str, list[TableValidation]] = {}
-        coercion: dict[str, list[list[dict]]] = {}
-        validate_s = 0.0
-        for b in range(parts.k):
-            t0 = time.perf_counter()
-            raws = parts.raws(b)
-            frames: dict[str, pd.DataFrame] = {}
-            for t in TABLES:
-                frames[t.name], problems = coerce_table(t, raws[t.name])
-                coercion.setdefault(t.name, []).append(problems)
-            del raws
-            timings["read_coerce_s"] += time.perf_counter() - t0
-            if on_bucket is not None:
-                on_bucket(frames, b == parts.k - 1)
-            if b == 0:
-                say("validating with Great Expectations")
-            t0 = time.perf_counter()
-            for v in validate_month(frames, as_of, skip_empty=parts.k > 1):
-                per_table.setdefault(v.table, []).append(v)
-            validate_s += time.perf_counter() - t0
-            if parts.k == 1:
-                parts.typed, parts._raws = frames, None  # a month held whole is written from these frames
-        if parts.k > 1:  # a table (or the cross-file check) with no rows at all: validated empty
-            for t in TABLES:
-                if not per_table.get(t.name):
-                    frame = coerce_table(t, parts.header(t.name))[0]
-                    per_table[t.name] = [validate_table(t, frame, as_of)]
-            per_table.setdefault(REFERENTIAL, [validate_referential({})])
-        validations = [merge_validations(per_table[name]) for name in [t.name for t in TABLES] + [REFERENTIAL]]
-        for v in validations:
-            extra = _merge_coercion(coercion.get(v.table, []), parts.rows.get(v.table, 0))
-            if extra:
-                v.details = extra + v.details
-                v.success = False
-                v.failed += len(extra)
-                v.evaluated += len(extra)
-        timings["validate_s"] = validate_s
-    except BaseException:
-        parts.close()
-        raise
+        with csv_month(folder) as src:  # a workbook month, as the CSV files it holds
+            k = bucket_count(src)
+            if k > 1 and workers > 1:  # the workers start (and import Great Expectations) while the files split
+                from streamflow.ingest.workers import BucketPool
+
+                pool = BucketPool(min(workers, k))
+            parts = MonthParts(src, k=k, fmt=DEFAULT if src != folder else resolve_format(folder, fmt), pool=pool)
+        timings["read_coerce_s"] = time.perf_counter() - t0
+        try:
+            per_table, coercion = _check_buckets(parts, as_of, timings, say, writer, pool)
+            validations = _merged(parts, as_of, per_table, coercion)
+        except BaseException:
+            parts.close()
+            raise
+    finally:
+        if pool is not None:
+            pool.close()
     return parts, validations
+
+
+def _check_buckets(parts: MonthParts, as_of: date, timings: dict, say, writer, pool) -> tuple[dict, dict]:
+    """Each bucket coerced, handed to the writer and validated: here, or by the pool's workers."""
+    per_table: dict[str, list[TableValidation]] = {}
+    coercion: dict[str, list[list[dict]]] = {}
+    if parts.k > 1:
+        say(f"large month: validating in {parts.k} buckets of users" + (f", {pool.workers} at a time" if pool else ""))
+    if pool is not None:
+        say("validating with Great Expectations")
+        t0 = time.perf_counter()
+        ingested_at = getattr(writer, "ingested_at", None) or datetime.now(UTC)  # the lake's row stamp
+        for b, (vals, problems, tables) in enumerate(pool.map(parts.ref, parts.k, as_of, ingested_at)):
+            for t in TABLES:
+                coercion.setdefault(t.name, []).append(problems[t.name])
+            if writer is not None:
+                writer.put_tables(tables, b == parts.k - 1)
+            for v in vals:
+                per_table.setdefault(v.table, []).append(v)
+        timings["validate_s"] = time.perf_counter() - t0  # coercion included: the workers do both
+        return per_table, coercion
+    validate_s = 0.0
+    for b in range(parts.k):
+        t0 = time.perf_counter()
+        raws = parts.raws(b)
+        frames: dict[str, pd.DataFrame] = {}
+        for t in TABLES:
+            frames[t.name], problems = coerce_table(t, raws[t.name])
+            coercion.setdefault(t.name, []).append(problems)
+        del raws
+        timings["read_coerce_s"] += time.perf_counter() - t0
+        if writer is not None:
+            writer.put(frames, b == parts.k - 1)
+        if b == 0:
+            say("validating with Great Expectations")
+        t0 = time.perf_counter()
+        for v in validate_month(frames, as_of, skip_empty=parts.k > 1):
+            per_table.setdefault(v.table, []).append(v)
+        validate_s += time.perf_counter() - t0
+        if parts.k == 1:
+            parts.typed, parts._raws = frames, None  # a month held whole is written from these frames
+    timings["validate_s"] = validate_s
+    return per_table, coercion
+
+
+def _merged(parts: MonthParts, as_of: date, per_table: dict, coercion: dict) -> list[TableValidation]:
+    """One validation per table (and the cross-file check), the coercion problems on top."""
+    if parts.k > 1:  # a table (or the cross-file check) with no rows at all: validated empty
+        for t in TABLES:
+            if not per_table.get(t.name):
+                frame = coerce_table(t, parts.header(t.name))[0]
+                per_table[t.name] = [validate_table(t, frame, as_of)]
+        per_table.setdefault(REFERENTIAL, [validate_referential({})])
+    validations = [merge_validations(per_table[name]) for name in [t.name for t in TABLES] + [REFERENTIAL]]
+    for v in validations:
+        extra = _merge_coercion(coercion.get(v.table, []), parts.rows.get(v.table, 0))
+        if extra:
+            v.details = extra + v.details
+            v.success = False
+            v.failed += len(extra)
+            v.evaluated += len(extra)
+    return validations
 
 
 def prepare_month(
@@ -238,12 +276,16 @@ def prepare_month(
         if fmt != DEFAULT:
             say(f"reading as {fmt}")
         warm_up()  # Great Expectations imports while the files are read
-        staged = StagedWrite(settings, resolved) if stage else None
+        staged = staged_write(settings, resolved) if stage else None
         if staged is not None:
-            say("writing while validating, in one transaction that commits only if every suite passes")
+            say(
+                "writing the lake's partitions while validating, published only if every suite passes"
+                if isinstance(staged, LakeWrite)
+                else "writing while validating, in one transaction that commits only if every suite passes"
+            )
         try:
             parts, validations = check_month(
-                folder, resolved, timings, say, fmt, on_bucket=staged.put if staged else None
+                folder, resolved, timings, say, fmt, writer=staged, workers=settings.ingest_workers
             )
             prepared = PreparedMonth(
                 run_id, folder, resolved, digest, parts, validations, started, timings, lock, staged
@@ -284,9 +326,9 @@ def write_month(
             if p.staged is not None:  # written while validated: the verdict commits it
                 staged = p.staged.commit()
             else:
-                say("writing live and snapshot tables (one transaction)")
+                say("writing the month (live and snapshot tables in one transaction, or the lake's partitions)")
                 staged = write_tables(settings, p.parts, p.as_of)
-            lake.publish(staged.lake)  # the lake's partitions appear once PostgreSQL has committed
+            lake.publish(staged.lake)  # the lake profile's partitions appear once the month has passed
             changed = staged.changed
             p.timings["write_s"] = time.perf_counter() - t0
             rows = dict(p.parts.rows)
@@ -330,9 +372,7 @@ def ingest_month(
         except StreamflowError:
             day = None
         if day is not None:
-            previous = runs.ingested_run(
-                settings, day, files_digest(folder, resolve_format(folder, fmt)), USERS.snapshot
-            )
+            previous = runs.ingested_run(settings, day, files_digest(folder, resolve_format(folder, fmt)))
             if previous:
                 return IngestResult(previous, str(folder), day, {}, {}, [], skipped=True)
     prepared = prepare_month(folder, as_of, settings, progress, fmt, stage=True)

@@ -1,6 +1,7 @@
-"""The write of a validated month: COPY into temporary staging tables, then set-based upserts
-of the live tables and the month's snapshot rows, in one transaction under the ingest lock
-(and the month's Parquet partitions staged in the lake on the lake profile).
+"""The write of a validated month. On the PostgreSQL profile: COPY into temporary staging tables,
+then set-based upserts of the live tables and the month's snapshot rows, in one transaction under
+the ingest lock. On the lake profile: the month's Parquet partitions, staged under hidden names
+and published once every suite has passed (`LakeWrite`); PostgreSQL gets none of its rows.
 """
 
 from __future__ import annotations
@@ -22,13 +23,15 @@ from streamflow.config import Settings
 from streamflow.ingest.buckets import MonthParts
 
 
-def _staging_csv(table: Table, frame: pd.DataFrame) -> bytes:
-    arrays = {}
-    for name in table.column_names:
-        s = frame[name]
-        arrays[name] = pa.array(s, from_pandas=True)
+def _staging_csv(table: Table, data: pd.DataFrame | tuple) -> bytes:
+    """A bucket's rows of one table as COPY's CSV: from its typed frame, or from the Arrow slices a
+    worker process made of it (`lake.bucket_tables`; the same text either way)."""
+    if isinstance(data, tuple):
+        arrow = pa.concat_tables(data[0]).select(table.column_names)
+    else:
+        arrow = pa.table({name: pa.array(data[name], from_pandas=True) for name in table.column_names})
     buf = io.BytesIO()
-    pacsv.write_csv(pa.table(arrays), buf, write_options=pacsv.WriteOptions(include_header=False))
+    pacsv.write_csv(arrow, buf, write_options=pacsv.WriteOptions(include_header=False))
     return buf.getvalue()
 
 
@@ -39,10 +42,10 @@ def _create_stage(cur, table: Table) -> None:
     )
 
 
-def _copy_stage(cur, table: Table, frame: pd.DataFrame) -> None:
+def _copy_stage(cur, table: Table, data: pd.DataFrame | tuple) -> None:
     collist = ", ".join(table.column_names)
     with cur.copy(f"COPY stage_{table.name} ({collist}) FROM STDIN WITH (FORMAT csv)") as cp:
-        cp.write(_staging_csv(table, frame))
+        cp.write(_staging_csv(table, data))
 
 
 def _merge_stage(cur, table: Table, as_of: date) -> dict[str, int]:
@@ -108,35 +111,79 @@ class Written:
 
 
 def write_tables(settings: Settings, parts: MonthParts, as_of: date) -> Written:
-    """One transaction: each bucket COPYed into the six staging tables (and, on the lake
-    profile, into the month's staged Parquet files), then one set-based merge per table."""
-    return _write(settings, parts.buckets(), as_of, lambda: True)
+    """The month written whole: on PostgreSQL one transaction (each bucket COPYed into the six
+    staging tables, then one set-based merge per table); on the lake its staged partitions."""
+    w = staged_write(settings, as_of)
+    try:
+        for frames in parts.buckets():
+            w.put(frames)
+        return w.commit()
+    except BaseException:
+        w.abort()
+        raise
+
+
+def staged_write(settings: Settings, as_of: date) -> StagedWrite | LakeWrite:
+    """The profile's write of one month, taking buckets as they come (see both classes)."""
+    return LakeWrite(settings, as_of) if settings.lake_profile else StagedWrite(settings, as_of)
 
 
 def _write(settings: Settings, buckets: Iterable[dict[str, pd.DataFrame]], as_of: date, verdict) -> Written:
-    """The transaction of `write_tables`; it commits only if `verdict()` (called once the
+    """The PostgreSQL transaction of a month; it commits only if `verdict()` (called once the
     merges are done) is true, and rolls back otherwise."""
-    writer = lake.MonthWriter(settings, as_of) if settings.offline_store == "spark" else None
-    try:
-        with db.connection(settings) as conn, conn.cursor() as cur:
-            # One month at a time: two ingests (of any month) are serialized, never interleaved.
-            cur.execute("SELECT pg_advisory_xact_lock(%s, 0)", (db.LOCK_INGEST,))
+    with db.connection(settings) as conn, conn.cursor() as cur:
+        # One month at a time: two ingests (of any month) are serialized, never interleaved.
+        cur.execute("SELECT pg_advisory_xact_lock(%s, 0)", (db.LOCK_INGEST,))
+        for t in TABLES:
+            _create_stage(cur, t)
+        for frames in buckets:
             for t in TABLES:
-                _create_stage(cur, t)
-            for frames in buckets:
-                for t in TABLES:
-                    _copy_stage(cur, t, frames[t.name])
-                if writer is not None:
-                    writer.write(frames)
-            staged = writer.close() if writer is not None else []
-            changed = {t.name: _merge_stage(cur, t, as_of) for t in TABLES}
-            if not verdict():
-                raise _Refused
-    except BaseException:
-        if writer is not None:
-            writer.abort()
-        raise
-    return Written(changed, staged)
+                _copy_stage(cur, t, frames[t.name])
+        changed = {t.name: _merge_stage(cur, t, as_of) for t in TABLES}
+        if not verdict():
+            raise _Refused
+    return Written(changed, [])
+
+
+class LakeWrite:
+    """A month written to the lake, as `StagedWrite` writes PostgreSQL: each bucket (its typed
+    frames, or the Arrow tables the process that validated it made: `put_tables`) appended to the
+    month's staged partitions as it comes; `commit()` closes them and says per table whether the
+    month changed (its content checksum against the partition it replaces); `abort()` removes them.
+    The caller publishes the staged partitions (`lake.publish`) once the run is recorded."""
+
+    def __init__(self, settings: Settings, as_of: date):
+        self._settings = settings
+        self._as_of = as_of
+        self._writer = lake.MonthWriter(settings, as_of)
+        self.ingested_at = self._writer.ingested_at
+
+    def put(self, frames: dict[str, pd.DataFrame] | None, last: bool = False) -> None:
+        if frames is not None:
+            self._writer.write(frames)
+
+    def put_tables(self, tables: dict[str, tuple], last: bool = False) -> None:
+        """A bucket a worker process validated, as `lake.bucket_tables` made it."""
+        self._writer.write_tables(tables)
+
+    def commit(self) -> Written:
+        staged = self._writer.close()
+        try:
+            known = set(lake.month_dates(self._settings))
+            changed = {}
+            for t in TABLES:
+                rows, new = self._writer.rows[t.name], f"{self._writer.checksums[t.name]:016x}"
+                before = lake.partition_info(self._settings, t, self._as_of) if self._as_of in known else (0, None)
+                same = before == (rows, new)
+                # a partition is replaced whole: its rows count as upserted when its content changed
+                changed[t.name] = {"snapshot_upserted": 0 if same else rows, "snapshot_deleted": 0, "checksum": new}
+        except BaseException:
+            lake.discard(staged)
+            raise
+        return Written(changed, staged)
+
+    def abort(self) -> None:
+        self._writer.abort()
 
 
 class _Refused(Exception):
@@ -193,6 +240,10 @@ class StagedWrite:
         self._closed = frames is None or frames is _ABORT
         if last:
             self.put(None)
+
+    def put_tables(self, tables: dict[str, tuple], last: bool = False) -> None:
+        """A bucket a worker process validated, as `lake.bucket_tables` made it (COPYed as is)."""
+        self.put(tables, last)
 
     def _end(self, ok: bool) -> None:
         if self._thread.is_alive():

@@ -98,6 +98,11 @@ OWNED = {
     "snapshot_as_of.isoformat()",
     # feast_ext/postgres_offline.py: the SQL Feast's own offline store generated, wrapped in COPY
     "query",
+    # feast_ext/spark_offline.py: a source's table expression and time filter, made by Feast's own helpers
+    "feast_source",
+    "feast_window",
+    # training.py: the lake's users partition (the configured lake and an ISO date), backticks stripped
+    "lake_partition",
 }
 
 
