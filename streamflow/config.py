@@ -15,7 +15,8 @@ With nothing set, StreamFlow runs on an embedded PostgreSQL (pgserver) kept unde
     STREAMFLOW_S3_ENDPOINT             an s3a:// lake's endpoint when not AWS (http://minio:9000);
                                        credentials: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY
     STREAMFLOW_SPARK_MASTER            Spark master (default local[2]; spark://host:7077 for a cluster)
-    STREAMFLOW_SPARK_DRIVER_MEMORY     the Spark driver's heap (default 6g): Feast collects frames there
+    STREAMFLOW_SPARK_DRIVER_MEMORY     the Spark driver's heap (default 1g): no frame is collected there;
+                                       in local mode the executors share it
     STREAMFLOW_SPARK_CONF              more spark.* settings for every Spark step, `key=value` separated
                                        by `;` or new lines (spark.executor.memory=2g;spark.driver.host=...)
     STREAMFLOW_INGEST_WORKERS          processes splitting and validating a large month (default: one per
@@ -72,7 +73,7 @@ class Settings:
     lake: str = ""  # the Parquet lake: a folder or s3a:// URL (default <home>/.streamflow/lake)
     spark_master: str = "local[2]"
     s3_endpoint: str = ""  # an s3a:// lake's endpoint (MinIO); empty: AWS
-    spark_driver_memory: str = "6g"
+    spark_driver_memory: str = "1g"
     spark_conf: tuple[tuple[str, str], ...] = ()  # STREAMFLOW_SPARK_CONF: more spark.* settings, in order
     ingest_workers: int = 1  # STREAMFLOW_INGEST_WORKERS: processes validating a large month's buckets
 
@@ -173,7 +174,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     workers = get("STREAMFLOW_INGEST_WORKERS")
     if workers and not (workers.isdigit() and int(workers) >= 1):
         raise ConfigError(f"STREAMFLOW_INGEST_WORKERS={workers!r}: use a number of processes, 1 or more")
-    driver_memory = get("STREAMFLOW_SPARK_DRIVER_MEMORY", "6g").lower()
+    driver_memory = get("STREAMFLOW_SPARK_DRIVER_MEMORY", "1g").lower()
     if not re.fullmatch(r"[1-9][0-9]*[mg]", driver_memory):
         raise ConfigError(f"STREAMFLOW_SPARK_DRIVER_MEMORY={driver_memory!r}: use a size such as 6g or 12g")
     return replace(

@@ -337,6 +337,34 @@ def frame_for(
     return frame(ds.name, settings, store), ds
 
 
+def kept_rows(day: date, names: list[str], ids: list[str], settings: Settings, store) -> pd.DataFrame | None:
+    """`ids`' rows (user_id and the columns `names`) of a current kept dataset at `day` that holds
+    those columns, read for those users only (its lake files' matching row groups, or its table
+    by key); None when no such dataset is kept. The values are the point-in-time retrieval's at
+    `day`, which a page can read instead of running it again."""
+    from psycopg import sql
+
+    for ds in list_datasets(settings, store):
+        if ds.as_of != day or ds.snapshot_as_of != day or ds.stale:
+            continue
+        if settings.lake_profile:
+            files = dataset_files(settings, ds)
+            if set(names) <= set(files.columns):
+                return files.rows_of(ids, ["user_id", *names])
+            continue
+        with db.connection(settings) as conn:
+            have = {r[0] for r in conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = %s", (ds.table,))}  # fmt: skip
+            if not set(names) <= have:
+                continue
+        cols = ["user_id", *names]
+        query = sql.SQL("SELECT {} FROM {} WHERE user_id = ANY({})").format(
+            sql.SQL(", ").join(map(sql.Identifier, cols)), sql.Identifier(ds.table), sql.Literal(list(ids))
+        )
+        return db.read_frame(query, settings)  # through Arrow, typed as Feast's own frames are
+    return None
+
+
 def export(name: str, out: str | Path, fmt: str | None = None, settings: Settings | None = None, store=None) -> Path:
     """Write a dataset's frame to a Parquet or CSV file (by `fmt` or the file's extension)."""
     fmt = frame_format(out, fmt)  # refused before the dataset is read

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
@@ -185,6 +186,30 @@ class ParquetFrame:
     def head(self, n: int = 5) -> pd.DataFrame:
         return self.rows(0, min(n, len(self)))
 
+    def value_counts(self, column: str) -> pd.Series:
+        """Rows per non-null value of one column, counted in Arrow a row group at a time (no
+        Python object per row): a lineage column's few snapshot dates, say."""
+        total: dict = {}
+        for t in self.batches([column]):
+            counts = pc.value_counts(t.column(column).drop_null().combine_chunks())
+            for v, n in zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True):
+                total[v] = total.get(v, 0) + n
+        return pd.Series(total, dtype="int64")
+
+    def rows_of(self, keys, columns: list[str], key: str = "user_id") -> pd.DataFrame:
+        """The rows whose `key` is one of `keys` (a few users' rows): the key column is read a row
+        group at a time, the other columns only of the row groups holding a match."""
+        wanted = pa.array(list(keys), type=pa.string())
+        parts = []
+        for path in self.files:
+            f = self._file(path)
+            for g in range(f.metadata.num_row_groups):
+                mask = pc.is_in(f.read_row_group(g, columns=[key]).column(key), value_set=wanted)
+                if pc.any(mask).as_py():
+                    parts.append(f.read_row_group(g, columns=columns).filter(mask))
+        table = pa.concat_tables(parts) if parts else self.schema.empty_table().select(columns)
+        return self._pandas(table).reset_index(drop=True)
+
     def batches(self, columns: list[str] | None = None) -> Iterator[pa.Table]:
         """The frame a row group at a time, as Arrow with the frame's types (`normalize`)."""
         cols = columns or self.columns
@@ -237,3 +262,10 @@ class ParquetFrame:
         finally:
             if path is not None:
                 out.close()
+
+
+def value_counts(frame: pd.DataFrame | ParquetFrame, column: str) -> pd.Series:
+    """Rows per non-null value of a column, of a pandas frame or a frame in the lake."""
+    if isinstance(frame, ParquetFrame):
+        return frame.value_counts(column)
+    return frame[column].value_counts(dropna=True, sort=False)

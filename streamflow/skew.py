@@ -108,6 +108,32 @@ def _py(v):
     return v
 
 
+def offline_values(entity: pd.DataFrame, refs: list[str], settings: Settings, store) -> pd.DataFrame:
+    """Offline point-in-time values of `refs` for the (user_id, event_timestamp) rows of `entity`:
+    for an instant that is a snapshot's midnight, the rows a current kept dataset of that month
+    holds (`datasets.kept_rows`: read for those users only); Feast's retrieval for the rest. The
+    same values either way (a dataset is that retrieval, kept): tested on both profiles."""
+    from streamflow.datasets import kept_rows
+
+    names = feature_names(refs)
+    parts, rest = [], []
+    for ts, group in entity.groupby("event_timestamp", sort=True):
+        ts = pd.Timestamp(ts)
+        kept = None
+        if ts == ts.normalize():
+            kept = kept_rows(ts.date(), names, list(group["user_id"]), settings, store)
+        if kept is None:
+            rest.append(group)
+            continue
+        parts.append(kept.assign(event_timestamp=ts)[["user_id", "event_timestamp", *names]])
+        missing = group[~group["user_id"].isin(set(kept["user_id"]))]
+        if len(missing):
+            rest.append(missing)
+    if rest:
+        parts.append(store.get_historical_features(entity_df=pd.concat(rest), features=refs).to_df())
+    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+
+
 def skew_report(
     users: list[str] | None = None,
     sample: int = 500,
@@ -141,7 +167,7 @@ def skew_report(
 
     # (b) offline at the latest snapshot
     ent = pd.DataFrame({"user_id": ids, "event_timestamp": latest_ts})
-    off_latest = store.get_historical_features(entity_df=ent, features=refs).to_df().set_index("user_id")
+    off_latest = offline_values(ent, refs, settings, store).set_index("user_id")
 
     # (a) offline at each online row's own timestamp (per view, so one entity row per (user, ts))
     own_rows = {(u, t) for u, rec in online.items() if rec.found for t in rec.timestamps.values() if t is not None}
@@ -149,7 +175,7 @@ def skew_report(
     if own_rows:
         ent_own = pd.DataFrame(sorted(own_rows), columns=["user_id", "event_timestamp"])
         ent_own["event_timestamp"] = pd.to_datetime(ent_own["event_timestamp"], utc=True)
-        off_own = store.get_historical_features(entity_df=ent_own, features=refs).to_df()
+        off_own = offline_values(ent_own, refs, settings, store)
         off_own["event_timestamp"] = pd.to_datetime(off_own["event_timestamp"], utc=True)
         off_own = off_own.set_index(["user_id", "event_timestamp"])
 

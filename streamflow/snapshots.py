@@ -19,6 +19,7 @@ import pyarrow as pa
 from streamflow import db, lake
 from streamflow.catalog import JOIN_KEY, TABLES, USERS, Table
 from streamflow.config import Settings, load_settings
+from streamflow.errors import NotFound
 
 # database kinds back to the frame dtypes ingestion coerces to
 _FRAME_DTYPES = {"bool": "boolean", "int": "Int64", "float": "float64"}
@@ -124,6 +125,12 @@ def export_to_lake(
 ) -> dict[str, int]:
     """Back-fill the lake from the PostgreSQL snapshot tables: every as_of of every table (or, with
     `only_missing`, the months some table's folder lacks)."""
+    with db.connection(settings) as conn:
+        if conn.execute("SELECT to_regclass(%s)", (USERS.snapshot,)).fetchone()[0] is None:
+            raise NotFound(
+                "this database holds no snapshot table to export (the lake profile keeps its months in the lake): "
+                "export-lake moves a PostgreSQL-profile store, run it against that store's database"
+            )
     have = lake.partitions(settings)
     written: dict[str, int] = {}
     for as_of in _pg_dates(settings, USERS):

@@ -30,7 +30,7 @@ from streamflow.catalog import JOIN_KEY, LABEL_FEATURE, LABEL_VIEW, USERS
 from streamflow.config import Settings, load_settings
 from streamflow.dates import parse_date, snapshot_for
 from streamflow.errors import InvalidInput, ValidationRefused
-from streamflow.frames import ParquetFrame
+from streamflow.frames import ParquetFrame, value_counts
 from streamflow.refs import FeatureRef, feature_names, lineage_field, resolve_features
 from streamflow.snapshots import snapshot_dates
 from streamflow.store import get_store
@@ -225,11 +225,10 @@ def check_no_leakage(df: Frame, lineage_refs: list[str], as_of: date) -> pd.Data
     rows = []
     for ref in lineage_refs:
         view, col = FeatureRef.parse(ref)
-        column = df[col]
-        # a frame holds a few distinct snapshot dates: parse those, not every row's text
-        values = pd.unique(column.dropna())
-        stamps = pd.to_datetime(pd.Series(values, dtype="object"), format="%Y-%m-%d", errors="coerce")
-        dated = {v: t for v, t in zip(values, stamps, strict=True) if not pd.isna(t)}
+        # a frame holds a few distinct snapshot dates: count and parse those, not every row's text
+        counts = value_counts(df, col)
+        stamps = pd.to_datetime(pd.Series(counts.index, dtype="object"), format="%Y-%m-%d", errors="coerce")
+        dated = {v: t for v, t in zip(counts.index, stamps, strict=True) if not pd.isna(t)}
         after = [v for v, t in dated.items() if t > pd.Timestamp(as_of)]
         if after:
             late = df[["user_id", col]]
@@ -238,13 +237,12 @@ def check_no_leakage(df: Frame, lineage_refs: list[str], as_of: date) -> pd.Data
                 f"refusing the frame: {len(late)} row(s) of {view} are dated after as_of={as_of}, "
                 f"e.g. {late.head(3).to_dict('records')}"
             )
-        has = column.isin(list(dated))
         rows.append(
             {
                 "view": view,
                 "latest_snapshot_used": max(dated.values()).date() if dated else None,
                 "earliest_snapshot_used": min(dated.values()).date() if dated else None,
-                "rows_with_values": int(has.sum()),
+                "rows_with_values": int(counts[list(dated)].sum()) if dated else 0,
                 "rows": len(df),
                 "as_of": as_of,
             }

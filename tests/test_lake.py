@@ -181,6 +181,30 @@ def test_datasets_are_written_to_the_lake_and_read_back_as_the_postgres_profile_
     assert datasets.list_datasets(lake, store) == [] and not Path(ds.table).exists()
 
 
+def test_skew_on_the_lake_reads_the_kept_dataset_and_finds_what_feast_finds(profiles):
+    """Skew's offline side at a snapshot's instant from a current dataset's files (the matching row
+    groups only, no Spark job), else Feast's Spark retrieval: the same report either way."""
+    from streamflow.skew import skew_report
+    from tests.test_datasets import _pairs
+
+    pg, lake = profiles
+    store = get_store(lake)
+    users = ["7590-VHVEG", "0000-NOONE", sample_first(lake)]
+    by_feast = skew_report(users=users, settings=lake, store=store)
+    ds = datasets.create("2024-02-29", settings=lake, store=store)
+    try:
+        pd.testing.assert_frame_equal(_pairs(skew_report(users=users, settings=lake, store=store)), _pairs(by_feast))
+    finally:
+        datasets.delete(ds.name, lake, store)
+
+
+def sample_first(settings) -> str:
+    """A user of the latest month other than the demo's first one."""
+    from streamflow.skew import sample_users
+
+    return sample_users(settings, snapshot_dates(settings)[-1], 1, seed=5)[0]
+
+
 def test_profiles_samples_and_the_naive_frame_agree_between_the_profiles(profiles):
     """What the monitor counts (fixed bins, categories), the skew check's sample of users and the
     model check's naive frame: the lake's numpy and Parquet reads give the PostgreSQL profile's SQL."""
@@ -295,6 +319,19 @@ def test_export_lake_backfills_missing_months(profiles):
     done = export_to_lake(lake, say=lambda _m: None, only_missing=True)
     assert list(done) == ["2024-01-31"]
     assert partitions(lake)["usage_agg_30d_snapshots"] == ["2024-01-31", "2024-02-29"]
+
+
+def test_export_lake_from_a_lake_only_database_is_one_clear_refusal(tmp_path):
+    from streamflow.errors import NotFound
+    from streamflow.snapshots import export_to_lake
+
+    lake = load_settings({"STREAMFLOW_HOME": str(_home(tmp_path)), "STREAMFLOW_OFFLINE_STORE": "spark"})
+    try:
+        with pytest.raises(NotFound, match="no snapshot table to export"):
+            export_to_lake(lake, say=lambda _m: None)
+        assert partitions(lake)["users_snapshots"] == []
+    finally:
+        db.stop_embedded(lake)
 
 
 PAGES = [

@@ -63,4 +63,4 @@ def test_spark_driver_memory_reaches_feast(tmp_path):
     finally:
         if s.embedded:
             db.stop_embedded(s)
-    assert _settings(tmp_path).spark_driver_memory == "6g"
+    assert _settings(tmp_path).spark_driver_memory == "1g"

@@ -37,4 +37,4 @@ def test_status_shows_the_spark_settings_in_force(tmp_path):
             "STREAMFLOW_SPARK_CONF": "spark.executor.cores=1",
         }
     )
-    assert s.describe()["spark"] == "master spark://127.0.0.1:7077, driver memory 6g, spark.executor.cores=1"
+    assert s.describe()["spark"] == "master spark://127.0.0.1:7077, driver memory 1g, spark.executor.cores=1"
