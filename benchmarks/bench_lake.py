@@ -154,8 +154,9 @@ def _join_floor(settings, spark, as_of: str) -> None:
     joined = frames[0].select(*TABLES[0].column_names)
     for t, f in zip(TABLES[1:], frames[1:], strict=True):
         joined = joined.join(f.select(*t.column_names), on="user_id", how="left")
-    joined.orderBy("user_id").write.mode("overwrite").parquet(lk.folder_url("frames", "bench-floor"))
-    lk.remove(lk.folder_dir("frames", "bench-floor"))
+    url = lk.folder_url("frames", "bench-floor")
+    joined.orderBy("user_id").write.mode("overwrite").parquet(url)
+    lk.remove(lk.fs_path(url))
 
 
 def _sizes(settings) -> dict:

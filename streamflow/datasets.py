@@ -275,8 +275,7 @@ def find(
 
 def dataset_files(settings: Settings, ds: Dataset) -> ParquetFrame:
     """A lake dataset's Parquet folder, read where it is."""
-    lk = lake.lake_of(settings)
-    return ParquetFrame(lk.fs, lk.fs_path(ds.table), url=ds.table)
+    return lake.lake_of(settings).frame(ds.table)
 
 
 def frame(name: str, settings: Settings | None = None, store=None) -> TrainingFrame:

@@ -128,16 +128,8 @@ class ParquetFrame:
         return sum(m.num_rows for m in self._metadata)
 
     @property
-    def shape(self) -> tuple[int, int]:
-        return len(self), len(self.columns)
-
-    @property
     def empty(self) -> bool:
         return len(self) == 0
-
-    @property
-    def nbytes_on_disk(self) -> int:
-        return sum(self.fs.get_file_info(p).size for p in self.files)
 
     def __contains__(self, column: str) -> bool:
         return column in self.columns

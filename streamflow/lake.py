@@ -43,6 +43,7 @@ import pyarrow.parquet as pq
 from streamflow.catalog import JOIN_KEY, TABLES, TIMESTAMP, USERS, Table
 from streamflow.config import Settings
 from streamflow.errors import BackendUnavailable, NotFound
+from streamflow.frames import ParquetFrame
 
 ARROW_TYPES = {
     "str": pa.string(),
@@ -84,7 +85,7 @@ class Lake:
 
     @property
     def root(self) -> str:
-        return self.url.partition("://")[2].rstrip("/") if self.remote else self.url
+        return self.fs_path(self.url).rstrip("/") if self.remote else self.url
 
     def table_url(self, t: Table) -> str:
         return f"{self.url.rstrip('/')}/{t.snapshot}"
@@ -99,13 +100,13 @@ class Lake:
         """A frame's (kind `frames`) or a dataset's (`datasets`) folder, as Spark names it."""
         return f"{self.url.rstrip('/')}/{kind}/{name}"
 
-    def folder_dir(self, kind: str, name: str) -> str:
-        """The same folder for pyarrow's `fs`."""
-        return f"{self.root}/{kind}/{name}"
-
     def fs_path(self, url: str) -> str:
         """A location as Spark names it (`s3a://bucket/...` or a path) as pyarrow's `fs` does."""
         return url.partition("://")[2] if "://" in url else url
+
+    def frame(self, url: str) -> ParquetFrame:
+        """The Parquet folder at `url` (as Spark names it: a frame's, a dataset's), read where it is."""
+        return ParquetFrame(self.fs, self.fs_path(url), url=url)
 
     def remove(self, path: str) -> None:
         """Delete a folder of the lake (a frame or a dataset); absent is fine."""
@@ -227,6 +228,10 @@ class MonthWriter:
                         self._writers[t.name].write_table(part)
                         self.rows[t.name] += part.num_rows
 
+    def checksum(self, name: str) -> str:
+        """A table's content checksum so far, as its footer keeps it (`partition_info`)."""
+        return f"{self.checksums[name]:016x}"
+
     def _open(self, t: Table) -> str:
         root = self.lake.table_dir(t)
         tmp = f"{root}/.tmp-{partition_name(self.as_of)}-{uuid.uuid4().hex[:8]}"
@@ -239,7 +244,7 @@ class MonthWriter:
         with _reaching(self.lake, "written", " Nothing was stored."):
             while self._writers:
                 name, w = self._writers.popitem()
-                w.add_key_value_metadata({CHECKSUM_KEY: f"{self.checksums[name]:016x}".encode()})
+                w.add_key_value_metadata({CHECKSUM_KEY: self.checksum(name).encode()})
                 w.close()
         return [self.staged[t.name] for t in TABLES if t.name in self.staged]
 
@@ -296,17 +301,19 @@ def discard(staged: list[Staged]) -> None:
 def partitions(settings: Settings) -> dict[str, list[str]]:
     """The as_of partitions present per snapshot table."""
     lake = lake_of(settings)
+    return {t.snapshot: _partition_names(lake, t) for t in TABLES}
+
+
+def _partition_names(lake: Lake, t: Table) -> list[str]:
+    """One table's as_of partitions (YYYY-MM-DD), in order: one listing of its folder."""
     prefix = f"{TIMESTAMP}="
-    out = {}
-    for t in TABLES:
-        with _reaching(lake, "listed"):
-            infos = lake.fs.get_file_info(pafs.FileSelector(lake.table_dir(t), allow_not_found=True))
-        out[t.snapshot] = sorted(
-            i.base_name.split("=", 1)[1]
-            for i in infos
-            if i.type == pafs.FileType.Directory and i.base_name.startswith(prefix)
-        )
-    return out
+    with _reaching(lake, "listed"):
+        infos = lake.fs.get_file_info(pafs.FileSelector(lake.table_dir(t), allow_not_found=True))
+    return sorted(
+        i.base_name.split("=", 1)[1]
+        for i in infos
+        if i.type == pafs.FileType.Directory and i.base_name.startswith(prefix)
+    )
 
 
 def hidden(settings: Settings) -> list[str]:
@@ -319,7 +326,7 @@ def hidden(settings: Settings) -> list[str]:
 
 def month_dates(settings: Settings, t: Table = USERS) -> list[date]:
     """The as_of dates the lake holds for a table (the users', by default: the months there are)."""
-    return [date.fromisoformat(d) for d in partitions(settings)[t.snapshot]]
+    return [date.fromisoformat(d) for d in _partition_names(lake_of(settings), t)]
 
 
 def _open_partition(lake: Lake, t: Table, as_of: date) -> pq.ParquetFile:

@@ -42,12 +42,19 @@ SEED = 0
 # evaluation (a stratified sample, stated on the result): AUCs at this size move in the third
 # decimal, while a fit on 1,000,000 rows took a minute (docs/performance.md).
 MAX_ROWS = 100_000
+HOLD_OUT = 0.3  # the share of a training frame held out of the fit, to score it
 
 
 def in_memory(frame, rows: int) -> pd.DataFrame:
     """A pandas frame to fit on: the frame itself when it is one, else (a frame in the lake) about
     `rows` of its rows, the same users in every frame (`ParquetFrame.sample`)."""
     return frame if isinstance(frame, pd.DataFrame) else frame.sample(rows)
+
+
+def to_fit(frame, max_rows: int = MAX_ROWS) -> pd.DataFrame:
+    """A training frame to fit on (`in_memory`): of a frame in the lake, about as many rows as a
+    fit keeps of a frame held whole (`max_rows` fitted, HOLD_OUT beside them)."""
+    return in_memory(frame, int(max_rows / (1 - HOLD_OUT)))
 
 
 def naive_frame(
@@ -195,7 +202,9 @@ def run(
     y_train = _labels(train_pit)
     rows_train, rows_eval = len(train_pit), len(eval_pit)
     notes = [f"{len(gone):,} users labelled churned at {train_as_of} are left out of the evaluation at {eval_as_of}"]
-    idx_fit, idx_hold = train_test_split(np.arange(len(y_train)), test_size=0.3, stratify=y_train, random_state=SEED)
+    idx_fit, idx_hold = train_test_split(
+        np.arange(len(y_train)), test_size=HOLD_OUT, stratify=y_train, random_state=SEED
+    )
     idx_fit, idx_hold = _at_most(idx_fit, y_train, max_rows), _at_most(idx_hold, y_train, max_rows)
     idx_eval = _at_most(np.arange(len(y_eval)), y_eval, max_rows)
     if len(idx_fit) + len(idx_hold) < len(y_train) or len(idx_eval) < len(y_eval):
@@ -281,7 +290,7 @@ def feature_importance(
     y = _labels(frame)
     if len(set(y)) < 2:
         raise NotReady("feature importance needs churners and stayers in the baseline")
-    idx_fit, idx_hold = train_test_split(np.arange(len(y)), test_size=0.3, stratify=y, random_state=SEED)
+    idx_fit, idx_hold = train_test_split(np.arange(len(y)), test_size=HOLD_OUT, stratify=y, random_state=SEED)
     idx_fit, idx_hold = _at_most(idx_fit, y, max_rows), _at_most(idx_hold, y, scored_rows)
     x_fit, x_hold = design_matrix([frame.iloc[idx_fit], frame.iloc[idx_hold]], features)
     model = _model(MODELS[1]).fit(x_fit, y[idx_fit])
@@ -325,10 +334,10 @@ def model_check(
     if isinstance(tf_a.frame, pd.DataFrame) and isinstance(tf_b.frame, pd.DataFrame):
         naive = naive_frame(tf_a.snapshot_as_of, tf_a.features, settings)
         return run(tf_a.frame, naive, tf_b.frame, features, tf_a.as_of, tf_b.as_of, max_rows=max_rows)
-    # frames in the lake: a sample of users from each, about what the fits keep (70% fitted)
+    # frames in the lake: a sample of users from each, about what the fits keep
     labelled = tf_a.frame[[JOIN_KEY, LABEL_FEATURE]]
     gone = set(labelled.loc[_labels(labelled), JOIN_KEY])
-    train, evaluation = in_memory(tf_a.frame, int(max_rows / 0.7)), in_memory(tf_b.frame, max_rows)
+    train, evaluation = to_fit(tf_a.frame, max_rows), in_memory(tf_b.frame, max_rows)
     naive = naive_frame(tf_a.snapshot_as_of, tf_a.features, settings, users=list(train[JOIN_KEY]))
     mc = run(train, naive, evaluation, features, tf_a.as_of, tf_b.as_of, max_rows=max_rows, gone=gone)
     if len(train) < len(tf_a.frame) or len(evaluation) < len(tf_b.frame):

@@ -238,13 +238,13 @@ def compute_importance(settings: Settings, source: str, store=None) -> dict[str,
     """Fit the baseline model on the source's frame (a kept dataset, or a month's frame) and keep
     each feature's permutation importance."""
     from streamflow.datasets import feast_quiet, frame, frame_for
-    from streamflow.modelcheck import MAX_ROWS, feature_importance, in_memory
+    from streamflow.modelcheck import feature_importance, to_fit
 
     features = [c.name for _, c in profiles.monitored()]
     kind, name = source.split(":", 1)
     with feast_quiet():
         tf = frame(name, settings, store) if kind == "dataset" else frame_for(name, settings=settings, store=store)[0]
-    imp = feature_importance(in_memory(tf.frame, int(MAX_ROWS / 0.7)), [f for f in features if f in tf.frame.columns])
+    imp = feature_importance(to_fit(tf.frame), [f for f in features if f in tf.frame.columns])
     with db.connection(settings) as conn:
         with conn.cursor() as cur:
             cur.executemany(

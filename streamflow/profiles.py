@@ -35,7 +35,6 @@ from streamflow import db, lake, runs
 from streamflow.catalog import JOIN_KEY, TABLES, Column, Table
 from streamflow.config import Settings
 from streamflow.drift import NULL
-from streamflow.frames import ParquetFrame
 from streamflow.snapshots import read_snapshot, snapshot_dates
 
 PERCENTILES = [i / 100 for i in range(1, 100)]
@@ -277,8 +276,7 @@ def compute_dataset(settings: Settings, name: str, table: str, checksum: str) ->
     the lake, read a column at a time) and keep it."""
     with db.connection(settings) as conn:
         if settings.lake_profile:
-            lk = lake.lake_of(settings)
-            frame = ParquetFrame(lk.fs, lk.fs_path(table), url=table)
+            frame = lake.lake_of(settings).frame(table)
             have = set(frame.columns)
         else:
             have = {

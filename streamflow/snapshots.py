@@ -96,9 +96,10 @@ def read_snapshot(settings: Settings, t: Table, as_of: date, columns: list[str] 
     `columns`: some of the table's (user_id included), else all."""
     cols = columns or t.column_names
     if settings.lake_profile:
-        if as_of not in lake.month_dates(settings, t):
+        try:
+            table = lake.read_partition(settings, t, as_of, cols)
+        except NotFound:  # no partition at as_of
             return _typed(t, pd.DataFrame({c: pd.Series([], dtype=object) for c in cols}))
-        table = lake.read_partition(settings, t, as_of, cols)
         frame = table.to_pandas(types_mapper=_ARROW_DTYPES.get)
         return frame.sort_values(JOIN_KEY, kind="stable").reset_index(drop=True) if JOIN_KEY in frame else frame
     with db.connection(settings) as conn:

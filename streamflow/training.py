@@ -182,24 +182,22 @@ def build_training_frame(
     if not settings.lake_profile:
         return shape_frame(plan, plan.job.to_df(), time.perf_counter() - t0, keep_lineage)
     lk = lake.lake_of(settings)
-    name = _frame_folder(lk)
-    persist_to_lake(plan.job, lk.folder_url(lake.FRAMES, name))
+    url = lk.folder_url(lake.FRAMES, _frame_folder(lk))
+    persist_to_lake(plan.job, url)
     try:
-        tf = shape_frame(
-            plan, ParquetFrame(lk.fs, lk.folder_dir(lake.FRAMES, name)), time.perf_counter() - t0, keep_lineage
-        )
+        tf = shape_frame(plan, lk.frame(url), time.perf_counter() - t0, keep_lineage)
     except BaseException:
-        lk.remove(lk.folder_dir(lake.FRAMES, name))
+        lk.remove(lk.fs_path(url))
         raise
-    weakref.finalize(tf.frame, lk.remove, lk.folder_dir(lake.FRAMES, name))  # nobody keeps it: gone with its reader
+    weakref.finalize(tf.frame, lk.remove, lk.fs_path(url))  # nobody keeps it: gone with its reader
     return tf
 
 
 def persist_to_lake(job, url: str) -> None:
     """Feast's persist of a Spark retrieval: the executors write the frame as Parquet at `url`."""
-    from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SavedDatasetSparkStorage
+    from streamflow.feast_ext.spark_offline import PathSparkStorage
 
-    job.persist(SavedDatasetSparkStorage(path=url, file_format="parquet"), allow_overwrite=True)
+    job.persist(PathSparkStorage(url), allow_overwrite=True)
 
 
 def _frame_folder(lk: lake.Lake) -> str:

@@ -60,9 +60,12 @@ class StreamflowSparkOfflineStoreConfig(SparkOfflineStoreConfig):
     """Where the monitoring metrics are kept (unset: Spark tables, as the stock store)."""
 
 
-def _metrics_db(config: RepoConfig):
-    """The PostgreSQL store's view of the metrics database, for its monitoring methods."""
-    return SimpleNamespace(offline_store=config.offline_store.monitoring)
+def _metrics(config: RepoConfig):
+    """The store keeping the monitoring metrics and the config it reads: the PostgreSQL store's,
+    on the database `monitoring:` names, or (unset) the stock Spark store's."""
+    if config.offline_store.monitoring is None:
+        return SparkOfflineStore, config
+    return PostgreSQLOfflineStore, SimpleNamespace(offline_store=config.offline_store.monitoring)
 
 
 class OrderedSparkRetrievalJob(SparkRetrievalJob):
@@ -118,27 +121,23 @@ class StreamflowSparkOfflineStore(SparkOfflineStore):
 
     @staticmethod
     def ensure_monitoring_tables(config: RepoConfig) -> None:
-        if config.offline_store.monitoring is None:
-            return SparkOfflineStore.ensure_monitoring_tables(config)
-        PostgreSQLOfflineStore.ensure_monitoring_tables(_metrics_db(config))
+        store, where = _metrics(config)
+        store.ensure_monitoring_tables(where)
 
     @staticmethod
     def save_monitoring_metrics(config: RepoConfig, metric_type: str, metrics: list[dict[str, Any]]) -> None:
-        if config.offline_store.monitoring is None:
-            return SparkOfflineStore.save_monitoring_metrics(config, metric_type, metrics)
-        PostgreSQLOfflineStore.save_monitoring_metrics(_metrics_db(config), metric_type, metrics)
+        store, where = _metrics(config)
+        store.save_monitoring_metrics(where, metric_type, metrics)
 
     @staticmethod
     def query_monitoring_metrics(config: RepoConfig, *args, **kwargs) -> list[dict[str, Any]]:
-        if config.offline_store.monitoring is None:
-            return SparkOfflineStore.query_monitoring_metrics(config, *args, **kwargs)
-        return PostgreSQLOfflineStore.query_monitoring_metrics(_metrics_db(config), *args, **kwargs)
+        store, where = _metrics(config)
+        return store.query_monitoring_metrics(where, *args, **kwargs)
 
     @staticmethod
     def clear_monitoring_baseline(config: RepoConfig, *args, **kwargs) -> None:
-        if config.offline_store.monitoring is None:
-            return SparkOfflineStore.clear_monitoring_baseline(config, *args, **kwargs)
-        PostgreSQLOfflineStore.clear_monitoring_baseline(_metrics_db(config), *args, **kwargs)
+        store, where = _metrics(config)
+        store.clear_monitoring_baseline(where, *args, **kwargs)
 
     @staticmethod
     def get_historical_features(*args, **kwargs) -> RetrievalJob:

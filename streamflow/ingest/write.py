@@ -20,6 +20,7 @@ import pyarrow.csv as pacsv
 from streamflow import db, lake
 from streamflow.catalog import TABLES, Table
 from streamflow.config import Settings
+from streamflow.errors import NotFound
 from streamflow.ingest.buckets import MonthParts
 
 
@@ -169,11 +170,13 @@ class LakeWrite:
     def commit(self) -> Written:
         staged = self._writer.close()
         try:
-            known = set(lake.month_dates(self._settings))
             changed = {}
             for t in TABLES:
-                rows, new = self._writer.rows[t.name], f"{self._writer.checksums[t.name]:016x}"
-                before = lake.partition_info(self._settings, t, self._as_of) if self._as_of in known else (0, None)
+                rows, new = self._writer.rows[t.name], self._writer.checksum(t.name)
+                try:  # the partition it replaces, if the table holds one
+                    before = lake.partition_info(self._settings, t, self._as_of)
+                except NotFound:
+                    before = (0, None)
                 same = before == (rows, new)
                 # a partition is replaced whole: its rows count as upserted when its content changed
                 changed[t.name] = {"snapshot_upserted": 0 if same else rows, "snapshot_deleted": 0, "checksum": new}
