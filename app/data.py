@@ -11,8 +11,8 @@ import threading
 import pandas as pd
 import streamlit as st
 
-from streamflow import runs
-from streamflow.config import Settings, load_settings
+from streamflow.core.config import Settings, load_settings
+from streamflow.storage import runs
 
 
 def settings() -> Settings:
@@ -21,7 +21,7 @@ def settings() -> Settings:
 
 @st.cache_resource(show_spinner="Opening the feature store...")
 def _store(s: Settings):
-    from streamflow.store import get_store
+    from streamflow.features.store import get_store
 
     return get_store(s)
 
@@ -76,7 +76,7 @@ def clear() -> None:
 
 @st.cache_data(ttl=3600, max_entries=8, show_spinner=False)
 def _snapshot_dates(s: Settings, v: tuple) -> list:
-    from streamflow.snapshots import snapshot_dates
+    from streamflow.storage.snapshots import snapshot_dates
 
     return snapshot_dates(s)
 
@@ -98,7 +98,7 @@ def status():
 
 @st.cache_data(ttl=3600, max_entries=8, show_spinner=False)
 def _freshness(s: Settings, v: tuple) -> pd.DataFrame:
-    from streamflow.status import freshness as per_view
+    from streamflow.features.materialize import freshness as per_view
 
     return per_view(s)
 
@@ -140,8 +140,8 @@ def validation_runs() -> pd.DataFrame:
 
 @st.cache_data(ttl=60, show_spinner=False)
 def _registry_rows(s: Settings) -> list[dict]:
-    from streamflow.apply import is_applied
-    from streamflow.refs import registry_summary
+    from streamflow.features.apply import is_applied
+    from streamflow.features.refs import registry_summary
 
     fs = store()
     return registry_summary(fs) if is_applied(fs) else []
@@ -158,7 +158,7 @@ def registry_rows() -> list[dict]:
     ttl=600, max_entries=4, show_spinner="Reading the kept dataset, or building the frame through Feast..."
 )
 def _training_frame(s: Settings, as_of, features: tuple[str, ...], labels: bool, _save: bool):
-    from streamflow.datasets import frame_for  # `_save` is not part of the key: the same frame either way
+    from streamflow.features.datasets import frame_for  # `_save` is not part of the key: the same frame either way
 
     return frame_for(as_of, list(features) or None, labels, settings=s, store=store(), save=_save)[0]
 
@@ -173,31 +173,31 @@ def training_frame(as_of, features: tuple[str, ...] = (), labels: bool = True, s
 
 @st.cache_data(ttl=300, show_spinner="Reading the snapshot's statistics (computed once per month)...")
 def _feature_statistics(s: Settings, view: str, feature: str, as_of):
-    from streamflow.stats import feature_statistics as read
+    from streamflow.monitoring.feature_stats import feature_statistics as read
 
     return read(view, feature, as_of, settings=s, store=store())
 
 
 def feature_statistics(view: str, feature: str, as_of):
-    """One feature's kept statistics at a snapshot date (`streamflow.stats`): no frame is built."""
+    """One feature's kept statistics at a snapshot date (`streamflow.monitoring.feature_stats`): no frame is built."""
     return _feature_statistics(settings(), view, feature, as_of)
 
 
 @st.cache_data(ttl=30, show_spinner=False)
 def _datasets(s: Settings) -> list:
-    from streamflow.datasets import list_datasets
+    from streamflow.features.datasets import list_datasets
 
     return list_datasets(s, store())
 
 
 def datasets() -> list:
-    """Every kept dataset with its staleness (`streamflow.datasets`), newest first."""
+    """Every kept dataset with its staleness (`streamflow.features.datasets`), newest first."""
     return _datasets(settings())
 
 
 @st.cache_resource(max_entries=4, show_spinner="Reading the kept dataset through Feast...")
 def _dataset_frame(s: Settings, name: str, checksum: str, created_at):
-    from streamflow.datasets import frame
+    from streamflow.features.datasets import frame
 
     return frame(name, s, store())
 
@@ -210,7 +210,7 @@ def dataset_frame(ds):
 
 @st.cache_resource(ttl=600, max_entries=8, show_spinner=False)
 def _frame_summary(s: Settings, as_of, features: tuple[str, ...], labels: bool):
-    from streamflow.training import feature_summary
+    from streamflow.features.training import feature_summary
 
     return feature_summary(_training_frame(s, as_of, features, labels, False).frame)
 
@@ -222,8 +222,8 @@ def frame_summary(as_of, features: tuple[str, ...] = (), labels: bool = True):
 
 @st.cache_resource(ttl=600, max_entries=64, show_spinner=False)
 def _distribution(s: Settings, as_of, features: tuple[str, ...], labels: bool, feature: str):
-    from streamflow.catalog import LABEL_FEATURE
-    from streamflow.training import distribution
+    from streamflow.core.catalog import LABEL_FEATURE
+    from streamflow.features.training import distribution
 
     df = _training_frame(s, as_of, features, labels, False).frame
     return distribution(df, feature, by=LABEL_FEATURE if LABEL_FEATURE in df else None)
@@ -237,7 +237,7 @@ def frame_distribution(as_of, features: tuple[str, ...], labels: bool, feature: 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
 def _dataset_summary(s: Settings, name: str, checksum: str, created_at):
-    from streamflow.training import feature_summary
+    from streamflow.features.training import feature_summary
 
     return feature_summary(_dataset_frame(s, name, checksum, created_at).frame)
 
@@ -250,10 +250,10 @@ def dataset_summary(ds):
 # a report holds both frames (its histograms are drawn from them): shared, not copied per visit
 @st.cache_resource(ttl=600, max_entries=8, show_spinner="Comparing the two populations...")
 def _drift(s: Settings, a, b, online_sample: int, thresholds, _save: bool):
-    from streamflow.catalog import LABEL_FEATURE, SERVICE
-    from streamflow.drift import compare
-    from streamflow.online import online_frame
-    from streamflow.skew import sample_users
+    from streamflow.core.catalog import LABEL_FEATURE, SERVICE
+    from streamflow.features.online import online_frame
+    from streamflow.monitoring.drift import compare
+    from streamflow.monitoring.skew import sample_users
 
     ref = _training_frame(s, a, (), True, _save).frame
     if online_sample:
@@ -273,21 +273,21 @@ def drift(a, b, thresholds, online_sample: int = 0, save: bool = False):
 
 @st.cache_data(ttl=3600, max_entries=8, show_spinner="Scoring every month from the kept profiles...")
 def _monitor_grid(s: Settings, v: tuple):
-    from streamflow.monitoring import grid, load_config
+    from streamflow.monitoring.over_time import grid, load_config
 
     cfg = load_config(s)
     return grid(s, cfg, store=store() if cfg.dataset else None)  # the Feast store only for a dataset baseline
 
 
 def monitor_grid():
-    """Every month's drift against the monitor's baseline (`streamflow.monitoring.grid`), from kept
+    """Every month's drift against the monitor's baseline (`streamflow.monitoring.over_time.grid`), from kept
     profiles: no frame is built, whatever the population."""
     return _monitor_grid(settings(), version())
 
 
 @st.cache_data(ttl=3600, max_entries=64, show_spinner=False)
 def _monitor_distribution(s: Settings, v: tuple, feature: str, month):
-    from streamflow.monitoring import distribution
+    from streamflow.monitoring.over_time import distribution
 
     return distribution(s, feature, month)
 
@@ -298,7 +298,7 @@ def monitor_distribution(feature: str, month) -> pd.DataFrame:
 
 @st.cache_data(ttl=3600, max_entries=8, show_spinner=False)
 def _monitor_quality(s: Settings, v: tuple) -> pd.DataFrame:
-    from streamflow.monitoring import quality
+    from streamflow.monitoring.over_time import quality
 
     return quality(s)
 
@@ -309,11 +309,11 @@ def monitor_quality() -> pd.DataFrame:
 
 @st.cache_data(ttl=3600, max_entries=8, show_spinner=False)
 def _alerts(s: Settings, v: tuple) -> pd.DataFrame:
-    from streamflow.alerts import listing
+    from streamflow.monitoring.alerts import listing
 
     return listing(s)
 
 
 def alerts() -> pd.DataFrame:
-    """The kept alerts not resolved, open first (`streamflow.alerts.listing`)."""
+    """The kept alerts not resolved, open first (`streamflow.monitoring.alerts.listing`)."""
     return _alerts(settings(), version())

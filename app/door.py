@@ -1,6 +1,6 @@
 """Who may write: the sign-in box, and the guard a page puts before each write button.
 
-The mode (open, OIDC, password, read-only) is decided in `streamflow/access.py`; this module
+The mode (open, OIDC, password, read-only) is decided in `streamflow/core/access.py`; this module
 only asks Streamlit for what the visitor did (signed in or not).
 """
 
@@ -18,8 +18,8 @@ def _oidc_configured() -> bool:
 
 
 def write_mode() -> str:
-    """open | oidc | password | read-only (see streamflow/access.py)."""
-    from streamflow.access import write_mode as mode
+    """open | oidc | password | read-only (see streamflow/core/access.py)."""
+    from streamflow.core.access import write_mode as mode
 
     return mode(st.get_option("server.address"), settings().admin_password, _oidc_configured())
 
@@ -56,7 +56,7 @@ def write_guard(action: str) -> bool:
 
 def door() -> None:
     """The sidebar's sign-in box, and the banner of a read-only app."""
-    from streamflow.access import same_secret
+    from streamflow.core.access import same_secret
 
     mode = write_mode()
     with st.sidebar:

@@ -8,7 +8,7 @@ import streamlit as st
 from data import last_materialization, settings, snapshot_dates, warm_up
 from door import door
 
-from streamflow.errors import StreamflowError
+from streamflow.core.errors import StreamflowError
 
 st.set_page_config(page_title="StreamFlow Feature Studio", page_icon=":material/live_tv:", layout="wide")
 

@@ -10,7 +10,7 @@ import streamlit as st
 from data import clear, settings, snapshot_dates, store
 from door import write_guard
 
-from streamflow.errors import BackendUnavailable, StreamflowError, from_backend
+from streamflow.core.errors import BackendUnavailable, StreamflowError, from_backend
 
 MATERIALIZE_PAGE = "views/materialize.py"
 INGEST_HINT = "`streamflow ingest data/seeds` (or `make run`, which also generates demo months)"
@@ -54,8 +54,8 @@ def require_snapshots() -> list:
 def require_applied():
     """The store, with its definitions registered; else a warning and a button that runs
     `streamflow apply` (the same code path as the CLI)."""
-    from streamflow.apply import apply, is_applied
-    from streamflow.db import ping
+    from streamflow.features.apply import apply, is_applied
+    from streamflow.storage.db import ping
 
     ping(settings())  # a database that is down is reported as such, not as "not registered"
     s = store()

@@ -24,9 +24,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-from streamflow import db
 from streamflow.bootstrap import bootstrap
-from streamflow.config import load_settings
+from streamflow.core.config import load_settings
+from streamflow.storage import db
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -62,11 +62,11 @@ def main() -> int:
         import streamlit as st
         from streamlit.testing.v1 import AppTest
 
-        from streamflow.modelcheck import model_check
-        from streamflow.online import online_features
-        from streamflow.skew import skew_report
-        from streamflow.store import get_store
-        from streamflow.training import build_training_frame
+        from streamflow.features.online import online_features
+        from streamflow.features.store import get_store
+        from streamflow.features.training import build_training_frame
+        from streamflow.monitoring.model_check import model_check
+        from streamflow.monitoring.skew import skew_report
 
         app = str(REPO / "app" / "streamlit_app.py")
         warm = AppTest.from_file(app, default_timeout=300)

@@ -27,12 +27,12 @@ from pathlib import Path
 import pyarrow as pa
 from results import peak_rss_mb, record
 
-from streamflow import db
-from streamflow.catalog import TABLES
-from streamflow.config import load_settings
+from streamflow.core.catalog import TABLES
+from streamflow.core.config import load_settings
 from streamflow.ingest import ingest_month
-from streamflow.quality import _context
-from streamflow.seeds import generate_months
+from streamflow.ingest.demo import generate_months
+from streamflow.quality.suites import _context
+from streamflow.storage import db
 
 
 def plain_copy(settings, folder: Path) -> float:
@@ -105,8 +105,8 @@ def french_copy(folder: Path, dest: Path) -> Path:
 def exported_formats(settings, folder: Path, n: int, repeat: int, comma_s: float) -> None:
     """Ingest of the month as a French CSV export (with its options) and as an Excel workbook."""
     from streamflow.ingest import CsvFormat
+    from streamflow.ingest.demo import month_as_workbook
     from streamflow.ingest.excel import write_csvs
-    from streamflow.seeds import month_as_workbook
 
     french = french_copy(folder, folder.parent / f"{folder.name}_fr")
     book = folder.parent / f"{folder.name}_xlsx"

@@ -115,11 +115,12 @@ def run_phase(name: str, args: dict) -> dict:
     import warnings
 
     warnings.filterwarnings("ignore")
-    from streamflow import datasets, db
-    from streamflow.apply import apply
-    from streamflow.config import load_settings
-    from streamflow.materialize import materialize
-    from streamflow.store import get_store
+    from streamflow.core.config import load_settings
+    from streamflow.features import datasets
+    from streamflow.features.apply import apply
+    from streamflow.features.materialize import materialize
+    from streamflow.features.store import get_store
+    from streamflow.storage import db
 
     settings = load_settings()
     out: dict = {}
@@ -146,8 +147,8 @@ def _join_floor(settings, spark, as_of: str) -> None:
     """The six partitions at as_of joined on user_id and written as Parquet, by the same Spark."""
     from datetime import date
 
-    from streamflow.catalog import TABLES
-    from streamflow.lake import lake_of, partition_name
+    from streamflow.core.catalog import TABLES
+    from streamflow.storage.lake import lake_of, partition_name
 
     lk, day = lake_of(settings), date.fromisoformat(as_of)
     frames = [spark.read.parquet(f"{lk.table_url(t)}/{partition_name(day)}") for t in TABLES]
@@ -160,7 +161,7 @@ def _join_floor(settings, spark, as_of: str) -> None:
 
 
 def _sizes(settings) -> dict:
-    from streamflow import db
+    from streamflow.storage import db
 
     with db.connection(settings) as conn:
         total = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
@@ -179,7 +180,7 @@ def csv_floor(folder: Path) -> float:
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
-    from streamflow.catalog import TABLES
+    from streamflow.core.catalog import TABLES
 
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
@@ -213,7 +214,7 @@ def main() -> int:
         print("RESULT " + json.dumps(run_phase(a.phase, json.loads(a.args))), flush=True)
         return 0
 
-    from streamflow.seeds import generate_months
+    from streamflow.ingest.demo import generate_months
 
     sc = {"users": a.users, "months": a.months}
     with tempfile.TemporaryDirectory(prefix="sfl") as tmp:
@@ -269,7 +270,7 @@ def main() -> int:
             sys.path.insert(0, str(REPO))
             import psycopg
 
-            from tests.spark_cluster import free_port, master_json, standalone_cluster
+            from tests.support import free_port, master_json, standalone_cluster
 
             dbname = f"sf_bench_cluster_{uuid.uuid4().hex[:8]}"
             with psycopg.connect(SERVER_URL, autocommit=True) as admin:

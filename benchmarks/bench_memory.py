@@ -23,10 +23,10 @@ from pathlib import Path
 
 from results import child_env, record
 
-from streamflow import db
-from streamflow.config import load_settings
+from streamflow.core.config import load_settings
 from streamflow.ingest import month_folders
-from streamflow.snapshots import snapshot_dates
+from streamflow.storage import db
+from streamflow.storage.snapshots import snapshot_dates
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -5,14 +5,14 @@
 Per scenario, on a fresh embedded PostgreSQL (or the store of --home, built there if empty and
 kept): the demo generator's months, each ingested in-process (`ingest_month`: read, coerce, every
 Great Expectations suite, one transaction), then the checks that follow every ingest, timed apart:
-  profile    the new month's fixed-bin counts, one SQL scan per table (`profiles.refresh`);
+  profile    the new month's fixed-bin counts, one SQL scan per table (`distributions.refresh`);
   checks     drift of every month against its baseline, quality, freshness, online staleness, the
              alerts kept (`alerts.check`, profiles already there);
   importance the baseline model fitted once (first month's frame through Feast), not per month.
 The floor of the checks is the ingest they follow (goal: profile + checks under 10% of it).
 Then the Monitoring page in Debian's Chromium, a first visit in a fresh app process and a second
 visit (goals at 1,000,000 x 12: under 5 s and under 2 s), beside an empty Streamlit page in the same
-harness, and the page's data read in-process (`monitoring.grid`, cold).
+harness, and the page's data read in-process (`over_time.grid`, cold).
 """
 
 from __future__ import annotations
@@ -32,13 +32,13 @@ MARKER = "What matters in a month"
 
 def build(home: Path, users: int, months: int) -> dict:
     """Ingest the months the store lacks, timing each ingest and the checks after it."""
-    from streamflow import alerts, monitoring, profiles
-    from streamflow.apply import apply, is_applied
-    from streamflow.config import load_settings
+    from streamflow.core.config import load_settings
+    from streamflow.features.apply import apply, is_applied
+    from streamflow.features.store import get_store
     from streamflow.ingest import ingest_month
-    from streamflow.seeds import generate_months
-    from streamflow.snapshots import snapshot_dates
-    from streamflow.store import get_store
+    from streamflow.ingest.demo import generate_months
+    from streamflow.monitoring import alerts, distributions, over_time
+    from streamflow.storage.snapshots import snapshot_dates
 
     settings = load_settings({"STREAMFLOW_HOME": str(home)})
     store = get_store(settings, check_sources=False)
@@ -59,12 +59,12 @@ def build(home: Path, users: int, months: int) -> dict:
         ingest_month(folder, settings=settings)
         ingest = time.perf_counter() - t0
         t0 = time.perf_counter()
-        profiles.refresh(settings)
+        distributions.refresh(settings)
         profile = time.perf_counter() - t0
         if out["importance"] is None:  # once per baseline: timed apart from the monthly checks
             t0 = time.perf_counter()
-            src = monitoring.importance_source(monitoring.load_config(settings), snapshot_dates(settings))
-            monitoring.compute_importance(settings, src, store)
+            src = over_time.importance_source(over_time.load_config(settings), snapshot_dates(settings))
+            over_time.compute_importance(settings, src, store)
             out["importance"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         alerts.check(settings, store)
@@ -96,8 +96,9 @@ def measure_page(home: Path, sc: dict, timeout_s: float) -> None:
 
 
 def scenario(users: int, months: int, args) -> None:
-    from streamflow import db, monitoring
-    from streamflow.config import load_settings
+    from streamflow.core.config import load_settings
+    from streamflow.monitoring import over_time
+    from streamflow.storage import db
 
     print(f"\n=== {users:,} users x {months} months ===", flush=True)
     sc = {"users": users, "months": months}
@@ -120,7 +121,7 @@ def scenario(users: int, months: int, args) -> None:
                    last_month_s=round(added[-1], 3))  # fmt: skip
             record("monitoring: baseline model's importances (once per baseline)", t["importance"], **sc)
         t0 = time.perf_counter()
-        g = monitoring.grid(settings)
+        g = over_time.grid(settings)
         record("monitoring grid read (every month scored, in-process)", time.perf_counter() - t0, **sc,
                scored=len(g.scores))  # fmt: skip
         print(f"  peak RSS of the build: {peak_rss_mb():,.0f} MB", flush=True)

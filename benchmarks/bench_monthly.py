@@ -38,9 +38,9 @@ from pathlib import Path
 from bench_store import api_figure, pct, pg_bulk_floor
 from results import REDIS_URL, child_env, peak_rss_mb, record, scenarios
 
-from streamflow import db
-from streamflow.catalog import TABLES
-from streamflow.config import load_settings
+from streamflow.core.catalog import TABLES
+from streamflow.core.config import load_settings
+from streamflow.storage import db
 
 REPO = Path(__file__).resolve().parent.parent
 CLI = Path(sys.executable).with_name("streamflow")
@@ -111,10 +111,10 @@ def sql_floor(settings, folder: Path, as_of) -> float:
 
 def in_process_ingest(settings, folder: Path) -> dict[str, float]:
     """What `streamflow ingest` runs, in this process: the ingest, the statistics, the checks."""
-    from streamflow.alerts import after_change
+    from streamflow.features.store import get_store
     from streamflow.ingest import ingest_month
-    from streamflow.stats import refresh
-    from streamflow.store import get_store
+    from streamflow.monitoring.alerts import after_change
+    from streamflow.monitoring.feature_stats import refresh
 
     t0 = time.perf_counter()
     r = ingest_month(folder, settings=settings)
@@ -208,13 +208,13 @@ print(json.dumps(out))
 
 
 def scenario(users: int, months: int, args) -> None:
-    from streamflow.alerts import after_change
-    from streamflow.apply import apply
+    from streamflow.features.apply import apply
+    from streamflow.features.materialize import materialize
+    from streamflow.features.store import get_store
     from streamflow.ingest import ingest_month
-    from streamflow.materialize import materialize
-    from streamflow.seeds import generate_months
-    from streamflow.stats import refresh
-    from streamflow.store import get_store
+    from streamflow.ingest.demo import generate_months
+    from streamflow.monitoring.alerts import after_change
+    from streamflow.monitoring.feature_stats import refresh
 
     print(f"\n=== {users:,} users x {months} months: month {months} into {months - 1} ===", flush=True)
     sc = {"users": users, "months": months}

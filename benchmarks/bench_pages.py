@@ -196,9 +196,9 @@ def scenario(users: int, months: int, args) -> None:
     if args.home:
         measure(Path(args.home), users, months, args.timeout, args.sessions)
         return
-    from streamflow import db
     from streamflow.bootstrap import bootstrap
-    from streamflow.config import load_settings
+    from streamflow.core.config import load_settings
+    from streamflow.storage import db
 
     with tempfile.TemporaryDirectory(prefix="sfp") as tmp:
         home = Path(tmp)

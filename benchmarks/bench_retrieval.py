@@ -29,17 +29,17 @@ from pathlib import Path
 import pandas as pd
 from results import record, scenarios
 
-from streamflow import db
-from streamflow.apply import apply
-from streamflow.config import load_settings
+from streamflow.core.config import load_settings
 from streamflow.feast_ext import postgres_offline
+from streamflow.features.apply import apply
+from streamflow.features.materialize import materialize
+from streamflow.features.refs import resolve_features
+from streamflow.features.store import get_store
 from streamflow.ingest import ingest_month
-from streamflow.materialize import materialize
-from streamflow.refs import resolve_features
-from streamflow.seeds import generate_months
-from streamflow.skew import sample_users, skew_report
-from streamflow.snapshots import snapshot_dates
-from streamflow.store import get_store
+from streamflow.ingest.demo import generate_months
+from streamflow.monitoring.skew import sample_users, skew_report
+from streamflow.storage import db
+from streamflow.storage.snapshots import snapshot_dates
 
 REPO = Path(__file__).resolve().parent.parent
 SIZES = (1, 300, 2_000, 10_000, 20_000, 50_000)
@@ -91,8 +91,8 @@ def measure(settings, users: int, months: int, repeat: int) -> None:
     skew_report(users=one, settings=settings, store=store)  # warm
     record("skew, one user", timed(lambda: skew_report(users=one, settings=settings, store=store), repeat) * 1000,
            **sc, unit="ms", goal="< 200 ms at 1,000,000")  # fmt: skip
-    from streamflow import datasets
-    from streamflow.training import build_training_frame
+    from streamflow.features import datasets
+    from streamflow.features.training import build_training_frame
 
     built = timed(lambda: build_training_frame(as_of, settings=settings, store=store), 1)
     kept = datasets.create(as_of, name=f"bench_{users}", settings=settings, store=store)

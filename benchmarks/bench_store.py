@@ -30,16 +30,16 @@ from pathlib import Path
 import pandas as pd
 from results import REDIS_URL, child_env, record, scenarios
 
-from streamflow import db
-from streamflow.apply import apply
-from streamflow.config import load_settings
+from streamflow.core.config import load_settings
+from streamflow.features.apply import apply
+from streamflow.features.materialize import materialize
+from streamflow.features.refs import resolve_features
+from streamflow.features.store import get_store
+from streamflow.features.training import build_training_frame
 from streamflow.ingest import ingest_month
-from streamflow.materialize import materialize
-from streamflow.refs import resolve_features
-from streamflow.seeds import generate_months
-from streamflow.snapshots import snapshot_dates
-from streamflow.store import get_store
-from streamflow.training import build_training_frame
+from streamflow.ingest.demo import generate_months
+from streamflow.storage import db
+from streamflow.storage.snapshots import snapshot_dates
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -11,9 +11,9 @@ made) and exported from it; a kept dataset that is still current is read, not bu
 import os
 import sys
 
-from streamflow.config import load_settings
-from streamflow.datasets import frame_for
-from streamflow.training import write_frame
+from streamflow.core.config import load_settings
+from streamflow.features.datasets import frame_for
+from streamflow.features.training import write_frame
 
 AS_OF = os.environ.get("AS_OF", "2024-01-31")
 

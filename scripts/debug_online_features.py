@@ -8,7 +8,7 @@ same library as `streamflow online`; an unknown user is said to be not found.
 
 import sys
 
-from streamflow.online import InvalidUserId, online_features
+from streamflow.features.online import InvalidUserId, online_features
 
 FEATURES = ["subs_profile_fv:months_active", "subs_profile_fv:monthly_fee", "subs_profile_fv:paperless_billing"]
 

@@ -1,4 +1,4 @@
-"""Prefect flow `ingest_month`: validate -> load + snapshot -> monitor -> (optionally) materialize -> monitor.
+"""Prefect flow `ingest_month`: validate -> load + snapshot -> follow-up -> (optionally) materialize -> follow-up.
 
     python scripts/ingest_flow.py --seed-dir data/seeds/month_001 --as-of 2024-02-29 [--materialize]
     python scripts/ingest_flow.py --serve        # a deployment served by this process (compose `prefect`)
@@ -22,10 +22,10 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 from prefect import flow, get_run_logger, task  # noqa: E402
 from prefect.cache_policies import NO_CACHE
 
-from streamflow.alerts import after_change
-from streamflow.config import load_settings
+from streamflow.core.config import load_settings
+from streamflow.features.materialize import materialize
 from streamflow.ingest import PreparedMonth, prepare_month, write_month
-from streamflow.materialize import materialize
+from streamflow.monitoring.followup import after_ingest, after_materialize
 
 
 @task(name="validate", cache_policy=NO_CACHE)
@@ -62,11 +62,14 @@ def materialize_task(end: str) -> dict:
 
 
 @task(name="monitor", cache_policy=NO_CACHE)
-def monitor_task() -> int:
-    """The monitoring checks (`streamflow monitor`): the month's profile, drift, quality, freshness;
-    the open alerts are logged and kept, and the flow goes on (an alert is for people, not a failure)."""
+def monitor_task(after: str) -> int:
+    """What follows the write (`streamflow.monitoring.followup`, as after `streamflow ingest` or
+    `streamflow materialize`): after a load, the month's statistics, then the checks; after a
+    materialization, the checks. The open alerts are logged and kept, and the flow goes on (an
+    alert is for people, not a failure)."""
     log = get_run_logger()
-    found = after_change(load_settings(), say=log.info)
+    follow = after_ingest if after == "ingest" else after_materialize
+    found = follow(load_settings(), say=log.info)
     n = 0 if found is None else int((found["state"] == "open").sum())
     for message in [] if found is None else found.loc[found["state"] == "open", "message"]:
         log.warning("alert: %s", message)
@@ -77,10 +80,10 @@ def monitor_task() -> int:
 def ingest_month_flow(seed_dir: str, as_of: str | None = None, materialize_online: bool = False) -> dict:
     prepared = validate_task(seed_dir, as_of)
     loaded = load_task(prepared)
-    loaded["open_alerts"] = monitor_task()
+    loaded["open_alerts"] = monitor_task("ingest")
     if materialize_online:
         loaded["materialized"] = materialize_task(loaded["as_of"])
-        loaded["open_alerts"] = monitor_task()
+        loaded["open_alerts"] = monitor_task("materialize")
     return loaded
 
 

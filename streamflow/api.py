@@ -6,7 +6,7 @@ GET /health                 the store and its database are reachable (503 otherw
 With STREAMFLOW_API_TOKEN set, every other route needs `Authorization: Bearer <token>` (401 otherwise).
 GET /features/{user_id}     {"user_id": ..., "features": {...}, "event_timestamps": {...}}
                             404 unknown user, 422 malformed id, 503 a backend is down
-OpenAPI docs at /docs. Errors map once, from `streamflow.errors`: `http_status` of the class.
+OpenAPI docs at /docs. Errors map once, from `streamflow.core.errors`: `http_status` of the class.
 """
 
 from __future__ import annotations
@@ -20,14 +20,14 @@ from fastapi import FastAPI, Path
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from streamflow.access import bearer_ok
-from streamflow.apply import require_applied
-from streamflow.catalog import SERVICE, USER_ID_PATTERN
-from streamflow.config import Settings, load_settings
-from streamflow.errors import BackendUnavailable, NotFound, StreamflowError, from_backend
-from streamflow.online import online_features, validate_user_id
+from streamflow.core.access import bearer_ok
+from streamflow.core.catalog import SERVICE, USER_ID_PATTERN
+from streamflow.core.config import Settings, load_settings
+from streamflow.core.errors import BackendUnavailable, NotFound, StreamflowError, from_backend
+from streamflow.features.apply import require_applied
+from streamflow.features.online import online_features, validate_user_id
+from streamflow.features.store import get_store
 from streamflow.status import health as check_health
-from streamflow.store import get_store
 
 
 class ErrorBody(BaseModel):
@@ -54,10 +54,8 @@ ERRORS = {code: {"model": ErrorBody} for code in (401, 404, 422, 503)}
 
 
 # Lookups run on a pool of their own, this many threads per worker, rather than in Starlette's
-# shared pool of 40: 50 clients on two workers (100,000 users, 10,000 requests, alternating
-# runs) were 449-560 req/s with 40 threads, 643-683 with 2 and 610-699 with 1, the threads
-# mostly waiting for the GIL. /health keeps the shared pool, so it still answers while lookups
-# wait on a slow store.
+# shared pool of 40, whose threads mostly wait for the GIL (docs/performance.md has the figures).
+# /health keeps the shared pool, so it still answers while lookups wait on a slow store.
 LOOKUP_THREADS = 2
 
 

@@ -4,10 +4,11 @@
 2. ingest every month folder (files already ingested unchanged are skipped);
 3. register the Feast definitions (`apply`);
 4. if nothing was ever materialized, materialize up to the latest snapshot;
-5. compute the per-feature statistics of every month that lacks them (`stats`), and keep the
-   model's training frame of every month that lacks a current one as a dataset (`datasets`), so
-   the studio's pages read them instead of computing them on a first visit;
-6. run the monitoring checks (`alerts`): each month's profile, the baseline model's importances, alerts.
+5. keep the model's training frame of every month that lacks a current one as a dataset, so the
+   studio's pages read it instead of computing it on a first visit;
+6. what follows the writes (`monitoring.followup.after_ingest`, as after `streamflow ingest`): the
+   per-feature statistics of every month that lacks them, each month's distributions, the
+   baseline model's importances, the checks and their alerts (the materialization's checks too).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import date
 
-from streamflow.config import Settings, load_settings
+from streamflow.core.config import Settings, load_settings
 from streamflow.ingest import ingest_month, month_folders
 
 
@@ -31,7 +32,7 @@ def bootstrap(
     say(f"backend: {settings.backend_label}; online store: {settings.online_store}")
     seeds = settings.seeds_dir
     if not month_folders(seeds):
-        from streamflow.seeds import generate_months
+        from streamflow.ingest.demo import generate_months
 
         say(f"no month folder in {seeds}: generating {months} demo months of {users:,} users")
         for folder, as_of in generate_months(seeds, users=users, months=months, start=start, seed=42):
@@ -43,11 +44,13 @@ def bootstrap(
         else:
             say(f"  {folder.name}: ingested as_of {r.as_of}, {r.rows['users']:,} users in {r.duration_s:.1f}s")
 
-    from streamflow import runs
-    from streamflow.apply import apply
-    from streamflow.materialize import materialize
-    from streamflow.snapshots import snapshot_dates
-    from streamflow.store import get_store
+    from streamflow.features.apply import apply
+    from streamflow.features.datasets import create, find
+    from streamflow.features.materialize import materialize
+    from streamflow.features.store import get_store
+    from streamflow.monitoring.followup import after_ingest
+    from streamflow.storage import runs
+    from streamflow.storage.snapshots import snapshot_dates
 
     say("registering the Feast definitions")
     store = get_store(settings, check_sources=False)  # apply registers this profile's sources
@@ -65,17 +68,9 @@ def bootstrap(
         materialize(settings=settings, store=store, progress=progress, verbose=verbose)
     else:
         say(f"online store already materialized (up to {last['window_end']:%Y-%m-%d}); skipping")
-    from streamflow.stats import refresh
-
-    if refresh(settings, store, say=lambda m: None):  # each month's statistics, once: pages read them
-        say("per-feature statistics computed for the new months")
-    from streamflow.datasets import create, find  # the model's training frame of each month, kept once
-
-    for day in snapshot_dates(settings):
+    for day in snapshot_dates(settings):  # the model's training frame of each month, kept once
         if find(day, None, True, settings, store) is None:
             ds = create(day, settings=settings, store=store)
             say(f"  kept the training dataset {ds.name} ({ds.rows:,} rows, {ds.seconds:.1f}s)")
-    from streamflow.alerts import after_change
-
-    after_change(settings, store, say=say)  # every month's monitoring profile, the baseline model, the checks
+    after_ingest(settings, store, say=say)  # the months' statistics and distributions, the baseline model, the checks
     say("ready")

@@ -1,4 +1,4 @@
-"""What is stored and whether the backends answer: snapshot counts, last runs, freshness, health."""
+"""What is stored and whether the backends answer: snapshot counts, last runs, health."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from datetime import date
 
 import pandas as pd
 
-from streamflow import db, runs
-from streamflow.catalog import TABLES
-from streamflow.config import Settings, load_settings
-from streamflow.errors import BackendUnavailable, from_backend
-from streamflow.snapshots import snapshot_counts, snapshot_dates
+from streamflow.core.catalog import TABLES
+from streamflow.core.config import Settings, load_settings
+from streamflow.core.errors import BackendUnavailable, from_backend
+from streamflow.storage import db, runs
+from streamflow.storage.snapshots import snapshot_counts
 
 
 @dataclass
@@ -79,7 +79,7 @@ def health(settings: Settings | None = None) -> Health:
         import redis
 
         try:
-            from streamflow.online import redis_client
+            from streamflow.features.online import redis_client
 
             redis_client(settings).ping()
             online_ok = True
@@ -88,25 +88,3 @@ def health(settings: Settings | None = None) -> Health:
             err = from_backend(exc)
             problems.append(str(err) if err else f"Redis: {exc}")
     return Health(version, settings.online_store, online_ok, problems)
-
-
-def freshness(settings: Settings | None = None) -> pd.DataFrame:
-    """Per online view: the latest snapshot of its table and how far the online store is
-    materialized (the end of its last successful run); `behind` when the online store lags."""
-    settings = settings or load_settings()
-    rows = []
-    for t in TABLES:
-        if not t.online:
-            continue
-        dates = snapshot_dates(settings, t)
-        latest = dates[-1] if dates else None
-        done = runs.last_success_end(settings, t.view)
-        rows.append(
-            {
-                "view": t.view,
-                "latest_snapshot": latest,
-                "materialized_up_to": done.date() if done else None,
-                "behind": latest is not None and (done is None or done.date() < latest),
-            }
-        )
-    return pd.DataFrame(rows)

@@ -5,9 +5,9 @@ import streamlit as st
 from data import feature_statistics, settings, store
 from ui import friendly_errors, nothing_to_show, require_applied, require_snapshots
 
-from streamflow.config import Settings
-from streamflow.errors import NotReady
-from streamflow.registry import feature_page, objects, search
+from streamflow.core.config import Settings
+from streamflow.core.errors import NotReady
+from streamflow.features.registry import feature_page, objects, search
 
 
 @st.cache_data(ttl=60, show_spinner=False)

@@ -6,11 +6,11 @@ from data import clear, settings, validation_runs
 from door import write_guard
 from ui import badge, friendly_errors, require_snapshots
 
-from streamflow.catalog import TABLES
-from streamflow.data_docs import build as build_data_docs
-from streamflow.data_docs import zipped
-from streamflow.revalidate import revalidate_snapshot
-from streamflow.validation_report import OUTCOMES, details_frame, filter_validations, pass_rates
+from streamflow.core.catalog import TABLES
+from streamflow.quality.data_docs import build as build_data_docs
+from streamflow.quality.data_docs import zipped
+from streamflow.quality.report import OUTCOMES, details_frame, filter_validations, pass_rates
+from streamflow.quality.revalidate import revalidate_snapshot
 
 st.title("Data quality")
 st.caption("Great Expectations suites (one per table, plus a cross-file check) run on every ingestion.")

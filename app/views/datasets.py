@@ -7,8 +7,8 @@ from data import clear, dataset_frame, dataset_summary, datasets, settings, stor
 from door import write_guard
 from ui import friendly_errors, nothing_to_show, require_applied, require_snapshots
 
-from streamflow import datasets as kept
-from streamflow.catalog import SERVICE
+from streamflow.core.catalog import SERVICE
+from streamflow.features import datasets as kept
 
 st.title("Datasets")
 st.caption(

@@ -6,7 +6,7 @@ from data import drift
 from door import can_write
 from ui import distribution_chart, friendly_errors, nothing_to_show, require_applied, require_snapshots
 
-from streamflow.drift import Thresholds
+from streamflow.monitoring.drift import Thresholds
 
 st.title("Drift")
 st.caption(

@@ -6,13 +6,12 @@ from data import clear, settings, snapshot_dates, store
 from door import write_guard
 from ui import badge, friendly_errors, show_refusal
 
-from streamflow.alerts import after_change
-from streamflow.catalog import CSV_FILES
-from streamflow.dates import add_months, parse_month_end
+from streamflow.core.catalog import CSV_FILES
+from streamflow.core.dates import add_months, parse_month_end
 from streamflow.ingest import CsvFormat, IngestError, check_month, ingest_month, uploaded_month, uploads_format
 from streamflow.ingest.formats import DATES, DEFAULT, DELIMITERS
-from streamflow.stats import refresh
-from streamflow.validation_report import details_frame
+from streamflow.monitoring.followup import after_ingest
+from streamflow.quality.report import details_frame
 
 ENCODINGS = ["utf-8", "cp1252", "latin-1"]
 
@@ -116,9 +115,8 @@ with friendly_errors():
                         else:
                             show_refusal(exc)
                         st.stop()
-                    box.write("Computing the month's per-feature statistics (once, for every page)...")
-                    refresh(settings(), store(), say=box.write)
-                    after_change(settings(), store(), say=box.write)  # the month's profile, then the checks
+                    box.write("Computing the month's statistics and checks (once, for every page)...")
+                    after_ingest(settings(), store(), say=box.write)
                     box.update(
                         label=f"Ingested {day}: {r.rows['users']:,} users in {r.duration_s:.1f}s", state="complete"
                     )

@@ -5,8 +5,9 @@ from data import clear, materialization_runs, settings
 from door import write_guard
 from ui import friendly_errors, require_applied, require_snapshots
 
-from streamflow.errors import Busy
-from streamflow.materialize import materialize, online_views, running
+from streamflow.core.errors import Busy
+from streamflow.features.materialize import materialize, online_views, running
+from streamflow.monitoring.followup import after_materialize
 
 st.title("Materialize")
 st.caption("Load feature values from the offline store (PostgreSQL snapshots) into the online store.")
@@ -67,9 +68,7 @@ with friendly_errors():
                 box.update(label="Another materialization is running", state="error")
                 st.error(str(exc))
             else:
-                from streamflow.alerts import after_change
-
-                after_change(settings(), fs, say=box.write)  # the checks: online values older than a snapshot resolve
+                after_materialize(settings(), fs, say=box.write)  # online values older than a snapshot resolve
                 box.update(label=f"Materialized {sum(r.rows.values()):,} rows in {r.seconds:.1f}s", state="complete")
                 clear()
 

@@ -6,8 +6,8 @@ from data import settings, store, training_frame
 from door import can_write
 from ui import friendly_errors, nothing_to_show, require_applied, require_snapshots
 
-from streamflow.config import Settings
-from streamflow.modelcheck import model_check
+from streamflow.core.config import Settings
+from streamflow.monitoring.model_check import model_check
 
 
 @st.cache_data(ttl=600, show_spinner="Training baselines on the point-in-time and the naive frame...")

@@ -8,7 +8,7 @@ from data import alerts, clear, datasets, monitor_distribution, monitor_grid, mo
 from door import who, write_guard
 from ui import distribution_chart, friendly_errors, nothing_to_show, require_snapshots
 
-from streamflow.monitoring import PREVIOUS, RATIO_CAP
+from streamflow.monitoring.over_time import PREVIOUS, RATIO_CAP
 
 COLOURS = ["#1565c0", "#2e7d32", "#ef6c00", "#6a1b9a", "#00838f", "#ad1457"]
 
@@ -50,7 +50,7 @@ with friendly_errors():
             )
             allowed = write_guard("acknowledge an alert")
             if a2.button("Acknowledge", disabled=not allowed, key="mon_ack"):
-                from streamflow.alerts import acknowledge
+                from streamflow.monitoring.alerts import acknowledge
 
                 acknowledge(settings(), int(pick), who())
                 clear()
@@ -202,8 +202,8 @@ with friendly_errors():
         )  # fmt: skip
         allowed = write_guard("change the baseline or the thresholds")
         if st.button("Save and check again", disabled=not allowed, key="mon_save"):
-            from streamflow.alerts import check
-            from streamflow.monitoring import save_config
+            from streamflow.monitoring.alerts import check
+            from streamflow.monitoring.over_time import save_config
 
             overrides = {}
             for r in edited.itertuples(index=False):

@@ -5,7 +5,7 @@ import streamlit as st
 from data import last_materialization, settings
 from ui import MATERIALIZE_PAGE, friendly_errors, require_applied
 
-from streamflow.online import InvalidUserId, online_features, validate_user_id
+from streamflow.features.online import InvalidUserId, online_features, validate_user_id
 
 st.title("Online lookup")
 st.caption("Values served by the online store, each with the event timestamp of the snapshot it came from.")

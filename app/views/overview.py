@@ -15,8 +15,8 @@ from data import (
 )
 from ui import badge, friendly_errors, nothing_to_show
 
-from streamflow.catalog import ENTITY, SERVICE
-from streamflow.refs import service_refs
+from streamflow.core.catalog import ENTITY, SERVICE
+from streamflow.features.refs import service_refs
 from streamflow.status import health
 
 st.title("StreamFlow Feature Studio")

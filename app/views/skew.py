@@ -6,9 +6,9 @@ import streamlit as st
 from data import settings, store
 from ui import MATERIALIZE_PAGE, friendly_errors, nothing_to_show, require_applied, require_snapshots
 
-from streamflow.config import Settings
-from streamflow.online import validate_user_id
-from streamflow.skew import skew_report
+from streamflow.core.config import Settings
+from streamflow.features.online import validate_user_id
+from streamflow.monitoring.skew import skew_report
 
 COLORS = {
     "equal": "#E6F4EA",

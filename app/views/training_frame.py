@@ -7,9 +7,9 @@ from data import clear, frame_distribution, frame_summary, settings, training_fr
 from door import write_guard
 from ui import friendly_errors, require_applied, require_snapshots
 
-from streamflow import datasets as kept
-from streamflow.catalog import LABEL_FEATURE, LABEL_VIEW, SERVICE
-from streamflow.training import compare_summaries, feature_columns
+from streamflow.core.catalog import LABEL_FEATURE, LABEL_VIEW, SERVICE
+from streamflow.features import datasets as kept
+from streamflow.features.training import compare_summaries, feature_columns
 
 PAGE_SIZE = 50
 

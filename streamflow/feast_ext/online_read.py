@@ -5,7 +5,7 @@ entity, then copies it into the response one object at a time; profiled, filling
 response, iterating result rows, converting values for `to_dict`, serializing entity keys and
 bucketing rows were each a large share of a request. The stored value *is* the serialized `Value`, so a
 `FeatureVector` can be written as the bytes it serializes to (values, packed statuses, event
-timestamps) and parsed once, in C, into the response. `tests/test_fast_paths.py` compares every
+timestamps) and parsed once, in C, into the response. `tests/integration/test_fast_paths.py` compares every
 response with the stock stores' on the same data.
 
 Both stores take `BytesReads` before their stock class: it answers `_read_features_per_fv`,

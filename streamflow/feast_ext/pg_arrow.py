@@ -3,8 +3,7 @@
 The Arrow project's ADBC driver for PostgreSQL (`adbc-driver-postgresql`) reads a query's rows as
 `COPY (query) TO STDOUT (FORMAT binary)` and builds Arrow columns from them without a Python
 object per cell. Against the CSV COPY parsed by Arrow that it replaces, PostgreSQL sends binary
-values it does not format as text and nothing is parsed back (docs/performance.md: a kept
-1,000,000-row dataset, 6.7 s before).
+values it does not format as text and nothing is parsed back (docs/performance.md has the figures).
 
 Connections use the same settings as Feast's own (`conninfo`), run the session's `SET`s once and
 are reused by later reads in the process. Columns come back with the driver's types; callers cast

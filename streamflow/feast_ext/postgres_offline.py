@@ -9,7 +9,7 @@ and 64 MB of `work_mem` and fetches results as Arrow columns decoded from a bina
 before). Training frames render Feast's point-in-time template with one block
 changed (the latest source row per entity row in one DISTINCT ON sort: see
 LATEST_PER_ROW_TEMPLATE); the results are the stock store's, value for value and type for type
-(tests/test_fast_paths.py). Feast's per-feature statistics (`compute_monitoring_metrics`) run its
+(tests/integration/test_fast_paths.py). Feast's per-feature statistics (`compute_monitoring_metrics`) run its
 own SQL on the window's rows copied once into a temporary table.
 
 Named in feature_store.yaml as
@@ -59,7 +59,7 @@ class StreamflowPostgreSQLOfflineStoreConfig(PostgreSQLOfflineStoreConfig):
 
 
 # Every retrieval's session: no nested loops (see above); the per-view sorts of a large frame
-# spill to disk at the default 4 MB of work_mem, more than 64 MB measured no better
+# spill to disk at the default 4 MB of work_mem, and more than 64 MB did no better
 # (docs/performance.md); timestamps in UTC, as Feast reads them.
 _SESSION = {"enable_nestloop": "off", "work_mem": "64MB", "TimeZone": "UTC"}
 
@@ -170,7 +170,7 @@ LATEST_PER_ROW_TEMPLATE = _latest_per_row_template()
 # that instant, within the TTL": one DISTINCT ON pass over the source rows in range, joined to
 # the entity rows on the entity alone. No per-row text id, no join of every entity row to every
 # older snapshot before picking one. Same bounds, created-timestamp filter and tie order as
-# LATEST_PER_ROW_TEMPLATE; tests/test_fast_paths.py compares the frames with stock Feast's.
+# LATEST_PER_ROW_TEMPLATE; tests/integration/test_fast_paths.py compares the frames with stock Feast's.
 ONE_TIMESTAMP_TEMPLATE = (
     """
 WITH
@@ -365,8 +365,7 @@ class StreamflowPostgreSQLOfflineStore(PostgreSQLOfflineStore):
         `pg._sql_categorical_stats`), run on the window's rows copied once into a temporary
         table. The stock method runs one query per numeric feature's histogram and one per
         category feature, each a scan of the whole source (every month, filtered on the
-        timestamp expression the source computes): 2.3 s for a 100,000-user month with five
-        months before it, 25 s at 1,000,000, and growing with the history."""
+        timestamp expression the source computes), growing with the history (docs/performance.md)."""
         assert isinstance(data_source, PostgreSQLSource)
         ts_filter = (
             offline_utils.get_timestamp_filter_sql(

@@ -6,7 +6,7 @@ executors) is then read a row group at a time by whoever previews or exports it;
 join keys and the event timestamp, its part files are in that order too (Spark's range
 partitioning numbers the parts in order), so page N of a frame is one row group away and a frame
 read from the lake is ordered as the PostgreSQL profile's. Nothing else changes: the query, the
-values and the types are the stock store's (tests/test_lake.py compares them).
+values and the types are the stock store's (tests/integration/test_lake.py compares them).
 
 Feast's per-feature statistics (`MonitoringService`) are Feast's own Spark SQL, run on the window's
 rows read once (pruned on the source's date partition column) and cached, instead of a scan of

@@ -3,7 +3,8 @@
 The rooms, from the bottom: `formats` (how the CSVs are written: delimiter, decimal mark,
 encoding, date order), `folder` (the files, their refusals, uploads), `coerce` (text to the
 catalog's types), `buckets` (a month larger than memory, a part at a time), `write` (staging and
-the set-based upserts) and `pipeline` (the run: lock, record, validate, write). This package's
+the set-based upserts), `pipeline` (the run: lock, record, validate, write) and `demo` (the demo
+generator, months shaped like the public telco export). This package's
 face is the pipeline's: import these names from `streamflow.ingest`.
 """
 

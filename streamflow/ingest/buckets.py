@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from streamflow.catalog import JOIN_KEY, TABLES
+from streamflow.core.catalog import JOIN_KEY, TABLES
 from streamflow.ingest.coerce import coerce_table, strip_text
 from streamflow.ingest.folder import IngestError, read_month, read_raw_chunks
 from streamflow.ingest.formats import DEFAULT, CsvFormat
@@ -71,7 +71,7 @@ def split_table(folder: str, name: str, k: int, fmt: CsvFormat, out: str) -> tup
     header, or the error refusing it (run here or in a worker process)."""
     import pyarrow.parquet as pq
 
-    from streamflow.catalog import table
+    from streamflow.core.catalog import table
 
     t = table(name)
     writers: dict[int, pq.ParquetWriter] = {}

@@ -11,8 +11,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from streamflow.catalog import JOIN_KEY, Column, Table
-from streamflow.dates import iso_date_or_none
+from streamflow.core.catalog import JOIN_KEY, Column, Table
+from streamflow.core.dates import iso_date_or_none
 
 TRUE_WORDS = frozenset({"true", "yes", "1", "t", "y"})
 FALSE_WORDS = frozenset({"false", "no", "0", "f", "n"})

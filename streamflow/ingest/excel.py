@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from streamflow.catalog import TABLES
+from streamflow.core.catalog import TABLES
 from streamflow.ingest.folder import AS_OF_FILE, IngestError, workbooks
 
 

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from streamflow.catalog import TABLES
-from streamflow.config import Settings
-from streamflow.dates import parse_month_end
-from streamflow.errors import InvalidInput, ValidationRefused
+from streamflow.core.catalog import TABLES
+from streamflow.core.config import Settings
+from streamflow.core.dates import parse_month_end
+from streamflow.core.errors import InvalidInput, ValidationRefused
 from streamflow.ingest.formats import DEFAULT, DELIMITERS, CsvFormat, describe, normalize
-from streamflow.quality import (
+from streamflow.quality.suites import (
     TableValidation,
 )
 
@@ -163,7 +163,7 @@ def month_from_uploads(files: dict[str, bytes], dest: Path) -> Path:
     uncompressed size is capped (MAX_UPLOAD_BYTES)."""
     import zipfile
 
-    from streamflow.catalog import CSV_FILES
+    from streamflow.core.catalog import CSV_FILES
 
     dest.mkdir(parents=True, exist_ok=True)
     wanted = set(CSV_FILES)
@@ -200,7 +200,7 @@ def uploads_format(files: dict[str, bytes]) -> CsvFormat:
     bytes, a zip's members included): what the Ingest page pre-fills, for the user to confirm."""
     import zipfile
 
-    from streamflow.catalog import CSV_FILES
+    from streamflow.core.catalog import CSV_FILES
     from streamflow.ingest.formats import SAMPLE_BYTES, detect_month
 
     heads: dict[str, bytes] = {}

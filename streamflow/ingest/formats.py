@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from streamflow.errors import InvalidInput
+from streamflow.core.errors import InvalidInput
 
 FORMAT_FILE = "_format.toml"
 SAMPLE_BYTES = 64 * 1024
@@ -188,7 +188,7 @@ def detect(name: str, head: bytes) -> tuple[CsvFormat, dict[str, str]]:
 
 def _date_columns(name: str, header: str, cells: list[list[str]], delimiter: str) -> Iterator[tuple]:
     """(column, its non-blank sample values) for each of the catalog's date columns in the file."""
-    from streamflow.catalog import table
+    from streamflow.core.catalog import table
 
     try:
         t = table(name)
@@ -258,7 +258,7 @@ def normalize(raw: pd.DataFrame, table_name: str, fmt: CsvFormat) -> pd.DataFram
     name its row). `raw` (text columns) is changed in place and returned."""
     if fmt.decimal == DEFAULT.decimal and fmt.dates == DEFAULT.dates:
         return raw
-    from streamflow.catalog import table
+    from streamflow.core.catalog import table
 
     for col in table(table_name).columns:
         if col.name not in raw:

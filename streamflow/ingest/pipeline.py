@@ -27,10 +27,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from streamflow import lake, runs
-from streamflow.catalog import TABLES
-from streamflow.config import Settings, load_settings
-from streamflow.errors import BackendUnavailable, NotFound, StreamflowError
+from streamflow.core.catalog import TABLES
+from streamflow.core.config import Settings, load_settings
+from streamflow.core.errors import BackendUnavailable, NotFound, StreamflowError
 from streamflow.ingest.buckets import MonthParts, bucket_count
 from streamflow.ingest.coerce import EXAMPLE_ROWS, coerce_table
 from streamflow.ingest.excel import csv_month, is_workbook_month
@@ -38,7 +37,8 @@ from streamflow.ingest.folder import IngestError, files_digest, resolve_as_of
 from streamflow.ingest.formats import DEFAULT, CsvFormat
 from streamflow.ingest.formats import resolve as resolve_format
 from streamflow.ingest.write import LakeWrite, StagedWrite, staged_write, write_tables
-from streamflow.quality import (
+from streamflow.quality.report import describe_failure
+from streamflow.quality.suites import (
     REFERENTIAL,
     TableValidation,
     merge_validations,
@@ -47,7 +47,7 @@ from streamflow.quality import (
     validate_table,
     warm_up,
 )
-from streamflow.validation_report import describe_failure
+from streamflow.storage import lake, runs
 
 log = logging.getLogger(__name__)
 

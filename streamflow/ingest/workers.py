@@ -25,16 +25,16 @@ from collections.abc import Iterable, Iterator
 from datetime import date, datetime
 from multiprocessing.connection import Connection, wait
 
-from streamflow import lake
-from streamflow.catalog import TABLES
-from streamflow.errors import StreamflowError
+from streamflow.core.catalog import TABLES
+from streamflow.core.errors import StreamflowError
 from streamflow.ingest.buckets import BucketRef, read_bucket, split_table
 from streamflow.ingest.coerce import coerce_table
+from streamflow.storage import lake
 
 
 def check_bucket(ref: BucketRef, b: int, as_of: date, ingested_at: datetime) -> tuple[list, dict, dict]:
     """One bucket, in a worker: its validations, coercion problems per table, and its tables."""
-    from streamflow.quality import validate_month
+    from streamflow.quality.suites import validate_month
 
     raws = read_bucket(ref, b)
     frames, problems = {}, {}
@@ -132,7 +132,7 @@ def _serve(fd: int) -> None:
     """A worker's life: Great Expectations imported, then one bucket at a time until told to stop."""
     conn = Connection(fd)
     try:
-        from streamflow.quality import _context
+        from streamflow.quality.suites import _context
 
         _context()
         conn.send(("ok", None))

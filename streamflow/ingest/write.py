@@ -17,11 +17,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from streamflow import db, lake
-from streamflow.catalog import TABLES, Table
-from streamflow.config import Settings
-from streamflow.errors import NotFound
+from streamflow.core.catalog import TABLES, Table
+from streamflow.core.config import Settings
+from streamflow.core.errors import NotFound
 from streamflow.ingest.buckets import MonthParts
+from streamflow.storage import db, lake
 
 
 def _staging_csv(table: Table, data: pd.DataFrame | tuple) -> bytes:

@@ -10,8 +10,6 @@ from collections import Counter, defaultdict
 
 import pytest
 
-from tests.conftest import fingerprint
-
 _RESULTS: dict[str, list[tuple[str, str, str]]] = defaultdict(list)  # suite -> (case, outcome, checked)
 GENERATED: Counter = Counter()  # generated cases by kind (Hypothesis, schemathesis)
 
@@ -20,11 +18,6 @@ GENERATED: Counter = Counter()  # generated cases by kind (Hypothesis, schemathe
 def record_generated():
     """record_generated('kind') counts one generated case; the summary prints the counts."""
     return lambda kind: GENERATED.update([kind])
-
-
-def stored_state(settings) -> dict[str, tuple[int, str]]:
-    """Every live and snapshot table and the online store (see tests.conftest.fingerprint)."""
-    return fingerprint(settings, online=True)
 
 
 @pytest.fixture

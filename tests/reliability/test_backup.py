@@ -7,14 +7,14 @@ import uuid
 import psycopg
 import pytest
 
-from streamflow import db
-from streamflow.alerts import check, listing
-from streamflow.backup import backup, restore
-from streamflow.config import load_settings
-from streamflow.errors import InvalidInput, NotFound
-from streamflow.online import online_features
-from streamflow.store import get_store
-from tests.conftest import SERVER_URL, _home, fingerprint, prepared_store
+from streamflow.core.config import load_settings
+from streamflow.core.errors import InvalidInput, NotFound
+from streamflow.features.online import online_features
+from streamflow.features.store import get_store
+from streamflow.monitoring.alerts import check, listing
+from streamflow.storage import db
+from streamflow.storage.backup import backup, restore
+from tests.support import SERVER_URL, fingerprint, home_for, prepared_store
 
 USERS = ["7590-VHVEG"]
 
@@ -27,7 +27,7 @@ def _lookups(settings, store) -> list:
 def target(request, tmp_path_factory, backend):
     """An empty store of the same kind to restore into."""
     if backend == "embedded":
-        settings = load_settings({"STREAMFLOW_HOME": str(_home(tmp_path_factory.mktemp("rst")))})
+        settings = load_settings({"STREAMFLOW_HOME": str(home_for(tmp_path_factory.mktemp("rst")))})
         yield settings
         db.stop_embedded(settings)
         return
@@ -35,7 +35,7 @@ def target(request, tmp_path_factory, backend):
     name = f"sf_restore_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(SERVER_URL, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
-    home = _home(tmp_path_factory.mktemp("rsts"))
+    home = home_for(tmp_path_factory.mktemp("rsts"))
     yield load_settings(
         {"STREAMFLOW_HOME": str(home), "STREAMFLOW_DATABASE_URL": SERVER_URL.rsplit("/", 1)[0] + f"/{name}"}
     )

@@ -13,11 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from streamflow.catalog import TABLES
-from streamflow.errors import StreamflowError
+from streamflow.core.catalog import TABLES
+from streamflow.core.errors import StreamflowError
 from streamflow.ingest import ingest_month
-from tests.conftest import prepared_store
-from tests.reliability.conftest import stored_state
+from tests.support import prepared_store, stored_state
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +66,7 @@ def _dates(folder: Path, order: str) -> None:
 def _workbook_without(folder: Path, sheet: str) -> None:
     import openpyxl
 
-    from streamflow.seeds import month_as_workbook
+    from streamflow.ingest.demo import month_as_workbook
 
     book = month_as_workbook(folder, folder / "month.xlsx")
     wb = openpyxl.load_workbook(book)
@@ -246,8 +245,8 @@ def test_backfill_older_month_is_allowed_and_defined(base, months, record, tmp_p
     """Defined behaviour: an as_of older than a stored snapshot is a back-fill; live rows stay newest."""
     from datetime import date
 
-    from streamflow.seeds import generate_months
-    from tests.conftest import TEST_USERS
+    from streamflow.ingest.demo import generate_months
+    from tests.support import TEST_USERS
 
     folder, _ = generate_months(tmp_path / "older", users=TEST_USERS, months=1, start=date(2023, 12, 31), seed=7)[0]
     before = stored_state(base)
@@ -257,7 +256,7 @@ def test_backfill_older_month_is_allowed_and_defined(base, months, record, tmp_p
     for t in TABLES:
         assert after[t.name] == before[t.name]  # live tables untouched
         assert after[t.snapshot][0] == before[t.snapshot][0] + r.rows[t.name]
-    from streamflow import db
+    from streamflow.storage import db
 
     with db.connection(base) as conn:
         for t in TABLES:
@@ -271,7 +270,7 @@ def test_exported_months_read_on_purpose_are_the_same_data(base, month_copy, rec
     """Defined behaviour (issue 29): the stored month 1 exported by a French-locale spreadsheet
     (';', decimal commas, day-first dates) with its `_format.toml`, or as one workbook, is accepted
     and changes nothing."""
-    from streamflow.seeds import month_as_workbook
+    from streamflow.ingest.demo import month_as_workbook
 
     folder = month_copy(0)
     if kind == "Excel workbook":

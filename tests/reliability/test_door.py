@@ -7,9 +7,9 @@ import sys
 import urllib.error
 import urllib.request
 
+from streamflow.features.online import online_features
 from streamflow.ingest import ingest_month
-from streamflow.online import online_features
-from tests.conftest import (
+from tests.support import (
     CHROMIUM,
     CHROMIUM_ARGS,
     REPO,

@@ -16,12 +16,12 @@ import time
 
 import pytest
 
-from streamflow import db
-from streamflow.config import load_settings
+from streamflow.core.config import load_settings
+from streamflow.features.materialize import materialize
 from streamflow.ingest import ingest_month
-from streamflow.materialize import materialize
-from streamflow.seeds import generate_months
-from tests.conftest import _home, app_page, fingerprint, free_port, start_redis, wait_gone
+from streamflow.ingest.demo import generate_months
+from streamflow.storage import db
+from tests.support import app_page, fingerprint, free_port, home_for, start_redis, wait_gone
 
 USERS = 20_000
 
@@ -51,7 +51,7 @@ def big_months(tmp_path_factory):
 
 
 def _new_home(tmp_path_factory, name: str, **env):
-    home = _home(tmp_path_factory.mktemp(name))
+    home = home_for(tmp_path_factory.mktemp(name))
     settings = load_settings({"STREAMFLOW_HOME": str(home), **env})
     db.ping(settings)
     return settings
@@ -60,8 +60,8 @@ def _new_home(tmp_path_factory, name: str, **env):
 @pytest.fixture(scope="module")
 def clean_ref(tmp_path_factory, big_months):
     """A clean run: both months ingested, applied, everything materialized."""
-    from streamflow.apply import apply
-    from streamflow.store import get_store
+    from streamflow.features.apply import apply
+    from streamflow.features.store import get_store
 
     settings = _new_home(tmp_path_factory, "clean")
     for folder, _ in big_months:
@@ -129,8 +129,8 @@ def test_database_crash_mid_ingest_rolls_back(faulty, big_months, clean_ref, rec
 
 
 def test_killed_materialization_rerun_equals_clean(faulty, big_months, clean_ref, record):
-    from streamflow.apply import apply
-    from streamflow.store import get_store
+    from streamflow.features.apply import apply
+    from streamflow.features.store import get_store
 
     settings = faulty
     apply(settings, get_store(settings))
@@ -210,10 +210,10 @@ def test_redis_down_is_reported_and_recovers(tmp_path_factory, months, monkeypat
     from fastapi.testclient import TestClient
 
     from streamflow.api import create_app
-    from streamflow.apply import apply
-    from streamflow.errors import BackendUnavailable
-    from streamflow.online import online_features
-    from streamflow.store import get_store
+    from streamflow.core.errors import BackendUnavailable
+    from streamflow.features.apply import apply
+    from streamflow.features.online import online_features
+    from streamflow.features.store import get_store
 
     port = free_port()
     url = f"redis://127.0.0.1:{port}/0"
@@ -263,8 +263,8 @@ def test_ingest_killed_mid_write_is_marked_failed(tmp_path_factory, big_months, 
     says failed (swept by the next status call), not running forever."""
     import psycopg
 
-    from streamflow.runs import INTERRUPTED, ingestion_runs
     from streamflow.status import get_status
+    from streamflow.storage.runs import INTERRUPTED, ingestion_runs
 
     settings = _new_home(tmp_path_factory, "killed")
     try:

@@ -30,13 +30,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 
-from streamflow.catalog import JOIN_KEY, TABLES, Column
-from streamflow.errors import StreamflowError
+from streamflow.core.catalog import JOIN_KEY, TABLES, Column
+from streamflow.core.errors import StreamflowError
 from streamflow.ingest import ingest_month
 from streamflow.ingest.coerce import FALSE_WORDS, TRUE_WORDS, coerce_table
 from streamflow.ingest.folder import read_raw
 from streamflow.ingest.formats import CsvFormat
-from tests.conftest import fingerprint
+from tests.support import fingerprint
 
 FILE_CASES = int(os.environ.get("STREAMFLOW_GENERATED_FILES", "1000"))
 MONTH_CASES = 40
@@ -224,12 +224,12 @@ MUTATIONS = (
 
 @pytest.fixture(scope="module")
 def month_store(tmp_path_factory):
-    from streamflow import db
-    from streamflow.config import load_settings
-    from streamflow.seeds import generate_months
-    from tests.conftest import _home
+    from streamflow.core.config import load_settings
+    from streamflow.ingest.demo import generate_months
+    from streamflow.storage import db
+    from tests.support import home_for
 
-    settings = load_settings({"STREAMFLOW_HOME": str(_home(tmp_path_factory.mktemp("genm")))})
+    settings = load_settings({"STREAMFLOW_HOME": str(home_for(tmp_path_factory.mktemp("genm")))})
     months = generate_months(tmp_path_factory.mktemp("genseeds"), users=60, months=1, seed=3)
     ingest_month(months[0][0], settings=settings)
     yield settings, months[0][0]
@@ -314,16 +314,16 @@ def test_generated_months_are_ingested_or_refused_and_change_nothing(
 
 @pytest.fixture(scope="module")
 def api_app(tmp_path_factory):
-    from streamflow import db
     from streamflow.api import create_app
-    from streamflow.apply import apply
-    from streamflow.config import load_settings
-    from streamflow.materialize import materialize
-    from streamflow.seeds import generate_months
-    from streamflow.store import get_store
-    from tests.conftest import _home
+    from streamflow.core.config import load_settings
+    from streamflow.features.apply import apply
+    from streamflow.features.materialize import materialize
+    from streamflow.features.store import get_store
+    from streamflow.ingest.demo import generate_months
+    from streamflow.storage import db
+    from tests.support import home_for
 
-    s = load_settings({"STREAMFLOW_HOME": str(_home(tmp_path_factory.mktemp("schema")))})
+    s = load_settings({"STREAMFLOW_HOME": str(home_for(tmp_path_factory.mktemp("schema")))})
     folder = generate_months(tmp_path_factory.mktemp("schemaseeds"), users=50, months=1)[0][0]
     ingest_month(folder, settings=s)
     store = get_store(s)

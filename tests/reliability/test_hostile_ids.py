@@ -14,9 +14,8 @@ from urllib.parse import quote
 
 import pytest
 
-from streamflow.online import InvalidUserId, online_features
-from tests.conftest import prepared_store
-from tests.reliability.conftest import stored_state
+from streamflow.features.online import InvalidUserId, online_features
+from tests.support import prepared_store, stored_state
 
 REPO = Path(__file__).resolve().parents[2]
 HOSTILE = {

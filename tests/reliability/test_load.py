@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from streamflow import db
-from tests.conftest import free_port, prepared_store
+from streamflow.storage import db
+from tests.support import free_port, prepared_store
 
 REPO = Path(__file__).resolve().parents[2]
 CLIENTS = int(os.environ.get("STREAMFLOW_LOAD_CLIENTS", "50"))
@@ -97,7 +97,7 @@ def test_api_under_load(loaded, tmp_path, record):
 def test_ten_sessions_through_training_frame_and_skew(loaded, record):
     from playwright.sync_api import sync_playwright
 
-    from tests.conftest import CHROMIUM_ARGS, require_chromium, serve_app
+    from tests.support import CHROMIUM_ARGS, require_chromium, serve_app
 
     chromium = require_chromium()
     times: list[float] = []

@@ -20,13 +20,13 @@ from pathlib import Path
 
 import pytest
 
-from streamflow import db
-from streamflow.apply import apply
-from streamflow.config import load_settings
+from streamflow.core.config import load_settings
+from streamflow.features.apply import apply
+from streamflow.features.materialize import materialize
+from streamflow.features.store import get_store
 from streamflow.ingest import ingest_month
-from streamflow.materialize import materialize
-from streamflow.store import get_store
-from tests.conftest import _home, app_page, cli_env, free_port, serve_process, start_redis, wait_gone
+from streamflow.storage import db
+from tests.support import app_page, cli_env, free_port, home_for, serve_process, start_redis, wait_gone
 
 USER = "7590-VHVEG"
 
@@ -75,9 +75,9 @@ class PrivatePostgres:
 def server(tmp_path_factory):
     pg = PrivatePostgres()
     pg.start()
-    home = _home(tmp_path_factory.mktemp("recover"))
+    home = home_for(tmp_path_factory.mktemp("recover"))
     settings = load_settings({"STREAMFLOW_HOME": str(home), "STREAMFLOW_DATABASE_URL": pg.url})
-    from streamflow.seeds import generate_months
+    from streamflow.ingest.demo import generate_months
 
     folder = generate_months(tmp_path_factory.mktemp("recseeds"), users=200, months=1)[0][0]
     ingest_month(folder, settings=settings)
@@ -154,12 +154,12 @@ def test_api_survives_a_redis_restart(tmp_path_factory, record):
         return start_redis(port, rdir)
 
     proc = start()
-    home = _home(tmp_path_factory.mktemp("recredis"))
+    home = home_for(tmp_path_factory.mktemp("recredis"))
     settings = load_settings(
         {"STREAMFLOW_HOME": str(home), "STREAMFLOW_ONLINE_STORE": "redis", "REDIS_URL": f"redis://127.0.0.1:{port}/0"}
     )
     try:
-        from streamflow.seeds import generate_months
+        from streamflow.ingest.demo import generate_months
 
         folder = generate_months(tmp_path_factory.mktemp("recrseeds"), users=100, months=1)[0][0]
         ingest_month(folder, settings=settings)
@@ -196,7 +196,7 @@ def _shared_buffers_mb(settings) -> int:
 def test_embedded_server_starts_sized_and_so_does_an_older_data_folder(tmp_path_factory):
     """A new embedded server starts with StreamFlow's buffer cache, not PostgreSQL's 128 MB; a
     data folder made before that setting existed gets it at its next start, included once."""
-    settings = load_settings({"STREAMFLOW_HOME": str(_home(tmp_path_factory.mktemp("sized")))})
+    settings = load_settings({"STREAMFLOW_HOME": str(home_for(tmp_path_factory.mktemp("sized")))})
     want = db.embedded_shared_buffers_mb()
     conf = settings.pgdata / "postgresql.conf"
     try:
@@ -217,7 +217,7 @@ def test_stop_db_stops_the_embedded_server_and_the_next_command_starts_it(tmp_pa
     """The embedded server outlives the app and the CLI; `streamflow stop-db` stops it (and
     says so), a second call says it is not running, and the next connection starts it again.
     On a server backend it refuses: that server is not ours to stop."""
-    settings = load_settings({"STREAMFLOW_HOME": str(_home(tmp_path_factory.mktemp("stopdb")))})
+    settings = load_settings({"STREAMFLOW_HOME": str(home_for(tmp_path_factory.mktemp("stopdb")))})
     cmd = [sys.executable, "-m", "streamflow.cli", "stop-db"]
     try:
         db.ping(settings)

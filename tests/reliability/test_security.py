@@ -132,11 +132,11 @@ def test_read_only_role_can_serve_but_not_write(server_settings, months, record)
     """Server backend: the reader role reads the store (feature API included) and writes nothing."""
     from fastapi.testclient import TestClient
 
-    from streamflow import db
     from streamflow.api import create_app
-    from streamflow.config import load_settings
+    from streamflow.core.config import load_settings
     from streamflow.ingest import ingest_month
-    from tests.conftest import prepared_store
+    from streamflow.storage import db
+    from tests.support import prepared_store
 
     settings, _ = prepared_store(server_settings, months, 1)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from streamflow.access import bearer_ok, write_mode
 from streamflow.api import create_app
-from streamflow.config import load_settings
+from streamflow.core.access import bearer_ok, write_mode
+from streamflow.core.config import load_settings
 
 NO_SERVER = "postgresql://nobody@127.0.0.1:1/none"  # nothing listens: /health answers 503 at once
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from streamflow import catalog
-from streamflow.catalog import FEAST_TYPES, SQL_TYPES, TABLES
+from streamflow.core import catalog
+from streamflow.core.catalog import FEAST_TYPES, SQL_TYPES, TABLES
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -6,7 +6,7 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamflow.catalog import SUBSCRIPTIONS, USERS
+from streamflow.core.catalog import SUBSCRIPTIONS, USERS
 from streamflow.ingest.coerce import coerce_table
 
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from streamflow import db
-from streamflow.config import ConfigError, load_settings
-from streamflow.lake import lake_of
+from streamflow.core.config import ConfigError, load_settings
+from streamflow.storage import db
+from streamflow.storage.lake import lake_of
 
 
 def _settings(tmp_path: Path, **env: str):
@@ -31,7 +31,7 @@ def test_an_s3a_lake_names_bucket_prefix_and_endpoint(tmp_path):
     lk = lake_of(s)
     assert (s.lake_url, s.s3_endpoint) == ("s3a://streamflow-lake/lake", "http://minio:9000")
     assert lk.remote and lk.root == "streamflow-lake/lake"
-    from streamflow.catalog import TABLES
+    from streamflow.core.catalog import TABLES
 
     assert lk.table_url(TABLES[0]) == "s3a://streamflow-lake/lake/users_snapshots"
     assert lk.table_dir(TABLES[0]) == "streamflow-lake/lake/users_snapshots"
@@ -55,7 +55,7 @@ def test_malformed_lake_settings_are_refused_with_the_form_to_use(tmp_path, env)
 
 def test_spark_driver_memory_reaches_feast(tmp_path):
     (tmp_path / "feature_repo").symlink_to(Path(__file__).resolve().parents[2] / "feature_repo")
-    from streamflow.store import repo_config
+    from streamflow.features.store import repo_config
 
     s = _settings(tmp_path, STREAMFLOW_SPARK_DRIVER_MEMORY="12G")
     try:  # the config names the database, so an embedded one is started: stop it with the test

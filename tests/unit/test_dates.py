@@ -6,8 +6,8 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 
-from streamflow.dates import MONTH_TTL, add_months, month_end, parse_date, parse_month_end, snapshot_for, to_utc
-from streamflow.errors import InvalidInput, NotFound, NotReady
+from streamflow.core.dates import MONTH_TTL, add_months, month_end, parse_date, parse_month_end, snapshot_for, to_utc
+from streamflow.core.errors import InvalidInput, NotFound, NotReady
 
 JAN, FEB, MAR = date(2024, 1, 31), date(2024, 2, 29), date(2024, 3, 31)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from streamflow.training import distribution
+from streamflow.features.training import distribution
 
 
 def _frame(n: int = 1000) -> pd.DataFrame:

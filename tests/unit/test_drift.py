@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from streamflow.drift import NULL, Thresholds, categorical_scores, category_shares, compare, js_distance, psi
-from streamflow.errors import InvalidInput
+from streamflow.core.errors import InvalidInput
+from streamflow.monitoring.drift import Thresholds, categorical_scores, category_shares, compare, js_distance, psi
+from streamflow.storage.frames import NULL
 
 RNG = np.random.default_rng(0)
 N = 5000

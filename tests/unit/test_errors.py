@@ -7,16 +7,17 @@ from pathlib import Path
 import pytest
 
 from streamflow import cli
-from streamflow.errors import FAMILY, BackendUnavailable, StreamflowError
+from streamflow.core.errors import FAMILY, BackendUnavailable, StreamflowError
 
 REPO = Path(__file__).resolve().parents[2]
-EXPECTED = {  # the table of streamflow/errors.py and docs/architecture.md
+EXPECTED = {  # the table of streamflow/core/errors.py and docs/architecture.md
     "ValidationRefused": (1, 422),
     "InvalidInput": (2, 422),
     "Busy": (3, 409),
     "NotFound": (4, 404),
     "NotReady": (5, 409),
     "BackendUnavailable": (6, 503),
+    "AlertsOpen": (1, 409),
 }
 
 
@@ -32,7 +33,7 @@ def test_cli_maps_each_class_to_its_exit_code(cls, monkeypatch, capsys):
     def boom(_args):
         raise cls(f"a {cls.__name__} for the test")
 
-    monkeypatch.setattr(cli, "cmd_catalog", boom)
+    monkeypatch.setattr(cli.features, "cmd_catalog", boom)
     assert cli.main(["catalog"]) == cls.exit_code
     err = capsys.readouterr().err
     assert err.startswith(f"error: a {cls.__name__} for the test") and "Traceback" not in err
@@ -43,7 +44,7 @@ def test_api_maps_each_class_to_its_status(cls, tmp_path):
     from fastapi.testclient import TestClient
 
     from streamflow.api import create_app
-    from streamflow.config import load_settings
+    from streamflow.core.config import load_settings
 
     app = create_app(load_settings({"STREAMFLOW_HOME": str(tmp_path)}), store=object())
 
@@ -60,7 +61,7 @@ def _page(name: str) -> None:  # runs inside AppTest
     import streamlit as st
     from ui import friendly_errors
 
-    from streamflow import errors
+    from streamflow.core import errors
 
     with friendly_errors():
         raise getattr(errors, name)(f"a {name} for the test")
@@ -86,13 +87,13 @@ def test_a_backend_client_error_is_mapped_too(monkeypatch, capsys):
     def boom(_args):
         raise redis.exceptions.ConnectionError("Connection refused")
 
-    monkeypatch.setattr(cli, "cmd_catalog", boom)
+    monkeypatch.setattr(cli.features, "cmd_catalog", boom)
     assert cli.main(["catalog"]) == BackendUnavailable.exit_code
     assert "Redis online store is unreachable" in capsys.readouterr().err
 
 
 def test_anything_else_is_a_bug_and_propagates(monkeypatch):
-    monkeypatch.setattr(cli, "cmd_catalog", lambda _a: 1 / 0)
+    monkeypatch.setattr(cli.features, "cmd_catalog", lambda _a: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         cli.main(["catalog"])
     assert not issubclass(ZeroDivisionError, StreamflowError)

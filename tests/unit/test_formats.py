@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from streamflow.errors import InvalidInput
+from streamflow.core.errors import InvalidInput
 from streamflow.ingest.folder import IngestError, read_raw
 from streamflow.ingest.formats import DEFAULT, CsvFormat, describe, detect_month, load, resolve
 

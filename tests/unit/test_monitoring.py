@@ -10,11 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from streamflow import drift
-from streamflow.alerts import drift_alerts, quality_alerts
-from streamflow.dates import parse_days
-from streamflow.errors import InvalidInput
-from streamflow.monitoring import (
+from streamflow.core.dates import parse_days
+from streamflow.core.errors import InvalidInput
+from streamflow.monitoring import drift
+from streamflow.monitoring.alerts import drift_alerts, quality_alerts
+from streamflow.monitoring.distributions import PERCENTILES, Distribution
+from streamflow.monitoring.over_time import (
     MonitorConfig,
     MonitorGrid,
     _checked_thresholds,
@@ -23,13 +24,13 @@ from streamflow.monitoring import (
     score,
     score_month,
 )
-from streamflow.profiles import PERCENTILES, Profile
+from streamflow.storage.frames import NULL
 
 JAN, FEB, MAR = date(2024, 1, 31), date(2024, 2, 29), date(2024, 3, 31)
 
 
 def fine_edges(values: np.ndarray) -> np.ndarray:
-    """What `profiles._fix_edges` computes in SQL: percentile_disc at every percentile, the range,
+    """What `distributions._fix_edges` computes in SQL: percentile_disc at every percentile, the range,
     and ten steps beyond each end over half of it."""
     s = np.sort(values)
     qs = [s[max(int(np.ceil(p * len(s))) - 1, 0)] for p in PERCENTILES]  # percentile_disc
@@ -38,15 +39,15 @@ def fine_edges(values: np.ndarray) -> np.ndarray:
     return np.unique(np.concatenate([lo - step * np.arange(10, 0, -1), [lo], qs, [hi], hi + step * np.arange(1, 11)]))
 
 
-def numeric(values, edges, feature="f", nulls=0) -> Profile:
+def numeric(values, edges, feature="f", nulls=0) -> Distribution:
     """A profile as the SQL counts it: width_bucket(value, edges) = searchsorted(edges, value, 'right')."""
     values = np.asarray(values, dtype=float)
     counts = np.bincount(np.searchsorted(edges, values, side="right"), minlength=len(edges) + 1)
-    return Profile(feature, "v", "numeric", len(values) + nulls, nulls, counts)
+    return Distribution(feature, "v", "numeric", len(values) + nulls, nulls, counts)
 
 
-def categorical(counts: dict, feature="c") -> Profile:
-    return Profile(feature, "v", "categorical", sum(counts.values()), counts.get(drift.NULL, 0), counts)
+def categorical(counts: dict, feature="c") -> Distribution:
+    return Distribution(feature, "v", "categorical", sum(counts.values()), counts.get(NULL, 0), counts)
 
 
 def test_profile_scores_equal_the_frames_scores():
@@ -99,10 +100,10 @@ def test_missing_months_and_a_feature_added_later_are_not_scored():
     # a feature the catalog gained later: absent from the baseline, or all null there
     ref = {"f": numeric([0.5, 1.5, 2.5], edges)}
     assert score_month(ref, cur, MonitorConfig())["feature"].tolist() == ["f"]
-    ref["late"] = Profile("late", "v", "numeric", 3, 3, np.zeros(0, dtype=np.int64))
+    ref["late"] = Distribution("late", "v", "numeric", 3, 3, np.zeros(0, dtype=np.int64))
     assert score_month(ref, cur, MonitorConfig())["feature"].tolist() == ["f"]
     # the other way round, a month that lost every value of a feature drifts (infinitely)
-    emptied = Profile("f", "v", "numeric", 3, 3, np.zeros(3, dtype=np.int64))
+    emptied = Distribution("f", "v", "numeric", 3, 3, np.zeros(3, dtype=np.int64))
     lost = score(ref["f"], emptied, MonitorConfig())
     assert lost["drifted"] and lost["score"] == float("inf") and lost["ratio"] == 10.0
 

@@ -6,10 +6,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from streamflow.errors import NotFound
-from streamflow.online import validate_user_id
-from streamflow.refs import parse_refs
-from streamflow.skew import classify
+from streamflow.core.errors import InvalidInput, NotFound
+from streamflow.features.online import validate_user_id
+from streamflow.features.refs import parse_refs
+from streamflow.monitoring.skew import classify
 
 VIEWS = {"subs_profile_fv": ["months_active", "monthly_fee", "subs_as_of"], "usage_agg_30d_fv": ["skips_7d"]}
 SERVICES = {"churn_model_v1": ["subs_profile_fv:months_active", "usage_agg_30d_fv:skips_7d"]}
@@ -29,6 +29,9 @@ def test_refs_from_service_view_and_features():
         parse_refs(["nope:x"], SERVICES, VIEWS)
     with pytest.raises(NotFound, match="unknown feature service or view 'nope'"):
         parse_refs("nope", SERVICES, VIEWS)
+    for malformed in ("subs_profile_fv:", ":monthly_fee"):  # malformed is invalid input, not a missing thing
+        with pytest.raises(InvalidInput, match="a feature is named view:feature"):
+            parse_refs(malformed, SERVICES, VIEWS)
 
 
 LATEST = datetime(2024, 2, 29, tzinfo=UTC)
@@ -54,7 +57,7 @@ def test_skew_classification(online, ts, own, latest, numeric, status):
 
 @pytest.mark.parametrize("bad", ["", "a b", "x" * 65, "7590-VHVEG\n", "'; DROP TABLE users;--", "é", None, 7])
 def test_user_id_rule(bad):
-    from streamflow.online import InvalidUserId
+    from streamflow.features.online import InvalidUserId
 
     with pytest.raises(InvalidUserId):
         validate_user_id(bad)
@@ -68,7 +71,7 @@ def test_user_id_accepts_course_ids():
 def test_mismatch_rates_per_feature_and_cause():
     import pandas as pd
 
-    from streamflow.skew import STATUSES, SkewReport
+    from streamflow.monitoring.skew import STATUSES, SkewReport
 
     per_feature = pd.DataFrame(
         [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streamflow.config import ConfigError, load_settings, parse_spark_conf
+from streamflow.core.config import ConfigError, load_settings, parse_spark_conf
 
 
 def test_pairs_by_semicolon_or_line():

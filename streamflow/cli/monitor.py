@@ -1,0 +1,93 @@
+"""Monitoring's commands: `streamflow stats`, `monitor` (the checks and their alerts), `skew`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from streamflow.cli.output import print_table, store
+
+
+def register(sub) -> None:
+    s = sub.add_parser("skew", help="offline vs online comparison")
+    s.add_argument("--users", default=None, help="comma-separated user_ids (default: a sample)")
+    s.add_argument("--sample", type=int, default=500)
+    s.add_argument("--as-of", default=None, help="reference snapshot date (default: latest)")
+    s.set_defaults(func=cmd_skew)
+
+    s = sub.add_parser("stats", help="per-feature statistics of a snapshot (Feast's monitoring, computed once a month)")
+    s.add_argument("--as-of", default=None, help="snapshot date (default: latest)")
+    s.add_argument("--refresh", action="store_true", help="first compute every month that lacks them")
+    s.set_defaults(func=cmd_stats)
+
+    s = sub.add_parser("monitor", help="run the monitoring checks and print the alerts (exit 1 while one is open)")
+    s.add_argument("--as-of", default=None, help="check one month (and judge freshness at this date)")
+    s.add_argument("--baseline", default=None, help="'previous' (each month against the one before) or a dataset name")
+    s.add_argument("--month-share", type=float, default=None, help="a month drifts over this share of features")
+    s.add_argument("--ack", type=int, default=None, metavar="ID", help="acknowledge an open alert")
+    s.add_argument("--by", default=os.environ.get("USER", "cli"), help="who acknowledges (default $USER)")
+    s.add_argument("--no-check", action="store_true", help="print the kept alerts without checking again")
+    s.set_defaults(func=cmd_monitor)
+
+
+def cmd_skew(args: argparse.Namespace) -> int:
+    from streamflow.monitoring.skew import skew_report
+
+    users = args.users.split(",") if args.users else None
+    rep = skew_report(users=users, sample=args.sample, as_of=args.as_of, store=store())
+    print(f"latest snapshot {rep.latest_snapshot}; {rep.pairs['user_id'].nunique()} users, {len(rep.pairs)} pairs")
+    print(rep.pairs["status"].value_counts().to_string())
+    print("\nper view")
+    print(rep.per_view.to_string(index=False))
+    print("\nper feature (not equal only)")
+    bad = rep.per_feature[rep.per_feature["mismatch_rate"] > 0]
+    print(bad.to_string(index=False) if len(bad) else "  none: online equals offline for every pair")
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from streamflow.core.errors import NotReady
+    from streamflow.monitoring.feature_stats import month_table, refresh
+    from streamflow.storage.snapshots import snapshot_dates
+
+    if args.refresh:
+        done = refresh(say=print)
+        print(f"{len(done)} month(s) computed" if done else "every month's statistics are current")
+    dates = snapshot_dates()
+    if not dates:
+        raise NotReady("no snapshot yet: ingest a month first")
+    table = month_table(args.as_of or dates[-1])
+    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.float_format", "{:.4g}".format):
+        print_table(table.set_index(["view", "feature"]), f"per-feature statistics at {args.as_of or dates[-1]}")
+    return 0
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    """Run the checks (or acknowledge one alert), print the alerts; an open one is the command's verdict."""
+    from streamflow.core.config import load_settings
+    from streamflow.core.dates import parse_date
+    from streamflow.core.errors import AlertsOpen
+    from streamflow.monitoring.alerts import acknowledge, check, listing
+    from streamflow.monitoring.over_time import save_config
+
+    settings, fs = load_settings(), None if args.no_check else store()
+    if args.ack is not None:
+        acknowledge(settings, args.ack, by=args.by)
+        print(f"alert {args.ack} acknowledged by {args.by}")
+    if args.baseline or args.month_share is not None:
+        cfg = save_config(settings, baseline=args.baseline, month_share=args.month_share, store=fs)
+        print(f"baseline: {cfg.baseline}, a month drifts over {cfg.month_share:.0%} of its features")
+    day = parse_date(args.as_of, "--as-of") if args.as_of else None
+    found = listing(settings, as_of=day) if args.no_check else check(settings, fs, as_of=day)
+    if found.empty:
+        print("no alert" + (f" at {day}" if day else ""))
+        return 0
+    for r in found.itertuples():
+        print(f"[{r.id}] {r.state:<12} {r.kind:<13} {r.as_of}  {r.message}")
+    n = int((found["state"] == "open").sum())
+    print(f"{n} open, {len(found) - n} acknowledged")
+    if n:
+        raise AlertsOpen(f"{n} alert(s) open: fix their cause, or acknowledge them with --ack ID")
+    return 0

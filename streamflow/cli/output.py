@@ -1,0 +1,29 @@
+"""What every command group shares: tables printed, the one Feast store, progress lines."""
+
+from __future__ import annotations
+
+
+def print_table(df, title: str | None = None) -> None:
+    if title:
+        print(f"\n{title}")
+    if df is None or len(df) == 0:
+        print("  (none)")
+        return
+    print(df.to_string())
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+def store():
+    from streamflow.features.store import get_store
+
+    return get_store()
+
+
+def materialize_progress(p) -> None:
+    if p.status == "waiting":
+        print(f"  {p.message}", flush=True)
+    elif p.status == "done":
+        print(f"  [{p.done}/{p.total}] {p.view}: {p.rows} rows in {p.seconds:.1f}s", flush=True)

@@ -1,0 +1,350 @@
+"""Training datasets, kept: point-in-time frames saved through Feast's saved-dataset API.
+
+A dataset is the retrieval behind `build_training_frame` for one as_of and one feature service (or
+feature list), persisted by Feast's `FeatureStore.create_saved_dataset` into the offline store --
+a PostgreSQL table (`SavedDatasetPostgreSQLStorage`; the server writes it), or on the lake profile
+a Parquet folder under the lake's `datasets/` (`SavedDatasetSparkStorage`; Spark's executors write
+it, and it is read back a column or a page at a time, never collected) -- and registered in
+Feast's registry, so `feast ui`'s Datasets page lists the same datasets. Its tags
+record how it was made: as_of, the snapshot used, the features asked for, labels or not, rows, a
+content checksum, when and in how many seconds it was built, and a fingerprint of the feature
+view definitions it read.
+
+A dataset whose inputs changed after it was built is stale and says why: its snapshot month was
+re-ingested with other rows, or a definition it read changed. Rebuilding a dataset whose inputs
+did not change gives the same checksum. Reading one back goes through the same shaping as a frame
+built afresh (`training.shape_frame`): the same columns, order, types and leakage check.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import re
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pandas as pd
+
+from streamflow.core.catalog import SERVICE
+from streamflow.core.config import Settings, load_settings
+from streamflow.core.errors import InvalidInput, NotFound
+from streamflow.features.offline import offline_of
+from streamflow.features.refs import FeatureRef
+from streamflow.features.store import get_store
+from streamflow.features.training import (
+    FramePlan,
+    TrainingFrame,
+    frame_format,
+    plan_training_frame,
+    shape_frame,
+    write_frame,
+)
+from streamflow.storage import runs
+
+TAG = "streamflow_dataset"  # every dataset this module keeps carries it (other saved datasets are left alone)
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+
+
+@dataclass
+class Dataset:
+    name: str
+    as_of: date
+    snapshot_as_of: date
+    features: str  # what was asked for: a service, views or references, comma-separated
+    labels: bool
+    rows: int
+    checksum: str
+    created_at: datetime
+    seconds: float
+    definitions: str  # fingerprint of the feature views read
+    table: str  # where it is kept: a PostgreSQL table, or a folder of the lake (an s3a:// URL or a path)
+    stale_because: list[str] = field(default_factory=list)
+
+    @property
+    def stale(self) -> bool:
+        return bool(self.stale_because)
+
+
+def default_name(as_of: date, features: str, labels: bool) -> str:
+    return f"{features.replace(',', '+').replace(':', '.')}_{as_of.isoformat()}" + ("" if labels else "_nolabels")
+
+
+def _table(name: str) -> str:
+    """The storage table of a dataset name: readable, bounded, and distinct per name."""
+    slug = re.sub(r"[^a-z0-9_]", "_", name.lower())[:40]
+    return f"sf_dataset_{slug}_{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+
+
+def _definitions(store, refs: list[str]) -> str:
+    """A fingerprint of the definitions of the views `refs` read (their specs, not their history)."""
+    h = hashlib.sha256()
+    for view in sorted({FeatureRef.parse(r).view for r in refs}):
+        h.update(
+            store.get_feature_view(view, allow_registry_cache=True)
+            .to_proto()
+            .spec.SerializeToString(deterministic=True)
+        )
+    return h.hexdigest()[:16]
+
+
+def _spec(features: str | list[str] | None) -> str:
+    if features is None or features == "" or features == []:
+        return SERVICE
+    return features if isinstance(features, str) else ",".join(features)
+
+
+def _from_saved(saved) -> Dataset:
+    t = saved.tags
+    return Dataset(
+        name=saved.name,
+        as_of=date.fromisoformat(t["as_of"]),
+        snapshot_as_of=date.fromisoformat(t["snapshot_as_of"]),
+        features=t["features"],
+        labels=t["labels"] == "true",
+        rows=int(t["rows"]),
+        checksum=t["checksum"],
+        created_at=datetime.fromisoformat(t["created_at"]),
+        seconds=float(t["seconds"]),
+        definitions=t["definitions"],
+        table=_location(saved.storage),
+    )
+
+
+def _location(storage) -> str:
+    """A saved dataset's table (PostgreSQL) or folder (the lake)."""
+    options = getattr(storage, "postgres_options", None)
+    return options._table if options is not None else storage.spark_options.path
+
+
+def _staleness(ds: Dataset, settings: Settings, store, changed: dict[date, datetime]) -> Dataset:
+    at = changed.get(ds.snapshot_as_of)
+    if at is not None and at > ds.created_at:
+        ds.stale_because.append(
+            f"the {ds.snapshot_as_of} snapshot was re-ingested with other rows on {at:%Y-%m-%d %H:%M} UTC"
+        )
+    try:
+        if _definitions(store, _refs_of(store, ds.features, ds.labels)) != ds.definitions:
+            ds.stale_because.append("a feature view it reads was redefined (streamflow apply) since")
+    except NotFound as exc:
+        ds.stale_because.append(f"its features no longer resolve: {exc}")
+    return ds
+
+
+def _refs_of(store, features: str, labels: bool) -> list[str]:
+    from streamflow.core.catalog import LABEL_FEATURE, LABEL_VIEW
+    from streamflow.features.refs import resolve_features
+
+    refs = resolve_features(store, features.split(","))
+    return refs + ([str(FeatureRef(LABEL_VIEW, LABEL_FEATURE))] if labels else [])
+
+
+@contextlib.contextmanager
+def feast_quiet() -> Iterator[None]:
+    """Feast warns that saved datasets are experimental on every call: said once, in the docs."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*(Saving|Retrieving) dataset.*", category=RuntimeWarning)
+        warnings.filterwarnings("ignore", message="pandas only supports SQLAlchemy", category=UserWarning)
+        yield
+
+
+def create(
+    as_of: str | date,
+    features: str | list[str] | None = None,
+    labels: bool = True,
+    name: str | None = None,
+    settings: Settings | None = None,
+    store=None,
+    say: Callable[[str], None] | None = None,
+) -> Dataset:
+    """Build the frame's retrieval for `as_of` and keep it as a Feast saved dataset (replacing a
+    dataset of the same name)."""
+    settings = settings or load_settings()
+    store = store or get_store(settings)
+    spec = _spec(features)
+    t0 = time.perf_counter()
+    with feast_quiet():
+        plan = plan_training_frame(as_of, spec.split(","), labels, settings, store)
+    name = name or default_name(plan.as_of, spec, labels)
+    if not NAME_RE.fullmatch(name):
+        raise InvalidInput(
+            f"dataset name {name!r}: letters, digits, '_', '.', '-' (up to 100), starting with a letter or digit"
+        )
+    offline = offline_of(settings)
+    table = offline.dataset_location(_table(name))
+    if say:
+        say(f"building {name}: the frame at {plan.as_of} ({len(plan.wanted)} columns) written by {offline.writer}")
+    created = datetime.now(UTC)
+    tags = {
+        TAG: "1",
+        "as_of": plan.as_of.isoformat(),
+        "snapshot_as_of": plan.snapshot_as_of.isoformat(),
+        "features": spec,
+        "labels": "true" if labels else "false",
+        "created_at": created.isoformat(),
+        "definitions": _definitions(store, plan.wanted),
+    }
+    with feast_quiet():
+        saved = store.create_saved_dataset(
+            from_=plan.job, name=name, storage=offline.saved_storage(table), tags=tags, allow_overwrite=True
+        )
+    rows, checksum = offline.checksum(table, store)
+    seconds = time.perf_counter() - t0
+    saved.tags.update({"rows": str(rows), "checksum": checksum, "seconds": f"{seconds:.3f}"})
+    store.registry.apply_saved_dataset(saved, store.project, commit=True)
+    if say:
+        say(f"kept {name}: {rows:,} rows in {seconds:.1f}s (checksum {checksum[:12]})")
+    return _from_saved(saved)
+
+
+def list_datasets(settings: Settings | None = None, store=None) -> list[Dataset]:
+    """Every kept dataset, newest first, each with its staleness."""
+    settings = settings or load_settings()
+    store = store or get_store(settings)
+    changed = runs.snapshots_changed_at(settings)
+    kind = offline_of(settings).storage_kind  # this profile's datasets
+    out = [
+        _staleness(_from_saved(s), settings, store, changed)
+        for s in store.list_saved_datasets()
+        if (s.tags or {}).get(TAG) and "rows" in s.tags and hasattr(s.storage, kind)
+    ]
+    return sorted(out, key=lambda d: d.created_at, reverse=True)
+
+
+def get(name: str, settings: Settings | None = None, store=None) -> Dataset:
+    settings = settings or load_settings()
+    store = store or get_store(settings)
+    for ds in list_datasets(settings, store):
+        if ds.name == name:
+            return ds
+    names = ", ".join(d.name for d in list_datasets(settings, store)) or "none yet"
+    raise NotFound(f"no dataset named {name!r}; datasets: {names}")
+
+
+def find(
+    as_of: date, features: str | list[str] | None, labels: bool, settings: Settings | None = None, store=None
+) -> Dataset | None:
+    """The newest dataset that is not stale and holds exactly this frame, if any."""
+    spec = _spec(features)
+    for ds in list_datasets(settings, store):
+        if ds.as_of == as_of and ds.features == spec and ds.labels == labels and not ds.stale:
+            return ds
+    return None
+
+
+def frame(name: str, settings: Settings | None = None, store=None) -> TrainingFrame:
+    """A dataset read back through Feast (`get_saved_dataset(...).to_df()`), shaped as a frame; on
+    the lake, its files where they are (a column or a page at a time)."""
+    settings = settings or load_settings()
+    store = store or get_store(settings)
+    ds = get(name, settings, store)
+    t0 = time.perf_counter()
+    offline = offline_of(settings)
+    with feast_quiet():
+        saved = offline.saved(store, name)
+    plan = FramePlan(
+        as_of=ds.as_of,
+        snapshot_as_of=ds.snapshot_as_of,
+        refs=[r for r in saved.features if r in _refs_of(store, ds.features, False)],
+        lineage_refs=[r for r in saved.features if FeatureRef.parse(r).feature.endswith("_as_of")],
+        wanted=list(saved.features),
+        labels=ds.labels,
+        job=None,
+    )
+    with feast_quiet():
+        df = offline.dataset_rows(saved, ds.table)
+    tf = shape_frame(plan, df, time.perf_counter() - t0)
+    tf.notes.append(f"read from the dataset {name} (built {ds.created_at:%Y-%m-%d %H:%M} UTC)")
+    return tf
+
+
+def frame_for(
+    as_of: str | date,
+    features: str | list[str] | None = None,
+    labels: bool = True,
+    settings: Settings | None = None,
+    store=None,
+    save: bool = False,
+    say: Callable[[str], None] | None = None,
+) -> tuple[TrainingFrame, Dataset | None]:
+    """The frame for `as_of`: read from a kept dataset that matches and is not stale; else, with
+    `save`, kept first and read back; else built."""
+    from streamflow.core.dates import parse_date
+    from streamflow.features.training import build_training_frame
+    from streamflow.storage.snapshots import snapshot_dates
+
+    settings = settings or load_settings()
+    store = store or get_store(settings)
+    day = parse_date(as_of, "as_of", snapshot_dates(settings))
+    ds = find(day, features, labels, settings, store)
+    if ds is None and save:
+        ds = create(day, features, labels, settings=settings, store=store, say=say)
+    if ds is None:
+        return build_training_frame(day, features, labels, settings, store), None
+    return frame(ds.name, settings, store), ds
+
+
+def kept_rows(day: date, names: list[str], ids: list[str], settings: Settings, store) -> pd.DataFrame | None:
+    """`ids`' rows (user_id and the columns `names`) of a current kept dataset at `day` that holds
+    those columns, read for those users only (its lake files' matching row groups, or its table
+    by key); None when no such dataset is kept. The values are the point-in-time retrieval's at
+    `day`, which a page can read instead of running it again."""
+    offline = offline_of(settings)
+    for ds in list_datasets(settings, store):
+        if ds.as_of != day or ds.snapshot_as_of != day or ds.stale:
+            continue
+        if set(names) <= offline.dataset_columns(ds.table):
+            return offline.rows_of(ds.table, ids, ["user_id", *names])
+    return None
+
+
+def export(name: str, out: str | Path, fmt: str | None = None, settings: Settings | None = None, store=None) -> Path:
+    """Write a dataset's frame to a Parquet or CSV file (by `fmt` or the file's extension)."""
+    fmt = frame_format(out, fmt)  # refused before the dataset is read
+    return write_frame(frame(name, settings, store), out, fmt)
+
+
+def rebuild(name: str, settings: Settings | None = None, store=None, say=None) -> Dataset:
+    """Build a dataset again from its recorded as_of and features (same name)."""
+    settings = settings or load_settings()
+    store = store or get_store(settings)
+    ds = get(name, settings, store)
+    return create(ds.as_of, ds.features, ds.labels, name, settings, store, say)
+
+
+def delete(name: str, settings: Settings | None = None, store=None) -> None:
+    """Remove a dataset from the registry and drop its table (or its lake folder)."""
+    settings = settings or load_settings()
+    store = store or get_store(settings)
+    ds = get(name, settings, store)
+    store.registry.delete_saved_dataset(name, store.project, commit=True)
+    offline_of(settings).drop(ds.table)
+
+
+def diff(a: str, b: str, settings: Settings | None = None, store=None) -> dict:
+    """Two datasets side by side (see `diff_frames`)."""
+    return diff_frames(frame(a, settings, store).frame, frame(b, settings, store).frame)
+
+
+def diff_frames(fa: pd.DataFrame, fb: pd.DataFrame) -> dict:
+    """Columns only in one frame, users added and removed, per-feature statistics of each
+    (`training.feature_summary`) side by side."""
+    from streamflow.features.training import feature_summary
+
+    ua, ub = set(fa["user_id"]), set(fb["user_id"])
+    sa = feature_summary(fa).set_index("feature")
+    sb = feature_summary(fb).set_index("feature")
+    both = [f for f in sa.index if f in sb.index]
+    cols = ["null_rate", "mean", "std", "distinct", "top"]
+    return {
+        "only_in_a": [c for c in fa.columns if c not in fb.columns],
+        "only_in_b": [c for c in fb.columns if c not in fa.columns],
+        "rows": (len(fa), len(fb)),
+        "users_added": len(ub - ua),
+        "users_removed": len(ua - ub),
+        "statistics": pd.concat({"A": sa.loc[both, cols], "B": sb.loc[both, cols]}, axis=1),
+    }

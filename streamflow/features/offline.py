@@ -1,0 +1,258 @@
+"""Where a profile's frames and datasets live: one class per offline backend behind one interface,
+chosen once from Settings (`offline_of`), as Feast picks its offline store class from its config.
+
+- PostgreSQL profile: the entity frame is SQL over the users' snapshot table; a frame comes back
+  from Feast as pandas; a dataset is a table the server writes (`SavedDatasetPostgreSQLStorage`),
+  checksummed by an md5 over its rows in key order, read back through Feast.
+- Lake profile: the entity frame is Spark SQL over the users' partition; a frame and a dataset are
+  Parquet folders Spark's executors write (`PathSparkStorage`), read where they are a column or a
+  page at a time (`ParquetFrame`), checksummed by the executors (an order-free sum of row hashes).
+"""
+
+from __future__ import annotations
+
+import uuid
+import weakref
+from abc import ABC, abstractmethod
+from datetime import UTC, date, datetime, timedelta
+
+import pandas as pd
+import pyarrow.fs as pafs
+
+from streamflow.core.catalog import JOIN_KEY, USERS
+from streamflow.core.config import Settings, load_settings
+from streamflow.features.store import spark_session
+from streamflow.storage import db, lake
+from streamflow.storage.frames import InColumns, InTable, ParquetFrame, Population
+
+FRAME_TTL = timedelta(days=1)  # a frame folder left by a process that died is removed after this
+
+
+class Offline(ABC):
+    """What differs between the offline backends for frames and datasets; nothing else asks."""
+
+    storage_kind: str  # the attribute of a SavedDataset's storage this backend's datasets carry
+    writer: str  # who writes a dataset, in words
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    @abstractmethod
+    def entity_query(self, snapshot_as_of: date, as_of: date) -> str:
+        """The entity frame `(user_id, event_timestamp = as_of)` of the users' snapshot, as a query."""
+
+    @abstractmethod
+    def frame_of(self, job, keep) -> pd.DataFrame | ParquetFrame:
+        """A retrieval's rows; `keep(rows)` shapes them (a failure there leaves nothing behind)."""
+
+    @abstractmethod
+    def dataset_location(self, table: str) -> str:
+        """Where a dataset named by its table name is kept."""
+
+    @abstractmethod
+    def saved_storage(self, location: str):
+        """Feast's storage object for `create_saved_dataset` at `location`."""
+
+    @abstractmethod
+    def checksum(self, location: str, store) -> tuple[int, str]:
+        """Rows and a checksum of a kept dataset's contents: equal contents, equal checksums."""
+
+    @abstractmethod
+    def saved(self, store, name: str):
+        """The registry's SavedDataset."""
+
+    @abstractmethod
+    def dataset_rows(self, saved, location: str) -> pd.DataFrame | ParquetFrame:
+        """A kept dataset's rows."""
+
+    @abstractmethod
+    def dataset_columns(self, location: str) -> set[str]:
+        """The columns a kept dataset holds."""
+
+    @abstractmethod
+    def population(self, location: str) -> Population:
+        """A kept dataset's rows as a population to count where they are."""
+
+    @abstractmethod
+    def rows_of(self, location: str, ids: list[str], cols: list[str]) -> pd.DataFrame:
+        """Some users' rows of a kept dataset, read for those users only."""
+
+    @abstractmethod
+    def drop(self, location: str) -> None:
+        """Remove a kept dataset's rows (its registry entry is Feast's)."""
+
+
+class PostgresOffline(Offline):
+    storage_kind = "postgres_options"
+    writer = "the server"
+
+    def entity_query(self, snapshot_as_of: date, as_of: date) -> str:
+        """SQL: Feast runs it in PostgreSQL instead of uploading a pandas frame. The literals are
+        `date.isoformat()` of parsed dates: no user text reaches the query."""
+        assert isinstance(snapshot_as_of, date) and isinstance(as_of, date)
+        return (
+            f"SELECT user_id, TIMESTAMPTZ '{as_of.isoformat()} 00:00:00+00' AS event_timestamp "
+            f"FROM {USERS.snapshot} WHERE as_of = DATE '{snapshot_as_of.isoformat()}'"
+        )
+
+    def frame_of(self, job, keep):
+        return keep(job.to_df())
+
+    def dataset_location(self, table: str) -> str:
+        return table
+
+    def saved_storage(self, location: str):
+        from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import (
+            SavedDatasetPostgreSQLStorage,
+        )
+
+        return SavedDatasetPostgreSQLStorage(location)
+
+    def checksum(self, location: str, store) -> tuple[int, str]:
+        """An md5 over the table's rows in key order."""
+        from psycopg import sql
+
+        with db.connection(self.settings) as conn:
+            row = conn.execute(
+                sql.SQL(
+                    "SELECT count(*), coalesce(md5(string_agg(md5(t::text), '' ORDER BY t.user_id, t.event_timestamp)), '') "
+                    "FROM {} t"
+                ).format(sql.Identifier(location))
+            ).fetchone()
+        return int(row[0]), row[1]
+
+    def saved(self, store, name: str):
+        return store.get_saved_dataset(name)
+
+    def dataset_rows(self, saved, location: str) -> pd.DataFrame:
+        return saved.to_df()
+
+    def dataset_columns(self, location: str) -> set[str]:
+        with db.connection(self.settings) as conn:
+            return {
+                r[0]
+                for r in conn.execute(
+                    "SELECT column_name FROM information_schema.columns WHERE table_schema = 'public' "
+                    "AND table_name = %s",
+                    (location,),
+                )
+            }
+
+    def population(self, location: str) -> Population:
+        from psycopg import sql
+
+        return InTable(sql.Identifier(location), sql.SQL("true"))
+
+    def rows_of(self, location: str, ids: list[str], cols: list[str]) -> pd.DataFrame:
+        from psycopg import sql
+
+        query = sql.SQL("SELECT {} FROM {} WHERE user_id = ANY({})").format(
+            sql.SQL(", ").join(map(sql.Identifier, cols)), sql.Identifier(location), sql.Literal(list(ids))
+        )
+        return db.read_frame(query, self.settings)  # through Arrow, typed as Feast's own frames are
+
+    def drop(self, location: str) -> None:
+        from psycopg import sql
+
+        with db.connection(self.settings) as conn:
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(location)))
+
+
+class LakeOffline(Offline):
+    storage_kind = "spark_options"
+    writer = "Spark's executors, into the lake"
+
+    @property
+    def lake(self) -> lake.Lake:
+        return lake.lake_of(self.settings)
+
+    def entity_query(self, snapshot_as_of: date, as_of: date) -> str:
+        """Spark SQL over the users' partition in the lake (the executors read it; Spark's session
+        runs in UTC). Literals are `date.isoformat()` of parsed dates and the lake's configured location."""
+        assert isinstance(snapshot_as_of, date) and isinstance(as_of, date)
+        partition = f"{self.lake.table_url(USERS)}/{lake.partition_name(snapshot_as_of)}"
+        partition = partition.replace("`", "")  # quoted by backticks in Spark SQL
+        return (
+            f"SELECT {JOIN_KEY}, TIMESTAMP '{as_of.isoformat()} 00:00:00' AS event_timestamp FROM parquet.`{partition}`"
+        )
+
+    def frame_of(self, job, keep):
+        """Feast's persist of the Spark retrieval: the executors write the frame as Parquet in the
+        lake's frames/, read back where it is; removed once nobody holds its reader."""
+        lk = self.lake
+        url = lk.folder_url(lake.FRAMES, self._frame_folder(lk))
+        persist(job, url)
+        try:
+            tf = keep(lk.frame(url))
+        except BaseException:
+            lk.remove(lk.fs_path(url))
+            raise
+        weakref.finalize(tf.frame, lk.remove, lk.fs_path(url))  # nobody keeps it: gone with its reader
+        return tf
+
+    @staticmethod
+    def _frame_folder(lk: lake.Lake) -> str:
+        """A new frame's folder name (when it was made, then a random part); frames older than
+        FRAME_TTL, left by a process that died, are removed first."""
+        now = datetime.now(UTC)
+        try:
+            infos = lk.fs.get_file_info(pafs.FileSelector(f"{lk.root}/{lake.FRAMES}", allow_not_found=True))
+        except OSError:
+            infos = []
+        for info in infos:
+            try:
+                made = datetime.strptime(info.base_name[:15], "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
+            except ValueError:
+                continue
+            if now - made > FRAME_TTL:
+                lk.remove(info.path)
+        return f"{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:10]}"
+
+    def dataset_location(self, table: str) -> str:
+        return self.lake.folder_url(lake.DATASETS, table)
+
+    def saved_storage(self, location: str):
+        from streamflow.feast_ext.spark_offline import PathSparkStorage
+
+        return PathSparkStorage(location)
+
+    def checksum(self, location: str, store) -> tuple[int, str]:
+        """The sum of Spark's 64-bit hash of every row (order-free), computed by the executors."""
+        from pyspark.sql import functions as F
+
+        df = spark_session(store.config).read.parquet(location)
+        row = df.agg(F.count(F.lit(1)), F.sum(F.xxhash64(*df.columns).cast("decimal(38,0)"))).collect()[0]
+        return int(row[0]), f"{int(row[1] or 0) % 2**64:016x}"
+
+    def saved(self, store, name: str):
+        # the registry's record: Feast 0.67's own to_df on a path-only Spark source fails (docs/deploy.md)
+        return store.registry.get_saved_dataset(name, store.project)
+
+    def dataset_rows(self, saved, location: str) -> ParquetFrame:
+        return self.lake.frame(location)
+
+    def dataset_columns(self, location: str) -> set[str]:
+        return set(self.lake.frame(location).columns)
+
+    def population(self, location: str) -> Population:
+        return InColumns(self.lake.frame(location).__getitem__)  # a column at a time
+
+    def rows_of(self, location: str, ids: list[str], cols: list[str]) -> pd.DataFrame:
+        return self.lake.frame(location).rows_of(ids, cols)  # the matching row groups only
+
+    def drop(self, location: str) -> None:
+        lk = self.lake
+        lk.remove(lk.fs_path(location))
+
+
+def persist(job, url: str) -> None:
+    """Feast's persist of a Spark retrieval: the executors write the frame as Parquet at `url`."""
+    from streamflow.feast_ext.spark_offline import PathSparkStorage
+
+    job.persist(PathSparkStorage(url), allow_overwrite=True)
+
+
+def offline_of(settings: Settings | None = None) -> Offline:
+    """This profile's frames and datasets: the one place that asks which offline backend holds them."""
+    settings = settings or load_settings()
+    return LakeOffline(settings) if settings.lake_profile else PostgresOffline(settings)

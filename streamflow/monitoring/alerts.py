@@ -1,0 +1,293 @@
+"""Alerts: the checks that run after every ingest and every materialization, and what they raised.
+
+Checks (each month, or the month `as_of`):
+- `feature_drift`: a feature's drift score at or over its threshold against the baseline (`over_time`);
+- `month_drift`: more than the month's share of features drifted;
+- `quality`: a table's Great Expectations pass rate (expectations met over evaluated, latest
+  validation of the month) below its usual (the median of the table's other months; 100% when none);
+- `freshness`: a feature view whose newest snapshot is older than its `freshness_sla` tag on the
+  data's clock: the date checked (`--as-of`) or else the latest snapshot (cron passes today's date
+  to judge it on the wall clock);
+- `online_stale`: a view whose online values are older than its latest snapshot (not materialized since).
+
+An alert is kept once per (kind, subject, month) in `monitor_alerts`, with its value, threshold
+and state: `open` when raised, `acknowledged` by a user with write access, `resolved` when a later
+check no longer finds it (and open again if it comes back). `streamflow monitor` prints them and
+exits 1 while one is open.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+
+import pandas as pd
+from psycopg import sql
+
+from streamflow.core.catalog import TABLES
+from streamflow.core.config import Settings
+from streamflow.core.dates import parse_days
+from streamflow.core.errors import NotFound, NotReady, StreamflowError
+from streamflow.monitoring import distributions, over_time
+from streamflow.storage import db
+from streamflow.storage.snapshots import snapshot_dates
+
+KINDS = ("feature_drift", "month_drift", "quality", "freshness", "online_stale")
+STATES = ("open", "acknowledged", "resolved")
+COLUMNS = [
+    "id",
+    "state",
+    "kind",
+    "subject",
+    "as_of",
+    "value",
+    "threshold",
+    "message",
+    "raised_at",
+    "updated_at",
+    "acknowledged_by",
+]
+
+
+@dataclass(frozen=True)
+class Alert:
+    kind: str
+    subject: str
+    as_of: date
+    value: float | None
+    threshold: float | None
+    message: str
+
+
+def drift_alerts(grid: over_time.MonitorGrid, months: list[date] | None = None) -> list[Alert]:
+    """The drift alerts of the grid's months (or of `months`)."""
+    out = []
+    for v in grid.months.itertuples():
+        if months is not None and v.month not in months:
+            continue
+        s = grid.scores[grid.scores["month"] == v.month]
+        for r in s[s["drifted"]].itertuples():
+            t = grid.config.for_feature(r.feature)
+            scores = f"{r.method} {r.score:.3f} (threshold {r.threshold:g})"
+            if r.kind == "numeric":
+                scores += f", Jensen-Shannon {r.second_score:.3f} (threshold {t.js:g})"
+            why = f", new categories {r.new_categories}" if r.new_categories else ""
+            matters = f"; importance {r.importance:.3f}" if pd.notna(r.importance) else ""
+            value, limit = r.score, r.threshold  # the deciding score and its threshold
+            if r.kind == "numeric" and r.second_score / t.js > r.score / r.threshold:
+                value, limit = r.second_score, t.js
+            out.append(
+                Alert(
+                    "feature_drift",
+                    r.feature,
+                    v.month,
+                    float(value),
+                    float(limit),
+                    f"{r.feature} drifted at {v.month} against {grid.baseline_label}: {scores}{why}{matters}",
+                )
+            )
+        if v.month_drifted:
+            out.append(
+                Alert(
+                    "month_drift",
+                    "month",
+                    v.month,
+                    float(v.share),
+                    grid.config.month_share,
+                    f"{v.month} drifted against {grid.baseline_label}: {v.drifted} of {v.scored} features "
+                    f"({v.share:.0%}, more than {grid.config.month_share:.0%})",
+                )
+            )
+    return out
+
+
+def quality_alerts(q: pd.DataFrame, months: list[date] | None = None) -> list[Alert]:
+    """Tables whose pass rate in a month is below the median of their other months."""
+    out = []
+    for table, g in q.dropna(subset=["pass_rate"]).groupby("table"):
+        for r in g.itertuples():
+            if months is not None and r.month not in months:
+                continue
+            others = g.loc[g["month"] != r.month, "pass_rate"]
+            usual = float(statistics.median(others)) if len(others) else 1.0
+            if r.pass_rate < usual:
+                out.append(
+                    Alert(
+                        "quality",
+                        table,
+                        r.month,
+                        float(r.pass_rate),
+                        usual,
+                        f"{table} at {r.month}: {r.pass_rate:.0%} of its expectations met, its usual is {usual:.0%}",
+                    )
+                )
+    return out
+
+
+def freshness_alerts(settings: Settings, store, on: date, latest: dict[str, date | None]) -> list[Alert]:
+    """Views whose newest snapshot on or before `on` is older than their `freshness_sla` tag."""
+    out = []
+    for t in TABLES:
+        tag = (store.get_feature_view(t.view, allow_registry_cache=True).tags or {}).get("freshness_sla")
+        newest = latest.get(t.name)
+        if not tag or newest is None:
+            continue
+        sla = parse_days(tag, f"{t.view}'s freshness_sla tag")
+        age = (on - newest).days
+        if age > sla:
+            out.append(
+                Alert(
+                    "freshness",
+                    t.view,
+                    on,
+                    float(age),
+                    float(sla),
+                    f"{t.view}: newest snapshot {newest}, {age} days before {on} (its freshness_sla is {tag})",
+                )
+            )
+    return out
+
+
+def online_alerts(settings: Settings) -> list[Alert]:
+    from streamflow.features.materialize import freshness
+
+    out = []
+    for r in freshness(settings).itertuples():
+        if r.behind:
+            done = f"materialized up to {r.materialized_up_to}" if r.materialized_up_to else "never materialized"
+            out.append(
+                Alert(
+                    "online_stale",
+                    r.view,
+                    r.latest_snapshot,
+                    None,
+                    None,
+                    f"{r.view}: the online store is {done}, its latest snapshot is {r.latest_snapshot}: "
+                    "`streamflow materialize --incremental`",
+                )
+            )
+    return out
+
+
+def evaluate(settings: Settings, store, as_of: date | None = None) -> list[Alert]:
+    """Every alert that holds now, for every month or for `as_of` (freshness judged at `as_of`,
+    else at the latest snapshot)."""
+    dates = snapshot_dates(settings)
+    if not dates:
+        return []
+    months = [as_of] if as_of else None
+    out = drift_alerts(over_time.grid(settings, store=store), months)
+    out += quality_alerts(over_time.quality(settings), months)
+    on = as_of or dates[-1]
+    latest = {t.name: max((d for d in snapshot_dates(settings, t) if d <= on), default=None) for t in TABLES}
+    out += freshness_alerts(settings, store, on, latest)
+    out += online_alerts(settings)
+    return out
+
+
+def _sync(settings: Settings, fired: list[Alert], as_of: date | None) -> None:
+    """Keep what fired (open, or still acknowledged) and resolve what no longer holds, in the
+    checked scope: one month (and the current online state) or everything."""
+    with db.connection(settings) as conn:
+        for a in fired:
+            conn.execute(
+                """INSERT INTO monitor_alerts (kind, subject, as_of, value, threshold, message, state)
+                   VALUES (%s, %s, %s, %s, %s, %s, 'open')
+                   ON CONFLICT (kind, subject, as_of) DO UPDATE SET value = EXCLUDED.value,
+                     threshold = EXCLUDED.threshold, message = EXCLUDED.message,
+                     state = CASE WHEN monitor_alerts.state = 'resolved' THEN 'open' ELSE monitor_alerts.state END,
+                     acknowledged_by = CASE WHEN monitor_alerts.state = 'resolved' THEN NULL
+                                       ELSE monitor_alerts.acknowledged_by END,
+                     updated_at = CASE WHEN monitor_alerts.state = 'resolved' OR monitor_alerts.value IS DISTINCT FROM EXCLUDED.value
+                                  THEN now() ELSE monitor_alerts.updated_at END""",
+                (a.kind, a.subject, a.as_of, a.value, a.threshold, a.message),
+            )
+        keys = [f"{a.kind}|{a.subject}|{a.as_of}" for a in fired]
+        conn.execute(
+            """UPDATE monitor_alerts SET state = 'resolved', updated_at = now()
+               WHERE state <> 'resolved' AND NOT (kind || '|' || subject || '|' || as_of::text = ANY(%(k)s))
+                 AND (%(d)s::date IS NULL OR as_of = %(d)s OR kind = 'online_stale')""",
+            {"k": keys, "d": as_of},
+        )
+
+
+def check(
+    settings: Settings,
+    store=None,
+    as_of: date | None = None,
+    say: Callable[[str], None] | None = None,
+    fit_importance: bool = True,
+) -> pd.DataFrame:
+    """Distribution the months that lack it, fit the baseline model once (`fit_importance`), run every
+    check and keep the alerts; returns the alerts not resolved (of `as_of`, or all). One check runs
+    at a time (others wait: two materializations ending together check one after the other)."""
+    from streamflow.features.store import get_store
+
+    lock = db.connect(settings, autocommit=True)
+    try:
+        lock.execute("SELECT pg_advisory_lock(%s, 0)", (db.LOCK_MONITOR,))
+        distributions.refresh(settings, say)
+        distributions.drop_stale_months(settings)
+        store = store or get_store(settings)
+        config = over_time.load_config(settings)
+        src = over_time.importance_source(config, snapshot_dates(settings))
+        if fit_importance and src and not over_time.stored_importance(settings, src):
+            try:
+                over_time.compute_importance(settings, src, store)
+                if say:
+                    say(f"  monitoring: the baseline model's importance of each feature kept ({src})")
+            except (NotReady, NotFound) as exc:  # one class of label, or a dataset gone: ranked by drift alone
+                if say:
+                    say(f"  monitoring: no feature importance ({exc})")
+        _sync(settings, evaluate(settings, store, as_of), as_of)
+    finally:
+        lock.close()  # the session ends, and its advisory lock with it
+    return listing(settings, as_of=as_of)
+
+
+def after_change(settings: Settings, store=None, say: Callable[[str], None] | None = None) -> pd.DataFrame | None:
+    """The checks after an ingest or a materialization. They never fail the change itself: what
+    stops them is said in one line. On the lake profile the baseline model is not fitted here (its
+    frame goes through Spark): `streamflow monitor` fits it."""
+    try:
+        found = check(settings, store, say=say, fit_importance=settings.offline_store == "postgres")
+    except Exception as exc:  # noqa: BLE001 - the ingest or materialization succeeded; its checks are reported
+        if say:
+            say(f"  monitoring checks not run: {exc if isinstance(exc, StreamflowError) else repr(exc)}")
+        return None
+    if say:
+        n = int((found["state"] == "open").sum())
+        say(f"  monitoring: {n} open alert(s)" + (" (`streamflow monitor` lists them)" if n else ""))
+    return found
+
+
+def listing(
+    settings: Settings, states: tuple[str, ...] = ("open", "acknowledged"), as_of: date | None = None
+) -> pd.DataFrame:
+    """Kept alerts in these states (open first, then by month and kind)."""
+    q = sql.SQL("SELECT {} FROM monitor_alerts WHERE state = ANY(%s)").format(
+        sql.SQL(", ").join(map(sql.Identifier, COLUMNS))
+    )
+    args: list = [list(states)]
+    if as_of:
+        q += sql.SQL(" AND as_of = %s")
+        args.append(as_of)
+    q += sql.SQL(" ORDER BY state = 'open' DESC, as_of DESC, array_position(%s, kind), subject")
+    args.append(list(KINDS))
+    with db.connection(settings) as conn:
+        rows = conn.execute(q, args).fetchall()
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def acknowledge(settings: Settings, alert_id: int, by: str) -> None:
+    """Mark an open alert acknowledged (it stays listed, and stops failing `streamflow monitor`)."""
+    with db.connection(settings) as conn:
+        row = conn.execute(
+            "UPDATE monitor_alerts SET state = 'acknowledged', acknowledged_by = %s, updated_at = now() "
+            "WHERE id = %s AND state = 'open' RETURNING id",
+            (by, alert_id),
+        ).fetchone()
+    if row is None:
+        raise NotFound(f"no open alert {alert_id}: `streamflow monitor` lists the open ones")

@@ -1,0 +1,242 @@
+"""Training-serving skew: online values against offline point-in-time values.
+
+For each user and feature we compare the online value with the offline value
+(a) at the online row's own event timestamp -- same snapshot, so any difference is a
+serving bug -- and (b) at the latest snapshot -- a difference there means the online
+store is behind. Each pair is classified:
+
+    equal            online == offline at its own timestamp (within tolerance) and up to date
+    value_mismatch   online differs from offline at the same timestamp (beyond tolerance)
+    stale            online row is older than the latest offline snapshot
+    missing_online   the online store has no row for the user/view
+    missing_offline  the offline store has no value at the online row's timestamp or at the latest
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import date
+
+import pandas as pd
+
+from streamflow.core.catalog import FEAST_TYPES
+from streamflow.core.config import Settings, load_settings
+from streamflow.core.dates import parse_date, snapshot_for
+from streamflow.features.online import online_features, validate_user_id
+from streamflow.features.refs import feature_names, resolve_features, view_of
+from streamflow.features.store import get_store
+from streamflow.storage.snapshots import snapshot_dates, snapshots_of
+
+STATUSES = ("equal", "value_mismatch", "stale", "missing_online", "missing_offline")
+NUMERIC_TYPES = tuple({FEAST_TYPES["int"], FEAST_TYPES["float"]})
+
+
+@dataclass
+class SkewReport:
+    latest_snapshot: date
+    pairs: pd.DataFrame  # one row per (user, feature)
+    per_feature: pd.DataFrame
+    per_view: pd.DataFrame
+    numeric: pd.DataFrame  # numeric pairs with differences
+
+    @property
+    def mismatches(self) -> int:
+        return int((self.pairs["status"] != "equal").sum())
+
+    def mismatch_rates(self) -> pd.DataFrame:
+        """Per feature and cause (every status but `equal`) with at least one pair: the count and
+        its share of the feature's sampled pairs (columns view, feature, pairs, cause, count, rate)."""
+        causes = [c for c in STATUSES if c != "equal"]
+        if self.per_feature.empty:
+            return pd.DataFrame(columns=["view", "feature", "pairs", "cause", "count", "rate"])
+        long = self.per_feature.melt(
+            id_vars=["view", "feature", "pairs"], value_vars=causes, var_name="cause", value_name="count"
+        )
+        long["rate"] = long["count"] / long["pairs"].clip(lower=1)
+        return long[long["count"] > 0].reset_index(drop=True)
+
+
+def sample_users(settings: Settings, as_of: date, n: int, seed: int = 0) -> list[str]:
+    """A deterministic sample of the users of the snapshot at as_of: the `n` whose md5 of
+    `user_id || seed` is smallest (the same users on every backend)."""
+    return snapshots_of(settings).sample_users(as_of, n, seed)
+
+
+def _same(a, b, numeric: bool, abs_tol: float, rel_tol: float) -> bool:
+    a_null = a is None or (isinstance(a, float) and math.isnan(a))
+    b_null = b is None or (isinstance(b, float) and math.isnan(b)) or b is pd.NA
+    if a_null or b_null:
+        return a_null and b_null
+    if numeric:
+        return abs(float(a) - float(b)) <= abs_tol + rel_tol * abs(float(b))
+    return a == b
+
+
+def classify(
+    online, online_ts, offline_own, offline_latest, latest_ts, numeric: bool, abs_tol=1e-9, rel_tol=1e-9
+) -> str:
+    """One (user, feature) pair's status (see the module docstring). Pure: no store is read."""
+    if online_ts is None:
+        return "missing_online"
+    if offline_own is None and offline_latest is None and online is not None:
+        return "missing_offline"
+    if not _same(online, offline_own, numeric, abs_tol, rel_tol):
+        return "value_mismatch"
+    if online_ts < latest_ts:
+        return "stale"
+    return "equal"
+
+
+def _py(v):
+    if v is pd.NA or v is pd.NaT:
+        return None
+    if hasattr(v, "item"):
+        return v.item()
+    return v
+
+
+def offline_values(entity: pd.DataFrame, refs: list[str], settings: Settings, store) -> pd.DataFrame:
+    """Offline point-in-time values of `refs` for the (user_id, event_timestamp) rows of `entity`:
+    for an instant that is a snapshot's midnight, the rows a current kept dataset of that month
+    holds (`datasets.kept_rows`: read for those users only); Feast's retrieval for the rest. The
+    same values either way (a dataset is that retrieval, kept): tested on both profiles."""
+    from streamflow.features.datasets import kept_rows
+
+    names = feature_names(refs)
+    parts, rest = [], []
+    for ts, group in entity.groupby("event_timestamp", sort=True):
+        ts = pd.Timestamp(ts)
+        kept = None
+        if ts == ts.normalize():
+            kept = kept_rows(ts.date(), names, list(group["user_id"]), settings, store)
+        if kept is None:
+            rest.append(group)
+            continue
+        parts.append(kept.assign(event_timestamp=ts)[["user_id", "event_timestamp", *names]])
+        missing = group[~group["user_id"].isin(set(kept["user_id"]))]
+        if len(missing):
+            rest.append(missing)
+    if rest:
+        parts.append(store.get_historical_features(entity_df=pd.concat(rest), features=refs).to_df())
+    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+
+
+def skew_report(
+    users: list[str] | None = None,
+    sample: int = 500,
+    as_of: str | date | None = None,
+    features: str | list[str] | None = None,
+    abs_tol: float = 1e-9,
+    rel_tol: float = 1e-9,
+    seed: int = 0,
+    settings: Settings | None = None,
+    store=None,
+) -> SkewReport:
+    settings = settings or load_settings()
+    store = store or get_store(settings)
+    dates = snapshot_dates(settings)
+    latest = (
+        snapshot_for(parse_date(as_of, "as_of", dates), dates)
+        if as_of
+        else snapshot_for(dates[-1] if dates else date.min, dates)
+    )
+    ids = [validate_user_id(u) for u in users] if users else sample_users(settings, latest, sample, seed)
+    refs = resolve_features(store, features)
+    names = feature_names(refs)
+    view_by_name = view_of(refs)
+    numeric = {}
+    for view in set(view_by_name.values()):
+        for f in store.get_feature_view(view, allow_registry_cache=True).schema:
+            numeric[f.name] = str(f.dtype) in NUMERIC_TYPES
+
+    online = {r.user_id: r for r in online_features(ids, refs, settings=settings, store=store)}
+    latest_ts = pd.Timestamp(latest, tz="UTC")
+
+    # (b) offline at the latest snapshot
+    ent = pd.DataFrame({"user_id": ids, "event_timestamp": latest_ts})
+    off_latest = offline_values(ent, refs, settings, store).set_index("user_id")
+
+    # (a) offline at each online row's own timestamp (per view, so one entity row per (user, ts))
+    own_rows = {(u, t) for u, rec in online.items() if rec.found for t in rec.timestamps.values() if t is not None}
+    off_own = None
+    if own_rows:
+        ent_own = pd.DataFrame(sorted(own_rows), columns=["user_id", "event_timestamp"])
+        ent_own["event_timestamp"] = pd.to_datetime(ent_own["event_timestamp"], utc=True)
+        off_own = offline_values(ent_own, refs, settings, store)
+        off_own["event_timestamp"] = pd.to_datetime(off_own["event_timestamp"], utc=True)
+        off_own = off_own.set_index(["user_id", "event_timestamp"])
+
+    # plain dicts for the per-pair loop: a pandas lookup per pair cost more than the retrievals
+    latest_by_user: dict = {}
+    for u, row in zip(off_latest.index, off_latest[names].to_dict("records"), strict=True):
+        latest_by_user.setdefault(u, row)
+    own_by_key: dict = {}
+    if off_own is not None:
+        for key, row in zip(off_own.index, off_own[names].to_dict("records"), strict=True):
+            own_by_key.setdefault(key, row)
+
+    rows = []
+    for u in ids:
+        rec = online[u]
+        latest_row = latest_by_user.get(u)
+        for n in names:
+            ts = rec.timestamps.get(n) if rec.found else None
+            on_val = _py(rec.features.get(n)) if rec.found else None
+            latest_val = _py(latest_row[n]) if latest_row is not None else None
+            own_row = own_by_key.get((u, pd.Timestamp(ts))) if ts is not None else None
+            own_val = _py(own_row[n]) if own_row is not None else None
+            is_num = numeric.get(n, False)
+            status = classify(on_val, ts, own_val, latest_val, latest_ts, is_num, abs_tol, rel_tol)
+            rows.append(
+                {
+                    "user_id": u,
+                    "view": view_by_name[n],
+                    "feature": n,
+                    "numeric": is_num,
+                    "online_value": on_val,
+                    "online_ts": ts,
+                    "offline_at_online_ts": own_val,
+                    "offline_latest": latest_val,
+                    "latest_snapshot": latest,
+                    "matches_own_ts": ts is not None and _same(on_val, own_val, is_num, abs_tol, rel_tol),
+                    "matches_latest": ts is not None and _same(on_val, latest_val, is_num, abs_tol, rel_tol),
+                    "status": status,
+                }
+            )
+    pairs = pd.DataFrame(rows)
+    return SkewReport(latest, pairs, *_summaries(pairs, latest_ts))
+
+
+def _summaries(pairs: pd.DataFrame, latest_ts: pd.Timestamp) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    if pairs.empty:
+        empty = pd.DataFrame()
+        return empty, empty, empty
+    counts = pd.crosstab([pairs["view"], pairs["feature"]], pairs["status"]).reindex(columns=STATUSES, fill_value=0)
+    counts["pairs"] = counts.sum(axis=1)
+    counts["mismatch_rate"] = 1 - counts["equal"] / counts["pairs"]
+    per_feature = counts.reset_index()
+
+    per_view = []
+    for view, g in pairs.groupby("view"):
+        users = g.groupby("user_id")["online_ts"].first()
+        stale_users = int(((users.notna()) & (users < latest_ts)).sum())
+        per_view.append(
+            {
+                "view": view,
+                "pairs": len(g),
+                "mismatch_rate": float((g["status"] != "equal").mean()),
+                "users": len(users),
+                "stale_users": stale_users,
+                "missing_online_users": int(users.isna().sum()),
+                "staleness_rate": stale_users / max(len(users), 1),
+                "oldest_online_ts": users.min() if users.notna().any() else None,
+                "latest_snapshot": latest_ts.date(),
+            }
+        )
+    num = pairs[pairs["numeric"]].copy()
+    for col in ("online_value", "offline_at_online_ts", "offline_latest"):
+        num[col] = pd.to_numeric(num[col], errors="coerce")
+    num["diff_own_ts"] = num["online_value"] - num["offline_at_online_ts"]
+    num["diff_latest"] = num["online_value"] - num["offline_latest"]
+    return per_feature, pd.DataFrame(per_view), num.reset_index(drop=True)

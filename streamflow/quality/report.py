@@ -1,0 +1,82 @@
+"""Validation results shaped for people: one line per failed expectation (CLI and error
+messages), one row per expectation (the app's tables)."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from streamflow.quality.suites import TableValidation
+
+
+def describe_failure(v: TableValidation, csv_name: str) -> str:
+    """One human line per failed expectation: file, column, expectation, examples."""
+    lines = []
+    for d in v.failures():
+        col = f" column {d['column']}" if d["column"] else ""
+        what = d["expectation"]
+        if d.get("error"):
+            what += f" (could not run: {d['error'].splitlines()[0][:160]})"
+        count = d.get("unexpected_count")
+        extra = ""
+        if count is not None:
+            extra = f": {count} unexpected row(s)"
+        if d["expectation"] == "expect_table_columns_to_match_set":
+            obs = set(d.get("observed_value") or [])
+            want = set(d["kwargs"].get("column_set") or [])
+            missing, unexpected = sorted(want - obs), sorted(obs - want)
+            extra = (f": missing {missing}" if missing else "") + (f" unexpected {unexpected}" if unexpected else "")
+        elif d["expectation"] == "expect_table_row_count_to_be_between":
+            extra = f": {d.get('observed_value')} rows"
+        if d["examples"]:
+            extra += f"; examples {d['examples'][:5]}"
+        lines.append(f"{csv_name}{col}: failed {what}{extra}")
+    return "\n".join(lines)
+
+
+def details_frame(details: list[dict]) -> pd.DataFrame:
+    """Per-expectation rows of one stored result, for display."""
+    out = []
+    for d in details:
+        out.append(
+            {
+                "success": d.get("success"),
+                "expectation": d.get("expectation"),
+                "column": d.get("column"),
+                "observed": json.dumps(d.get("observed_value"), default=str)[:120]
+                if d.get("observed_value") is not None
+                else None,
+                "unexpected_count": d.get("unexpected_count"),
+                "unexpected_percent": d.get("unexpected_percent"),
+                "examples": json.dumps(d.get("examples"), default=str)[:300] if d.get("examples") else None,
+                "error": d.get("error"),
+            }
+        )
+    return pd.DataFrame(out)
+
+
+OUTCOMES = ("all", "pass", "fail")
+
+
+def filter_validations(
+    runs: pd.DataFrame, tables: list[str] | None = None, as_of=None, outcome: str = "all"
+) -> pd.DataFrame:
+    """The validation runs (`runs.validation_runs`) of some tables, one as_of, one outcome
+    (`all`, `pass`, `fail`); None or "all" keeps every value."""
+    if outcome not in OUTCOMES:
+        raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}, got {outcome!r}")
+    view = runs if tables is None else runs[runs["table"].isin(tables)]
+    if as_of not in (None, "all"):
+        view = view[view["as_of"] == as_of]
+    if outcome != "all":
+        view = view[view["success"] == (outcome == "pass")]
+    return view
+
+
+def pass_rates(runs: pd.DataFrame) -> pd.DataFrame:
+    """Share of runs passing per (as_of, table), for runs with an as_of; columns as_of, table, success."""
+    dated = runs.dropna(subset=["as_of"])
+    if dated.empty:
+        return pd.DataFrame(columns=["as_of", "table", "success"])
+    return dated.groupby(["as_of", "table"])["success"].mean().reset_index()

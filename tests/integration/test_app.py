@@ -1,0 +1,364 @@
+"""Every page through Streamlit's AppTest, on the real embedded PostgreSQL and Feast store."""
+
+from __future__ import annotations
+
+import time
+from datetime import date
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from streamflow.features.materialize import materialize
+from streamflow.features.online import online_features
+from streamflow.ingest import ingest_month
+from tests.support import TEST_USERS
+
+APP = str(Path(__file__).resolve().parents[2] / "app" / "streamlit_app.py")
+PAGES = [
+    "views/overview.py",
+    "views/catalog.py",
+    "views/training_frame.py",
+    "views/datasets.py",
+    "views/data_quality.py",
+    "views/ingest.py",
+    "views/online_lookup.py",
+    "views/skew.py",
+    "views/drift.py",
+    "views/model_check.py",
+    "views/materialize.py",
+]
+
+
+@pytest.fixture
+def app_env(fs_embedded, monkeypatch):
+    settings, store = fs_embedded
+    monkeypatch.setenv("STREAMFLOW_HOME", str(settings.home))
+    for k in ("STREAMFLOW_DATABASE_URL", "STREAMFLOW_PG_HOST", "STREAMFLOW_ONLINE_STORE"):
+        monkeypatch.delenv(k, raising=False)
+    import streamlit as st
+
+    st.cache_data.clear()
+    return settings, store
+
+
+def _app() -> AppTest:
+    return AppTest.from_file(APP, default_timeout=180)
+
+
+def _open(at: AppTest, page: str) -> AppTest:
+    if page == PAGES[0]:
+        return at.run()
+    return at.switch_page(page).run()
+
+
+def _texts(at: AppTest, kind: str) -> list[str]:
+    return [str(e.value) for e in getattr(at, kind)]
+
+
+def test_every_page_renders(app_env, months):
+    settings, store = app_env
+    for folder, _ in months[:2]:
+        ingest_month(folder, settings=settings)
+    materialize(settings=settings, store=store)
+    at = _app()
+    timings = {}
+    for page in PAGES:
+        t0 = time.perf_counter()
+        _open(at, page)
+        timings[page] = time.perf_counter() - t0
+        assert not at.exception, (page, [e.value for e in at.exception])
+        assert not at.error, (page, _texts(at, "error"))
+    print("page render seconds:", {k.split("/")[-1]: round(v, 2) for k, v in timings.items()})
+
+
+def test_empty_store_says_what_to_do(app_env):
+    at = _app()
+    _open(at, PAGES[0])
+    assert not at.exception
+    assert any("No snapshot yet" in w for w in _texts(at, "warning"))
+    _open(at, "views/training_frame.py")
+    assert not at.exception
+    assert any("streamflow ingest data/seeds" in w for w in _texts(at, "warning"))
+
+
+def test_training_frame_row_count_follows_as_of(app_env, months):
+    settings, _ = app_env
+    for folder, _ in months[:2]:
+        ingest_month(folder, settings=settings)
+    at = _open(_app(), "views/training_frame.py")
+    rows = {m.label: m.value for m in at.metric}
+    assert rows["Rows"] == f"{TEST_USERS:,}"
+    assert rows["Snapshot used"] == "2024-02-29"
+    at.selectbox(key="as_of").set_value(date(2024, 1, 31)).run()
+    assert not at.exception
+    rows = {m.label: m.value for m in at.metric}
+    assert rows["Snapshot used"] == "2024-01-31" and rows["Rows"] == f"{TEST_USERS:,}"
+    assert any("No feature value in this frame is dated after" in s for s in _texts(at, "success"))
+
+
+def test_online_lookup_known_unknown_malformed(app_env, months):
+    settings, store = app_env
+    ingest_month(months[0][0], settings=settings)
+    materialize(settings=settings, store=store)
+    at = _open(_app(), "views/online_lookup.py")
+    at.text_input(key="lookup_id").set_value("7590-VHVEG")
+    at.button[0].click().run()
+    assert not at.exception and not at.warning
+    assert any("7590-VHVEG" in m for m in _texts(at, "markdown"))
+    assert len(at.dataframe) >= 1
+
+    at.text_input(key="lookup_id").set_value("0000-NOONE")
+    at.button[0].click().run()
+    assert any("not in the online store" in w for w in _texts(at, "warning"))
+
+    at.text_input(key="lookup_id").set_value("'; DROP TABLE users; --")
+    at.button[0].click().run()
+    assert not at.exception
+    assert any("invalid user_id" in e for e in _texts(at, "error"))
+
+
+def test_materialize_button_fills_online_store(app_env, months):
+    settings, store = app_env
+    ingest_month(months[0][0], settings=settings)
+    assert not online_features(["7590-VHVEG"], settings=settings, store=store)[0].found
+    at = _open(_app(), "views/materialize.py")
+    at.button(key="mat_go").click().run()
+    assert not at.exception and not at.error
+    rec = online_features(["7590-VHVEG"], settings=settings, store=store)[0]
+    assert rec.found and rec.features["monthly_fee"] == 29.85
+
+
+def test_skew_page_stale_then_clean(app_env, months):
+    settings, store = app_env
+    for folder, _ in months[:2]:
+        ingest_month(folder, settings=settings)
+    materialize(end="2024-01-31", settings=settings, store=store)
+    at = _open(_app(), "views/skew.py")
+    assert not at.exception
+    assert any("behind the 2024-02-29 snapshot" in w for w in _texts(at, "warning"))
+
+    materialize(incremental=True, settings=settings, store=store)
+    import streamlit as st
+
+    st.cache_data.clear()
+    at = _open(_app(), "views/skew.py")
+    assert not at.exception
+    assert not any("behind" in w for w in _texts(at, "warning"))
+    assert any("Online equals offline" in s for s in _texts(at, "success"))
+
+
+def test_database_down_is_a_message_not_a_traceback(monkeypatch, tmp_path):
+    monkeypatch.setenv("STREAMFLOW_HOME", str(tmp_path))
+    monkeypatch.setenv("STREAMFLOW_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/nothing")
+    import streamlit as st
+
+    st.cache_data.clear()
+    at = _app()
+    for page in PAGES:
+        _open(at, page)
+        assert not at.exception, (page, [e.value for e in at.exception])
+        assert any("cannot reach the database" in e or "Database unavailable" in e for e in _texts(at, "error")), page
+
+
+def _upload(at: AppTest, folder: Path, zip_it: bool = False, mutate=None) -> None:
+    import io
+    import zipfile
+
+    from streamflow.core.catalog import CSV_FILES
+
+    files = {name: (folder / name).read_bytes() for name in CSV_FILES}
+    if mutate:
+        files = mutate(files)
+    if zip_it:
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            for name, data in files.items():
+                zf.writestr(f"export/{name}", data)
+        at.file_uploader(key="ingest_files").set_value(("month.zip", buf.getvalue(), "application/zip"))
+    else:
+        at.file_uploader(key="ingest_files").set_value([(n, d, "text/csv") for n, d in files.items()])
+    at.run()
+
+
+def test_ingest_page_dry_run_then_commit(app_env, months):
+    from streamflow.storage.snapshots import snapshot_dates
+    from tests.support import fingerprint
+
+    settings, _ = app_env
+    ingest_month(months[0][0], settings=settings)
+    before = fingerprint(settings)
+
+    at = _open(_app(), "views/ingest.py")
+    assert not at.exception
+    assert str(at.date_input(key="ingest_as_of").value) == "2024-02-29"  # the month after the latest
+    _upload(at, months[1][0], zip_it=True)
+    at.button(key="ingest_dry").click().run()
+    assert not at.exception
+    assert any("every check passed" in s for s in _texts(at, "success"))
+    assert fingerprint(settings) == before, "a dry run writes nothing"
+
+    def corrupt(files):  # a fee far out of range
+        text = files["subscriptions.csv"].decode().splitlines()
+        cols = text[0].split(",")
+        row = text[1].split(",")
+        row[cols.index("monthly_fee")] = "999999"
+        return {**files, "subscriptions.csv": "\n".join([text[0], ",".join(row), *text[2:]]).encode()}
+
+    _upload(at, months[1][0], mutate=corrupt)
+    at.button(key="ingest_commit").click().run()
+    assert not at.exception
+    assert any("nothing was written" in e or "validation failed" in e for e in _texts(at, "error"))
+    assert fingerprint(settings) == before, "a refused commit writes nothing"
+
+    _upload(at, months[1][0])
+    at.button(key="ingest_commit").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("Stored the 2024-02-29 snapshot" in s for s in _texts(at, "success"))
+    assert [str(d) for d in snapshot_dates(settings)] == ["2024-01-31", "2024-02-29"]
+
+
+def test_ingest_page_refuses_a_stranger_file(app_env, months):
+    at = _open(_app(), "views/ingest.py")
+    at.file_uploader(key="ingest_files").set_value(("passwords.csv", b"a,b\n1,2\n", "text/csv")).run()
+    at.button(key="ingest_dry").click().run()
+    assert not at.exception
+    assert any("not one of the six month files" in e for e in _texts(at, "error"))
+
+
+def test_catalog_and_drift_pages(app_env, months):
+    settings, store = app_env
+    for folder, _ in months[:2]:
+        ingest_month(folder, settings=settings)
+    materialize(settings=settings, store=store)
+    at = _open(_app(), "views/catalog.py")
+    assert not at.exception
+    at.text_input(key="cat_search").set_value("payments").run()
+    assert not at.exception and any(len(df.value) for df in at.dataframe)
+    at = _open(_app(), "views/drift.py")
+    assert not at.exception
+    drifted = next(m for m in at.metric if m.label == "Features drifted")
+    assert not str(drifted.value).startswith("0 /"), drifted.value  # the demo's price rise
+    at.radio(key="drift_mode").set_value("training frame vs online store now").run()
+    assert not at.exception
+
+
+def test_write_actions_need_the_admin_password_once_set(app_env, months, monkeypatch):
+    settings, store = app_env
+    ingest_month(months[0][0], settings=settings)
+    monkeypatch.setenv("STREAMFLOW_ADMIN_PASSWORD", "door-test-secret")
+    at = _open(_app(), "views/materialize.py")
+    assert not at.exception
+    assert at.button(key="mat_go").disabled
+    assert any("Sign in (sidebar) to materialize" in i for i in _texts(at, "info"))
+    # the sidebar form itself is driven in Chromium (test_browser); here, the signed-in session
+    at.session_state["signed_in"] = True
+    at.run()
+    assert not at.button(key="mat_go").disabled
+    at.button(key="mat_go").click().run()
+    assert not at.exception
+    assert online_features(["7590-VHVEG"], settings=settings, store=store)[0].found
+
+
+def test_datasets_page_builds_lists_and_training_frame_reads_the_kept_one(app_env, months):
+    """Keep the frame from the Training frame page, find it on the Datasets page, build another
+    there, compare the two, and see the Training frame page read the kept one back."""
+    from streamflow.features import datasets
+
+    settings, store = app_env
+    for ds in datasets.list_datasets(settings, store):
+        datasets.delete(ds.name, settings, store)
+    for folder, _ in months[:2]:
+        ingest_month(folder, settings=settings)
+    materialize(settings=settings, store=store)
+
+    at = _open(_app(), "views/training_frame.py")
+    assert not at.exception
+    at.button(key="tf_keep").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("Kept churn_model_v1_2024-02-29" in s for s in _texts(at, "success"))
+    at.run()  # the same frame, now read from the kept dataset
+    assert any("read from the dataset churn_model_v1_2024-02-29" in i for i in _texts(at, "info"))
+
+    at = _open(_app(), "views/datasets.py")
+    assert not at.exception and not at.error
+    at.selectbox(key="ds_as_of").set_value(date(2024, 1, 31)).run()
+    at.button(key="ds_create").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    names = [d.name for d in datasets.list_datasets(settings, store)]
+    assert set(names) == {"churn_model_v1_2024-01-31", "churn_model_v1_2024-02-29"}
+    at.toggle(key="ds_diff").set_value(True).run()
+    assert not at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Rows"] == f"{TEST_USERS:,} → {TEST_USERS:,}"
+    at.button(key="ds_rebuild").click().run()
+    assert not at.exception and any("content unchanged" in s for s in _texts(at, "success"))
+
+
+def test_ingest_page_reads_a_french_export_with_the_format_it_shows(app_env, months):
+    """Issue 29: a month saved with ';' and decimal commas pre-fills the format choices from what
+    the files show, and validates with them; read as comma-separated instead, the dry run says
+    so per file, before any expectation, and writes nothing."""
+    import re
+
+    from tests.support import fingerprint
+
+    settings, _ = app_env
+    ingest_month(months[0][0], settings=settings)
+    before = fingerprint(settings)
+
+    def french(files):
+        return {n: re.sub(rb"(\d)\.(\d)", rb"\1,\2", b.replace(b",", b";")) for n, b in files.items()}
+
+    at = _open(_app(), "views/ingest.py")
+    _upload(at, months[1][0], mutate=french)
+    assert at.selectbox(key="fmt_delimiter").value == ";" and at.selectbox(key="fmt_decimal").value == ","
+    assert any("look like: fields separated by ';', decimal commas" in t for t in _texts(at, "info"))
+    at.button(key="ingest_dry").click().run()
+    assert not at.exception and not _texts(at, "error"), _texts(at, "error")
+    assert any("every check passed" in t for t in _texts(at, "success"))
+
+    at.selectbox(key="fmt_delimiter").set_value(",").run()
+    at.selectbox(key="fmt_decimal").set_value(".").run()
+    at.button(key="ingest_dry").click().run()
+    assert not at.exception
+    errors = _texts(at, "error")
+    assert len(errors) == 1 and errors[0].count(": fields separated by ';'") == 6, errors
+    assert "subscriptions.csv: fields separated by ';' and decimal commas" in errors[0]
+    assert "or pass --delimiter ';' --decimal ','" in errors[0]
+    assert not at.dataframe  # no expectation report: the structure was refused first
+    assert fingerprint(settings) == before
+
+
+def test_ingest_page_takes_an_excel_workbook(app_env, months, tmp_path):
+    """Issue 29: one .xlsx with a sheet per table is validated and committed like the six CSVs;
+    the CSV format choices are not offered for it."""
+    from streamflow.ingest.demo import month_as_workbook
+    from streamflow.storage.snapshots import snapshot_dates
+
+    settings, _ = app_env
+    ingest_month(months[0][0], settings=settings)
+    book = month_as_workbook(months[1][0], tmp_path / "february.xlsx")
+    at = _open(_app(), "views/ingest.py")
+    mime = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    at.file_uploader(key="ingest_files").set_value([("february.xlsx", book.read_bytes(), mime)]).run()
+    assert not at.exception and "fmt_delimiter" not in at.session_state
+    at.button(key="ingest_dry").click().run()
+    assert not at.exception and any("every check passed" in t for t in _texts(at, "success")), _texts(at, "error")
+    at.button(key="ingest_commit").click().run()
+    assert not at.exception, at.exception
+    assert snapshot_dates(settings)[-1] == months[1][1]
+
+
+def test_data_quality_page_builds_great_expectations_data_docs(app_env, months):
+    """Issue 29: the Data quality page renders GE's Data Docs from the stored validations and
+    offers the site for download."""
+    settings, _ = app_env
+    ingest_month(months[0][0], settings=settings)
+    at = _open(_app(), "views/data_quality.py")
+    at.button(key="dq_docs").click().run()
+    assert not at.exception, at.exception
+    done = [t for t in _texts(at, "success") if "validation page(s)" in t]
+    assert done and (settings.state_dir / "data_docs" / "index.html").is_file(), _texts(at, "error")
+    pages = list((settings.state_dir / "data_docs" / "validations").rglob("*.html"))
+    assert len(pages) == 7 and f"{len(pages)} validation page(s)" in done[0]  # six tables and the cross-file check

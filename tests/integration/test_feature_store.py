@@ -1,0 +1,312 @@
+"""The Feast store on real backends: training frames, materialization, online, skew, API."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from datetime import date
+
+import pandas as pd
+import pytest
+
+from streamflow.core.catalog import TABLES
+from streamflow.core.errors import Busy, StreamflowError
+from streamflow.features.materialize import materialize
+from streamflow.features.online import InvalidUserId, online_features, validate_user_id
+from streamflow.features.refs import registry_summary, resolve_features, service_refs
+from streamflow.features.training import LeakageError, build_training_frame, check_no_leakage
+from streamflow.ingest import ingest_month
+from streamflow.monitoring.skew import skew_report
+from streamflow.storage import db
+from streamflow.storage.runs import materialization_runs as runs
+from tests.support import TEST_USERS, read_csv
+
+COURSE_USER = "7590-VHVEG"
+
+
+def _ingest(settings, months, n):
+    for folder, _ in months[:n]:
+        ingest_month(folder, settings=settings)
+
+
+def test_repo_matches_schema(fs_embedded):
+    """Every feature of the views is a column of its snapshot table with a matching type."""
+    _, store = fs_embedded
+    kinds = {"Int64": ("int",), "Float64": ("float",), "Bool": ("bool",), "String": ("category", "str")}
+    by_snapshot = {t.snapshot: {c.name: c for c in t.columns} for t in TABLES}
+    rows = registry_summary(store)
+    assert {r["view"] for r in rows} >= {
+        "subs_profile_fv",
+        "usage_agg_30d_fv",
+        "payments_agg_90d_fv",
+        "support_agg_90d_fv",
+        "user_profile_fv",
+    }
+    for r in rows:
+        if r["feature"].endswith("_as_of"):
+            continue
+        col = by_snapshot[r["source_table"]][r["feature"]]
+        assert col.kind in kinds[r["type"]], r
+        assert r["description"], r
+    assert "churn_label" not in [r.split(":")[1] for r in service_refs(store, "churn_model_v1")]
+
+
+def test_frame_counts_values_and_labels_point_in_time(fs, months):
+    settings, store = fs
+    _ingest(settings, months, 3)
+    m0, m1 = months[0][0], months[1][0]
+    tf0 = build_training_frame("2024-01-31", settings=settings, store=store)
+    tf1 = build_training_frame("2024-02-29", settings=settings, store=store)
+    assert len(tf0.frame) == len(tf1.frame) == TEST_USERS
+    assert tf0.frame["event_timestamp"].nunique() == 1
+
+    # values are the month's own values, though later months are stored
+    for tf, folder in ((tf0, m0), (tf1, m1)):
+        subs = read_csv(folder, "subscriptions.csv")
+        usage = read_csv(folder, "usage_agg_30d.csv")
+        labels = read_csv(folder, "labels.csv")
+        f = tf.frame.set_index("user_id")
+        assert set(f.index) == set(subs.index)
+        assert (f["months_active"] == subs.loc[f.index, "months_active"]).all()
+        assert (f["monthly_fee"] == subs.loc[f.index, "monthly_fee"]).all()
+        assert (f["watch_hours_30d"] == usage.loc[f.index, "watch_hours_30d"]).all()
+        assert (f["churn_label"] == labels.loc[f.index, "churn_label"]).all()
+        assert tf.lineage["latest_snapshot_used"].max() == tf.as_of
+    assert tf0.frame.set_index("user_id").at[COURSE_USER, "monthly_fee"] == 29.85
+    assert tf0.frame.set_index("user_id").at[COURSE_USER, "months_active"] == 1
+    assert 0.05 < tf0.churn_rate < 0.6
+
+
+def test_frame_between_snapshots_and_bad_dates(fs, months):
+    settings, store = fs
+    _ingest(settings, months, 2)
+    mid = build_training_frame("2024-02-15", settings=settings, store=store)
+    assert mid.snapshot_as_of == date(2024, 1, 31)
+    assert mid.notes and "between snapshots" in mid.notes[0]
+    jan = read_csv(months[0][0], "subscriptions.csv")
+    f = mid.frame.set_index("user_id")
+    assert (f["months_active"] == jan.loc[f.index, "months_active"]).all()
+    assert mid.lineage["latest_snapshot_used"].max() == date(2024, 1, 31)
+
+    with pytest.raises(StreamflowError, match="available: 2024-01-31, 2024-02-29"):
+        build_training_frame("2023-12-31", settings=settings, store=store)
+    with pytest.raises(StreamflowError, match="not a date"):
+        build_training_frame("31/01/2024", settings=settings, store=store)
+    with pytest.raises(StreamflowError, match="more than a month earlier"):
+        build_training_frame("2024-05-31", settings=settings, store=store)
+
+
+def test_feature_selection_and_errors(fs_embedded, months):
+    settings, store = fs_embedded
+    _ingest(settings, months, 1)
+    tf = build_training_frame(
+        "2024-01-31",
+        features="subs_profile_fv:monthly_fee,usage_agg_30d_fv",
+        labels=False,
+        settings=settings,
+        store=store,
+    )
+    assert "churn_label" not in tf.frame
+    assert {"monthly_fee", "watch_hours_30d", "skips_7d"} <= set(tf.frame.columns)
+    assert "months_active" not in tf.frame
+    assert set(tf.lineage["view"]) == {"subs_profile_fv", "usage_agg_30d_fv"}
+    with pytest.raises(StreamflowError, match="unknown feature 'nope'"):
+        resolve_features(store, "subs_profile_fv:nope")
+    with pytest.raises(StreamflowError, match="unknown feature service or view"):
+        resolve_features(store, "bogus_service")
+
+
+def test_leakage_check_refuses_future_rows():
+    df = pd.DataFrame({"user_id": ["a", "b"], "subs_as_of": ["2024-01-31", "2024-02-29"]})
+    with pytest.raises(LeakageError, match="dated after as_of=2024-01-31"):
+        check_no_leakage(df, ["subs_profile_fv:subs_as_of"], date(2024, 1, 31))
+    ok = check_no_leakage(df, ["subs_profile_fv:subs_as_of"], date(2024, 2, 29))
+    assert ok.iloc[0]["latest_snapshot_used"] == date(2024, 2, 29)
+
+
+def test_materialize_month_by_month_then_online_values(fs, months, tmp_path):
+    settings, store = fs
+    _ingest(settings, months, 2)
+    events = []
+    r1 = materialize(end="2024-01-31", settings=settings, store=store, progress=events.append)
+    assert set(r1.rows) == {
+        "user_profile_fv",
+        "subs_profile_fv",
+        "usage_agg_30d_fv",
+        "payments_agg_90d_fv",
+        "support_agg_90d_fv",
+    }
+    assert all(n == TEST_USERS for n in r1.rows.values())
+    assert [e.status for e in events].count("done") == 5
+    rec = online_features([COURSE_USER], settings=settings, store=store)[0]
+    assert rec.found
+    assert rec.features["monthly_fee"] == 29.85 and rec.features["months_active"] == 1
+    assert rec.features["paperless_billing"] is True
+    assert rec.timestamps["monthly_fee"].date() == date(2024, 1, 31)
+
+    materialize(incremental=True, settings=settings, store=store)
+    feb = read_csv(months[1][0], "subscriptions.csv")
+    sample = list(feb.index[:25])
+    recs = online_features(sample, settings=settings, store=store)
+    for rec in recs:
+        assert rec.found
+        assert rec.features["months_active"] == feb.at[rec.user_id, "months_active"]
+        assert rec.timestamps["months_active"].date() == date(2024, 2, 29)
+    hist = runs(settings)
+    assert list(hist["status"]) == ["succeeded", "succeeded"]
+    assert list(hist["mode"]) == ["incremental", "window"]
+
+    # nothing new: an incremental run writes nothing (it used to write the latest month again)
+    again = materialize(incremental=True, settings=settings, store=store)
+    assert set(again.rows.values()) == {0}
+
+    # February re-ingested with a changed fee: the next incremental run writes February again
+    changed = tmp_path / "feb"
+    shutil.copytree(months[1][0], changed)
+    subs = (changed / "subscriptions.csv").read_text().splitlines()
+    header = subs[0].split(",")
+    fee = header.index("monthly_fee")
+    first = subs[1].split(",")
+    user, first[fee] = first[0], "123.45"
+    subs[1] = ",".join(first)
+    (changed / "subscriptions.csv").write_text("\n".join(subs) + "\n")
+    ingest_month(changed, settings=settings)
+    redone = materialize(incremental=True, settings=settings, store=store)
+    assert redone.windows["subs_profile_fv"][0].date() == date(2024, 2, 29)
+    assert redone.rows["subs_profile_fv"] == TEST_USERS
+    assert online_features([user], settings=settings, store=store)[0].features["monthly_fee"] == 123.45
+
+
+def test_unknown_and_malformed_ids(fs, months):
+    settings, store = fs
+    _ingest(settings, months, 1)
+    materialize(settings=settings, store=store)
+    recs = online_features(["0000-NOONE", COURSE_USER], settings=settings, store=store)
+    assert [r.found for r in recs] == [False, True]
+    assert recs[0].features == {}
+    for bad in ["x" * 65, "7590 VHVEG", "'; DROP TABLE users; --", "", "ünïcode", "a/b"]:
+        with pytest.raises(InvalidUserId):
+            validate_user_id(bad)
+        with pytest.raises(InvalidUserId):
+            online_features([bad], settings=settings, store=store)
+
+
+def test_skew_stale_then_clean(fs, months):
+    settings, store = fs
+    _ingest(settings, months, 3)
+    materialize(end="2024-02-29", settings=settings, store=store)
+    rep = skew_report(sample=150, settings=settings, store=store)
+    assert rep.latest_snapshot == date(2024, 3, 31)
+    counts = rep.pairs["status"].value_counts()
+    assert counts.get("stale", 0) > 0
+    assert counts.get("value_mismatch", 0) == 0  # same-snapshot values agree
+    assert (rep.per_view["stale_users"] > 0).all()
+    # users who joined in March (replacing February's leavers) are not online yet
+    assert counts.get("missing_online", 0) > 0
+
+    materialize(incremental=True, settings=settings, store=store)
+    clean = skew_report(sample=150, settings=settings, store=store)
+    assert clean.mismatches == 0
+    assert (clean.per_feature["mismatch_rate"] == 0).all()
+    num = clean.numeric
+    assert len(num) > 0 and (num["diff_latest"].fillna(0).abs() < 1e-9).all()
+
+
+def test_skew_detects_value_mismatch(fs_embedded, months):
+    """A value changed in the online table (not through Feast) is a mismatch, not stale."""
+    settings, store = fs_embedded
+    _ingest(settings, months, 1)
+    materialize(settings=settings, store=store)
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    with db.connection(settings) as conn:
+        changed = conn.execute(
+            "UPDATE streamflow_usage_agg_30d_fv SET value = %s WHERE ctid IN (SELECT ctid FROM "
+            "streamflow_usage_agg_30d_fv WHERE feature_name = 'watch_hours_30d' LIMIT 3)",
+            (Value(double_val=12345.0).SerializeToString(),),
+        ).rowcount
+    assert changed == 3
+    rep = skew_report(sample=TEST_USERS, settings=settings, store=store)
+    bad = rep.pairs[rep.pairs["status"] == "value_mismatch"]
+    assert len(bad) == 3 and set(bad["feature"]) == {"watch_hours_30d"}
+    assert (bad["online_value"] == 12345.0).all()
+
+
+def test_materialize_lock_never_overlaps(fs_embedded, months):
+    settings, store = fs_embedded
+    _ingest(settings, months, 1)
+    # someone else holds the lock: --no-wait fails clearly, waiting blocks until release
+    holder = db.connect(settings, autocommit=True)
+    holder.execute("SELECT pg_advisory_lock(%s, 0)", (db.LOCK_MATERIALIZE,))
+    with pytest.raises(Busy, match="another materialization is running"):
+        materialize(views=["payments_agg_90d_fv"], wait=False, settings=settings, store=store)
+    events, done = [], threading.Event()
+
+    def waiter():
+        materialize(views=["payments_agg_90d_fv"], settings=settings, store=store, progress=events.append)
+        done.set()
+
+    t = threading.Thread(target=waiter)
+    t.start()
+    time.sleep(1.5)
+    assert not done.is_set() and events and events[0].status == "waiting"
+    holder.execute("SELECT pg_advisory_unlock(%s, 0)", (db.LOCK_MATERIALIZE,))
+    holder.close()
+    t.join(60)
+    assert done.is_set()
+
+    # two real runs at once, from two processes: their [start, finish] never overlap
+    cmd = [sys.executable, "-m", "streamflow.cli", "materialize", "--views", "subs_profile_fv,usage_agg_30d_fv"]
+    env = {"STREAMFLOW_HOME": str(settings.home), "PATH": "/usr/bin:/bin"}
+    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for _ in range(2)]
+    outs = [p.communicate(timeout=180)[0].decode() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    with db.connection(settings) as conn:
+        spans = conn.execute(
+            "SELECT started_at, finished_at FROM materialization_runs WHERE mode = 'window' "
+            "AND views = ARRAY['subs_profile_fv','usage_agg_30d_fv'] ORDER BY started_at"
+        ).fetchall()
+    assert len(spans) == 2
+    assert spans[0][1] <= spans[1][0]
+
+
+def test_feast_cli_on_the_repo(fs_embedded):
+    settings, _ = fs_embedded
+    env = {"STREAMFLOW_HOME": str(settings.home), "PATH": f"{sys.prefix}/bin:/usr/bin:/bin"}
+    out = subprocess.run(
+        [sys.executable, "-m", "streamflow.cli", "feast", "feature-views", "list"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "subs_profile_fv" in out.stdout and "usage_agg_30d_fv" in out.stdout
+
+
+def test_api(fs, months):
+    from fastapi.testclient import TestClient
+
+    from streamflow.api import create_app
+
+    settings, store = fs
+    _ingest(settings, months, 1)
+    materialize(settings=settings, store=store)
+    client = TestClient(create_app(settings, store))
+    h = client.get("/health")
+    assert h.status_code == 200 and h.json()["status"] == "ok"
+    r = client.get(f"/features/{COURSE_USER}")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["user_id"] == COURSE_USER
+    assert body["features"]["monthly_fee"] == 29.85
+    assert body["features"]["months_active"] == 1
+    assert body["features"]["paperless_billing"] is True
+    assert client.get("/features/0000-NOONE").status_code == 404
+    assert "not in the online store" in client.get("/features/0000-NOONE").json()["detail"]
+    for bad in ["a%20b", "x" * 65, "%27%3B%20DROP%20TABLE%20users"]:
+        assert client.get(f"/features/{bad}").status_code == 422
+    assert client.get("/openapi.json").status_code == 200

@@ -1,0 +1,199 @@
+"""Monitoring over time on the real store (embedded PostgreSQL, Feast, Great Expectations): the
+demo's price rise flagged and contract_type not, profile scores equal to the Drift page's frame
+scores, every kind of alert raised and resolved, `streamflow monitor`'s exit code, a dataset as the
+baseline, and the page and the Overview in AppTest."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pandas as pd
+import pytest
+
+from streamflow import cli
+from streamflow.core.errors import NotFound
+from streamflow.features.materialize import materialize
+from streamflow.features.training import build_training_frame
+from streamflow.ingest import IngestError, ingest_month
+from streamflow.monitoring import alerts, distributions, drift, over_time
+from streamflow.storage import db
+from tests.support import app_page, use_settings
+
+JAN, FEB, MAR = date(2024, 1, 31), date(2024, 2, 29), date(2024, 3, 31)
+
+
+@pytest.fixture
+def monitored(fs_embedded, months):
+    """Three months ingested, the online store materialized up to February only."""
+    settings, store = fs_embedded
+    for folder, _ in months:
+        ingest_month(folder, settings=settings)
+    materialize(end=str(FEB), settings=settings, store=store)
+    return settings, store
+
+
+def _open(settings, kind: str | None = None) -> set[tuple[str, str, date]]:
+    found = alerts.listing(settings, states=("open",))
+    return {(r.kind, r.subject, r.as_of) for r in found.itertuples() if kind is None or r.kind == kind}
+
+
+def test_the_demos_price_rise_is_flagged_and_profile_scores_equal_the_frames(monitored):
+    settings, store = monitored
+    found = alerts.check(settings, store)
+    drifted = {s for k, s, d in _open(settings, "feature_drift") if d == FEB}
+    assert {"monthly_fee", "failed_payments_90d"} <= drifted, found
+    assert "contract_type" not in {s for _, s, _ in _open(settings, "feature_drift")}
+    assert not _open(settings, "month_drift")  # a few features of twenty, not more than half
+
+    # the same scores and verdicts as the Drift page's on the two months' frames
+    g = over_time.grid(settings)
+    ours = g.scores[g.scores["month"] == FEB].set_index("feature")
+    a = build_training_frame(JAN, settings=settings, store=store).frame
+    b = build_training_frame(FEB, settings=settings, store=store).frame
+    theirs = drift.compare(a, b, list(ours.index)).table.set_index("feature")
+    assert ours["drifted"].to_dict() == theirs["drifted"].to_dict()
+    for f, r in ours.iterrows():
+        assert r["score"] == pytest.approx(theirs.at[f, "score"], abs=0.01), f
+    assert g.months.set_index("month").at[JAN, "scored"] == 0  # the first month has no previous one
+
+    # what matters: the baseline model's importances rank the month's drifted features
+    assert g.importance_source == f"month:{JAN}" and len(g.importance) == len(distributions.monitored())
+    feb = ours[ours["drifted"]]
+    assert feb["impact"].tolist() == sorted(feb["impact"], reverse=True)
+
+    # the month's profile equals the snapshot, and one view's counts sum to its rows
+    kept = distributions.load(settings, [distributions.month_source(FEB)])[distributions.month_source(FEB)]
+    assert (
+        kept["monthly_fee"].rows == len(b) and int(kept["monthly_fee"].counts.sum()) == b["monthly_fee"].notna().sum()
+    )
+    assert kept["contract_type"].counts == b["contract_type"].value_counts().to_dict()
+
+
+def test_alerts_are_raised_acknowledged_and_resolved(monitored, months, month_copy, monkeypatch, capsys):
+    settings, store = monitored
+    alerts.check(settings, store)
+    # the online store lags March: one alert per online view, resolved by materializing
+    assert {s for _, s, _ in _open(settings, "online_stale")} == {
+        "user_profile_fv", "subs_profile_fv", "usage_agg_30d_fv", "payments_agg_90d_fv", "support_agg_90d_fv",
+    }  # fmt: skip
+    # the CLI: prints them and exits 1 while one is open
+    use_settings(monkeypatch, settings)
+    assert cli.main(["monitor"]) == 1
+    out = capsys.readouterr().out
+    assert "monthly_fee drifted at 2024-02-29" in out and "online_stale" in out
+
+    fee = alerts.listing(settings).query("subject == 'monthly_fee'").iloc[0]
+    alerts.acknowledge(settings, int(fee.id), "tester")
+    with pytest.raises(NotFound, match="no open alert"):
+        alerts.acknowledge(settings, int(fee.id), "tester")
+    alerts.check(settings, store)  # a later check keeps it acknowledged, not open again
+    again = alerts.listing(settings).query("subject == 'monthly_fee'").iloc[0]
+    assert (again.id, again.state, again.acknowledged_by) == (fee.id, "acknowledged", "tester")
+
+    materialize(settings=settings, store=store)
+    alerts.after_change(settings, store)
+    assert not _open(settings, "online_stale")
+    resolved = alerts.listing(settings, states=("resolved",))
+    assert set(resolved["kind"]) == {"online_stale"}
+
+    # a refused month: its GE pass rate falls below the table's usual, until the month passes again
+    bad = month_copy(2)
+    usage = pd.read_csv(bad / "usage_agg_30d.csv", dtype=str, keep_default_na=False)
+    usage.loc[3, "watch_hours_30d"] = "-4.5"
+    usage.to_csv(bad / "usage_agg_30d.csv", index=False)
+    with pytest.raises(IngestError):
+        ingest_month(bad, settings=settings)
+    alerts.check(settings, store, as_of=MAR)
+    assert ("quality", "usage_agg_30d", MAR) in _open(settings, "quality")
+    ingest_month(months[2][0], settings=settings)  # the good files again: a passing validation
+    alerts.check(settings, store, as_of=MAR)
+    assert not _open(settings, "quality")
+
+    # freshness on the wall clock's date: every view's newest snapshot is past its 35-day SLA
+    alerts.check(settings, store, as_of=date(2024, 6, 30))
+    stale = _open(settings, "freshness")
+    assert ("freshness", "subs_profile_fv", date(2024, 6, 30)) in stale and len(stale) == 6
+    assert "91 days before 2024-06-30" in alerts.listing(settings).query("kind == 'freshness'").iloc[0].message
+
+    # acknowledging everything open: the CLI exits 0
+    for i in alerts.listing(settings, states=("open",))["id"]:
+        assert cli.main(["monitor", "--ack", str(i), "--no-check"]) in (0, 1)
+    assert cli.main(["monitor", "--no-check"]) == 0
+
+
+def test_a_kept_dataset_as_the_baseline(monitored, monkeypatch):
+    from streamflow.features.datasets import create
+
+    settings, store = monitored
+    ds = create(JAN, settings=settings, store=store)
+    before = over_time.load_config(settings)
+    with pytest.raises(NotFound, match="no dataset named"):
+        over_time.save_config(settings, baseline="no-such-dataset", store=store)
+    assert over_time.load_config(settings) == before  # nothing stored
+
+    cfg = over_time.save_config(settings, baseline=ds.name, month_share=0.4, store=store)
+    assert cfg.dataset == ds.name and cfg.month_share == 0.4
+    g = over_time.grid(settings, store=store)
+    jan = g.scores[g.scores["month"] == JAN]
+    assert len(jan) == len(distributions.monitored()) and (jan["score"].abs() < 1e-9).all()  # the dataset is January
+    assert {"monthly_fee", "failed_payments_90d"} <= set(g.scores.query("month == @FEB and drifted")["feature"])
+    h = over_time.distribution(settings, "monthly_fee", FEB)
+    assert list(h.columns) == ["bin", "reference", "current"] and h["reference"].sum() == pytest.approx(1.0)
+
+    # a feature's own threshold decides: contract_type at a tiny L-infinity drifts
+    over_time.save_config(settings, thresholds={"contract_type": {"linf": 0.0001}})
+    g = over_time.grid(settings, store=store)
+    assert g.scores.query("month == @FEB and feature == 'contract_type'")["drifted"].item()
+
+
+def test_monitoring_page_and_overview(monitored, monkeypatch):
+    settings, store = monitored
+    alerts.check(settings, store)
+    at = app_page(settings, monkeypatch, "monitoring")
+    assert not at.exception, at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Baseline"] == "the previous month" and int(metrics["Open alerts"]) >= 2
+    messages = " ".join(at.dataframe[0].value["message"])
+    assert "monthly_fee drifted" in messages and "failed_payments_90d drifted" in messages
+    assert "contract_type drifted" not in messages
+
+    at.selectbox(key="mon_month").set_value(FEB)
+    at.run()
+    at.selectbox(key="mon_feature").set_value("monthly_fee").run()
+    assert not at.exception, at.exception
+    table = at.dataframe[1].value
+    assert table.loc[table["drifted"], "feature"].tolist()[:2] != [] and "monthly_fee" in set(table["feature"])
+
+    # acknowledge from the page (open mode on loopback: write access)
+    first = at.selectbox(key="mon_ack_id").value
+    at.button(key="mon_ack").click().run()
+    assert not at.exception, at.exception
+    with db.connection(settings) as conn:
+        state = conn.execute("SELECT state, acknowledged_by FROM monitor_alerts WHERE id = %s", (first,)).fetchone()
+    assert state == ("acknowledged", "app user")
+
+    # the settings: a toggle away (listing the baselines opens the Feast store), stored on Save
+    assert not at.get("data_editor")  # closed by default
+    at.toggle(key="mon_settings").set_value(True).run()
+    assert at.selectbox(key="mon_baseline").value == "previous"
+    at.number_input(key="mon_share").set_value(0.3)
+    at.button(key="mon_save").click().run()
+    assert not at.exception, at.exception
+    assert over_time.load_config(settings).month_share == 0.3
+
+    over = app_page(settings, monkeypatch, "overview")
+    assert not over.exception, over.exception
+    assert over.error and "open alert(s)" in over.error[0].value  # open alerts first
+
+
+def test_checks_ending_together_both_succeed(monitored):
+    """Two materializations or ingests ending at once each run the checks: one waits for the other,
+    and neither fails (their profiles and importances are upserts)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    settings, store = monitored
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: alerts.after_change(settings, store), range(2)))
+    assert all(r is not None and not r.empty for r in results)
+    assert len(distributions.load(settings)) == 3  # each month profiled once, kept once
+    assert results[0][["kind", "subject", "as_of"]].equals(results[1][["kind", "subject", "as_of"]])
