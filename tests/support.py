@@ -465,9 +465,9 @@ def skew_pairs(report) -> pd.DataFrame:
             return None
         return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else v
 
-    cols = ["user_id", "feature", "online_value", "offline_at_online_ts", "offline_latest", "status"]
+    cols = ["user_id", "feature", "online_value", "offline_at_online_ts", "offline_at_reference", "status"]
     out = report.pairs[cols].sort_values(["user_id", "feature"]).reset_index(drop=True)
-    for c in ("online_value", "offline_at_online_ts", "offline_latest"):
+    for c in ("online_value", "offline_at_online_ts", "offline_at_reference"):
         out[c] = [value(v) for v in out[c]]
     return out
 

@@ -7,13 +7,15 @@ from data import settings, store
 from ui import MATERIALIZE_PAGE, friendly_errors, nothing_to_show, require_applied, require_snapshots
 
 from streamflow.core.config import Settings
+from streamflow.core.errors import InvalidInput
 from streamflow.features.online import validate_user_id
 from streamflow.monitoring.skew import skew_report
 
 COLORS = {
     "equal": "#E6F4EA",
     "stale": "#FFF4CE",
-    "value_mismatch": "#FDE2E1",
+    "ahead": "#E3F0FB",
+    "serving_bug": "#FDE2E1",
     "missing_online": "#E8E8F0",
     "missing_offline": "#E8E8F0",
 }
@@ -30,9 +32,9 @@ def highlight(row):
 
 st.title("Training-serving skew")
 st.caption(
-    "Each online value is compared with the offline value at the online row's own timestamp (same snapshot: "
-    "any difference is a serving bug) and at the reference snapshot (a difference there means the online store "
-    "is behind)."
+    "Each online value is compared with the offline value at the online row's own snapshot (a difference there "
+    "is a serving bug) and at the reference snapshot you choose: equal, online behind the reference (stale), "
+    "online ahead of it, or missing on a side. Each pair says why in its reason column."
 )
 
 with friendly_errors():
@@ -43,19 +45,25 @@ with friendly_errors():
     c1, c2 = st.columns(2)
     uid = c1.text_input("user_id", value="7590-VHVEG", key="skew_user", max_chars=200)
     ref = c2.selectbox("Reference snapshot (offline)", dates, index=len(dates) - 1, format_func=str, key="skew_ref")
-    uid = validate_user_id(uid.strip())
-    one = report(settings(), (uid,), 1, ref)
-    pairs = one.pairs[
-        ["view", "feature", "online_value", "online_ts", "offline_at_online_ts", "offline_latest", "status"]
-    ].rename(columns={"offline_latest": f"offline_at_{ref}"})
-    for col in ("online_value", "offline_at_online_ts", f"offline_at_{ref}"):
-        pairs[col] = pairs[col].astype(str)
-    counts = one.pairs["status"].value_counts()
-    if counts.get("missing_online", 0) == len(one.pairs):
-        st.warning(f"`{uid}` is not in the online store.")
-    st.dataframe(pairs.style.apply(highlight, axis=1), hide_index=True)
-    causes = ", ".join(f"{k}: {v}" for k, v in counts.items())
-    st.caption(f"Status per feature · {causes}")
+    try:
+        uid = validate_user_id(uid.strip())
+    except InvalidInput as exc:  # said here; the population below still works
+        st.error(str(exc))
+        uid = None
+    if uid:
+        one = report(settings(), (uid,), 1, ref)
+        pairs = one.pairs[
+            ["view", "feature", "online_value", "online_snapshot", "offline_at_online_ts", "offline_at_reference",
+             "status", "reason"]
+        ].rename(columns={"offline_at_online_ts": "offline at its snapshot", "offline_at_reference": f"offline at {ref}"})  # fmt: skip
+        for col in ("online_value", "offline at its snapshot", f"offline at {ref}"):
+            pairs[col] = pairs[col].astype(str)
+        counts = one.pairs["status"].value_counts()
+        if counts.get("missing_online", 0) == len(one.pairs):
+            st.warning(f"`{uid}` is not in the online store.")
+        st.dataframe(pairs.style.apply(highlight, axis=1), hide_index=True)
+        causes = ", ".join(f"{k}: {v}" for k, v in counts.items())
+        st.caption(f"Status per feature · {causes}")
 
     st.subheader("Population")
     c1, c2 = st.columns(2)
@@ -70,20 +78,30 @@ with friendly_errors():
         f"{rep.mismatches / max(len(rep.pairs), 1):.1%}",
         delta_color="inverse",
     )
-    stale_views = rep.per_view[rep.per_view["stale_users"] > 0]
-    m3.metric("Views with stale users", len(stale_views))
-    if len(stale_views):
+    counts = rep.pairs["status"].value_counts()
+    stale_views = sorted(rep.pairs.loc[rep.pairs["status"] == "stale", "view"].unique())
+    ahead_views = sorted(rep.pairs.loc[rep.pairs["status"] == "ahead", "view"].unique())
+    m3.metric("Views behind the reference", len(stale_views))
+    if counts.get("serving_bug", 0):
+        bug = rep.pairs[rep.pairs["status"] == "serving_bug"].iloc[0]
+        st.error(f"{counts['serving_bug']:,} serving bug(s), e.g. {bug['user_id']} {bug['feature']}: {bug['reason']}.")
+    if stale_views:
         st.warning(
-            f"The online store is behind the {rep.latest_snapshot} snapshot for "
-            f"{', '.join(stale_views['view'])}: materialize to catch up."
+            f"{counts['stale']:,} pair(s) in {', '.join(stale_views)}: online serves an older snapshot than the "
+            f"reference {rep.reference}, whose values differ. Materialize to catch up."
         )
         st.page_link(MATERIALIZE_PAGE, label="Go to Materialize", icon=":material/sync:")
-    elif rep.mismatches == 0:
-        st.success("Online equals offline for every sampled pair.")
+    if ahead_views:
+        st.info(
+            f"{counts['ahead']:,} pair(s) in {', '.join(ahead_views)}: online serves a newer snapshot than the "
+            f"reference {rep.reference}, whose values differ. Choose the latest reference to check what is served now."
+        )
+    if rep.mismatches == 0:
+        st.success(f"Online equals offline at the {rep.reference} reference for every sampled pair.")
 
     long = rep.mismatch_rates()
     if long.empty:
-        nothing_to_show(f"Nothing to chart: every sampled pair is equal at the {rep.latest_snapshot} snapshot.")
+        nothing_to_show(f"Nothing to chart: every sampled pair is equal at the {rep.reference} snapshot.")
     else:
         fig = px.bar(
             long,
@@ -104,17 +122,17 @@ with friendly_errors():
         sub = num[num["feature"] == feat]
         fig = px.scatter(
             sub,
-            x="offline_latest",
+            x="offline_at_reference",
             y="online_value",
-            color=sub["online_ts"].astype(str),
+            color=sub["online_snapshot"].astype(str),
             labels={
-                "offline_latest": f"offline at {rep.latest_snapshot}",
+                "offline_at_reference": f"offline at {rep.reference}",
                 "online_value": "online",
                 "color": "online snapshot",
             },
             title=f"{feat}: offline vs online",
         )
-        lo = pd.concat([sub["offline_latest"], sub["online_value"]]).min()
-        hi = pd.concat([sub["offline_latest"], sub["online_value"]]).max()
+        lo = pd.concat([sub["offline_at_reference"], sub["online_value"]]).min()
+        hi = pd.concat([sub["offline_at_reference"], sub["online_value"]]).max()
         fig.add_shape(type="line", x0=lo, y0=lo, x1=hi, y1=hi, line={"dash": "dot", "color": "grey"})
         st.plotly_chart(fig)

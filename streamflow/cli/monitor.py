@@ -31,12 +31,22 @@ def register(sub) -> None:
 
 
 def cmd_skew(args: argparse.Namespace) -> int:
-    from streamflow.monitoring.skew import skew_report
+    from streamflow.monitoring.skew import STATUSES, skew_report
 
     users = args.users.split(",") if args.users else None
     rep = skew_report(users=users, sample=args.sample, as_of=args.as_of, store=store())
-    print(f"latest snapshot {rep.latest_snapshot}; {rep.pairs['user_id'].nunique()} users, {len(rep.pairs)} pairs")
-    print(rep.pairs["status"].value_counts().to_string())
+    print(f"reference snapshot {rep.reference}; {rep.pairs['user_id'].nunique()} users, {len(rep.pairs)} pairs")
+    counts = rep.pairs["status"].value_counts()
+    for status in STATUSES:
+        if counts.get(status, 0):
+            example = rep.pairs[rep.pairs["status"] == status].iloc[0]
+            print(
+                f"  {status:<16} {counts[status]:>7,}  e.g. {example['user_id']} {example['feature']}: {example['reason']}"
+            )
+    if len(rep.pairs) <= 60:  # a few users: every pair with its reason
+        cols = ["user_id", "feature", "online_value", "offline_at_online_ts", "offline_at_reference", "status"]
+        print()
+        print(rep.pairs[cols].to_string(index=False))
     print("\nper view")
     print(rep.per_view.to_string(index=False))
     print("\nper feature (not equal only)")

@@ -1,15 +1,19 @@
 """Training-serving skew: online values against offline point-in-time values.
 
-For each user and feature we compare the online value with the offline value
-(a) at the online row's own event timestamp -- same snapshot, so any difference is a
-serving bug -- and (b) at the latest snapshot -- a difference there means the online
-store is behind. Each pair is classified:
+For each user and feature the online value is compared with two offline values: (a) at the
+online row's own snapshot -- the same snapshot, so a difference is a serving bug -- and (b) at the
+reference snapshot the user chose (the latest by default). Each pair gets one status, in the order
+below, and one sentence that says why (`reason`; the page, the CLI and any other face print it):
 
-    equal            online == offline at its own timestamp (within tolerance) and up to date
-    value_mismatch   online differs from offline at the same timestamp (beyond tolerance)
-    stale            online row is older than the latest offline snapshot
-    missing_online   the online store has no row for the user/view
-    missing_offline  the offline store has no value at the online row's timestamp or at the latest
+    missing_online   the online store has no row for the user in the view
+    missing_offline  the offline store has no value at the online row's snapshot nor at the reference
+    serving_bug      online differs from the offline value of its own snapshot (beyond tolerance)
+    equal            online equals the offline value at the reference
+    stale            online differs from the reference and serves an older snapshot: online is behind
+    ahead            online differs from the reference and serves a newer snapshot than it
+
+So a pair's status follows the values shown beside it: choosing another reference changes the
+verdict of every pair whose value differs between the two snapshots, and of no other.
 """
 
 from __future__ import annotations
@@ -28,13 +32,29 @@ from streamflow.features.refs import feature_names, resolve_features, view_of
 from streamflow.features.store import get_store
 from streamflow.storage.snapshots import snapshot_dates, snapshots_of
 
-STATUSES = ("equal", "value_mismatch", "stale", "missing_online", "missing_offline")
+STATUSES = ("equal", "stale", "ahead", "serving_bug", "missing_online", "missing_offline")
+# one sentence per status, with the pair's own dates: the one wording every face prints
+REASONS = {
+    "equal": "online serves the offline value at the reference {reference}",
+    "stale": "online is behind: it serves the {online} snapshot, older than the reference {reference}, whose "
+    "value differs; materialize to catch up",
+    "ahead": "online is ahead: it serves the {online} snapshot, newer than the reference {reference}, whose "
+    "value differs",
+    "serving_bug": "online differs from the offline value of its own snapshot {online}: a serving bug",
+    "missing_online": "the online store has no row for this user in this view",
+    "missing_offline": "the offline store has no value for this user at {online} nor at the reference {reference}",
+}
 NUMERIC_TYPES = tuple({FEAST_TYPES["int"], FEAST_TYPES["float"]})
+
+
+def reason(status: str, online_snapshot: date | None, reference: date) -> str:
+    """The sentence that says why a pair has its status."""
+    return REASONS[status].format(online=online_snapshot or "(none)", reference=reference)
 
 
 @dataclass
 class SkewReport:
-    latest_snapshot: date
+    reference: date  # the offline snapshot online values are compared with
     pairs: pd.DataFrame  # one row per (user, feature)
     per_feature: pd.DataFrame
     per_view: pd.DataFrame
@@ -73,19 +93,21 @@ def _same(a, b, numeric: bool, abs_tol: float, rel_tol: float) -> bool:
     return a == b
 
 
-def classify(
-    online, online_ts, offline_own, offline_latest, latest_ts, numeric: bool, abs_tol=1e-9, rel_tol=1e-9
-) -> str:
+def classify(online, online_ts, offline_own, offline_ref, ref_ts, numeric: bool, abs_tol=1e-9, rel_tol=1e-9) -> str:
     """One (user, feature) pair's status (see the module docstring). Pure: no store is read."""
     if online_ts is None:
         return "missing_online"
-    if offline_own is None and offline_latest is None and online is not None:
+    if offline_own is None and offline_ref is None and online is not None:
         return "missing_offline"
     if not _same(online, offline_own, numeric, abs_tol, rel_tol):
-        return "value_mismatch"
-    if online_ts < latest_ts:
+        return "serving_bug"
+    if _same(online, offline_ref, numeric, abs_tol, rel_tol):
+        return "equal"
+    if online_ts < ref_ts:
         return "stale"
-    return "equal"
+    if online_ts > ref_ts:
+        return "ahead"
+    return "serving_bug"  # the reference is the online row's own snapshot, whose value it does not serve
 
 
 def _py(v):
@@ -136,12 +158,12 @@ def skew_report(
     settings = settings or load_settings()
     store = store or get_store(settings)
     dates = snapshot_dates(settings)
-    latest = (
+    reference = (
         snapshot_for(parse_date(as_of, "as_of", dates), dates)
         if as_of
         else snapshot_for(dates[-1] if dates else date.min, dates)
     )
-    ids = [validate_user_id(u) for u in users] if users else sample_users(settings, latest, sample, seed)
+    ids = [validate_user_id(u) for u in users] if users else sample_users(settings, reference, sample, seed)
     refs = resolve_features(store, features)
     names = feature_names(refs)
     view_by_name = view_of(refs)
@@ -151,11 +173,11 @@ def skew_report(
             numeric[f.name] = str(f.dtype) in NUMERIC_TYPES
 
     online = {r.user_id: r for r in online_features(ids, refs, settings=settings, store=store)}
-    latest_ts = pd.Timestamp(latest, tz="UTC")
+    ref_ts = pd.Timestamp(reference, tz="UTC")
 
-    # (b) offline at the latest snapshot
-    ent = pd.DataFrame({"user_id": ids, "event_timestamp": latest_ts})
-    off_latest = offline_values(ent, refs, settings, store).set_index("user_id")
+    # (b) offline at the reference snapshot
+    ent = pd.DataFrame({"user_id": ids, "event_timestamp": ref_ts})
+    off_ref = offline_values(ent, refs, settings, store).set_index("user_id")
 
     # (a) offline at each online row's own timestamp (per view, so one entity row per (user, ts))
     own_rows = {(u, t) for u, rec in online.items() if rec.found for t in rec.timestamps.values() if t is not None}
@@ -168,9 +190,9 @@ def skew_report(
         off_own = off_own.set_index(["user_id", "event_timestamp"])
 
     # plain dicts for the per-pair loop: a pandas lookup per pair cost more than the retrievals
-    latest_by_user: dict = {}
-    for u, row in zip(off_latest.index, off_latest[names].to_dict("records"), strict=True):
-        latest_by_user.setdefault(u, row)
+    ref_by_user: dict = {}
+    for u, row in zip(off_ref.index, off_ref[names].to_dict("records"), strict=True):
+        ref_by_user.setdefault(u, row)
     own_by_key: dict = {}
     if off_own is not None:
         for key, row in zip(off_own.index, off_own[names].to_dict("records"), strict=True):
@@ -179,15 +201,16 @@ def skew_report(
     rows = []
     for u in ids:
         rec = online[u]
-        latest_row = latest_by_user.get(u)
+        ref_row = ref_by_user.get(u)
         for n in names:
             ts = rec.timestamps.get(n) if rec.found else None
             on_val = _py(rec.features.get(n)) if rec.found else None
-            latest_val = _py(latest_row[n]) if latest_row is not None else None
+            ref_val = _py(ref_row[n]) if ref_row is not None else None
             own_row = own_by_key.get((u, pd.Timestamp(ts))) if ts is not None else None
             own_val = _py(own_row[n]) if own_row is not None else None
             is_num = numeric.get(n, False)
-            status = classify(on_val, ts, own_val, latest_val, latest_ts, is_num, abs_tol, rel_tol)
+            status = classify(on_val, ts, own_val, ref_val, ref_ts, is_num, abs_tol, rel_tol)
+            online_snapshot = pd.Timestamp(ts).date() if ts is not None else None
             rows.append(
                 {
                     "user_id": u,
@@ -196,19 +219,21 @@ def skew_report(
                     "numeric": is_num,
                     "online_value": on_val,
                     "online_ts": ts,
+                    "online_snapshot": online_snapshot,
                     "offline_at_online_ts": own_val,
-                    "offline_latest": latest_val,
-                    "latest_snapshot": latest,
+                    "offline_at_reference": ref_val,
+                    "reference": reference,
                     "matches_own_ts": ts is not None and _same(on_val, own_val, is_num, abs_tol, rel_tol),
-                    "matches_latest": ts is not None and _same(on_val, latest_val, is_num, abs_tol, rel_tol),
+                    "matches_reference": ts is not None and _same(on_val, ref_val, is_num, abs_tol, rel_tol),
                     "status": status,
+                    "reason": reason(status, online_snapshot, reference),
                 }
             )
     pairs = pd.DataFrame(rows)
-    return SkewReport(latest, pairs, *_summaries(pairs, latest_ts))
+    return SkewReport(reference, pairs, *_summaries(pairs, ref_ts))
 
 
-def _summaries(pairs: pd.DataFrame, latest_ts: pd.Timestamp) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def _summaries(pairs: pd.DataFrame, ref_ts: pd.Timestamp) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     if pairs.empty:
         empty = pd.DataFrame()
         return empty, empty, empty
@@ -220,23 +245,24 @@ def _summaries(pairs: pd.DataFrame, latest_ts: pd.Timestamp) -> tuple[pd.DataFra
     per_view = []
     for view, g in pairs.groupby("view"):
         users = g.groupby("user_id")["online_ts"].first()
-        stale_users = int(((users.notna()) & (users < latest_ts)).sum())
+        stale_users = int(((users.notna()) & (users < ref_ts)).sum())
         per_view.append(
             {
                 "view": view,
                 "pairs": len(g),
                 "mismatch_rate": float((g["status"] != "equal").mean()),
                 "users": len(users),
-                "stale_users": stale_users,
+                "stale_users": stale_users,  # online row older than the reference
+                "ahead_users": int(((users.notna()) & (users > ref_ts)).sum()),  # newer than the reference
                 "missing_online_users": int(users.isna().sum()),
                 "staleness_rate": stale_users / max(len(users), 1),
                 "oldest_online_ts": users.min() if users.notna().any() else None,
-                "latest_snapshot": latest_ts.date(),
+                "reference": ref_ts.date(),
             }
         )
     num = pairs[pairs["numeric"]].copy()
-    for col in ("online_value", "offline_at_online_ts", "offline_latest"):
+    for col in ("online_value", "offline_at_online_ts", "offline_at_reference"):
         num[col] = pd.to_numeric(num[col], errors="coerce")
     num["diff_own_ts"] = num["online_value"] - num["offline_at_online_ts"]
-    num["diff_latest"] = num["online_value"] - num["offline_latest"]
+    num["diff_reference"] = num["online_value"] - num["offline_at_reference"]
     return per_feature, pd.DataFrame(per_view), num.reset_index(drop=True)

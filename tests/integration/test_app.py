@@ -136,7 +136,7 @@ def test_skew_page_stale_then_clean(app_env, months):
     materialize(end="2024-01-31", settings=settings, store=store)
     at = _open(_app(), "views/skew.py")
     assert not at.exception
-    assert any("behind the 2024-02-29 snapshot" in w for w in _texts(at, "warning"))
+    assert any("older snapshot than the reference 2024-02-29" in w for w in _texts(at, "warning"))
 
     materialize(incremental=True, settings=settings, store=store)
     import streamlit as st
@@ -144,8 +144,16 @@ def test_skew_page_stale_then_clean(app_env, months):
     st.cache_data.clear()
     at = _open(_app(), "views/skew.py")
     assert not at.exception
-    assert not any("behind" in w for w in _texts(at, "warning"))
+    assert not any("older snapshot" in w for w in _texts(at, "warning"))
     assert any("Online equals offline" in s for s in _texts(at, "success"))
+    # an earlier reference: what online serves is newer, and said so where values differ
+    at.selectbox(key="skew_ref_pop").set_value(date(2024, 1, 31)).run()
+    assert not at.exception
+    assert any("newer snapshot than the reference 2024-01-31" in i for i in _texts(at, "info"))
+    # a malformed user_id is said inline and the population below still renders
+    at.text_input(key="skew_user").set_value("not an id!").run()
+    assert not at.exception and any("invalid user_id" in e for e in _texts(at, "error"))
+    assert any("Population" in h.value for h in at.subheader)
 
 
 def test_database_down_is_a_message_not_a_traceback(monkeypatch, tmp_path):

@@ -19,7 +19,7 @@ from streamflow.features.online import InvalidUserId, online_features, validate_
 from streamflow.features.refs import registry_summary, resolve_features, service_refs
 from streamflow.features.training import LeakageError, build_training_frame, check_no_leakage
 from streamflow.ingest import ingest_month
-from streamflow.monitoring.skew import skew_report
+from streamflow.monitoring.skew import sample_users, skew_report
 from streamflow.storage import db
 from streamflow.storage.runs import materialization_runs as runs
 from tests.support import TEST_USERS, read_csv
@@ -199,10 +199,10 @@ def test_skew_stale_then_clean(fs, months):
     _ingest(settings, months, 3)
     materialize(end="2024-02-29", settings=settings, store=store)
     rep = skew_report(sample=150, settings=settings, store=store)
-    assert rep.latest_snapshot == date(2024, 3, 31)
+    assert rep.reference == date(2024, 3, 31)
     counts = rep.pairs["status"].value_counts()
     assert counts.get("stale", 0) > 0
-    assert counts.get("value_mismatch", 0) == 0  # same-snapshot values agree
+    assert counts.get("serving_bug", 0) == 0  # same-snapshot values agree
     assert (rep.per_view["stale_users"] > 0).all()
     # users who joined in March (replacing February's leavers) are not online yet
     assert counts.get("missing_online", 0) > 0
@@ -212,11 +212,49 @@ def test_skew_stale_then_clean(fs, months):
     assert clean.mismatches == 0
     assert (clean.per_feature["mismatch_rate"] == 0).all()
     num = clean.numeric
-    assert len(num) > 0 and (num["diff_latest"].fillna(0).abs() < 1e-9).all()
+    assert len(num) > 0 and (num["diff_reference"].fillna(0).abs() < 1e-9).all()
 
 
-def test_skew_detects_value_mismatch(fs_embedded, months):
-    """A value changed in the online table (not through Feast) is a mismatch, not stale."""
+def test_skew_against_an_earlier_reference_names_what_each_row_shows(fs_embedded, months):
+    """Online serves March; against February as the reference, a value that changed between the two
+    months is 'ahead' (never 'equal'), one that did not is 'equal', and the same pairs against March
+    are all equal: changing the reference changes exactly the verdicts whose values differ."""
+    settings, store = fs_embedded
+    _ingest(settings, months, 3)
+    materialize(settings=settings, store=store)
+    users = sample_users(settings, date(2024, 2, 29), 60, seed=3)
+    feb = skew_report(users=users, as_of="2024-02-29", settings=settings, store=store)
+    mar = skew_report(users=users, as_of="2024-03-31", settings=settings, store=store)
+    assert feb.reference == date(2024, 2, 29) and mar.reference == date(2024, 3, 31)
+    # against the month online serves everything is equal, but for February's leavers: online still
+    # serves their last row, which the March reference no longer holds (online is behind)
+    left = mar.pairs["offline_at_reference"].isna() & (mar.pairs["online_snapshot"] == date(2024, 2, 29))
+    assert (mar.pairs.loc[~left, "status"] == "equal").all()
+    assert (mar.pairs.loc[left & mar.pairs["online_value"].notna(), "status"] == "stale").all()
+    p = feb.pairs.merge(mar.pairs, on=["user_id", "feature"], suffixes=("_feb", "_mar"))
+    served_march = p["online_snapshot_feb"] == date(2024, 3, 31)
+
+    def differs(a, b) -> bool:
+        a, b = (None if v is None or (isinstance(v, float) and v != v) else v for v in (a, b))
+        if a is None or b is None:
+            return (a is None) != (b is None)
+        if isinstance(a, int | float) and isinstance(b, int | float):
+            return abs(float(a) - float(b)) > 1e-9
+        return a != b
+
+    changed = [differs(a, b) for a, b in zip(p["offline_at_reference_feb"], p["online_value_feb"], strict=True)]
+    changed = pd.Series(changed, index=p.index) & served_march
+    assert changed.any(), "the generated months change some values from February to March"
+    assert (p.loc[changed, "status_feb"] == "ahead").all()
+    assert (p.loc[served_march & ~changed, "status_feb"] == "equal").all()
+    ahead = p[changed].iloc[0]
+    assert "2024-03-31" in ahead["reason_feb"] and "2024-02-29" in ahead["reason_feb"]
+    # a row's status agrees with the values beside it: green only where online equals the reference
+    assert ((feb.pairs["status"] == "equal") == feb.pairs["matches_reference"]).all()
+
+
+def test_skew_detects_a_serving_bug(fs_embedded, months):
+    """A value changed in the online table (not through Feast) is a serving bug, not stale."""
     settings, store = fs_embedded
     _ingest(settings, months, 1)
     materialize(settings=settings, store=store)
@@ -230,7 +268,7 @@ def test_skew_detects_value_mismatch(fs_embedded, months):
         ).rowcount
     assert changed == 3
     rep = skew_report(sample=TEST_USERS, settings=settings, store=store)
-    bad = rep.pairs[rep.pairs["status"] == "value_mismatch"]
+    bad = rep.pairs[rep.pairs["status"] == "serving_bug"]
     assert len(bad) == 3 and set(bad["feature"]) == {"watch_hours_30d"}
     assert (bad["online_value"] == 12345.0).all()
 

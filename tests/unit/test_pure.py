@@ -39,20 +39,34 @@ OLDER = datetime(2024, 1, 31, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
-    "online,ts,own,latest,numeric,status",
+    "online,ts,own,ref,ref_ts,numeric,status",
     [
-        (29.85, LATEST, 29.85, 29.85, True, "equal"),
-        (29.85, LATEST, 29.85 + 1e-12, 29.85, True, "equal"),  # within tolerance
-        (29.85, LATEST, 30.0, 30.0, True, "value_mismatch"),
-        ("DSL", OLDER, "DSL", "Fiber optic", False, "stale"),
-        (None, None, None, 5, True, "missing_online"),
-        (5, LATEST, None, None, True, "missing_offline"),
-        (None, LATEST, None, 3, True, "equal"),  # a null served for a null stored
-        (None, LATEST, 3, 3, True, "value_mismatch"),
+        (29.85, LATEST, 29.85, 29.85, LATEST, True, "equal"),
+        (29.85, LATEST, 29.85 + 1e-12, 29.85, LATEST, True, "equal"),  # within tolerance
+        (29.85, LATEST, 30.0, 30.0, LATEST, True, "serving_bug"),
+        ("DSL", OLDER, "DSL", "Fiber optic", LATEST, False, "stale"),  # older snapshot served, reference differs
+        ("DSL", OLDER, "DSL", "DSL", LATEST, False, "equal"),  # older snapshot, same value as the reference
+        (26.35, LATEST, 26.35, 22.5, OLDER, True, "ahead"),  # an earlier reference whose value differs
+        (26.35, LATEST, 26.35, 26.35, OLDER, True, "equal"),  # an earlier reference, same value
+        (26.35, LATEST, 22.5, 22.5, OLDER, True, "serving_bug"),  # its own snapshot's value is not served
+        (None, None, None, 5, LATEST, True, "missing_online"),
+        (5, LATEST, None, None, LATEST, True, "missing_offline"),
+        (None, LATEST, None, 3, OLDER, True, "ahead"),  # a null served, the earlier reference had 3
+        (None, LATEST, None, None, LATEST, True, "equal"),  # a null served for a null stored
+        (None, LATEST, 3, 3, LATEST, True, "serving_bug"),
     ],
 )
-def test_skew_classification(online, ts, own, latest, numeric, status):
-    assert classify(online, ts, own, latest, LATEST, numeric) == status
+def test_skew_classification(online, ts, own, ref, ref_ts, numeric, status):
+    assert classify(online, ts, own, ref, ref_ts, numeric) == status
+
+
+def test_every_skew_status_has_one_sentence_with_its_dates():
+    from streamflow.monitoring.skew import REASONS, STATUSES, reason
+
+    assert set(REASONS) == set(STATUSES)
+    said = reason("ahead", OLDER.date().replace(month=2, day=29), OLDER.date())
+    assert "2024-02-29" in said and "2024-01-31" in said and said.startswith("online is ahead")
+    assert "materialize" in reason("stale", OLDER.date(), LATEST.date())
 
 
 @pytest.mark.parametrize("bad", ["", "a b", "x" * 65, "7590-VHVEG\n", "'; DROP TABLE users;--", "é", None, 7])
@@ -75,9 +89,9 @@ def test_mismatch_rates_per_feature_and_cause():
 
     per_feature = pd.DataFrame(
         [
-            {"view": "v", "feature": "a", "equal": 3, "value_mismatch": 1, "stale": 0,
+            {"view": "v", "feature": "a", "equal": 3, "stale": 0, "ahead": 0, "serving_bug": 1,
              "missing_online": 0, "missing_offline": 0, "pairs": 4},
-            {"view": "v", "feature": "b", "equal": 0, "value_mismatch": 0, "stale": 2,
+            {"view": "v", "feature": "b", "equal": 0, "stale": 2, "ahead": 0, "serving_bug": 0,
              "missing_online": 2, "missing_offline": 0, "pairs": 4},
         ]
     )  # fmt: skip
@@ -85,8 +99,8 @@ def test_mismatch_rates_per_feature_and_cause():
     rates = rep.mismatch_rates()
     assert set(rates["cause"]) <= set(STATUSES) - {"equal"}
     assert rates[["feature", "cause", "count", "rate"]].values.tolist() == [
-        ["a", "value_mismatch", 1, 0.25],
         ["b", "stale", 2, 0.5],
+        ["a", "serving_bug", 1, 0.25],
         ["b", "missing_online", 2, 0.5],
     ]
     empty = SkewReport(LATEST.date(), pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), pd.DataFrame())
