@@ -109,11 +109,9 @@ with friendly_errors():
                         r = ingest_month(folder, day, settings=settings(), progress=box.write, fmt=fmt)
                     except IngestError as exc:
                         box.update(label="Refused: nothing was written", state="error")
-                        if exc.validations:  # the expectations' report below says the rest
-                            st.error(str(exc).splitlines()[0])
+                        show_refusal(exc)  # in full: the same text `streamflow ingest` prints
+                        if exc.validations:
                             show_report(exc.validations)
-                        else:
-                            show_refusal(exc)
                         st.stop()
                     box.write("Computing the month's statistics and checks (once, for every page)...")
                     after_ingest(settings(), store(), say=box.write)

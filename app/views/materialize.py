@@ -9,6 +9,22 @@ from streamflow.core.errors import Busy
 from streamflow.features.materialize import materialize, online_views, running
 from streamflow.monitoring.followup import after_materialize
 
+
+def _view_windows(views, windows, rows) -> str:
+    """Each view of a run with its own window (incremental runs start each view where it ended)."""
+    out = []
+    for v in views:
+        w = (windows or {}).get(v)
+        if not w:
+            out.append(v)
+            continue
+        start, end = w[0][:10], w[1][:10]
+        done = (rows or {}).get(v)
+        what = "up to date" if start > end else f"{'all' if start.startswith('1970') else start} → {end}"
+        out.append(f"{v} ({what}{f', {done:,} rows' if done and start <= end else ''})")
+    return "; ".join(out)
+
+
 st.title("Materialize")
 st.caption("Load feature values from the offline store (PostgreSQL snapshots) into the online store.")
 
@@ -28,6 +44,14 @@ with friendly_errors():
     else:
         st.caption("Each view continues from where its last successful run ended, up to the latest snapshot.")
     chosen = st.multiselect("Feature views", views, default=views, key="mat_views")
+    rollback = False
+    if mode != "incremental":
+        rollback = st.checkbox(
+            "Roll back: if a view is online beyond this end, clear it and serve this end instead",
+            key="mat_rollback",
+            help="Without it, an end before what the online store serves is refused: a newer value is never "
+            "replaced by an older one, so such a run would change nothing online.",
+        )
 
     busy = running(settings())
     if busy:
@@ -50,7 +74,7 @@ with friendly_errors():
                 elif p.status == "started":
                     box.write(f"{p.view}: started")
                 elif p.status == "done":
-                    box.write(f"✅ {p.view}: {p.rows:,} rows in {p.seconds:.1f}s")
+                    box.write(f"✅ {p.view}: {p.message or f'{p.rows:,} rows'} in {p.seconds:.1f}s")
                     bar.progress(p.done / p.total, text=f"{p.done} of {p.total} views done")
 
             try:
@@ -63,13 +87,14 @@ with friendly_errors():
                     progress=progress,
                     settings=settings(),
                     store=fs,
+                    rollback=rollback,
                 )
             except Busy as exc:
                 box.update(label="Another materialization is running", state="error")
                 st.error(str(exc))
             else:
                 after_materialize(settings(), fs, say=box.write)  # online values older than a snapshot resolve
-                box.update(label=f"Materialized {sum(r.rows.values()):,} rows in {r.seconds:.1f}s", state="complete")
+                box.update(label=r.summary[0].upper() + r.summary[1:], state="complete")
                 clear()
 
     st.subheader("History")
@@ -78,9 +103,10 @@ with friendly_errors():
         st.info("No materialization yet.")
     else:
         h = hist.copy()
+        h["views"] = h.apply(lambda r: _view_windows(r["views"], r["windows"], r["rows"]), axis=1)
         h["rows"] = h["rows"].map(lambda d: sum(d.values()) if isinstance(d, dict) else None)
-        h["views"] = h["views"].map(lambda v: ", ".join(v))
         st.dataframe(
-            h[["started_at", "status", "mode", "window_start", "window_end", "views", "rows", "duration_s", "message"]],
+            h[["started_at", "status", "mode", "window_end", "views", "rows", "duration_s", "message"]],
             hide_index=True,
+            column_config={"views": st.column_config.TextColumn("views (each one's window)", width="large")},
         )

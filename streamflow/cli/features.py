@@ -39,6 +39,9 @@ def register(sub) -> None:
     s.add_argument("--views", default=None, help="comma-separated feature views (default: all online views)")
     s.add_argument("--incremental", action="store_true", help="start each view where its last run ended")
     s.add_argument("--no-wait", action="store_true", help="fail instead of waiting for a running materialization")
+    s.add_argument(
+        "--rollback", action="store_true", help="with an --end before a view's last one: clear it and serve that end"
+    )
     s.add_argument("--verbose", action="store_true", help="also print Feast's own banner and progress bars")
     s.set_defaults(func=cmd_materialize)
 
@@ -125,12 +128,9 @@ def cmd_materialize(args: argparse.Namespace) -> int:
         progress=materialize_progress,
         store=fs,
         verbose=args.verbose,
+        rollback=args.rollback,
     )
-    total = sum(r.rows.values())
-    print(
-        f"materialized {len(r.rows)} view(s) up to {r.end:%Y-%m-%d}: {total:,} rows in {r.seconds:.1f}s "
-        f"(run {r.run_id[:8]})"
-    )
+    print(r.summary)
     after_materialize(load_settings(), fs, say=say)
     return 0
 

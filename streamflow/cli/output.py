@@ -26,4 +26,5 @@ def materialize_progress(p) -> None:
     if p.status == "waiting":
         print(f"  {p.message}", flush=True)
     elif p.status == "done":
-        print(f"  [{p.done}/{p.total}] {p.view}: {p.rows} rows in {p.seconds:.1f}s", flush=True)
+        what = p.message or f"{p.rows} rows"
+        print(f"  [{p.done}/{p.total}] {p.view}: {what} in {p.seconds:.1f}s", flush=True)

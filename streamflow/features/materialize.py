@@ -10,9 +10,13 @@
   rebuild) overlaps another's Python (docs/performance.md has the figures). Two because a
   laptop has few cores; each more would hold one more view's rows in memory.
 - Incremental runs start each view just after its last successful run's end (with nothing new,
-  nothing is written), or earlier at a month re-ingested since (`incremental_start`). (Feast's own
-  `materialize_incremental` starts a never-materialized view at now - TTL, which for
-  historical month-end snapshots would load nothing.)
+  nothing is written and the view is reported up to date), or earlier at a month re-ingested since
+  (`incremental_start`). (Feast's own `materialize_incremental` starts a never-materialized view at
+  now - TTL, which for historical month-end snapshots would load nothing.)
+- The online store never goes back silently: an end before a view's last one is refused (a newer
+  value is never replaced by an older one, so such a run would write nothing it could serve and
+  only move the history back), unless `rollback` asks for it; then the view's online rows are
+  cleared and written again up to that end, and the result names what was rolled back.
 """
 
 from __future__ import annotations
@@ -65,6 +69,27 @@ class MaterializeResult:
     rows: dict[str, int]
     windows: dict[str, tuple[datetime, datetime]] = field(default_factory=dict)
     seconds: float = 0.0
+    up_to_date: list[str] = field(default_factory=list)  # views with nothing new in their window
+    rolled_back: dict[str, datetime] = field(default_factory=dict)  # view -> the end it served before
+
+    @property
+    def summary(self) -> str:
+        """One line for every face: what was written, what was up to date, what was rolled back."""
+        written = {v: n for v, n in self.rows.items() if v not in self.up_to_date}
+        parts = []
+        if written:
+            parts.append(
+                f"materialized {len(written)} view(s) up to {self.end:%Y-%m-%d}: {sum(written.values()):,} rows"
+            )
+        if self.up_to_date:
+            parts.append(
+                f"{'every view' if not written else ', '.join(self.up_to_date)} up to date to {self.end:%Y-%m-%d}, "
+                "nothing new to write"
+            )
+        if self.rolled_back:
+            back = ", ".join(f"{v} from {e:%Y-%m-%d}" for v, e in sorted(self.rolled_back.items()))
+            parts.append(f"rolled back to {self.end:%Y-%m-%d}: {back}")
+        return "; ".join(parts) + f" in {self.seconds:.1f}s (run {self.run_id[:8]})"
 
 
 def online_views(store) -> list[str]:
@@ -96,6 +121,21 @@ def incremental_start(settings: Settings, view: str, changed: dict[date, datetim
 
 
 PARALLEL_VIEWS = 2  # views materialized at once (see the module's docstring)
+
+
+def clear_online(store, view: str) -> None:
+    """Empty a view's online rows through Feast's own infrastructure update (the online store's
+    `update`: its table dropped and created again, or its Redis fields deleted)."""
+    fv = store.get_feature_view(view)
+    entities = [store.get_entity(name) for name in fv.entities]
+    store._get_provider().update_infra(
+        project=store.project,
+        tables_to_delete=[fv],
+        tables_to_keep=[fv],
+        entities_to_delete=[],
+        entities_to_keep=entities,
+        partial=True,
+    )
 
 
 class _QuietThreads(io.TextIOBase):
@@ -140,11 +180,13 @@ def materialize(
     settings: Settings | None = None,
     store=None,
     verbose: bool = False,
+    rollback: bool = False,
 ) -> MaterializeResult:
     """Load feature values with timestamps in [start, end] into the online store.
 
     end defaults to the latest snapshot; start to the beginning of time (full) or, with
-    `incremental`, to each view's last successful end.
+    `incremental`, to each view's last successful end. An end before a view's last one is refused
+    unless `rollback` (see the module docstring).
     """
     settings = settings or load_settings()
     say = progress or (lambda _p: None)
@@ -166,7 +208,15 @@ def materialize(
     start_dt = to_utc(start, "start") if start is not None else None
     if start_dt is not None and start_dt > end_dt:
         raise InvalidInput(f"start {start_dt:%Y-%m-%d} is after end {end_dt:%Y-%m-%d}")
-    mode = "incremental" if incremental else "window"
+    ahead = {v: last for v in chosen if (last := runs.last_success_end(settings, v)) is not None and last > end_dt}
+    if ahead and not rollback:
+        served = ", ".join(f"{v} to {e:%Y-%m-%d}" for v, e in sorted(ahead.items()))
+        raise InvalidInput(
+            f"the online store already serves {served}; materializing to {end_dt:%Y-%m-%d} would write nothing it "
+            "serves (a newer value is never replaced by an older one). To serve that earlier month, roll back "
+            "explicitly (`streamflow materialize --end ... --rollback`, or the Materialize page's roll-back box)"
+        )
+    mode = "rollback" if ahead else "incremental" if incremental else "window"
 
     lock_conn = db.connect(settings, autocommit=True)
     try:
@@ -187,11 +237,16 @@ def materialize(
         view_seconds: dict[str, float] = {}
         changed = runs.snapshots_changed_at(settings) if incremental and start_dt is None else {}
 
+        up_to_date: list[str] = []
+
         def one(view: str, v_start: datetime, hush: Callable[[], None]) -> tuple[int, float]:
             hush()
             tv = time.perf_counter()
             if v_start > end_dt:
+                up_to_date.append(view)
                 return 0, time.perf_counter() - tv
+            if view in ahead:  # asked for: its online rows go, then are written again up to the end
+                clear_online(store, view)
             store.materialize(start_date=v_start, end_date=end_dt, feature_views=[view])
             written = users_in_window(settings, table_of_view(view), v_start, end_dt)
             return written, time.perf_counter() - tv
@@ -204,7 +259,9 @@ def materialize(
                 while queue or in_flight:
                     while queue and len(in_flight) < PARALLEL_VIEWS and failure is None:
                         i, view = queue.pop(0)
-                        if incremental:
+                        if view in ahead:
+                            v_start = EPOCH
+                        elif incremental:
                             v_start = start_dt or incremental_start(settings, view, changed)
                         else:
                             v_start = start_dt or EPOCH
@@ -230,6 +287,7 @@ def materialize(
                                 done=len(rows),
                                 rows=rows[view],
                                 seconds=view_seconds[view],
+                                message="up to date" if view in up_to_date else "",
                             )
                         )
                 if failure is not None:
@@ -243,16 +301,27 @@ def materialize(
                 rows,
                 f"{type(exc).__name__}: {exc}",
                 view_seconds,
+                windows,
             )
             err = from_backend(exc, settings.redis_url)
             if err is not None:
                 raise err from exc
             raise
         seconds = time.perf_counter() - t0
-        runs.materialization_ended(lock_conn, run_id, "succeeded", seconds, rows, "ok", view_seconds)
-        return MaterializeResult(
-            run_id=run_id, mode=mode, start=start_dt, end=end_dt, rows=rows, windows=windows, seconds=seconds
+        result = MaterializeResult(
+            run_id=run_id,
+            mode=mode,
+            start=start_dt,
+            end=end_dt,
+            rows=rows,
+            windows=windows,
+            seconds=seconds,
+            up_to_date=sorted(up_to_date),
+            rolled_back=ahead,
         )
+        message = "ok" if not ahead else "rolled back: " + ", ".join(f"{v} from {e:%Y-%m-%d}" for v, e in ahead.items())
+        runs.materialization_ended(lock_conn, run_id, "succeeded", seconds, rows, message, view_seconds, windows)
+        return result
     finally:
         try:
             lock_conn.execute("SELECT pg_advisory_unlock_all()")

@@ -252,6 +252,7 @@ MATERIALIZATION_COLUMNS = [
     "finished_at",
     "duration_s",
     "message",
+    "windows",
 ]
 
 
@@ -287,11 +288,12 @@ def last_success_end(settings: Settings, view: str) -> datetime | None:
 
 
 def view_last_success(settings: Settings, view: str) -> tuple[datetime, datetime] | None:
-    """(window end, finished at) of the view's successful run that reached furthest."""
+    """(window end, finished at) of the view's latest successful run: what the online store serves
+    it up to (runs only go forward, but for an explicit roll-back, which is then the latest)."""
     with db.connection(settings) as conn:
         row = conn.execute(
             "SELECT window_end, finished_at FROM materialization_runs WHERE status = 'succeeded' AND %s = ANY(views) "
-            "ORDER BY window_end DESC, finished_at DESC LIMIT 1",
+            "ORDER BY finished_at DESC NULLS LAST, window_end DESC LIMIT 1",
             (view,),
         ).fetchone()
     return (row[0], row[1]) if row and row[0] else None
@@ -326,15 +328,17 @@ def materialization_ended(
     rows: dict[str, int],
     message: str,
     view_seconds: dict[str, float] | None = None,
+    windows: dict[str, tuple[datetime, datetime]] | None = None,
 ) -> None:
     conn.execute(
         """UPDATE materialization_runs SET status = %s, finished_at = now(), duration_s = %s,
-           rows = %s::jsonb, view_seconds = %s::jsonb, message = %s WHERE run_id = %s""",
+           rows = %s::jsonb, view_seconds = %s::jsonb, windows = %s::jsonb, message = %s WHERE run_id = %s""",
         (
             status,
             seconds,
             json.dumps({k: int(v) for k, v in rows.items()}),
             json.dumps({k: round(float(v), 3) for k, v in (view_seconds or {}).items()}),
+            json.dumps({k: [s.isoformat(), e.isoformat()] for k, (s, e) in (windows or {}).items()}),
             message[:2000],
             run_id,
         ),

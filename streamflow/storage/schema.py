@@ -98,6 +98,8 @@ RUN_DDL = [
 )""",
     # added after the first release: seconds per view of a run (the Overview's timeline)
     "ALTER TABLE materialization_runs ADD COLUMN IF NOT EXISTS view_seconds JSONB",
+    # and each view's own window [start, end] (an incremental run starts each view where it ended)
+    "ALTER TABLE materialization_runs ADD COLUMN IF NOT EXISTS windows JSONB",
 ]
 RUN_TABLES = ("ingestion_runs", "validation_results", "materialization_runs")
 

@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from streamflow.features.materialize import materialize
 from streamflow.features.online import online_features
-from streamflow.ingest import ingest_month
+from streamflow.ingest import IngestError, ingest_month
 from tests.support import TEST_USERS
 
 APP = str(Path(__file__).resolve().parents[2] / "app" / "streamlit_app.py")
@@ -189,7 +189,7 @@ def _upload(at: AppTest, folder: Path, zip_it: bool = False, mutate=None) -> Non
     at.run()
 
 
-def test_ingest_page_dry_run_then_commit(app_env, months):
+def test_ingest_page_dry_run_then_commit(app_env, months, tmp_path):
     from streamflow.storage.snapshots import snapshot_dates
     from tests.support import fingerprint
 
@@ -218,6 +218,17 @@ def test_ingest_page_dry_run_then_commit(app_env, months):
     assert not at.exception
     assert any("nothing was written" in e or "validation failed" in e for e in _texts(at, "error"))
     assert fingerprint(settings) == before, "a refused commit writes nothing"
+    # the page states the refusal in full: every line the CLI prints for the same files
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    files = corrupt({p.name: p.read_bytes() for p in months[1][0].iterdir() if p.is_file()})
+    for name, data in files.items():
+        (bad / name).write_bytes(data)
+    with pytest.raises(IngestError) as refused:
+        ingest_month(bad, "2024-02-29", settings=settings)
+    shown = "\n".join(_texts(at, "error"))
+    for line in str(refused.value).splitlines()[1:]:
+        assert line.strip() in shown, line
 
     _upload(at, months[1][0])
     at.button(key="ingest_commit").click().run()

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from streamflow.core.catalog import TABLES
-from streamflow.core.errors import Busy, StreamflowError
+from streamflow.core.errors import Busy, InvalidInput, StreamflowError
 from streamflow.features.materialize import materialize
 from streamflow.features.online import InvalidUserId, online_features, validate_user_id
 from streamflow.features.refs import registry_summary, resolve_features, service_refs
@@ -162,6 +162,7 @@ def test_materialize_month_by_month_then_online_values(fs, months, tmp_path):
     # nothing new: an incremental run writes nothing (it used to write the latest month again)
     again = materialize(incremental=True, settings=settings, store=store)
     assert set(again.rows.values()) == {0}
+    assert again.up_to_date == sorted(r1.rows) and "every view up to date to 2024-02-29" in again.summary
 
     # February re-ingested with a changed fee: the next incremental run writes February again
     changed = tmp_path / "feb"
@@ -178,6 +179,36 @@ def test_materialize_month_by_month_then_online_values(fs, months, tmp_path):
     assert redone.windows["subs_profile_fv"][0].date() == date(2024, 2, 29)
     assert redone.rows["subs_profile_fv"] == TEST_USERS
     assert online_features([user], settings=settings, store=store)[0].features["monthly_fee"] == 123.45
+
+
+def test_an_earlier_end_is_refused_unless_rolled_back_explicitly(fs, months):
+    """The online store serves February: materializing to January is refused and changes nothing
+    (online values, history); asked for with rollback, January is served and the run says so."""
+    settings, store = fs
+    _ingest(settings, months, 2)
+    materialize(settings=settings, store=store)
+    feb = online_features([COURSE_USER], settings=settings, store=store)[0]
+    assert feb.timestamps["monthly_fee"].date() == date(2024, 2, 29)
+    before = runs(settings)
+    with pytest.raises(InvalidInput, match="already serves .*to 2024-02-29; materializing to 2024-01-31"):
+        materialize(end="2024-01-31", settings=settings, store=store)
+    assert online_features([COURSE_USER], settings=settings, store=store)[0] == feb
+    pd.testing.assert_frame_equal(runs(settings), before)
+
+    back = materialize(end="2024-01-31", views=["subs_profile_fv"], rollback=True, settings=settings, store=store)
+    assert back.mode == "rollback" and set(back.rolled_back) == {"subs_profile_fv"}
+    assert "rolled back to 2024-01-31: subs_profile_fv from 2024-02-29" in back.summary
+    now = online_features([COURSE_USER], settings=settings, store=store)[0]
+    assert now.timestamps["monthly_fee"].date() == date(2024, 1, 31)  # the view rolled back
+    assert now.timestamps["watch_hours_30d"].date() == date(2024, 2, 29)  # the others untouched
+    assert "rolled back" in runs(settings).iloc[0]["message"]
+    # the next incremental run brings the view forward again from where it now ends
+    forward = materialize(incremental=True, settings=settings, store=store)
+    assert forward.windows["subs_profile_fv"][0].date() == date(2024, 1, 31)
+    assert "subs_profile_fv" not in forward.up_to_date and "usage_agg_30d_fv" in forward.up_to_date
+    assert online_features([COURSE_USER], settings=settings, store=store)[0].timestamps["monthly_fee"].date() == date(
+        2024, 2, 29
+    )
 
 
 def test_unknown_and_malformed_ids(fs, months):
