@@ -9,7 +9,7 @@ from ui import badge, friendly_errors, require_snapshots
 from streamflow.core.catalog import TABLES
 from streamflow.quality.data_docs import build as build_data_docs
 from streamflow.quality.data_docs import zipped
-from streamflow.quality.report import OUTCOMES, details_frame, filter_validations, pass_rates
+from streamflow.quality.report import OUTCOMES, REFUSED, details_frame, filter_validations, pass_rates, stored_months
 from streamflow.quality.revalidate import revalidate_snapshot
 
 st.title("Data quality")
@@ -24,8 +24,9 @@ with friendly_errors():
     f1, f2, f3 = st.columns(3)
     tables = sorted(all_runs["table"].unique())
     pick_tables = f1.multiselect("Tables", tables, default=tables, key="dq_tables")
-    as_ofs = sorted({d for d in all_runs["as_of"].dropna()})
-    pick_as_of = f2.selectbox("as_of", ["all"] + as_ofs, format_func=str, key="dq_as_of")
+    refused = ~all_runs["stored"]
+    months = ["all", *stored_months(all_runs), *([REFUSED] if refused.any() else [])]
+    pick_as_of = f2.selectbox("as_of (stored months)", months, format_func=str, key="dq_as_of")
     outcome = f3.selectbox("Outcome", OUTCOMES, key="dq_outcome")
     view = filter_validations(all_runs, pick_tables, pick_as_of, outcome)
 
@@ -34,9 +35,9 @@ with friendly_errors():
     m2.metric("Passed", int(view["success"].sum()))
     m3.metric("Failed", int((~view["success"]).sum()))
 
-    table_view = view.assign(outcome=view["success"].map(badge))[
-        ["validated_at", "run_id", "table", "as_of", "outcome", "evaluated", "failed", "rows"]
-    ]
+    table_view = view.assign(
+        outcome=view["success"].map(badge), month=view["stored"].map({True: "stored", False: "refused"})
+    )[["validated_at", "run_id", "table", "as_of", "month", "outcome", "evaluated", "failed", "rows"]]
     st.dataframe(table_view, hide_index=True)
 
     st.subheader("Success rate over months")

@@ -43,11 +43,12 @@ def cmd_validations(args: argparse.Namespace) -> int:
     runs = validation_runs(load_settings(), limit=args.limit)
     tables = args.tables.split(",") if args.tables else None
     view = filter_validations(runs, tables, parse_date(args.as_of) if args.as_of else None, args.outcome)
-    cols = ["validated_at", "run_id", "table", "as_of", "success", "evaluated", "failed", "rows"]
+    view = view.assign(month=view["stored"].map({True: "stored", False: "refused"}))
+    cols = ["validated_at", "run_id", "table", "as_of", "month", "success", "evaluated", "failed", "rows"]
     print_table(view[cols] if len(view) else view, f"{len(view)} validation(s), {int(view['success'].sum())} passed")
     rates = pass_rates(view)
     if len(rates):
-        print_table(rates.pivot(index="as_of", columns="table", values="success"), "share passing per month")
+        print_table(rates.pivot(index="as_of", columns="table", values="success"), "share passing per stored month")
     return 0
 
 

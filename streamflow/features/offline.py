@@ -170,10 +170,10 @@ class LakeOffline(Offline):
         """Spark SQL over the users' partition in the lake (the executors read it; Spark's session
         runs in UTC). Literals are `date.isoformat()` of parsed dates and the lake's configured location."""
         assert isinstance(snapshot_as_of, date) and isinstance(as_of, date)
-        partition = f"{self.lake.table_url(USERS)}/{lake.partition_name(snapshot_as_of)}"
-        partition = partition.replace("`", "")  # quoted by backticks in Spark SQL
+        lake_partition = f"{self.lake.table_url(USERS)}/{lake.partition_name(snapshot_as_of)}"
+        lake_partition = lake_partition.replace("`", "")  # quoted by backticks in Spark SQL
         return (
-            f"SELECT {JOIN_KEY}, TIMESTAMP '{as_of.isoformat()} 00:00:00' AS event_timestamp FROM parquet.`{partition}`"
+            f"SELECT {JOIN_KEY}, TIMESTAMP '{as_of.isoformat()} 00:00:00' AS event_timestamp FROM parquet.`{lake_partition}`"
         )
 
     def frame_of(self, job, keep):

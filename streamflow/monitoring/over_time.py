@@ -44,7 +44,7 @@ from streamflow.monitoring.drift import (
     psi_of_shares,
     shares_of_counts,
 )
-from streamflow.storage import db
+from streamflow.storage import db, runs
 
 PREVIOUS = "previous"
 RATIO_CAP = 10.0  # a score over its threshold shown at most 10x (an emptied feature scores infinity)
@@ -323,12 +323,16 @@ def distribution(settings: Settings, feature: str, month: date, config: MonitorC
 
 
 def quality(settings: Settings) -> pd.DataFrame:
-    """Per table and month: the latest Great Expectations pass rate (expectations met over
-    evaluated), rows and the mean null rate of its monitored features."""
+    """Per table and stored month: the latest Great Expectations pass rate of the data stored
+    (expectations met over evaluated; a refused month's validations judge nothing stored), rows and
+    the mean null rate of its monitored features."""
     with db.connection(settings) as conn:
         ge = conn.execute(
-            """SELECT DISTINCT ON (table_name, as_of) table_name, as_of, successful::float / nullif(evaluated, 0)
-               FROM validation_results WHERE as_of IS NOT NULL ORDER BY table_name, as_of, validated_at DESC, id DESC"""
+            f"""SELECT DISTINCT ON (v.table_name, v.as_of) v.table_name, v.as_of,
+                       v.successful::float / nullif(v.evaluated, 0)
+                FROM validation_results v LEFT JOIN ingestion_runs r ON r.run_id = v.run_id
+                WHERE v.as_of IS NOT NULL AND {runs.STORED_VALIDATION}
+                ORDER BY v.table_name, v.as_of, v.validated_at DESC, v.id DESC"""
         ).fetchall()
         nulls = conn.execute(
             """SELECT view, substr(source, 7)::date, max(rows), avg(nulls::float / nullif(rows, 0))

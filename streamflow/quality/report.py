@@ -57,26 +57,35 @@ def details_frame(details: list[dict]) -> pd.DataFrame:
 
 
 OUTCOMES = ("all", "pass", "fail")
+REFUSED = "refused (not stored)"  # the month filter's choice for validations of months that were refused
+
+
+def stored_months(runs: pd.DataFrame) -> list:
+    """The months whose stored data was validated (a refused month is not one)."""
+    return sorted({d for d in runs.loc[runs["stored"], "as_of"].dropna()})
 
 
 def filter_validations(
     runs: pd.DataFrame, tables: list[str] | None = None, as_of=None, outcome: str = "all"
 ) -> pd.DataFrame:
-    """The validation runs (`runs.validation_runs`) of some tables, one as_of, one outcome
-    (`all`, `pass`, `fail`); None or "all" keeps every value."""
+    """The validation runs (`runs.validation_runs`) of some tables, one as_of (a stored month, or
+    REFUSED: the validations that refused a month), one outcome (`all`, `pass`, `fail`); None or
+    "all" keeps every value."""
     if outcome not in OUTCOMES:
         raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}, got {outcome!r}")
     view = runs if tables is None else runs[runs["table"].isin(tables)]
-    if as_of not in (None, "all"):
-        view = view[view["as_of"] == as_of]
+    if as_of == REFUSED:
+        view = view[~view["stored"]]
+    elif as_of not in (None, "all"):
+        view = view[(view["as_of"] == as_of) & view["stored"]]
     if outcome != "all":
         view = view[view["success"] == (outcome == "pass")]
     return view
 
 
 def pass_rates(runs: pd.DataFrame) -> pd.DataFrame:
-    """Share of runs passing per (as_of, table), for runs with an as_of; columns as_of, table, success."""
-    dated = runs.dropna(subset=["as_of"])
+    """Share of runs passing per (as_of, table) of the stored months; columns as_of, table, success."""
+    dated = runs[runs["stored"]].dropna(subset=["as_of"])
     if dated.empty:
         return pd.DataFrame(columns=["as_of", "table", "success"])
     return dated.groupby(["as_of", "table"])["success"].mean().reset_index()

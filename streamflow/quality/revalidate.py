@@ -29,5 +29,5 @@ def revalidate_snapshot(table_name: str, as_of: str | date, settings: Settings |
     if frame.empty:
         raise NotFound(f"no {t.snapshot} rows at as_of={day}")
     result = validate_table(t, frame, day)
-    runs.store_validations(settings, "revalidate-" + uuid.uuid4().hex[:12], day, [result])
+    runs.store_validations(settings, runs.REVALIDATION_PREFIX + uuid.uuid4().hex[:12], day, [result])
     return result

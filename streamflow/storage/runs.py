@@ -201,7 +201,12 @@ VALIDATION_COLUMNS = [
     "rows",
     "validated_at",
     "details",
+    "stored",
 ]
+REVALIDATION_PREFIX = "revalidate-"  # run_id of a stored snapshot validated again (`quality.revalidate`)
+# a validation of data that is stored: its ingest committed the month, or it re-validated a stored snapshot
+# (a refused month's validations stay in the history, as the reason it was refused, and judge nothing stored)
+STORED_VALIDATION = f"(r.status = 'succeeded' OR starts_with(v.run_id, '{REVALIDATION_PREFIX}'))"
 
 
 def validation_runs(
@@ -211,18 +216,20 @@ def validation_runs(
     success: bool | None = None,
     limit: int = 500,
 ) -> pd.DataFrame:
-    """Stored validation results, newest first, optionally filtered."""
+    """Kept validation results, newest first, optionally filtered; `stored` says whether the data
+    validated is stored (see STORED_VALIDATION): False for a refused month's."""
     where, params = [], []
-    for clause, value in (("table_name = %s", table), ("as_of = %s", as_of), ("success = %s", success)):
+    for clause, value in (("v.table_name = %s", table), ("v.as_of = %s", as_of), ("v.success = %s", success)):
         if value is not None and value != "":
             where.append(clause)
             params.append(value)
     sql_where = ("WHERE " + " AND ".join(where)) if where else ""
     with db.connection(settings) as conn:
         rows = conn.execute(
-            f"""SELECT id, run_id, table_name, as_of, success, evaluated, successful, failed, row_count,
-                       validated_at, details
-                FROM validation_results {sql_where} ORDER BY validated_at DESC, id DESC LIMIT %s""",
+            f"""SELECT v.id, v.run_id, v.table_name, v.as_of, v.success, v.evaluated, v.successful, v.failed,
+                       v.row_count, v.validated_at, v.details, coalesce({STORED_VALIDATION}, false)
+                FROM validation_results v LEFT JOIN ingestion_runs r ON r.run_id = v.run_id
+                {sql_where} ORDER BY v.validated_at DESC, v.id DESC LIMIT %s""",
             (*params, limit),
         ).fetchall()
     return _frame(rows, VALIDATION_COLUMNS)

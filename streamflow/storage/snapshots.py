@@ -118,14 +118,28 @@ class PostgresSnapshots(Snapshots):
     def latest_values(self, as_of: date, columns: dict[Table, list[str]], users: list[str] | None) -> pd.DataFrame:
         from psycopg import sql
 
-        cols = [f"{t.name}.{c}" for t, cs in columns.items() for c in cs]
-        joins = " ".join(f"LEFT JOIN {t.name} ON {t.name}.{JOIN_KEY} = e.{JOIN_KEY}" for t in columns)
-        where = "" if users is None else f" AND e.{JOIN_KEY} = ANY({{}})"
+        cols = [
+            sql.SQL("{}.{}").format(sql.Identifier(t.name), sql.Identifier(c)) for t, cs in columns.items() for c in cs
+        ]
+        joins = [
+            sql.SQL("LEFT JOIN {t} ON {t}.{k} = e.{k}").format(t=sql.Identifier(t.name), k=sql.Identifier(JOIN_KEY))
+            for t in columns
+        ]
         query = sql.SQL(
-            f"SELECT e.{JOIN_KEY}, {', '.join(cols)}, l.{LABEL_FEATURE} "
-            f"FROM {USERS.snapshot} e JOIN {LABELS.snapshot} l ON l.{JOIN_KEY} = e.{JOIN_KEY} AND l.as_of = e.as_of "
-            f"{joins} WHERE e.as_of = {{}}{where} ORDER BY e.{JOIN_KEY}"
-        ).format(sql.Literal(as_of), *([] if users is None else [sql.Literal(list(users))]))
+            "SELECT e.{k}, {cols}, l.{label} FROM {users} e JOIN {labels} l ON l.{k} = e.{k} AND l.as_of = e.as_of "
+            "{joins} WHERE e.as_of = {as_of}{only} ORDER BY e.{k}"
+        ).format(
+            k=sql.Identifier(JOIN_KEY),
+            cols=sql.SQL(", ").join(cols),
+            label=sql.Identifier(LABEL_FEATURE),
+            users=sql.Identifier(USERS.snapshot),
+            labels=sql.Identifier(LABELS.snapshot),
+            joins=sql.SQL(" ").join(joins),
+            as_of=sql.Literal(as_of),
+            only=sql.SQL("")
+            if users is None
+            else sql.SQL(" AND e.{} = ANY({})").format(sql.Identifier(JOIN_KEY), sql.Literal(list(users))),
+        )
         return db.read_frame(query, self.settings)
 
 

@@ -189,7 +189,7 @@ def test_validations_and_revalidation_from_the_cli(settings, months, month_copy,
     CLI calls too: `streamflow validations` and `streamflow revalidate`."""
     from streamflow import cli
     from streamflow.core.errors import NotFound
-    from streamflow.quality.report import filter_validations, pass_rates
+    from streamflow.quality.report import REFUSED, filter_validations, pass_rates, stored_months
     from streamflow.storage.runs import validation_runs
     from tests.support import use_settings
 
@@ -205,13 +205,19 @@ def test_validations_and_revalidation_from_the_cli(settings, months, month_copy,
     assert list(failed["table"]) == ["usage_agg_30d"] and list(failed["as_of"]) == [d1]
     assert len(filter_validations(runs, ["users"], d0, "pass")) == 1
     assert filter_validations(runs, ["users"], d0, "fail").empty
+    # a refused month judges nothing stored: it is no stored month, its validations are the refusal's
+    assert stored_months(runs) == [d0]
+    refused = filter_validations(runs, None, REFUSED)
+    assert set(refused["as_of"]) == {d1} and not refused["stored"].any() and (~refused["success"]).sum() == 1
+    assert filter_validations(runs, None, d1).empty
     rates = pass_rates(runs).set_index(["as_of", "table"])["success"]
-    assert rates[(d0, "users")] == 1.0 and rates[(d1, "usage_agg_30d")] == 0.0 and rates[(d1, "users")] == 1.0
+    assert rates[(d0, "users")] == 1.0 and d1 not in rates.index.get_level_values("as_of")
 
     use_settings(monkeypatch, settings)
     assert cli.main(["validations", "--outcome", "fail"]) == 0
     out = capsys.readouterr().out
     assert "1 validation(s), 0 passed" in out and "usage_agg_30d" in out and "users " not in out
+    assert "refused" in out  # the failing validation is the refused month's, and says so
 
     assert cli.main(["revalidate", "users", str(d0)]) == 0
     assert f"users at {d0}: pass" in capsys.readouterr().out

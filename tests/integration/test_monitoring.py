@@ -19,7 +19,7 @@ from streamflow.monitoring import alerts, distributions, drift, over_time
 from streamflow.storage import db
 from tests.support import app_page, use_settings
 
-JAN, FEB, MAR = date(2024, 1, 31), date(2024, 2, 29), date(2024, 3, 31)
+JAN, FEB, MAR, APR = date(2024, 1, 31), date(2024, 2, 29), date(2024, 3, 31), date(2024, 4, 30)
 
 
 @pytest.fixture
@@ -96,16 +96,38 @@ def test_alerts_are_raised_acknowledged_and_resolved(monitored, months, month_co
     resolved = alerts.listing(settings, states=("resolved",))
     assert set(resolved["kind"]) == {"online_stale"}
 
-    # a refused month: its GE pass rate falls below the table's usual, until the month passes again
+    # a refused month judges nothing stored: no quality alert, whether it re-sent a stored month or a new one
     bad = month_copy(2)
     usage = pd.read_csv(bad / "usage_agg_30d.csv", dtype=str, keep_default_na=False)
     usage.loc[3, "watch_hours_30d"] = "-4.5"
     usage.to_csv(bad / "usage_agg_30d.csv", index=False)
     with pytest.raises(IngestError):
         ingest_month(bad, settings=settings)
+    with pytest.raises(IngestError):
+        ingest_month(bad, "2024-04-30", settings=settings)
+    alerts.check(settings, store)
+    assert not _open(settings, "quality")
+    assert APR not in set(over_time.quality(settings)["month"])
+    # stored data that fails its suite (found by re-validating it) is a quality alert, resolved when it passes
+    from streamflow.quality.revalidate import revalidate_snapshot
+
+    with db.connection(settings) as conn:
+        user, hours = conn.execute(
+            "SELECT user_id, watch_hours_30d FROM usage_agg_30d_snapshots WHERE as_of = %s ORDER BY user_id LIMIT 1",
+            (MAR,),
+        ).fetchone()
+        conn.execute(
+            "UPDATE usage_agg_30d_snapshots SET watch_hours_30d = -4.5 WHERE user_id = %s AND as_of = %s", (user, MAR)
+        )
+    assert not revalidate_snapshot("usage_agg_30d", MAR, settings).success
     alerts.check(settings, store, as_of=MAR)
     assert ("quality", "usage_agg_30d", MAR) in _open(settings, "quality")
-    ingest_month(months[2][0], settings=settings)  # the good files again: a passing validation
+    with db.connection(settings) as conn:
+        conn.execute(
+            "UPDATE usage_agg_30d_snapshots SET watch_hours_30d = %s WHERE user_id = %s AND as_of = %s",
+            (hours, user, MAR),
+        )
+    assert revalidate_snapshot("usage_agg_30d", MAR, settings).success
     alerts.check(settings, store, as_of=MAR)
     assert not _open(settings, "quality")
 

@@ -80,6 +80,8 @@ OWNED = {
     "prefix",
     "verb",
     "LIVE_FILLFACTOR",  # an integer constant of schema.py
+    "STORED_VALIDATION",  # runs.py: a fixed fragment (which validations judge stored data)
+    "runs.STORED_VALIDATION",
     # catalog constants and the identifiers and column lists built from them
     "JOIN_KEY",
     "TIMESTAMP",
