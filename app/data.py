@@ -308,12 +308,12 @@ def monitor_quality() -> pd.DataFrame:
 
 
 @st.cache_data(ttl=3600, max_entries=8, show_spinner=False)
-def _alerts(s: Settings, v: tuple) -> pd.DataFrame:
+def _alerts(s: Settings, v: tuple, states: tuple[str, ...]) -> pd.DataFrame:
     from streamflow.monitoring.alerts import listing
 
-    return listing(s)
+    return listing(s, states=states)
 
 
-def alerts() -> pd.DataFrame:
-    """The kept alerts not resolved, open first (`streamflow.monitoring.alerts.listing`)."""
-    return _alerts(settings(), version())
+def alerts(states: tuple[str, ...] = ("open", "acknowledged")) -> pd.DataFrame:
+    """The kept alerts in these states (default: not resolved), open first (`alerts.listing`)."""
+    return _alerts(settings(), version(), states)

@@ -45,16 +45,30 @@ with friendly_errors():
         if pending:
             a1, a2 = st.columns([3, 1])
             label = dict(zip(open_alerts["id"], open_alerts["message"], strict=True))
-            pick = a1.selectbox(
-                "Open alert", pending, format_func=lambda i: f"[{i}] {label[i][:100]}", key="mon_ack_id"
+            picks = a1.multiselect(
+                "Open alerts to acknowledge",
+                pending,
+                default=pending,
+                format_func=lambda i: f"[{i}] {label[i][:100]}",
+                key="mon_ack_ids",
             )
-            allowed = write_guard("acknowledge an alert")
-            if a2.button("Acknowledge", disabled=not allowed, key="mon_ack"):
+            allowed = write_guard("acknowledge alerts")
+            if a2.button(f"Acknowledge {len(picks)}", disabled=not allowed or not picks, key="mon_ack"):
                 from streamflow.monitoring.alerts import acknowledge
 
-                acknowledge(settings(), int(pick), who())
+                acknowledge(settings(), [int(i) for i in picks], who())
                 clear()
                 st.rerun()
+    resolved = alerts(("resolved",))
+    if not resolved.empty:
+        with st.expander(f"Resolved by themselves: {len(resolved)} (when and why)"):
+            st.dataframe(
+                resolved[["id", "kind", "as_of", "message", "updated_at", "resolution"]].rename(
+                    columns={"updated_at": "resolved_at"}
+                ),
+                hide_index=True,
+                column_config={"message": st.column_config.TextColumn(width="large")},
+            )
 
     st.subheader(f"Drift per feature and month, against {g.baseline_label}")
     scores = g.scores

@@ -24,7 +24,7 @@ def register(sub) -> None:
     s.add_argument("--as-of", default=None, help="check one month (and judge freshness at this date)")
     s.add_argument("--baseline", default=None, help="'previous' (each month against the one before) or a dataset name")
     s.add_argument("--month-share", type=float, default=None, help="a month drifts over this share of features")
-    s.add_argument("--ack", type=int, default=None, metavar="ID", help="acknowledge an open alert")
+    s.add_argument("--ack", default=None, metavar="ID[,ID...]|all", help="acknowledge open alerts: ids, or all of them")
     s.add_argument("--by", default=os.environ.get("USER", "cli"), help="who acknowledges (default $USER)")
     s.add_argument("--no-check", action="store_true", help="print the kept alerts without checking again")
     s.set_defaults(func=cmd_monitor)
@@ -74,6 +74,19 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _alert_ids(given: str, settings) -> list[int]:
+    """`--ack`'s ids ('3,4,5'), or every open alert ('all')."""
+    from streamflow.core.errors import InvalidInput
+    from streamflow.monitoring.alerts import listing
+
+    if given.strip().lower() == "all":
+        return [int(i) for i in listing(settings, states=("open",))["id"]]
+    try:
+        return [int(p) for p in given.split(",") if p.strip()]
+    except ValueError:
+        raise InvalidInput(f"--ack takes alert ids (3,4,5) or 'all', got {given!r}") from None
+
+
 def cmd_monitor(args: argparse.Namespace) -> int:
     """Run the checks (or acknowledge one alert), print the alerts; an open one is the command's verdict."""
     from streamflow.core.config import load_settings
@@ -84,8 +97,8 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 
     settings, fs = load_settings(), None if args.no_check else store()
     if args.ack is not None:
-        acknowledge(settings, args.ack, by=args.by)
-        print(f"alert {args.ack} acknowledged by {args.by}")
+        done = acknowledge(settings, _alert_ids(args.ack, settings), by=args.by)
+        print(f"alert(s) {', '.join(map(str, done))} acknowledged by {args.by}")
     if args.baseline or args.month_share is not None:
         cfg = save_config(settings, baseline=args.baseline, month_share=args.month_share, store=fs)
         print(f"baseline: {cfg.baseline}, a month drifts over {cfg.month_share:.0%} of its features")

@@ -172,9 +172,7 @@ class LakeOffline(Offline):
         assert isinstance(snapshot_as_of, date) and isinstance(as_of, date)
         lake_partition = f"{self.lake.table_url(USERS)}/{lake.partition_name(snapshot_as_of)}"
         lake_partition = lake_partition.replace("`", "")  # quoted by backticks in Spark SQL
-        return (
-            f"SELECT {JOIN_KEY}, TIMESTAMP '{as_of.isoformat()} 00:00:00' AS event_timestamp FROM parquet.`{lake_partition}`"
-        )
+        return f"SELECT {JOIN_KEY}, TIMESTAMP '{as_of.isoformat()} 00:00:00' AS event_timestamp FROM parquet.`{lake_partition}`"
 
     def frame_of(self, job, keep):
         """Feast's persist of the Spark retrieval: the executors write the frame as Parquet in the

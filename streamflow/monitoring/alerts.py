@@ -11,9 +11,11 @@ Checks (each month, or the month `as_of`):
 - `online_stale`: a view whose online values are older than its latest snapshot (not materialized since).
 
 An alert is kept once per (kind, subject, month) in `monitor_alerts`, with its value, threshold
-and state: `open` when raised, `acknowledged` by a user with write access, `resolved` when a later
-check no longer finds it (and open again if it comes back). `streamflow monitor` prints them and
-exits 1 while one is open.
+and state: `open` when raised, `acknowledged` by a user with write access (several at once),
+`resolved` by itself -- when a check of its month no longer finds it, or when its subject passes the
+same check at a later month (a feature that drifted in February and not in March) -- with when and
+why (`resolution`), and open again if it comes back. `streamflow monitor` prints them and exits 1
+while one is open.
 """
 
 from __future__ import annotations
@@ -48,7 +50,9 @@ COLUMNS = [
     "raised_at",
     "updated_at",
     "acknowledged_by",
+    "resolution",
 ]
+Key = tuple[str, str, date]  # (kind, subject, month) of a check
 
 
 @dataclass(frozen=True)
@@ -171,25 +175,46 @@ def online_alerts(settings: Settings) -> list[Alert]:
     return out
 
 
-def evaluate(settings: Settings, store, as_of: date | None = None) -> list[Alert]:
+def evaluate(settings: Settings, store, as_of: date | None = None) -> tuple[list[Alert], set[Key]]:
     """Every alert that holds now, for every month or for `as_of` (freshness judged at `as_of`,
-    else at the latest snapshot)."""
+    else at the latest snapshot), and every (kind, subject, month) the checks looked at."""
     dates = snapshot_dates(settings)
     if not dates:
-        return []
+        return [], set()
     months = [as_of] if as_of else None
-    out = drift_alerts(over_time.grid(settings, store=store), months)
-    out += quality_alerts(over_time.quality(settings), months)
+    grid = over_time.grid(settings, store=store)
+    q = over_time.quality(settings)
+    out = drift_alerts(grid, months)
+    out += quality_alerts(q, months)
     on = as_of or dates[-1]
     latest = {t.name: max((d for d in snapshot_dates(settings, t) if d <= on), default=None) for t in TABLES}
     out += freshness_alerts(settings, store, on, latest)
     out += online_alerts(settings)
+    checked: set[Key] = set()
+    for r in grid.scores.itertuples():
+        if months is None or r.month in months:
+            checked |= {("feature_drift", r.feature, r.month), ("month_drift", "month", r.month)}
+    for r in q.dropna(subset=["pass_rate"]).itertuples():
+        if months is None or r.month in months:
+            checked.add(("quality", r.table, r.month))
+    checked |= {("freshness", t.view, on) for t in TABLES if latest.get(t.name) is not None}
+    return out, checked
+
+
+def _superseded(unresolved: list[Key], fired: set[Key], checked: set[Key]) -> dict[Key, str]:
+    """Alerts whose subject passed the same check at a later month: each with why it resolved."""
+    out = {}
+    for kind, subject, month in unresolved:
+        later = sorted(m for k, s, m in checked if k == kind and s == subject and m > month and (k, s, m) not in fired)
+        if later:
+            out[(kind, subject, month)] = f"{subject} passed the {kind} check at {later[0]}"
     return out
 
 
-def _sync(settings: Settings, fired: list[Alert], as_of: date | None) -> None:
-    """Keep what fired (open, or still acknowledged) and resolve what no longer holds, in the
-    checked scope: one month (and the current online state) or everything."""
+def _sync(settings: Settings, fired: list[Alert], checked: set[Key], as_of: date | None) -> None:
+    """Keep what fired (open, or still acknowledged); resolve, with the reason, what no longer holds
+    in the checked scope (one month and the current online state, or everything) and what a later
+    month passed."""
     with db.connection(settings) as conn:
         for a in fired:
             conn.execute(
@@ -200,17 +225,31 @@ def _sync(settings: Settings, fired: list[Alert], as_of: date | None) -> None:
                      state = CASE WHEN monitor_alerts.state = 'resolved' THEN 'open' ELSE monitor_alerts.state END,
                      acknowledged_by = CASE WHEN monitor_alerts.state = 'resolved' THEN NULL
                                        ELSE monitor_alerts.acknowledged_by END,
+                     resolution = CASE WHEN monitor_alerts.state = 'resolved' THEN NULL
+                                  ELSE monitor_alerts.resolution END,
                      updated_at = CASE WHEN monitor_alerts.state = 'resolved' OR monitor_alerts.value IS DISTINCT FROM EXCLUDED.value
                                   THEN now() ELSE monitor_alerts.updated_at END""",
                 (a.kind, a.subject, a.as_of, a.value, a.threshold, a.message),
             )
         keys = [f"{a.kind}|{a.subject}|{a.as_of}" for a in fired]
         conn.execute(
-            """UPDATE monitor_alerts SET state = 'resolved', updated_at = now()
+            """UPDATE monitor_alerts SET state = 'resolved', updated_at = now(),
+                 resolution = CASE WHEN kind = 'online_stale' THEN 'the online store caught up with the snapshots'
+                                   ELSE 'the check of ' || as_of::text || ' no longer finds it' END
                WHERE state <> 'resolved' AND NOT (kind || '|' || subject || '|' || as_of::text = ANY(%(k)s))
                  AND (%(d)s::date IS NULL OR as_of = %(d)s OR kind = 'online_stale')""",
             {"k": keys, "d": as_of},
         )
+        unresolved = conn.execute(
+            "SELECT kind, subject, as_of FROM monitor_alerts WHERE state <> 'resolved'"
+        ).fetchall()
+        fired_keys = {(a.kind, a.subject, a.as_of) for a in fired}
+        for (kind, subject, month), why in _superseded([tuple(r) for r in unresolved], fired_keys, checked).items():
+            conn.execute(
+                "UPDATE monitor_alerts SET state = 'resolved', updated_at = now(), resolution = %s "
+                "WHERE kind = %s AND subject = %s AND as_of = %s",
+                (why, kind, subject, month),
+            )
 
 
 def check(
@@ -241,7 +280,8 @@ def check(
             except (NotReady, NotFound) as exc:  # one class of label, or a dataset gone: ranked by drift alone
                 if say:
                     say(f"  monitoring: no feature importance ({exc})")
-        _sync(settings, evaluate(settings, store, as_of), as_of)
+        fired, checked = evaluate(settings, store, as_of)
+        _sync(settings, fired, checked, as_of)
     finally:
         lock.close()  # the session ends, and its advisory lock with it
     return listing(settings, as_of=as_of)
@@ -281,13 +321,21 @@ def listing(
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def acknowledge(settings: Settings, alert_id: int, by: str) -> None:
-    """Mark an open alert acknowledged (it stays listed, and stops failing `streamflow monitor`)."""
+def acknowledge(settings: Settings, alert_ids: int | list[int], by: str) -> list[int]:
+    """Mark open alerts acknowledged (they stay listed, and stop failing `streamflow monitor`);
+    the ids acknowledged. An id that is not open is refused, and then none is acknowledged."""
+    ids = [int(alert_ids)] if isinstance(alert_ids, int) else [int(i) for i in alert_ids]
     with db.connection(settings) as conn:
-        row = conn.execute(
+        open_ids = {r[0] for r in conn.execute(
+            "SELECT id FROM monitor_alerts WHERE id = ANY(%s) AND state = 'open'", (ids,))}  # fmt: skip
+        missing = [i for i in ids if i not in open_ids]
+        if missing or not ids:
+            raise NotFound(
+                f"no open alert {', '.join(map(str, missing)) or '(none given)'}: `streamflow monitor` lists the open ones"
+            )
+        conn.execute(
             "UPDATE monitor_alerts SET state = 'acknowledged', acknowledged_by = %s, updated_at = now() "
-            "WHERE id = %s AND state = 'open' RETURNING id",
-            (by, alert_id),
-        ).fetchone()
-    if row is None:
-        raise NotFound(f"no open alert {alert_id}: `streamflow monitor` lists the open ones")
+            "WHERE id = ANY(%s) AND state = 'open'",
+            (by, ids),
+        )
+    return ids

@@ -150,6 +150,8 @@ MONITOR_DDL = [
   acknowledged_by TEXT,
   UNIQUE (kind, subject, as_of)
 )""",
+    # added later: why an alert resolved itself (a later check no longer finds it, or a later month passed)
+    "ALTER TABLE monitor_alerts ADD COLUMN IF NOT EXISTS resolution TEXT",
 ]
 MONITOR_TABLES = ("monitor_edges", "monitor_profiles", "monitor_importance", "monitor_settings", "monitor_alerts")
 

@@ -32,18 +32,23 @@ def monitored(fs_embedded, months):
     return settings, store
 
 
-def _open(settings, kind: str | None = None) -> set[tuple[str, str, date]]:
-    found = alerts.listing(settings, states=("open",))
+def _open(settings, kind: str | None = None, states=("open",)) -> set[tuple[str, str, date]]:
+    found = alerts.listing(settings, states=states)
     return {(r.kind, r.subject, r.as_of) for r in found.itertuples() if kind is None or r.kind == kind}
+
+
+def _raised(settings, kind: str | None = None) -> set[tuple[str, str, date]]:
+    """Every alert kept, whatever its state now."""
+    return _open(settings, kind, alerts.STATES)
 
 
 def test_the_demos_price_rise_is_flagged_and_profile_scores_equal_the_frames(monitored):
     settings, store = monitored
     found = alerts.check(settings, store)
-    drifted = {s for k, s, d in _open(settings, "feature_drift") if d == FEB}
+    drifted = {s for k, s, d in _raised(settings, "feature_drift") if d == FEB}
     assert {"monthly_fee", "failed_payments_90d"} <= drifted, found
-    assert "contract_type" not in {s for _, s, _ in _open(settings, "feature_drift")}
-    assert not _open(settings, "month_drift")  # a few features of twenty, not more than half
+    assert "contract_type" not in {s for _, s, _ in _raised(settings, "feature_drift")}
+    assert not _raised(settings, "month_drift")  # a few features of twenty, not more than half
 
     # the same scores and verdicts as the Drift page's on the two months' frames
     g = over_time.grid(settings)
@@ -80,21 +85,35 @@ def test_alerts_are_raised_acknowledged_and_resolved(monitored, months, month_co
     use_settings(monkeypatch, settings)
     assert cli.main(["monitor"]) == 1
     out = capsys.readouterr().out
-    assert "monthly_fee drifted at 2024-02-29" in out and "online_stale" in out
+    assert "failed_payments_90d drifted at 2024-02-29" in out and "online_stale" in out
+    assert "monthly_fee drifted" not in out  # resolved by itself: March passed
 
-    fee = alerts.listing(settings).query("subject == 'monthly_fee'").iloc[0]
-    alerts.acknowledge(settings, int(fee.id), "tester")
-    with pytest.raises(NotFound, match="no open alert"):
-        alerts.acknowledge(settings, int(fee.id), "tester")
-    alerts.check(settings, store)  # a later check keeps it acknowledged, not open again
-    again = alerts.listing(settings).query("subject == 'monthly_fee'").iloc[0]
-    assert (again.id, again.state, again.acknowledged_by) == (fee.id, "acknowledged", "tester")
+    # raised, then resolved by itself: the price rise moved the fee in February, March passed against February
+    kept = alerts.listing(settings, states=alerts.STATES)
+    fee = kept[(kept["subject"] == "monthly_fee") & (kept["as_of"] == FEB)].iloc[0]
+    assert fee.state == "resolved" and fee.resolution == "monthly_fee passed the feature_drift check at 2024-03-31"
+    assert ("feature_drift", "monthly_fee", MAR) not in _raised(settings)
+    # what still holds at the latest month stays open; a month's alert that the next month repeats too
+    still = _open(settings, "feature_drift")
+    assert all(month == MAR or ("feature_drift", s, MAR) in _raised(settings) for _, s, month in still)
+
+    # acknowledged in bulk, from the CLI: every open drift alert at once
+    ids = alerts.listing(settings, states=("open",)).query("kind == 'feature_drift'")["id"].tolist()
+    assert len(ids) >= 2
+    assert cli.main(["monitor", "--no-check", "--ack", ",".join(map(str, ids)), "--by", "tester"]) == 1
+    assert f"alert(s) {', '.join(map(str, ids))} acknowledged by tester" in capsys.readouterr().out
+    with pytest.raises(NotFound, match=f"no open alert {ids[0]}"):
+        alerts.acknowledge(settings, [ids[0]], "tester")
+    alerts.check(settings, store)  # a later check keeps them acknowledged, not open again
+    again = alerts.listing(settings).set_index("id").loc[ids]
+    assert set(again["state"]) == {"acknowledged"} and set(again["acknowledged_by"]) == {"tester"}
 
     materialize(settings=settings, store=store)
     alerts.after_change(settings, store)
     assert not _open(settings, "online_stale")
     resolved = alerts.listing(settings, states=("resolved",))
-    assert set(resolved["kind"]) == {"online_stale"}
+    stale = resolved[resolved["kind"] == "online_stale"]
+    assert len(stale) == 5 and set(stale["resolution"]) == {"the online store caught up with the snapshots"}
 
     # a refused month judges nothing stored: no quality alert, whether it re-sent a stored month or a new one
     bad = month_copy(2)
@@ -176,23 +195,29 @@ def test_monitoring_page_and_overview(monitored, monkeypatch):
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Baseline"] == "the previous month" and int(metrics["Open alerts"]) >= 2
     messages = " ".join(at.dataframe[0].value["message"])
-    assert "monthly_fee drifted" in messages and "failed_payments_90d drifted" in messages
+    assert "failed_payments_90d drifted" in messages and "monthly_fee drifted" not in messages
     assert "contract_type drifted" not in messages
 
     at.selectbox(key="mon_month").set_value(FEB)
     at.run()
     at.selectbox(key="mon_feature").set_value("monthly_fee").run()
     assert not at.exception, at.exception
-    table = at.dataframe[1].value
+    table = next(d.value for d in at.dataframe if "drifted" in d.value.columns)
     assert table.loc[table["drifted"], "feature"].tolist()[:2] != [] and "monthly_fee" in set(table["feature"])
 
-    # acknowledge from the page (open mode on loopback: write access)
-    first = at.selectbox(key="mon_ack_id").value
+    # acknowledge several at once from the page (open mode on loopback: write access), all but one
+    pending = at.multiselect(key="mon_ack_ids").value
+    assert len(pending) >= 3
+    picked = pending[:-1]
+    at.multiselect(key="mon_ack_ids").set_value(picked).run()
     at.button(key="mon_ack").click().run()
     assert not at.exception, at.exception
     with db.connection(settings) as conn:
-        state = conn.execute("SELECT state, acknowledged_by FROM monitor_alerts WHERE id = %s", (first,)).fetchone()
-    assert state == ("acknowledged", "app user")
+        states = conn.execute(
+            "SELECT DISTINCT state, acknowledged_by FROM monitor_alerts WHERE id = ANY(%s)", (list(picked),)
+        ).fetchall()
+    assert states == [("acknowledged", "app user")]
+    assert any("Resolved by themselves" in e.label for e in at.expander)
 
     # the settings: a toggle away (listing the baselines opens the Feast store), stored on Save
     assert not at.get("data_editor")  # closed by default

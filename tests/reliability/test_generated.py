@@ -34,7 +34,7 @@ from streamflow.core.catalog import JOIN_KEY, TABLES, Column
 from streamflow.core.errors import StreamflowError
 from streamflow.ingest import ingest_month
 from streamflow.ingest.coerce import FALSE_WORDS, TRUE_WORDS, coerce_table
-from streamflow.ingest.folder import read_raw
+from streamflow.ingest.folder import IngestError, read_raw
 from streamflow.ingest.formats import CsvFormat
 from tests.support import fingerprint
 
@@ -125,7 +125,15 @@ def test_generated_files_coerce_like_the_reference(case, tmp_path_factory, recor
     path = tmp_path_factory.getbasetemp() / "gen" / t.csv
     path.parent.mkdir(exist_ok=True)
     path.write_bytes(data)
-    typed, problems = coerce_table(t, read_raw(path))
+    try:
+        raw = read_raw(path)
+    except IngestError as exc:
+        # a file whose dates read day first is refused before coercion, naming its format (the
+        # generator writes 31/01/2024 among the dates; formats.describe tells the file apart)
+        dated = [r[c.name] for r in rows for c in t.columns if c.kind == "date"]
+        assert "day first" in str(exc) and any("31/01/2024" in v for v in dated), str(exc)
+        return
+    typed, problems = coerce_table(t, raw)
     by_col = {p["column"]: p for p in problems}
     assert list(typed[JOIN_KEY]) == [r[JOIN_KEY] for r in rows]
     for c in t.columns:
