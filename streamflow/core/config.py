@@ -43,7 +43,8 @@ class ConfigError(InvalidInput):
 
 
 def _default_home() -> Path:
-    return Path(__file__).resolve().parent.parent
+    """The checkout this library is installed from (`pip install -e .`): streamflow/core/ -> the root."""
+    return Path(__file__).resolve().parents[2]
 
 
 def _read_dotenv(path: Path) -> dict[str, str]:

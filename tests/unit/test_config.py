@@ -64,3 +64,14 @@ def test_spark_driver_memory_reaches_feast(tmp_path):
         if s.embedded:
             db.stop_embedded(s)
     assert _settings(tmp_path).spark_driver_memory == "1g"
+
+
+def test_the_default_home_is_the_checkout_holding_the_feast_repo(monkeypatch):
+    """With nothing set (a user's `make run`), the project folder is the checkout: feature_repo/ and
+    the library beside it (the package moved a floor down once and pointed home into itself)."""
+    monkeypatch.delenv("STREAMFLOW_HOME", raising=False)
+    from streamflow.core.config import _default_home
+
+    home = _default_home()
+    assert (home / "feature_repo").is_dir() and (home / "streamflow" / "core" / "config.py").is_file()
+    assert (home / "pyproject.toml").is_file()
