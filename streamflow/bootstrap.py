@@ -2,7 +2,8 @@
 
 1. no month folder in data/seeds -> generate two demo months (7,043 users);
 2. ingest every month folder (files already ingested unchanged are skipped);
-3. register the Feast definitions (`apply`);
+3. register the Feast definitions (`apply`) and write feature_repo/feature_store.yaml, which a
+   plain `FeatureStore(repo_path="feature_repo")` reads in any shell (`store.write_client_yaml`);
 4. if nothing was ever materialized, materialize up to the latest snapshot;
 5. keep the model's training frame of every month that lacks a current one as a dataset, so the
    studio's pages read it instead of computing it on a first visit;
@@ -47,7 +48,7 @@ def bootstrap(
     from streamflow.features.apply import apply
     from streamflow.features.datasets import create, find
     from streamflow.features.materialize import materialize
-    from streamflow.features.store import get_store
+    from streamflow.features.store import get_store, write_client_yaml
     from streamflow.monitoring.followup import after_ingest
     from streamflow.storage import runs
     from streamflow.storage.snapshots import snapshot_dates
@@ -56,6 +57,11 @@ def bootstrap(
     store = get_store(settings, check_sources=False)  # apply registers this profile's sources
     r = apply(settings, store, verbose=verbose)
     say(f"  {len(r.feature_views)} feature views, service(s) {', '.join(r.feature_services)}")
+    client = write_client_yaml(settings)
+    say(
+        f"  {client.relative_to(settings.home) if client.is_relative_to(settings.home) else client}: what a plain "
+        'FeatureStore(repo_path="feature_repo") reads'
+    )
     last = runs.last_materialization(settings)
     if last is None:
         dates = snapshot_dates(settings)

@@ -1,10 +1,14 @@
 """The one Feast FeatureStore: its configuration and the store object.
 
-`feature_repo/feature_store.yaml` (or `feature_store.redis.yaml`) is the one description of
-the store. The Feast CLI reads it with `${STREAMFLOW_FEAST_*}` filled from its environment
-(`streamflow feast ...` sets them for the child process only); the library reads the same
-file, fills the placeholders from `Settings` in memory and hands Feast a `RepoConfig`, so no
-secret is ever written into this process's environment.
+`feature_repo/feature_store.postgres.yaml` (with the online block of `feature_store.redis.yaml`
+for Redis, or `feature_store.spark.yaml` for the lake) is the one description of the store, with
+`${STREAMFLOW_FEAST_*}` placeholders. The library fills them from `Settings` in memory and hands
+Feast a `RepoConfig`, so no secret is ever written into this process's environment; the Feast CLI
+reads them from its environment (`streamflow feast ...` sets them for the child process only).
+`write_client_yaml` (run by `streamflow bootstrap`, so by `make run`) writes
+`feature_repo/feature_store.yaml`: the same description with this store's values filled in, which
+a plain `FeatureStore(repo_path="feature_repo")` reads in any shell; a secret (a password) stays a
+placeholder there, to be exported.
 """
 
 from __future__ import annotations
@@ -38,8 +42,12 @@ def _redis_connection_string(settings: Settings) -> str:
     return ",".join(parts)
 
 
+POSTGRES_YAML = "feature_store.postgres.yaml"  # the default profile's template
+CLIENT_YAML = "feature_store.yaml"  # what a plain client reads: written by `write_client_yaml`
+
+
 def _offline_yaml(settings: Settings) -> Path:
-    name = "feature_store.spark.yaml" if settings.offline_store == "spark" else "feature_store.yaml"
+    name = "feature_store.spark.yaml" if settings.offline_store == "spark" else POSTGRES_YAML
     return settings.feature_repo / name
 
 
@@ -68,7 +76,7 @@ def yaml_path(settings: Settings) -> Path:
     lake profile with Redis online or more Spark settings (STREAMFLOW_SPARK_CONF) the composed YAML
     under .streamflow/ (Feast's CLI then runs with the same Spark configuration as every step)."""
     if settings.offline_store != "spark":
-        name = "feature_store.redis.yaml" if settings.online_store == "redis" else "feature_store.yaml"
+        name = "feature_store.redis.yaml" if settings.online_store == "redis" else POSTGRES_YAML
         return settings.feature_repo / name
     if settings.online_store == "postgres" and not settings.spark_conf:
         return _offline_yaml(settings)
@@ -105,6 +113,34 @@ def feast_env(settings: Settings | None = None) -> dict[str, str]:
         "STREAMFLOW_FEAST_SPARK_DRIVER_MEMORY": settings.spark_driver_memory,
         "FEAST_FS_YAML_FILE_PATH": str(yaml_path(settings)),
     }
+
+
+SECRETS = ("STREAMFLOW_FEAST_PG_PASSWORD", "STREAMFLOW_FEAST_REGISTRY_URL", "STREAMFLOW_FEAST_REDIS")
+
+
+def write_client_yaml(settings: Settings | None = None) -> Path:
+    """Write feature_repo/feature_store.yaml for these settings: the store's YAML with its values
+    filled in, so a plain `FeatureStore(repo_path="feature_repo")` (and `feast` run in feature_repo/)
+    reaches this store in a shell with nothing exported. A value holding a password stays its
+    `${...}` placeholder (then `eval "$(streamflow env)"` supplies it). Written only when it changed."""
+    import yaml
+
+    settings = settings or load_settings()
+    values = feast_env(settings)
+    has_secret = bool(db.conninfo(settings).password) or bool(settings.redis.password)
+    kept = {k: v for k, v in values.items() if not (has_secret and k in SECRETS)}
+    text = (
+        "# Written by `streamflow bootstrap` for this checkout's store "
+        f"({settings.backend_label}; online store: {settings.online_store}).\n"
+        '# A plain `FeatureStore(repo_path="feature_repo")` reads it. Do not edit: the templates are\n'
+        f"# {_offline_yaml(settings).name}{' + feature_store.redis.yaml' if settings.online_store == 'redis' else ''}"
+        "; `streamflow bootstrap` writes this file again.\n"
+        + yaml.safe_dump(_fill(repo_yaml(settings), kept), sort_keys=False)
+    )
+    path = settings.feature_repo / CLIENT_YAML
+    if not path.is_file() or path.read_text() != text:
+        path.write_text(text)
+    return path
 
 
 def _fill(node, values: dict[str, str]):

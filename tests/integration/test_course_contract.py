@@ -4,7 +4,9 @@ environment `streamflow env` prints, reads the course's feature refs offline and
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import shutil
 import subprocess
 import sys
 
@@ -12,6 +14,8 @@ from tests.support import cli_env, prepared_store
 
 CLIENT = """
 import json
+import os
+import shutil
 import pandas as pd
 from feast import FeatureStore
 
@@ -47,3 +51,44 @@ def test_a_plain_feast_client_reads_the_course_refs(embedded_settings, months):
     row = got["frame"][0]
     assert row["user_id"] == "7590-VHVEG" and row["monthly_fee"] == 29.85 and row["months_active"] == 1
     assert "subs_profile_fv" in got["service_views"] and "churn_label_fv" not in got["service_views"]
+
+
+def test_a_plain_client_in_a_fresh_shell_after_the_embedded_bootstrap(tmp_path_factory, months):
+    """`make run`'s bootstrap writes feature_repo/feature_store.yaml for the embedded store, so a
+    plain client in a shell with nothing exported (no STREAMFLOW_*, no FEAST_*) reads the course's
+    refs offline and online: before, it failed on an unset ${STREAMFLOW_FEAST_PG_PORT}."""
+    from streamflow.core.config import load_settings
+    from streamflow.storage import db
+    from tests.support import REPO, read_csv
+
+    home = tmp_path_factory.mktemp("plain")
+    ignore = shutil.ignore_patterns("__pycache__", "feature_store.yaml")
+    shutil.copytree(REPO / "feature_repo", home / "feature_repo", ignore=ignore)
+    for folder, _ in months[:2]:
+        shutil.copytree(folder, home / "data" / "seeds" / folder.name)
+    shell = {k: v for k, v in os.environ.items() if not k.startswith(("STREAMFLOW_", "FEAST_"))}
+    try:
+        boot = subprocess.run(
+            [sys.executable, "-m", "streamflow.cli", "bootstrap"],
+            env={**shell, "STREAMFLOW_HOME": str(home)},
+            cwd=home,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        assert boot.returncode == 0, boot.stderr[-3000:]
+        written = (home / "feature_repo" / "feature_store.yaml").read_text()
+        assert "${" not in written and "streamflow bootstrap" in written.splitlines()[0]
+
+        out = subprocess.run(  # a fresh shell: nothing exported
+            [sys.executable, "-c", CLIENT], cwd=home, env=shell, capture_output=True, text=True, timeout=300
+        )
+        assert out.returncode == 0, out.stderr[-3000:]
+        got = json.loads(out.stdout.strip().splitlines()[-1])
+        feb = read_csv(months[1][0], "subscriptions.csv").loc["7590-VHVEG"]
+        jan = read_csv(months[0][0], "subscriptions.csv").loc["7590-VHVEG"]
+        assert got["online"]["monthly_fee"] == [feb["monthly_fee"]]
+        assert got["online"]["months_active"] == [feb["months_active"]]
+        assert got["frame"][0]["monthly_fee"] == jan["monthly_fee"]  # as of 2024-01-31: January's values
+    finally:
+        db.stop_embedded(load_settings({"STREAMFLOW_HOME": str(home)}))
