@@ -66,12 +66,16 @@ def version() -> tuple:
 
 
 def clear() -> None:
-    """After a write: every page shows fresh values (the store itself stays open)."""
+    """After a write: every page shows fresh values (the store itself stays open), the sidebar's
+    facts (latest snapshot, last materialization) included, in this very run."""
     st.cache_data.clear()
     _training_frame.clear()
     _frame_summary.clear()
     _distribution.clear()
     _drift.clear()
+    redraw = st.session_state.get("_sidebar_facts")
+    if redraw is not None:
+        redraw()
 
 
 @st.cache_data(ttl=3600, max_entries=8, show_spinner=False)

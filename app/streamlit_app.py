@@ -33,11 +33,10 @@ PAGES = [
 STORELESS = {"monitoring"}
 
 
-def sidebar() -> None:
+def facts(slot) -> None:
+    """What is stored and served, drawn into the sidebar's slot (again after every write: `data.clear`)."""
     s = settings()
-    with st.sidebar:
-        st.markdown("### StreamFlow")
-        st.caption("Churn feature platform on one Feast store")
+    with slot.container():
         st.markdown(f"**Backend** · {'embedded PostgreSQL' if s.embedded else f'server {s.pg_host}:{s.pg_port}'}")
         if s.offline_store == "spark":
             st.markdown(f"**Offline store** · Spark over the Parquet lake ({s.spark_master})")
@@ -55,6 +54,15 @@ def sidebar() -> None:
                 st.markdown("**Last materialization** · never")
         except StreamflowError as exc:
             st.error(f"{exc.title}: {exc}")
+
+
+def sidebar() -> None:
+    with st.sidebar:
+        st.markdown("### StreamFlow")
+        st.caption("Churn feature platform on one Feast store")
+        slot = st.empty()
+    facts(slot)
+    st.session_state["_sidebar_facts"] = lambda: facts(slot)  # this session's run draws them again
     door()
 
 

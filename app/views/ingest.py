@@ -8,9 +8,10 @@ from ui import badge, friendly_errors, show_refusal
 
 from streamflow.core.catalog import CSV_FILES
 from streamflow.core.dates import add_months, parse_month_end
+from streamflow.features.materialize import materialize
 from streamflow.ingest import CsvFormat, IngestError, check_month, ingest_month, uploaded_month, uploads_format
 from streamflow.ingest.formats import DATES, DEFAULT, DELIMITERS
-from streamflow.monitoring.followup import after_ingest
+from streamflow.monitoring.followup import after_ingest, after_materialize
 from streamflow.quality.report import details_frame
 
 ENCODINGS = ["utf-8", "cp1252", "latin-1"]
@@ -119,6 +120,26 @@ with friendly_errors():
                         label=f"Ingested {day}: {r.rows['users']:,} users in {r.duration_s:.1f}s", state="complete"
                     )
                 clear()
-                st.success(f"Stored the {day} snapshot (run {r.run_id[:8]}). Materialize to serve it online.")
+                st.session_state["ingest_stored"] = str(day)
+                st.success(f"Stored the {day} snapshot (run {r.run_id[:8]}).")
                 show_report(r.validations)
                 st.page_link("views/data_quality.py", label="Every stored validation, and Great Expectations Data Docs")
+
+    stored = st.session_state.get("ingest_stored")
+    if stored:  # the flow closes here: what was just stored, served online from this page
+        st.info(f"{stored} is stored, not yet served online: materialize it (each view from where it ended).")
+        if st.button("Materialize now", type="primary", disabled=not allowed, key="ingest_materialize"):
+            with st.status("Materializing...", expanded=True) as box:
+                done = materialize(
+                    incremental=True,
+                    wait=False,
+                    progress=lambda p: (
+                        p.status == "done" and box.write(f"✅ {p.view}: {p.message or f'{p.rows:,} rows'}")
+                    ),
+                    settings=settings(),
+                    store=store(),
+                )
+                after_materialize(settings(), store(), say=box.write)
+                box.update(label=done.summary[0].upper() + done.summary[1:], state="complete")
+            del st.session_state["ingest_stored"]
+            clear()

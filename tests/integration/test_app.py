@@ -193,7 +193,7 @@ def test_ingest_page_dry_run_then_commit(app_env, months, tmp_path):
     from streamflow.storage.snapshots import snapshot_dates
     from tests.support import fingerprint
 
-    settings, _ = app_env
+    settings, store = app_env
     ingest_month(months[0][0], settings=settings)
     before = fingerprint(settings)
 
@@ -235,6 +235,18 @@ def test_ingest_page_dry_run_then_commit(app_env, months, tmp_path):
     assert not at.exception, [e.value for e in at.exception]
     assert any("Stored the 2024-02-29 snapshot" in s for s in _texts(at, "success"))
     assert [str(d) for d in snapshot_dates(settings)] == ["2024-01-31", "2024-02-29"]
+    sidebar = " ".join(m.value for m in at.sidebar.markdown)
+    assert "Latest snapshot** · 2024-02-29" in sidebar, sidebar  # the same run: no reload needed
+
+    # the flow closes on this page: what was stored, materialized from here, the sidebar up to date
+    at.button(key="ingest_materialize").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    rec = online_features(["7590-VHVEG"], settings=settings, store=store)[0]
+    assert rec.timestamps["monthly_fee"].date() == date(2024, 2, 29)
+    sidebar = " ".join(m.value for m in at.sidebar.markdown)
+    assert "Last materialization** · up to 2024-02-29" in sidebar, sidebar
+    at.run()
+    assert all(b.key != "ingest_materialize" for b in at.button)  # served: nothing left to offer
 
 
 def test_ingest_page_refuses_a_stranger_file(app_env, months):
