@@ -324,7 +324,7 @@ def refresh(settings: Settings, say: Callable[[str], None] | None = None) -> lis
         t0 = time.perf_counter()
         compute_month(settings, day)
         if say:
-            say(f"  distributions of {day}: {time.perf_counter() - t0:.1f}s")
+            say(f"  monitoring: distributions of {day} counted in {time.perf_counter() - t0:.1f}s")
     return todo
 
 
