@@ -35,11 +35,23 @@ with friendly_errors():
             st.page_link("views/monitoring.py", label="Monitoring: the alerts, the drift heatmap, acknowledge")
     c1, c2, c3 = st.columns(3)
     if h.postgres_version:
-        c1.metric("PostgreSQL (offline store, registry)", "reachable", f"v{h.postgres_version}", delta_color="off")
+        c1.metric(
+            "PostgreSQL (offline store, registry)",
+            "reachable",
+            f"v{h.postgres_version}",
+            delta_color="off",
+            delta_arrow="off",  # a version, not a change
+        )
     else:
         c1.metric("PostgreSQL", "unreachable")
     c1.caption("embedded (pgserver)" if s.embedded else f"server {s.pg_host}:{s.pg_port}/{s.pg_db}")
-    c2.metric("Online store", "reachable" if h.online_ok else "unreachable", s.online_store, delta_color="off")
+    c2.metric(
+        "Online store",
+        "reachable" if h.online_ok else "unreachable",
+        s.online_store,
+        delta_color="off",
+        delta_arrow="off",
+    )
     for problem in h.problems:
         st.error(problem)
     if h.postgres_version is None:
@@ -50,6 +62,7 @@ with friendly_errors():
         f"{last['window_end']:%Y-%m-%d}" if last else "never",
         f"{sum((last.get('rows') or {}).values()):,} rows" if last else None,
         delta_color="off",
+        delta_arrow="off",  # rows written, not a change
     )
     if last:
         c3.caption(f"run {last['run_id'][:8]} · finished {last['finished_at']:%Y-%m-%d %H:%M} UTC")

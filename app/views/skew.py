@@ -75,8 +75,9 @@ with friendly_errors():
     m2.metric(
         "Pairs not equal",
         f"{rep.mismatches:,}",
-        f"{rep.mismatches / max(len(rep.pairs), 1):.1%}",
-        delta_color="inverse",
+        f"{rep.mismatches / max(len(rep.pairs), 1):.1%} of pairs",
+        delta_color="inverse" if rep.mismatches else "off",
+        delta_arrow="off",  # a share of the sample, not a change
     )
     counts = rep.pairs["status"].value_counts()
     stale_views = sorted(rep.pairs.loc[rep.pairs["status"] == "stale", "view"].unique())

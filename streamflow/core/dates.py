@@ -109,3 +109,18 @@ def parse_days(text: str, what: str = "duration") -> int:
     if not m:
         raise InvalidInput(f"{what} {str(text)[:40]!r} is not a duration such as 35d or 5w")
     return int(m.group(1)) * (7 if m.group(2) == "w" else 1)
+
+
+def in_words(d: timedelta | None) -> str:
+    """A duration as people say it: '31 days' (a TTL one second short of a whole day counts as that
+    day: MONTH_TTL reads '31 days'), '6 hours', '45 minutes', 'none' for no TTL."""
+    if d is None or d.total_seconds() <= 0:
+        return "none"
+    seconds = round(d.total_seconds())
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        n, rest = divmod(seconds + 1, size)  # the second short of a whole unit rounds up
+        if n and rest <= 1:
+            return f"{n} {unit}{'s' if n != 1 else ''}"
+    days, rest = divmod(seconds, 86400)
+    hours = rest // 3600
+    return f"{days} day{'s' if days != 1 else ''} {hours} h" if days else f"{seconds} s"

@@ -7,6 +7,7 @@ import time
 from typing import NamedTuple
 
 from streamflow.core.catalog import LINEAGE_FIELDS, SERVICE
+from streamflow.core.dates import in_words
 from streamflow.core.errors import InvalidInput, NotFound
 
 
@@ -118,7 +119,7 @@ def registry_summary(store) -> list[dict]:
                     "view": fv.name,
                     "feature": f.name,
                     "type": str(f.dtype),
-                    "ttl": str(fv.ttl),
+                    "ttl": in_words(fv.ttl),
                     "source_table": table,
                     "online": fv.online,
                     "description": f.description,

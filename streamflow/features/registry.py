@@ -10,6 +10,7 @@ import pandas as pd
 
 from streamflow.core.catalog import JOIN_KEY, LINEAGE_FIELDS, table_of_view
 from streamflow.core.config import Settings, load_settings
+from streamflow.core.dates import in_words
 from streamflow.core.errors import NotFound
 from streamflow.features.refs import FeatureRef
 
@@ -44,7 +45,7 @@ def objects(store) -> RegistryObjects:
                 "view": fv.name,
                 "entities": ", ".join(fv.entities),
                 "features": len(fv.features),
-                "ttl": str(fv.ttl),
+                "ttl": in_words(fv.ttl),
                 "online": fv.online,
                 "source": src.name,
                 "description": fv.description,

@@ -64,3 +64,14 @@ def test_ttl_covers_every_instant_until_the_next_month_end():
         if (nxt - start).days == 31:
             assert t0 + MONTH_TTL < t1
         start = nxt
+
+
+def test_durations_in_words():
+    from datetime import timedelta
+
+    from streamflow.core.dates import MONTH_TTL, in_words
+
+    assert in_words(MONTH_TTL) == "31 days"  # not "30 days, 23:59:59"
+    assert in_words(timedelta(days=1)) == "1 day" and in_words(timedelta(hours=6)) == "6 hours"
+    assert in_words(timedelta(minutes=45)) == "45 minutes" and in_words(None) == "none"
+    assert in_words(timedelta(0)) == "none"
