@@ -41,6 +41,7 @@ from streamflow.features.training import (
     TrainingFrame,
     frame_format,
     plan_training_frame,
+    requested,
     shape_frame,
     write_frame,
 )
@@ -246,12 +247,16 @@ def frame(name: str, settings: Settings | None = None, store=None) -> TrainingFr
     offline = offline_of(settings)
     with feast_quiet():
         saved = offline.saved(store, name)
+    kept = list(saved.features)
+    refs = [r for r in _refs_of(store, ds.features, False) if r in kept]
+    lineage_refs, wanted = requested(refs, ds.labels, store)  # a fresh frame's column order
+    wanted = [r for r in wanted if r in kept] + [r for r in kept if r not in wanted]
     plan = FramePlan(
         as_of=ds.as_of,
         snapshot_as_of=ds.snapshot_as_of,
-        refs=[r for r in saved.features if r in _refs_of(store, ds.features, False)],
-        lineage_refs=[r for r in saved.features if FeatureRef.parse(r).feature.endswith("_as_of")],
-        wanted=list(saved.features),
+        refs=refs,
+        lineage_refs=[r for r in lineage_refs if r in kept],
+        wanted=wanted,
         labels=ds.labels,
         job=None,
     )

@@ -70,6 +70,20 @@ class FramePlan:
     job: object  # Feast's RetrievalJob (run by to_df / persisted by create_saved_dataset)
 
 
+def requested(refs: list[str], labels: bool, store) -> tuple[list[str], list[str]]:
+    """(lineage_refs, wanted) of a frame of `refs`: what it asks Feast for, in the one order every
+    frame of those features shows (built now or read from a kept dataset): the features as
+    requested, the label, then each view's `<view>_as_of` (the leakage check's input)."""
+    views = list(dict.fromkeys(FeatureRef.parse(r).view for r in refs))
+    lineage_refs = []
+    for v in views + ([LABEL_VIEW] if labels else []):
+        lf = lineage_field(v, store)
+        if lf:
+            lineage_refs.append(str(FeatureRef(v, lf)))
+    label_refs = [str(FeatureRef(LABEL_VIEW, LABEL_FEATURE))] if labels else []
+    return lineage_refs, list(dict.fromkeys(refs + label_refs + lineage_refs))
+
+
 def plan_training_frame(
     as_of: str | date,
     features: str | list[str] | None = None,
@@ -84,14 +98,7 @@ def plan_training_frame(
     snap = snapshot_for(day, dates)
     store = store or get_store(settings)
     refs = resolve_features(store, features)
-    views = list(dict.fromkeys(FeatureRef.parse(r).view for r in refs))
-    lineage_refs = []
-    for v in views + ([LABEL_VIEW] if labels else []):
-        lf = lineage_field(v, store)
-        if lf:
-            lineage_refs.append(str(FeatureRef(v, lf)))
-    label_refs = [str(FeatureRef(LABEL_VIEW, LABEL_FEATURE))] if labels else []
-    wanted = list(dict.fromkeys(refs + label_refs + lineage_refs))
+    lineage_refs, wanted = requested(refs, labels, store)
     entity = offline_of(settings).entity_query(snap, day)
     job = store.get_historical_features(entity_df=entity, features=wanted)
     return FramePlan(day, snap, refs, lineage_refs, wanted, labels, job)

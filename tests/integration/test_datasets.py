@@ -46,6 +46,16 @@ def test_a_dataset_is_the_frame_kept(kept, tmp_path):
     csv = datasets.export(ds.name, tmp_path / "training_df.csv", settings=settings, store=store)
     assert len(pd.read_csv(csv)) == len(built.frame)
 
+    # features asked across views, interleaved: the kept frame shows them in the order asked, as a fresh one
+    mixed = "usage_agg_30d_fv:watch_hours_30d,subs_profile_fv:monthly_fee,usage_agg_30d_fv:skips_7d"
+    fresh = build_training_frame("2024-01-31", features=mixed, settings=settings, store=store)
+    m = datasets.create("2024-01-31", features=mixed, name="mixed", settings=settings, store=store)
+    read = datasets.frame(m.name, settings, store)
+    assert list(read.frame.columns) == list(fresh.frame.columns)
+    assert list(fresh.frame.columns)[2:5] == ["watch_hours_30d", "monthly_fee", "skips_7d"]
+    pd.testing.assert_frame_equal(read.frame, fresh.frame, check_dtype=True)
+    datasets.delete(m.name, settings, store)
+
     other = datasets.create("2024-02-29", features="subs_profile_fv", labels=False, settings=settings, store=store)
     d = datasets.diff(ds.name, other.name, settings, store)
     assert "churn_label" in d["only_in_a"] and "monthly_fee" in d["statistics"].index
