@@ -47,7 +47,9 @@ with friendly_errors():
     m3.metric("Feature views", len(objs.views))
     m4.metric("Feature services", len(objs.services))
 
-    query = st.text_input("Search names, descriptions and tags", key="cat_search", placeholder="e.g. payments")
+    query = st.text_input(
+        "Search names, descriptions and tags", key="cat_search", bind="query-params", placeholder="e.g. payments"
+    )
     if query.strip():
         hits = search(objs, query)
         if hits.empty:
@@ -73,8 +75,9 @@ with friendly_errors():
         refs,
         index=refs.index("subs_profile_fv:monthly_fee") if "subs_profile_fv:monthly_fee" in refs else 0,
         key="cat_feature",
+        bind="query-params",
     )
-    as_of = c2.selectbox("at as_of", dates, index=len(dates) - 1, format_func=str, key="cat_as_of")
+    as_of = c2.selectbox("at as_of", dates, index=len(dates) - 1, format_func=str, key="cat_as_of", bind="query-params")
     page = feature_page(store(), ref, settings())
     st.markdown(f"#### `{page.ref}` · {page.type}")
     st.write(page.description or "(no description)")

@@ -23,11 +23,11 @@ with friendly_errors():
 
     f1, f2, f3 = st.columns(3)
     tables = sorted(all_runs["table"].unique())
-    pick_tables = f1.multiselect("Tables", tables, default=tables, key="dq_tables")
+    pick_tables = f1.multiselect("Tables", tables, default=tables, key="dq_tables", bind="query-params")
     refused = ~all_runs["stored"]
     months = ["all", *stored_months(all_runs), *([REFUSED] if refused.any() else [])]
-    pick_as_of = f2.selectbox("as_of (stored months)", months, format_func=str, key="dq_as_of")
-    outcome = f3.selectbox("Outcome", OUTCOMES, key="dq_outcome")
+    pick_as_of = f2.selectbox("as_of (stored months)", months, format_func=str, key="dq_as_of", bind="query-params")
+    outcome = f3.selectbox("Outcome", OUTCOMES, key="dq_outcome", bind="query-params")
     view = filter_validations(all_runs, pick_tables, pick_as_of, outcome)
 
     m1, m2, m3 = st.columns(3)

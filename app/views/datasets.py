@@ -49,7 +49,7 @@ with friendly_errors():
     st.dataframe(table, hide_index=True)
 
     names = [d.name for d in rows]
-    pick = st.selectbox("Dataset", names, key="ds_pick")
+    pick = st.selectbox("Dataset", names, key="ds_pick", bind="query-params")
     ds = next(d for d in rows if d.name == pick)
     for reason in ds.stale_because:
         st.warning(f"Stale: {reason}. Rebuild to bring it up to date.")
@@ -81,10 +81,10 @@ with friendly_errors():
         clear()
         st.rerun()
 
-    if len(names) > 1 and st.toggle("Compare two datasets side by side", key="ds_diff"):
+    if len(names) > 1 and st.toggle("Compare two datasets side by side", key="ds_diff", bind="query-params"):
         c1, c2 = st.columns(2)
-        a = c1.selectbox("A", names, index=0, key="ds_diff_a")
-        b = c2.selectbox("B", names, index=1, key="ds_diff_b")
+        a = c1.selectbox("A", names, index=0, key="ds_diff_a", bind="query-params")
+        b = c2.selectbox("B", names, index=1, key="ds_diff_b", bind="query-params")
         if a != b:
             by_name = {d.name: d for d in rows}
             diff = kept.diff_frames(dataset_frame(by_name[a]).frame, dataset_frame(by_name[b]).frame)

@@ -21,9 +21,11 @@ with friendly_errors():
         "Compare", ["training frame A vs B", "training frame vs online store now"], horizontal=True, key="drift_mode"
     )
     c1, c2 = st.columns(2)
-    a = c1.selectbox("Reference as_of (A)", dates, index=0, format_func=str, key="drift_a")
+    a = c1.selectbox("Reference as_of (A)", dates, index=0, format_func=str, key="drift_a", bind="query-params")
     if mode == "training frame A vs B":
-        b = c2.selectbox("Current as_of (B)", dates, index=len(dates) - 1, format_func=str, key="drift_b")
+        b = c2.selectbox(
+            "Current as_of (B)", dates, index=len(dates) - 1, format_func=str, key="drift_b", bind="query-params"
+        )
         n = 0
     else:
         n = c2.slider("Online sample (users of the latest snapshot)", 200, 5000, 2000, 200, key="drift_n")
@@ -66,5 +68,5 @@ with friendly_errors():
     )
 
     st.subheader("Distributions")
-    pick = st.selectbox("Feature", list(rep.table["feature"]), key="drift_feature")
+    pick = st.selectbox("Feature", list(rep.table["feature"]), key="drift_feature", bind="query-params")
     distribution_chart(rep.histogram(pick), str(a), cur_label)

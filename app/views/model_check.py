@@ -31,9 +31,9 @@ with friendly_errors():
         nothing_to_show("The model check needs two snapshots: ingest a second month.")
         st.stop()
     c1, c2 = st.columns(2)
-    a = c1.selectbox("Train at (A)", dates[:-1], index=0, format_func=str, key="mc_a")
+    a = c1.selectbox("Train at (A)", dates[:-1], index=0, format_func=str, key="mc_a", bind="query-params")
     later = [d for d in dates if d > a]
-    b = c2.selectbox("Evaluate at (B)", later, index=0, format_func=str, key="mc_b")
+    b = c2.selectbox("Evaluate at (B)", later, index=0, format_func=str, key="mc_b", bind="query-params")
     mc = check(settings(), a, b)
 
     pit, naive = mc.gap("point-in-time"), mc.gap("naive")

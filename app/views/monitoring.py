@@ -138,9 +138,9 @@ with friendly_errors():
 
     st.subheader("What matters in a month")
     c1, c2 = st.columns(2)
-    month = c1.selectbox("Month", months[::-1], format_func=str, key="mon_month")
+    month = c1.selectbox("Month", months[::-1], format_func=str, key="mon_month", bind="query-params")
     in_month = scores[scores["month"] == month].drop(columns=["month"])
-    feature = c2.selectbox("Feature", in_month["feature"].tolist(), key="mon_feature")
+    feature = c2.selectbox("Feature", in_month["feature"].tolist(), key="mon_feature", bind="query-params")
     if g.importance:
         st.caption(
             f"Ordered by drift x importance: the baseline model's permutation importance ({g.importance_source}), "

@@ -18,7 +18,7 @@ with friendly_errors():
         st.page_link(MATERIALIZE_PAGE, label="Materialize now", icon=":material/sync:")
 
     with st.form("lookup"):
-        one = st.text_input("user_id", value="7590-VHVEG", max_chars=200, key="lookup_id")
+        one = st.text_input("user_id", value="7590-VHVEG", max_chars=200, key="lookup_id", bind="query-params")
         many = st.text_area("or several user_ids (one per line or comma-separated)", height=80, key="lookup_many")
         submitted = st.form_submit_button("Look up", type="primary")
 

@@ -43,8 +43,15 @@ with friendly_errors():
 
     st.subheader("One user")
     c1, c2 = st.columns(2)
-    uid = c1.text_input("user_id", value="7590-VHVEG", key="skew_user", max_chars=200)
-    ref = c2.selectbox("Reference snapshot (offline)", dates, index=len(dates) - 1, format_func=str, key="skew_ref")
+    uid = c1.text_input("user_id", value="7590-VHVEG", key="skew_user", bind="query-params", max_chars=200)
+    ref = c2.selectbox(
+        "Reference snapshot (offline)",
+        dates,
+        index=len(dates) - 1,
+        format_func=str,
+        key="skew_ref",
+        bind="query-params",
+    )
     try:
         uid = validate_user_id(uid.strip())
     except InvalidInput as exc:  # said here; the population below still works
@@ -68,7 +75,9 @@ with friendly_errors():
     st.subheader("Population")
     c1, c2 = st.columns(2)
     n = c1.slider("Sample size", min_value=50, max_value=2000, value=300, step=50, key="skew_n")
-    ref_pop = c2.selectbox("Reference snapshot", dates, index=len(dates) - 1, format_func=str, key="skew_ref_pop")
+    ref_pop = c2.selectbox(
+        "Reference snapshot", dates, index=len(dates) - 1, format_func=str, key="skew_ref_pop", bind="query-params"
+    )
     rep = report(settings(), None, n, ref_pop)
     m1, m2, m3 = st.columns(3)
     m1.metric("Users", rep.pairs["user_id"].nunique())
@@ -119,7 +128,7 @@ with friendly_errors():
 
     num = rep.numeric
     if not num.empty:
-        feat = st.selectbox("Numeric feature", sorted(num["feature"].unique()), key="skew_num")
+        feat = st.selectbox("Numeric feature", sorted(num["feature"].unique()), key="skew_num", bind="query-params")
         sub = num[num["feature"] == feat]
         fig = px.scatter(
             sub,

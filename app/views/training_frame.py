@@ -8,8 +8,11 @@ from door import write_guard
 from ui import friendly_errors, require_applied, require_snapshots
 
 from streamflow.core.catalog import LABEL_FEATURE, LABEL_VIEW, SERVICE
+from streamflow.core.errors import InvalidInput
 from streamflow.features import datasets as kept
+from streamflow.features.online import validate_user_id
 from streamflow.features.training import compare_summaries, feature_columns
+from streamflow.storage.frames import rows_of_users
 
 PAGE_SIZE = 50
 
@@ -20,7 +23,7 @@ def by_label(df: pd.DataFrame, as_of, chosen: tuple[str, ...], labels: bool) -> 
     bins are counted here, so the chart carries a few hundred numbers, not the column."""
     st.subheader("Distribution by churn label")
     feats = [c for c in feature_columns(df) if c != LABEL_FEATURE]
-    feat = st.selectbox("Feature", feats, key="dist_feature")
+    feat = st.selectbox("Feature", feats, key="dist_feature", bind="query-params")
     dist = frame_distribution(as_of, chosen, labels, feat)
     fig = px.bar(dist, x="value", y="percent", color="group", barmode="group", labels={"value": feat})
     st.plotly_chart(fig)
@@ -30,10 +33,10 @@ def by_label(df: pd.DataFrame, as_of, chosen: tuple[str, ...], labels: bool) -> 
 def comparison(tf, dates: list, chosen: tuple[str, ...], labels: bool) -> None:
     """Mean shift per feature against a second date: the second frame is read only when asked."""
     st.subheader("Compare two dates")
-    if not st.toggle("Compare with another date", key="compare_on"):
+    if not st.toggle("Compare with another date", key="compare_on", bind="query-params"):
         return
     other_choices = [d for d in dates if d != tf.as_of] or dates
-    other = st.selectbox("Compare with", other_choices, format_func=str, key="compare_with")
+    other = st.selectbox("Compare with", other_choices, format_func=str, key="compare_with", bind="query-params")
     with friendly_errors():
         training_frame(other, chosen, labels)
         mine, theirs = frame_summary(tf.as_of, chosen, labels), frame_summary(other, chosen, labels)
@@ -65,15 +68,21 @@ with friendly_errors():
     with c1:
         mode = st.radio("as_of", ["a snapshot date", "any date"], horizontal=True, label_visibility="collapsed")
         if mode == "a snapshot date":
-            as_of = st.selectbox("as_of", dates, index=len(dates) - 1, format_func=str, key="as_of")
+            as_of = st.selectbox(
+                "as_of", dates, index=len(dates) - 1, format_func=str, key="as_of", bind="query-params"
+            )
         else:
             as_of = st.date_input("as_of (any date)", value=dates[-1], key="as_of_any")
     with c2:
         chosen = st.multiselect(
-            "Features (a feature service or whole views)", services + views, default=[SERVICE], key="features"
+            "Features (a feature service or whole views)",
+            services + views,
+            default=[SERVICE],
+            key="features",
+            bind="query-params",
         )
     with c3:
-        labels = st.toggle("Labels", value=True, key="labels")
+        labels = st.toggle("Labels", value=True, key="labels", bind="query-params")
 
     tf = training_frame(as_of, tuple(chosen), labels)
     df = tf.frame
@@ -110,9 +119,25 @@ with friendly_errors():
     st.dataframe(lin, hide_index=True)
 
     st.subheader("Preview")
-    pages = max(1, (len(df) + PAGE_SIZE - 1) // PAGE_SIZE)
-    page = st.number_input(f"Page (of {pages})", min_value=1, max_value=pages, value=1, step=1, key="page")
-    st.dataframe(df.iloc[(page - 1) * PAGE_SIZE : page * PAGE_SIZE], hide_index=True)
+    find = st.text_input(
+        "Find user_id(s)", key="tf_user", bind="query-params", placeholder="7590-VHVEG, 0002-ORFBO (empty: every row)"
+    )
+    ids = None
+    if find.strip():
+        try:
+            ids = [validate_user_id(u.strip()) for u in find.split(",") if u.strip()]
+        except InvalidInput as exc:  # said here; the page goes on
+            st.error(str(exc))
+    if ids:
+        found = rows_of_users(df, ids)
+        missing = [u for u in ids if u not in set(found["user_id"])]
+        if missing:
+            st.warning(f"Not in this frame at {tf.as_of}: {', '.join(missing)}")
+        st.dataframe(found, hide_index=True)
+    else:
+        pages = max(1, (len(df) + PAGE_SIZE - 1) // PAGE_SIZE)
+        page = st.number_input(f"Page (of {pages})", min_value=1, max_value=pages, value=1, step=1, key="page")
+        st.dataframe(df.iloc[(page - 1) * PAGE_SIZE : page * PAGE_SIZE], hide_index=True)
 
     d1, d2 = st.columns(2)  # files are written when a button is pressed, not on every render
     d1.download_button(

@@ -259,6 +259,13 @@ class ParquetFrame:
                 out.close()
 
 
+def rows_of_users(frame: pd.DataFrame | ParquetFrame, ids: list[str]) -> pd.DataFrame:
+    """The rows of these users (in the frame's order), of a pandas frame or a frame in the lake."""
+    if isinstance(frame, ParquetFrame):
+        return frame.rows_of(ids, list(frame.columns))
+    return frame[frame["user_id"].isin(set(ids))].reset_index(drop=True)
+
+
 def value_counts(frame: pd.DataFrame | ParquetFrame, column: str) -> pd.Series:
     """Rows per non-null value of a column, of a pandas frame or a frame in the lake."""
     if isinstance(frame, ParquetFrame):

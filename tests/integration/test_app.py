@@ -393,3 +393,34 @@ def test_data_quality_page_builds_great_expectations_data_docs(app_env, months):
     assert done and (settings.state_dir / "data_docs" / "index.html").is_file(), _texts(at, "error")
     pages = list((settings.state_dir / "data_docs" / "validations").rglob("*.html"))
     assert len(pages) == 7 and f"{len(pages)} validation page(s)" in done[0]  # six tables and the cross-file check
+
+
+def test_deep_links_restore_each_pages_selections(app_env, months):
+    """Every page's selections are in the URL: opening a page with them as query parameters
+    restores the view (this user, this month, this feature), as a link sent to a colleague does."""
+    settings, store = app_env
+    for folder, _ in months[:2]:
+        ingest_month(folder, settings=settings)
+    materialize(settings=settings, store=store)
+    links = {
+        "views/skew.py": {"skew_user": "7590-VHVEG", "skew_ref": "2024-01-31", "skew_ref_pop": "2024-01-31"},
+        "views/training_frame.py": {"as_of": "2024-01-31", "tf_user": "7590-VHVEG"},
+        "views/online_lookup.py": {"lookup_id": "7590-VHVEG"},
+        "views/catalog.py": {"cat_feature": "usage_agg_30d_fv:watch_hours_30d", "cat_as_of": "2024-01-31"},
+        "views/drift.py": {"drift_a": "2024-02-29", "drift_b": "2024-01-31"},
+        "views/data_quality.py": {"dq_as_of": "2024-01-31", "dq_outcome": "pass"},
+    }
+    for page, params in links.items():
+        at = _app()
+        at.query_params.update(params)
+        at.switch_page(page).run()
+        assert not at.exception, (page, [e.value for e in at.exception])
+        for key, value in params.items():
+            widget = at.text_input(key=key) if key in ("skew_user", "tf_user", "lookup_id") else at.selectbox(key=key)
+            assert str(widget.value) == value, (page, key, widget.value)
+    # the training frame found the linked user: one row, theirs
+    at = _app()
+    at.query_params.update(links["views/training_frame.py"])
+    at.switch_page("views/training_frame.py").run()
+    found = [d.value for d in at.dataframe if "user_id" in d.value.columns and len(d.value) == 1]
+    assert found and found[0]["user_id"].iloc[0] == "7590-VHVEG"
