@@ -49,6 +49,10 @@ with friendly_errors():
     m1.metric("Features drifted", f"{len(rep.drifted)} / {len(rep.table)}")
     m2.metric("Share drifted", f"{rep.share_drifted:.0%}")
     m3.metric("Rows", f"{ref_rows:,} → {cur_rows:,}")
+    st.caption(
+        f"A numeric feature drifts at PSI ≥ {th.psi:g} or Jensen-Shannon ≥ {th.js:g}; a category or boolean at "
+        f"L-infinity ≥ {th.linf:g} or a category the reference never had. Each row says why in its reason."
+    )
     if not rep.drifted:
         st.success(f"No feature drifted from {a} to {cur_label} at these thresholds.")
 

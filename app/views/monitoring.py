@@ -120,8 +120,9 @@ with friendly_errors():
         st.session_state["mon_feature"] = points[0]["y"]
         st.session_state["mon_clicked"] = points[0]
     st.caption(
-        f"Colour: the deciding score over its threshold (capped at {RATIO_CAP:g}x). A month is drifted when more than "
-        f"{g.config.month_share:.0%} of its features are."
+        "Colour: the deciding score over its threshold, green below 1, red from 1 (drifted), darkest at 2 or more; "
+        f"the number in a cell is the score itself (hover: the ratio, at most {RATIO_CAP:g}). A month is drifted "
+        f"when more than {g.config.month_share:.0%} of its features are."
     )
     share = g.months.dropna(subset=["baseline"]) if g.config.dataset is None else g.months
     bar = go.Figure(

@@ -74,14 +74,11 @@ def drift_alerts(grid: over_time.MonitorGrid, months: list[date] | None = None) 
         s = grid.scores[grid.scores["month"] == v.month]
         for r in s[s["drifted"]].itertuples():
             t = grid.config.for_feature(r.feature)
-            scores = f"{r.method} {r.score:.3f} (threshold {r.threshold:g})"
-            if r.kind == "numeric":
-                scores += f", Jensen-Shannon {r.second_score:.3f} (threshold {t.js:g})"
-            why = f", new categories {r.new_categories}" if r.new_categories else ""
             matters = f"; importance {r.importance:.3f}" if pd.notna(r.importance) else ""
             value, limit = r.score, r.threshold  # the deciding score and its threshold
             if r.kind == "numeric" and r.second_score / t.js > r.score / r.threshold:
                 value, limit = r.second_score, t.js
+            detail = r.reason.partition(": ")[2]  # the drift page's own sentence: metric, score, threshold
             out.append(
                 Alert(
                     "feature_drift",
@@ -89,7 +86,7 @@ def drift_alerts(grid: over_time.MonitorGrid, months: list[date] | None = None) 
                     v.month,
                     float(value),
                     float(limit),
-                    f"{r.feature} drifted at {v.month} against {grid.baseline_label}: {scores}{why}{matters}",
+                    f"{r.feature} drifted at {v.month} against {grid.baseline_label}: {detail}{matters}",
                 )
             )
         if v.month_drifted:

@@ -91,6 +91,44 @@ def categorical_drifted(score: float, new: list, t: Thresholds) -> bool:
     return bool(score >= t.linf or bool(new))
 
 
+def _vs(value: float, threshold: float) -> str:
+    return f"{value:.3g} {'≥' if value >= threshold else '<'} {threshold:g}"
+
+
+def reason(
+    feature: str,
+    kind: str,
+    score: float,
+    threshold: float,
+    second_score: float | None = None,
+    second_threshold: float | None = None,
+    new: str | None = None,
+    moved: str | None = None,
+) -> str:
+    """A drift verdict in one sentence with its metric, score and threshold, the same wording on the
+    Drift and Monitoring pages, in the CLI and in the alerts: 'contract_type drifted: L-infinity
+    0.21 ≥ 0.1; Month-to-month 55% → 71%'."""
+    if kind == "numeric":
+        parts = [f"PSI {_vs(score, threshold)}"]
+        if second_score is not None and second_threshold is not None:
+            parts.append(f"Jensen-Shannon {_vs(second_score, second_threshold)}")
+        drifted = score >= threshold or (second_score is not None and second_score >= (second_threshold or 0))
+    else:
+        parts = [f"L-infinity {_vs(score, threshold)}"] + ([f"new categories {new}"] if new else [])
+        drifted = score >= threshold or bool(new)
+    return f"{feature} {'drifted' if drifted else 'stable'}: {', '.join(parts)}" + (f"; {moved}" if moved else "")
+
+
+def largest_move(ref: Mapping[str, float], cur: Mapping[str, float]) -> str | None:
+    """The category whose share moved most, in words ('Month-to-month 55% → 71%')."""
+    rt, ct = sum(ref.values()) or 1, sum(cur.values()) or 1
+    keys = set(ref) | set(cur)
+    if not keys:
+        return None
+    k = max(sorted(keys), key=lambda k: abs(cur.get(k, 0) / ct - ref.get(k, 0) / rt))
+    return f"{k} {ref.get(k, 0) / rt:.0%} → {cur.get(k, 0) / ct:.0%}"
+
+
 def category_shares(ref: pd.Series, cur: pd.Series) -> pd.DataFrame:
     return shares_of_counts(counts_as_text(ref), counts_as_text(cur))
 
@@ -223,6 +261,8 @@ def feature_drift(ref: pd.Series, cur: pd.Series, t: Thresholds) -> dict:
             mean_reference=float(np.mean(r)) if len(r) else None,
             mean_current=float(np.mean(c)) if len(c) else None,
         )
+        moved = f"mean {row['mean_reference']:.4g} → {row['mean_current']:.4g}" if len(r) and len(c) else None
+        row["reason"] = reason(ref.name, "numeric", score, t.psi, js, t.js, moved=moved)
     else:
         r, c = counts_as_text(ref), counts_as_text(cur)
         score, new = categorical_scores(r.to_dict(), c.to_dict())
@@ -236,6 +276,14 @@ def feature_drift(ref: pd.Series, cur: pd.Series, t: Thresholds) -> dict:
             second_score=p,
             drifted=categorical_drifted(score, new, t),
             new_categories=", ".join(new) or None,
+        )
+        row["reason"] = reason(
+            ref.name,
+            row["kind"],
+            score,
+            t.linf,
+            new=row["new_categories"],
+            moved=largest_move(r.to_dict(), c.to_dict()),
         )
     return row
 
@@ -259,8 +307,8 @@ def compare(
         raise InvalidInput(f"feature(s) {missing} are not in both populations")
     if reference.empty or current.empty:
         raise InvalidInput("both populations need at least one row")
-    rows = [{"feature": f, **feature_drift(reference[f], current[f], t)} for f in feats]
-    first = ["feature", "drifted", "kind", "method", "score", "threshold", "second_method", "second_score"]
+    rows = [{"feature": f, **feature_drift(reference[f].rename(f), current[f].rename(f), t)} for f in feats]
+    first = ["feature", "drifted", "reason", "kind", "method", "score", "threshold", "second_method", "second_score"]
     table = pd.DataFrame(rows)
     table = table[first + [c for c in table.columns if c not in first]]
     table = table.sort_values(["drifted", "score"], ascending=[False, False], kind="stable").reset_index(drop=True)

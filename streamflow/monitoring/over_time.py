@@ -40,8 +40,10 @@ from streamflow.monitoring.drift import (
     categorical_drifted,
     categorical_scores,
     js_of_shares,
+    largest_move,
     numeric_drifted,
     psi_of_shares,
+    reason,
     shares_of_counts,
 )
 from streamflow.storage import db, runs
@@ -50,7 +52,7 @@ PREVIOUS = "previous"
 RATIO_CAP = 10.0  # a score over its threshold shown at most 10x (an emptied feature scores infinity)
 SCORE_COLUMNS = [
     "month", "feature", "view", "kind", "method", "score", "threshold", "ratio", "drifted",
-    "second_score", "new_categories", "null_rate", "importance", "impact",
+    "second_score", "new_categories", "null_rate", "importance", "impact", "reason",
 ]  # fmt: skip
 
 
@@ -166,12 +168,15 @@ def score(ref: Distribution | None, cur: Distribution | None, config: MonitorCon
             _, p, q = coarse_shares(ref.counts, cur.counts, t.bins)
             value, js = psi_of_shares(p, q), js_of_shares(p, q)
         row.update(method="PSI", score=value, threshold=t.psi, second_score=js, new_categories=None,
-                   drifted=numeric_drifted(value, js, t), ratio=max(value / t.psi, js / t.js))  # fmt: skip
+                   drifted=numeric_drifted(value, js, t), ratio=max(value / t.psi, js / t.js),
+                   reason=reason(cur.feature, "numeric", value, t.psi, js, t.js))  # fmt: skip
     else:
         value, new = categorical_scores(ref.counts, cur.counts)
         row.update(method="L-infinity", score=value, threshold=t.linf, second_score=None,
                    new_categories=", ".join(new) or None, drifted=categorical_drifted(value, new, t),
-                   ratio=max(value / t.linf, 1.0 if new else 0.0))  # fmt: skip
+                   ratio=max(value / t.linf, 1.0 if new else 0.0),
+                   reason=reason(cur.feature, cur.kind, value, t.linf, new=", ".join(new) or None,
+                                 moved=largest_move(ref.counts, cur.counts)))  # fmt: skip
     row["ratio"] = min(row["ratio"], RATIO_CAP)
     return row
 

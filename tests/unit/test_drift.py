@@ -89,3 +89,18 @@ def test_bad_requests():
         compare(_pop(), _pop().drop(columns=["monthly_fee"]), features=["monthly_fee"])
     with pytest.raises(InvalidInput, match="at least one row"):
         compare(_pop(), _pop().iloc[:0])
+
+
+def test_every_verdict_says_its_metric_score_threshold_and_what_moved():
+    from streamflow.monitoring.drift import largest_move, reason
+
+    moved = largest_move(
+        {"Month-to-month": 55, "One year": 30, "Two year": 15}, {"Month-to-month": 71, "One year": 20, "Two year": 9}
+    )
+    assert moved == "Month-to-month 55% → 71%"
+    said = reason("contract_type", "categorical", 0.16, 0.1, moved=moved)
+    assert said == "contract_type drifted: L-infinity 0.16 ≥ 0.1; Month-to-month 55% → 71%"
+    assert reason("monthly_fee", "numeric", 0.05, 0.2, 0.04, 0.1).startswith("monthly_fee stable: PSI 0.05 < 0.2")
+    assert "Jensen-Shannon 0.12 ≥ 0.1" in reason("monthly_fee", "numeric", 0.05, 0.2, 0.12, 0.1)
+    assert "drifted" in reason("monthly_fee", "numeric", 0.05, 0.2, 0.12, 0.1)
+    assert "new categories Satellite" in reason("net_service", "categorical", 0.01, 0.1, new="Satellite")
