@@ -30,8 +30,14 @@ with friendly_errors():
         labels = c3.toggle("Labels", value=True, key="ds_labels")
         if st.button("Build and keep", type="primary", disabled=not allowed or not chosen, key="ds_create"):
             with st.status(f"Building the frame at {as_of}...", expanded=True) as box:
-                made = kept.create(as_of, chosen, labels, settings=settings(), store=store(), say=box.write)
-                box.update(label=f"Kept {made.name}: {made.rows:,} rows in {made.seconds:.1f}s", state="complete")
+                try:
+                    made = kept.create(as_of, chosen, labels, settings=settings(), store=store(), say=box.write)
+                except kept.AlreadyKept as exc:  # offered, not kept twice
+                    box.update(label="Kept already", state="complete")
+                    st.info(str(exc).replace(" (--again)", ""))
+                    st.session_state["ds_pick"] = exc.dataset.name
+                else:
+                    box.update(label=f"Kept {made.name}: {made.rows:,} rows in {made.seconds:.1f}s", state="complete")
             clear()
 
     rows = datasets()

@@ -97,12 +97,19 @@ with friendly_errors():
     if not any(n.startswith("read from the dataset") for n in tf.notes):
         allowed = write_guard("keep this frame as a dataset")
         if st.button("Keep as a dataset", disabled=not allowed, key="tf_keep"):
-            with st.spinner("Keeping the frame as a Feast saved dataset..."):
-                ds = kept.create(tf.as_of, list(chosen), labels, settings=settings(), store=fs)
-            clear()
-            st.success(
-                f"Kept {ds.name} ({ds.rows:,} rows): the Datasets page lists it; this frame is now read from it."
-            )
+            try:
+                with st.spinner("Keeping the frame as a Feast saved dataset..."):
+                    ds = kept.create(tf.as_of, list(chosen), labels, settings=settings(), store=fs)
+            except kept.AlreadyKept as exc:  # offered, not kept twice
+                st.info(str(exc).replace(" (--again)", ""))
+                st.page_link(
+                    "views/datasets.py", label=f"Open {exc.dataset.name}", query_params={"ds_pick": exc.dataset.name}
+                )
+            else:
+                clear()
+                st.success(
+                    f"Kept {ds.name} ({ds.rows:,} rows): the Datasets page lists it; this frame is now read from it."
+                )
 
     st.subheader("Point-in-time guarantee")
     lin = tf.lineage.copy()

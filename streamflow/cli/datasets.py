@@ -20,6 +20,7 @@ def register(sub) -> None:
     s.add_argument("--as-of", required=True, help="the frame's date")
     s.add_argument("--features", default=None, help=FEATURES_HELP)
     s.add_argument("--no-labels", action="store_true")
+    s.add_argument("--again", action="store_true", help="keep it even if a dataset holds the same frame already")
     s.set_defaults(func=cmd_create)
 
     s = actions.add_parser("list", help="every kept dataset, stale ones with the reason")
@@ -47,7 +48,9 @@ def register(sub) -> None:
 def cmd_create(args: argparse.Namespace) -> int:
     from streamflow.features import datasets
 
-    ds = datasets.create(args.as_of, args.features, not args.no_labels, args.name, store=store(), say=say)
+    ds = datasets.create(
+        args.as_of, args.features, not args.no_labels, args.name, store=store(), say=say, again=args.again
+    )
     print(f"{ds.name}: as_of {ds.as_of}, {ds.rows:,} rows, checksum {ds.checksum}")
     return 0
 

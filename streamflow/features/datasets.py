@@ -153,6 +153,18 @@ def feast_quiet() -> Iterator[None]:
         yield
 
 
+class AlreadyKept(InvalidInput):
+    """The frame asked for is kept already, unchanged, as another dataset (`dataset`): it is offered
+    instead of a silent second copy."""
+
+    def __init__(self, ds: Dataset, same: str):
+        super().__init__(
+            f"{same} is already kept as {ds.name!r} ({ds.rows:,} rows, checksum {ds.checksum[:12]}, built "
+            f"{ds.created_at:%Y-%m-%d %H:%M} UTC): use it, or keep a second copy on purpose (--again)"
+        )
+        self.dataset = ds
+
+
 def create(
     as_of: str | date,
     features: str | list[str] | None = None,
@@ -161,9 +173,11 @@ def create(
     settings: Settings | None = None,
     store=None,
     say: Callable[[str], None] | None = None,
+    again: bool = False,
 ) -> Dataset:
     """Build the frame's retrieval for `as_of` and keep it as a Feast saved dataset (replacing a
-    dataset of the same name)."""
+    dataset of the same name). A frame another current dataset already holds -- the same request,
+    or rows with the same content checksum -- raises AlreadyKept naming it, unless `again`."""
     settings = settings or load_settings()
     store = store or get_store(settings)
     spec = _spec(features)
@@ -175,6 +189,9 @@ def create(
         raise InvalidInput(
             f"dataset name {name!r}: letters, digits, '_', '.', '-' (up to 100), starting with a letter or digit"
         )
+    same = find(plan.as_of, spec, labels, settings, store)
+    if same is not None and same.name != name and not again:
+        raise AlreadyKept(same, f"the frame at {plan.as_of} of {spec}{'' if labels else ' (no labels)'}")
     offline = offline_of(settings)
     table = offline.dataset_location(_table(name))
     if say:
@@ -194,6 +211,11 @@ def create(
             from_=plan.job, name=name, storage=offline.saved_storage(table), tags=tags, allow_overwrite=True
         )
     rows, checksum = offline.checksum(table, store)
+    twin = next((d for d in list_datasets(settings, store) if d.checksum == checksum and d.name != name), None)
+    if twin is not None and not again:  # the same rows under another request: not kept twice
+        store.registry.delete_saved_dataset(name, store.project, commit=True)
+        offline.drop(table)
+        raise AlreadyKept(twin, f"a frame with the same rows (checksum {checksum[:12]})")
     seconds = time.perf_counter() - t0
     saved.tags.update({"rows": str(rows), "checksum": checksum, "seconds": f"{seconds:.3f}"})
     store.registry.apply_saved_dataset(saved, store.project, commit=True)

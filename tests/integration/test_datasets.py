@@ -84,6 +84,32 @@ def test_a_dataset_goes_stale_when_its_month_is_reingested(kept, month_copy):
     assert not datasets.get(ds.name, settings, store).stale and fresh.checksum != ds.checksum
 
 
+def test_a_frame_kept_already_is_offered_not_copied(kept, monkeypatch, capsys):
+    """Keeping a frame a current dataset already holds names that dataset instead of a silent second
+    copy: the same request under another name, or another request whose rows are the same (content
+    checksum); `again` keeps a copy on purpose."""
+    from streamflow import cli
+    from streamflow.features.refs import resolve_features
+    from tests.support import use_settings
+
+    settings, store = kept
+    first = datasets.create("2024-01-31", settings=settings, store=store)
+    with pytest.raises(datasets.AlreadyKept, match=f"already kept as '{first.name}'") as same:
+        datasets.create("2024-01-31", name="copy", settings=settings, store=store)
+    assert same.value.dataset.name == first.name
+    view = datasets.create("2024-01-31", features="subs_profile_fv", labels=False, settings=settings, store=store)
+    listed = ",".join(resolve_features(store, "subs_profile_fv"))  # the same rows, asked another way
+    with pytest.raises(datasets.AlreadyKept, match=f"same rows .* already kept as '{view.name}'"):
+        datasets.create("2024-01-31", features=listed, labels=False, name="listed", settings=settings, store=store)
+    names = {d.name for d in datasets.list_datasets(settings, store)}
+    assert names == {first.name, view.name}, "nothing of the refused copies is left"
+    copy = datasets.create("2024-01-31", name="copy", settings=settings, store=store, again=True)
+    assert copy.checksum == first.checksum
+    use_settings(monkeypatch, settings)
+    assert cli.main(["dataset", "create", "--as-of", "2024-01-31", "dup"]) == InvalidInput.exit_code
+    assert "already kept as" in capsys.readouterr().err
+
+
 def test_bad_dataset_requests_change_nothing(kept):
     settings, store = kept
     with pytest.raises(InvalidInput, match="dataset name"):

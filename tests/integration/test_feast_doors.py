@@ -25,7 +25,7 @@ def test_feast_ui_serves_the_registry(request, backend, months):
     from streamflow.features import datasets
 
     settings, store = prepared_store(request.getfixturevalue(f"{backend}_settings"), months)
-    kept = datasets.create("2024-01-31", name=f"ui_check_{backend}", settings=settings, store=store)
+    kept = datasets.create("2024-01-31", name=f"ui_check_{backend}", settings=settings, store=store, again=True)
     port = free_port()
     cmd = [sys.executable, "-m", "streamflow.cli", "feast", "ui", "--host", "127.0.0.1", "--port", str(port)]
     base = f"http://127.0.0.1:{port}"
