@@ -90,6 +90,18 @@ def test_every_page_in_chromium(served_app):
         page.get_by_role("button", name="Materialize", exact=True).click()
         expect(page.get_by_text("Materialized").first).to_be_visible()
         page.screenshot(path=str(SHOTS / "materialize_done.png"), full_page=True)
+
+        # deep links: a URL sent to a colleague opens the page on its selections
+        page.goto(f"{url}/skew?skew_user=7590-VHVEG&skew_ref=2024-01-31&skew_ref_pop=2024-01-31")
+        expect(page.locator("input[aria-label='Reference snapshot (offline)']")).to_have_value("2024-01-31")
+        expect(page.locator("input[aria-label='user_id']")).to_have_value("7590-VHVEG")
+        expect(page.get_by_text("newer snapshot than the reference 2024-01-31").first).to_be_visible()
+        page.screenshot(path=str(SHOTS / "skew_earlier_reference.png"), full_page=True)
+        page.goto(f"{url}/training_frame?as_of=2024-01-31&tf_user=7590-VHVEG")
+        expect(page.locator("input[aria-label='as_of']")).to_have_value("2024-01-31")
+        expect(page.locator("input[aria-label='Find user_id(s)']")).to_have_value("7590-VHVEG")
+        assert page.locator("[data-testid='stException']").count() == 0
+        page.screenshot(path=str(SHOTS / "training_frame_deep_link.png"), full_page=True)
         browser.close()
 
     rec = online_features(["7590-VHVEG"], settings=settings, store=store)[0]
