@@ -49,6 +49,11 @@ def test_flow_script_loads_and_materializes(fs_embedded, months, tmp_path):
         ).fetchall()
     assert n[0] == TEST_USERS
     assert profiled[0] > 0, "the flow's monitor task profiles the month it loaded"
+    # the same follow-up as `streamflow ingest`: the month's Feast statistics are kept, nothing left to compute
+    from streamflow.monitoring import feature_stats
+
+    assert feature_stats.missing(settings, store) == []
+    assert not feature_stats.month_table(as_of, settings=settings, store=store).empty
     # raised after the load (the online store lagged the new month), resolved after the materialization
     assert {s for (s,) in stale} <= {"resolved"}, stale
     rec = online_features(["7590-VHVEG"], settings=settings, store=store)[0]
