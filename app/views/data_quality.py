@@ -51,7 +51,7 @@ with friendly_errors():
             color="table",
             markers=True,
             range_y=[-0.05, 1.05],
-            labels={"success": "share of runs passing"},
+            labels={"success": "share of runs passing", "as_of": "month", "table": "table"},
         )
         st.plotly_chart(fig)
 

@@ -49,7 +49,10 @@ with friendly_errors():
         var_name="evaluation",
         value_name="auc",
     )
-    fig = px.bar(long, x="model", y="auc", color="evaluation", barmode="group", facet_col="frame", range_y=[0.4, 1.0])
+    fig = px.bar(
+        long, x="model", y="auc", color="evaluation", barmode="group", facet_col="frame", range_y=[0.4, 1.0],
+        labels={"auc": "ROC AUC", "evaluation": "scored on", "frame": "trained on"},
+    )  # fmt: skip
     st.plotly_chart(fig)
     st.dataframe(mc.scores.round(4), hide_index=True)
 
@@ -57,11 +60,17 @@ with friendly_errors():
     with left:
         st.markdown("**Calibration out of time**")
         cal = mc.calibration.assign(curve=mc.calibration["frame"] + " · " + mc.calibration["model"])
-        fig = px.line(cal, x="predicted", y="observed", color="curve", markers=True, range_x=[0, 1], range_y=[0, 1])
+        fig = px.line(
+            cal, x="predicted", y="observed", color="curve", markers=True, range_x=[0, 1], range_y=[0, 1],
+            labels={"predicted": "predicted churn probability", "observed": "observed churn rate", "curve": "model"},
+        )  # fmt: skip
         fig.add_shape(type="line", x0=0, y0=0, x1=1, y1=1, line={"dash": "dot", "color": "grey"})
         st.plotly_chart(fig)
     with right:
         st.markdown("**Permutation importance out of time (gradient-boosted tree)**")
         top = mc.importances.groupby("frame").head(8)
-        fig = px.bar(top, x="importance", y="feature", color="frame", orientation="h", barmode="group")
+        fig = px.bar(
+            top, x="importance", y="feature", color="frame", orientation="h", barmode="group",
+            labels={"importance": "AUC lost when the feature is shuffled", "frame": "trained on"},
+        )  # fmt: skip
         st.plotly_chart(fig)

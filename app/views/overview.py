@@ -76,11 +76,13 @@ with friendly_errors():
         long = long.dropna(subset=["value"]).assign(value=lambda d: pd.to_datetime(d["value"]))
         fig = px.scatter(
             long, x="value", y="view", color="variable", symbol="variable", height=260,
-            labels={"value": "date", "variable": ""},
+            labels={"value": "month", "variable": "", "view": "feature view"},
         )  # fmt: skip
         fig.update_traces(marker_size=13)
         lo, hi = long["value"].min(), long["value"].max()  # a month either side, even when all agree
-        fig.update_xaxes(range=[lo - pd.Timedelta(days=35), hi + pd.Timedelta(days=10)], tickformat="%Y-%m-%d")
+        fig.update_xaxes(  # monthly data, monthly ticks
+            range=[lo - pd.Timedelta(days=35), hi + pd.Timedelta(days=10)], dtick="M1", tickformat="%b %Y"
+        )
         st.plotly_chart(fig)
         behind = fresh[fresh["behind"]]
         if len(behind):
@@ -94,7 +96,7 @@ with friendly_errors():
         timeline["run"] = timeline["started_at"].dt.strftime("%m-%d %H:%M:%S") + " · " + timeline["run_id"].str[:6]
         fig = px.bar(
             timeline.sort_values("started_at"), x="run", y="seconds", color="view", height=300,
-            labels={"seconds": "seconds per view", "run": "run (started, UTC)"},
+            labels={"seconds": "seconds per view", "run": "run (started, UTC)", "view": "feature view"},
         )  # fmt: skip
         st.plotly_chart(fig)
 

@@ -118,7 +118,7 @@ with friendly_errors():
             x="feature",
             y="rate",
             color="cause",
-            labels={"rate": "share of sampled users"},
+            labels={"rate": "share of sampled users", "cause": "status"},
             title="Mismatch rate per feature, by cause",
         )
         st.plotly_chart(fig)

@@ -25,7 +25,10 @@ def by_label(df: pd.DataFrame, as_of, chosen: tuple[str, ...], labels: bool) -> 
     feats = [c for c in feature_columns(df) if c != LABEL_FEATURE]
     feat = st.selectbox("Feature", feats, key="dist_feature", bind="query-params")
     dist = frame_distribution(as_of, chosen, labels, feat)
-    fig = px.bar(dist, x="value", y="percent", color="group", barmode="group", labels={"value": feat})
+    fig = px.bar(
+        dist, x="value", y="percent", color="group", barmode="group",
+        labels={"value": feat, "percent": "percent of the group's rows", "group": "users"},
+    )  # fmt: skip
     st.plotly_chart(fig)
 
 
@@ -116,11 +119,15 @@ with friendly_errors():
     # build_training_frame refuses a frame holding any value dated after as_of (LeakageError)
     st.success(f"No feature value in this frame is dated after as_of = {tf.as_of} (checked row by row).")
     lin_plot = lin.assign(latest=pd.to_datetime(lin["latest_snapshot_used"]), as_of_ts=pd.Timestamp(tf.as_of))
-    fig = px.scatter(lin_plot, x="latest", y="view", labels={"latest": "latest snapshot used"}, height=260)
+    fig = px.scatter(
+        lin_plot, x="latest", y="view", labels={"latest": "latest snapshot used", "view": "feature view"}, height=260
+    )
     fig.add_vline(x=pd.Timestamp(tf.as_of), line_dash="dash", line_color="#E5484D", annotation_text="as_of")
     fig.update_traces(marker_size=14)
-    fig.update_xaxes(
-        range=[pd.Timestamp(tf.as_of) - pd.Timedelta(days=45), pd.Timestamp(tf.as_of) + pd.Timedelta(days=10)]
+    fig.update_xaxes(  # monthly snapshots, monthly ticks
+        range=[pd.Timestamp(tf.as_of) - pd.Timedelta(days=45), pd.Timestamp(tf.as_of) + pd.Timedelta(days=10)],
+        dtick="M1",
+        tickformat="%b %Y",
     )
     st.plotly_chart(fig)
     st.dataframe(lin, hide_index=True)
