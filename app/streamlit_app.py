@@ -21,6 +21,7 @@ PAGES = [
     st.Page("views/ingest.py", title="Ingest", icon=":material/upload_file:"),
     st.Page("views/online_lookup.py", title="Online lookup", icon=":material/search:"),
     st.Page("views/skew.py", title="Skew", icon=":material/balance:"),
+    st.Page("views/explain.py", title="Explain one user", icon=":material/person_search:"),
     st.Page("views/drift.py", title="Drift", icon=":material/ssid_chart:"),
     st.Page("views/monitoring.py", title="Monitoring", icon=":material/monitor_heart:"),
     st.Page("views/model_check.py", title="Model check", icon=":material/model_training:"),

@@ -9,6 +9,11 @@ from streamflow.cli.output import print_table, store
 
 
 def register(sub) -> None:
+    s = sub.add_parser("explain", help="one user: snapshots per month, point-in-time and online values, label")
+    s.add_argument("user_id")
+    s.add_argument("--as-of", default=None, help="the date of the point-in-time values (default: latest)")
+    s.set_defaults(func=cmd_explain)
+
     s = sub.add_parser("skew", help="offline vs online comparison")
     s.add_argument("--users", default=None, help="comma-separated user_ids (default: a sample)")
     s.add_argument("--sample", type=int, default=500)
@@ -28,6 +33,28 @@ def register(sub) -> None:
     s.add_argument("--by", default=os.environ.get("USER", "cli"), help="who acknowledges (default $USER)")
     s.add_argument("--no-check", action="store_true", help="print the kept alerts without checking again")
     s.set_defaults(func=cmd_monitor)
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from streamflow.monitoring.explain import explain
+
+    e = explain(args.user_id, args.as_of, store=store())
+    print(f"{e.user_id} at {e.as_of} (snapshot {e.snapshot_as_of})")
+    months = [c for c in e.timeline.columns if c not in ("table", "view")]
+    print("\nsnapshots per month (x: a row, .: none)")
+    for view, has in zip(e.timeline["view"], e.timeline[months].to_numpy(), strict=True):
+        print(f"  {view:<22} {' '.join('x ' if h else '. ' for h in has)}")
+    print(f"  {'':<22} {' '.join(m[5:7] for m in months)}   (months {months[0]} .. {months[-1]})")
+    for note in e.notes:
+        print(f"note: {note}")
+    label = "unknown" if e.label is None else ("churned" if e.label else "stayed")
+    print(f"\nlabel: {label}. {e.label_note}")
+    cols = ["view", "feature", "value", "from_snapshot", "online_value", "status", "in_month"]
+    with pd.option_context("display.width", 250, "display.max_colwidth", 60):
+        print(e.values[cols].to_string(index=False))
+    return 0
 
 
 def cmd_skew(args: argparse.Namespace) -> int:

@@ -18,6 +18,7 @@ from datetime import UTC, date, datetime
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from streamflow.core.catalog import JOIN_KEY, LABEL_FEATURE, LABELS, TABLES, USERS, Table
 from streamflow.core.config import Settings, load_settings
@@ -56,6 +57,10 @@ class Snapshots(ABC):
     @abstractmethod
     def population(self, t: Table, as_of: date, cols: list[str]) -> Population:
         """The table's rows at `as_of` as a population to count where it is (columns `cols`)."""
+
+    @abstractmethod
+    def user_months(self, t: Table, user_id: str) -> list[date]:
+        """The months in which the table holds a row of this user, ascending."""
 
     @abstractmethod
     def sample_users(self, as_of: date, n: int, seed: int) -> list[str]:
@@ -106,6 +111,13 @@ class PostgresSnapshots(Snapshots):
         from psycopg import sql
 
         return InTable(sql.Identifier(t.snapshot), sql.SQL("as_of = {}").format(sql.Literal(as_of)))
+
+    def user_months(self, t: Table, user_id: str) -> list[date]:  # the (user_id, as_of) key: an index scan
+        with db.connection(self.settings) as conn:
+            rows = conn.execute(
+                f"SELECT as_of FROM {t.snapshot} WHERE {JOIN_KEY} = %s ORDER BY as_of", (user_id,)
+            ).fetchall()
+        return [r[0] for r in rows]
 
     def sample_users(self, as_of: date, n: int, seed: int) -> list[str]:
         with db.connection(self.settings) as conn:
@@ -170,6 +182,14 @@ class LakeSnapshots(Snapshots):
 
     def population(self, t: Table, as_of: date, cols: list[str]) -> Population:
         return InColumns(self.read(t, as_of, cols).__getitem__)  # the partition's columns
+
+    def user_months(self, t: Table, user_id: str) -> list[date]:  # each partition's key column
+        out = []
+        for d in self.dates(t):
+            ids = lake.read_partition(self.settings, t, d, [JOIN_KEY])[JOIN_KEY]
+            if pc.any(pc.equal(ids, user_id)).as_py():
+                out.append(d)
+        return out
 
     def sample_users(self, as_of: date, n: int, seed: int) -> list[str]:  # the users' partition's one column
         ids = self.read(USERS, as_of, [JOIN_KEY])[JOIN_KEY]

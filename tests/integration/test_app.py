@@ -24,6 +24,7 @@ PAGES = [
     "views/ingest.py",
     "views/online_lookup.py",
     "views/skew.py",
+    "views/explain.py",
     "views/drift.py",
     "views/model_check.py",
     "views/materialize.py",

@@ -26,6 +26,7 @@ PAGES = [
     ("ingest", "ingest", "Validate (dry run)"),
     ("online_lookup", "online_lookup", "Look up"),
     ("skew", "skew", "Population"),
+    ("explain", "explain", "Snapshots per month"),
     ("drift", "drift", "Distributions"),
     ("monitoring", "monitoring", "What matters in a month"),
     ("model_check", "model_check", "Calibration out of time"),

@@ -1,0 +1,45 @@
+"""Explain one user: a subscriber's snapshots over the months, point-in-time and online values, label."""
+
+import streamlit as st
+from data import settings, store
+from ui import friendly_errors, require_applied, require_snapshots
+
+from streamflow.core.errors import InvalidInput, NotFound
+from streamflow.monitoring.explain import explain
+
+st.title("Explain one user")
+st.caption(
+    "What the store knows of one subscriber: in which months each table has a row, the point-in-time values "
+    "a training frame at the chosen date holds (with the snapshot each came from), what the online store "
+    "serves and whether it agrees, the label, and where each value sits in its month."
+)
+
+with friendly_errors():
+    dates = require_snapshots()
+    require_applied()
+    c1, c2 = st.columns(2)
+    uid = c1.text_input("user_id", value="7590-VHVEG", max_chars=200, key="ex_user", bind="query-params")
+    as_of = c2.selectbox("as_of", dates, index=len(dates) - 1, format_func=str, key="ex_as_of", bind="query-params")
+    try:
+        e = explain(uid.strip(), as_of, settings=settings(), store=store())
+    except (InvalidInput, NotFound) as exc:  # said here, in one line
+        st.error(str(exc))
+        st.stop()
+
+    st.subheader(f"{e.user_id} at {e.as_of}")
+    label = "unknown" if e.label is None else ("churned" if e.label else "stayed")
+    st.markdown(f"**Label** · {label}")
+    st.caption(e.label_note)
+    for note in e.notes:
+        st.info(note)
+
+    st.markdown("**Snapshots per month** (✓ a row of this user, · none)")
+    months = [c for c in e.timeline.columns if c not in ("table", "view")]
+    grid = e.timeline.assign(**{m: e.timeline[m].map({True: "✓", False: "·"}) for m in months})
+    st.dataframe(grid, hide_index=True)
+
+    st.markdown(f"**Values at {e.as_of}**: offline as a frame holds them, online as served")
+    shown = e.values.copy()
+    for col in ("value", "online_value"):
+        shown[col] = shown[col].astype(str)
+    st.dataframe(shown, hide_index=True, column_config={"reason": st.column_config.TextColumn(width="large")})

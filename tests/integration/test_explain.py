@@ -1,0 +1,74 @@
+"""Explain one user (issue 39): a user with a gap month, through the library, the CLI and the page."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import date
+
+import pandas as pd
+import pytest
+
+from streamflow import cli
+from streamflow.core.catalog import TABLES
+from streamflow.core.errors import InvalidInput, NotFound
+from streamflow.features.materialize import materialize
+from streamflow.ingest import ingest_month
+from streamflow.monitoring.explain import explain
+from tests.support import app_page, read_csv, use_settings
+
+JAN, FEB, MAR = date(2024, 1, 31), date(2024, 2, 29), date(2024, 3, 31)
+
+
+@pytest.fixture
+def gap(fs_embedded, months, tmp_path):
+    """Three months; one user absent from February's six files (a gap month), present in January and March."""
+    settings, store = fs_embedded
+    feb = tmp_path / "feb"
+    shutil.copytree(months[1][0], feb)
+    users = read_csv(months[0][0], "users.csv").index
+    march = read_csv(months[2][0], "users.csv").index
+    user = next(u for u in users[1:] if u in march)
+    for t in TABLES:
+        frame = pd.read_csv(feb / t.csv, dtype=str, keep_default_na=False)
+        frame[frame["user_id"] != user].to_csv(feb / t.csv, index=False)
+    for folder in (months[0][0], feb, months[2][0]):
+        ingest_month(folder, settings=settings)
+    materialize(settings=settings, store=store)
+    return settings, store, user
+
+
+def test_a_user_with_a_gap_month(gap, monkeypatch, capsys):
+    settings, store, user = gap
+    e = explain(user, FEB, settings=settings, store=store)
+    row = e.timeline.set_index("view").loc["subs_profile_fv"]
+    assert (row[str(JAN)], row[str(FEB)], row[str(MAR)]) == (True, False, True)
+    assert e.snapshot_as_of == FEB and any("no row at 2024-02-29" in n for n in e.notes)
+    fee = e.values.set_index("feature").loc["monthly_fee"]
+    # at February the frame reads January's row (within the TTL): the value and where it came from
+    assert fee["from_snapshot"] == JAN
+    # online serves March, which differs from nothing at February: said per feature
+    assert fee["online_snapshot"] == MAR and fee["status"] in {"equal", "ahead"}
+    assert fee["in_month"] and "of the month's users" in fee["in_month"]
+    assert e.label is None or isinstance(e.label, bool)
+    assert "churn_label at an as_of" in e.label_note
+
+    at_march = explain(user, None, settings=settings, store=store)
+    assert at_march.as_of == MAR and (at_march.values["from_snapshot"].dropna() == MAR).all()
+    with pytest.raises(NotFound, match="no user 0000-NOONE in any snapshot"):
+        explain("0000-NOONE", settings=settings, store=store)
+    with pytest.raises(InvalidInput):
+        explain("'; drop", settings=settings, store=store)
+
+    use_settings(monkeypatch, settings)
+    assert cli.main(["explain", user, "--as-of", str(FEB)]) == 0
+    out = capsys.readouterr().out
+    assert f"{user} at 2024-02-29" in out and "subs_profile_fv        x  .  x" in out
+    assert "no row at 2024-02-29" in out and "monthly_fee" in out
+
+    at = app_page(settings, monkeypatch, "explain")
+    at.text_input(key="ex_user").set_value(user).run()
+    at.selectbox(key="ex_as_of").set_value(FEB).run()
+    assert not at.exception, [x.value for x in at.exception]
+    assert any("no row at 2024-02-29" in i.value for i in at.info)
+    at.text_input(key="ex_user").set_value("0000-NOONE").run()
+    assert not at.exception and any("no user 0000-NOONE" in x.value for x in at.error)
