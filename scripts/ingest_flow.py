@@ -56,7 +56,7 @@ def materialize_task(end: str) -> dict:
     result = materialize(
         end=end,
         incremental=True,
-        progress=lambda p: p.status == "done" and log.info("%s: %s rows in %.1fs", p.view, p.rows, p.seconds),
+        progress=lambda p: p.status == "done" and log.info("%s", p.line),
     )
     return result.rows
 

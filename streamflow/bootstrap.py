@@ -69,7 +69,7 @@ def bootstrap(
 
         def progress(p):
             if p.status == "done":
-                say(f"  [{p.done}/{p.total}] {p.view}: {p.rows:,} rows in {p.seconds:.1f}s")
+                say(f"  [{p.done}/{p.total}] {p.line}")
 
         materialize(settings=settings, store=store, progress=progress, verbose=verbose)
     else:

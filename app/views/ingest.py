@@ -133,13 +133,11 @@ with friendly_errors():
                 done = materialize(
                     incremental=True,
                     wait=False,
-                    progress=lambda p: (
-                        p.status == "done" and box.write(f"✅ {p.view}: {p.message or f'{p.rows:,} rows'}")
-                    ),
+                    progress=lambda p: p.status == "done" and box.write(f"✅ {p.line}"),
                     settings=settings(),
                     store=store(),
                 )
                 after_materialize(settings(), store(), say=box.write)
-                box.update(label=done.summary[0].upper() + done.summary[1:], state="complete")
+                box.update(label=done.headline, state="complete")
             del st.session_state["ingest_stored"]
             clear()

@@ -74,7 +74,7 @@ with friendly_errors():
                 elif p.status == "started":
                     box.write(f"{p.view}: started")
                 elif p.status == "done":
-                    box.write(f"✅ {p.view}: {p.message or f'{p.rows:,} rows'} in {p.seconds:.1f}s")
+                    box.write(f"✅ {p.line}")
                     bar.progress(p.done / p.total, text=f"{p.done} of {p.total} views done")
 
             try:
@@ -94,7 +94,7 @@ with friendly_errors():
                 st.error(str(exc))
             else:
                 after_materialize(settings(), fs, say=box.write)  # online values older than a snapshot resolve
-                box.update(label=r.summary[0].upper() + r.summary[1:], state="complete")
+                box.update(label=r.headline, state="complete")
                 clear()
 
     st.subheader("History")

@@ -26,5 +26,4 @@ def materialize_progress(p) -> None:
     if p.status == "waiting":
         print(f"  {p.message}", flush=True)
     elif p.status == "done":
-        what = p.message or f"{p.rows} rows"
-        print(f"  [{p.done}/{p.total}] {p.view}: {what} in {p.seconds:.1f}s", flush=True)
+        print(f"  [{p.done}/{p.total}] {p.line}", flush=True)

@@ -93,8 +93,10 @@ def explain(user_id: str, as_of: str | date | None = None, settings: Settings | 
     online = skew_report(users=[uid], as_of=snap, settings=settings, store=store).pairs.set_index("feature")
     months = {distributions.month_source(d) for d in lineage.values() if d is not None}
     dists = distributions.load(settings, sorted(months))
-    for d in {d for d in lineage.values() if d is not None and distributions.month_source(d) not in dists}:
+    uncounted = {d for d in lineage.values() if d is not None and distributions.month_source(d) not in dists}
+    for d in uncounted:
         distributions.compute_month(settings, d)  # counted once, kept for every later visit (as the monitor does)
+    if uncounted:
         dists = distributions.load(settings, sorted(months))
     edges = distributions.edges(settings)
     rows = []
