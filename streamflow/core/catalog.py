@@ -25,6 +25,7 @@ JOIN_KEY = "user_id"
 USER_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 USER_ID_RE = re.compile(USER_ID_PATTERN)
 SERVICE = "churn_model_v1"  # the churn model's feature service
+SERVICE_V2 = "churn_model_v2"  # v1 and the derived features the feature lab added (features.derived)
 TIMESTAMP = "as_of"  # the snapshot date column of every snapshot table
 
 CONTRACT_TYPES = ("Month-to-month", "One year", "Two year")
@@ -211,7 +212,8 @@ TABLES_BY_NAME: dict[str, Table] = {t.name: t for t in TABLES}
 CSV_FILES: tuple[str, ...] = tuple(t.csv for t in TABLES)
 LABEL_VIEW = LABELS.view
 LABEL_FEATURE = LABELS.columns[0].name
-LINEAGE_FIELDS: frozenset[str] = frozenset(t.lineage for t in TABLES)
+DERIVED_LINEAGE = "derived_as_of"  # the lineage field of the derived features' view (features.derived)
+LINEAGE_FIELDS: frozenset[str] = frozenset([*(t.lineage for t in TABLES), DERIVED_LINEAGE])
 
 
 def table(name: str) -> Table:

@@ -36,9 +36,13 @@ def _in_repo(repo: Path):
     with _apply_lock:
         here = os.getcwd()
         path = str(repo.resolve())
-        if path not in sys.path:
-            sys.path.append(path)
-        for name in [n for n, m in sys.modules.items() if str(getattr(m, "__file__", "")).startswith(path + os.sep)]:
+        if path in sys.path:
+            sys.path.remove(path)
+        sys.path.insert(0, path)  # this repo's files before another repo's of the same names
+        stems = {p.stem for p in repo.glob("*.py")}
+        for name in [
+            n for n, m in sys.modules.items() if n in stems or str(getattr(m, "__file__", "")).startswith(path + os.sep)
+        ]:
             del sys.modules[name]  # parse the files afresh: their sources depend on the settings applied
         os.chdir(path)
         try:

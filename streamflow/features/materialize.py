@@ -35,10 +35,11 @@ from datetime import date, datetime, timedelta
 
 import pandas as pd
 
-from streamflow.core.catalog import TABLES, table_of_view
+from streamflow.core.catalog import TABLES
 from streamflow.core.config import Settings, load_settings
 from streamflow.core.dates import EPOCH, to_utc
 from streamflow.core.errors import Busy, InvalidInput, NotFound, NotReady, from_backend
+from streamflow.features import derived
 from streamflow.features.store import get_store
 from streamflow.storage import db, runs
 from streamflow.storage.snapshots import snapshot_dates, users_in_window
@@ -259,7 +260,7 @@ def materialize(
             if view in ahead:  # asked for: its online rows go, then are written again up to the end
                 clear_online(store, view)
             store.materialize(start_date=v_start, end_date=end_dt, feature_views=[view])
-            written = users_in_window(settings, table_of_view(view), v_start, end_dt)
+            written = users_in_window(settings, derived.table_of_view(settings, view), v_start, end_dt)
             return written, time.perf_counter() - tv
 
         try:

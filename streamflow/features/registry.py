@@ -8,10 +8,11 @@ from datetime import date, datetime
 
 import pandas as pd
 
-from streamflow.core.catalog import JOIN_KEY, LINEAGE_FIELDS, table_of_view
+from streamflow.core.catalog import JOIN_KEY, LINEAGE_FIELDS
 from streamflow.core.config import Settings, load_settings
 from streamflow.core.dates import in_words
 from streamflow.core.errors import NotFound
+from streamflow.features import derived
 from streamflow.features.refs import FeatureRef
 
 
@@ -152,7 +153,7 @@ def feature_page(
         for s in store.list_feature_services()
         if any(p.name == view and feat in [f.name for f in p.features] for p in s.feature_view_projections)
     )
-    t = table_of_view(view)
+    t = derived.table_of_view(settings, view)
     latest = None
     if t is not None:
         from streamflow.storage.snapshots import snapshot_dates

@@ -23,6 +23,7 @@ from streamflow.core.catalog import JOIN_KEY, LINEAGE_FIELDS, TIMESTAMP, Table
 
 TAGS = {"domain": "churn", "cadence": "monthly", "owner": "streamflow-data"}
 _settings: ContextVar = ContextVar("streamflow_repo_settings", default=None)
+_declared: ContextVar = ContextVar("streamflow_repo_derived", default=None)
 
 
 @contextlib.contextmanager
@@ -34,6 +35,55 @@ def for_settings(settings) -> Iterator[None]:
         yield
     finally:
         _settings.reset(token)
+
+
+@contextlib.contextmanager
+def with_derived(features: list) -> Iterator[None]:
+    """While Feast parses feature_repo/, declare these derived features instead of the file's
+    (`feature lab`'s plan of an addition not yet written)."""
+    token = _declared.set(list(features))
+    try:
+        yield
+    finally:
+        _declared.reset(token)
+
+
+def derived_view(entity):
+    """The derived features' view over their snapshot table (`features.derived`), or None when
+    none is declared (then Feast sees no such view) or on the lake profile (not supported yet).
+    Each field says what it is computed from: its description and its `inputs` tag (lineage)."""
+    from feast import FeatureView
+
+    from streamflow.core.config import load_settings
+    from streamflow.core.dates import MONTH_TTL
+    from streamflow.features import derived
+
+    settings = _settings.get() or load_settings()
+    declared = _declared.get()
+    features = declared if declared is not None else derived.read(settings.feature_repo)
+    if not features or settings.offline_store == "spark":
+        return None
+    t = derived.table_of(features)
+    schema = [
+        Field(
+            name=f.name,
+            dtype=getattr(feast_types, f.column().feast_type),
+            description=f.column().description,
+            tags={"kind": f.kind, "inputs": ",".join(f.inputs()), "definition": f.definition()},
+        )
+        for f in features
+    ]
+    schema.append(Field(name=t.lineage, dtype=feast_types.String, description="Snapshot date of these values."))
+    return FeatureView(
+        name=t.view,
+        entities=[entity],
+        ttl=MONTH_TTL,
+        schema=schema,
+        source=snapshot_source(t),
+        online=True,
+        description=view_description(t),
+        tags={**view_tags(t), "derived": "true"},
+    )
 
 
 def source_query(t: Table) -> str:

@@ -245,10 +245,13 @@ def connection(settings: Settings | None = None, *, autocommit: bool = False) ->
         conn.close()
 
 
-def read_frame(query: sql.Composable | str, settings: Settings | None = None) -> pd.DataFrame:
+def read_frame(
+    query: sql.Composable | str, settings: Settings | None = None, params: dict | None = None
+) -> pd.DataFrame:
     """A read-only query's rows as a DataFrame, decoded from a binary COPY into Arrow
     (`feast_ext.pg_arrow`) instead of a Python object per cell: numbers as numbers (NaN for
-    null), text as str (None for null), dates as dates. Parameters are composed in (`psycopg.sql`)."""
+    null), text as str (None for null), dates as dates. Parameters are composed in (`psycopg.sql`),
+    or `%(name)s` placeholders bound by psycopg's own client-side quoting (`params`)."""
     from psycopg.conninfo import make_conninfo
 
     from streamflow.feast_ext.pg_arrow import read_arrow
@@ -256,6 +259,8 @@ def read_frame(query: sql.Composable | str, settings: Settings | None = None) ->
     settings = settings or load_settings()
     with connection(settings) as conn:  # reachable, schema present, the query composed safely
         text = query if isinstance(query, str) else query.as_string(conn)
+        if params is not None:
+            text = psycopg.ClientCursor(conn).mogrify(text, params)
     table = read_arrow(make_conninfo(**conninfo(settings).kwargs()), text)
     return table.to_pandas(date_as_object=True)
 

@@ -155,8 +155,32 @@ MONITOR_DDL = [
 ]
 MONITOR_TABLES = ("monitor_edges", "monitor_profiles", "monitor_importance", "monitor_settings", "monitor_alerts")
 
+# The feature lab (`streamflow.features.lab`): each candidate derived feature, its last preview and
+# lift, and who added or removed it when; and per month, when the derived snapshot table's rows
+# were computed and for which declarations (the table itself is made by `features.derived_table`).
+LAB_DDL = [
+    """CREATE TABLE IF NOT EXISTS feature_lab (
+  name TEXT PRIMARY KEY,
+  definition JSONB NOT NULL,
+  state TEXT NOT NULL CHECK (state IN ('candidate', 'added', 'removed')),
+  created_by TEXT NOT NULL,
+  created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+  added_by TEXT,
+  added_at TIMESTAMPTZ,
+  removed_by TEXT,
+  removed_at TIMESTAMPTZ,
+  lift JSONB
+)""",
+    """CREATE TABLE IF NOT EXISTS derived_months (
+  as_of DATE PRIMARY KEY,
+  computed_at TIMESTAMPTZ NOT NULL,
+  signature TEXT NOT NULL
+)""",
+]
+LAB_TABLES = ("feature_lab", "derived_months")
+
 
 def statements(data_tables: bool = True) -> list[str]:
     """Every CREATE (and later ALTER) of the schema, in order; each is idempotent. `data_tables`:
     the live and snapshot tables too (the PostgreSQL profile's)."""
-    return (_data_table_ddl() if data_tables else []) + RUN_DDL + MONITOR_DDL
+    return (_data_table_ddl() if data_tables else []) + RUN_DDL + MONITOR_DDL + LAB_DDL

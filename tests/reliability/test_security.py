@@ -105,6 +105,19 @@ OWNED = {
     "feast_window",
     # training.py: the lake's users partition (the configured lake and an ISO date), backticks stripped
     "lake_partition",
+    # offline.py: a sample's ORDER BY ... LIMIT of an int()
+    "limit",
+    # the derived features (features/derived.py, derived_table.py): the table's name, feature names
+    # checked against NAME_RE, and expressions written by features/expr.py from a checked tree (catalog
+    # column names, numbers, quoted text; tests/unit/test_expr.py); months, users and cuts are %(..)s
+    "SNAPSHOT",
+    "base",
+    "inputs",
+    "outs",
+    "months_param",
+    "MONTH_INDEX.replace(TIMESTAMP, 'u.as_of')",
+    "derived.select(features)",
+    "_COLUMNS",  # lab.py: the feature_lab table's column list
 }
 
 

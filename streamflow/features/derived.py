@@ -1,0 +1,338 @@
+"""Derived features: declared as data in the Feast repo, computed at write into one snapshot table.
+
+Two kinds, one declaration file (`feature_repo/derived_features.yaml`, written by `streamflow
+feature add` and the Feature lab page; `feature_repo/derived_features.py` turns it into Feast objects):
+
+- a **row feature** is an expression (`streamflow.features.expr`) over one snapshot's values:
+  `monthly_fee / (watch_hours_30d + 1)`;
+- a **time feature** aggregates an expression over a user's monthly snapshots up to as_of:
+  `--agg delta --over 1 --of watch_hours_30d`. The window runs over calendar months (`_m`, the
+  month's index), so a month without the user's snapshot is a gap, not the month before:
+
+  | agg           | value at as_of (month m), window of k months                                       |
+  |---------------|-------------------------------------------------------------------------------------|
+  | delta         | x(m) - x(m-k); null when either month has no snapshot of the user                   |
+  | ratio_to_mean | x(m) / mean(x(m-k) .. x(m-1)); null without an earlier month, or when the mean is 0 |
+  | mean/min/max  | over x(m-k+1) .. x(m), months without a snapshot skipped                            |
+  | months_since  | m - the last month in m-k+1 .. m where the condition held; null if none did         |
+  | count         | how many of the months m-k+1 .. m the condition held (no snapshot: not held)        |
+
+  A user's first month has no earlier month: delta and ratio_to_mean are null there; the rest read
+  the one month. Every window ends at the current month or before (`PRECEDING`/`CURRENT ROW`):
+  no row reads a later snapshot, by construction, and `lab.leakage_check` runs the proof.
+
+Both kinds are columns of one table, `derived_features_snapshots` (key user_id, as_of), served by one
+feature view, `derived_features_fv`, materialized like any view: computed once at write (after
+each ingest, for the new months and the later months whose window the ingest touched), so a frame
+and an online lookup read stored values, the same ones. This was chosen over an on-demand view
+(computed at each read) and over a query source (window functions at each frame): see
+docs/feature_lab.md for the figures.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from streamflow.core.catalog import DERIVED_LINEAGE, JOIN_KEY, LINEAGE_FIELDS, TABLES, TIMESTAMP, Column, Table
+from streamflow.core.errors import InvalidInput
+from streamflow.features.expr import BOOLEAN, NUMBER, TEXT, Compiled, compile_expression, feature_columns
+
+DECLARATIONS = "derived_features.yaml"
+SNAPSHOT = "derived_features_snapshots"
+VIEW = "derived_features_fv"
+LINEAGE = DERIVED_LINEAGE
+AGGS = {
+    "delta": "{x} minus its value {k} month(s) before",
+    "ratio_to_mean": "{x} divided by its mean over the {k} month(s) before",
+    "mean": "mean of {x} over the {k} month(s) ending at as_of",
+    "min": "minimum of {x} over the {k} month(s) ending at as_of",
+    "max": "maximum of {x} over the {k} month(s) ending at as_of",
+    "months_since": "months since {x} last held, looking back {k} month(s)",
+    "count": "months in which {x} held, of the {k} ending at as_of",
+}
+CONDITION_AGGS = ("months_since", "count")
+NAME_RE = re.compile(r"^[a-z][a-z0-9_]{1,62}$")
+MONTH_INDEX = f"(EXTRACT(YEAR FROM {TIMESTAMP})::int * 12 + EXTRACT(MONTH FROM {TIMESTAMP})::int)"
+
+
+@dataclass(frozen=True)
+class Derived:
+    """One derived feature as declared: a row feature (`agg` None) or a time feature."""
+
+    name: str
+    expr: str  # the row expression, or the expression a time feature aggregates (`--of`)
+    agg: str | None = None
+    over: int | None = None
+    description: str = ""
+    added_by: str = ""
+    added_at: str = ""
+
+    @property
+    def kind(self) -> str:
+        return "time" if self.agg else "row"
+
+    def compiled(self) -> Compiled:
+        return compile_expression(self.expr)
+
+    @property
+    def dtype(self) -> str:
+        """The catalog kind of its values: float, int (counts, months), bool or str."""
+        if self.agg in CONDITION_AGGS:
+            return "int"
+        if self.agg:
+            return "float"
+        return {NUMBER: "float", BOOLEAN: "bool", TEXT: "str"}[self.compiled().kind]
+
+    @property
+    def window(self) -> int:
+        """Months of history a value reads beyond its own month."""
+        if not self.agg:
+            return 0
+        return self.over if self.agg in ("delta", "ratio_to_mean") else self.over - 1
+
+    def definition(self) -> str:
+        """In words, for the catalog's lineage and the CLI."""
+        if not self.agg:
+            return self.expr
+        return AGGS[self.agg].format(x=self.expr, k=self.over)
+
+    def summary(self) -> str:
+        """One line: name, kind, type, definition, inputs (the CLI and the page print it)."""
+        return (
+            f"{self.name}: a {self.kind} feature ({self.dtype}), {self.definition()}; reads {', '.join(self.inputs())}"
+        )
+
+    def inputs(self) -> tuple[str, ...]:
+        return self.compiled().inputs
+
+    def column(self) -> Column:
+        return Column(self.name, self.dtype, self.description or f"Derived: {self.definition()}.", nullable=True)
+
+    def select_sql(self, source: str) -> str:
+        """Its value over the `inputs` relation, whose column `source` holds the compiled
+        expression per (user, month) and `_m` the month's index."""
+        if not self.agg:
+            return source
+        k = self.over
+
+        def frame(lo: int, hi: int) -> str:  # month offsets from the row's own month: <0 earlier
+            def bound(x: int) -> str:
+                return "CURRENT ROW" if x == 0 else f"{abs(x)} {'PRECEDING' if x < 0 else 'FOLLOWING'}"
+
+            return f"OVER (PARTITION BY {JOIN_KEY} ORDER BY _m RANGE BETWEEN {bound(lo)} AND {bound(hi)})"
+
+        return {
+            "delta": f"{source} - MAX({source}) {frame(-k, -k)}",
+            "ratio_to_mean": f"{source} / NULLIF(AVG({source}) {frame(-k, -1)}, 0)",
+            "mean": f"AVG({source}) {frame(1 - k, 0)}",
+            "min": f"MIN({source}) {frame(1 - k, 0)}",
+            "max": f"MAX({source}) {frame(1 - k, 0)}",
+            "months_since": f"_m - MAX(CASE WHEN {source} THEN _m END) {frame(1 - k, 0)}",
+            "count": f"COUNT(CASE WHEN {source} THEN 1 END) {frame(1 - k, 0)}",
+        }[self.agg]
+
+    def to_dict(self) -> dict:
+        d = {k: v for k, v in asdict(self).items() if v not in (None, "")}
+        if self.agg:
+            d["of"] = d.pop("expr")
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Derived:
+        d = dict(d)
+        if "of" in d:
+            d["expr"] = d.pop("of")
+        known = {f for f in cls.__dataclass_fields__}
+        extra = set(d) - known
+        if extra:
+            raise InvalidInput(f"derived feature {d.get('name')!r}: unknown field(s) {', '.join(sorted(extra))}")
+        return cls(**d)
+
+
+def taken_names() -> set[str]:
+    """Names a derived feature may not take: every catalog column, lineage field, table and view."""
+    names = {c.name for t in TABLES for c in t.columns} | set(LINEAGE_FIELDS) | {JOIN_KEY, TIMESTAMP, LINEAGE}
+    names |= {t.name for t in TABLES} | {t.view for t in TABLES} | {"event_timestamp", "ingested_at"}
+    return names
+
+
+def check(d: Derived, existing: list[Derived], months_stored: int | None = None) -> Derived:
+    """`d` if it can be declared beside `existing` with `months_stored` months of history;
+    InvalidInput in one line otherwise (nothing written)."""
+    if not NAME_RE.match(d.name or ""):
+        raise InvalidInput(
+            f"a feature name is 2-63 lowercase letters, digits or _, starting with a letter; got {d.name!r}"
+        )
+    if d.name in taken_names():
+        raise InvalidInput(f"{d.name!r} is already a column or field of the store: choose another name")
+    if any(e.name == d.name for e in existing):
+        raise InvalidInput(f"a derived feature named {d.name!r} exists already (streamflow feature remove {d.name})")
+    compiled = d.compiled()
+    if d.agg is None:
+        if d.over is not None:
+            raise InvalidInput("--over needs --agg (a time feature); a row feature is --expr alone")
+        return d
+    if d.agg not in AGGS:
+        raise InvalidInput(f"unknown aggregation {d.agg!r}; one of: {', '.join(AGGS)}")
+    if not isinstance(d.over, int) or isinstance(d.over, bool) or d.over < 1:
+        raise InvalidInput(f"--over is a number of months, 1 or more; got {d.over!r}")
+    want = BOOLEAN if d.agg in CONDITION_AGGS else NUMBER
+    if compiled.kind != want:
+        raise InvalidInput(
+            f"{d.agg} aggregates a {'condition (true/false)' if want == BOOLEAN else 'number'}; "
+            f"{d.expr!r} is a {compiled.kind}"
+        )
+    if months_stored is not None and d.window + 1 > months_stored:
+        raise InvalidInput(
+            f"{d.agg} over {d.over} month(s) reads {d.window + 1} months; the store holds {months_stored}: "
+            "ingest more months or shorten --over"
+        )
+    return d
+
+
+def table_of(features: list[Derived]) -> Table:
+    """The derived snapshot table as a catalog table: the same Feast source, view schema and tags as
+    the catalog's tables (`features.repo`)."""
+    return Table(
+        name="derived_features",
+        snapshot=SNAPSHOT,
+        view=VIEW,
+        lineage=LINEAGE,
+        description="Features derived from the snapshots (feature lab): row expressions and trends over months.",
+        columns=tuple(f.column() for f in features),
+    )
+
+
+def table_of_view(settings, view: str) -> Table | None:
+    """The catalog's table of `view`, or the derived snapshot table for the derived view."""
+    from streamflow.core.catalog import table_of_view as catalog_table
+
+    t = catalog_table(view)
+    if t is None and view == VIEW:
+        features = read(settings.feature_repo)
+        return table_of(features) if features else None
+    return t
+
+
+def signature(features: list[Derived]) -> str:
+    """What the stored table was computed for: equal definitions, equal signatures."""
+    text = json.dumps([(f.name, f.expr, f.agg, f.over) for f in features])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------- the declaration file
+
+
+def declarations_path(repo: Path) -> Path:
+    return Path(repo) / DECLARATIONS
+
+
+HEADER = """\
+# Derived features of the StreamFlow store, declared as data. Written by `streamflow feature add`
+# and the Feature lab page; feature_repo/derived_features.py turns them into Feast objects (the view
+# derived_features_fv and the service churn_model_v2). Edit with the CLI: it checks each expression,
+# computes the values and applies; a hand edit takes effect at the next `streamflow apply`.
+"""
+
+
+def read(repo: Path) -> list[Derived]:
+    """The declared derived features (none when the file is absent)."""
+    import yaml
+
+    path = declarations_path(repo)
+    if not path.exists():
+        return []
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise InvalidInput(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    items = doc.get("features") or []
+    if not isinstance(items, list):
+        raise InvalidInput(f"{path}: `features` is a list")
+    return [Derived.from_dict(i) for i in items]
+
+
+def write(repo: Path, features: list[Derived]) -> Path:
+    """Replace the declaration file (written whole to a temporary file, then renamed)."""
+    import yaml
+
+    path = declarations_path(repo)
+    if not features:
+        path.unlink(missing_ok=True)
+        return path
+    body = yaml.safe_dump({"features": [f.to_dict() for f in features]}, sort_keys=False, allow_unicode=True)
+    tmp = path.with_suffix(".yaml.tmp")
+    tmp.write_text(HEADER + body)
+    tmp.replace(path)
+    return path
+
+
+# ---------------------------------------------------------------- SQL
+
+
+@dataclass
+class Alteration:
+    """The leakage check's alteration: every snapshot after `after` changed (values) or gone."""
+
+    after: object  # a date
+    mode: str = "values"  # values | removed
+    params: dict = field(default_factory=dict)
+
+
+def _perturbed(col: Column, name: str) -> str:
+    kind = {"int": NUMBER, "float": NUMBER, "bool": BOOLEAN}.get(col.kind, TEXT)
+    return {NUMBER: f"({name} * 3 + 7)", BOOLEAN: f"(NOT {name})", TEXT: f"({name} || '~')"}[kind]
+
+
+def select(
+    features: list[Derived],
+    months_param: str = "months",
+    lo_param: str = "lo",
+    hi_param: str = "hi",
+    users_param: str | None = None,
+    alteration: Alteration | None = None,
+) -> str:
+    """One SELECT of (user_id, as_of, <feature>...) for the months in `%(months)s` (a date array),
+    reading the snapshots from `%(lo)s` to `%(hi)s` (the months and their windows). `users_param`:
+    only those users (a text array). `alteration`: the leakage check's altered history."""
+    cols = feature_columns()
+    needed = list(dict.fromkeys(c for f in features for c in f.inputs()))
+    by_table: dict[Table, list[str]] = {}
+    for name in needed:
+        t = next(t for t in TABLES if any(c.name == name for c in t.columns))
+        by_table.setdefault(t, []).append(name)
+    users = TABLES[0]
+    joins, picks = [], []
+    for i, (t, names) in enumerate(by_table.items()):
+        alias = "u" if t is users else f"t{i}"
+        if t is not users:
+            joins.append(
+                f"LEFT JOIN {t.snapshot} {alias} ON {alias}.{JOIN_KEY} = u.{JOIN_KEY} AND {alias}.as_of = u.as_of"
+            )
+        for n in names:
+            value = f"{alias}.{n}"
+            if alteration is not None and alteration.mode == "values":
+                value = f"CASE WHEN u.as_of > %(cut)s THEN {_perturbed(cols[n], value)} ELSE {value} END"
+            picks.append(f"{value} AS {n}")
+    where = [f"u.as_of BETWEEN %({lo_param})s AND %({hi_param})s"]
+    if users_param:
+        where.append(f"u.{JOIN_KEY} = ANY(%({users_param})s)")
+    if alteration is not None and alteration.mode == "removed":
+        where.append("u.as_of <= %(cut)s")
+    base = (
+        f"SELECT u.{JOIN_KEY}, u.as_of, {MONTH_INDEX.replace(TIMESTAMP, 'u.as_of')} AS _m"
+        + "".join(f", {p}" for p in picks)
+        + f" FROM {users.snapshot} u {' '.join(joins)} WHERE {' AND '.join(where)}"
+    )
+    # an expression's own `%` (the modulo, a quoted text) doubled: the query carries %(name)s placeholders
+    inputs = ", ".join(f"{f.compiled().sql.replace('%', '%%')} AS _in_{i}" for i, f in enumerate(features))
+    outs = ", ".join(f"{f.select_sql(f'_in_{i}')} AS {f.name}" for i, f in enumerate(features))
+    return (
+        f"WITH base AS ({base}), inputs AS (SELECT {JOIN_KEY}, as_of, _m, {inputs} FROM base), "
+        f"feats AS (SELECT {JOIN_KEY}, as_of, {outs} FROM inputs) "
+        f"SELECT * FROM feats WHERE as_of = ANY(%({months_param})s)"
+    )

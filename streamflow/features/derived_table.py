@@ -1,0 +1,189 @@
+"""The derived snapshot table: computed at write, read like any snapshot table.
+
+- `rebuild`: every month, for the declared features (after `feature add`/`remove`, or when the
+  declarations changed by hand): the table is built beside the old one and swapped in one
+  transaction, so a reader sees the old table or the new one, never half of one.
+- `refresh`: after an ingest, the months whose values may have changed: a month not computed yet,
+  or one whose window (its own month and the `window` months before) holds a month an ingest changed
+  after it was computed -- so a month re-ingested late recomputes the later months that read it.
+- `values`: a candidate's values at some months without storing anything (preview, lift, the
+  leakage check), optionally for some users only.
+
+`derived_months` keeps, per month, when its rows were computed and for which declarations
+(`derived.signature`): a month computed for other declarations is computed again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date
+
+import pandas as pd
+
+from streamflow.core.catalog import JOIN_KEY
+from streamflow.core.config import Settings
+from streamflow.core.dates import add_months
+from streamflow.core.errors import InvalidInput
+from streamflow.features import derived
+from streamflow.features.derived import SNAPSHOT, Alteration, Derived
+from streamflow.storage import db, runs
+from streamflow.storage.snapshots import snapshot_dates
+
+LOCK_DERIVED = 7_406  # one computation of the derived table at a time
+Say = Callable[[str], None]
+
+
+def _quiet(_m: str) -> None:
+    pass
+
+
+def _window(features: list[Derived]) -> int:
+    return max((max(f.window, 0) for f in features), default=0)
+
+
+def _params(months: list[date], features: list[Derived], latest: date | None = None) -> dict:
+    """The months to compute, and the snapshots read: from the earliest month's window to the
+    latest month stored (as the stored table reads them: a window that looked ahead would find the
+    later months here too, and the leakage check would see it)."""
+    return {
+        "months": months,
+        "lo": add_months(min(months), -_window(features)),
+        "hi": max([*months, latest or min(months)]),
+    }
+
+
+def exists(conn) -> bool:
+    return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (SNAPSHOT,)).fetchone()[0]
+
+
+def _ddl(name: str, features: list[Derived]) -> str:
+    cols = "".join(f"  {f.name} {f.column().sql_type},\n" for f in features)
+    return (
+        f'CREATE TABLE {name} (\n  {JOIN_KEY} TEXT COLLATE "C" NOT NULL,\n  as_of DATE NOT NULL,\n{cols}'
+        f"  ingested_at TIMESTAMPTZ NOT NULL DEFAULT now(),\n  PRIMARY KEY ({JOIN_KEY}, as_of)\n)"
+    )
+
+
+def _insert(table: str, features: list[Derived]) -> str:
+    names = ", ".join([JOIN_KEY, "as_of", *(f.name for f in features)])
+    return f"INSERT INTO {table} ({names}) SELECT {names} FROM ({derived.select(features)}) AS computed"
+
+
+def rebuild(settings: Settings, features: list[Derived], say: Say = _quiet) -> int:
+    """Compute every month of `features` into a new table and swap it in; the rows written.
+    No features: the table is dropped."""
+    with db.connection(settings) as conn:
+        conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (LOCK_DERIVED,))
+        conn.execute(f"DROP TABLE IF EXISTS {SNAPSHOT}_next")
+        conn.execute("DELETE FROM derived_months")
+        if not features:
+            conn.execute(f"DROP TABLE IF EXISTS {SNAPSHOT}")
+            return 0
+        months = snapshot_dates(settings)
+        conn.execute(_ddl(f"{SNAPSHOT}_next", features))
+        rows = 0
+        if months:
+            rows = conn.execute(_insert(f"{SNAPSHOT}_next", features), _params(months, features)).rowcount
+        conn.execute(f"DROP TABLE IF EXISTS {SNAPSHOT}")
+        conn.execute(f"ALTER TABLE {SNAPSHOT}_next RENAME TO {SNAPSHOT}")
+        conn.execute(f"ALTER INDEX {SNAPSHOT}_next_pkey RENAME TO {SNAPSHOT}_pkey")
+        conn.execute(f"CREATE INDEX {SNAPSHOT}_as_of_idx ON {SNAPSHOT} (as_of)")
+        _computed(conn, months, features)
+    say(f"  derived features: {len(features)} computed for {len(months)} month(s), {rows:,} rows")
+    return rows
+
+
+def _computed(conn, months: list[date], features: list[Derived]) -> None:
+    sig = derived.signature(features)
+    conn.execute("DELETE FROM derived_months WHERE as_of = ANY(%s)", (months,))
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO derived_months (as_of, computed_at, signature) VALUES (%s, now(), %s)",
+            [(m, sig) for m in months],
+        )
+
+
+def computed_months(settings: Settings) -> pd.DataFrame:
+    """Per month: when its derived values were computed and for which declarations."""
+    with db.connection(settings) as conn:
+        rows = conn.execute("SELECT as_of, computed_at, signature FROM derived_months ORDER BY as_of").fetchall()
+    return pd.DataFrame(rows, columns=["as_of", "computed_at", "signature"])
+
+
+def months_to_refresh(settings: Settings, features: list[Derived]) -> list[date] | None:
+    """The months to compute again (see the module docstring); None: the whole table (missing, or
+    computed for other declarations)."""
+    sig = derived.signature(features)
+    with db.connection(settings) as conn:
+        if not exists(conn):
+            return None
+        done = dict(
+            (m, (at, s)) for m, at, s in conn.execute("SELECT as_of, computed_at, signature FROM derived_months")
+        )
+    if any(s != sig for _, s in done.values()):
+        return None
+    changed = runs.snapshots_changed_at(settings)
+    window = _window(features)
+    out = []
+    for m in snapshot_dates(settings):
+        if m not in done:
+            out.append(m)
+            continue
+        lo = add_months(m, -window)
+        if any(lo <= n <= m and at > done[m][0] for n, at in changed.items()):
+            out.append(m)
+    return out
+
+
+def refresh(settings: Settings, features: list[Derived], say: Say = _quiet) -> list[date]:
+    """After an ingest: compute the months that need it (all of them when the table is missing or
+    its declarations changed); the months computed."""
+    if settings.lake_profile or not features:
+        return []
+    months = months_to_refresh(settings, features)
+    if months is None:
+        rebuild(settings, features, say)
+        return snapshot_dates(settings)
+    if not months:
+        return []
+    with db.connection(settings) as conn:
+        conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (LOCK_DERIVED,))
+        conn.execute(f"DELETE FROM {SNAPSHOT} WHERE as_of = ANY(%s)", (months,))
+        rows = conn.execute(
+            _insert(SNAPSHOT, features), _params(months, features, max(snapshot_dates(settings)))
+        ).rowcount
+        _computed(conn, months, features)
+    say(f"  derived features: {', '.join(map(str, months))} computed ({rows:,} rows)")
+    return months
+
+
+def values(
+    settings: Settings,
+    features: list[Derived],
+    months: list[date],
+    users: list[str] | None = None,
+    alteration: Alteration | None = None,
+) -> pd.DataFrame:
+    """The features' values at `months` (user_id, as_of, one column per feature), computed from the
+    snapshots now, stored nowhere; of `users` only when given; over an altered history when asked."""
+    if not months:
+        raise InvalidInput("no month to compute the feature at")
+    if settings.lake_profile:
+        raise InvalidInput("the feature lab computes on the PostgreSQL profile; the lake profile is not supported yet")
+    params = _params(months, features, latest=max(snapshot_dates(settings), default=None))
+    if users is not None:
+        params["users"] = list(users)
+    if alteration is not None:
+        params["cut"] = alteration.after
+        if alteration.mode == "removed":  # nothing after the cut exists, not even as the window's upper bound
+            params["hi"] = min(params["hi"], alteration.after)
+    query = derived.select(features, users_param="users" if users is not None else None, alteration=alteration)
+    frame = db.read_frame(query + f" ORDER BY {JOIN_KEY}, as_of", settings, params)
+    for f in features:
+        if f.dtype == "float":
+            frame[f.name] = pd.to_numeric(frame[f.name], errors="coerce").astype("float64")
+        elif f.dtype == "int":
+            frame[f.name] = frame[f.name].astype("Int64")
+        elif f.dtype == "bool":
+            frame[f.name] = frame[f.name].astype("boolean")
+    return frame
