@@ -25,6 +25,7 @@ PAGES = [
     st.Page("views/drift.py", title="Drift", icon=":material/ssid_chart:"),
     st.Page("views/monitoring.py", title="Monitoring", icon=":material/monitor_heart:"),
     st.Page("views/model_check.py", title="Model check", icon=":material/model_training:"),
+    st.Page("views/feature_lab.py", title="Feature lab", icon=":material/science:"),
     st.Page("views/materialize.py", title="Materialize", icon=":material/sync:"),
 ]
 

@@ -4,7 +4,7 @@
 
 GET /health                 the store and its database are reachable (503 otherwise); always open
 With STREAMFLOW_API_TOKEN set, every other route needs `Authorization: Bearer <token>` (401 otherwise).
-GET /features/{user_id}     {"user_id": ..., "features": {...}, "event_timestamps": {...}}
+GET /features/{user_id}     {"user_id": ..., "features": {...}, "event_timestamps": {...}}; ?service=churn_model_v2
                             404 unknown user, 422 malformed id, 503 a backend is down
 OpenAPI docs at /docs. Errors map once, from `streamflow.core.errors`: `http_status` of the class.
 """
@@ -12,16 +12,16 @@ OpenAPI docs at /docs. Errors map once, from `streamflow.core.errors`: `http_sta
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import anyio.to_thread
-from fastapi import FastAPI, Path
+from fastapi import FastAPI, Path, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from streamflow.core.access import bearer_ok
-from streamflow.core.catalog import SERVICE, USER_ID_PATTERN
+from streamflow.core.catalog import SERVICE, SERVICE_V2, USER_ID_PATTERN
 from streamflow.core.config import Settings, load_settings
 from streamflow.core.errors import BackendUnavailable, NotFound, StreamflowError, from_backend
 from streamflow.features.apply import require_applied
@@ -64,7 +64,10 @@ def create_app(settings: Settings | None = None, store=None) -> FastAPI:
     app = FastAPI(
         title="StreamFlow feature API",
         version="1",
-        description=f"Online features of the `{SERVICE}` feature service, served by Feast.",
+        description=(
+            f"Online features of the `{SERVICE}` feature service (or `{SERVICE_V2}`: v1 and the feature lab's "
+            "derived features, with `?service=`), served by Feast."
+        ),
     )
     lock = threading.Lock()
     cache: dict[str, Any] = {"store": store}
@@ -123,13 +126,14 @@ def create_app(settings: Settings | None = None, store=None) -> FastAPI:
             description="e.g. 7590-VHVEG",
             json_schema_extra={"pattern": USER_ID_PATTERN},  # documented; enforced with a clear message
         ),
+        service: Literal[SERVICE, SERVICE_V2] = Query(SERVICE, description="the feature service"),
     ) -> dict:
         validate_user_id(user_id)
         if not limiter:
             limiter.append(anyio.CapacityLimiter(LOOKUP_THREADS))
 
         def lookup():
-            return online_features([user_id], settings=settings, store=the_store())[0]
+            return online_features([user_id], service, settings=settings, store=the_store())[0]
 
         try:
             rec = await anyio.to_thread.run_sync(lookup, limiter=limiter[0])

@@ -1,6 +1,6 @@
 """First-run setup shared by `make run` and `streamflow bootstrap`: whatever already exists is reused.
 
-1. no month folder in data/seeds -> generate two demo months (7,043 users);
+1. no month folder in data/seeds -> generate the demo months (`ingest.demo.DEMO_MONTHS`, 7,043 users);
 2. ingest every month folder (files already ingested unchanged are skipped);
 3. register the Feast definitions (`apply`) and write feature_repo/feature_store.yaml, which a
    plain `FeatureStore(repo_path="feature_repo")` reads in any shell (`store.write_client_yaml`);
@@ -25,7 +25,7 @@ def bootstrap(
     settings: Settings | None = None,
     say: Callable[[str], None] = print,
     users: int = 7043,
-    months: int = 2,
+    months: int | None = None,
     start: date = date(2024, 1, 31),
     verbose: bool = False,
 ) -> None:
@@ -33,8 +33,9 @@ def bootstrap(
     say(f"backend: {settings.backend_label}; online store: {settings.online_store}")
     seeds = settings.seeds_dir
     if not month_folders(seeds):
-        from streamflow.ingest.demo import generate_months
+        from streamflow.ingest.demo import DEMO_MONTHS, generate_months
 
+        months = months or DEMO_MONTHS
         say(f"no month folder in {seeds}: generating {months} demo months of {users:,} users")
         for folder, as_of in generate_months(seeds, users=users, months=months, start=start, seed=42):
             say(f"  wrote {folder.name} (as_of {as_of})")
@@ -49,10 +50,11 @@ def bootstrap(
     from streamflow.features.datasets import create, find
     from streamflow.features.materialize import materialize
     from streamflow.features.store import get_store, write_client_yaml
-    from streamflow.monitoring.followup import after_ingest
+    from streamflow.monitoring.followup import after_ingest, derive
     from streamflow.storage import runs
     from streamflow.storage.snapshots import snapshot_dates
 
+    derive(settings, say)  # the derived features' new months, before they are materialized
     say("registering the Feast definitions")
     store = get_store(settings, check_sources=False)  # apply registers this profile's sources
     r = apply(settings, store, verbose=verbose)

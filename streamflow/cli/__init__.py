@@ -12,9 +12,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from streamflow.cli import admin, datasets, features, ingest, monitor, quality
+from streamflow.cli import admin, datasets, features, ingest, lab, monitor, quality
 
-GROUPS = (ingest, features, datasets, quality, monitor, admin)
+GROUPS = (ingest, features, lab, datasets, quality, monitor, admin)
 
 
 def build_parser() -> argparse.ArgumentParser:

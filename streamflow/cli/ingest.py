@@ -12,7 +12,7 @@ from streamflow.cli.output import say, store
 def register(sub) -> None:
     s = sub.add_parser("seed", help="generate synthetic month folders")
     s.add_argument("--users", type=int, default=7043)
-    s.add_argument("--months", type=int, default=2)
+    s.add_argument("--months", type=int, default=None, help="default: the demo's (3)")
     s.add_argument("--start", default="2024-01-31", help="first month end (YYYY-MM-DD)")
     s.add_argument("--out", default="data/seeds")
     s.add_argument("--seed", type=int, default=42)
@@ -34,10 +34,11 @@ def register(sub) -> None:
 
 
 def cmd_seed(args: argparse.Namespace) -> int:
-    from streamflow.ingest.demo import generate_months
+    from streamflow.ingest.demo import DEMO_MONTHS, generate_months
 
+    months = DEMO_MONTHS if args.months is None else args.months
     written = generate_months(
-        Path(args.out), users=args.users, months=args.months, start=date.fromisoformat(args.start), seed=args.seed
+        Path(args.out), users=args.users, months=months, start=date.fromisoformat(args.start), seed=args.seed
     )
     for folder, as_of in written:
         print(f"wrote {folder} (as_of {as_of}, {args.users} users)")
@@ -93,9 +94,12 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             f"{changed} snapshot rows changed, {r.duration_s:.1f}s (run {r.run_id})"
         )
         ingested = True
-    if ingested and not args.no_stats:
+    if ingested:
         from streamflow.core.config import load_settings
-        from streamflow.monitoring.followup import after_ingest
+        from streamflow.monitoring.followup import after_ingest, derive
 
-        after_ingest(load_settings(), store(), say=say)
+        if args.no_stats:
+            derive(load_settings(), say=say)  # the derived features are data, not a statistic
+        else:
+            after_ingest(load_settings(), store(), say=say)
     return 0

@@ -33,6 +33,7 @@ import pandas as pd
 from streamflow.core.catalog import SERVICE
 from streamflow.core.config import Settings, load_settings
 from streamflow.core.errors import InvalidInput, NotFound
+from streamflow.features import derived, derived_table
 from streamflow.features.offline import offline_of
 from streamflow.features.refs import FeatureRef
 from streamflow.features.store import get_store
@@ -122,15 +123,25 @@ def _location(storage) -> str:
     return options._table if options is not None else storage.spark_options.path
 
 
-def _staleness(ds: Dataset, settings: Settings, store, changed: dict[date, datetime]) -> Dataset:
+def _staleness(
+    ds: Dataset, settings: Settings, store, changed: dict[date, datetime], derived_at: dict[date, datetime]
+) -> Dataset:
     at = changed.get(ds.snapshot_as_of)
     if at is not None and at > ds.created_at:
         ds.stale_because.append(
             f"the {ds.snapshot_as_of} snapshot was re-ingested with other rows on {at:%Y-%m-%d %H:%M} UTC"
         )
     try:
-        if _definitions(store, _refs_of(store, ds.features, ds.labels)) != ds.definitions:
+        refs = _refs_of(store, ds.features, ds.labels)
+        if _definitions(store, refs) != ds.definitions:
             ds.stale_because.append("a feature view it reads was redefined (streamflow apply) since")
+        # a derived feature reads earlier months too: recomputed after the dataset, it is stale
+        computed = derived_at.get(ds.snapshot_as_of)
+        if computed is not None and computed > ds.created_at and any(r.startswith(f"{derived.VIEW}:") for r in refs):
+            ds.stale_because.append(
+                f"its derived features at {ds.snapshot_as_of} were computed again on {computed:%Y-%m-%d %H:%M} UTC "
+                "(a month their windows read was re-ingested)"
+            )
     except NotFound as exc:
         ds.stale_because.append(f"its features no longer resolve: {exc}")
     return ds
@@ -229,9 +240,10 @@ def list_datasets(settings: Settings | None = None, store=None) -> list[Dataset]
     settings = settings or load_settings()
     store = store or get_store(settings)
     changed = runs.snapshots_changed_at(settings)
+    derived_at = dict(derived_table.computed_months(settings)[["as_of", "computed_at"]].itertuples(index=False))
     kind = offline_of(settings).storage_kind  # this profile's datasets
     out = [
-        _staleness(_from_saved(s), settings, store, changed)
+        _staleness(_from_saved(s), settings, store, changed, derived_at)
         for s in store.list_saved_datasets()
         if (s.tags or {}).get(TAG) and "rows" in s.tags and hasattr(s.storage, kind)
     ]

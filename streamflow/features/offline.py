@@ -38,8 +38,10 @@ class Offline(ABC):
         self.settings = settings
 
     @abstractmethod
-    def entity_query(self, snapshot_as_of: date, as_of: date) -> str:
-        """The entity frame `(user_id, event_timestamp = as_of)` of the users' snapshot, as a query."""
+    def entity_query(self, snapshot_as_of: date, as_of: date, sample: int | None = None) -> str:
+        """The entity frame `(user_id, event_timestamp = as_of)` of the users' snapshot, as a query;
+        `sample`: only that many users, those whose md5 of `user_id || '0'` is smallest (the users
+        `Snapshots.sample_users(as_of, n, seed=0)` names)."""
 
     @abstractmethod
     def frame_of(self, job, keep) -> pd.DataFrame | ParquetFrame:
@@ -86,13 +88,14 @@ class PostgresOffline(Offline):
     storage_kind = "postgres_options"
     writer = "the server"
 
-    def entity_query(self, snapshot_as_of: date, as_of: date) -> str:
+    def entity_query(self, snapshot_as_of: date, as_of: date, sample: int | None = None) -> str:
         """SQL: Feast runs it in PostgreSQL instead of uploading a pandas frame. The literals are
-        `date.isoformat()` of parsed dates: no user text reaches the query."""
+        `date.isoformat()` of parsed dates and an int: no user text reaches the query."""
         assert isinstance(snapshot_as_of, date) and isinstance(as_of, date)
+        limit = f" ORDER BY md5({JOIN_KEY} || '0') LIMIT {int(sample)}" if sample is not None else ""
         return (
             f"SELECT user_id, TIMESTAMPTZ '{as_of.isoformat()} 00:00:00+00' AS event_timestamp "
-            f"FROM {USERS.snapshot} WHERE as_of = DATE '{snapshot_as_of.isoformat()}'"
+            f"FROM {USERS.snapshot} WHERE as_of = DATE '{snapshot_as_of.isoformat()}'{limit}"
         )
 
     def frame_of(self, job, keep):
@@ -166,13 +169,17 @@ class LakeOffline(Offline):
     def lake(self) -> lake.Lake:
         return lake.lake_of(self.settings)
 
-    def entity_query(self, snapshot_as_of: date, as_of: date) -> str:
+    def entity_query(self, snapshot_as_of: date, as_of: date, sample: int | None = None) -> str:
         """Spark SQL over the users' partition in the lake (the executors read it; Spark's session
         runs in UTC). Literals are `date.isoformat()` of parsed dates and the lake's configured location."""
         assert isinstance(snapshot_as_of, date) and isinstance(as_of, date)
         lake_partition = f"{self.lake.table_url(USERS)}/{lake.partition_name(snapshot_as_of)}"
         lake_partition = lake_partition.replace("`", "")  # quoted by backticks in Spark SQL
-        return f"SELECT {JOIN_KEY}, TIMESTAMP '{as_of.isoformat()} 00:00:00' AS event_timestamp FROM parquet.`{lake_partition}`"
+        limit = f" ORDER BY md5(concat({JOIN_KEY}, '0')) LIMIT {int(sample)}" if sample is not None else ""
+        return (
+            f"SELECT {JOIN_KEY}, TIMESTAMP '{as_of.isoformat()} 00:00:00' AS event_timestamp "
+            f"FROM parquet.`{lake_partition}`{limit}"
+        )
 
     def frame_of(self, job, keep):
         """Feast's persist of the Spark retrieval: the executors write the frame as Parquet in the

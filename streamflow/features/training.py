@@ -90,8 +90,10 @@ def plan_training_frame(
     labels: bool = True,
     settings: Settings | None = None,
     store=None,
+    sample: int | None = None,
 ) -> FramePlan:
-    """The Feast retrieval behind the frame for `as_of` (see the module docstring), not yet run."""
+    """The Feast retrieval behind the frame for `as_of` (see the module docstring), not yet run;
+    of `sample` users only when given (`Offline.entity_query`)."""
     settings = settings or load_settings()
     dates = snapshot_dates(settings)
     day = parse_date(as_of, "as_of", dates)
@@ -99,7 +101,7 @@ def plan_training_frame(
     store = store or get_store(settings)
     refs = resolve_features(store, features)
     lineage_refs, wanted = requested(refs, labels, store)
-    entity = offline_of(settings).entity_query(snap, day)
+    entity = offline_of(settings).entity_query(snap, day, sample)
     job = store.get_historical_features(entity_df=entity, features=wanted)
     return FramePlan(day, snap, refs, lineage_refs, wanted, labels, job)
 
@@ -152,11 +154,13 @@ def build_training_frame(
     settings: Settings | None = None,
     store=None,
     keep_lineage: bool = False,
+    sample: int | None = None,
 ) -> TrainingFrame:
-    """The point-in-time correct frame for `as_of` (see the module docstring)."""
+    """The point-in-time correct frame for `as_of` (see the module docstring), of `sample` users
+    when given (the feature lab's lift)."""
     settings = settings or load_settings()
     t0 = time.perf_counter()
-    plan = plan_training_frame(as_of, features, labels, settings, store)
+    plan = plan_training_frame(as_of, features, labels, settings, store, sample)
     return offline_of(settings).frame_of(
         plan.job, lambda rows: shape_frame(plan, rows, time.perf_counter() - t0, keep_lineage)
     )
