@@ -29,7 +29,7 @@ import pytest
 from streamflow.core.catalog import TABLES
 from streamflow.core.config import Settings
 from streamflow.storage import db
-from streamflow.storage.schema import MONITOR_TABLES, RUN_TABLES
+from streamflow.storage.schema import LAB_TABLES, MONITOR_TABLES, RUN_TABLES
 
 REPO = Path(__file__).resolve().parent.parent
 SERVER_URL = os.environ.get("STREAMFLOW_TEST_SERVER_URL", "")
@@ -42,15 +42,19 @@ TEST_USERS = 1000
 def home_for(tmp: Path) -> Path:
     home = tmp / "home"
     home.mkdir(parents=True, exist_ok=True)
-    # the Feast repo is part of the project, the state is per test session
-    if (REPO / "feature_repo").exists() and not (home / "feature_repo").exists():
-        (home / "feature_repo").symlink_to(REPO / "feature_repo")
+    # the Feast repo's files, copied: what a home writes there (the feature lab's declarations, the
+    # plain client's feature_store.yaml) stays in that home
+    repo = home / "feature_repo"
+    if (REPO / "feature_repo").exists() and not repo.exists():
+        repo.mkdir()
+        for f in [*(REPO / "feature_repo").glob("*.py"), *(REPO / "feature_repo").glob("feature_store.*.yaml")]:
+            shutil.copy2(f, repo / f.name)
     return home
 
 
 def reset_database(settings: Settings) -> None:
     names = [t.name for t in TABLES] + [t.snapshot for t in TABLES]
-    names += [*RUN_TABLES, *MONITOR_TABLES]
+    names += [*RUN_TABLES, *MONITOR_TABLES, *LAB_TABLES]
     with db.connection(settings) as conn:
         conn.execute(f"TRUNCATE {', '.join(names)}")
 

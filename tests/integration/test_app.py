@@ -27,6 +27,7 @@ PAGES = [
     "views/explain.py",
     "views/drift.py",
     "views/model_check.py",
+    "views/feature_lab.py",
     "views/materialize.py",
 ]
 

@@ -30,6 +30,7 @@ PAGES = [
     ("drift", "drift", "Distributions"),
     ("monitoring", "monitoring", "What matters in a month"),
     ("model_check", "model_check", "Calibration out of time"),
+    ("feature_lab", "feature_lab", "Write a candidate"),
     ("materialize", "materialize", "History"),
 ]
 
@@ -103,6 +104,18 @@ def test_every_page_in_chromium(served_app):
         expect(page.locator("input[aria-label='Find user_id(s)']")).to_have_value("7590-VHVEG")
         assert page.locator("[data-testid='stException']").count() == 0
         page.screenshot(path=str(SHOTS / "training_frame_deep_link.png"), full_page=True)
+
+        # the feature lab: a candidate written in the form, previewed with the inputs its values came from
+        page.goto(f"{url}/feature_lab")
+        page.get_by_text("time feature", exact=True).click()
+        page.locator("input[aria-label='name']").fill("watch_trend")
+        page.locator("input[aria-label^='of (a column']").fill("watch_hours_30d")
+        page.get_by_role("button", name="Write the candidate").click()
+        expect(page.get_by_text("watch_trend: a time feature").first).to_be_visible()
+        expect(page.get_by_text("A few users").first).to_be_visible()
+        page.wait_for_timeout(1500)
+        assert page.locator("[data-testid='stException']").count() == 0
+        page.screenshot(path=str(SHOTS / "feature_lab_preview.png"), full_page=True)
         browser.close()
 
     rec = online_features(["7590-VHVEG"], settings=settings, store=store)[0]

@@ -42,7 +42,7 @@ def test_registry_objects_lineage_search_and_feature_page(studio):
     assert search(objs, "no-such-thing-anywhere").empty
 
     page = feature_page(store, "subs_profile_fv:monthly_fee", settings)
-    assert page.type == "Float64" and page.services == ["churn_model_v1"]
+    assert page.type == "Float64" and page.services == ["churn_model_v1", "churn_model_v2"]  # v2: v1 + derived
     assert str(page.latest_snapshot) == "2024-03-31" and f"{page.materialized_up_to:%Y-%m-%d}" == "2024-02-29"
     assert (
         "get_online_features" in page.snippets

@@ -1,0 +1,339 @@
+"""The feature lab on the real store: derived features computed at write equal a plain pandas
+reference (gaps, a late month), read the same offline and online (our store and a plain Feast
+client), prove themselves point in time, measure a lift, and bad input changes nothing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from streamflow.core.catalog import SERVICE_V2
+from streamflow.core.errors import InvalidInput, NotFound
+from streamflow.features import datasets, derived, derived_table, lab
+from streamflow.features.apply import apply
+from streamflow.features.derived import Derived
+from streamflow.features.materialize import materialize
+from streamflow.features.online import online_features
+from streamflow.features.training import build_training_frame
+from streamflow.ingest import ingest_month
+from streamflow.ingest.demo import generate_months
+from streamflow.monitoring import lift
+from streamflow.monitoring.followup import after_ingest
+from streamflow.storage import db
+from tests.support import cli_env, reset_database, store_for
+
+TIME_FEATURES = [
+    Derived("watch_d1", "watch_hours_30d", "delta", 1),
+    Derived("watch_r2", "watch_hours_30d", "ratio_to_mean", 2),
+    Derived("devices_mean2", "unique_devices_30d", "mean", 2),
+    Derived("devices_min2", "unique_devices_30d", "min", 2),
+    Derived("devices_max2", "unique_devices_30d", "max", 2),
+    Derived("failed_since3", "failed_payments_90d > 0", "months_since", 3),
+    Derived("failed_count3", "failed_payments_90d > 0", "count", 3),
+    Derived("fee_per_hour", "monthly_fee / (watch_hours_30d + 1)"),
+    Derived("fee_per_failure", "monthly_fee / failed_payments_90d"),  # division by zero: null
+]
+
+
+def _clean(settings, store) -> None:
+    derived.write(settings.feature_repo, [])
+    derived_table.rebuild(settings, [])
+    apply(settings, store)
+
+
+@pytest.fixture
+def lab_settings(server_settings):
+    """The server backend, emptied, with no derived feature; left that way."""
+    reset_database(server_settings)
+    store = store_for(server_settings)
+    _clean(server_settings, store)
+    yield server_settings, store
+    _clean(server_settings, store)
+
+
+def _reference(settings) -> pd.DataFrame:
+    """The time features from the snapshots with pandas alone: group by user, shift over calendar months."""
+    with db.connection(settings) as conn:
+        rows = conn.execute(
+            """SELECT u.user_id, u.as_of, g.watch_hours_30d, g.unique_devices_30d, p.failed_payments_90d, s.monthly_fee
+               FROM users_snapshots u
+               JOIN usage_agg_30d_snapshots g USING (user_id, as_of)
+               JOIN payments_agg_90d_snapshots p USING (user_id, as_of)
+               JOIN subscriptions_profile_snapshots s USING (user_id, as_of)"""
+        ).fetchall()
+    snap = pd.DataFrame(rows, columns=["user_id", "as_of", "watch", "devices", "failed", "fee"])
+    snap["m"] = [d.year * 12 + d.month for d in snap["as_of"]]
+    for c in ("watch", "devices", "failed", "fee"):
+        snap[c] = snap[c].astype(float)
+    indexed = snap.set_index(["user_id", "m"])
+
+    def at(col: str, back: int) -> np.ndarray:  # the user's value `back` calendar months earlier (NaN: no snapshot)
+        key = pd.MultiIndex.from_arrays([snap["user_id"], snap["m"] - back])
+        return indexed[col].reindex(key).to_numpy()
+
+    w, dev = snap["watch"].to_numpy(), snap["devices"].to_numpy()
+    held = {b: at("failed", b) > 0 for b in range(3)}  # NaN > 0 is False: no snapshot, not held
+    out = snap[["user_id", "as_of"]].copy()
+    out["watch_d1"] = w - at("watch", 1)
+    with np.errstate(all="ignore"):
+        mean_before = np.nanmean(np.vstack([at("watch", 1), at("watch", 2)]), axis=0)
+        out["watch_r2"] = np.where(mean_before == 0, np.nan, w / mean_before)
+        window = np.vstack([dev, at("devices", 1)])
+        out["devices_mean2"] = np.nanmean(window, axis=0)
+        out["devices_min2"] = np.nanmin(window, axis=0)
+        out["devices_max2"] = np.nanmax(window, axis=0)
+        out["fee_per_hour"] = snap["fee"] / (w + 1)
+        out["fee_per_failure"] = np.where(snap["failed"] == 0, np.nan, snap["fee"] / snap["failed"])
+    out["failed_since3"] = np.select([held[0], held[1], held[2]], [0, 1, 2], np.nan)
+    out["failed_count3"] = held[0].astype(int) + held[1] + held[2]
+    return out.sort_values(["user_id", "as_of"]).reset_index(drop=True)
+
+
+def _stored(settings) -> pd.DataFrame:
+    names = ", ".join(f.name for f in TIME_FEATURES)
+    with db.connection(settings) as conn:
+        cur = conn.execute(f"SELECT user_id, as_of, {names} FROM {derived.SNAPSHOT} ORDER BY user_id, as_of")
+        return pd.DataFrame(cur.fetchall(), columns=[c.name for c in cur.description])
+
+
+def _assert_equal(stored: pd.DataFrame, ref: pd.DataFrame) -> None:
+    assert list(stored["user_id"]) == list(ref["user_id"]) and list(stored["as_of"]) == list(ref["as_of"])
+    for f in TIME_FEATURES:
+        a = pd.to_numeric(stored[f.name], errors="coerce").astype(float).to_numpy()
+        b = ref[f.name].astype(float).to_numpy()
+        assert (np.isnan(a) == np.isnan(b)).all(), (f.name, int((np.isnan(a) != np.isnan(b)).sum()))
+        ok = ~np.isnan(a)
+        assert np.allclose(a[ok], b[ok], rtol=1e-9, atol=1e-9), f.name
+
+
+def test_time_features_equal_a_pandas_reference_with_a_gap_and_a_late_month(lab_settings, months):
+    settings, store = lab_settings
+    # the first and the third month: every user has a gap where the second one belongs
+    for i in (0, 2):
+        ingest_month(months[i][0], settings=settings)
+    derived.write(settings.feature_repo, TIME_FEATURES)
+    derived_table.rebuild(settings, TIME_FEATURES)
+    stored = _stored(settings)
+    _assert_equal(stored, _reference(settings))
+    third = stored[stored["as_of"] == months[2][1]]
+    assert third["watch_d1"].isna().all()  # no snapshot the month before: null, never a two-month change
+    assert third["fee_per_failure"].isna().any() and third["fee_per_failure"].notna().any()
+    apply(settings, store)
+    kept = datasets.create(months[2][1], SERVICE_V2, settings=settings, store=store)
+    assert "watch_d1" in datasets.frame(kept.name, settings=settings, store=store).frame.columns
+
+    # the second month arrives late: it and the third (whose windows read it) are computed again
+    ingest_month(months[1][0], settings=settings)
+    assert derived_table.months_to_refresh(settings, TIME_FEATURES) == [months[1][1], months[2][1]]
+    after_ingest(settings, store)
+    assert derived_table.months_to_refresh(settings, TIME_FEATURES) == []
+    stored = _stored(settings)
+    _assert_equal(stored, _reference(settings))
+    assert stored.loc[stored["as_of"] == months[2][1], "watch_d1"].notna().mean() > 0.8
+    # the dataset of the third month read the windows before the second month existed: stale, and why
+    (ds,) = [d for d in datasets.list_datasets(settings, store) if d.name == kept.name]
+    assert any("derived features" in why for why in ds.stale_because), ds.stale_because
+
+
+@pytest.fixture(scope="module")
+def demo_months(tmp_path_factory):
+    """Three demo months large enough for a lift interval (the generator's own trend: usage falls
+    before a subscriber churns)."""
+    return generate_months(tmp_path_factory.mktemp("lab_seeds"), users=4000, months=3, seed=11)
+
+
+@pytest.fixture
+def lab_store(embedded_settings, demo_months):
+    settings = embedded_settings
+    reset_database(settings)
+    store = store_for(settings)
+    _clean(settings, store)
+    for folder, _ in demo_months:
+        ingest_month(folder, settings=settings)
+    materialize(settings=settings, store=store)
+    yield settings, store
+    _clean(settings, store)
+
+
+def test_bad_candidates_are_refused_in_one_line_and_change_nothing(lab_store):
+    settings, _ = lab_store
+    bad = [
+        ({"expr": "monthly_fee / nope"}, "unknown column 'nope'"),
+        ({"expr": "monthly_fee + contract_type"}, "expected a number"),
+        ({"expr": "__import__('os').system('true')"}, "attribute"),
+        ({"expr": "__import__('os')"}, "unknown function '__import__'"),
+        ({"expr": "monthly_fee.__class__"}, "attribute"),
+        ({"expr": "lambda x: x"}, "not an expression"),
+        ({"expr": "(select 1)"}, "not part of the expression language"),
+        ({"expr": "1; drop table users"}, "one expression"),
+        ({"expr": "contract_type = 'Monthly'"}, "no value 'Monthly'"),
+        ({"agg": "delta", "over": 3, "of": "watch_hours_30d"}, "the store holds 3"),
+        ({"agg": "count", "over": 2, "of": "watch_hours_30d"}, "aggregates a condition"),
+        ({"agg": "median", "over": 1, "of": "watch_hours_30d"}, "unknown aggregation"),
+    ]
+    for kwargs, words in bad:
+        with pytest.raises(InvalidInput, match=None) as err:
+            lab.new(settings, "candidate_x", **kwargs)
+        assert words in str(err.value) and "\n" not in str(err.value), (kwargs, str(err.value))
+    with pytest.raises(InvalidInput, match="already a column"):
+        lab.new(settings, "monthly_fee", expr="monthly_fee * 2")
+    lab.new(settings, "twice_fee", expr="monthly_fee * 2")
+    with pytest.raises(InvalidInput, match="exists already"):
+        lab.new(settings, "twice_fee", expr="monthly_fee * 3")
+    assert list(lab.listing(settings)["name"]) == ["twice_fee"]
+    assert not derived.declarations_path(settings.feature_repo).exists()
+    with pytest.raises(NotFound):
+        lab.preview(settings, "never_written")
+
+
+def test_the_leakage_check_runs_and_catches_a_feature_that_reads_the_next_month(lab_store):
+    settings, _ = lab_store
+    lab.new(settings, "watch_trend", agg="delta", over=1, of="watch_hours_30d")
+    honest = lab.leakage_check(settings, "watch_trend")
+    assert honest.passed and honest.users > 100 and honest.later_months == 1, honest.reason
+    leaky = Derived("leaky", "watch_hours_30d", "delta", -1)  # next month minus this one: the language cannot say it
+    caught = lab.leakage_check(settings, leaky)
+    assert not caught.passed and caught.changed_by_altered > 0 and "LEAKS" in caught.reason
+
+
+def test_add_serves_the_same_values_offline_and_online_then_remove_undoes_it(lab_store):
+    settings, store = lab_store
+    lab.new(settings, "fee_per_hour", expr="monthly_fee / (watch_hours_30d + 1)")
+    lab.new(settings, "watch_trend", agg="delta", over=1, of="watch_hours_30d")
+    p = lab.preview(settings, "watch_trend")
+    assert p.rows == 4000 and 0 < p.null_rate < 0.5 and len(p.examples) > 0
+    assert "watch_hours_30d" in p.examples.columns
+    plan = lab.plan(settings, store, "fee_per_hour")
+    assert any("derived_features_fv" in line for line in plan) and any(SERVICE_V2 in line for line in plan)
+    for name in ("fee_per_hour", "watch_trend"):
+        lab.add(settings, store, name, by="tester")
+    assert [f.name for f in lab.declared(settings)] == ["fee_per_hour", "watch_trend"]
+    fv = store.get_feature_view(derived.VIEW)
+    assert {"fee_per_hour", "watch_trend"} <= {f.name for f in fv.features}
+    assert fv.features[0].tags["inputs"] == "monthly_fee,watch_hours_30d"  # lineage: its inputs
+
+    tf = build_training_frame(lab.month_of(settings, None), SERVICE_V2, settings=settings, store=store)
+    users = list(tf.frame["user_id"].head(50))
+    online = {r.user_id: r.features for r in online_features(users, SERVICE_V2, settings=settings, store=store)}
+    for _, row in tf.frame.head(50).iterrows():
+        for name in ("fee_per_hour", "watch_trend"):
+            off, on = row[name], online[row["user_id"]][name]
+            assert (pd.isna(off) and on is None) or abs(off - on) < 1e-9, (row["user_id"], name, off, on)
+
+    # a plain Feast client reads churn_model_v2 offline and online
+    env = cli_env(settings)
+    subprocess.run([sys.executable, "-m", "streamflow.cli", "env"], env=env, check=True, capture_output=True)
+    from streamflow.features.store import write_client_yaml
+
+    write_client_yaml(settings)
+    client = f"""
+import json, pandas as pd
+from feast import FeatureStore
+store = FeatureStore(repo_path="feature_repo")
+service = store.get_feature_service("{SERVICE_V2}")
+online = store.get_online_features(features=service, entity_rows=[{{"user_id": u}} for u in {users[:5]!r}]).to_dict()
+entity = pd.DataFrame({{"user_id": {users[:5]!r}, "event_timestamp": [pd.Timestamp("{tf.as_of}", tz="UTC")] * 5}})
+frame = store.get_historical_features(entity_df=entity, features=service).to_df().sort_values("user_id")
+print(json.dumps({{"online": online["watch_trend"], "offline": frame["watch_trend"].tolist()}}, default=str))
+"""
+    from streamflow.features.store import feast_env
+
+    out = subprocess.run(
+        [sys.executable, "-c", client],
+        cwd=settings.home,
+        env={**env, **feast_env(settings)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    want = [tf.frame.set_index("user_id").loc[u, "watch_trend"] for u in sorted(users[:5])]
+    assert [None if pd.isna(w) else round(w, 9) for w in want] == [
+        None if v is None else round(v, 9) for v in got["offline"]
+    ]
+
+    # skew: offline against online, the derived features too
+    from streamflow.monitoring.skew import skew_report
+
+    report = skew_report(users=users[:20], features=SERVICE_V2, settings=settings, store=store)
+    mine = report.pairs[report.pairs["feature"].isin(["fee_per_hour", "watch_trend"])]
+    assert len(mine) == 40 and set(mine["status"]) == {"equal"}, mine[mine["status"] != "equal"].head()
+    assert "derived_as_of" not in set(report.pairs["feature"])  # a lineage field, not a model input
+
+    # the feature API serves v2 on request, v1 by default
+    from fastapi.testclient import TestClient
+
+    from streamflow.api import create_app
+
+    api = TestClient(create_app(settings, store))
+    v2 = api.get(f"/features/{users[0]}", params={"service": SERVICE_V2}).json()["features"]
+    v1 = api.get(f"/features/{users[0]}").json()["features"]
+    assert "watch_trend" in v2 and "fee_per_hour" in v2 and "watch_trend" not in v1
+    assert v2["monthly_fee"] == v1["monthly_fee"]
+    assert api.get(f"/features/{users[0]}", params={"service": "nope"}).status_code == 422
+
+    lab.remove(settings, store, "fee_per_hour", by="tester")
+    assert [f.name for f in lab.declared(settings)] == ["watch_trend"]
+    assert "fee_per_hour" not in {f.name for f in store.get_feature_view(derived.VIEW).features}
+    assert lab.get(settings, "fee_per_hour").state == "removed"
+    versions = store.list_feature_view_versions(derived.VIEW)
+    assert len(versions) >= 3  # Feast's own history: created, a field added, a field removed
+
+
+def test_the_demo_trend_has_a_lift_and_a_noise_feature_does_not(lab_store):
+    settings, store = lab_store
+    lab.new(settings, "watch_trend", agg="delta", over=1, of="watch_hours_30d")
+    lab.new(settings, "rebuffer_mean", agg="mean", over=2, of="rebuffer_events_7d")
+    trend = lift.lift(settings, store, "watch_trend")
+    noise = lift.lift(settings, store, "rebuffer_mean")
+    assert trend.ci_low > 0 and trend.verdict == "adds lift", trend.reason
+    assert noise.ci_low <= 0 <= noise.ci_high and noise.verdict == "no measurable lift", noise.reason
+    assert lab.get(settings, "watch_trend").lift["verdict"] == "adds lift"
+
+
+def test_the_command_forms_work_as_written(lab_store, monkeypatch, capsys):
+    from streamflow.cli import main
+    from tests.support import use_settings
+
+    settings, _ = lab_store
+    use_settings(monkeypatch, settings)
+    assert main(["feature", "new", "fee_per_hour", "--expr", "monthly_fee / (watch_hours_30d + 1)"]) == 0
+    assert main(["feature", "new", "watch_trend", "--over", "1", "--agg", "delta", "--of", "watch_hours_30d"]) == 0
+    assert main(["feature", "new", "bad", "--expr", "__import__('os')"]) == 2  # refused: invalid input
+    assert main(["feature", "preview", "watch_trend", "--as-of", "2024-02-29"]) == 0
+    assert main(["feature", "leakage", "watch_trend"]) == 0
+    assert main(["feature", "lift", "fee_per_hour", "--train-as-of", "2024-02-29", "--test-as-of", "2024-03-31"]) == 0
+    assert main(["feature", "add", "watch_trend"]) == 0
+    assert main(["feature", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "unknown function" not in out  # errors go to stderr
+    assert "watch_trend at 2024-02-29: 4,000 users" in out and "reads no future snapshot" in out
+    assert "fee_per_hour: AUC" in out and "watch_trend added" in out
+    assert main(["feature", "remove", "watch_trend"]) == 0
+    assert main(["feature", "remove", "watch_trend"]) == 4  # not in the store: not found
+    assert lab.declared(settings) == []
+
+
+def test_the_feature_lab_page(lab_store, monkeypatch):
+    from tests.support import app_page
+
+    settings, _ = lab_store
+    at = app_page(settings, monkeypatch, "feature_lab")
+    assert not at.exception and any("No candidate yet" in str(i.value) for i in at.info)
+    at.radio[0].set_value("time feature").run()
+    at.text_input[0].input("watch_trend")
+    at.text_input[1].input("watch_hours_30d")
+    at.button[0].click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("watch_trend: a time feature" in str(s.value) for s in at.success), [e.value for e in at.error]
+    assert any(m.label == "users" and m.value == "4,000" for m in at.metric)
+    add = next(b for b in at.button if b.label.startswith("Add watch_trend"))
+    add.click().run()
+    assert not at.exception and [f.name for f in lab.declared(settings)] == ["watch_trend"]
+    assert any(b.label.startswith("Remove watch_trend") for b in at.button)

@@ -1,0 +1,107 @@
+"""The derived features' language: what it accepts, what it refuses (in one line), the SQL it writes,
+and the declarations' checks. The values it computes are tested on a real PostgreSQL against a
+pandas reference (tests/integration/test_feature_lab.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from streamflow.core.errors import InvalidInput
+from streamflow.features import derived
+from streamflow.features.derived import Derived
+from streamflow.features.expr import BOOLEAN, NUMBER, compile_expression
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "inputs"),
+    [
+        ("monthly_fee / (watch_hours_30d + 1)", NUMBER, ("monthly_fee", "watch_hours_30d")),
+        (
+            "failed_payments_90d > 0 and contract_type == 'Month-to-month'",
+            BOOLEAN,
+            ("failed_payments_90d", "contract_type"),
+        ),
+        ("coalesce(total_paid, 0) / greatest(months_active, 1)", NUMBER, ("total_paid", "months_active")),
+        ("clip(log1p(skips_7d), 0, 3)", NUMBER, ("skips_7d",)),
+        ("if(has_family, 1, 0) + abs(-2)", NUMBER, ("has_family",)),
+        (
+            "contract_type in ('One year', 'Two year') or not paperless_billing",
+            BOOLEAN,
+            ("contract_type", "paperless_billing"),
+        ),
+        ("ticket_avg_resolution_hrs_90d is not null", BOOLEAN, ("ticket_avg_resolution_hrs_90d",)),
+        ("watch_hours_30d between 1 and 10", BOOLEAN, ("watch_hours_30d",)),
+    ],
+)
+def test_accepted_expressions(text, kind, inputs):
+    c = compile_expression(text)
+    assert c.kind == kind and c.inputs == inputs
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("nope + 1", "unknown column 'nope'"),
+        ("churn_label", "unknown column 'churn_label'"),  # the target is never an input
+        ("monthly_fee + contract_type", "expected a number"),
+        ("monthly_fee and has_family", "expected a boolean"),
+        ("has_family > true", "booleans compare only"),
+        ("__import__('os')", "unknown function '__import__'"),
+        ("os.system('ls')", "attribute"),
+        ("monthly_fee.__class__", "attribute"),
+        ("lambda x: x", "not an expression"),
+        ("pg_sleep(10)", "unknown function 'pg_sleep'"),
+        ("(select password from pg_shadow)", "not part of the expression language"),
+        ("monthly_fee::text", "not part of the expression language"),
+        ("1; drop table users", "one expression"),
+        ("contract_type = 'Monthly'", "no value 'Monthly'"),
+        ("if(has_family, 1)", "three arguments"),
+        ("", "empty"),
+        ("null", "always null"),
+        ("x" * 600, "longer than"),
+    ],
+)
+def test_refused_in_one_line(text, words):
+    with pytest.raises(InvalidInput) as err:
+        compile_expression(text)
+    assert words in str(err.value) and "\n" not in str(err.value)
+
+
+def test_the_sql_holds_only_checked_names_numbers_and_quoted_text():
+    c = compile_expression("monthly_fee / failed_payments_90d")
+    assert "NULLIF(" in c.sql  # division by zero gives null, not an error
+    c = compile_expression("if(has_family, 'it''s', 'no')")
+    assert "'it''s'" in c.sql
+    c = compile_expression("log1p(watch_hours_30d)")
+    assert "> -1 THEN LN(" in c.sql  # null where the logarithm is undefined
+
+
+def test_declaration_checks():
+    ok = Derived("watch_trend", "watch_hours_30d", "delta", 1)
+    assert derived.check(ok, [], months_stored=2) is ok
+    assert ok.window == 1 and ok.dtype == "float"
+    assert Derived("n", "failed_payments_90d > 0", "count", 3).dtype == "int"
+    assert Derived("n", "failed_payments_90d > 0").dtype == "bool"
+    with pytest.raises(InvalidInput, match="the store holds 1"):
+        derived.check(ok, [], months_stored=1)
+    with pytest.raises(InvalidInput, match="exists already"):
+        derived.check(ok, [ok], months_stored=2)
+    with pytest.raises(InvalidInput, match="already a column"):
+        derived.check(Derived("watch_hours_30d", "1 + 1"), [])
+    with pytest.raises(InvalidInput, match="lowercase"):
+        derived.check(Derived("Bad Name", "1 + 1"), [])
+    with pytest.raises(InvalidInput, match="1 or more"):
+        derived.check(Derived("x_back", "watch_hours_30d", "delta", 0), [])
+    # the windows never look ahead for what the language can declare
+    for agg in derived.AGGS:
+        of = "failed_payments_90d > 0" if agg in derived.CONDITION_AGGS else "watch_hours_30d"
+        assert "FOLLOWING" not in Derived("f", of, agg, 3).select_sql("_in_0")
+
+
+def test_declarations_round_trip(tmp_path):
+    features = [Derived("a_ratio", "monthly_fee / 2"), Derived("b_trend", "watch_hours_30d", "mean", 3, "three months")]
+    derived.write(tmp_path, features)
+    assert derived.read(tmp_path) == features
+    assert "of: watch_hours_30d" in derived.declarations_path(tmp_path).read_text()
+    derived.write(tmp_path, [])
+    assert derived.read(tmp_path) == [] and not derived.declarations_path(tmp_path).exists()
