@@ -1,5 +1,5 @@
 # StreamFlow Feature Studio
-#   make run    venv + install; seed two demo months if data/seeds is empty; ingest new months;
+#   make run    venv + install; seed three demo months if data/seeds is empty; ingest new months;
 #               register the Feast repo; first materialization; open the app on 127.0.0.1:8501
 #   make test   the test suite (embedded PostgreSQL; server/Redis/browser tests when configured)
 #   make test-fast  pure functions only: no database, no Feast store (seconds)

@@ -1,6 +1,6 @@
 """Synthetic StreamFlow month folders, shaped like the public telco churn data set.
 
-`generate_months(out, users=7043, months=2, start=date(2024, 1, 31), seed=42)` writes
+`generate_months(out, users=7043, months=DEMO_MONTHS, start=date(2024, 1, 31), seed=42)` writes
 `month_000/`, `month_001/`, ... each with the six CSVs of DESIGN.md and `_as_of.txt`.
 Deterministic for a seed, vectorised (numpy + pyarrow), so a million users take seconds.
 
@@ -28,6 +28,9 @@ from streamflow.core.dates import add_months, month_end
 # The first row of the public data set, kept so the course's examples (7590-VHVEG,
 # monthly_fee 29.85, months_active 1, paperless billing) work on generated data.
 COURSE_USER = "7590-VHVEG"
+# The demo's months (`make run`, `streamflow seed`): three, so a trend over a month has a month to be
+# trained on and a later one to be scored on (the feature lab's out-of-time lift)
+DEMO_MONTHS = 3
 _LETTERS = np.frombuffer(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", dtype=np.uint8)
 _DIGITS = np.frombuffer(b"0123456789", dtype=np.uint8)
 
@@ -301,7 +304,7 @@ def write_month(folder: Path, tables: dict[str, pa.Table], as_of: date) -> None:
 def generate_months(
     out: Path | str,
     users: int = 7043,
-    months: int = 2,
+    months: int = DEMO_MONTHS,
     start: date = date(2024, 1, 31),
     seed: int = 42,
     hide_add_ons_first_month: bool = True,
