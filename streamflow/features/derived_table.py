@@ -65,8 +65,8 @@ def _ddl(name: str, features: list[Derived]) -> str:
 
 
 def _insert(table: str, features: list[Derived]) -> str:
-    names = ", ".join([JOIN_KEY, "as_of", *(f.name for f in features)])
-    return f"INSERT INTO {table} ({names}) SELECT {names} FROM ({derived.select(features)}) AS computed"
+    cols = ", ".join([JOIN_KEY, "as_of", *(f.name for f in features)])
+    return f"INSERT INTO {table} ({cols}) SELECT {cols} FROM ({derived.select(features)}) AS computed"
 
 
 def rebuild(settings: Settings, features: list[Derived], say: Say = _quiet) -> int:
