@@ -118,10 +118,11 @@ def test_environment_selects_the_server_and_redis(name):
     assert (s.pg_host, s.pg_port, s.pg_user, s.pg_password, s.pg_db) == ("postgres", 5432, "u", "p@ss", "d")
     assert s.online_store == "redis" and s.redis_url == "redis://redis:6379/0"
     assert str(s.home) == "/app"
-    for vol in SERVICES[name]["volumes"]:
-        host, container = vol.split(":")[:2]
-        assert host == "./data" and container == str(s.home / "data")
-        assert Path(container) == s.seeds_dir.parent
+    mounts = dict(vol.split(":")[:2] for vol in SERVICES[name]["volumes"])
+    assert mounts == {"./data": str(s.home / "data"), "./feature_repo": str(s.feature_repo)}
+    assert Path(mounts["./data"]) == s.seeds_dir.parent
+    # the feature lab's declarations live in the repo every container applies
+    assert Path(mounts["./feature_repo"]) == s.feature_repo
 
 
 def test_no_password_in_files():
