@@ -30,6 +30,9 @@ from streamflow.storage import db, runs
 from streamflow.storage.snapshots import snapshot_dates
 
 LOCK_DERIVED = 7_406  # one computation of the derived table at a time
+# a window sorts each user's months: with PostgreSQL's default 4 MB a month of 1,000,000 users
+# spills the sort to disk; the preview's read gets room to sort in memory
+SORT_MEMORY = ("SET work_mem = '256MB'",)
 Say = Callable[[str], None]
 
 
@@ -178,7 +181,7 @@ def values(
         if alteration.mode == "removed":  # nothing after the cut exists, not even as the window's upper bound
             params["hi"] = min(params["hi"], alteration.after)
     query = derived.select(features, users_param="users" if users is not None else None, alteration=alteration)
-    frame = db.read_frame(query + f" ORDER BY {JOIN_KEY}, as_of", settings, params)
+    frame = db.read_frame(query + f" ORDER BY {JOIN_KEY}, as_of", settings, params, setup=SORT_MEMORY)
     for f in features:
         if f.dtype == "float":
             frame[f.name] = pd.to_numeric(frame[f.name], errors="coerce").astype("float64")

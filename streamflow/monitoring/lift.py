@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -166,8 +167,10 @@ def lift(
     if b <= a:
         raise InvalidInput(f"score on a later month than the training one: train {a}, test {b}")
     progress(f"frames at {a} and {b} (churn_model_v1 and {f.name}, at most {max_users:,} users each)")
-    train, names = _frame(settings, store, a, f, max_users)
-    test, _ = _frame(settings, store, b, f, max_users)
+    # the two months' frames at once: each is mostly the database's work, and there are two cores
+    with ThreadPoolExecutor(2) as pool:
+        jobs = [pool.submit(_frame, settings, store, month, f, max_users) for month in (a, b)]
+        (train, names), (test, _) = (j.result() for j in jobs)
     # only users still active: those labelled churned at the month before are serving their last
     # month (their label is already known, their usage already collapsing), in training as in scoring
     before = [d for d in dates if d < a]
@@ -179,6 +182,11 @@ def lift(
     if len(set(y_train)) < 2 or len(set(y_test)) < 2:
         raise NotReady("the lift needs churners and stayers in both months")
     cand = f.name
+    if not train[cand].notna().any():
+        raise NotReady(
+            f"{cand} has no value at {a} (its window needs months before it): measure its lift trained on a "
+            "later month (--train-as-of), or ingest an earlier one"
+        )
     x_train, x_test = model_check.design_matrix([train, test], names + [cand])
     base_cols = [c for c in x_train.columns if c not in model_check.columns_of(x_train, cand)]
     idx = model_check._at_most(np.arange(len(y_train)), y_train, model_check.MAX_ROWS)

@@ -246,12 +246,16 @@ def connection(settings: Settings | None = None, *, autocommit: bool = False) ->
 
 
 def read_frame(
-    query: sql.Composable | str, settings: Settings | None = None, params: dict | None = None
+    query: sql.Composable | str,
+    settings: Settings | None = None,
+    params: dict | None = None,
+    setup: tuple[str, ...] = (),
 ) -> pd.DataFrame:
     """A read-only query's rows as a DataFrame, decoded from a binary COPY into Arrow
     (`feast_ext.pg_arrow`) instead of a Python object per cell: numbers as numbers (NaN for
     null), text as str (None for null), dates as dates. Parameters are composed in (`psycopg.sql`),
-    or `%(name)s` placeholders bound by psycopg's own client-side quoting (`params`)."""
+    or `%(name)s` placeholders bound by psycopg's own client-side quoting (`params`). `setup`: the
+    session's settings for the read (e.g. a larger `work_mem` for a query that sorts a population)."""
     from psycopg.conninfo import make_conninfo
 
     from streamflow.feast_ext.pg_arrow import read_arrow
@@ -261,7 +265,7 @@ def read_frame(
         text = query if isinstance(query, str) else query.as_string(conn)
         if params is not None:
             text = psycopg.ClientCursor(conn).mogrify(text, params)
-    table = read_arrow(make_conninfo(**conninfo(settings).kwargs()), text)
+    table = read_arrow(make_conninfo(**conninfo(settings).kwargs()), text, setup)
     return table.to_pandas(date_as_object=True)
 
 

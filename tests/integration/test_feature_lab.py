@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from streamflow.core.catalog import SERVICE_V2
-from streamflow.core.errors import InvalidInput, NotFound
+from streamflow.core.errors import InvalidInput, NotFound, NotReady
 from streamflow.features import datasets, derived, derived_table, lab
 from streamflow.features.apply import apply
 from streamflow.features.derived import Derived
@@ -294,6 +294,9 @@ def test_the_demo_trend_has_a_lift_and_a_noise_feature_does_not(lab_store):
     noise = lift.lift(settings, store, "rebuffer_mean")
     assert trend.ci_low > 0 and trend.verdict == "adds lift", trend.reason
     assert noise.ci_low <= 0 <= noise.ci_high and noise.verdict == "no measurable lift", noise.reason
+    # trained on the first month, a trend has no value at all: said, not a crash inside the fit
+    with pytest.raises(NotReady, match="has no value at 2024-01-31"):
+        lift.lift(settings, store, "watch_trend", "2024-01-31", "2024-02-29")
     assert lab.get(settings, "watch_trend").lift["verdict"] == "adds lift"
 
 
