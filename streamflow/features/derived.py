@@ -31,6 +31,7 @@ docs/feature_lab.md for the figures.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -59,6 +60,13 @@ NAME_RE = re.compile(r"^[a-z][a-z0-9_]{1,62}$")
 MONTH_INDEX = f"(EXTRACT(YEAR FROM {TIMESTAMP})::int * 12 + EXTRACT(MONTH FROM {TIMESTAMP})::int)"
 
 
+@functools.lru_cache(maxsize=256)
+def _compiled(text: str) -> Compiled:
+    """An expression compiled against the catalog once per process: a declaration's kind, type, inputs
+    and SQL are all read from it, several times per query built or view declared."""
+    return compile_expression(text)
+
+
 @dataclass(frozen=True)
 class Derived:
     """One derived feature as declared: a row feature (`agg` None) or a time feature."""
@@ -76,7 +84,7 @@ class Derived:
         return "time" if self.agg else "row"
 
     def compiled(self) -> Compiled:
-        return compile_expression(self.expr)
+        return _compiled(self.expr)
 
     @property
     def dtype(self) -> str:

@@ -206,10 +206,9 @@ def preview(settings: Settings, feature: Derived | str, as_of: str | date | None
     examples = _examples(settings, f, month, vals)
     notes = []
     if f.kind == "time":
-        first = int(s.isna().sum())
         notes.append(
-            f"{f.definition()}: reads {f.window + 1} month(s) per value; {first:,} user(s) without the months it "
-            "needs have null"
+            f"{f.definition()}: reads {f.window + 1} month(s) per value; {nulls:,} user(s) have null (no snapshot "
+            "in a month it needs, or a null input there)"
         )
     return Preview(f.name, month, len(vals), nulls, summary, hist, examples, time.perf_counter() - t0, notes)
 

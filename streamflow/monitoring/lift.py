@@ -98,7 +98,8 @@ def _quiet(_m: str) -> None:
     pass
 
 
-def _frame(settings: Settings, store, month: date, f: Derived, users: int) -> pd.DataFrame:
+def _frame(settings: Settings, store, month: date, f: Derived, users: int) -> tuple[pd.DataFrame, list[str]]:
+    """v1's frame of a sample of users at `month` with the candidate's values beside it, and v1's feature names."""
     from streamflow.features.training import build_training_frame
 
     tf = build_training_frame(month, SERVICE, settings=settings, store=store, sample=users)
