@@ -1,16 +1,24 @@
 """Data quality: every Great Expectations run, filterable, with per-expectation details."""
 
+from datetime import UTC, datetime
+from pathlib import Path
+
 import plotly.express as px
 import streamlit as st
 from data import clear, settings, validation_runs
 from door import write_guard
 from ui import badge, friendly_errors, require_snapshots
 
+from streamflow.core import links
 from streamflow.core.catalog import TABLES
 from streamflow.quality.data_docs import build as build_data_docs
 from streamflow.quality.data_docs import zipped
 from streamflow.quality.report import OUTCOMES, REFUSED, details_frame, filter_validations, pass_rates, stored_months
 from streamflow.quality.revalidate import revalidate_snapshot
+
+# the site lives in this app's static folder, which Streamlit serves at app/static/ (relative link)
+DATA_DOCS = Path(__file__).resolve().parents[1] / "static" / "data_docs"
+DATA_DOCS_LINK = "app/static/data_docs/index.html"
 
 st.title("Data quality")
 st.caption("Great Expectations suites (one per table, plus a cross-file check) run on every ingestion.")
@@ -23,11 +31,15 @@ with friendly_errors():
 
     f1, f2, f3 = st.columns(3)
     tables = sorted(all_runs["table"].unique())
-    pick_tables = f1.multiselect("Tables", tables, default=tables, key="dq_tables", bind="query-params")
+    pick_tables = f1.multiselect(
+        "Tables", tables, default=tables, key=links.key("data_quality", "table"), bind="query-params"
+    )
     refused = ~all_runs["stored"]
     months = ["all", *stored_months(all_runs), *([REFUSED] if refused.any() else [])]
-    pick_as_of = f2.selectbox("as_of (stored months)", months, format_func=str, key="dq_as_of", bind="query-params")
-    outcome = f3.selectbox("Outcome", OUTCOMES, key="dq_outcome", bind="query-params")
+    pick_as_of = f2.selectbox(
+        "as_of (stored months)", months, format_func=str, key=links.key("data_quality", "as_of"), bind="query-params"
+    )
+    outcome = f3.selectbox("Outcome", OUTCOMES, key=links.key("data_quality", "outcome"), bind="query-params")
     view = filter_validations(all_runs, pick_tables, pick_as_of, outcome)
 
     m1, m2, m3 = st.columns(3)
@@ -66,16 +78,20 @@ with friendly_errors():
     st.subheader("Great Expectations Data Docs")
     st.caption(
         "Great Expectations' own static site, rendered from every stored validation (failed runs "
-        "included): an index, each suite, each result. Also `streamflow data-docs`."
+        "included): an index, each suite, each result, with its styles (no CDN). Served by this app; "
+        "also `streamflow data-docs`."
     )
-    if st.button("Build Data Docs", key="dq_docs"):
+    site = DATA_DOCS / "index.html"
+    if st.button("Build Data Docs" if not site.is_file() else "Build Data Docs again", key="dq_docs"):
         with st.spinner("Rendering every stored validation with Great Expectations..."):
-            docs = build_data_docs(settings=settings())
-        st.success(f"{docs.validations} validation page(s) in {docs.seconds:.1f}s, in `{docs.index.parent}`.")
-        st.markdown(f"Open [{docs.index.name}]({docs.index.resolve().as_uri()}) on this machine, or download it:")
+            docs = build_data_docs(DATA_DOCS, settings=settings())
+        st.success(f"{docs.validations} validation page(s) in {docs.seconds:.1f}s.")
+    if site.is_file():
+        built = datetime.fromtimestamp(site.stat().st_mtime, tz=UTC)
+        st.markdown(f"[Open the Data Docs]({DATA_DOCS_LINK}) · built {built:%Y-%m-%d %H:%M} UTC")
         st.download_button(
             "Download the site (zip)",
-            zipped(docs),
+            lambda: zipped(site),  # zipped when clicked, not at each visit
             file_name="data_docs.zip",
             mime="application/zip",
             key="dq_docs_zip",

@@ -9,7 +9,7 @@ from streamflow.cli.output import print_table
 
 def register(sub) -> None:
     s = sub.add_parser("data-docs", help="Great Expectations' Data Docs site from every stored validation")
-    s.add_argument("--out", default=None, help="folder to write the site in (default .streamflow/data_docs)")
+    s.add_argument("--out", default=None, help="folder to write the site in (default: the one the studio serves)")
     s.set_defaults(func=cmd_data_docs)
 
     s = sub.add_parser("validations", help="Great Expectations runs, filtered, and the share passing per month")
@@ -30,7 +30,7 @@ def cmd_data_docs(args: argparse.Namespace) -> int:
 
     docs = build(args.out)
     print(f"Great Expectations Data Docs: {docs.validations} validation page(s) in {docs.seconds:.1f}s")
-    print(f"open {docs.index.resolve().as_uri()}")
+    print(f"open {docs.index.resolve().as_uri()}" + (f"\n  or, served by the studio, {docs.url}" if docs.url else ""))
     return 0
 
 

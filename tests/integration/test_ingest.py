@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import date
 
 import pytest
@@ -371,6 +372,15 @@ def test_great_expectations_data_docs_from_every_stored_validation(
     assert len(failed) == 1
     html = failed[0].read_text()
     assert "watch_hours_30d" in html and "Failed" in html
+    # offline: every page loads its styles and scripts from the site itself, nothing from a CDN
+    from streamflow.quality.data_docs import external_loads
+
+    for page in [out / "index.html", *pages, *(out / "expectations").rglob("*.html")]:
+        text = page.read_text()
+        assert not external_loads(text), (page, external_loads(text))
+        for ref in re.findall(r'<(?:link|script|img)\b[^>]*?\b(?:href|src)="([^"#?]+)', text):
+            assert (page.parent / ref).resolve().is_file(), (page, ref)  # every relative load is there
+    assert "static/vendor/css/bootstrap.min.css" in (out / "index.html").read_text()
 
     other = tmp_path / "notes"
     other.mkdir()
