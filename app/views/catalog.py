@@ -5,6 +5,8 @@ import streamlit as st
 from data import feature_statistics, settings, store
 from ui import friendly_errors, nothing_to_show, require_applied, require_snapshots
 
+from streamflow.core import links
+from streamflow.core.catalog import LABEL_FEATURE, LABEL_HORIZON
 from streamflow.core.config import Settings
 from streamflow.core.errors import NotReady
 from streamflow.features.registry import feature_page, objects, search
@@ -48,7 +50,10 @@ with friendly_errors():
     m4.metric("Feature services", len(objs.services))
 
     query = st.text_input(
-        "Search names, descriptions and tags", key="cat_search", bind="query-params", placeholder="e.g. payments"
+        "Search names, descriptions and tags",
+        key=links.key("catalog", "search"),
+        bind="query-params",
+        placeholder="e.g. payments",
     )
     if query.strip():
         hits = search(objs, query)
@@ -74,13 +79,17 @@ with friendly_errors():
         "Feature",
         refs,
         index=refs.index("subs_profile_fv:monthly_fee") if "subs_profile_fv:monthly_fee" in refs else 0,
-        key="cat_feature",
+        key=links.key("catalog", "feature"),
         bind="query-params",
     )
-    as_of = c2.selectbox("at as_of", dates, index=len(dates) - 1, format_func=str, key="cat_as_of", bind="query-params")
+    as_of = c2.selectbox(
+        "at as_of", dates, index=len(dates) - 1, format_func=str, key=links.key("catalog", "as_of"), bind="query-params"
+    )
     page = feature_page(store(), ref, settings())
     st.markdown(f"#### `{page.ref}` · {page.type}")
     st.write(page.description or "(no description)")
+    if page.feature == LABEL_FEATURE:
+        st.info(LABEL_HORIZON)
     f1, f2, f3 = st.columns(3)
     f1.metric("Used by services", ", ".join(page.services) or "none")
     f2.metric("Latest snapshot", str(page.latest_snapshot or "none"))

@@ -7,6 +7,7 @@ from data import clear, dataset_frame, dataset_summary, datasets, settings, stor
 from door import write_guard
 from ui import friendly_errors, nothing_to_show, require_applied, require_snapshots
 
+from streamflow.core import links
 from streamflow.core.catalog import SERVICE
 from streamflow.features import datasets as kept
 
@@ -35,7 +36,7 @@ with friendly_errors():
                 except kept.AlreadyKept as exc:  # offered, not kept twice
                     box.update(label="Kept already", state="complete")
                     st.info(str(exc).replace(" (--again)", ""))
-                    st.session_state["ds_pick"] = exc.dataset.name
+                    st.session_state[links.key("datasets", "dataset")] = exc.dataset.name
                 else:
                     box.update(label=f"Kept {made.name}: {made.rows:,} rows in {made.seconds:.1f}s", state="complete")
             clear()
@@ -55,7 +56,7 @@ with friendly_errors():
     st.dataframe(table, hide_index=True)
 
     names = [d.name for d in rows]
-    pick = st.selectbox("Dataset", names, key="ds_pick", bind="query-params")
+    pick = st.selectbox("Dataset", names, key=links.key("datasets", "dataset"), bind="query-params")
     ds = next(d for d in rows if d.name == pick)
     for reason in ds.stale_because:
         st.warning(f"Stale: {reason}. Rebuild to bring it up to date.")
@@ -87,10 +88,12 @@ with friendly_errors():
         clear()
         st.rerun()
 
-    if len(names) > 1 and st.toggle("Compare two datasets side by side", key="ds_diff", bind="query-params"):
+    if len(names) > 1 and st.toggle(
+        "Compare two datasets side by side", key=links.key("datasets", "diff"), bind="query-params"
+    ):
         c1, c2 = st.columns(2)
-        a = c1.selectbox("A", names, index=0, key="ds_diff_a", bind="query-params")
-        b = c2.selectbox("B", names, index=1, key="ds_diff_b", bind="query-params")
+        a = c1.selectbox("A", names, index=0, key=links.key("datasets", "a"), bind="query-params")
+        b = c2.selectbox("B", names, index=1, key=links.key("datasets", "b"), bind="query-params")
         if a != b:
             by_name = {d.name: d for d in rows}
             diff = kept.diff_frames(dataset_frame(by_name[a]).frame, dataset_frame(by_name[b]).frame)

@@ -6,6 +6,7 @@ from data import drift
 from door import can_write
 from ui import distribution_chart, friendly_errors, nothing_to_show, require_applied, require_snapshots
 
+from streamflow.core import links
 from streamflow.monitoring.drift import Thresholds
 
 st.title("Drift")
@@ -21,10 +22,17 @@ with friendly_errors():
         "Compare", ["training frame A vs B", "training frame vs online store now"], horizontal=True, key="drift_mode"
     )
     c1, c2 = st.columns(2)
-    a = c1.selectbox("Reference as_of (A)", dates, index=0, format_func=str, key="drift_a", bind="query-params")
+    a = c1.selectbox(
+        "Reference as_of (A)", dates, index=0, format_func=str, key=links.key("drift", "reference"), bind="query-params"
+    )
     if mode == "training frame A vs B":
         b = c2.selectbox(
-            "Current as_of (B)", dates, index=len(dates) - 1, format_func=str, key="drift_b", bind="query-params"
+            "Current as_of (B)",
+            dates,
+            index=len(dates) - 1,
+            format_func=str,
+            key=links.key("drift", "as_of"),
+            bind="query-params",
         )
         n = 0
     else:
@@ -72,5 +80,5 @@ with friendly_errors():
     )
 
     st.subheader("Distributions")
-    pick = st.selectbox("Feature", list(rep.table["feature"]), key="drift_feature", bind="query-params")
+    pick = st.selectbox("Feature", list(rep.table["feature"]), key=links.key("drift", "feature"), bind="query-params")
     distribution_chart(rep.histogram(pick), str(a), cur_label)

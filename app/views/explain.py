@@ -1,9 +1,11 @@
 """Explain one user: a subscriber's snapshots over the months, point-in-time and online values, label."""
 
+import plotly.express as px
 import streamlit as st
 from data import settings, store
 from ui import friendly_errors, require_applied, require_snapshots
 
+from streamflow.core import links
 from streamflow.core.errors import InvalidInput, NotFound
 from streamflow.monitoring.explain import explain
 
@@ -18,8 +20,12 @@ with friendly_errors():
     dates = require_snapshots()
     require_applied()
     c1, c2 = st.columns(2)
-    uid = c1.text_input("user_id", value="7590-VHVEG", max_chars=200, key="ex_user", bind="query-params")
-    as_of = c2.selectbox("as_of", dates, index=len(dates) - 1, format_func=str, key="ex_as_of", bind="query-params")
+    uid = c1.text_input(
+        "user_id", value="7590-VHVEG", max_chars=200, key=links.key("explain", "user_id"), bind="query-params"
+    )
+    as_of = c2.selectbox(
+        "as_of", dates, index=len(dates) - 1, format_func=str, key=links.key("explain", "as_of"), bind="query-params"
+    )
     try:
         e = explain(uid.strip(), as_of, settings=settings(), store=store())
     except (InvalidInput, NotFound) as exc:  # said here, in one line
@@ -38,8 +44,42 @@ with friendly_errors():
     grid = e.timeline.assign(**{m: e.timeline[m].map({True: "✓", False: "·"}) for m in months})
     st.dataframe(grid, hide_index=True)
 
+    st.markdown("**Churn score**")
+    if e.score is None:
+        st.info(e.model)
+        train = {links.key("model_check", "train"): str(e.snapshot_as_of)} if e.snapshot_as_of in dates[:-1] else None
+        st.page_link("views/model_check.py", label="Run the model check", icon=":material/model_training:",
+                     query_params=train)  # fmt: skip
+    else:
+        st.metric("Churn probability", f"{e.score:.1%}")
+        st.caption(e.model)
+        parts = e.contributions.head(12).iloc[::-1]
+        fig = px.bar(
+            parts.assign(value=parts["value"].astype(str)),
+            x="contribution",
+            y="feature",
+            orientation="h",
+            hover_data=["value"],
+            color=parts["contribution"] > 0,
+            color_discrete_map={True: "#E5484D", False: "#1565c0"},
+            labels={
+                "contribution": "contribution to the log-odds of churn",
+                "feature": "",
+                "color": "raises the score",
+            },
+        )
+        fig.update_layout(height=60 + 28 * len(parts), showlegend=False, margin={"t": 10, "b": 10})
+        st.plotly_chart(fig)
+
     st.markdown(f"**Values at {e.as_of}**: offline as a frame holds them, online as served")
     shown = e.values.copy()
     for col in ("value", "online_value"):
         shown[col] = shown[col].astype(str)
-    st.dataframe(shown, hide_index=True, column_config={"reason": st.column_config.TextColumn(width="large")})
+    st.dataframe(
+        shown,
+        hide_index=True,
+        column_config={
+            "reason": st.column_config.TextColumn(width="large"),
+            "contribution": st.column_config.NumberColumn(format="%+.3f"),
+        },
+    )

@@ -10,6 +10,7 @@ from data import clear, settings, store, version
 from door import write_guard
 from ui import friendly_errors, nothing_to_show, require_applied, require_snapshots
 
+from streamflow.core import links
 from streamflow.core.errors import InvalidInput, NotFound
 from streamflow.features import derived, lab
 from streamflow.features.expr import FUNCTIONS, feature_columns
@@ -71,7 +72,7 @@ with friendly_errors():
             else:
                 c = lab.new(s, name.strip(), agg=agg, over=int(over), of=expr)
             st.success(c.feature.summary())
-            st.session_state["lab_pick"] = c.feature.name
+            st.session_state[links.key("feature_lab", "candidate")] = c.feature.name
         except (InvalidInput, NotFound) as exc:  # refused in one line; nothing written
             st.error(str(exc))
 
@@ -84,8 +85,15 @@ with friendly_errors():
 
     names = list(table["name"])
     c1, c2 = st.columns(2)
-    pick = c1.selectbox("candidate", names, key="lab_pick", bind="query-params")
-    as_of = c2.selectbox("as_of", dates, index=len(dates) - 1, format_func=str, key="lab_as_of", bind="query-params")
+    pick = c1.selectbox("candidate", names, key=links.key("feature_lab", "candidate"), bind="query-params")
+    as_of = c2.selectbox(
+        "as_of",
+        dates,
+        index=len(dates) - 1,
+        format_func=str,
+        key=links.key("feature_lab", "as_of"),
+        bind="query-params",
+    )
     cand = lab.get(s, pick)
     f = cand.feature
     st.markdown(f"{f.summary()} · **{cand.state}**")

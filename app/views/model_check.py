@@ -6,6 +6,8 @@ from data import settings, store, training_frame
 from door import can_write
 from ui import friendly_errors, nothing_to_show, require_applied, require_snapshots
 
+from streamflow.core import links
+from streamflow.core.catalog import LABEL_HORIZON
 from streamflow.core.config import Settings
 from streamflow.monitoring.model_check import model_check
 
@@ -14,15 +16,17 @@ from streamflow.monitoring.model_check import model_check
 def check(s: Settings, a, b):
     save = can_write()
     frames = {"train": training_frame(a, (), True, save), "eval": training_frame(b, (), True, save)}
-    return model_check(a, b, settings=s, store=store(), frames=frames)
+    return model_check(a, b, settings=s, store=store(), frames=frames, keep_model=save)
 
 
 st.title("Model check")
 st.caption(
     "The same baselines (logistic regression, gradient-boosted tree) trained at as_of A on the point-in-time "
     "frame and on a naive frame (each user's latest values, as a plain join gives), both scored on a "
-    "hold-out of A and out of time at B."
+    "hold-out of A and out of time at B. The point-in-time logistic regression is kept: Explain one user "
+    "scores each subscriber with it."
 )
+st.caption(f"Labels: {LABEL_HORIZON}")
 
 with friendly_errors():
     dates = require_snapshots()
@@ -31,9 +35,18 @@ with friendly_errors():
         nothing_to_show("The model check needs two snapshots: ingest a second month.")
         st.stop()
     c1, c2 = st.columns(2)
-    a = c1.selectbox("Train at (A)", dates[:-1], index=0, format_func=str, key="mc_a", bind="query-params")
+    a = c1.selectbox(
+        "Train at (A)", dates[:-1], index=0, format_func=str, key=links.key("model_check", "train"), bind="query-params"
+    )
     later = [d for d in dates if d > a]
-    b = c2.selectbox("Evaluate at (B)", later, index=0, format_func=str, key="mc_b", bind="query-params")
+    b = c2.selectbox(
+        "Evaluate at (B)",
+        later,
+        index=0,
+        format_func=str,
+        key=links.key("model_check", "evaluate"),
+        bind="query-params",
+    )
     mc = check(settings(), a, b)
 
     pit, naive = mc.gap("point-in-time"), mc.gap("naive")

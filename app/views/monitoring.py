@@ -4,10 +4,22 @@ model, each month's quality, and the alerts the checks raised."""
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
-from data import alerts, clear, datasets, monitor_distribution, monitor_grid, monitor_quality, settings
+from data import (
+    alerts,
+    clear,
+    datasets,
+    label_monitor,
+    monitor_distribution,
+    monitor_grid,
+    monitor_quality,
+    settings,
+)
 from door import who, write_guard
 from ui import distribution_chart, friendly_errors, nothing_to_show, require_snapshots
 
+from streamflow.core import links
+from streamflow.core.catalog import LABEL_HORIZON
+from streamflow.monitoring.labels import JUMP
 from streamflow.monitoring.over_time import PREVIOUS, RATIO_CAP
 
 COLOURS = ["#1565c0", "#2e7d32", "#ef6c00", "#6a1b9a", "#00838f", "#ad1457"]
@@ -37,9 +49,12 @@ with friendly_errors():
         st.success("No open or acknowledged alert: every check passed at the last run.")
     else:
         st.dataframe(
-            open_alerts[["id", "state", "kind", "as_of", "message", "acknowledged_by"]],
+            open_alerts[["id", "state", "kind", "as_of", "message", "link", "acknowledged_by"]],
             hide_index=True,
-            column_config={"message": st.column_config.TextColumn(width="large")},
+            column_config={
+                "message": st.column_config.TextColumn(width="large"),
+                "link": st.column_config.LinkColumn("shows it", display_text="open"),
+            },
         )
         pending = open_alerts.loc[open_alerts["state"] == "open", "id"].tolist()
         if pending:
@@ -116,8 +131,8 @@ with friendly_errors():
     if (
         points and st.session_state.get("mon_clicked") != points[0]
     ):  # a new click, not the same one again  # a clicked cell opens that feature's two distributions below
-        st.session_state["mon_month"] = pd.Timestamp(points[0]["x"]).date()
-        st.session_state["mon_feature"] = points[0]["y"]
+        st.session_state[links.key("monitoring", "month")] = pd.Timestamp(points[0]["x"]).date()
+        st.session_state[links.key("monitoring", "feature")] = points[0]["y"]
         st.session_state["mon_clicked"] = points[0]
     st.caption(
         "Colour: the deciding score over its threshold, green below 1, red from 1 (drifted), darkest at 2 or more; "
@@ -139,9 +154,13 @@ with friendly_errors():
 
     st.subheader("What matters in a month")
     c1, c2 = st.columns(2)
-    month = c1.selectbox("Month", months[::-1], format_func=str, key="mon_month", bind="query-params")
+    month = c1.selectbox(
+        "Month", months[::-1], format_func=str, key=links.key("monitoring", "month"), bind="query-params"
+    )
     in_month = scores[scores["month"] == month].drop(columns=["month"])
-    feature = c2.selectbox("Feature", in_month["feature"].tolist(), key="mon_feature", bind="query-params")
+    feature = c2.selectbox(
+        "Feature", in_month["feature"].tolist(), key=links.key("monitoring", "feature"), bind="query-params"
+    )
     if g.importance:
         st.caption(
             f"Ordered by drift x importance: the baseline model's permutation importance ({g.importance_source}), "
@@ -180,6 +199,55 @@ with friendly_errors():
         fig.update_xaxes(type="category")
         fig.update_layout(height=300, margin={"t": 30})
         st.plotly_chart(fig)  # one chart, three measures: fewer charts for the browser to draw
+
+    st.subheader("Labels: churn month by month")
+    st.caption(LABEL_HORIZON)
+    lab = label_monitor()
+    if lab.rates.empty:
+        nothing_to_show("No month's labels counted yet: `streamflow monitor` counts them (it runs after every ingest).")
+    else:
+        by_month = lab.by_month()
+        rate = go.Figure(
+            go.Scatter(
+                x=by_month["month"].astype(str), y=by_month["rate"], mode="lines+markers", name="churn rate",
+                marker={"color": ["#c62828" if j else "#1565c0" for j in by_month["jumped"]], "size": 10},
+                customdata=by_month[["users", "churned"]],
+                hovertemplate="%{x}: %{y:.1%} churned (%{customdata[1]:,} of %{customdata[0]:,})<extra></extra>",
+            )
+        )  # fmt: skip
+        rate.update_layout(height=240, margin={"t": 10}, xaxis_type="category", yaxis_tickformat=".0%",
+                           yaxis_title="churn rate", xaxis_title="month")  # fmt: skip
+        st.plotly_chart(rate)
+        st.dataframe(
+            by_month[["month", "users", "churned", "rate", "change", "why"]],
+            hide_index=True,
+            column_config={
+                "rate": st.column_config.NumberColumn("churn rate", format="percent"),
+                "change": st.column_config.NumberColumn("change", format="percent"),
+                "why": st.column_config.TextColumn(width="large"),
+            },
+        )
+        st.caption(
+            f"A red point: the churn rate moved by {JUMP:.0%} or more from the month before (a label_shift alert). "
+            "The why names the segment carrying most of the change: the rate is the sum over a feature's bins of "
+            "share x churn rate."
+        )
+        names = sorted({f for m in lab.profiles.values() for f in m})
+        pick = st.selectbox("Churn rate per bin of", names, key=links.key("monitoring", "label_feature"),
+                            bind="query-params")  # fmt: skip
+        sig = lab.signal(pick)
+        bars = go.Figure(
+            [
+                go.Bar(x=g["bin"], y=g["churn_rate"], name=str(m), marker_color=COLOURS[i % len(COLOURS)],
+                       customdata=g[["users", "share"]],
+                       hovertemplate="%{x}: %{y:.1%} churned, %{customdata[0]:,} users (%{customdata[1]:.0%})<extra></extra>")
+                for i, (m, g) in enumerate(sig.groupby("month"))
+            ]
+        )  # fmt: skip
+        bars.update_layout(height=300, margin={"t": 10}, barmode="group", xaxis_type="category",
+                           yaxis_tickformat=".0%", yaxis_title="churn rate", xaxis_title=pick)  # fmt: skip
+        st.plotly_chart(bars)
+        st.caption("How the feature's signal looks (churn rate per bin) and whether it moved from month to month.")
 
     # a toggle, not an expander: an expander runs its body on every visit, and listing the kept
     # datasets opens the Feast store (seconds in a fresh process) that nothing else here needs

@@ -5,6 +5,7 @@ import streamlit as st
 from data import last_materialization, settings
 from ui import MATERIALIZE_PAGE, friendly_errors, require_applied
 
+from streamflow.core import links
 from streamflow.features.online import InvalidUserId, online_features, validate_user_id
 
 st.title("Online lookup")
@@ -18,7 +19,9 @@ with friendly_errors():
         st.page_link(MATERIALIZE_PAGE, label="Materialize now", icon=":material/sync:")
 
     with st.form("lookup"):
-        one = st.text_input("user_id", value="7590-VHVEG", max_chars=200, key="lookup_id", bind="query-params")
+        one = st.text_input(
+            "user_id", value="7590-VHVEG", max_chars=200, key=links.key("online_lookup", "user_id"), bind="query-params"
+        )
         many = st.text_area("or several user_ids (one per line or comma-separated)", height=80, key="lookup_many")
         submitted = st.form_submit_button("Look up", type="primary")
 

@@ -6,6 +6,7 @@ import streamlit as st
 from data import settings, store
 from ui import MATERIALIZE_PAGE, friendly_errors, nothing_to_show, require_applied, require_snapshots
 
+from streamflow.core import links
 from streamflow.core.config import Settings
 from streamflow.core.errors import InvalidInput
 from streamflow.features.online import validate_user_id
@@ -43,13 +44,15 @@ with friendly_errors():
 
     st.subheader("One user")
     c1, c2 = st.columns(2)
-    uid = c1.text_input("user_id", value="7590-VHVEG", key="skew_user", bind="query-params", max_chars=200)
+    uid = c1.text_input(
+        "user_id", value="7590-VHVEG", key=links.key("skew", "user_id"), bind="query-params", max_chars=200
+    )
     ref = c2.selectbox(
         "Reference snapshot (offline)",
         dates,
         index=len(dates) - 1,
         format_func=str,
-        key="skew_ref",
+        key=links.key("skew", "reference"),
         bind="query-params",
     )
     try:
@@ -76,7 +79,12 @@ with friendly_errors():
     c1, c2 = st.columns(2)
     n = c1.slider("Sample size", min_value=50, max_value=2000, value=300, step=50, key="skew_n")
     ref_pop = c2.selectbox(
-        "Reference snapshot", dates, index=len(dates) - 1, format_func=str, key="skew_ref_pop", bind="query-params"
+        "Reference snapshot",
+        dates,
+        index=len(dates) - 1,
+        format_func=str,
+        key=links.key("skew", "population_reference"),
+        bind="query-params",
     )
     rep = report(settings(), None, n, ref_pop)
     m1, m2, m3 = st.columns(3)
@@ -128,7 +136,9 @@ with friendly_errors():
 
     num = rep.numeric
     if not num.empty:
-        feat = st.selectbox("Numeric feature", sorted(num["feature"].unique()), key="skew_num", bind="query-params")
+        feat = st.selectbox(
+            "Numeric feature", sorted(num["feature"].unique()), key=links.key("skew", "feature"), bind="query-params"
+        )
         sub = num[num["feature"] == feat]
         fig = px.scatter(
             sub,

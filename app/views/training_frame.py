@@ -7,7 +7,8 @@ from data import clear, frame_distribution, frame_summary, settings, training_fr
 from door import write_guard
 from ui import friendly_errors, require_applied, require_snapshots
 
-from streamflow.core.catalog import LABEL_FEATURE, LABEL_VIEW, SERVICE
+from streamflow.core import links
+from streamflow.core.catalog import LABEL_FEATURE, LABEL_HORIZON, LABEL_VIEW, SERVICE
 from streamflow.core.errors import InvalidInput
 from streamflow.features import datasets as kept
 from streamflow.features.online import validate_user_id
@@ -23,7 +24,7 @@ def by_label(df: pd.DataFrame, as_of, chosen: tuple[str, ...], labels: bool) -> 
     bins are counted here, so the chart carries a few hundred numbers, not the column."""
     st.subheader("Distribution by churn label")
     feats = [c for c in feature_columns(df) if c != LABEL_FEATURE]
-    feat = st.selectbox("Feature", feats, key="dist_feature", bind="query-params")
+    feat = st.selectbox("Feature", feats, key=links.key("training_frame", "feature"), bind="query-params")
     dist = frame_distribution(as_of, chosen, labels, feat)
     fig = px.bar(
         dist, x="value", y="percent", color="group", barmode="group",
@@ -36,10 +37,16 @@ def by_label(df: pd.DataFrame, as_of, chosen: tuple[str, ...], labels: bool) -> 
 def comparison(tf, dates: list, chosen: tuple[str, ...], labels: bool) -> None:
     """Mean shift per feature against a second date: the second frame is read only when asked."""
     st.subheader("Compare two dates")
-    if not st.toggle("Compare with another date", key="compare_on", bind="query-params"):
+    if not st.toggle("Compare with another date", key=links.key("training_frame", "compare"), bind="query-params"):
         return
     other_choices = [d for d in dates if d != tf.as_of] or dates
-    other = st.selectbox("Compare with", other_choices, format_func=str, key="compare_with", bind="query-params")
+    other = st.selectbox(
+        "Compare with",
+        other_choices,
+        format_func=str,
+        key=links.key("training_frame", "compare_with"),
+        bind="query-params",
+    )
     with friendly_errors():
         training_frame(other, chosen, labels)
         mine, theirs = frame_summary(tf.as_of, chosen, labels), frame_summary(other, chosen, labels)
@@ -72,7 +79,12 @@ with friendly_errors():
         mode = st.radio("as_of", ["a snapshot date", "any date"], horizontal=True, label_visibility="collapsed")
         if mode == "a snapshot date":
             as_of = st.selectbox(
-                "as_of", dates, index=len(dates) - 1, format_func=str, key="as_of", bind="query-params"
+                "as_of",
+                dates,
+                index=len(dates) - 1,
+                format_func=str,
+                key=links.key("training_frame", "as_of"),
+                bind="query-params",
             )
         else:
             as_of = st.date_input("as_of (any date)", value=dates[-1], key="as_of_any")
@@ -85,7 +97,7 @@ with friendly_errors():
             bind="query-params",
         )
     with c3:
-        labels = st.toggle("Labels", value=True, key="labels", bind="query-params")
+        labels = st.toggle("Labels", value=True, key=links.key("training_frame", "labels"), bind="query-params")
 
     tf = training_frame(as_of, tuple(chosen), labels)
     df = tf.frame
@@ -95,6 +107,8 @@ with friendly_errors():
     m2.metric("Churn rate", f"{tf.churn_rate:.1%}" if tf.churn_rate is not None else "–")
     m3.metric("Snapshot used", str(tf.snapshot_as_of))
     m4.metric("Features", len(tf.features))
+    if tf.churn_rate is not None:
+        st.caption(f"Labels: {LABEL_HORIZON}")
     for note in tf.notes:
         st.info(note)
     if not any(n.startswith("read from the dataset") for n in tf.notes):
@@ -106,7 +120,9 @@ with friendly_errors():
             except kept.AlreadyKept as exc:  # offered, not kept twice
                 st.info(str(exc).replace(" (--again)", ""))
                 st.page_link(
-                    "views/datasets.py", label=f"Open {exc.dataset.name}", query_params={"ds_pick": exc.dataset.name}
+                    "views/datasets.py",
+                    label=f"Open {exc.dataset.name}",
+                    query_params={links.key("datasets", "dataset"): exc.dataset.name},
                 )
             else:
                 clear()
@@ -134,7 +150,10 @@ with friendly_errors():
 
     st.subheader("Preview")
     find = st.text_input(
-        "Find user_id(s)", key="tf_user", bind="query-params", placeholder="7590-VHVEG, 0002-ORFBO (empty: every row)"
+        "Find user_id(s)",
+        key=links.key("training_frame", "user_id"),
+        bind="query-params",
+        placeholder="7590-VHVEG, 0002-ORFBO (empty: every row)",
     )
     ids = None
     if find.strip():

@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 from streamflow.cli.output import materialize_progress, say, store
+from streamflow.core import links
+from streamflow.core.catalog import LABEL_HORIZON
 
 
 def register(sub) -> None:
@@ -104,6 +106,9 @@ def cmd_training_frame(args: argparse.Namespace) -> int:
         f"{len(tf.features)} features{rate}, built in {tf.seconds:.1f}s"
     )
     print(tf.lineage.to_string(index=False))
+    if tf.churn_rate is not None:
+        print(f"labels: {LABEL_HORIZON}")
+    print(f"in the studio: {links.url('training_frame', as_of=tf.as_of)}")
     if args.out:
         out = write_frame(tf, args.out)
         print(f"wrote {out}")

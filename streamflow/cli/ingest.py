@@ -7,6 +7,7 @@ from datetime import date
 from pathlib import Path
 
 from streamflow.cli.output import say, store
+from streamflow.core import links
 
 
 def register(sub) -> None:
@@ -93,6 +94,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             f"ingested {folder} as_of {r.as_of}: {r.rows['users']} users, "
             f"{changed} snapshot rows changed, {r.duration_s:.1f}s (run {r.run_id})"
         )
+        print(f"  its validations in the studio: {links.url('data_quality', as_of=r.as_of)}")
         ingested = True
     if ingested:
         from streamflow.core.config import load_settings

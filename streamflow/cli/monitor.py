@@ -6,6 +6,7 @@ import argparse
 import os
 
 from streamflow.cli.output import print_table, store
+from streamflow.core import links
 
 
 def register(sub) -> None:
@@ -51,9 +52,14 @@ def cmd_explain(args: argparse.Namespace) -> int:
         print(f"note: {note}")
     label = "unknown" if e.label is None else ("churned" if e.label else "stayed")
     print(f"\nlabel: {label}. {e.label_note}")
-    cols = ["view", "feature", "value", "from_snapshot", "online_value", "status", "in_month"]
+    cols = ["view", "feature", "value", "from_snapshot", "online_value", "status", "in_month", "contribution"]
     with pd.option_context("display.width", 250, "display.max_colwidth", 60):
         print(e.values[cols].to_string(index=False))
+    print(f"\nchurn score: {e.score:.1%}. {e.model}" if e.score is not None else f"\nchurn score: none. {e.model}")
+    if e.score is not None:
+        top = e.contributions.head(5)
+        print("  largest contributions: " + ", ".join(f"{r.feature} {r.contribution:+.2f}" for r in top.itertuples()))
+    print(f"\nin the studio: {links.url('explain', user_id=e.user_id, as_of=e.as_of)}")
     return 0
 
 
@@ -136,6 +142,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         return 0
     for r in found.itertuples():
         print(f"[{r.id}] {r.state:<12} {r.kind:<13} {r.as_of}  {r.message}")
+        print(f"     {' ' * 12} {links.absolute(r.link)}")
     n = int((found["state"] == "open").sum())
     print(f"{n} open, {len(found) - n} acknowledged")
     if n:

@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 from streamflow.features.materialize import materialize
 from streamflow.features.online import online_features
 from streamflow.ingest import IngestError, ingest_month
-from tests.support import TEST_USERS
+from tests.support import REPO, TEST_USERS
 
 APP = str(Path(__file__).resolve().parents[2] / "app" / "streamlit_app.py")
 PAGES = [
@@ -392,9 +392,11 @@ def test_data_quality_page_builds_great_expectations_data_docs(app_env, months):
     at.button(key="dq_docs").click().run()
     assert not at.exception, at.exception
     done = [t for t in _texts(at, "success") if "validation page(s)" in t]
-    assert done and (settings.state_dir / "data_docs" / "index.html").is_file(), _texts(at, "error")
-    pages = list((settings.state_dir / "data_docs" / "validations").rglob("*.html"))
+    site = REPO / "app" / "static" / "data_docs"  # the folder the app serves at app/static/
+    assert done and (site / "index.html").is_file(), _texts(at, "error")
+    pages = list((site / "validations").rglob("*.html"))
     assert len(pages) == 7 and f"{len(pages)} validation page(s)" in done[0]  # six tables and the cross-file check
+    assert any("app/static/data_docs/index.html" in m.value for m in at.markdown)  # linked, over http
 
 
 def test_deep_links_restore_each_pages_selections(app_env, months):
@@ -420,6 +422,24 @@ def test_deep_links_restore_each_pages_selections(app_env, months):
         for key, value in params.items():
             widget = at.text_input(key=key) if key in ("skew_user", "tf_user", "lookup_id") else at.selectbox(key=key)
             assert str(widget.value) == value, (page, key, widget.value)
+    # each alert links to the page and selection that shows it: opened, the view is restored
+    from urllib.parse import parse_qsl, urlsplit
+
+    from streamflow.monitoring.alerts import check
+
+    raised = check(settings, store)
+    assert not raised.empty
+    for link in raised["link"].unique():
+        target = urlsplit(link)
+        params = dict(parse_qsl(target.query))
+        at = _app()
+        at.query_params.update(params)
+        at.switch_page(f"views/{target.path}.py").run()
+        assert not at.exception, (link, [e.value for e in at.exception])
+        for key, value in params.items():
+            kinds = {"dq_tables": at.multiselect, "cat_search": at.text_input}
+            shown = kinds.get(key, at.selectbox)(key=key).value
+            assert str(shown[0] if isinstance(shown, list) else shown) == value, (link, key, shown)
     # the training frame found the linked user: one row, theirs
     at = _app()
     at.query_params.update(links["views/training_frame.py"])
