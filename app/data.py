@@ -321,3 +321,15 @@ def _alerts(s: Settings, v: tuple, states: tuple[str, ...]) -> pd.DataFrame:
 def alerts(states: tuple[str, ...] = ("open", "acknowledged")) -> pd.DataFrame:
     """The kept alerts in these states (default: not resolved), open first (`alerts.listing`)."""
     return _alerts(settings(), version(), states)
+
+
+@st.cache_data(ttl=3600, max_entries=8, show_spinner=False)
+def _label_monitor(s: Settings, v: tuple):
+    from streamflow.monitoring.labels import kept
+
+    return kept(s)
+
+
+def label_monitor():
+    """Every month's kept label counts (`monitoring.labels.kept`): the churn rate and each feature's signal."""
+    return _label_monitor(settings(), version())

@@ -212,6 +212,14 @@ TABLES_BY_NAME: dict[str, Table] = {t.name: t for t in TABLES}
 CSV_FILES: tuple[str, ...] = tuple(t.csv for t in TABLES)
 LABEL_VIEW = LABELS.view
 LABEL_FEATURE = LABELS.columns[0].name
+# what the label means at an as_of (the horizon), said wherever labels appear: frame, model check,
+# catalog, explain, the label monitor
+LABEL_HORIZON = (
+    f"{LABEL_FEATURE} at an as_of is the outcome known at that month end: "
+    + LABELS.columns[0].description.rstrip(".").lower()
+    + ". A frame at as_of pairs it with features dated at or before as_of, never after, so a model "
+    "learns this month's outcome from what was known by this month's snapshot."
+)
 DERIVED_LINEAGE = "derived_as_of"  # the lineage field of the derived features' view (features.derived)
 LINEAGE_FIELDS: frozenset[str] = frozenset([*(t.lineage for t in TABLES), DERIVED_LINEAGE])
 

@@ -8,7 +8,9 @@ Checks (each month, or the month `as_of`):
 - `freshness`: a feature view whose newest snapshot is older than its `freshness_sla` tag on the
   data's clock: the date checked (`--as-of`) or else the latest snapshot (cron passes today's date
   to judge it on the wall clock);
-- `online_stale`: a view whose online values are older than its latest snapshot (not materialized since).
+- `online_stale`: a view whose online values are older than its latest snapshot (not materialized since);
+- `label_shift`: a month's churn rate moved by `labels.JUMP` or more from the month before (with the
+  segment that carries most of the change, `labels`).
 
 An alert is kept once per (kind, subject, month) in `monitor_alerts`, with its value, threshold
 and state: `open` when raised, `acknowledged` by a user with write access (several at once),
@@ -28,15 +30,16 @@ from datetime import date
 import pandas as pd
 from psycopg import sql
 
+from streamflow.core import links
 from streamflow.core.catalog import TABLES
 from streamflow.core.config import Settings
 from streamflow.core.dates import parse_days
 from streamflow.core.errors import NotFound, NotReady, StreamflowError
-from streamflow.monitoring import distributions, over_time
+from streamflow.monitoring import distributions, labels, over_time
 from streamflow.storage import db
 from streamflow.storage.snapshots import snapshot_dates
 
-KINDS = ("feature_drift", "month_drift", "quality", "freshness", "online_stale")
+KINDS = ("feature_drift", "month_drift", "quality", "freshness", "online_stale", "label_shift")
 STATES = ("open", "acknowledged", "resolved")
 COLUMNS = [
     "id",
@@ -53,6 +56,20 @@ COLUMNS = [
     "resolution",
 ]
 Key = tuple[str, str, date]  # (kind, subject, month) of a check
+
+
+def link(kind: str, subject: str, as_of: date) -> str:
+    """The page and selection that show an alert (`links.path`: relative, as the app links it;
+    `links.absolute` gives the CLI's URL)."""
+    if kind == "feature_drift":
+        return links.path("monitoring", month=as_of, feature=subject)
+    if kind == "quality":
+        return links.path("data_quality", table=[subject], as_of=as_of)
+    if kind == "freshness":
+        return links.path("catalog", search=subject)
+    if kind == "online_stale":
+        return links.path("materialize")
+    return links.path("monitoring", month=as_of)
 
 
 @dataclass(frozen=True)
@@ -151,6 +168,18 @@ def freshness_alerts(settings: Settings, store, on: date, latest: dict[str, date
     return out
 
 
+def label_alerts(kept: labels.Kept, months: list[date] | None = None) -> list[Alert]:
+    """Months whose churn rate jumped from the month before, each with why."""
+    out = []
+    for r in kept.by_month().itertuples():
+        if r.jumped and (months is None or r.month in months):
+            out.append(
+                Alert("label_shift", "churn_rate", r.month, float(abs(r.change)), labels.JUMP,
+                      f"{r.why} (a move of {labels.JUMP * 100:.0f} points or more is flagged)")
+            )  # fmt: skip
+    return out
+
+
 def online_alerts(settings: Settings) -> list[Alert]:
     from streamflow.features.materialize import freshness
 
@@ -187,7 +216,11 @@ def evaluate(settings: Settings, store, as_of: date | None = None) -> tuple[list
     latest = {t.name: max((d for d in snapshot_dates(settings, t) if d <= on), default=None) for t in TABLES}
     out += freshness_alerts(settings, store, on, latest)
     out += online_alerts(settings)
-    checked: set[Key] = set()
+    kept = labels.kept(settings)
+    out += label_alerts(kept, months)
+    checked: set[Key] = {
+        ("label_shift", "churn_rate", m) for m in kept.rates["month"].iloc[1:] if months is None or m in months
+    }
     for r in grid.scores.itertuples():
         if months is None or r.month in months:
             checked |= {("feature_drift", r.feature, r.month), ("month_drift", "month", r.month)}
@@ -266,6 +299,7 @@ def check(
         lock.execute("SELECT pg_advisory_lock(%s, 0)", (db.LOCK_MONITOR,))
         distributions.refresh(settings, say)
         distributions.drop_stale_months(settings)
+        labels.refresh(settings, say)
         store = store or get_store(settings)
         config = over_time.load_config(settings)
         src = over_time.importance_source(config, snapshot_dates(settings))
@@ -315,7 +349,9 @@ def listing(
     args.append(list(KINDS))
     with db.connection(settings) as conn:
         rows = conn.execute(q, args).fetchall()
-    return pd.DataFrame(rows, columns=COLUMNS)
+    out = pd.DataFrame(rows, columns=COLUMNS)
+    out["link"] = [link(r.kind, r.subject, r.as_of) for r in out.itertuples()]
+    return out
 
 
 def acknowledge(settings: Settings, alert_ids: int | list[int], by: str) -> list[int]:

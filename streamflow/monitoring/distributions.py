@@ -180,6 +180,19 @@ def _count_of(conn, view: str, cols: list[Column], column: Callable[[str], pd.Se
 
 def _count(conn, relation: sql.Composable, where: sql.Composable, view: str, cols: list[Column]) -> list[Distribution]:
     """Counts of every column of one population in one scan: one grouping set per column."""
+    return _count_by(conn, relation, where, view, cols).get(None, [])
+
+
+def _count_by(
+    conn,
+    relation: sql.Composable,
+    where: sql.Composable,
+    view: str,
+    cols: list[Column],
+    by: sql.Composable | None = None,
+) -> dict:
+    """`_count` apart for each value of the expression `by` (its text; None: one population), in
+    the same one scan: value -> Distributions."""
     fixed = {f: e for f, e in conn.execute("SELECT feature, edges FROM monitor_edges")}
     exprs, names = [], []
     for i, c in enumerate(cols):
@@ -193,34 +206,38 @@ def _count(conn, relation: sql.Composable, where: sql.Composable, view: str, col
             expr = sql.SQL("{}::text").format(col)
         names.append(sql.Identifier(f"g{i}"))
         exprs.append(sql.SQL("{} AS {}").format(expr, names[-1]))
+    split = sql.SQL(", ({})::text AS _by").format(by) if by is not None else sql.SQL(", NULL::text AS _by")
     query = sql.SQL(
-        "SELECT GROUPING({names}) AS g, {coalesced}, count(*) FROM (SELECT {exprs} FROM {rel} WHERE {where}) s "
-        "GROUP BY GROUPING SETS ({sets})"
+        "SELECT GROUPING({names}) AS g, {coalesced}, _by, count(*) FROM (SELECT {exprs}{split} FROM {rel} "
+        "WHERE {where}) s GROUP BY GROUPING SETS ({sets})"
     ).format(
         names=sql.SQL(", ").join(names),
         coalesced=sql.SQL("coalesce({})").format(sql.SQL(", ").join(names)),
         exprs=sql.SQL(", ").join(exprs),
+        split=split,
         rel=relation,
         where=where,
-        sets=sql.SQL(", ").join(sql.SQL("({})").format(n) for n in names),
+        sets=sql.SQL(", ").join(sql.SQL("({}, _by)").format(n) for n in names),
     )
     n = len(cols)
-    values: list[dict] = [{} for _ in cols]
-    for g, value, count in conn.execute(query):
+    parts: dict = {}
+    for g, value, part, count in conn.execute(query):
         i = n - (g ^ ((1 << n) - 1)).bit_length()  # the one column grouped: its GROUPING bit is 0, the others 1
-        values[i][value] = int(count)
-    out = []
-    for c, v in zip(cols, values, strict=True):
-        nulls = v.pop(None, 0)
-        rows = nulls + sum(v.values())
-        if kind_of(c) == "numeric":
-            size = len(fixed.get(c.name) or []) + 1
-            counts = np.zeros(size if c.name in fixed else 0, dtype=np.int64)
-            for b, k in v.items():
-                counts[int(b)] += k
-            out.append(Distribution(c.name, view, "numeric", rows, nulls, counts))
-        else:
-            out.append(Distribution(c.name, view, "categorical", rows, nulls, v))
+        parts.setdefault(part, [{} for _ in cols])[i][value] = int(count)
+    out: dict = {}
+    for part, values in parts.items():
+        out[part] = []
+        for c, v in zip(cols, values, strict=True):
+            nulls = v.pop(None, 0)
+            rows = nulls + sum(v.values())
+            if kind_of(c) == "numeric":
+                size = len(fixed.get(c.name) or []) + 1
+                counts = np.zeros(size if c.name in fixed else 0, dtype=np.int64)
+                for b, k in v.items():
+                    counts[int(b)] += k
+                out[part].append(Distribution(c.name, view, "numeric", rows, nulls, counts))
+            else:
+                out[part].append(Distribution(c.name, view, "categorical", rows, nulls, v))
     return out
 
 

@@ -8,7 +8,9 @@ the one a frame or the online store gives.
 - the online values with their snapshot and their skew status against that as_of's snapshot;
 - the label at the snapshot, with what it means (the horizon);
 - where each value sits in its month: for a number, the share of the month's users below its bin
-  (the monitor's fixed bins), for a category the share of users with the same value.
+  (the monitor's fixed bins), for a category the share of users with the same value;
+- when a model check has run at or before the as_of, the churn score of its kept model (the
+  point-in-time logistic regression) and each feature's contribution to it (`scoring`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from streamflow.core.catalog import LABEL_FEATURE, TABLES, column_named
+from streamflow.core.catalog import LABEL_FEATURE, LABEL_HORIZON, TABLES
 from streamflow.core.config import Settings, load_settings
 from streamflow.core.dates import parse_date, snapshot_for
 from streamflow.core.errors import NotFound
@@ -27,16 +29,10 @@ from streamflow.features.online import validate_user_id
 from streamflow.features.refs import FeatureRef, resolve_features
 from streamflow.features.store import get_store
 from streamflow.features.training import requested
-from streamflow.monitoring import distributions
+from streamflow.monitoring import distributions, scoring
 from streamflow.monitoring.skew import offline_values, skew_report
 from streamflow.storage.frames import NULL
 from streamflow.storage.snapshots import snapshot_dates, snapshots_of
-
-LABEL_HORIZON = (
-    f"{LABEL_FEATURE} at an as_of is the outcome known at that month end: "
-    + column_named(LABEL_FEATURE).description.rstrip(".").lower()
-    + ". A frame at as_of pairs it with features dated at or before as_of, never after."
-)
 
 
 @dataclass
@@ -49,6 +45,16 @@ class Explanation:
     label: bool | None
     label_note: str = LABEL_HORIZON
     notes: list[str] = field(default_factory=list)
+    score: float | None = None  # the kept model's churn probability for this user at as_of
+    model: str = ""  # which model, or why there is none, in a sentence
+
+    @property
+    def contributions(self) -> pd.DataFrame:
+        """Features by the size of their contribution to the score's log-odds (with a model)."""
+        c = self.values.dropna(subset=["contribution"])
+        return c.reindex(c["contribution"].abs().sort_values(ascending=False).index)[
+            ["feature", "value", "contribution"]
+        ]
 
 
 def _position(value, dist: distributions.Distribution | None, edges: np.ndarray | None) -> str | None:
@@ -130,6 +136,26 @@ def explain(user_id: str, as_of: str | date | None = None, settings: Settings | 
         )
     if day != snap:
         notes.append(f"as_of {day} falls between snapshots: the {snap} snapshot is in force")
+    values = pd.DataFrame(rows)
+    score, said = (
+        None,
+        (
+            f"No model yet: run the model check with a training month at or before {snap}; "
+            "its point-in-time logistic regression is kept and scores every user here."
+        ),
+    )
+    model = scoring.kept(settings, snap)
+    if model is not None:
+        score, parts = model.explain(row)
+        values["contribution"] = values["feature"].map(parts.set_index("feature")["contribution"])
+        said = (
+            f"The model check's logistic regression trained at {model.train_as_of} ({model.rows:,} users"
+            + (f", hold-out ROC AUC {model.holdout_auc:.3f}" if model.holdout_auc is not None else "")
+            + f"). A subscriber whose every value is that month's average scores {model.average_score:.1%}; each contribution is how "
+            "far this user's value moves the log-odds from there (they add up to the score)."
+        )
+    else:
+        values["contribution"] = None
     return Explanation(
-        uid, day, snap, timeline, pd.DataFrame(rows), None if pd.isna(label) else bool(label), notes=notes
+        uid, day, snap, timeline, values, None if pd.isna(label) else bool(label), notes=notes, score=score, model=said
     )

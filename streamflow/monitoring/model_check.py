@@ -27,10 +27,11 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from streamflow.core.catalog import JOIN_KEY, LABEL_FEATURE, column_named, table_of_view
+from streamflow.core.catalog import JOIN_KEY, LABEL_FEATURE, table_of_view
 from streamflow.core.config import Settings, load_settings
 from streamflow.core.errors import InvalidInput, NotReady
 from streamflow.features.refs import FeatureRef, feature_names
+from streamflow.monitoring.scoring import KeptModel, columns_of, design_matrix, keep
 from streamflow.storage.snapshots import snapshot_dates, snapshots_of
 
 MODELS = ("logistic regression", "gradient-boosted tree")
@@ -70,22 +71,6 @@ def naive_frame(
     return snapshots_of(settings).latest_values(as_of, by_table, users)
 
 
-def design_matrix(frames: list[pd.DataFrame], features: list[str]) -> list[pd.DataFrame]:
-    """Numbers and booleans as floats (NaN for null); categories one-hot on the values the
-    catalog allows, so every frame gets the same columns."""
-    out = [pd.DataFrame(index=f.index) for f in frames]
-    for feat in features:
-        col = column_named(feat)
-        for o, f in zip(out, frames, strict=True):
-            s = f[feat].astype("object")
-            if col is not None and col.kind in ("category", "str"):
-                for cat in col.allowed or sorted(set().union(*(set(g[feat].dropna().astype(str)) for g in frames))):
-                    o[f"{feat}={cat}"] = (s == cat).astype(float)
-            else:
-                o[feat] = pd.to_numeric(s.where(s.notna(), np.nan), errors="coerce").astype(float)
-    return out
-
-
 def _labels(frame: pd.DataFrame) -> np.ndarray:
     return frame[LABEL_FEATURE].astype("boolean").fillna(False).to_numpy(dtype=bool)
 
@@ -113,6 +98,7 @@ class ModelCheck:
     importances: pd.DataFrame  # frame, feature, importance (gradient-boosted tree, out of time)
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    kept: object | None = None  # the point-in-time logistic regression, as numbers (`scoring.KeptModel`)
 
     def gap(self, frame: str, model: str = MODELS[1]) -> float:
         row = self.scores[(self.scores["frame"] == frame) & (self.scores["model"] == model)].iloc[0]
@@ -178,13 +164,15 @@ def run(
     eval_pit, y_train, y_eval = eval_pit.iloc[idx_eval].reset_index(drop=True), y_train[kept], y_eval[idx_eval]
     x_pit, x_naive, x_eval = design_matrix([train_pit, train_naive, eval_pit], features)
 
-    scores, calib, imps = [], [], []
+    scores, calib, imps, kept = [], [], [], None
     for frame_name, x_train in zip(FRAMES, (x_pit, x_naive), strict=True):
         for model_name in MODELS:
             m = _model(model_name).fit(x_train.iloc[idx_fit], y_train[idx_fit])
             p_hold = m.predict_proba(x_train.iloc[idx_hold])[:, 1]
             p_eval = m.predict_proba(x_eval)[:, 1]
             hold_auc = roc_auc_score(y_train[idx_hold], p_hold)
+            if (frame_name, model_name) == (FRAMES[0], MODELS[0]):  # what Explain scores a user with
+                kept = KeptModel.of(m, list(x_train.columns), features, train_as_of, hold_auc, len(idx_fit))
             oot_auc = roc_auc_score(y_eval, p_eval)
             scores.append(
                 {
@@ -228,12 +216,8 @@ def run(
         importances=importances.reset_index(drop=True),
         seconds=time.perf_counter() - t0,
         notes=notes,
+        kept=kept,
     )
-
-
-def columns_of(x: pd.DataFrame, feature: str) -> list[str]:
-    """The design-matrix columns of one feature: itself, or its one-hot columns."""
-    return [c for c in x.columns if c == feature or c.startswith(f"{feature}=")]
 
 
 def feature_importance(
@@ -274,8 +258,10 @@ def model_check(
     store=None,
     frames: dict | None = None,
     max_rows: int = MAX_ROWS,
+    keep_model: bool = True,
 ) -> ModelCheck:
-    """Build the frames (or take `frames`: {"train": TrainingFrame, "eval": TrainingFrame}) and run."""
+    """Build the frames (or take `frames`: {"train": TrainingFrame, "eval": TrainingFrame}) and run;
+    the point-in-time logistic regression is kept for Explain (`scoring`) unless `keep_model` is off."""
     from streamflow.core.dates import parse_date
     from streamflow.features.store import get_store
     from streamflow.features.training import build_training_frame
@@ -291,7 +277,10 @@ def model_check(
     features = feature_names(tf_a.features)
     if isinstance(tf_a.frame, pd.DataFrame) and isinstance(tf_b.frame, pd.DataFrame):
         naive = naive_frame(tf_a.snapshot_as_of, tf_a.features, settings)
-        return run(tf_a.frame, naive, tf_b.frame, features, tf_a.as_of, tf_b.as_of, max_rows=max_rows)
+        mc = run(tf_a.frame, naive, tf_b.frame, features, tf_a.as_of, tf_b.as_of, max_rows=max_rows)
+        if keep_model:
+            keep(settings, mc.kept)  # Explain scores each user with it
+        return mc
     # frames in the lake: a sample of users from each, about what the fits keep
     labelled = tf_a.frame[[JOIN_KEY, LABEL_FEATURE]]
     gone = set(labelled.loc[_labels(labelled), JOIN_KEY])
@@ -303,4 +292,6 @@ def model_check(
             f"Read from the lake: {len(train):,} of {len(tf_a.frame):,} training rows and {len(evaluation):,} "
             f"of {len(tf_b.frame):,} evaluation rows (a sample of users by a hash of user_id)."
         )
+    if keep_model:
+        keep(settings, mc.kept)
     return mc

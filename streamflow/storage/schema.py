@@ -152,8 +152,41 @@ MONITOR_DDL = [
 )""",
     # added later: why an alert resolved itself (a later check no longer finds it, or a later month passed)
     "ALTER TABLE monitor_alerts ADD COLUMN IF NOT EXISTS resolution TEXT",
+    # the model check's point-in-time logistic regression per training month, as numbers (`monitoring.scoring`)
+    """CREATE TABLE IF NOT EXISTS kept_models (
+  train_as_of DATE PRIMARY KEY,
+  model JSONB NOT NULL,
+  fitted_at TIMESTAMPTZ NOT NULL DEFAULT now()
+)""",
+    # the label monitor (`monitoring.labels`): per month, its churn rate's counts, and per feature its
+    # fixed bins' counts among the labelled users and among those who churned
+    """CREATE TABLE IF NOT EXISTS label_months (
+  month DATE PRIMARY KEY,
+  users BIGINT NOT NULL,
+  churned BIGINT NOT NULL,
+  unlabelled BIGINT NOT NULL,
+  computed_at TIMESTAMPTZ NOT NULL DEFAULT now()
+)""",
+    """CREATE TABLE IF NOT EXISTS label_profiles (
+  month DATE NOT NULL,
+  feature TEXT NOT NULL,
+  view TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  labelled JSONB NOT NULL,
+  churned JSONB NOT NULL,
+  PRIMARY KEY (month, feature)
+)""",
 ]
-MONITOR_TABLES = ("monitor_edges", "monitor_profiles", "monitor_importance", "monitor_settings", "monitor_alerts")
+MONITOR_TABLES = (
+    "monitor_edges",
+    "monitor_profiles",
+    "monitor_importance",
+    "monitor_settings",
+    "monitor_alerts",
+    "kept_models",
+    "label_months",
+    "label_profiles",
+)
 
 # The feature lab (`streamflow.features.lab`): each candidate derived feature, its last preview and
 # lift, and who added or removed it when; and per month, when the derived snapshot table's rows

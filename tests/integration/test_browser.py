@@ -7,6 +7,10 @@ each page under artifacts/screenshots/.
 
 from __future__ import annotations
 
+import re
+import urllib.request
+from urllib.parse import urljoin
+
 import pytest
 
 from streamflow.features.materialize import materialize
@@ -85,6 +89,10 @@ def test_every_page_in_chromium(served_app):
         expect(page.locator("input[aria-label='Feature']")).to_have_value(want[1])
         expect(page.locator("input[aria-label='Month']")).to_have_value(want[0])
         page.screenshot(path=str(SHOTS / "monitoring_cell.png"), full_page=True)
+        page.get_by_text("Labels: churn month by month").first.scroll_into_view_if_needed()
+        expect(page.get_by_text("Churn rate per bin of").first).to_be_visible()
+        page.wait_for_timeout(1000)
+        page.screenshot(path=str(SHOTS / "monitoring_labels.png"))
 
         # press materialize (incremental catches the online store up to February)
         page.goto(f"{url}/materialize")
@@ -116,6 +124,37 @@ def test_every_page_in_chromium(served_app):
         page.wait_for_timeout(1500)
         assert page.locator("[data-testid='stException']").count() == 0
         page.screenshot(path=str(SHOTS / "feature_lab_preview.png"), full_page=True)
+
+        # the model check's page kept its model (the loop above visited it): Explain scores the user with it
+        page.goto(f"{url}/explain?ex_user=7590-VHVEG")
+        expect(page.get_by_text("Churn probability").first).to_be_visible()
+        expect(page.get_by_text("they add up to the score", exact=False).first).to_be_visible()
+        page.wait_for_timeout(1500)
+        assert page.locator("[data-testid='stException']").count() == 0
+        page.screenshot(path=str(SHOTS / "explain_score.png"), full_page=True)
+
+        # Data Docs: built on the Data quality page, served by the app over http, styled with no CDN
+        page.goto(f"{url}/data_quality")
+        page.get_by_role("button", name=re.compile("^Build Data Docs")).click()
+        link = page.get_by_role("link", name="Open the Data Docs")
+        expect(link).to_be_visible()
+        site = urljoin(f"{url}/data_quality", link.get_attribute("href"))
+        assert site == f"{url}/app/static/data_docs/index.html"
+        offsite: list[str] = []
+        page.route(re.compile(r"^https?://(?!127\.0\.0\.1[:/])"), lambda r: (offsite.append(r.request.url), r.abort()))
+        page.goto(site)
+        navbar = page.locator("nav.navbar").first
+        expect(navbar).to_be_visible()
+        assert navbar.evaluate("el => getComputedStyle(el).display") == "flex"  # bootstrap's stylesheet applied
+        expect(page.locator(".bootstrap-table").first).to_be_attached()  # bootstrap-table's script ran: no CDN
+        one = re.search(r"validations/[^\"' ]+?\.html", page.content()).group(0)  # a validation's page, deeper
+        page.goto(urljoin(site, one))
+        expect(page.get_by_text("Overview").first).to_be_visible()
+        assert page.locator("nav.navbar").first.evaluate("el => getComputedStyle(el).display") == "flex"
+        assert offsite == [], offsite
+        with urllib.request.urlopen(f"{url}/app/static/data_docs/static/vendor/css/bootstrap.min.css") as css:
+            assert css.status == 200 and css.headers["Content-Type"].startswith("text/css")
+        page.screenshot(path=str(SHOTS / "data_docs_served.png"), full_page=True)
         browser.close()
 
     rec = online_features(["7590-VHVEG"], settings=settings, store=store)[0]

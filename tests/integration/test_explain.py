@@ -72,3 +72,37 @@ def test_a_user_with_a_gap_month(gap, monkeypatch, capsys):
     assert any("no row at 2024-02-29" in i.value for i in at.info)
     at.text_input(key="ex_user").set_value("0000-NOONE").run()
     assert not at.exception and any("no user 0000-NOONE" in x.value for x in at.error)
+
+
+def test_the_score_and_each_features_contribution_once_a_model_check_ran(gap, monkeypatch, capsys):
+    """Issue 39, item 11: with the model check's kept model, a user's churn score and each feature's
+    contribution, which add up (with the intercept) to the score's log-odds; without one, said."""
+    import math
+
+    from streamflow.monitoring.model_check import model_check
+
+    settings, store, user = gap
+    before = explain(user, FEB, settings=settings, store=store)
+    assert before.score is None and "No model yet" in before.model and before.values["contribution"].isna().all()
+
+    mc = model_check(JAN, FEB, settings=settings, store=store)
+    e = explain(user, FEB, settings=settings, store=store)
+    assert e.score is not None and 0 < e.score < 1 and "trained at 2024-01-31" in e.model
+    parts = e.contributions
+    assert set(parts["feature"]) == set(mc.kept.features) and len(parts) > 5
+    assert abs(mc.kept.intercept + parts["contribution"].sum() - math.log(e.score / (1 - e.score))) < 1e-9
+    assert parts["contribution"].abs().is_monotonic_decreasing
+    other = explain(user, MAR, settings=settings, store=store)  # another month's values, the same model
+    assert other.score is not None and other.score != e.score
+
+    use_settings(monkeypatch, settings)
+    assert cli.main(["explain", user, "--as-of", str(FEB)]) == 0
+    out = capsys.readouterr().out
+    assert f"churn score: {e.score:.1%}" in out and "largest contributions: " in out
+    assert f"/explain?ex_user={user}&ex_as_of=2024-02-29" in out  # the same view in the studio
+
+    at = app_page(settings, monkeypatch, "explain")
+    at.text_input(key="ex_user").set_value(user).run()
+    at.selectbox(key="ex_as_of").set_value(FEB).run()
+    assert not at.exception, [x.value for x in at.exception]
+    assert [m.value for m in at.metric] == [f"{e.score:.1%}"]
