@@ -5,9 +5,13 @@
 Per scenario, on a fresh embedded PostgreSQL (or the store of --home, built there if empty and
 kept): the demo generator's months, each ingested in-process (`ingest_month`: read, coerce, every
 Great Expectations suite, one transaction), then the checks that follow every ingest, timed apart:
-  profile    the new month's fixed-bin counts, one SQL scan per table (`distributions.refresh`);
+  profile    the new month's fixed-bin counts and, in the same scan of each table beside its labels,
+             the label monitor's (each feature's bins among labelled and churned users, the churn
+             rate): `labels.refresh`, then `distributions.refresh` for what is left (nothing);
+  labels     the same month counted again without the labels (`distributions.compute_month`, one
+             scan per table): what the label monitor adds to the profile is profile - labels;
   checks     drift of every month against its baseline, quality, freshness, online staleness, the
-             alerts kept (`alerts.check`, profiles already there);
+             label monitor, the alerts kept (`alerts.check`, profiles and label counts already there);
   importance the baseline model fitted once (first month's frame through Feast), not per month.
 The floor of the checks is the ingest they follow (goal: profile + checks under 10% of it).
 Then the Monitoring page in Debian's Chromium, a first visit in a fresh app process and a second
@@ -37,7 +41,7 @@ def build(home: Path, users: int, months: int) -> dict:
     from streamflow.features.store import get_store
     from streamflow.ingest import ingest_month
     from streamflow.ingest.demo import generate_months
-    from streamflow.monitoring import alerts, distributions, over_time
+    from streamflow.monitoring import alerts, distributions, labels, over_time
     from streamflow.storage.snapshots import snapshot_dates
 
     settings = load_settings({"STREAMFLOW_HOME": str(home)})
@@ -45,7 +49,7 @@ def build(home: Path, users: int, months: int) -> dict:
     if not is_applied(store):
         apply(settings, store)
     have = set(snapshot_dates(settings))
-    out: dict = {"ingest": [], "profile": [], "checks": [], "importance": None}
+    out: dict = {"ingest": [], "profile": [], "labels": [], "checks": [], "importance": None}
     if len(have) >= months:  # a kept store (--home) measured again: the page only
         return out
     seeds = home / "seeds"
@@ -59,8 +63,12 @@ def build(home: Path, users: int, months: int) -> dict:
         ingest_month(folder, settings=settings)
         ingest = time.perf_counter() - t0
         t0 = time.perf_counter()
+        labels.refresh(settings)
         distributions.refresh(settings)
         profile = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        distributions.compute_month(settings, as_of)  # the same counts without the labels: the floor
+        out["labels"].append(time.perf_counter() - t0)
         if out["importance"] is None:  # once per baseline: timed apart from the monthly checks
             t0 = time.perf_counter()
             src = over_time.importance_source(over_time.load_config(settings), snapshot_dates(settings))
@@ -72,7 +80,8 @@ def build(home: Path, users: int, months: int) -> dict:
         out["ingest"].append(ingest)
         out["profile"].append(profile)
         out["checks"].append(checks)
-        print(f"  {as_of}: ingest {ingest:.1f}s, profile {profile:.2f}s, checks {checks:.2f}s", flush=True)
+        print(f"  {as_of}: ingest {ingest:.1f}s, profile with labels {profile:.2f}s (without "
+              f"{out['labels'][-1]:.2f}s), checks {checks:.2f}s", flush=True)  # fmt: skip
     return out
 
 
@@ -119,6 +128,8 @@ def scenario(users: int, months: int, args) -> None:
                    floor=ingest, floor_name="the month's ingest (median)", goal="< 10% of the ingest",
                    profile_s=round(statistics.median(t["profile"]), 3), checks_s=round(statistics.median(t["checks"]), 3),
                    last_month_s=round(added[-1], 3))  # fmt: skip
+            record("monitoring profile with the label monitor's counts", statistics.median(t["profile"]), **sc,
+                   floor=statistics.median(t["labels"]), floor_name="the same month's distributions alone")  # fmt: skip
             record("monitoring: baseline model's importances (once per baseline)", t["importance"], **sc)
         t0 = time.perf_counter()
         g = over_time.grid(settings)

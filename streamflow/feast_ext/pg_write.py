@@ -39,7 +39,7 @@ def rebuild(cur, target: sql.Identifier, batches: EncodedChunks, features: list[
     batch is COPYed into a new table with no index, the stored rows it does not supersede (not in
     the batch, or newer than its row) are added, the primary key is built once, sorted, and the
     new table takes the old one's place in this transaction. Readers wait only for the final
-    rename. The batch's rows stay where COPY put them, each entity's together (`pg_copy.entity_rows`), so a
+    rename. The rows are COPYed frozen, so the table is warm for its first readers. The batch's rows stay where COPY put them, each entity's together (`pg_copy.entity_rows`), so a
     lookup reads one page per view; no sort of the whole table is needed for that.
 
     Why not upsert: a whole month upserted pays an index probe and a dead tuple per value; staging
@@ -56,8 +56,11 @@ def rebuild(cur, target: sql.Identifier, batches: EncodedChunks, features: list[
     cur.execute("SET LOCAL work_mem = '256MB'")  # the joins below stay in memory to a few 100,000 users
     cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(new))
     cur.execute(sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS)").format(new, target))
+    # FREEZE (the table is new in this transaction): the rows are written frozen and the pages marked
+    # all-visible, so the first reads after the swap neither look each row's transaction up nor dirty
+    # the page to remember it (hint bits): they read as fast as any later read (docs/performance.md)
     pg_copy.copy_batches(
-        cur, sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(new, pg_copy.ONLINE_COLUMNS), batches
+        cur, sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY, FREEZE)").format(new, pg_copy.ONLINE_COLUMNS), batches
     )
     if not batches.unique:  # a user twice in the batch: its latest row per feature
         cur.execute(
@@ -125,3 +128,14 @@ def rebuild(cur, target: sql.Identifier, batches: EncodedChunks, features: list[
     cur.execute(sql.SQL("DROP TABLE {}").format(target))
     cur.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(new, sql.Identifier(table)))
     cur.execute(sql.SQL("ALTER INDEX {} RENAME TO {}").format(sql.Identifier(old[0] + "_sf"), sql.Identifier(old[0])))
+
+
+def settle(online_config, target: sql.Identifier) -> None:
+    """After a rebuild commits: VACUUM the new table, which marks all-visible the pages of the rows
+    kept from the old one (the COPYed rows already are; it skips those), so no first reader pays
+    for them either. VACUUM runs outside a transaction: a connection of its own, in autocommit."""
+    from feast.infra.utils.postgres.connection_utils import _get_conn
+
+    with _get_conn(online_config) as conn:
+        conn.autocommit = True
+        conn.execute(sql.SQL("VACUUM {}").format(target))

@@ -102,7 +102,8 @@ class StreamflowPostgreSQLOnlineStore(online_read.BytesReads, PostgreSQLOnlineSt
             # one writer per table at a time; readers are not blocked
             cur.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(target))
             rows = cur.execute(sql.SQL("SELECT count(*) FROM {}").format(target)).fetchone()[0]
-            if len(batches) * len(table.features) * 4 >= rows:  # a quarter of the table or more
+            rebuilt = len(batches) * len(table.features) * 4 >= rows  # a quarter of the table or more
+            if rebuilt:
                 pg_write.rebuild(cur, target, batches, [f.name for f in table.features])
             else:
                 pg_write.stage(cur)
@@ -112,6 +113,8 @@ class StreamflowPostgreSQLOnlineStore(online_read.BytesReads, PostgreSQLOnlineSt
                     batches,
                 )
                 pg_write.merge_stage(cur, target)
+        if rebuilt:  # the rows kept from the old table were inserted, not COPYed frozen: visible to all now
+            pg_write.settle(config.online_store, target)
 
     def online_write_batch(
         self,

@@ -143,7 +143,20 @@ def _write(settings: Settings, buckets: Iterable[dict[str, pd.DataFrame]], as_of
         changed = {t.name: _merge_stage(cur, t, as_of) for t in TABLES}
         if not verdict():
             raise _Refused
+    _analyze(
+        settings, [t for t in TABLES if changed[t.name]["snapshot_upserted"] or changed[t.name]["snapshot_deleted"]]
+    )
     return Written(changed, [])
+
+
+def _analyze(settings: Settings, tables: list) -> None:
+    """The planner's statistics of the snapshot tables a month changed, right after its commit
+    (autovacuum comes later): a join on the new month read right away (the label monitor's counts,
+    the derived features, a frame) is planned for a month of a million rows, not for the empty
+    month the old statistics describe (it chose a nested loop that ran for minutes at 1,000,000)."""
+    with db.connection(settings) as conn:
+        for t in tables:
+            conn.execute(f"ANALYZE {t.snapshot}")
 
 
 class LakeWrite:

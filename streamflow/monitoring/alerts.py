@@ -297,9 +297,9 @@ def check(
     lock = db.connect(settings, autocommit=True)
     try:
         lock.execute("SELECT pg_advisory_lock(%s, 0)", (db.LOCK_MONITOR,))
-        distributions.refresh(settings, say)
+        labels.refresh(settings, say)  # each new month's distributions and label counts, one scan per table
+        distributions.refresh(settings, say)  # what it left (none unless a month has no labels table rows)
         distributions.drop_stale_months(settings)
-        labels.refresh(settings, say)
         store = store or get_store(settings)
         config = over_time.load_config(settings)
         src = over_time.importance_source(config, snapshot_dates(settings))

@@ -8,8 +8,10 @@ after its ingest (with the other checks) and kept in `label_months` and `label_p
   labelled users and among those who churned: the churn rate per bin, i.e. how the feature's
   signal looks, and whether it moved.
 
-On PostgreSQL both come from one scan per feature table joined to the month's labels
-(`distributions._count_by`); on the lake, from the partitions' columns, by the same rules.
+Counted in the same scan as the month's distributions (`distributions`), which it keeps too: on
+PostgreSQL one scan per feature table beside its labels, split by label (`distributions._count_by`);
+on the lake, from the partitions' columns, by the same rules. The checks run it first, so a month
+is scanned once for both (at 1,000,000 users: docs/performance.md).
 
 A month's change is explained by the segment that moved it most: the churn rate is the sum over a
 feature's bins of share x rate, so each bin's share x rate before and after says how many points of
@@ -19,7 +21,9 @@ the change it carries, and whether its rate or its size moved. A change of at le
 
 from __future__ import annotations
 
+import functools
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
@@ -94,41 +98,58 @@ def _empty(d: Distribution) -> Distribution:
     return Distribution(d.feature, d.view, d.kind, 0, 0, counts)
 
 
-def compute_month(settings: Settings, month: date) -> dict:
-    """Count the month's labels and each feature's bins among labelled and churned users; keep them."""
+def _count_table(settings: Settings, t, month: date, labels) -> tuple[list[Distribution], list, list]:
+    """One feature table's distributions at the month, and the same counts among its churned and its
+    stayed users, in one scan (its own connection: tables are counted two at a time)."""
     snapshots = snapshots_of(settings)
-    labels = snapshots.population(LABELS, month, [JOIN_KEY, LABEL_FEATURE])
-    by_label: dict[str, tuple[Distribution, Distribution]] = {}
+    cols = [c for tt, c in distributions.monitored() if tt is t]
+    rows = snapshots.population(t, month, [JOIN_KEY, *(c.name for c in cols)])
     with db.connection(settings) as conn:
-        for t in TABLES:
-            cols = [c for tt, c in distributions.monitored() if tt is t]
-            if not cols:
-                continue
-            rows = snapshots.population(t, month, [JOIN_KEY, *(c.name for c in cols)])
-            if isinstance(rows, InTable) and isinstance(labels, InTable):
-                joined = sql.SQL(
-                    "(SELECT f.*, l.{lab} AS _label FROM {ft} f JOIN {lt} l ON l.{k} = f.{k} "
-                    "WHERE f.as_of = {m} AND l.as_of = {m}) j"
-                ).format(
-                    lab=sql.Identifier(LABEL_FEATURE), ft=rows.relation, lt=labels.relation,
-                    k=sql.Identifier(JOIN_KEY), m=sql.Literal(month),
-                )  # fmt: skip
-                parts = distributions._count_by(conn, joined, sql.SQL("_label IS NOT NULL"), t.view, cols,
-                                                by=sql.Identifier("_label"))  # fmt: skip
-                churned, stayed = parts.get("true", []), parts.get("false", [])
-            else:  # columns (the lake): each user's label by user_id, then the same counts on each side
-                label_of = pd.Series(labels.column(LABEL_FEATURE).to_numpy(), index=labels.column(JOIN_KEY).to_numpy())
-                label = pd.Series(rows.column(JOIN_KEY).to_numpy()).map(label_of).to_numpy()
-                churned, stayed = (
-                    distributions._count_of(conn, t.view, cols, lambda n, m=(label == v), r=rows: r.column(n)[m])
-                    for v in (True, False)
-                )
-            churned = {d.feature: d for d in churned}
-            for d in stayed:
-                c = churned.get(d.feature, _empty(d))
-                by_label[d.feature] = (_merge(d, c), c)
-            for f, c in churned.items():  # a feature every labelled user of which churned
-                by_label.setdefault(f, (c, c))
+        distributions._Counter(rows).fix_edges(conn, cols)  # a feature's bins, fixed at its first month
+        if isinstance(rows, InTable) and isinstance(labels, InTable):
+            # one scan of the table beside its label: every row once, split by its label (none: no label)
+            joined = sql.SQL(
+                "(SELECT f.*, l.{lab} AS _label FROM {ft} f LEFT JOIN {lt} l ON l.{k} = f.{k} AND l.as_of = f.as_of "
+                "WHERE f.as_of = {m}) j"
+            ).format(
+                lab=sql.Identifier(LABEL_FEATURE), ft=rows.relation, lt=labels.relation,
+                k=sql.Identifier(JOIN_KEY), m=sql.Literal(month),
+            )  # fmt: skip
+            parts = distributions._count_by(conn, joined, sql.SQL("TRUE"), t.view, cols, by=sql.Identifier("_label"))
+            every = [functools.reduce(_merge, ds) for ds in zip(*parts.values(), strict=True)]
+            return every, parts.get("true", []), parts.get("false", [])
+        # columns (the lake): each user's label by user_id, then the same counts on each side
+        label_of = pd.Series(labels.column(LABEL_FEATURE).to_numpy(), index=labels.column(JOIN_KEY).to_numpy())
+        label = pd.Series(rows.column(JOIN_KEY).to_numpy()).map(label_of).to_numpy()
+        churned, stayed = (
+            distributions._count_of(conn, t.view, cols, lambda n, m=(label == v): rows.column(n)[m])
+            for v in (True, False)
+        )
+        return distributions._count_of(conn, t.view, cols, rows.column), churned, stayed
+
+
+def compute_month(settings: Settings, month: date) -> dict:
+    """Count the month: each feature's distribution (`distributions`, kept as the month's) and, in
+    the same scan, its bins among labelled and churned users; the month's churn rate. Kept. On
+    PostgreSQL two tables are counted at once (each scan is one server process: a core each)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    labels = snapshots_of(settings).population(LABELS, month, [JOIN_KEY, LABEL_FEATURE])
+    tables = [t for t in TABLES if any(tt is t for tt, _ in distributions.monitored())]
+    at_once = 2 if isinstance(labels, InTable) else 1  # the lake's columns are counted here, in Python
+    with ThreadPoolExecutor(at_once) as pool:
+        counted_tables = list(pool.map(lambda t: _count_table(settings, t, month, labels), tables))
+    by_label: dict[str, tuple[Distribution, Distribution]] = {}
+    plain: list[Distribution] = []
+    for every, churned, stayed in counted_tables:
+        plain += every
+        churned = {d.feature: d for d in churned}
+        for d in stayed:
+            c = churned.get(d.feature, _empty(d))
+            by_label[d.feature] = (_merge(d, c), c)
+        for f, c in churned.items():  # a feature every labelled user of which churned
+            by_label.setdefault(f, (c, c))
+    with db.connection(settings) as conn:
         counted = (
             distributions._count_of(conn, LABELS.view, list(LABELS.columns), labels.column)
             if not isinstance(labels, InTable)
@@ -140,6 +161,7 @@ def compute_month(settings: Settings, month: date) -> dict:
             "churned": int(c.get("True", 0)),
             "unlabelled": int(counted[0].nulls),
         }
+        distributions._store(conn, distributions.month_source(month), plain)
         _keep(conn, month, counts, by_label)
     return counts
 
@@ -152,11 +174,12 @@ def refresh(settings: Settings, say: Callable[[str], None] | None = None) -> lis
             "DELETE FROM label_months WHERE NOT (month = ANY(%s))", (list(snapshots_of(settings).dates(LABELS)),)
         )
         conn.execute("DELETE FROM label_profiles WHERE NOT (month IN (SELECT month FROM label_months))")
-    todo = [d for d in runs.months_to_compute(settings, have) if d in set(snapshots_of(settings).dates(LABELS))]
+    todo = sorted(set(runs.months_to_compute(settings, have)) | set(distributions.missing_months(settings)))
     for day in todo:
+        t0 = time.perf_counter()
         compute_month(settings, day)
         if say:
-            say(f"  monitoring: labels of {day} counted")
+            say(f"  monitoring: distributions and labels of {day} counted in {time.perf_counter() - t0:.1f}s")
     return todo
 
 
