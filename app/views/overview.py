@@ -29,7 +29,8 @@ with friendly_errors():
         pending = alerts()
         pending = pending[pending["state"] == "open"]
         if not pending.empty:  # open alerts first: what needs a look before anything else
-            lines = [f"- {m}" for m in pending["message"].head(5)]
+            shown = pending.head(5)  # each with the page and selection that shows it
+            lines = [f"- {m} · [open]({link})" for m, link in zip(shown["message"], shown["link"], strict=True)]
             more = [f"- ... and {len(pending) - 5} more"] if len(pending) > 5 else []
             st.error("\n".join([f"**{len(pending)} open alert(s)**", *lines, *more]), icon=":material/notifications:")
             st.page_link("views/monitoring.py", label="Monitoring: the alerts, the drift heatmap, acknowledge")

@@ -22,6 +22,8 @@ With nothing set, StreamFlow runs on an embedded PostgreSQL (pgserver) kept unde
     STREAMFLOW_INGEST_WORKERS          processes splitting and validating a large month (default: one per
                                        core on the lake profile, 1 on PostgreSQL)
     STREAMFLOW_HOME                    project folder holding feature_repo/, data/, .streamflow/
+    STREAMFLOW_APP_URL                 where the studio is served (default http://127.0.0.1:8501): the
+                                       links the CLI prints (`core.links`)
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from urllib.parse import unquote, urlparse
 from streamflow.core.errors import InvalidInput
 
 ONLINE_STORES = ("postgres", "redis")
+DEFAULT_APP_URL = "http://127.0.0.1:8501"  # what `make run` serves
 OFFLINE_STORES = ("postgres", "spark")
 
 
@@ -77,6 +80,7 @@ class Settings:
     spark_driver_memory: str = "1g"
     spark_conf: tuple[tuple[str, str], ...] = ()  # STREAMFLOW_SPARK_CONF: more spark.* settings, in order
     ingest_workers: int = 1  # STREAMFLOW_INGEST_WORKERS: processes validating a large month's buckets
+    app_url: str = DEFAULT_APP_URL  # STREAMFLOW_APP_URL: the studio's address, in the links the CLI prints
 
     @property
     def lake_profile(self) -> bool:
@@ -175,6 +179,9 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     workers = get("STREAMFLOW_INGEST_WORKERS")
     if workers and not (workers.isdigit() and int(workers) >= 1):
         raise ConfigError(f"STREAMFLOW_INGEST_WORKERS={workers!r}: use a number of processes, 1 or more")
+    app_url = get("STREAMFLOW_APP_URL", DEFAULT_APP_URL).rstrip("/")
+    if not re.fullmatch(r"https?://[^\s/]+(/[^\s]*)?", app_url):
+        raise ConfigError(f"STREAMFLOW_APP_URL={app_url!r}: use the studio's address, http(s)://host:port[/path]")
     driver_memory = get("STREAMFLOW_SPARK_DRIVER_MEMORY", "1g").lower()
     if not re.fullmatch(r"[1-9][0-9]*[mg]", driver_memory):
         raise ConfigError(f"STREAMFLOW_SPARK_DRIVER_MEMORY={driver_memory!r}: use a size such as 6g or 12g")
@@ -190,6 +197,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         lake=lake.rstrip("/") if "://" in lake else str(Path(lake).resolve()) if lake else "",
         spark_master=get("STREAMFLOW_SPARK_MASTER", "local[2]"),
         s3_endpoint=endpoint,
+        app_url=app_url,
         **secrets,
     )
 

@@ -6,19 +6,17 @@ take their widget keys from `key()`, and whoever links to a page (an alert, a CL
 the same parameters with `path()` or `url()`. A page opened from such a link restores the view.
 
 `path()` is relative ("monitoring?mon_month=2024-02-29"): the app's own links, which work behind
-any address or base path. `url()` puts the studio's address in front (`STREAMFLOW_APP_URL`,
-default http://127.0.0.1:8501, what `make run` serves): the links the CLI prints.
+any address or base path. `url()` puts the studio's address in front (`STREAMFLOW_APP_URL`, read
+by `core.config`; default http://127.0.0.1:8501, what `make run` serves): the links the CLI prints.
 """
 
 from __future__ import annotations
 
-import os
 from datetime import date
 from urllib.parse import urlencode
 
+from streamflow.core.config import load_settings
 from streamflow.core.errors import InvalidInput
-
-DEFAULT_APP_URL = "http://127.0.0.1:8501"
 
 # page (its URL path) -> selection -> the widget key, which is the query parameter's name
 PAGES: dict[str, dict[str, str]] = {
@@ -82,8 +80,8 @@ def path(page: str, **selection) -> str:
 
 
 def app_url() -> str:
-    """The studio's address, as the CLI prints it in links."""
-    return (os.environ.get("STREAMFLOW_APP_URL") or DEFAULT_APP_URL).rstrip("/")
+    """The studio's address, as the CLI prints it in links (`Settings.app_url`)."""
+    return load_settings().app_url
 
 
 def url(page: str, **selection) -> str:

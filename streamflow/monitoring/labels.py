@@ -25,7 +25,7 @@ import functools
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 
 import numpy as np
@@ -190,8 +190,14 @@ class Kept:
     rates: pd.DataFrame  # month, users, churned, unlabelled, rate
     profiles: dict[date, dict[str, tuple]]  # month -> feature -> (kind, labelled counts, churned counts)
     edges: dict[str, np.ndarray]
+    _signals: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)  # each feature's, once
 
     def signal(self, feature: str) -> pd.DataFrame:
+        if feature not in self._signals:
+            self._signals[feature] = self._signal(feature)
+        return self._signals[feature]
+
+    def _signal(self, feature: str) -> pd.DataFrame:
         """Per month and bin of one feature: users, churned, share of the month's labelled users,
         churn rate. A numeric feature's fixed bins are merged into about COARSE, by the first
         month's users."""
@@ -244,10 +250,14 @@ class Kept:
         g = top[0]
         by_rate = abs(g.share_after * (g.rate_after - g.rate_before))
         by_size = abs((g.share_after - g.share_before) * g.rate_before)
-        cause = "its churn rate moved" if by_rate >= by_size else "its share of users moved"
+        if min(by_rate, by_size) >= max(by_rate, by_size) / 2:
+            cause = "its churn rate and its share of users both moved"
+        else:
+            cause = "its churn rate moved" if by_rate > by_size else "its share of users moved"
         return (
             f"{head}; the largest move: {g.feature} = {g.bin}, churn {g.rate_before:.0%} → {g.rate_after:.0%} "
-            f"({g.share_before:.0%} → {g.share_after:.0%} of users), {g.points * 100:+.1f} points of it: {cause}"
+            f"({g.share_before:.0%} → {g.share_after:.0%} of users), carrying {g.points * 100:+.1f} of the "
+            f"{(b - a) * 100:+.1f} points: {cause}"
         )
 
     def by_month(self) -> pd.DataFrame:

@@ -231,6 +231,7 @@ def test_monitoring_page_and_overview(monitored, monkeypatch):
     over = app_page(settings, monkeypatch, "overview")
     assert not over.exception, over.exception
     assert over.error and "open alert(s)" in over.error[0].value  # open alerts first
+    assert over.error[0].value.count("· [open](") == min(5, over.error[0].value.count("\n- "))  # each linked
 
 
 def test_checks_ending_together_both_succeed(monitored):

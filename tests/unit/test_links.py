@@ -33,6 +33,9 @@ def test_a_link_names_the_page_and_its_selections(monkeypatch):
     assert links.url("materialize") == "http://127.0.0.1:8501/materialize"
     monkeypatch.setenv("STREAMFLOW_APP_URL", "https://studio.example.com/")
     assert links.url("skew", user_id="a") == "https://studio.example.com/skew?skew_user=a"
+    monkeypatch.setenv("STREAMFLOW_APP_URL", "javascript:alert(1)")
+    with pytest.raises(InvalidInput, match="STREAMFLOW_APP_URL"):
+        links.url("skew")
     with pytest.raises(InvalidInput, match="no page"):
         links.path("nowhere")
     with pytest.raises(InvalidInput, match="no selection"):
