@@ -218,22 +218,31 @@ with friendly_errors():
         rate.update_layout(height=240, margin={"t": 10}, xaxis_type="category", yaxis_tickformat=".0%",
                            yaxis_title="churn rate", xaxis_title="month")  # fmt: skip
         st.plotly_chart(rate)
+        if len(by_month) > 1:  # the latest change in full, where a table cell would cut it
+            latest = by_month.iloc[-1]
+            (st.warning if latest["jumped"] else st.info)(latest["why"][0].upper() + latest["why"][1:] + ".")
         st.dataframe(
-            by_month[["month", "users", "churned", "rate", "change", "why"]],
+            by_month.assign(change=by_month["change"] * 100)[["month", "users", "churned", "rate", "change", "why"]],
             hide_index=True,
             column_config={
+                "users": st.column_config.NumberColumn(format="localized"),
+                "churned": st.column_config.NumberColumn(format="localized"),
                 "rate": st.column_config.NumberColumn("churn rate", format="percent"),
-                "change": st.column_config.NumberColumn("change", format="percent"),
+                "change": st.column_config.NumberColumn("change (points)", format="%+.1f"),
                 "why": st.column_config.TextColumn(width="large"),
             },
         )
         st.caption(
-            f"A red point: the churn rate moved by {JUMP:.0%} or more from the month before (a label_shift alert). "
-            "The why names the segment carrying most of the change: the rate is the sum over a feature's bins of "
-            "share x churn rate."
+            f"A red point: the churn rate moved by {JUMP * 100:.0f} points or more from the month before (a label_shift "
+            "alert). The why names the segment carrying most of the change: the rate is the sum over a feature's bins "
+            "of share x churn rate."
         )
         names = sorted({f for m in lab.profiles.values() for f in m})
-        pick = st.selectbox("Churn rate per bin of", names, key=links.key("monitoring", "label_feature"),
+        months_kept = list(by_month["month"])
+        # first shown: the feature whose segment carried most of the latest change
+        top = lab.segments(months_kept[-2], months_kept[-1]) if len(months_kept) > 1 else []
+        first = names.index(top[0].feature) if top and top[0].feature in names else 0
+        pick = st.selectbox("Churn rate per bin of", names, index=first, key=links.key("monitoring", "label_feature"),
                             bind="query-params")  # fmt: skip
         sig = lab.signal(pick)
         bars = go.Figure(
