@@ -24,7 +24,7 @@ def register(sub) -> None:
     s.add_argument("--password-env", default="STREAMFLOW_READER_PASSWORD", help="variable holding its password")
     s.set_defaults(func=cmd_create_reader)
 
-    s = sub.add_parser("backup", help="write the whole store to a file (pg_dump)")
+    s = sub.add_parser("backup", help="write the whole store to a file (pg_dump and the datasets' files)")
     s.add_argument("file")
     s.set_defaults(func=cmd_backup)
 
@@ -68,7 +68,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
     from streamflow.storage.backup import backup
 
     r = backup(args.file)
-    print(f"backed up {r.tables} tables to {r.path} ({r.bytes / 1e6:.1f} MB)")
+    print(f"backed up {r.tables} tables and {r.datasets} dataset file(s) to {r.path} ({r.bytes / 1e6:.1f} MB)")
     return 0
 
 

@@ -38,6 +38,9 @@ from streamflow.core.errors import InvalidInput
 
 ONLINE_STORES = ("postgres", "redis")
 DEFAULT_APP_URL = "http://127.0.0.1:8501"  # what `make run` serves
+# The PostgreSQL profile's kept datasets: Parquet files in this folder of the Feast repo (Feast's
+# convention for file sources' relative paths), named there as `data/datasets/<file>.parquet`
+DATASETS_IN_REPO = "data/datasets"
 OFFLINE_STORES = ("postgres", "spark")
 
 
@@ -115,6 +118,11 @@ class Settings:
     @property
     def processed_dir(self) -> Path:
         return self.home / "data" / "processed"
+
+    @property
+    def datasets_dir(self) -> Path:
+        """Where the PostgreSQL profile keeps its datasets' files (the lake keeps its own)."""
+        return self.feature_repo / DATASETS_IN_REPO
 
     @property
     def backend_label(self) -> str:

@@ -19,8 +19,10 @@ import threading
 from collections.abc import Iterable
 
 import pyarrow as pa
-from feast.infra.utils.postgres.connection_utils import _get_conn_kwargs, _get_conninfo
+from feast.errors import ZeroColumnQueryResult
+from feast.infra.utils.postgres.connection_utils import _get_conn, _get_conn_kwargs, _get_conninfo
 from feast.infra.utils.postgres.postgres_config import PostgreSQLConfig
+from feast.type_map import pg_type_code_to_arrow
 from psycopg.conninfo import make_conninfo
 
 # PostgreSQL type OIDs read this way; any other type is read by the caller's slower path
@@ -123,3 +125,42 @@ def _is_connection_error(conn) -> bool:
         return False
     except Exception:  # noqa: BLE001 - any failure of a trivial query: the connection is unusable
         return True
+
+
+# Every retrieval's session: no nested loops (see postgres_offline); the per-view sorts of a large frame
+# spill to disk at the default 4 MB of work_mem, and more than 64 MB did no better
+# (docs/performance.md); timestamps in UTC, as Feast reads them.
+SESSION = {"enable_nestloop": "off", "work_mem": "64MB", "TimeZone": "UTC"}
+
+
+def session(local: bool) -> list[str]:
+    return [f"SET {'LOCAL ' if local else ''}{k} = '{v}'" for k, v in SESSION.items()]
+
+
+def arrow_of(config: PostgreSQLConfig, query: str) -> pa.Table:
+    """Every row of `query` as Arrow, typed as Feast's PostgreSQL store types them
+    (`pg_type_code_to_arrow`): decoded from a binary COPY when every column's type allows
+    (`pg_arrow`), else fetched row by row as the stock store does."""
+    with _get_conn(config) as conn, conn.cursor() as cur:
+        conn.read_only = True
+        for statement in session(local=True):
+            cur.execute(statement)
+        cur.execute(f"SELECT * FROM ({query}) AS q LIMIT 0")  # the result's columns, planned only
+        if not cur.description:
+            raise ZeroColumnQueryResult(query)
+        columns = [(c.name, c.type_code) for c in cur.description]
+        if len({n for n, _ in columns}) == len(columns) and all(t in TYPES for _, t in columns):
+            conn.rollback()
+            table = read_arrow(conninfo(config), query, session(local=False))
+            return pa.Table.from_arrays(
+                [table.column(i).cast(pg_type_code_to_arrow(t)) for i, (_, t) in enumerate(columns)],
+                schema=pa.schema([(n, pg_type_code_to_arrow(t)) for n, t in columns]),
+            )
+        cur.execute(query)
+        fields = [(c.name, pg_type_code_to_arrow(c.type_code)) for c in cur.description]
+        rows = cur.fetchall()
+    schema = pa.schema(fields)
+    columns = list(zip(*rows, strict=True)) if rows else [()] * len(fields)
+    return pa.Table.from_arrays(
+        [pa.array(list(col), type=f.type) for col, f in zip(columns, schema, strict=True)], schema=schema
+    )

@@ -10,7 +10,8 @@ before). Training frames render Feast's point-in-time template with one block
 changed (the latest source row per entity row in one DISTINCT ON sort: see
 LATEST_PER_ROW_TEMPLATE); the results are the stock store's, value for value and type for type
 (tests/integration/test_fast_paths.py). Feast's per-feature statistics (`compute_monitoring_metrics`) run its
-own SQL on the window's rows copied once into a temporary table.
+own SQL on the window's rows copied once into a temporary table. Saved datasets can be kept as
+Parquet files (`SavedDatasetFileStorage`), which the stock store neither writes nor reads (`pg_saved`).
 
 Named in feature_store.yaml as
 `type: streamflow.feast_ext.postgres_offline.StreamflowPostgreSQLOfflineStore`.
@@ -29,7 +30,6 @@ import jinja2
 import pandas as pd
 import pyarrow as pa
 from feast import FeatureView
-from feast.errors import ZeroColumnQueryResult
 from feast.infra.offline_stores import offline_utils
 from feast.infra.offline_stores.contrib.postgres_offline_store import postgres as pg
 from feast.infra.offline_stores.contrib.postgres_offline_store.postgres import (
@@ -41,15 +41,15 @@ from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source i
     PostgreSQLSource,
     SavedDatasetPostgreSQLStorage,
 )
+from feast.infra.offline_stores.file_source import FileSource, SavedDatasetFileStorage
 from feast.infra.offline_stores.offline_store import RetrievalJob, RetrievalMetadata
 from feast.infra.registry.base_registry import BaseRegistry
 from feast.infra.utils.postgres.connection_utils import _get_conn
 from feast.on_demand_feature_view import OnDemandFeatureView
 from feast.repo_config import RepoConfig
-from feast.type_map import pg_type_code_to_arrow
 from psycopg import sql
 
-from streamflow.feast_ext import pg_arrow
+from streamflow.feast_ext import pg_arrow, pg_saved
 
 TYPE = "streamflow.feast_ext.postgres_offline.StreamflowPostgreSQLOfflineStore"
 
@@ -58,55 +58,31 @@ class StreamflowPostgreSQLOfflineStoreConfig(PostgreSQLOfflineStoreConfig):
     type: Literal[TYPE] = TYPE  # type: ignore[assignment]
 
 
-# Every retrieval's session: no nested loops (see above); the per-view sorts of a large frame
-# spill to disk at the default 4 MB of work_mem, and more than 64 MB did no better
-# (docs/performance.md); timestamps in UTC, as Feast reads them.
-_SESSION = {"enable_nestloop": "off", "work_mem": "64MB", "TimeZone": "UTC"}
-
-
-def _session(local: bool) -> list[str]:
-    return [f"SET {'LOCAL ' if local else ''}{k} = '{v}'" for k, v in _SESSION.items()]
-
-
 class StreamflowRetrievalJob(PostgreSQLRetrievalJob):
     def _to_arrow_internal(self, timeout: int | None = None) -> pa.Table:
         with self._query_generator() as query:
-            with _get_conn(self.config.offline_store) as conn, conn.cursor() as cur:
-                conn.read_only = True
-                for statement in _session(local=True):
-                    cur.execute(statement)
-                cur.execute(f"SELECT * FROM ({query}) AS q LIMIT 0")  # the result's columns, planned only
-                if not cur.description:
-                    raise ZeroColumnQueryResult(query)
-                columns = [(c.name, c.type_code) for c in cur.description]
-                if len({n for n, _ in columns}) == len(columns) and all(t in pg_arrow.TYPES for _, t in columns):
-                    conn.rollback()
-                    table = pg_arrow.read_arrow(
-                        pg_arrow.conninfo(self.config.offline_store), query, _session(local=False)
-                    )
-                    return pa.Table.from_arrays(
-                        [table.column(i).cast(pg_type_code_to_arrow(t)) for i, (_, t) in enumerate(columns)],
-                        schema=pa.schema([(n, pg_type_code_to_arrow(t)) for n, t in columns]),
-                    )
-                cur.execute(query)
-                fields = [(c.name, pg_type_code_to_arrow(c.type_code)) for c in cur.description]
-                rows = cur.fetchall()
-        schema = pa.schema(fields)
-        columns = list(zip(*rows, strict=True)) if rows else [()] * len(fields)
-        return pa.Table.from_arrays(
-            [pa.array(list(col), type=f.type) for col, f in zip(columns, schema, strict=True)], schema=schema
-        )
+            return pg_arrow.arrow_of(self.config.offline_store, query)
 
     def persist(self, storage, allow_overwrite: bool | None = False, timeout: int | None = None) -> None:
-        """The result written by the server into the storage's table (`CREATE TABLE ... AS` the
-        retrieval's query), where stock Feast fetches it into pandas and INSERTs it row by row.
-        Refused over an existing table unless `allow_overwrite`, which replaces it in the same
-        transaction."""
+        """A Parquet file (`SavedDatasetFileStorage`): the rows read once as Arrow in key order and
+        written with their checksum (`pg_saved.persist_file`). A table (`SavedDatasetPostgreSQLStorage`):
+        the result written by the server (`CREATE TABLE ... AS` the retrieval's query), where stock
+        Feast fetches it into pandas and INSERTs it row by row. Either is refused where one exists
+        unless `allow_overwrite`, which replaces it whole."""
+        if isinstance(storage, SavedDatasetFileStorage):
+            pg_saved.persist_file(
+                self.config.offline_store,
+                self._query_generator,
+                list(self.metadata.keys) if self.metadata else [],
+                pg_saved.dataset_path(storage.file_options.uri, self.config.repo_path),
+                bool(allow_overwrite),
+            )
+            return
         assert isinstance(storage, SavedDatasetPostgreSQLStorage)
         table = sql.Identifier(storage.postgres_options._table)
         with self._query_generator() as query:
             with _get_conn(self.config.offline_store) as conn, conn.cursor() as cur:
-                for statement in _session(local=True):
+                for statement in pg_arrow.session(local=True):
                     cur.execute(statement)
                 if allow_overwrite:
                     cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
@@ -347,8 +323,33 @@ class StreamflowPostgreSQLOfflineStore(PostgreSQLOfflineStore):
         )
 
     @staticmethod
-    def pull_all_from_table_or_query(*args, **kwargs):
-        return _fast(PostgreSQLOfflineStore.pull_all_from_table_or_query(*args, **kwargs))
+    def pull_all_from_table_or_query(
+        config: RepoConfig,
+        data_source,
+        join_key_columns: list[str],
+        feature_name_columns: list[str],
+        timestamp_field: str,
+        created_timestamp_column: str | None = None,
+        start_date=None,
+        end_date=None,
+    ) -> RetrievalJob:
+        """A `FileSource` is a saved dataset kept as a Parquet file (`StreamflowRetrievalJob.persist`):
+        read by pyarrow (`pg_saved.ParquetRetrievalJob`). Anything else is the stock method's."""
+        if isinstance(data_source, FileSource):
+            stamps = [timestamp_field] + ([created_timestamp_column] if created_timestamp_column else [])
+            return pg_saved.ParquetRetrievalJob(
+                pg_saved.dataset_path(data_source.path, config.repo_path),
+                [*join_key_columns, *feature_name_columns, *stamps] if feature_name_columns else [],
+                timestamp_field,
+                start_date,
+                end_date,
+            )
+        return _fast(
+            PostgreSQLOfflineStore.pull_all_from_table_or_query(
+                config, data_source, join_key_columns, feature_name_columns, timestamp_field,
+                created_timestamp_column, start_date, end_date,
+            )
+        )  # fmt: skip
 
     @staticmethod
     def compute_monitoring_metrics(

@@ -2,8 +2,9 @@
 chosen once from Settings (`offline_of`), as Feast picks its offline store class from its config.
 
 - PostgreSQL profile: the entity frame is SQL over the users' snapshot table; a frame comes back
-  from Feast as pandas; a dataset is a table the server writes (`SavedDatasetPostgreSQLStorage`),
-  checksummed by an md5 over its rows in key order, read back through Feast.
+  from Feast as pandas; a dataset is a Parquet file under the Feast repo (`SavedDatasetFileStorage`),
+  written from one binary COPY of the retrieval in key order with an md5 over its rows in its
+  footer, read back through Feast by pyarrow (`feast_ext/postgres_offline.py`).
 - Lake profile: the entity frame is Spark SQL over the users' partition; a frame and a dataset are
   Parquet folders Spark's executors write (`PathSparkStorage`), read where they are a column or a
   page at a time (`ParquetFrame`), checksummed by the executors (an order-free sum of row hashes).
@@ -15,12 +16,15 @@ import uuid
 import weakref
 from abc import ABC, abstractmethod
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pandas as pd
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
 from streamflow.core.catalog import JOIN_KEY, USERS
-from streamflow.core.config import Settings, load_settings
+from streamflow.core.config import DATASETS_IN_REPO, Settings, load_settings
+from streamflow.feast_ext import pg_saved, postgres_offline
 from streamflow.features.store import spark_session
 from streamflow.storage import db, lake
 from streamflow.storage.frames import InColumns, InTable, ParquetFrame, Population
@@ -31,7 +35,7 @@ FRAME_TTL = timedelta(days=1)  # a frame folder left by a process that died is r
 class Offline(ABC):
     """What differs between the offline backends for frames and datasets; nothing else asks."""
 
-    storage_kind: str  # the attribute of a SavedDataset's storage this backend's datasets carry
+    storage_kind: tuple[str, ...]  # the attributes of a SavedDataset's storage this backend's datasets carry
     writer: str  # who writes a dataset, in words
 
     def __init__(self, settings: Settings):
@@ -64,8 +68,11 @@ class Offline(ABC):
         """The registry's SavedDataset."""
 
     @abstractmethod
-    def dataset_rows(self, saved, location: str) -> pd.DataFrame | ParquetFrame:
-        """A kept dataset's rows."""
+    def dataset_rows(
+        self, saved, location: str, columns: list[str], checked_only: list[str]
+    ) -> pd.DataFrame | ParquetFrame:
+        """A kept dataset's rows, `columns` first in that order (a frame's order); `checked_only`:
+        columns read for the leakage check and dropped after it (their type is free)."""
 
     @abstractmethod
     def dataset_columns(self, location: str) -> set[str]:
@@ -83,10 +90,24 @@ class Offline(ABC):
     def drop(self, location: str) -> None:
         """Remove a kept dataset's rows (its registry entry is Feast's)."""
 
+    def migrate(self, store, saved, location: str) -> str | None:
+        """A kept dataset moved to where this backend keeps datasets now; its location."""
+        return location
+
+    def missing(self, location: str) -> str | None:
+        """Why a kept dataset's rows cannot be read (its file is gone), or None."""
+        return None
+
 
 class PostgresOffline(Offline):
-    storage_kind = "postgres_options"
-    writer = "the server"
+    """Datasets are Parquet files under the Feast repo's `data/datasets/` (Feast's
+    `SavedDatasetFileStorage`, written and read by this project's offline store class), so they
+    read at the speed of their bytes and take no room in the database. A dataset kept as a table
+    before (`SavedDatasetPostgreSQLStorage`) still opens, and is moved to a file on first read
+    (`migrate`)."""
+
+    storage_kind = ("file_options", "postgres_options")
+    writer = "the server, into a Parquet file"
 
     def entity_query(self, snapshot_as_of: date, as_of: date, sample: int | None = None) -> str:
         """SQL: Feast runs it in PostgreSQL instead of uploading a pandas frame. The literals are
@@ -101,36 +122,64 @@ class PostgresOffline(Offline):
     def frame_of(self, job, keep):
         return keep(job.to_df())
 
+    @staticmethod
+    def is_file(location: str) -> bool:
+        """A dataset kept as a file (its path under the repo), not as a table (a name)."""
+        return location.endswith(".parquet")
+
+    def path(self, location: str) -> Path:
+        return pg_saved.dataset_path(location, self.settings.feature_repo)
+
+    def _frame(self, location: str) -> ParquetFrame:
+        return ParquetFrame(pafs.LocalFileSystem(), str(self.path(location)))
+
     def dataset_location(self, table: str) -> str:
-        return table
+        return f"{DATASETS_IN_REPO}/{table}.parquet"
+
+    def missing(self, location: str) -> str | None:
+        if self.is_file(location) and not self.path(location).is_file():
+            return f"its file {self.path(location)} is missing (restore a backup, or rebuild it)"
+        return None
 
     def saved_storage(self, location: str):
         from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import (
             SavedDatasetPostgreSQLStorage,
         )
+        from feast.infra.offline_stores.file_source import SavedDatasetFileStorage
 
-        return SavedDatasetPostgreSQLStorage(location)
+        return SavedDatasetFileStorage(location) if self.is_file(location) else SavedDatasetPostgreSQLStorage(location)
 
     def checksum(self, location: str, store) -> tuple[int, str]:
-        """An md5 over the table's rows in key order."""
-        from psycopg import sql
-
+        """The checksum written in the file's footer, or an md5 over a table's rows in key order:
+        the same for the same rows (`pg_saved.table_checksum`)."""
+        if self.is_file(location):
+            return pg_saved.file_checksum(self.path(location))
         with db.connection(self.settings) as conn:
-            row = conn.execute(
-                sql.SQL(
-                    "SELECT count(*), coalesce(md5(string_agg(md5(t::text), '' ORDER BY t.user_id, t.event_timestamp)), '') "
-                    "FROM {} t"
-                ).format(sql.Identifier(location))
-            ).fetchone()
-        return int(row[0]), row[1]
+            return pg_saved.table_checksum(conn, location, [JOIN_KEY])
 
     def saved(self, store, name: str):
         return store.get_saved_dataset(name)
 
-    def dataset_rows(self, saved, location: str) -> pd.DataFrame:
-        return saved.to_df()
+    def dataset_rows(self, saved, location: str, columns: list[str], checked_only: list[str]) -> pd.DataFrame:
+        """Feast's Arrow of the dataset (`SavedDataset.to_arrow`: the file read by pyarrow), its
+        columns put in the frame's order and its timestamps typed as a frame's before the one
+        conversion to pandas, so shaping it copies nothing more; the snapshot dates only checked
+        arrive dictionary-encoded (counted by their codes, not a million strings hashed)."""
+        import pyarrow as pa
+
+        table = saved.to_arrow()
+        table = table.select([c for c in columns if c in table.column_names]
+                             + [c for c in table.column_names if c not in columns])  # fmt: skip
+        for i, f in enumerate(table.schema):
+            if f.name == "event_timestamp":
+                table = table.set_column(i, f.name, table.column(i).cast(pa.timestamp("ns", tz="UTC")))
+            elif f.name in checked_only and pa.types.is_string(f.type):
+                table = table.set_column(i, f.name, table.column(i).dictionary_encode())
+        return table.to_pandas(split_blocks=True)
 
     def dataset_columns(self, location: str) -> set[str]:
+        if self.is_file(location):
+            return set(pq.read_schema(self.path(location)).names)
         with db.connection(self.settings) as conn:
             return {
                 r[0]
@@ -144,11 +193,15 @@ class PostgresOffline(Offline):
     def population(self, location: str) -> Population:
         from psycopg import sql
 
+        if self.is_file(location):
+            return InColumns(self._frame(location).__getitem__)  # a column at a time
         return InTable(sql.Identifier(location), sql.SQL("true"))
 
     def rows_of(self, location: str, ids: list[str], cols: list[str]) -> pd.DataFrame:
         from psycopg import sql
 
+        if self.is_file(location):
+            return self._frame(location).rows_of(ids, cols)  # the matching row groups only
         query = sql.SQL("SELECT {} FROM {} WHERE user_id = ANY({})").format(
             sql.SQL(", ").join(map(sql.Identifier, cols)), sql.Identifier(location), sql.Literal(list(ids))
         )
@@ -157,12 +210,53 @@ class PostgresOffline(Offline):
     def drop(self, location: str) -> None:
         from psycopg import sql
 
+        if self.is_file(location):
+            self.path(location).unlink(missing_ok=True)
+            return
         with db.connection(self.settings) as conn:
             conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(location)))
 
+    def migrate(self, store, saved, location: str) -> str | None:
+        """A dataset kept as a table, moved to a file: its rows written through the same persist
+        as a new dataset's (`SELECT *` of the table, so the columns and checksum are the table's),
+        the registry's entry pointed at the file, the table dropped. Returns the file's location,
+        or None (nothing changed) when this role or process may not write."""
+        import psycopg
+        from feast.infra.offline_stores.offline_store import RetrievalMetadata
+        from psycopg import sql
+
+        if self.is_file(location):
+            return location
+        new = self.dataset_location(location)
+        job = postgres_offline.StreamflowRetrievalJob(
+            query=sql.SQL("SELECT * FROM {}").format(sql.Identifier(location)).as_string(None),
+            config=store.config,
+            full_feature_names=saved.full_feature_names,
+            on_demand_feature_views=[],
+            metadata=RetrievalMetadata(
+                features=list(saved.features),
+                keys=list(saved.join_keys),
+                min_event_timestamp=saved.min_event_timestamp,
+                max_event_timestamp=saved.max_event_timestamp,
+            ),
+        )
+        try:
+            job.persist(self.saved_storage(new), allow_overwrite=True)
+            rows, checksum = self.checksum(new, store)
+            if str(rows) != saved.tags.get("rows") or checksum != saved.tags.get("checksum"):
+                self.drop(new)  # not the rows the registry describes: left as it was
+                return None
+            saved.storage = self.saved_storage(new)
+            store.registry.apply_saved_dataset(saved, store.project, commit=True)
+        except (OSError, psycopg.errors.InsufficientPrivilege):
+            self.drop(new)
+            return None
+        self.drop(location)
+        return new
+
 
 class LakeOffline(Offline):
-    storage_kind = "spark_options"
+    storage_kind = ("spark_options",)
     writer = "Spark's executors, into the lake"
 
     @property
@@ -233,8 +327,8 @@ class LakeOffline(Offline):
         # the registry's record: Feast 0.67's own to_df on a path-only Spark source fails (docs/deploy.md)
         return store.registry.get_saved_dataset(name, store.project)
 
-    def dataset_rows(self, saved, location: str) -> ParquetFrame:
-        return self.lake.frame(location)
+    def dataset_rows(self, saved, location: str, columns: list[str], checked_only: list[str]) -> ParquetFrame:
+        return self.lake.frame(location)  # shaped where it is, a column at a time
 
     def dataset_columns(self, location: str) -> set[str]:
         return set(self.lake.frame(location).columns)

@@ -117,16 +117,23 @@ def shape_frame(plan: FramePlan, df: Frame, seconds: float, keep_lineage: bool =
         df = df.with_columns(columns)
         lineage = check_no_leakage(df, plan.lineage_refs, plan.as_of)
         return _training_frame(plan, df.with_columns([c for c in columns if c not in hidden]), lineage, seconds)
-    # `df` is the retrieval's own frame: reshaped in place
+    # `df` is the retrieval's own frame: reshaped in place, its columns picked as views (not copied)
     df["event_timestamp"] = pd.to_datetime(df["event_timestamp"], utc=True).astype("datetime64[ns, UTC]")
     if list(df.columns) != columns:
-        df = df[columns]
+        df = _columns(df, columns)
     if df["user_id"].is_monotonic_increasing:  # a kept dataset is read back in its stored order
         df.index = pd.RangeIndex(len(df))  # (reset_index copies every column)
     else:
         df = df.sort_values("user_id", kind="stable").reset_index(drop=True)
     lineage = check_no_leakage(df, plan.lineage_refs, plan.as_of)
-    return _training_frame(plan, df.drop(columns=hidden) if hidden else df, lineage, seconds)
+    return _training_frame(plan, _columns(df, [c for c in df.columns if c not in hidden]) if hidden else df,
+                           lineage, seconds)  # fmt: skip
+
+
+def _columns(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """`df[columns]` without copying a value: a frame of views on `df`'s columns (`df[columns]` and
+    `drop` copy every value of a million-row frame, half a second each)."""
+    return pd.DataFrame({c: df[c] for c in columns}, copy=False)
 
 
 def _training_frame(plan: FramePlan, df: Frame, lineage: pd.DataFrame, seconds: float) -> TrainingFrame:

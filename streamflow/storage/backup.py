@@ -1,10 +1,12 @@
 """Back the store up and get it back: PostgreSQL's own `pg_dump` / `pg_restore`.
 
-One file (pg_dump's custom format) holds everything the store is: live and snapshot tables,
-run history and validation results, Feast's SQL registry and, on the PostgreSQL online store,
-the online tables. (A Redis online store is not in the file: `streamflow materialize` refills it
-from the restored snapshots.) The tools are the ones the `pgserver` wheel ships (PostgreSQL 16),
-so a machine without a server installed can back up too; they also serve 15 and 16 servers.
+One file holds everything the store is: a tar of pg_dump's custom format (`store.dump`: live and
+snapshot tables, run history and validation results, Feast's SQL registry and, on the PostgreSQL
+online store, the online tables) and the kept datasets' Parquet files (`datasets/`, which the
+registry names). A file made before datasets were files -- pg_dump's format alone -- restores as
+it did. (A Redis online store is not in the file: `streamflow materialize` refills it from the
+restored snapshots.) The tools are the ones the `pgserver` wheel ships (PostgreSQL 16), so a
+machine without a server installed can back up too; they also serve 15 and 16 servers.
 
 Restoring into a store that holds data is refused unless `force`: then what was there is first
 saved to `.streamflow/backups/before-restore-<time>.dump`, and the schema is rebuilt from the file.
@@ -17,8 +19,14 @@ by its storage (an object store's versioning, a folder's backups).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import shutil
 import subprocess
+import tarfile
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,10 +71,22 @@ class BackupResult:
     path: Path
     bytes: int
     tables: int
+    datasets: int = 0  # dataset files in it
+
+
+DUMP = "store.dump"  # the tar's pg_dump file
+DATASETS = "datasets"  # the tar's folder of dataset files
+_DATASET_FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\.parquet")
+
+
+def _dataset_files(settings: Settings) -> list[Path]:
+    folder = settings.datasets_dir
+    return sorted(p for p in folder.glob("*.parquet") if _DATASET_FILE.fullmatch(p.name)) if folder.is_dir() else []
 
 
 def backup(path: Path | str, settings: Settings | None = None) -> BackupResult:
-    """Write the whole store to `path` (pg_dump custom format)."""
+    """Write the whole store to `path`: the database (pg_dump custom format) and the datasets'
+    files, in one tar."""
     settings = settings or load_settings()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -75,13 +95,46 @@ def backup(path: Path | str, settings: Settings | None = None) -> BackupResult:
         tables = conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone()[0]
     conn_args, env = _args(settings)
     tmp = path.with_name(path.name + ".partial")
-    _run(
-        [tool("pg_dump"), "-Fc", "--no-owner", "--no-privileges", "-n", "public", "-f", str(tmp), *conn_args],
-        env,
-        "pg_dump",
-    )
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".backup-") as work:
+        dump = Path(work) / DUMP
+        _run(
+            [tool("pg_dump"), "-Fc", "--no-owner", "--no-privileges", "-n", "public", "-f", str(dump), *conn_args],
+            env,
+            "pg_dump",
+        )
+        files = _dataset_files(settings)  # after the dump: a dataset the registry names is in the folder
+        with tarfile.open(tmp, "w") as tar:  # both parts are compressed already
+            tar.add(dump, arcname=DUMP)
+            for f in files:
+                tar.add(f, arcname=f"{DATASETS}/{f.name}")
     tmp.replace(path)  # a backup file is whole or absent
-    return BackupResult(path, path.stat().st_size, tables)
+    return BackupResult(path, path.stat().st_size, tables, len(files))
+
+
+@contextlib.contextmanager
+def _opened(path: Path) -> Iterator[tuple[Path, list[Path]]]:
+    """The backup's pg_dump file and dataset files, extracted into a temporary folder (a file
+    made before datasets were files is the dump alone). Only the two expected kinds of entry are
+    read: anything else in the tar is refused, nothing is extracted by the tar's own paths."""
+    if not tarfile.is_tarfile(path):
+        yield path, []
+        return
+    with tempfile.TemporaryDirectory(prefix="sf-restore-") as work, tarfile.open(path) as tar:
+        dump, files = None, []
+        for member in tar.getmembers():
+            folder, _, name = member.name.rpartition("/")
+            if member.isfile() and member.name == DUMP:
+                target = dump = Path(work) / DUMP
+            elif member.isfile() and folder == DATASETS and _DATASET_FILE.fullmatch(name):
+                target = Path(work) / name
+                files.append(target)
+            else:
+                raise InvalidInput(f"{path} is not a StreamFlow backup (unexpected entry {member.name!r})")
+            with tar.extractfile(member) as src, open(target, "wb") as out:
+                shutil.copyfileobj(src, out, 1 << 20)
+        if dump is None:
+            raise InvalidInput(f"{path} is not a StreamFlow backup (no {DUMP} in it)")
+        yield dump, files
 
 
 def stored_rows(settings: Settings) -> int:
@@ -98,37 +151,53 @@ def restore(path: Path | str, settings: Settings | None = None, force: bool = Fa
     path = Path(path)
     if not path.is_file():
         raise NotFound(f"no backup file at {path}")
-    conn_args, env = _args(settings)
-    listing = subprocess.run([tool("pg_restore"), "-l", str(path)], capture_output=True, text=True)
-    if listing.returncode != 0 or "TABLE DATA public ingestion_runs" not in listing.stdout:
-        raise InvalidInput(f"{path} is not a StreamFlow backup (made by `streamflow backup`)")
-    existing = stored_rows(settings)
-    if existing and not force:
-        raise InvalidInput(
-            f"the store is not empty ({existing:,} snapshot rows and runs): restoring would replace it; "
-            "pass --force to replace it"
-        )
-    if existing:  # replacing data on purpose: keep what was there, in case the file was the wrong one
-        import time
+    with _opened(path) as (dump, files):
+        conn_args, env = _args(settings)
+        listing = subprocess.run([tool("pg_restore"), "-l", str(dump)], capture_output=True, text=True)
+        if listing.returncode != 0 or "TABLE DATA public ingestion_runs" not in listing.stdout:
+            raise InvalidInput(f"{path} is not a StreamFlow backup (made by `streamflow backup`)")
+        existing = stored_rows(settings)
+        if existing and not force:
+            raise InvalidInput(
+                f"the store is not empty ({existing:,} snapshot rows and runs): restoring would replace it; "
+                "pass --force to replace it"
+            )
+        if existing:  # replacing data on purpose: keep what was there, in case the file was the wrong one
+            import time
 
-        backup(settings.state_dir / "backups" / f"before-restore-{time.strftime('%Y%m%dT%H%M%S')}.dump", settings)
-    with db.connection(settings, autocommit=True) as conn:
-        _locks_free(conn)
-        conn.execute("DROP SCHEMA public CASCADE")  # the file creates it again
-    db.forget_schema()
-    _run(
-        [
-            tool("pg_restore"),
-            "--no-owner",
-            "--no-privileges",
-            "--exit-on-error",
-            "-d",
-            conn_args[-1],
-            *conn_args[:-2],
-            str(path),
-        ],
-        env,
-        "pg_restore",
-    )
+            backup(settings.state_dir / "backups" / f"before-restore-{time.strftime('%Y%m%dT%H%M%S')}.dump", settings)
+        with db.connection(settings, autocommit=True) as conn:
+            _locks_free(conn)
+            conn.execute("DROP SCHEMA public CASCADE")  # the file creates it again
+        db.forget_schema()
+        _run(
+            [
+                tool("pg_restore"),
+                "--no-owner",
+                "--no-privileges",
+                "--exit-on-error",
+                "-d",
+                conn_args[-1],
+                *conn_args[:-2],
+                str(dump),
+            ],
+            env,
+            "pg_restore",
+        )
+        _restore_datasets(settings, files, replace=bool(existing))
     with db.connection(settings) as conn:  # and the schema of this version on top, should the file be older
         return conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone()[0]
+
+
+def _restore_datasets(settings: Settings, files: list[Path], replace: bool) -> None:
+    """The backup's dataset files into this store's folder. The files there before go when the
+    store was replaced (they are in the before-restore backup); into an empty store, files the
+    backup does not name are left where they are."""
+    folder = settings.datasets_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    if replace:
+        for old in _dataset_files(settings):
+            old.unlink()
+    for f in files:
+        shutil.copyfile(f, folder / f".{f.name}.partial")
+        (folder / f".{f.name}.partial").replace(folder / f.name)

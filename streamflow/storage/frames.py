@@ -12,6 +12,7 @@ by user (`feast_ext/spark_offline.py`). `to_pandas()` reads everything: for smal
 
 from __future__ import annotations
 
+import bisect
 import io
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -195,10 +196,14 @@ class ParquetFrame:
         """The rows whose `key` is one of `keys` (a few users' rows): the key column is read a row
         group at a time, the other columns only of the row groups holding a match."""
         wanted = pa.array(list(keys), type=pa.string())
+        ordered = sorted({str(k) for k in keys})
         parts = []
         for path in self.files:
             f = self._file(path)
+            j = f.metadata.schema.names.index(key) if key in f.metadata.schema.names else None
             for g in range(f.metadata.num_row_groups):
+                if j is not None and not _may_hold(f.metadata.row_group(g).column(j).statistics, ordered):
+                    continue  # the group's key range holds none of them (files are written in key order)
                 mask = pc.is_in(f.read_row_group(g, columns=[key]).column(key), value_set=wanted)
                 if pc.any(mask).as_py():
                     parts.append(f.read_row_group(g, columns=columns).filter(mask))
@@ -257,6 +262,17 @@ class ParquetFrame:
         finally:
             if path is not None:
                 out.close()
+
+
+def _may_hold(stats, ordered: list[str]) -> bool:
+    """Whether a row group whose key column has these statistics may hold one of `ordered` (sorted
+    keys): False only when its min/max range holds none of them."""
+    if stats is None or not stats.has_min_max:
+        return True
+    lo, hi = stats.min, stats.max
+    lo, hi = (lo.decode() if isinstance(lo, bytes) else lo), (hi.decode() if isinstance(hi, bytes) else hi)
+    i = bisect.bisect_left(ordered, lo)
+    return i < len(ordered) and ordered[i] <= hi
 
 
 def rows_of_users(frame: pd.DataFrame | ParquetFrame, ids: list[str]) -> pd.DataFrame:

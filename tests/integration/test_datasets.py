@@ -60,12 +60,127 @@ def test_a_dataset_is_the_frame_kept(kept, tmp_path):
     d = datasets.diff(ds.name, other.name, settings, store)
     assert "churn_label" in d["only_in_a"] and "monthly_fee" in d["statistics"].index
 
+    other_file = settings.feature_repo / other.table
+    assert other_file.is_file()
     datasets.delete(other.name, settings, store)
     assert [x.name for x in datasets.list_datasets(settings, store)] == [ds.name]
+    assert not other_file.exists()
+
+
+def test_a_dataset_is_a_parquet_file_feast_reads(kept):
+    """A dataset is a Parquet file under the Feast repo, not a table: Feast's registry holds it as
+    a file saved dataset, a plain `FeatureStore(repo_path=...)` reads it through this project's
+    offline store class with the values and types of the frame, its footer holds the checksum
+    PostgreSQL computes over the same rows, and the database holds no copy of it."""
+    import feast
+    import pyarrow.parquet as pq
+    from feast.infra.offline_stores.file_source import SavedDatasetFileStorage
+
+    from streamflow.feast_ext.pg_saved import table_checksum
+    from streamflow.features.store import write_client_yaml
     from streamflow.storage import db
 
+    settings, store = kept
+    built = build_training_frame("2024-01-31", settings=settings, store=store)
+    ds = datasets.create("2024-01-31", settings=settings, store=store)
+    path = settings.feature_repo / ds.table
+    assert ds.table.startswith("data/datasets/") and path.is_file()
+    assert pq.ParquetFile(path).metadata.num_row_groups >= 1
+    saved = store.get_saved_dataset(ds.name)
+    assert isinstance(saved.storage, SavedDatasetFileStorage)
+    assert saved.storage.file_options.uri == ds.table  # relative: the repo's folder can move with it
+
+    write_client_yaml(settings)  # what `make run` writes: the plain client's door
+    plain = feast.FeatureStore(repo_path=str(settings.feature_repo))
+    df = plain.get_saved_dataset(ds.name).to_df()
+    assert len(df) == len(built.frame)
+    by_user = df.set_index("user_id").loc[built.frame["user_id"]]
+    for column in ["monthly_fee", "watch_hours_30d", "contract_type", "churn_label"]:
+        assert by_user[column].tolist() == built.frame[column].tolist()
+        assert by_user[column].dtype == built.frame[column].dtype
+
+    with db.connection(settings) as conn:  # no copy in the database
+        assert conn.execute("SELECT count(*) FROM pg_tables WHERE tablename LIKE 'sf_dataset_%'").fetchone()[0] == 0
+    _old_style(settings, store, "same_rows", "sf_same_rows")  # the same rows kept as a table: the same checksum
     with db.connection(settings) as conn:
-        assert conn.execute("SELECT to_regclass(%s)", (other.table,)).fetchone()[0] is None
+        assert table_checksum(conn, "sf_same_rows", ["user_id"]) == (ds.rows, ds.checksum)
+        conn.execute("DROP TABLE sf_same_rows")
+    store.registry.delete_saved_dataset("same_rows", store.project, commit=True)
+
+    path.unlink()  # a file lost outside the studio: said, not served, and rebuilt from the store
+    gone = datasets.get(ds.name, settings, store)
+    assert gone.stale and "is missing" in gone.stale_because[0]
+    assert datasets.find(ds.as_of, None, True, settings, store) is None
+    with pytest.raises(NotFound, match="cannot be read: its file .* is missing"):
+        datasets.frame(ds.name, settings, store)
+    assert datasets.rebuild(ds.name, settings, store).checksum == ds.checksum and path.is_file()
+
+
+def _old_style(settings, store, name: str, table: str) -> str:
+    """A dataset kept as before files: Feast's PostgreSQL saved-dataset table, tagged as `create`
+    tagged it then (rows and the md5 over its rows in key order)."""
+    from datetime import UTC, datetime
+
+    from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import (
+        SavedDatasetPostgreSQLStorage,
+    )
+
+    from streamflow.feast_ext.pg_saved import table_checksum
+    from streamflow.features.training import plan_training_frame
+    from streamflow.storage import db
+
+    plan = plan_training_frame("2024-01-31", ["churn_model_v1"], True, settings, store)
+    tags = {
+        datasets.TAG: "1",
+        "as_of": "2024-01-31",
+        "snapshot_as_of": plan.snapshot_as_of.isoformat(),
+        "features": "churn_model_v1",
+        "labels": "true",
+        "created_at": datetime.now(UTC).isoformat(),
+        "definitions": datasets._definitions(store, plan.wanted),
+        "seconds": "1.0",
+    }
+    with datasets.feast_quiet():
+        saved = store.create_saved_dataset(
+            from_=plan.job, name=name, storage=SavedDatasetPostgreSQLStorage(table), tags=tags, allow_overwrite=True
+        )
+    with db.connection(settings) as conn:
+        rows, checksum = table_checksum(conn, table, ["user_id"])
+    saved.tags.update({"rows": str(rows), "checksum": checksum})
+    store.registry.apply_saved_dataset(saved, store.project, commit=True)
+    return name
+
+
+def test_a_dataset_kept_as_a_table_opens_and_moves_to_a_file(kept):
+    """A dataset written before the files (a table) is listed, read back with the frame's values,
+    and moved on that first read: the same checksum in a file, the registry pointing at it, the
+    table gone; a second read reads the file."""
+    from feast.infra.offline_stores.file_source import SavedDatasetFileStorage
+
+    from streamflow.storage import db
+
+    settings, store = kept
+    built = build_training_frame("2024-01-31", settings=settings, store=store)
+    _old_style(settings, store, "before_files", "sf_dataset_before_files")
+    listed = datasets.get("before_files", settings, store)
+    assert listed.table == "sf_dataset_before_files" and listed.rows == len(built.frame) and not listed.stale
+
+    back = datasets.frame("before_files", settings, store)  # read, and moved
+    pd.testing.assert_frame_equal(back.frame, built.frame, check_dtype=True)
+    moved = datasets.get("before_files", settings, store)
+    assert moved.table == "data/datasets/sf_dataset_before_files.parquet"
+    assert moved.checksum == listed.checksum and moved.rows == listed.rows
+    assert datasets.offline_of(settings).checksum(moved.table, store) == (listed.rows, listed.checksum)
+    assert isinstance(store.get_saved_dataset("before_files").storage, SavedDatasetFileStorage)
+    with db.connection(settings) as conn:
+        assert conn.execute("SELECT to_regclass('sf_dataset_before_files')").fetchone()[0] is None
+    again = datasets.frame("before_files", settings, store)
+    pd.testing.assert_frame_equal(again.frame, built.frame, check_dtype=True)
+    # and a page's read of a few users' rows reads the file's matching row groups
+    rows = datasets.kept_rows(moved.as_of, ["monthly_fee"], ["7590-VHVEG"], settings, store)
+    assert rows["monthly_fee"].tolist() == built.frame.set_index("user_id").loc[["7590-VHVEG"], "monthly_fee"].tolist()
+    datasets.delete("before_files", settings, store)
+    assert not (settings.feature_repo / moved.table).exists()
 
 
 def test_a_dataset_goes_stale_when_its_month_is_reingested(kept, month_copy):

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import tarfile
 import uuid
 
+import pandas as pd
 import psycopg
 import pytest
 
 from streamflow.core.config import load_settings
 from streamflow.core.errors import InvalidInput, NotFound
+from streamflow.features import datasets
 from streamflow.features.online import online_features
 from streamflow.features.store import get_store
 from streamflow.monitoring.alerts import check, listing
 from streamflow.storage import db
-from streamflow.storage.backup import backup, restore
+from streamflow.storage.backup import DUMP, backup, restore
 from tests.support import SERVER_URL, fingerprint, home_for, prepared_store
 
 USERS = ["7590-VHVEG"]
@@ -52,12 +55,15 @@ def test_round_trip(request, backend, target, months, tmp_path, record):
     settings, store = prepared_store(request.getfixturevalue(f"{backend}_settings"), months, n_months=2)
     kept = check(settings, store)  # the monitor's profiles, importances and alerts are part of the store
     assert not kept.empty
+    kept_ds = datasets.create("2024-01-31", name="in_the_backup", settings=settings, store=store, again=True)
+    frame = datasets.frame(kept_ds.name, settings, store).frame
     before = fingerprint(settings, online=True)
     lookups = _lookups(settings, store)
     assert lookups[0][1]
     file = tmp_path / "store.dump"
     r = backup(file, settings)
-    assert r.bytes > 10_000 and r.tables >= 15
+    assert r.bytes > 10_000 and r.tables >= 15 and r.datasets >= 1
+    datasets.delete(kept_ds.name, settings, store)
 
     restore(file, target)  # into an empty store: registry, runs, snapshots and online tables come back
     assert fingerprint(target, online=True) == before
@@ -65,6 +71,16 @@ def test_round_trip(request, backend, target, months, tmp_path, record):
     assert _lookups(target, restored) == lookups
     assert restored.get_feature_service("churn_model_v1").name == "churn_model_v1"
     assert listing(target).to_dict("records") == kept.to_dict("records")
+    # the dataset's file came back with the registry that names it, under the target's own repo
+    back = datasets.get(kept_ds.name, target, restored)
+    assert back.checksum == kept_ds.checksum and not back.stale
+    pd.testing.assert_frame_equal(datasets.frame(kept_ds.name, target, restored).frame, frame)
+
+    # a backup made before datasets were files (pg_dump's file alone) restores as it did
+    with tarfile.open(file) as tar:
+        tar.extract(DUMP, tmp_path / "old", filter="data")
+    restore(tmp_path / "old" / DUMP, target, force=True)
+    assert fingerprint(target, online=True) == before
 
     with pytest.raises(InvalidInput, match="not empty"):
         restore(file, target)
@@ -83,4 +99,16 @@ def test_bad_files(embedded_settings, tmp_path, record):
     junk.write_bytes(b"not a dump")
     with pytest.raises(InvalidInput, match="not a StreamFlow backup"):
         restore(junk, embedded_settings, force=True)
-    record("a missing file and a non-dump file are refused with a message")
+    # a tar that reaches outside its folder, or holds no dump, is refused before anything is touched
+    evil = tmp_path / "evil.dump"
+    with tarfile.open(evil, "w") as tar:
+        tar.add(junk, arcname="../../escape.parquet")
+    with pytest.raises(InvalidInput, match="unexpected entry"):
+        restore(evil, embedded_settings, force=True)
+    empty = tmp_path / "empty.dump"
+    with tarfile.open(empty, "w") as tar:
+        tar.add(junk, arcname="datasets/x.parquet")
+    with pytest.raises(InvalidInput, match="no store.dump"):
+        restore(empty, embedded_settings, force=True)
+    assert not (tmp_path.parent / "escape.parquet").exists()
+    record("a missing file, a non-dump file and a tar with foreign entries are refused with a message")
