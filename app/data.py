@@ -161,7 +161,7 @@ def registry_rows() -> list[dict]:
 @st.cache_resource(
     ttl=600, max_entries=4, show_spinner="Reading the kept dataset, or building the frame through Feast..."
 )
-def _training_frame(s: Settings, as_of, features: tuple[str, ...], labels: bool, _save: bool):
+def _training_frame(s: Settings, as_of, features: tuple[str, ...], labels: bool, _save: bool, v: tuple = ()):
     from streamflow.features.datasets import frame_for  # `_save` is not part of the key: the same frame either way
 
     return frame_for(as_of, list(features) or None, labels, settings=s, store=store(), save=_save)[0]
@@ -172,7 +172,7 @@ def training_frame(as_of, features: tuple[str, ...] = (), labels: bool = True, s
     model's service): read from a kept dataset that matches and is current, else built (and, with
     `save`, kept as a dataset first, so the next page and session read it); one cache for every
     page that shows a frame."""
-    return _training_frame(settings(), as_of, tuple(features), labels, save)
+    return _training_frame(settings(), as_of, tuple(features), labels, save, version())
 
 
 @st.cache_data(ttl=300, show_spinner="Reading the snapshot's statistics (computed once per month)...")
@@ -213,30 +213,30 @@ def dataset_frame(ds):
 
 
 @st.cache_resource(ttl=600, max_entries=8, show_spinner=False)
-def _frame_summary(s: Settings, as_of, features: tuple[str, ...], labels: bool):
+def _frame_summary(s: Settings, as_of, features: tuple[str, ...], labels: bool, v: tuple):
     from streamflow.features.training import feature_summary
 
-    return feature_summary(_training_frame(s, as_of, features, labels, False).frame)
+    return feature_summary(_training_frame(s, as_of, features, labels, False, v).frame)
 
 
 def frame_summary(as_of, features: tuple[str, ...] = (), labels: bool = True):
     """`training.feature_summary` of the frame, computed once per frame and process."""
-    return _frame_summary(settings(), as_of, tuple(features), labels)
+    return _frame_summary(settings(), as_of, tuple(features), labels, version())
 
 
 @st.cache_resource(ttl=600, max_entries=64, show_spinner=False)
-def _distribution(s: Settings, as_of, features: tuple[str, ...], labels: bool, feature: str):
+def _distribution(s: Settings, as_of, features: tuple[str, ...], labels: bool, feature: str, v: tuple):
     from streamflow.core.catalog import LABEL_FEATURE
     from streamflow.features.training import distribution
 
-    df = _training_frame(s, as_of, features, labels, False).frame
+    df = _training_frame(s, as_of, features, labels, False, v).frame
     return distribution(df, feature, by=LABEL_FEATURE if LABEL_FEATURE in df else None)
 
 
 def frame_distribution(as_of, features: tuple[str, ...], labels: bool, feature: str):
     """`training.distribution` of one feature of the frame, by churn label: counted once per
     frame, feature and process (a chart of a few hundred numbers, whoever asks)."""
-    return _distribution(settings(), as_of, tuple(features), labels, feature)
+    return _distribution(settings(), as_of, tuple(features), labels, feature, version())
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
@@ -251,28 +251,33 @@ def dataset_summary(ds):
     return _dataset_summary(settings(), ds.name, ds.checksum, ds.created_at)
 
 
-# a report holds both frames (its histograms are drawn from them): shared, not copied per visit
+# a report between months is read back from the kept results (or computed once and kept); a report
+# against the online store holds its frames (its histograms are drawn from them): shared, not copied
 @st.cache_resource(ttl=600, max_entries=8, show_spinner="Comparing the two populations...")
-def _drift(s: Settings, a, b, online_sample: int, thresholds, _save: bool):
+def _drift(s: Settings, a, b, online_sample: int, thresholds, _save: bool, v: tuple):
     from streamflow.core.catalog import LABEL_FEATURE, SERVICE
     from streamflow.features.online import online_frame
-    from streamflow.monitoring.drift import compare
+    from streamflow.monitoring.drift import between_months, compare
     from streamflow.monitoring.skew import sample_users
 
-    ref = _training_frame(s, a, (), True, _save).frame
-    if online_sample:
-        cur, label = online_frame(sample_users(s, b, online_sample), SERVICE, settings=s, store=store()), "online now"
-    else:
-        cur, label = _training_frame(s, b, (), True, _save).frame, str(b)
+    if not online_sample:
+        rep = between_months(
+            a, b, thresholds, s, store(), frame_of=lambda day: _training_frame(s, day, (), True, _save, v).frame,
+            keep=_save,
+        )  # fmt: skip
+        return rep, rep.reference_rows, rep.current_rows
+    ref = _training_frame(s, a, (), True, _save, v).frame
+    cur = online_frame(sample_users(s, b, online_sample), SERVICE, settings=s, store=store())
     feats = [c for c in ref.columns if c in cur.columns and c not in ("user_id", "event_timestamp", LABEL_FEATURE)]
-    return compare(ref, cur, feats, thresholds, reference_label=str(a), current_label=label), len(ref), len(cur)
+    return compare(ref, cur, feats, thresholds, reference_label=str(a), current_label="online now"), len(ref), len(cur)
 
 
 def drift(a, b, thresholds, online_sample: int = 0, save: bool = False):
-    """The drift report of the model's frame at `a` against its frame at `b` (or, with
-    `online_sample`, that many users of snapshot `b` as the online store serves them now), computed
-    once per inputs; frames come from kept datasets (kept first with `save`)."""
-    return _drift(settings(), a, b, online_sample, thresholds, save)
+    """The drift report of the model's frame at `a` against its frame at `b` (kept: read back once
+    computed by anyone, from the data the store holds now), or, with `online_sample`, against that
+    many users of snapshot `b` as the online store serves them now; frames come from kept datasets
+    (kept first with `save`)."""
+    return _drift(settings(), a, b, online_sample, thresholds, save, version())
 
 
 @st.cache_data(ttl=3600, max_entries=8, show_spinner="Scoring every month from the kept profiles...")

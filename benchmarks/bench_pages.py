@@ -9,8 +9,10 @@ Debian's Chromium:
   second visit  another new session opens it again (what a second visitor, or the same one
                 coming back, waits for: caches are per process, shared by sessions).
 A page is settled when its marker text is visible and Streamlit's "running" indicator is gone.
-The app's resident memory after every page is printed too; then --sessions visitors move
-through every page at once (page p50/p95 and the app's peak memory). Goals (issue 25, at 1,000,000 x 2):
+The app's resident memory after every page is printed too; then --sessions sessions ask for
+every page at once over Streamlit's websocket (the server's time per script run, p50/p95, apart
+from any browser), and --sessions Chromium visitors move through every page at once (page p50/p95
+and the app's peak memory). Goals (issue 25, at 1,000,000 x 2):
 first visit under 5 s, second under 1.5 s; pages that compute on purpose (Model check's fit)
 are marked. Nothing here is a floor: each figure is a user's wait. `--lake`: the lake profile
 (Spark local[2] over the Parquet lake, where the snapshots live), its figures named so.
@@ -102,6 +104,56 @@ def _concurrent(browser, url: str, sessions: int, timeout_s: float, pid: int, sc
            p50_s=round(waits[len(waits) // 2], 3), peak_rss_mb=round(peak))  # fmt: skip
 
 
+def _ws_runs(url: str, sessions: int, rounds: int, pid: int, sc: dict) -> None:
+    """`sessions` sessions at once over Streamlit's own websocket protocol (no browser): each asks
+    for every page in turn (Model check aside), `rounds` times; one sample is the server's time for
+    one script run, from the rerun request to its `script_finished` message (the app's Python, its
+    reads and the deltas it sends), apart from any browser's drawing."""
+    import asyncio
+
+    import websockets
+    from streamlit.proto.BackMsg_pb2 import BackMsg
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+    ws_url = url.replace("http://", "ws://") + "/_stcore/stream"
+    runs: list[tuple[str, float]] = []
+    peak = [0.0]
+
+    async def run(ws, page: str) -> float:
+        msg = BackMsg()
+        msg.rerun_script.page_name = page
+        msg.rerun_script.query_string = ""
+        t0 = time.perf_counter()
+        await ws.send(msg.SerializeToString())
+        while True:
+            fm = ForwardMsg()
+            fm.ParseFromString(await ws.recv())
+            if fm.WhichOneof("type") == "script_finished" and fm.script_finished != ForwardMsg.FINISHED_EARLY_FOR_RERUN:
+                return time.perf_counter() - t0
+
+    async def session() -> None:
+        async with websockets.connect(ws_url, subprotocols=["streamlit"], max_size=None, open_timeout=60) as ws:
+            for _ in range(rounds):
+                for path, _marker in PAGES:
+                    if path in ON_PURPOSE:
+                        continue
+                    runs.append((path or "overview", await run(ws, path)))
+                    peak[0] = max(peak[0], _rss_mb(pid))
+
+    async def main() -> None:
+        await asyncio.gather(*(session() for _ in range(sessions)))
+
+    asyncio.run(main())
+    waits = sorted(t for _, t in runs)
+    p95 = waits[max(0, int(round(0.95 * len(waits))) - 1)]
+    slowest = max(runs, key=lambda r: r[1])
+    print(f"  {sessions} websocket sessions x {rounds} rounds: server time per run p50 {waits[len(waits) // 2]:.2f}s, "
+          f"p95 {p95:.2f}s (slowest: {slowest[0]} {slowest[1]:.2f}s), app RSS peak {peak[0]:,.0f} MB")  # fmt: skip
+    record(_name(f"server time per run p95, {sessions} concurrent sessions (websocket)"), p95, **sc,
+           goal="< 1 s at 1,000,000 x 2", p50_s=round(waits[len(waits) // 2], 3), runs=len(waits),
+           peak_rss_mb=round(peak[0]))  # fmt: skip
+
+
 PROFILE: dict[str, str] = {}  # the profile's settings (--lake), for the app's process too
 
 
@@ -180,6 +232,7 @@ def measure(home: Path, users: int, months: int, timeout_s: float, sessions: int
             record(_name("app RSS after every page"), _rss_mb(proc.pid), **sc, unit="MB",
                    goal="< 3,000 MB with 10 sessions")  # fmt: skip
             if sessions:
+                _ws_runs(url, sessions, 2, proc.pid, sc)
                 _concurrent(browser, url, sessions, timeout_s, proc.pid, sc)
             browser.close()
     finally:

@@ -61,6 +61,8 @@ with friendly_errors():
         f"A numeric feature drifts at PSI ≥ {th.psi:g} or Jensen-Shannon ≥ {th.js:g}; a category or boolean at "
         f"L-infinity ≥ {th.linf:g} or a category the reference never had. Each row says why in its reason."
     )
+    if rep.computed_at is not None:
+        st.caption(f"Kept from the comparison of {rep.computed_at:%Y-%m-%d %H:%M} UTC, on {rep.made_from}.")
     if not rep.drifted:
         st.success(f"No feature drifted from {a} to {cur_label} at these thresholds.")
 

@@ -1,8 +1,9 @@
 """Training datasets, kept: point-in-time frames saved through Feast's saved-dataset API.
 
 A dataset is the retrieval behind `build_training_frame` for one as_of and one feature service (or
-feature list), persisted by Feast's `FeatureStore.create_saved_dataset` into the offline store --
-a PostgreSQL table (`SavedDatasetPostgreSQLStorage`; the server writes it), or on the lake profile
+feature list), persisted by Feast's `FeatureStore.create_saved_dataset` through the offline store --
+a Parquet file under the Feast repo's `data/datasets/` (`SavedDatasetFileStorage`; the offline
+store class writes it from one binary COPY and reads it back by pyarrow), or on the lake profile
 a Parquet folder under the lake's `datasets/` (`SavedDatasetSparkStorage`; Spark's executors write
 it, and it is read back a column or a page at a time, never collected) -- and registered in
 Feast's registry, so `feast ui`'s Datasets page lists the same datasets. Its tags
@@ -35,7 +36,7 @@ from streamflow.core.config import Settings, load_settings
 from streamflow.core.errors import InvalidInput, NotFound
 from streamflow.features import derived, derived_table
 from streamflow.features.offline import offline_of
-from streamflow.features.refs import FeatureRef
+from streamflow.features.refs import FeatureRef, feature_names
 from streamflow.features.store import get_store
 from streamflow.features.training import (
     FramePlan,
@@ -64,7 +65,7 @@ class Dataset:
     created_at: datetime
     seconds: float
     definitions: str  # fingerprint of the feature views read
-    table: str  # where it is kept: a PostgreSQL table, or a folder of the lake (an s3a:// URL or a path)
+    table: str  # where it is kept: a file under the Feast repo (a table before), or a folder of the lake
     stale_because: list[str] = field(default_factory=list)
 
     @property
@@ -118,7 +119,9 @@ def _from_saved(saved) -> Dataset:
 
 
 def _location(storage) -> str:
-    """A saved dataset's table (PostgreSQL) or folder (the lake)."""
+    """A saved dataset's file or table (PostgreSQL) or folder (the lake)."""
+    if getattr(storage, "file_options", None) is not None:
+        return storage.file_options.uri
     options = getattr(storage, "postgres_options", None)
     return options._table if options is not None else storage.spark_options.path
 
@@ -126,6 +129,9 @@ def _location(storage) -> str:
 def _staleness(
     ds: Dataset, settings: Settings, store, changed: dict[date, datetime], derived_at: dict[date, datetime]
 ) -> Dataset:
+    gone = offline_of(settings).missing(ds.table)
+    if gone:
+        ds.stale_because.append(gone)
     at = changed.get(ds.snapshot_as_of)
     if at is not None and at > ds.created_at:
         ds.stale_because.append(
@@ -153,6 +159,28 @@ def _refs_of(store, features: str, labels: bool) -> list[str]:
 
     refs = resolve_features(store, features.split(","))
     return refs + ([str(FeatureRef(LABEL_VIEW, LABEL_FEATURE))] if labels else [])
+
+
+def written(
+    months: list[date], features: str | list[str] | None = None, settings: Settings | None = None, store=None
+) -> str:
+    """The write a result computed from the frames of `features` at `months` came from, in words:
+    per month, the last ingest that changed a snapshot at or before it (a frame reads earlier
+    months too), and the fingerprint of the definitions it reads (and when its derived features
+    were last computed, if it reads any). Two results with the same words read the same rows; the
+    staleness rules of a dataset (`_staleness`), said as one value."""
+    settings = settings or load_settings()
+    store = store or get_store(settings)
+    changed = runs.snapshots_changed_at(settings)
+    refs = _refs_of(store, _spec(features), True)
+    parts = []
+    for m in months:
+        last = max((at for d, at in changed.items() if d <= m), default=None)
+        parts.append(f"{m} as ingested {last:%Y-%m-%d %H:%M:%S.%f} UTC" if last else f"{m}")
+    if any(r.startswith(f"{derived.VIEW}:") for r in refs):
+        computed = derived_table.computed_months(settings)
+        parts.append(f"derived features computed {computed['computed_at'].max()}")
+    return "; ".join(parts) + f"; definitions {_definitions(store, refs)}"
 
 
 @contextlib.contextmanager
@@ -245,7 +273,7 @@ def list_datasets(settings: Settings | None = None, store=None) -> list[Dataset]
     out = [
         _staleness(_from_saved(s), settings, store, changed, derived_at)
         for s in store.list_saved_datasets()
-        if (s.tags or {}).get(TAG) and "rows" in s.tags and hasattr(s.storage, kind)
+        if (s.tags or {}).get(TAG) and "rows" in s.tags and any(hasattr(s.storage, k) for k in kind)
     ]
     return sorted(out, key=lambda d: d.created_at, reverse=True)
 
@@ -279,8 +307,14 @@ def frame(name: str, settings: Settings | None = None, store=None) -> TrainingFr
     ds = get(name, settings, store)
     t0 = time.perf_counter()
     offline = offline_of(settings)
+    gone = offline.missing(ds.table)
+    if gone:
+        raise NotFound(f"dataset {name!r} cannot be read: {gone}: `streamflow dataset rebuild {name}`")
     with feast_quiet():
         saved = offline.saved(store, name)
+        moved = offline.migrate(store, saved, ds.table)  # a dataset kept the earlier way, moved once
+        if moved is not None and moved != ds.table:
+            saved, ds.table = offline.saved(store, name), moved
     kept = list(saved.features)
     refs = [r for r in _refs_of(store, ds.features, False) if r in kept]
     lineage_refs, wanted = requested(refs, ds.labels, store)  # a fresh frame's column order
@@ -295,7 +329,8 @@ def frame(name: str, settings: Settings | None = None, store=None) -> TrainingFr
         job=None,
     )
     with feast_quiet():
-        df = offline.dataset_rows(saved, ds.table)
+        hidden = feature_names([r for r in plan.lineage_refs if r not in plan.refs])  # as shape_frame drops them
+        df = offline.dataset_rows(saved, ds.table, ["user_id", "event_timestamp", *feature_names(wanted)], hidden)
     tf = shape_frame(plan, df, time.perf_counter() - t0)
     tf.notes.append(f"read from the dataset {name} (built {ds.created_at:%Y-%m-%d %H:%M} UTC)")
     return tf

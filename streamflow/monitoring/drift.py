@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import date, datetime
 
 import numpy as np
 import pandas as pd
 
+from streamflow.core.config import Settings
 from streamflow.core.errors import InvalidInput
 from streamflow.storage.frames import counts_as_text
 
@@ -170,8 +172,15 @@ class DriftReport:
     current_label: str
     table: pd.DataFrame  # one row per feature, drifted first
     thresholds: Thresholds
-    reference: pd.DataFrame = field(repr=False)  # or a frames.ParquetFrame: read a column at a time
-    current: pd.DataFrame = field(repr=False)
+    reference: pd.DataFrame | None = field(repr=False)  # or a frames.ParquetFrame: read a column at a time
+    current: pd.DataFrame | None = field(repr=False)
+    # every feature's shares per bin (feature, bin, reference, current): a kept report's histograms,
+    # drawn without the populations (None: computed from them when asked)
+    histograms: pd.DataFrame | None = field(default=None, repr=False)
+    reference_rows: int = 0
+    current_rows: int = 0
+    made_from: str = ""  # a report between months: the write it came from (`datasets.written`)
+    computed_at: datetime | None = None  # when it was computed, if read back from the kept results
 
     @property
     def share_drifted(self) -> float:
@@ -183,6 +192,9 @@ class DriftReport:
 
     def histogram(self, feature: str) -> pd.DataFrame:
         """Shares of the reference and current populations per bin (numeric) or category."""
+        if self.histograms is not None:
+            kept = self.histograms[self.histograms["feature"] == feature]
+            return kept[["bin", "reference", "current"]].reset_index(drop=True)
         ref, cur = self.reference[feature], self.current[feature]
         if is_numeric(ref):
             r = ref.dropna().to_numpy(dtype=float)
@@ -194,6 +206,13 @@ class DriftReport:
             return pd.DataFrame({"bin": labels, "reference": shares(r, edges), "current": shares(c, edges)})
         s = category_shares(ref, cur)
         return s[["reference", "current"]].rename_axis("bin").reset_index()
+
+    def all_histograms(self) -> pd.DataFrame:
+        """Every feature's histogram in one table (what a kept report draws from)."""
+        parts = [self.histogram(f).assign(feature=f) for f in self.table["feature"]]
+        out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["bin", "reference", "current"])
+        out["bin"] = out["bin"].astype(str)
+        return out[["feature", "bin", "reference", "current"]]
 
     def to_csv(self) -> bytes:
         return self.table.to_csv(index=False).encode()
@@ -314,4 +333,55 @@ def compare(
     table = table.sort_values(["drifted", "score"], ascending=[False, False], kind="stable").reset_index(drop=True)
     # the populations themselves, not copies of their columns: a frame in the lake is read a
     # column at a time, for a score here and a histogram later
-    return DriftReport(reference_label, current_label, table, t, reference, current)
+    return DriftReport(reference_label, current_label, table, t, reference, current,
+                       reference_rows=len(reference), current_rows=len(current))  # fmt: skip
+
+
+RESULT = "drift"  # a report between two months' frames, among the kept results (`storage.results`)
+
+
+def between_months(
+    a: date,
+    b: date,
+    thresholds: Thresholds | None = None,
+    settings: Settings | None = None,
+    store=None,
+    frame_of: Callable[[date], pd.DataFrame] | None = None,
+    keep: bool = True,
+) -> DriftReport:
+    """The drift of the model's frame at `b` against its frame at `a`: the report kept from the
+    write the store holds now (its table and every feature's histogram, no population read), or
+    computed from the frames (`frame_of(day)`; default: a kept dataset's, else built) and, with
+    `keep`, kept for the next reader."""
+    import time
+
+    from streamflow.core.catalog import LABEL_FEATURE
+    from streamflow.core.config import load_settings
+    from streamflow.features.datasets import frame_for, written
+    from streamflow.features.store import get_store
+    from streamflow.storage import results
+
+    t = thresholds or Thresholds()
+    settings = settings or load_settings()
+    store = store or get_store(settings)
+    made_from = written([a, b], settings=settings, store=store)
+    key = f"{a}|{b}|psi={t.psi}|js={t.js}|linf={t.linf}|p={t.chi2_p}|bins={t.bins}"
+    k = results.current(settings, RESULT, key, made_from)
+    if k is not None:
+        return DriftReport(
+            str(a), str(b), k.frames["table"], t, None, None, histograms=k.frames["histograms"],
+            reference_rows=int(k.scalars["reference_rows"]), current_rows=int(k.scalars["current_rows"]),
+            made_from=k.made_from, computed_at=k.computed_at,
+        )  # fmt: skip
+    t0 = time.perf_counter()
+    frame_of = frame_of or (lambda day: frame_for(day, settings=settings, store=store)[0].frame)
+    ref, cur = frame_of(a), frame_of(b)
+    feats = [c for c in ref.columns if c in cur.columns and c not in (*META, LABEL_FEATURE)]
+    rep = compare(ref, cur, feats, t, reference_label=str(a), current_label=str(b))
+    rep.histograms, rep.made_from = rep.all_histograms(), made_from
+    if keep:
+        results.keep(
+            settings, RESULT, key, made_from, {"table": rep.table, "histograms": rep.histograms},
+            {"reference_rows": rep.reference_rows, "current_rows": rep.current_rows}, time.perf_counter() - t0,
+        )  # fmt: skip
+    return rep

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 
 import numpy as np
 import pandas as pd
@@ -32,6 +32,7 @@ from streamflow.core.config import Settings, load_settings
 from streamflow.core.errors import InvalidInput, NotReady
 from streamflow.features.refs import FeatureRef, feature_names
 from streamflow.monitoring.scoring import KeptModel, columns_of, design_matrix, keep
+from streamflow.storage import results
 from streamflow.storage.snapshots import snapshot_dates, snapshots_of
 
 MODELS = ("logistic regression", "gradient-boosted tree")
@@ -99,6 +100,8 @@ class ModelCheck:
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
     kept: object | None = None  # the point-in-time logistic regression, as numbers (`scoring.KeptModel`)
+    made_from: str = ""  # the write it was fitted on (`datasets.written`)
+    computed_at: datetime | None = None  # when it was fitted, if read back from the kept results
 
     def gap(self, frame: str, model: str = MODELS[1]) -> float:
         row = self.scores[(self.scores["frame"] == frame) & (self.scores["model"] == model)].iloc[0]
@@ -263,24 +266,72 @@ def model_check(
     """Build the frames (or take `frames`: {"train": TrainingFrame, "eval": TrainingFrame}) and run;
     the point-in-time logistic regression is kept for Explain (`scoring`) unless `keep_model` is off."""
     from streamflow.core.dates import parse_date
+    from streamflow.features.datasets import written
     from streamflow.features.store import get_store
-    from streamflow.features.training import build_training_frame
 
     settings = settings or load_settings()
     a, b = parse_date(train_as_of, "train as_of"), parse_date(eval_as_of, "evaluation as_of")
     if len(snapshot_dates(settings)) < 2:
         raise NotReady("the model check needs two snapshots: ingest a second month")
     store = store or get_store(settings)
-    frames = frames or {}
+    made_from = written([a, b], settings=settings, store=store)  # read before the frames: a later write is later
+    mc = _fit(a, b, settings, store, frames or {}, max_rows)
+    mc.made_from = made_from
+    if keep_model:
+        keep(settings, mc.kept)  # Explain scores each user with it
+        results.keep(
+            settings,
+            RESULT,
+            _key(a, b, max_rows),
+            made_from,
+            {"scores": mc.scores, "calibration": mc.calibration, "importances": mc.importances},
+            {"rows_train": mc.rows_train, "rows_eval": mc.rows_eval, "notes": mc.notes},
+            mc.seconds,
+        )
+    return mc
+
+
+RESULT = "model_check"  # its kind among the kept results (`storage.results`)
+
+
+def _key(a: date, b: date, max_rows: int) -> str:
+    return f"{a}|{b}|{max_rows}"
+
+
+def kept_check(
+    train_as_of: str | date,
+    eval_as_of: str | date,
+    settings: Settings | None = None,
+    store=None,
+    max_rows: int = MAX_ROWS,
+) -> ModelCheck | None:
+    """The model check of these months kept when it last ran, if it ran on the write the store
+    holds now (None: not run since that write; `model_check` runs it and keeps it)."""
+    from streamflow.core.dates import parse_date
+    from streamflow.features.datasets import written
+
+    settings = settings or load_settings()
+    a, b = parse_date(train_as_of, "train as_of"), parse_date(eval_as_of, "evaluation as_of")
+    made_from = written([a, b], settings=settings, store=store)
+    k = results.current(settings, RESULT, _key(a, b, max_rows), made_from)
+    if k is None:
+        return None
+    return ModelCheck(
+        a, b, int(k.scalars["rows_train"]), int(k.scalars["rows_eval"]), k.frames["scores"],
+        k.frames["calibration"], k.frames["importances"], seconds=k.seconds, notes=list(k.scalars["notes"]),
+        made_from=k.made_from, computed_at=k.computed_at,
+    )  # fmt: skip
+
+
+def _fit(a: date, b: date, settings: Settings, store, frames: dict, max_rows: int) -> ModelCheck:
+    from streamflow.features.training import build_training_frame
+
     tf_a = frames.get("train") or build_training_frame(a, settings=settings, store=store)
     tf_b = frames.get("eval") or build_training_frame(b, settings=settings, store=store)
     features = feature_names(tf_a.features)
     if isinstance(tf_a.frame, pd.DataFrame) and isinstance(tf_b.frame, pd.DataFrame):
         naive = naive_frame(tf_a.snapshot_as_of, tf_a.features, settings)
-        mc = run(tf_a.frame, naive, tf_b.frame, features, tf_a.as_of, tf_b.as_of, max_rows=max_rows)
-        if keep_model:
-            keep(settings, mc.kept)  # Explain scores each user with it
-        return mc
+        return run(tf_a.frame, naive, tf_b.frame, features, tf_a.as_of, tf_b.as_of, max_rows=max_rows)
     # frames in the lake: a sample of users from each, about what the fits keep
     labelled = tf_a.frame[[JOIN_KEY, LABEL_FEATURE]]
     gone = set(labelled.loc[_labels(labelled), JOIN_KEY])
@@ -292,6 +343,4 @@ def model_check(
             f"Read from the lake: {len(train):,} of {len(tf_a.frame):,} training rows and {len(evaluation):,} "
             f"of {len(tf_b.frame):,} evaluation rows (a sample of users by a hash of user_id)."
         )
-    if keep_model:
-        keep(settings, mc.kept)
     return mc

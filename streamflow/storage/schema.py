@@ -176,6 +176,25 @@ MONITOR_DDL = [
   churned JSONB NOT NULL,
   PRIMARY KEY (month, feature)
 )""",
+    # results kept when they are made (`storage.results`): what a page shows of a computation over
+    # a population (a drift report, a model check), the write it came from, and its small tables
+    """CREATE TABLE IF NOT EXISTS kept_results (
+  kind TEXT NOT NULL,
+  key TEXT NOT NULL,
+  made_from TEXT NOT NULL,
+  scalars JSONB NOT NULL,
+  seconds DOUBLE PRECISION NOT NULL,
+  computed_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+  PRIMARY KEY (kind, key)
+)""",
+    """CREATE TABLE IF NOT EXISTS kept_result_frames (
+  kind TEXT NOT NULL,
+  key TEXT NOT NULL,
+  name TEXT NOT NULL,
+  arrow BYTEA NOT NULL,
+  PRIMARY KEY (kind, key, name),
+  FOREIGN KEY (kind, key) REFERENCES kept_results (kind, key) ON DELETE CASCADE
+)""",
 ]
 MONITOR_TABLES = (
     "monitor_edges",
@@ -186,6 +205,8 @@ MONITOR_TABLES = (
     "kept_models",
     "label_months",
     "label_profiles",
+    "kept_results",
+    "kept_result_frames",
 )
 
 # The feature lab (`streamflow.features.lab`): each candidate derived feature, its last preview and

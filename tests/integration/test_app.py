@@ -276,6 +276,58 @@ def test_catalog_and_drift_pages(app_env, months):
     assert not at.exception
 
 
+def _population_reads(settings) -> int:
+    """Rows PostgreSQL has read from the snapshot tables so far (sequential and index fetches),
+    once every connection that read has flushed its statistics (pooled ones are closed first)."""
+    from streamflow.core.catalog import TABLES
+    from streamflow.feast_ext import pg_arrow
+    from streamflow.storage import db
+
+    pg_arrow._close_all()
+    time.sleep(1.5)  # a closing backend reports its counts as it exits
+    with db.connection(settings) as conn:
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        return conn.execute(
+            "SELECT coalesce(sum(seq_tup_read + coalesce(idx_tup_fetch, 0)), 0)::bigint FROM pg_stat_user_tables "
+            "WHERE relname = ANY(%s)",
+            ([t.snapshot for t in TABLES],),
+        ).fetchone()[0]
+
+
+def test_a_second_visitor_reads_what_the_first_one_computed(app_env, months):
+    """Drift between months, the model check and the training frame are computed once, by the first
+    visitor, and kept where every session and process reads them (kept results, a kept dataset):
+    a second visitor in a new process (the app's caches emptied) draws the same numbers while
+    PostgreSQL reads no population of the snapshot tables (counted by PostgreSQL's own statistics);
+    the first visit did read them (the count can move)."""
+    import streamlit as st
+
+    settings, store = app_env
+    for folder, _ in months[:2]:
+        ingest_month(folder, settings=settings)
+    pages = ["views/drift.py", "views/model_check.py", "views/training_frame.py"]
+    start = _population_reads(settings)
+    first = {}
+    for page in pages:
+        at = _open(_app(), page)
+        assert not at.exception, (page, [e.value for e in at.exception])
+        first[page] = [(m.label, m.value) for m in at.metric]
+    after_first = _population_reads(settings)
+    assert after_first > start, "the first visit computes from the snapshots"
+
+    st.cache_data.clear()  # a new process: nothing of the first visit in memory
+    st.cache_resource.clear()
+    for page in pages:
+        at = _open(_app(), page)
+        assert not at.exception, (page, [e.value for e in at.exception])
+        assert [(m.label, m.value) for m in at.metric] == first[page], page
+        if page != "views/training_frame.py":
+            assert any("Kept from" in c for c in _texts(at, "caption")), page
+    # what is left is a handful of index probes (the months on offer), not a population
+    second = _population_reads(settings) - after_first
+    assert second < 0.01 * (after_first - start), (second, after_first - start)
+
+
 def test_write_actions_need_the_admin_password_once_set(app_env, months, monkeypatch):
     settings, store = app_env
     ingest_month(months[0][0], settings=settings)

@@ -145,3 +145,66 @@ def test_freshness_and_timeline(studio):
     assert not fresh.at["subs_profile_fv", "behind"] and fresh.at["usage_agg_30d_fv", "behind"]
     tl = materialization_timeline(settings)
     assert len(tl) == 6 and tl["seconds"].notna().all() and (tl["rows"] > 0).all()
+
+
+def test_drift_and_model_check_are_kept_for_the_write_they_read(studio, month_copy):
+    """A drift report between months and a model check are kept when made: read back later without
+    a population (the same table and histograms, the same scores), named by the write they came
+    from; once a month they read is re-ingested with other rows they are not that write's result,
+    and are computed again."""
+    import pandas as pd
+
+    from streamflow.monitoring.drift import between_months
+    from streamflow.monitoring.model_check import kept_check
+    from streamflow.storage import db, results
+
+    settings, store = studio
+    a, b = pd.Timestamp("2024-01-31").date(), pd.Timestamp("2024-02-29").date()
+    with db.connection(settings) as conn:  # the studio fixture's store is shared: start from nothing kept
+        conn.execute("DELETE FROM kept_results")
+    made = between_months(a, b, settings=settings, store=store)
+    assert made.reference is not None and made.computed_at is None
+    fresh = compare(
+        build_training_frame(a, settings=settings, store=store).frame,
+        build_training_frame(b, settings=settings, store=store).frame,
+        list(made.table["feature"]),
+    )
+    pd.testing.assert_frame_equal(made.table, fresh.table, check_like=True)
+    kept = between_months(a, b, settings=settings, store=store, frame_of=_no_population)
+    assert kept.reference is None and kept.computed_at is not None and kept.made_from == made.made_from
+    assert "2024-02-29 as ingested" in kept.made_from and "definitions" in kept.made_from
+    pd.testing.assert_frame_equal(kept.table, made.table)
+    for feature in ("monthly_fee", "contract_type"):
+        pd.testing.assert_frame_equal(kept.histogram(feature), fresh.histogram(feature), check_dtype=False)
+    assert (kept.reference_rows, kept.current_rows) == (made.reference_rows, made.current_rows)
+
+    assert kept_check(a, b, settings=settings, store=store) is None  # not run on this write yet
+    mc = model_check(a, b, settings=settings, store=store)
+    back = kept_check(a, b, settings=settings, store=store)
+    assert back is not None and back.computed_at is not None and back.made_from == mc.made_from
+    pd.testing.assert_frame_equal(back.scores, mc.scores)
+    pd.testing.assert_frame_equal(back.importances, mc.importances)
+    assert back.gap("naive") == mc.gap("naive") and back.rows_train == mc.rows_train
+
+    folder = month_copy(1)  # February again, one fee changed: what was kept is an earlier write's
+    subs = pd.read_csv(folder / "subscriptions.csv", dtype=str, keep_default_na=False)
+    subs.loc[0, "monthly_fee"] = str(float(subs.loc[0, "monthly_fee"]) + 1)
+    subs.to_csv(folder / "subscriptions.csv", index=False)
+    ingest_month(folder, settings=settings)
+    assert kept_check(a, b, settings=settings, store=store) is None
+    with pytest.raises(AssertionError, match="a population was read"):
+        between_months(a, b, settings=settings, store=store, frame_of=_no_population)
+    again = between_months(a, b, settings=settings, store=store)
+    assert again.made_from != made.made_from and again.computed_at is None
+    assert results.read(settings, "drift", next(iter(_keys(settings, "drift")))).made_from == again.made_from
+
+
+def _no_population(day):
+    raise AssertionError(f"a population was read ({day})")
+
+
+def _keys(settings, kind: str) -> list[str]:
+    from streamflow.storage import db
+
+    with db.connection(settings) as conn:
+        return [r[0] for r in conn.execute("SELECT key FROM kept_results WHERE kind = %s", (kind,))]
