@@ -143,7 +143,11 @@ def _ws_runs(url: str, sessions: int, rounds: int, pid: int, sc: dict) -> None:
     async def main() -> None:
         await asyncio.gather(*(session() for _ in range(sessions)))
 
-    asyncio.run(main())
+    import threading  # Playwright's sync API holds this thread's event loop: the client runs in its own
+
+    worker = threading.Thread(target=lambda: asyncio.run(main()))
+    worker.start()
+    worker.join()
     waits = sorted(t for _, t in runs)
     p95 = waits[max(0, int(round(0.95 * len(waits))) - 1)]
     slowest = max(runs, key=lambda r: r[1])

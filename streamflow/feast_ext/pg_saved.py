@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from feast import FeatureStore  # noqa: F401 - the package first: its submodules import each other in its order
 from feast.errors import SavedDatasetLocationAlreadyExists
 from feast.infra.offline_stores.offline_store import RetrievalJob, RetrievalMetadata
 from feast.on_demand_feature_view import OnDemandFeatureView

@@ -24,7 +24,6 @@ import pyarrow.parquet as pq
 
 from streamflow.core.catalog import JOIN_KEY, USERS
 from streamflow.core.config import DATASETS_IN_REPO, Settings, load_settings
-from streamflow.feast_ext import pg_saved, postgres_offline
 from streamflow.features.store import spark_session
 from streamflow.storage import db, lake
 from streamflow.storage.frames import InColumns, InTable, ParquetFrame, Population
@@ -128,6 +127,8 @@ class PostgresOffline(Offline):
         return location.endswith(".parquet")
 
     def path(self, location: str) -> Path:
+        from streamflow.feast_ext import pg_saved
+
         return pg_saved.dataset_path(location, self.settings.feature_repo)
 
     def _frame(self, location: str) -> ParquetFrame:
@@ -152,6 +153,8 @@ class PostgresOffline(Offline):
     def checksum(self, location: str, store) -> tuple[int, str]:
         """The checksum written in the file's footer, or an md5 over a table's rows in key order:
         the same for the same rows (`pg_saved.table_checksum`)."""
+        from streamflow.feast_ext import pg_saved
+
         if self.is_file(location):
             return pg_saved.file_checksum(self.path(location))
         with db.connection(self.settings) as conn:
@@ -224,6 +227,8 @@ class PostgresOffline(Offline):
         import psycopg
         from feast.infra.offline_stores.offline_store import RetrievalMetadata
         from psycopg import sql
+
+        from streamflow.feast_ext import postgres_offline
 
         if self.is_file(location):
             return location

@@ -162,3 +162,23 @@ def test_the_library_is_a_few_rooms_and_no_room_is_too_large():
     assert len(set(top) - aliases) <= 4, f"modules directly in streamflow/: {top}"
     long = {str(p.relative_to(ROOT)): n for p in ROOT.rglob("*.py") if (n := len(p.read_text().splitlines())) > 450}
     assert not long, f"split these rooms: {long}"
+
+
+def test_the_pages_library_imports_leave_feast_to_the_warm_up_thread():
+    """The app opens the Feast store in a background thread while the first page runs; a page whose
+    library modules imported Feast at their top would import it concurrently from the main thread
+    and meet its half-initialized modules (a circular-import error, in that process only). The
+    modules the pages import import Feast inside the functions that use the store (but the repo's
+    Feast objects and their apply, used once the store is open)."""
+    import subprocess
+    import sys
+
+    modules = [
+        _module_name(p)
+        for room in ("core", "storage", "quality", "features", "ingest", "monitoring")
+        for p in (ROOT / room).glob("*.py")
+        if p.stem not in ("repo", "apply")
+    ]
+    code = "import sys\n" + "".join(f"import {m}\n" for m in modules) + "print('feast' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", "a library module imports Feast at its top"
