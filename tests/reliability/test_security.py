@@ -80,6 +80,7 @@ OWNED = {
     "prefix",
     "verb",
     "LIVE_FILLFACTOR",  # an integer constant of schema.py
+    "_ROW_MD5",  # feast_ext/pg_saved.py: the fixed name of the per-row md5 column a dataset file is written with
     "STORED_VALIDATION",  # runs.py: a fixed fragment (which validations judge stored data)
     "runs.STORED_VALIDATION",
     # catalog constants and the identifiers and column lists built from them
