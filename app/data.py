@@ -255,9 +255,9 @@ def dataset_summary(ds):
 # against the online store holds its frames (its histograms are drawn from them): shared, not copied
 @st.cache_resource(ttl=600, max_entries=8, show_spinner="Comparing the two populations...")
 def _drift(s: Settings, a, b, online_sample: int, thresholds, _save: bool, v: tuple):
-    from streamflow.core.catalog import LABEL_FEATURE, SERVICE
+    from streamflow.core.catalog import SERVICE
     from streamflow.features.online import online_frame
-    from streamflow.monitoring.drift import between_months, compare
+    from streamflow.monitoring.drift import between_months, compare, model_features
     from streamflow.monitoring.skew import sample_users
 
     if not online_sample:
@@ -268,8 +268,8 @@ def _drift(s: Settings, a, b, online_sample: int, thresholds, _save: bool, v: tu
         return rep, rep.reference_rows, rep.current_rows
     ref = _training_frame(s, a, (), True, _save, v).frame
     cur = online_frame(sample_users(s, b, online_sample), SERVICE, settings=s, store=store())
-    feats = [c for c in ref.columns if c in cur.columns and c not in ("user_id", "event_timestamp", LABEL_FEATURE)]
-    return compare(ref, cur, feats, thresholds, reference_label=str(a), current_label="online now"), len(ref), len(cur)
+    rep = compare(ref, cur, model_features(ref, cur), thresholds, reference_label=str(a), current_label="online now")
+    return rep, len(ref), len(cur)
 
 
 def drift(a, b, thresholds, online_sample: int = 0, save: bool = False):

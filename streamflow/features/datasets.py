@@ -329,8 +329,8 @@ def frame(name: str, settings: Settings | None = None, store=None) -> TrainingFr
         job=None,
     )
     with feast_quiet():
-        hidden = feature_names([r for r in plan.lineage_refs if r not in plan.refs])  # as shape_frame drops them
-        df = offline.dataset_rows(saved, ds.table, ["user_id", "event_timestamp", *feature_names(wanted)], hidden)
+        columns = ["user_id", "event_timestamp", *feature_names(wanted)]
+        df = offline.dataset_rows(saved, ds.table, columns, plan.checked_only)
     tf = shape_frame(plan, df, time.perf_counter() - t0)
     tf.notes.append(f"read from the dataset {name} (built {ds.created_at:%Y-%m-%d %H:%M} UTC)")
     return tf

@@ -4,7 +4,7 @@ chosen once from Settings (`offline_of`), as Feast picks its offline store class
 - PostgreSQL profile: the entity frame is SQL over the users' snapshot table; a frame comes back
   from Feast as pandas; a dataset is a Parquet file under the Feast repo (`SavedDatasetFileStorage`),
   written from one binary COPY of the retrieval in key order with an md5 over its rows in its
-  footer, read back through Feast by pyarrow (`feast_ext/postgres_offline.py`).
+  footer, read back through Feast by pyarrow (`feast_ext/pg_saved.py`).
 - Lake profile: the entity frame is Spark SQL over the users' partition; a frame and a dataset are
   Parquet folders Spark's executors write (`PathSparkStorage`), read where they are a column or a
   page at a time (`ParquetFrame`), checksummed by the executors (an order-free sum of row hashes).

@@ -69,6 +69,11 @@ class FramePlan:
     labels: bool
     job: object  # Feast's RetrievalJob (run by to_df / persisted by create_saved_dataset)
 
+    @property
+    def checked_only(self) -> list[str]:
+        """The lineage columns read for the leakage check alone (not asked for): dropped after it."""
+        return feature_names([r for r in self.lineage_refs if r not in self.refs])
+
 
 def requested(refs: list[str], labels: bool, store) -> tuple[list[str], list[str]]:
     """(lineage_refs, wanted) of a frame of `refs`: what it asks Feast for, in the one order every
@@ -112,7 +117,7 @@ def shape_frame(plan: FramePlan, df: Frame, seconds: float, keep_lineage: bool =
     in the lake keeps its files (written in user order) and shows the same columns."""
     names = feature_names(plan.wanted)
     columns = ["user_id", "event_timestamp", *names]
-    hidden = feature_names([r for r in plan.lineage_refs if r not in plan.refs]) if not keep_lineage else []
+    hidden = plan.checked_only if not keep_lineage else []
     if isinstance(df, ParquetFrame):
         df = df.with_columns(columns)
         lineage = check_no_leakage(df, plan.lineage_refs, plan.as_of)

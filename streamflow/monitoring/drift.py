@@ -340,6 +340,14 @@ def compare(
 RESULT = "drift"  # a report between two months' frames, among the kept results (`storage.results`)
 
 
+def model_features(reference: pd.DataFrame, current: pd.DataFrame) -> list[str]:
+    """The features two populations of the model share, in the reference's order (keys, times and
+    the label left out): what a drift report between them compares."""
+    from streamflow.core.catalog import LABEL_FEATURE
+
+    return [c for c in reference.columns if c in current.columns and c not in (*META, LABEL_FEATURE)]
+
+
 def between_months(
     a: date,
     b: date,
@@ -355,7 +363,6 @@ def between_months(
     `keep`, kept for the next reader."""
     import time
 
-    from streamflow.core.catalog import LABEL_FEATURE
     from streamflow.core.config import load_settings
     from streamflow.features.datasets import frame_for, written
     from streamflow.features.store import get_store
@@ -376,8 +383,7 @@ def between_months(
     t0 = time.perf_counter()
     frame_of = frame_of or (lambda day: frame_for(day, settings=settings, store=store)[0].frame)
     ref, cur = frame_of(a), frame_of(b)
-    feats = [c for c in ref.columns if c in cur.columns and c not in (*META, LABEL_FEATURE)]
-    rep = compare(ref, cur, feats, t, reference_label=str(a), current_label=str(b))
+    rep = compare(ref, cur, model_features(ref, cur), t, reference_label=str(a), current_label=str(b))
     rep.histograms, rep.made_from = rep.all_histograms(), made_from
     if keep:
         results.keep(
