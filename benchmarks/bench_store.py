@@ -99,6 +99,9 @@ def duckdb_floor(settings, store, as_of, repeat: int) -> tuple[float, int]:
     return secs, n
 
 
+COMPACT = "entity_key, layout, feature_values, event_ts, created_ts"  # the online tables' columns (pg_compact)
+
+
 def pg_bulk_floor(settings, view_tables: list[str], latest_only: bool = False) -> tuple[float, int]:
     """COPY the rows now in the online tables into fresh tables of the same shape (PK included);
     `latest_only`: only each table's rows at its latest event time (a month's materialization)."""
@@ -107,28 +110,64 @@ def pg_bulk_floor(settings, view_tables: list[str], latest_only: bool = False) -
         for t in view_tables:
             buf = io.BytesIO()
             where = f' WHERE event_ts = (SELECT max(event_ts) FROM "{t}")' if latest_only else ""
-            with conn.cursor().copy(
-                f'COPY (SELECT entity_key, feature_name, value, event_ts, created_ts FROM "{t}"{where}) '
-                "TO STDOUT (FORMAT BINARY)"
-            ) as cp:
+            with conn.cursor().copy(f'COPY (SELECT {COMPACT} FROM "{t}"{where}) TO STDOUT (FORMAT BINARY)') as cp:
                 for chunk in cp:
                     buf.write(chunk)
             conn.execute('DROP TABLE IF EXISTS "floor_copy"')
             conn.execute(
-                "CREATE TABLE floor_copy (entity_key BYTEA, feature_name TEXT, value BYTEA, event_ts TIMESTAMPTZ, "
-                "created_ts TIMESTAMPTZ, PRIMARY KEY (entity_key, feature_name))"
+                "CREATE TABLE floor_copy (entity_key BYTEA PRIMARY KEY, layout INT2, feature_values BYTEA[], "
+                "event_ts TIMESTAMPTZ, created_ts TIMESTAMPTZ)"
             )
             conn.commit()
             t0 = time.perf_counter()
-            with conn.cursor().copy(
-                "COPY floor_copy (entity_key, feature_name, value, event_ts, created_ts) FROM STDIN (FORMAT BINARY)"
-            ) as cp:
+            with conn.cursor().copy(f"COPY floor_copy ({COMPACT}) FROM STDIN (FORMAT BINARY)") as cp:
                 cp.write(buf.getvalue())
             conn.commit()
             total += time.perf_counter() - t0
             rows += conn.execute("SELECT count(*) FROM floor_copy").fetchone()[0]
         conn.execute("DROP TABLE IF EXISTS floor_copy")
     return total, rows
+
+
+def size_figures(settings, online_tables: list[str], csv_bytes: int, as_of, sc: dict) -> None:
+    """The database's size against the months' CSVs, and the online tables' against the latest
+    month's share of the snapshot tables (each table's size times the month's share of its rows)."""
+    from streamflow.core.catalog import TABLES
+
+    mb = 1024 * 1024
+    with db.connection(settings) as conn:
+        conn.execute("CHECKPOINT")
+        total = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
+        online = sum(
+            conn.execute("SELECT pg_total_relation_size(%s::regclass)", (f'"{t}"',)).fetchone()[0]
+            for t in online_tables
+        )
+        month = 0.0
+        for t in TABLES:
+            size, share = conn.execute(
+                f"SELECT pg_total_relation_size('{t.snapshot}'), "
+                f"(SELECT count(*) FILTER (WHERE as_of = %s)::float / greatest(count(*), 1) FROM {t.snapshot})",
+                (as_of,),
+            ).fetchone()
+            month += size * share
+    record(
+        "database size (PostgreSQL profile, after ingest + materialize)",
+        total / mb,
+        **sc,
+        unit="MB",
+        floor=csv_bytes / mb,
+        floor_name="the months' CSV files",
+        goal="within 6x at 200,000 x 2",
+    )
+    record(
+        "online tables' size (PostgreSQL)",
+        online / mb,
+        **sc,
+        unit="MB",
+        floor=month / mb,
+        floor_name="the latest month's share of the snapshot tables",
+        goal="within 1.5x",
+    )
 
 
 def redis_floor(url: str, n_keys: int, fields: int) -> float:
@@ -309,7 +348,9 @@ def scenario(users: int, months: int, args) -> None:
         (home / "feature_repo").symlink_to(REPO / "feature_repo")
         settings = load_settings({"STREAMFLOW_HOME": str(home)})
         t0 = time.perf_counter()
+        csv_bytes = 0
         for folder, _ in generate_months(Path(tmp) / "seeds", users=users, months=months, seed=3):
+            csv_bytes += sum(f.stat().st_size for f in folder.glob("*.csv"))
             ingest_month(folder, settings=settings)
         print(f"setup: generated and ingested {months} month(s) in {time.perf_counter() - t0:.1f}s", flush=True)
         store = get_store(settings)
@@ -359,6 +400,7 @@ def scenario(users: int, months: int, args) -> None:
             entity_rows=rows,
             values=values,
         )
+        size_figures(settings, tables, csv_bytes, as_of, sc)
         t0 = time.perf_counter()
         materialize(start=as_of, end=as_of, settings=settings, store=store)  # again: every row superseded
         record(

@@ -94,9 +94,11 @@ def fingerprint(
             for (t,) in tables:
                 out[f"online:{t}"] = tuple(
                     conn.execute(
-                        "SELECT count(*), coalesce(md5(string_agg(entity_key::text || feature_name || "
-                        "coalesce(value::text, '') || coalesce(event_ts::text, ''), '|' "
-                        f"ORDER BY entity_key, feature_name)), '') FROM \"{t}\""
+                        # a row per user: its key, its features' names (its layout), values and event time
+                        "SELECT count(*), coalesce(md5(string_agg(entity_key::text || "
+                        "(obj_description(tableoid, 'pg_class')::jsonb -> 'streamflow_layouts' -> layout::int)::text || "
+                        "feature_values::text || coalesce(event_ts::text, ''), '|' ORDER BY entity_key)), '') "
+                        f'FROM "{t}"'
                     ).fetchone()
                 )
     if online and settings.online_store == "redis":

@@ -111,7 +111,12 @@ class EncodedChunks:
 class ArrowOutputNode(LocalOutputNode):
     def execute(self, context: ExecutionContext) -> ArrowTableValue:
         write = getattr(context.online_store, "online_write_arrow", None)
-        if not self.feature_view.online or write is None:
+        accepts = getattr(context.online_store, "accepts_arrow", None)
+        if (
+            not self.feature_view.online
+            or write is None
+            or (accepts and not accepts(context.repo_config, self.feature_view))
+        ):
             return super().execute(context)
         table = self.get_single_table(context).data
         output = ArrowTableValue(data=table)

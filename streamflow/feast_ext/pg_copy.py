@@ -1,7 +1,6 @@
-"""PostgreSQL's binary COPY format, built column-wise by Arrow: the rows of an online table
-(entity_key, feature_name, value, event_ts, created_ts), each entity's rows one after the other
-so a table written by COPY keeps an entity's features in one heap page, and the framing (header,
-rows, trailer) around any such stream."""
+"""PostgreSQL's binary COPY format, built column-wise by Arrow: the rows of a compact online
+table (entity_key, layout, feature_values, event_ts, created_ts; `pg_compact`), one per entity
+holding every value of its view, and the framing (header, rows, trailer) around any such stream."""
 
 from __future__ import annotations
 
@@ -15,7 +14,7 @@ from psycopg import sql
 from streamflow.feast_ext import encode
 from streamflow.feast_ext.engine import EncodedBatch, EncodedChunks
 
-ONLINE_COLUMNS = sql.SQL("entity_key, feature_name, value, event_ts, created_ts")
+ONLINE_COLUMNS = sql.SQL("entity_key, layout, feature_values, event_ts, created_ts")
 PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01 UTC, the origin of PostgreSQL's binary timestamps
 SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8
 TRAILER = b"\xff\xff"
@@ -41,36 +40,42 @@ def joined(rows: pa.BinaryArray) -> memoryview:
 
 # entities per COPY chunk: bounds the chunk (~2 MB per feature) as the whole batch would not
 COPY_ENTITIES = 20_000
+BYTEA_OID = 17
 
 
-def entity_rows(batch: EncodedBatch) -> Iterator[memoryview]:
-    """PostgreSQL binary COPY rows (entity_key, feature_name, value, event_ts, created_ts), one
-    per feature value, built column-wise by Arrow, each entity's rows one after the other. So a
-    table written by COPY holds an entity's features in one heap page, and a lookup of 100 random
-    users reads about 100 pages per view instead of 100 per feature."""
-    head = pc.binary_join_element_wise(b"\x00\x05", field(batch.keys), b"")
+def array_header(n: int) -> bytes:
+    """The binary header of a one-dimensional bytea[] of n elements with no NULL (lower bound 1)."""
+    if n == 0:
+        return (0).to_bytes(4, "big") * 2 + BYTEA_OID.to_bytes(4, "big")
+    return b"".join(v.to_bytes(4, "big") for v in (1, 0, BYTEA_OID, n, 1))
+
+
+def entity_rows(batch: EncodedBatch, layout: int) -> Iterator[memoryview]:
+    """PostgreSQL binary COPY rows (entity_key, layout, feature_values, event_ts, created_ts), one
+    per entity: its view's `Value` bytes as one bytea[] in the batch's feature order (the table's
+    layout number `layout`), built column-wise by Arrow. A lookup of 100 users reads 100 index
+    entries and rows per view, where a row per feature read one per value."""
+    names = list(batch.values)
+    header = array_header(len(names))
+    fields = [field(batch.values[name]) for name in names]
+    size = np.full(len(batch), len(header), dtype=np.int64)
+    for f in fields:
+        size += np.asarray(pc.binary_length(f), dtype=np.int64)
+    head = pc.binary_join_element_wise(
+        b"\x00\x05", field(batch.keys), b"\x00\x00\x00\x02" + layout.to_bytes(2, "big"), encode.be32(size), b""
+    )
     tail = pc.binary_join_element_wise(timestamps(batch.event_us), timestamps(batch.created_us), b"")
-    features = []  # (the feature_name field, the value fields) per feature
-    for name, values in batch.values.items():
-        label = name.encode()
-        features.append((len(label).to_bytes(4, "big") + label, field(values)))
     for start in range(0, len(batch), COPY_ENTITIES):
-        h, t = head.slice(start, COPY_ENTITIES), tail.slice(start, COPY_ENTITIES)
-        parts = [part for label, values in features for part in (h, label, values.slice(start, COPY_ENTITIES), t)]
-        rows = pc.binary_join_element_wise(*parts, b"")  # one element per entity: all of its rows
+        parts = [head.slice(start, COPY_ENTITIES), header, *(f.slice(start, COPY_ENTITIES) for f in fields)]
+        rows = pc.binary_join_element_wise(*parts, tail.slice(start, COPY_ENTITIES), b"")
         yield joined(rows)
-
-
-def key_rows(batch: EncodedBatch) -> Iterator[memoryview]:
-    """PostgreSQL binary COPY rows (entity_key, event_ts), one per entity of the batch."""
-    yield joined(pc.binary_join_element_wise(b"\x00\x02", field(batch.keys), timestamps(batch.event_us), b""))
 
 
 def copy_batches(
     cur,
     statement: sql.Composed,
     batches: EncodedChunks,
-    rows: Callable[[EncodedBatch], Iterator[memoryview]] = entity_rows,
+    rows: Callable[[EncodedBatch], Iterator[memoryview]],
 ) -> None:
     """One binary COPY of `rows(batch)` for every batch, framed by the format's header and trailer."""
     with cur.copy(statement) as cp:

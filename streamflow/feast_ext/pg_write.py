@@ -1,54 +1,47 @@
-"""How a batch reaches a PostgreSQL online table: staged and upserted (a small batch), or the
-table rebuilt around it (a batch as big as a good part of the table). Both keep Feast's rules:
-the latest row per key, and an older value never overwrites a newer one."""
+"""How a batch reaches a compact online table (`pg_compact`): staged and upserted (a small
+batch), or the table rebuilt around it (a batch as big as a good part of the table). Both keep
+Feast's rules: the latest row per key, and an older value never overwrites a newer one."""
 
 from __future__ import annotations
 
 from psycopg import sql
 
-from streamflow.feast_ext import pg_copy
+from streamflow.feast_ext import pg_compact, pg_copy
 from streamflow.feast_ext.engine import EncodedChunks
 
 
 def stage(cur) -> None:
-    cur.execute(
-        "CREATE TEMP TABLE IF NOT EXISTS sf_online_stage "
-        "(entity_key BYTEA, feature_name TEXT, value BYTEA, event_ts TIMESTAMPTZ, created_ts TIMESTAMPTZ) "
-        "ON COMMIT DELETE ROWS"
-    )
+    cur.execute("CREATE TEMP TABLE IF NOT EXISTS sf_compact_stage (" + pg_compact.COLUMNS + ") ON COMMIT DELETE ROWS")
 
 
 def merge_stage(cur, target: sql.Identifier) -> None:
-    """Upsert the staged rows: the latest per key, never over a newer stored value."""
+    """Upsert the staged rows: the latest per key, never over a newer stored row."""
     cur.execute(
         sql.SQL(
-            """INSERT INTO {t} AS t (entity_key, feature_name, value, value_text, vector_value, event_ts, created_ts)
-               SELECT DISTINCT ON (entity_key, feature_name)
-                      entity_key, feature_name, value, NULL, NULL, event_ts, created_ts
-               FROM sf_online_stage ORDER BY entity_key, feature_name, event_ts DESC
-               ON CONFLICT (entity_key, feature_name) DO UPDATE
-                 SET value = EXCLUDED.value, value_text = NULL, event_ts = EXCLUDED.event_ts,
-                     created_ts = EXCLUDED.created_ts
+            """INSERT INTO {t} AS t (entity_key, layout, feature_values, event_ts, created_ts)
+               SELECT DISTINCT ON (entity_key) entity_key, layout, feature_values, event_ts, created_ts
+               FROM sf_compact_stage ORDER BY entity_key, event_ts DESC
+               ON CONFLICT (entity_key) DO UPDATE
+                 SET layout = EXCLUDED.layout, feature_values = EXCLUDED.feature_values,
+                     event_ts = EXCLUDED.event_ts, created_ts = EXCLUDED.created_ts
                  WHERE t.event_ts IS NULL OR EXCLUDED.event_ts >= t.event_ts"""
         ).format(t=target)
     )
 
 
-def rebuild(cur, target: sql.Identifier, batches: EncodedChunks, features: list[str]) -> None:
+def rebuild(cur, target: sql.Identifier, batches: EncodedChunks, layout: int) -> None:
     """The same result as `merge_stage`, for a batch as big as a good part of the table: the
     batch is COPYed into a new table with no index, the stored rows it does not supersede (not in
     the batch, or newer than its row) are added, the primary key is built once, sorted, and the
-    new table takes the old one's place in this transaction. Readers wait only for the final
-    rename. The rows are COPYed frozen, so the table is warm for its first readers. The batch's rows stay where COPY put them, each entity's together (`pg_copy.entity_rows`), so a
-    lookup reads one page per view; no sort of the whole table is needed for that.
+    new table takes the old one's place, with its layouts, in this transaction. Readers wait only
+    for the final rename. The rows are COPYed frozen, so the table is warm for its first readers.
 
-    Why not upsert: a whole month upserted pays an index probe and a dead tuple per value; staging
-    the batch and joining it twice to the table, or COPYing into the keyed table, measured slower
-    than building the key once (docs/performance.md)."""
+    Why not upsert: a whole month upserted pays an index probe and a dead tuple per row; building
+    the key once measured faster (docs/performance.md)."""
     name = target.as_string(cur)
     old = cur.execute(
-        "SELECT c.conname, t.relname FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid "
-        "WHERE c.conrelid = %s::regclass AND c.contype = 'p'",
+        "SELECT c.conname, t.relname, obj_description(t.oid, 'pg_class') FROM pg_constraint c "
+        "JOIN pg_class t ON t.oid = c.conrelid WHERE c.conrelid = %s::regclass AND c.contype = 'p'",
         (name,),
     ).fetchone()
     table = old[1]
@@ -60,74 +53,56 @@ def rebuild(cur, target: sql.Identifier, batches: EncodedChunks, features: list[
     # all-visible, so the first reads after the swap neither look each row's transaction up nor dirty
     # the page to remember it (hint bits): they read as fast as any later read (docs/performance.md)
     pg_copy.copy_batches(
-        cur, sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY, FREEZE)").format(new, pg_copy.ONLINE_COLUMNS), batches
+        cur,
+        sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY, FREEZE)").format(new, pg_copy.ONLINE_COLUMNS),
+        batches,
+        lambda batch: pg_copy.entity_rows(batch, layout),
     )
-    if not batches.unique:  # a user twice in the batch: its latest row per feature
+    if not batches.unique:  # a user twice in the batch: its latest row
         cur.execute(
             sql.SQL(
                 """DELETE FROM {new} n USING (
                      SELECT ctid FROM (
-                       SELECT ctid, row_number() OVER (PARTITION BY entity_key, feature_name ORDER BY event_ts DESC) AS r
+                       SELECT ctid, row_number() OVER (PARTITION BY entity_key ORDER BY event_ts DESC) AS r
                        FROM {new}) ranked
                      WHERE r > 1) dup
                    WHERE n.ctid = dup.ctid"""
             ).format(new=new)
         )
-    cur.execute(sql.SQL("ANALYZE {}").format(new))  # the planner's statistics, before the first read
-    # The stored rows the batch does not supersede, added in one scan of the table, in its order
-    # (each entity's rows stay together): a user not in the batch (a leaver keeps its last values,
-    # as in Feast's store), a feature the view no longer has, or (a back-fill) a value newer than
-    # the batch's, which then takes the place of the batch's row of that key. Every entity of the
-    # batch has a row per feature at its latest event time, so the test runs per entity.
-    cur.execute("CREATE TEMP TABLE sf_online_keys (entity_key BYTEA, event_ts TIMESTAMPTZ) ON COMMIT DROP")
-    pg_copy.copy_batches(
-        cur, sql.SQL("COPY sf_online_keys (entity_key, event_ts) FROM STDIN (FORMAT BINARY)"), batches, pg_copy.key_rows
-    )
-    keys = (
-        sql.SQL("sf_online_keys")
-        if batches.unique
-        else sql.SQL("(SELECT entity_key, max(event_ts) AS event_ts FROM sf_online_keys GROUP BY entity_key)")
-    )
-    cur.execute(
-        sql.SQL(
-            """INSERT INTO {new} SELECT t.* FROM {t} t LEFT JOIN {keys} k USING (entity_key)
-               WHERE k.entity_key IS NULL OR NOT t.feature_name = ANY(%(f)s)"""
-        ).format(t=target, keys=keys, new=new),
-        {"f": features},
-    )
-    # a stored value newer than the batch's: only when something stored is later than the batch's
-    # earliest row (a back-fill); a plain scan answers that for a month arriving in order
+    cur.execute(sql.SQL("ANALYZE {}").format(new))  # the planner's statistics, before the joins
+    # a stored row newer than the batch's (a back-fill) takes its place: only when something stored
+    # is later than the batch's earliest row; a plain scan answers that for a month arriving in order
     maybe_newer = cur.execute(
-        sql.SQL("SELECT (SELECT max(event_ts) FROM {t}) > (SELECT min(event_ts) FROM sf_online_keys)").format(t=target)
+        sql.SQL("SELECT (SELECT max(event_ts) FROM {t}) > (SELECT min(event_ts) FROM {new})").format(t=target, new=new)
     ).fetchone()[0]
     if maybe_newer:
         cur.execute(
             sql.SQL(
                 """CREATE TEMP TABLE sf_online_newer ON COMMIT DROP AS
-                   SELECT t.* FROM {t} t JOIN {keys} k USING (entity_key)
-                   WHERE t.event_ts > k.event_ts AND t.feature_name = ANY(%(f)s)"""
-            ).format(t=target, keys=keys),
-            {"f": features},
+                   SELECT t.* FROM {t} t JOIN {new} n USING (entity_key) WHERE t.event_ts > n.event_ts"""
+            ).format(t=target, new=new)
         )
-        if cur.rowcount:  # stored values newer than the batch's replace them
+        if cur.rowcount:
             cur.execute(
-                sql.SQL(
-                    "DELETE FROM {new} n USING sf_online_newer k "
-                    "WHERE n.entity_key = k.entity_key AND n.feature_name = k.feature_name"
-                ).format(new=new)
+                sql.SQL("DELETE FROM {new} n USING sf_online_newer k WHERE n.entity_key = k.entity_key").format(new=new)
             )
             cur.execute(sql.SQL("INSERT INTO {new} TABLE sf_online_newer").format(new=new))
         cur.execute("DROP TABLE sf_online_newer")
-    cur.execute("DROP TABLE sf_online_keys")
+    # the stored rows of users not in the batch (a leaver keeps its last values, as in Feast's store)
+    cur.execute(
+        sql.SQL(
+            "INSERT INTO {new} SELECT t.* FROM {t} t WHERE NOT EXISTS (SELECT 1 FROM {new} n WHERE n.entity_key = t.entity_key)"
+        ).format(t=target, new=new)
+    )
     cur.execute("SET LOCAL maintenance_work_mem = '256MB'")  # the key below sorted in memory to ~10^6 users
     cur.execute(
-        sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} PRIMARY KEY (entity_key, feature_name)").format(
-            new, sql.Identifier(old[0] + "_sf")
-        )
+        sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} PRIMARY KEY (entity_key)").format(new, sql.Identifier(old[0] + "_sf"))
     )
     cur.execute(sql.SQL("DROP TABLE {}").format(target))
     cur.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(new, sql.Identifier(table)))
     cur.execute(sql.SQL("ALTER INDEX {} RENAME TO {}").format(sql.Identifier(old[0] + "_sf"), sql.Identifier(old[0])))
+    if old[2] is not None:
+        cur.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(sql.Identifier(table), sql.Literal(old[2])))
 
 
 def settle(online_config, target: sql.Identifier) -> None:

@@ -1,16 +1,19 @@
-"""PostgreSQL online store with bulk writes and batched reads.
+"""PostgreSQL online store with a compact layout, bulk writes and batched reads.
 
-Feast's stock PostgreSQL online store writes with `executemany`, one INSERT per feature value.
-This subclass writes a view's materialization as one binary COPY stream built column-wise by
-Arrow (`pg_copy`), then upserts it or rebuilds the table around it (`pg_write`), and reads every
-view of a request in one statement (`online_read` writes the response from the stored bytes).
-Tables and everything else are the stock store's. Two behaviours differ on purpose:
+Feast's stock PostgreSQL online store keeps a row per entity per feature and writes it with
+`executemany`, one INSERT per value. This subclass keeps one row per entity per view
+(`pg_compact`: the view's serialized values once, as a bytea[]), written as one binary COPY
+stream built column-wise by Arrow (`pg_copy`) and upserted, or the table rebuilt around it
+(`pg_write`); it reads every view of a request in one statement (`online_read` writes the
+response from the stored bytes). Feast's contract is kept for every shape: string, integer and
+composite join keys, every value type (the stored bytes are Feast's own), newer-wins on event
+time, `update` and `teardown`. Views with a vector index keep the stock table and stock code.
+Deliberate differences:
 
 - an older value never overwrites a newer one (`EXCLUDED.event_ts >= event_ts`), so a
   back-filled or re-run window cannot roll the online store back in time;
-- `value_text` (used only by Feast's text search, which StreamFlow does not use) is left
-  NULL, and the full-text index and the redundant `<table>_ek` index are dropped, sparing
-  two index updates per value.
+- a table written in the stock layout is converted by the next write, and read meanwhile;
+- `value_text` and the full-text index (used only by Feast's text search) are not kept.
 
 Named in feature_store.yaml as
 `type: streamflow.feast_ext.postgres_online.StreamflowPostgreSQLOnlineStore`.
@@ -18,10 +21,11 @@ Named in feature_store.yaml as
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import psycopg
@@ -40,7 +44,7 @@ from feast.repo_config import RepoConfig
 from psycopg import sql
 from psycopg.connection import Connection
 
-from streamflow.feast_ext import online_read, pg_copy, pg_write
+from streamflow.feast_ext import online_read, pg_compact, pg_copy, pg_write
 from streamflow.feast_ext.engine import EncodedChunks
 
 TYPE = "streamflow.feast_ext.postgres_online.StreamflowPostgreSQLOnlineStore"
@@ -77,23 +81,38 @@ class StreamflowPostgreSQLOnlineStore(online_read.BytesReads, PostgreSQLOnlineSt
             yield self._conn
 
     def update(self, config, tables_to_delete, tables_to_keep, entities_to_delete, entities_to_keep, partial):
-        """Stock tables, minus two indexes every write pays for and no StreamFlow read uses:
-        `<table>_ek` (the primary key already starts with entity_key) and the full-text index."""
-        super().update(config, tables_to_delete, tables_to_keep, entities_to_delete, entities_to_keep, partial)
+        """Stock tables for the views that need them (vector search), minus two indexes no read
+        here uses (`<table>_ek`, the full-text index); compact tables for every other view. A
+        table of the stock layout already there stays, and its next write converts it."""
+        stock = [t for t in tables_to_keep if not pg_compact.wants_compact(config, t)]
+        super().update(config, tables_to_delete, stock, entities_to_delete, entities_to_keep, partial)
         versioning = config.registry.enable_online_feature_view_versioning
         with self._get_conn(config) as conn, conn.cursor() as cur:
-            for table in tables_to_keep:
+            for table in stock:
                 name = _table_id(config.project, table, versioning)
                 for suffix in ("_ek", "_fts_idx"):
                     cur.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(name + suffix)))
+            for table in tables_to_keep:
+                if table not in stock:
+                    pg_compact.create(cur, sql.Identifier(_table_id(config.project, table, versioning)))
             conn.commit()
+        self._states = {}
+
+    def teardown(self, config, tables, entities):
+        super().teardown(config, tables, entities)
+        self._states = {}
+
+    def accepts_arrow(self, config: RepoConfig, table: FeatureView) -> bool:
+        """Whether `online_write_arrow` writes this view (the engine converts values otherwise)."""
+        return pg_compact.wants_compact(config, table)
 
     def online_write_arrow(self, config: RepoConfig, table: FeatureView, batches: EncodedChunks) -> None:
         """A view's materialization, encoded column-wise (`engine.StreamflowComputeEngine`): the
         binary COPY stream is built by Arrow, not row by row, and written in one transaction. A
         batch as big as a quarter of the table or more (a first materialization, a month) rebuilds
-        the table (`pg_write.rebuild`); a smaller one is staged and upserted (`pg_write.merge_stage`). Either way an
-        older value never overwrites a newer one, and a user twice in the batch keeps its latest."""
+        the table (`pg_write.rebuild`); a smaller one is staged and upserted (`pg_write.merge_stage`).
+        Either way an older row never overwrites a newer one, and a user twice in the batch keeps
+        its latest."""
         if not len(batches):
             return
         target = sql.Identifier(_table_id(config.project, table, config.registry.enable_online_feature_view_versioning))
@@ -101,16 +120,19 @@ class StreamflowPostgreSQLOnlineStore(online_read.BytesReads, PostgreSQLOnlineSt
         with _get_conn(config.online_store) as conn, conn.transaction(), conn.cursor() as cur:
             # one writer per table at a time; readers are not blocked
             cur.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(target))
+            pg_compact.convert(cur, target)
+            layout = pg_compact.layout_id(cur, target, tuple(f.name for f in table.features))
             rows = cur.execute(sql.SQL("SELECT count(*) FROM {}").format(target)).fetchone()[0]
-            rebuilt = len(batches) * len(table.features) * 4 >= rows  # a quarter of the table or more
+            rebuilt = len(batches) * 4 >= rows  # a quarter of the table or more
             if rebuilt:
-                pg_write.rebuild(cur, target, batches, [f.name for f in table.features])
+                pg_write.rebuild(cur, target, batches, layout)
             else:
                 pg_write.stage(cur)
                 pg_copy.copy_batches(
                     cur,
-                    sql.SQL("COPY sf_online_stage ({}) FROM STDIN (FORMAT BINARY)").format(pg_copy.ONLINE_COLUMNS),
+                    sql.SQL("COPY sf_compact_stage ({}) FROM STDIN (FORMAT BINARY)").format(pg_copy.ONLINE_COLUMNS),
                     batches,
+                    lambda batch: pg_copy.entity_rows(batch, layout),
                 )
                 pg_write.merge_stage(cur, target)
         if rebuilt:  # the rows kept from the old table were inserted, not COPYed frozen: visible to all now
@@ -123,70 +145,171 @@ class StreamflowPostgreSQLOnlineStore(online_read.BytesReads, PostgreSQLOnlineSt
         data: list[tuple[EntityKeyProto, dict[str, ValueProto], datetime, datetime | None]],
         progress: Callable[[int], Any] | None,
     ) -> None:
+        """Feast's row-by-row write (a push, `write_to_online_store`, a column the encoders do not
+        know): merged with the stored row of each entity value by value, as the stock table's
+        per-value rows are, newer-wins: a value of this write replaces the stored one unless the
+        stored row is newer; a feature only one of them holds is kept."""
         if not data:
             return
-        table_name = _table_id(config.project, table, config.registry.enable_online_feature_view_versioning)
+        if not pg_compact.wants_compact(config, table):
+            return super().online_write_batch(config, table, data, progress)
+        target = sql.Identifier(_table_id(config.project, table, config.registry.enable_online_feature_view_versioning))
         version = config.entity_key_serialization_version
+        latest: dict[bytes, tuple[datetime | None, datetime | None, dict[str, bytes]]] = {}
+        for entity_key, values, ts, created in data:  # several writes of one entity: merged in order
+            key = serialize_entity_key(entity_key, entity_key_serialization_version=version)
+            encoded = {name: v.SerializeToString() for name, v in values.items()}
+            latest[key] = _merged(latest.get(key), (_utc(ts), _utc(created), encoded))
+        order = {f.name: i for i, f in enumerate(table.features)}
         # a connection of its own, as online_write_arrow: views may be materialized from two threads
-        with _get_conn(config.online_store) as conn, conn.cursor() as cur:
+        with _get_conn(config.online_store) as conn, conn.transaction(), conn.cursor() as cur:
+            cur.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(target))
+            pg_compact.convert(cur, target)
+            name = target.as_string(cur).strip('"')
+            layouts = pg_compact.states(cur, [name])[name].layouts
+            stored = cur.execute(
+                sql.SQL(
+                    "SELECT entity_key, layout, feature_values, event_ts, created_ts FROM {} WHERE entity_key = ANY(%s)"
+                ).format(target),
+                (list(latest),),
+            ).fetchall()
+            for key, lay, vals, ts, created in stored:
+                latest[key] = _merged((ts, created, dict(zip(layouts[lay], vals, strict=True))), latest[key])
+            ids: dict[tuple[str, ...], int] = {}
+            rows = []
+            for key, (ts, created, values) in latest.items():
+                names = tuple(sorted(values, key=lambda n: (order.get(n, len(order)), n)))
+                if names not in ids:
+                    ids[names] = pg_compact.layout_id(cur, target, names)
+                rows.append((key, ids[names], [values[n] for n in names], ts, created))
             pg_write.stage(cur)
             with cur.copy(
-                "COPY sf_online_stage (entity_key, feature_name, value, event_ts, created_ts) "
-                "FROM STDIN (FORMAT BINARY)"
+                sql.SQL("COPY sf_compact_stage ({}) FROM STDIN (FORMAT BINARY)").format(pg_copy.ONLINE_COLUMNS)
             ) as cp:
-                cp.set_types(["bytea", "text", "bytea", "timestamptz", "timestamptz"])
-                for entity_key, values, ts, created in data:
-                    key = serialize_entity_key(entity_key, entity_key_serialization_version=version)
-                    ts_utc, created_utc = _utc(ts), _utc(created)
-                    for name, val in values.items():
-                        cp.write_row((key, name, val.SerializeToString(), ts_utc, created_utc))
-            pg_write.merge_stage(cur, sql.Identifier(table_name))
-            conn.commit()
+                cp.set_types(["bytea", "int2", "bytea[]", "timestamptz", "timestamptz"])
+                for row in rows:
+                    cp.write_row(row)
+            pg_write.merge_stage(cur, target)
         if progress:
             progress(len(data))
+
+    # --- reads -------------------------------------------------------------------------------
+
+    _states: dict[str, pg_compact.TableState] = {}
+
+    def _should_batch(self, config, grouped_refs, join_key_values) -> bool:
+        # the stock batched read knows only the stock layout: the generic read calls online_read
+        return False
+
+    def _rows(self, config: RepoConfig, tables: list[str], keys: list[bytes]) -> list[tuple]:
+        """(tag, table oid, entity_key, layout, values, event_ts in PostgreSQL microseconds, names)
+        of every stored row of the keys, in one statement over the tables in either layout; a
+        stock-layout table's rows come grouped per entity with their feature names. A table whose
+        layout changed since this process last looked (converted, rebuilt, recreated) is looked up
+        again and the read retried once."""
+        literal = "{" + ",".join(f'"\\\\x{k.hex()}"' for k in keys) + "}"
+        for attempt in (0, 1):
+            if attempt or any(t not in self._states for t in tables):
+                with self._get_conn(config, autocommit=True) as conn, conn.cursor() as cur:
+                    self._states = {**self._states, **pg_compact.states(cur, tables)}
+            layouts = tuple(self._states[t].compact if t in self._states else True for t in tables)
+            try:
+                with self._get_conn(config, autocommit=True) as conn, conn.cursor(binary=True) as cur:
+                    # event_ts as its binary int8 (microseconds since 2000), not a datetime object per row
+                    cur.adapters.register_loader("timestamptz", _INT8_LOADER)
+                    cur.execute(_read_statement(tuple(tables), layouts), (literal,), prepare=True)
+                    return cur.fetchall()
+            except (psycopg.errors.UndefinedColumn, psycopg.errors.UndefinedTable):
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _names(self, config: RepoConfig, table: str, oid: int, layout: int) -> tuple[str, ...]:
+        state = self._states.get(table)
+        if state is None or state.oid != oid or layout >= len(state.layouts):  # rewritten since: look again
+            with self._get_conn(config, autocommit=True) as conn, conn.cursor() as cur:
+                self._states = {**self._states, **pg_compact.states(cur, [table])}
+            state = self._states[table]
+        return state.layouts[layout]
 
     def _fetch(self, config: RepoConfig, reads: list[online_read.ViewRead]) -> list[online_read.Found]:
         """All views in one statement (`online_read` writes the response from the rows' bytes)."""
         versioning = config.registry.enable_online_feature_view_versioning
-        keys = online_read.unique_keys(reads)
-        # one array literal, parsed by the server: cheaper than psycopg's list dumper per key
-        literal = "{" + ",".join(f'"\\\\x{k.hex()}"' for k in keys) + "}"
-        tables = tuple(_table_id(config.project, r.table, versioning) for r in reads)
-        with self._get_conn(config, autocommit=True) as conn, conn.cursor(binary=True) as cur:
-            # event_ts as its binary int8 (microseconds since 2000), not a datetime object per row
-            cur.adapters.register_loader("timestamptz", _INT8_LOADER)
-            cur.execute(_read_statement(tables), (literal,), prepare=True)
-            rows = cur.fetchall()
-        positions = [{f: i for i, f in enumerate(r.features)} for r in reads]
-        widths = [len(r.features) for r in reads]
-        latest: list[dict[bytes, list]] = [{} for _ in reads]
+        tables = [_table_id(config.project, r.table, versioning) for r in reads]
+        rows = self._rows(config, tables, online_read.unique_keys(reads))
+        positions: dict[tuple, list[int | None]] = {}
+        latest: list[dict[bytes, tuple[int, list]]] = [{} for _ in reads]
         framed, missing = online_read.framed, online_read.MISSING
-        for tag, key, name, value, micros in rows:
-            i = positions[tag].get(name)
-            if i is None:
-                continue
-            found = latest[tag]
-            entry = found.get(key)
-            if entry is None:
-                found[key] = entry = [micros, [missing] * widths[tag]]
-            elif micros > entry[0]:
-                entry[0] = micros
-            entry[1][i] = framed(value)
-        return [{k: (_timestamp(m), values) for k, (m, values) in found.items()} for found in latest]
+        for tag, oid, key, layout, values, micros, names in rows:
+            where = (tag, oid, layout) if names is None else None
+            pos = positions.get(where) if where else None
+            if pos is None:
+                index = {n: i for i, n in enumerate(names or self._names(config, tables[tag], oid, layout))}
+                pos = [index.get(f) for f in reads[tag].features]
+                if where:
+                    positions[where] = pos
+            latest[tag][key] = (micros, [missing if p is None else framed(values[p]) for p in pos])
+        return [
+            {k: (None if m is None else _timestamp(m), values) for k, (m, values) in found.items()} for found in latest
+        ]
+
+    def online_read(self, config, table, entity_keys, requested_features=None):
+        """Feast's read of one view (any join key): `(event time, {feature: Value})` per key,
+        `(None, None)` for a key with none of the requested features, as the stock store."""
+        name = _table_id(config.project, table, config.registry.enable_online_feature_view_versioning)
+        keys = self._prepare_keys(entity_keys, config.entity_key_serialization_version)
+        found = {}
+        for _, oid, key, layout, values, micros, names in self._rows(config, [name], keys):
+            names = names or self._names(config, name, oid, layout)
+            got = {
+                n: ValueProto.FromString(v)
+                for n, v in zip(names, values, strict=True)
+                if requested_features is None or n in requested_features
+            }
+            if got:
+                found[key] = (None if micros is None else _PG_EPOCH + timedelta(microseconds=micros), got)
+        return [found.get(k, (None, None)) for k in keys]
+
+    async def online_read_async(self, config, table, entity_keys, requested_features=None):
+        return await asyncio.to_thread(self.online_read, config, table, entity_keys, requested_features)
+
+
+def _merged(old, new):
+    """Two writes of one entity's row, (event time, created time, {feature: bytes}), as the stock
+    table's per-value upsert leaves them: a value of the newer or equal one wins, a feature only
+    one holds is kept, and the row takes the later instant."""
+    if old is None:
+        return new
+    newer_first = old[0] is not None and new[0] is not None and old[0] > new[0]
+    first, second = (new, old) if newer_first else (old, new)
+    ts = second[0] if second[0] is not None else first[0]
+    return (ts, second[1] if second[0] is not None else first[1], {**first[2], **second[2]})
+
+
+_PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 @functools.lru_cache(maxsize=256)
-def _read_statement(tables: tuple[str, ...]) -> str:
+def _read_statement(tables: tuple[str, ...], compact: tuple[bool, ...]) -> str:
     """One statement reading every view's rows of the keys (composed once per set of tables)."""
-    return (
-        sql.SQL("WITH k AS (SELECT %s::text::bytea[] AS keys) ")
-        + sql.SQL(" UNION ALL ").join(
-            sql.SQL(
-                "SELECT {tag}, entity_key, feature_name, value, event_ts FROM {table}, k WHERE entity_key = ANY(k.keys)"
-            ).format(tag=sql.Literal(i), table=sql.Identifier(t))
-            for i, t in enumerate(tables)
-        )
-    ).as_string(None)
+    branches = []
+    for i, (t, is_compact) in enumerate(zip(tables, compact, strict=True)):
+        if is_compact:
+            branch = (
+                "SELECT {tag}, tableoid::int8, entity_key, layout, feature_values, event_ts, NULL::text[] "
+                "FROM {table}, k WHERE entity_key = ANY(k.keys)"
+            )
+        else:  # the stock layout, until its next write converts it
+            branch = (
+                "SELECT {tag}, tableoid::int8, entity_key, NULL::int2, "
+                "array_agg(coalesce(value, ''::bytea) ORDER BY feature_name), max(event_ts), "
+                "array_agg(feature_name ORDER BY feature_name) FROM {table}, k WHERE entity_key = ANY(k.keys) "
+                "GROUP BY tableoid, entity_key"
+            )
+        branches.append(sql.SQL(branch).format(tag=sql.Literal(i), table=sql.Identifier(t)))
+    return (sql.SQL("WITH k AS (SELECT %s::text::bytea[] AS keys) ") + sql.SQL(" UNION ALL ").join(branches)).as_string(
+        None
+    )
 
 
 _INT8_LOADER = psycopg.adapters.get_loader(psycopg.adapters.types["int8"].oid, psycopg.pq.Format.BINARY)

@@ -183,61 +183,57 @@ def test_online_responses_equal_stock_feast(both, monkeypatch):
 
 
 def _online_rows(settings, project: str) -> dict[str, list[tuple]]:
-    """Every stored online row of a project's tables, by view."""
+    """Every stored online value of a project's tables, by view, as (entity_key, feature_name,
+    value, event_ts), whether the table is compact (ours: a row per entity) or stock (a row per
+    value)."""
+    from streamflow.feast_ext import pg_compact
     from streamflow.storage import db
 
     out = {}
     with db.connection(settings) as conn:
         for view in ONLINE_VIEWS:
-            out[view] = conn.execute(
-                f'SELECT entity_key, feature_name, value, event_ts FROM "{project}_{view}" '
-                "ORDER BY entity_key, feature_name"
-            ).fetchall()
+            name = f"{project}_{view}"
+            state = pg_compact.states(conn.cursor(), [name])[name]
+            if state.compact:
+                rows = conn.execute(f'SELECT entity_key, layout, feature_values, event_ts FROM "{name}"').fetchall()
+                out[view] = sorted(
+                    (key, f, v, ts)
+                    for key, lay, vals, ts in rows
+                    for f, v in zip(state.layouts[lay], vals, strict=True)
+                )
+            else:
+                out[view] = conn.execute(
+                    f'SELECT entity_key, feature_name, value, event_ts FROM "{name}" ORDER BY entity_key, feature_name'
+                ).fetchall()
     return out
 
 
 ONLINE_VIEWS = [t.view for t in TABLES if t.online]
 
 
-def _scattered_entities(settings, project: str) -> dict[str, int]:
-    """Per view, how many entities have rows more than one heap page apart (an entity's rows
-    written together sit in one page, or two consecutive ones at a page's end)."""
+def _one_row_per_entity(settings, project: str) -> bool:
     from streamflow.storage import db
 
-    out = {}
     with db.connection(settings) as conn:
-        for view in ONLINE_VIEWS:
-            out[view] = conn.execute(
-                "SELECT count(*) FILTER (WHERE last - first > 1) FROM (SELECT entity_key, "
-                "min((ctid::text::point)[0]) AS first, max((ctid::text::point)[0]) AS last "
-                f'FROM "{project}_{view}" GROUP BY entity_key) e'
-            ).fetchone()[0]
-    return out
-
-
-def _mostly_together(settings, project: str, users: int) -> bool:
-    """Each view's rows are written entity by entity. PostgreSQL puts a row that does not fit
-    at a page's end into any earlier page with room left (its free-space map), so a few
-    entities (1.3% of subs_profile_fv's at 7,043 users) get a row further away; written feature
-    by feature, every entity's rows are pages apart."""
-    return all(n <= users / 20 for n in _scattered_entities(settings, project).values())
+        return all(
+            conn.execute(f'SELECT count(*) = count(DISTINCT entity_key) FROM "{project}_{view}"').fetchone()[0]
+            for view in ONLINE_VIEWS
+        )
 
 
 def test_materialized_rows_equal_stock_feast_byte_for_byte(both):
-    """Our engine + bulk online store write the bytes Feast's local engine + stock store write;
-    materializing again (the rebuild path) leaves them so, each entity's rows one after the other
-    (a lookup reads one page per view; `test_encode` checks the COPY stream's order)."""
+    """Our engine + compact online store keep, value for value, the bytes Feast's local engine +
+    stock store write, one row per entity; materializing again (the rebuild path) leaves them so."""
     settings, ours, stock = both
     a, b = _online_rows(settings, ours.project), _online_rows(settings, stock.project)
     assert all(len(a[v]) > 0 for v in ONLINE_VIEWS)
     assert a == b
-    users = len({key for key, *_ in a[ONLINE_VIEWS[0]]})
-    assert _mostly_together(settings, ours.project, users)
+    assert _one_row_per_entity(settings, ours.project)
     from streamflow.features.materialize import materialize
 
     materialize(settings=settings, store=ours)
     assert _online_rows(settings, ours.project) == b
-    assert _mostly_together(settings, ours.project, users)
+    assert _one_row_per_entity(settings, ours.project)
     # the rebuilt tables are warm for their first readers: rows COPYed frozen, every page all-visible
     from streamflow.storage import db
 
@@ -263,12 +259,8 @@ def test_small_batch_keeps_newer_values(both):
     settings, ours, _ = both
     view = ours.get_feature_view("subs_profile_fv")
     table_name = f"{ours.project}_subs_profile_fv"
+    before = {k: ts for k, f, _, ts in _online_rows(settings, ours.project)["subs_profile_fv"] if f == "monthly_fee"}
     with db.connection(settings) as conn:
-        before = dict(
-            conn.execute(
-                f"SELECT entity_key, event_ts FROM \"{table_name}\" WHERE feature_name = 'monthly_fee'"
-            ).fetchall()
-        )
         other = conn.execute(
             "SELECT user_id FROM subscriptions_profile_snapshots WHERE user_id <> '7590-VHVEG' "
             "ORDER BY as_of DESC, user_id LIMIT 1"
@@ -302,7 +294,7 @@ def test_small_batch_keeps_newer_values(both):
     assert got["7590-VHVEG"]["monthly_fee"] == 1.25 and got["7590-VHVEG"]["months_active"] == 99
     assert got[other]["monthly_fee"] != 2.5  # older than what is stored: kept
     with db.connection(settings) as conn:
-        assert conn.execute(f'SELECT count(*) FROM "{table_name}"').fetchone()[0] == len(before) * len(view.features)
+        assert conn.execute(f'SELECT count(*) FROM "{table_name}"').fetchone()[0] == len(before)
 
 
 def test_row_by_row_write_keeps_newer_values(both):
@@ -398,7 +390,7 @@ def test_big_batch_rebuild_keeps_newer_and_unbatched_rows(both):
     assert all(after[(keys[unbatched], f.name)] == before[(keys[unbatched], f.name)] for f in view.features)
     assert all(after[(keys[older], f.name)] == before[(keys[older], f.name)] for f in view.features)
     assert after[(keys[twice], "months_active")][0] != before[(keys[twice], "months_active")][0]
-    assert _mostly_together(settings, ours.project, len(users))
+    assert _one_row_per_entity(settings, ours.project)
 
 
 @pytest.fixture

@@ -291,11 +291,14 @@ def test_skew_detects_a_serving_bug(fs_embedded, months):
     materialize(settings=settings, store=store)
     from feast.protos.feast.types.Value_pb2 import Value
 
+    from streamflow.feast_ext import pg_compact
+
+    table = "streamflow_usage_agg_30d_fv"
     with db.connection(settings) as conn:
+        (layout,) = pg_compact.states(conn.cursor(), [table])[table].layouts  # one row per user, one layout
         changed = conn.execute(
-            "UPDATE streamflow_usage_agg_30d_fv SET value = %s WHERE ctid IN (SELECT ctid FROM "
-            "streamflow_usage_agg_30d_fv WHERE feature_name = 'watch_hours_30d' LIMIT 3)",
-            (Value(double_val=12345.0).SerializeToString(),),
+            f"UPDATE {table} SET feature_values[%s] = %s WHERE ctid IN (SELECT ctid FROM {table} LIMIT 3)",
+            (layout.index("watch_hours_30d") + 1, Value(double_val=12345.0).SerializeToString()),
         ).rowcount
     assert changed == 3
     rep = skew_report(sample=TEST_USERS, settings=settings, store=store)

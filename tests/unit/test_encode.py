@@ -121,20 +121,36 @@ def _copy_tuples(stream: bytes) -> list[tuple]:
     return out
 
 
-def test_copy_rows_keep_each_entity_together(monkeypatch):
-    """The online COPY stream holds each entity's rows one after the other (so they share a heap
-    page), across chunk boundaries too, each row with its key, feature, value and instants."""
+def _bytea_array(field: bytes) -> list[bytes]:
+    """The elements of a binary one-dimensional bytea[] with no NULL."""
+    ndim, has_null, oid = (int.from_bytes(field[i : i + 4], "big") for i in (0, 4, 8))
+    assert (has_null, oid) == (0, 17)
+    if ndim == 0:
+        return []
+    n, pos, out = int.from_bytes(field[12:16], "big"), 20, []
+    for _ in range(n):
+        size = int.from_bytes(field[pos : pos + 4], "big")
+        out.append(field[pos + 4 : pos + 4 + size])
+        pos += 4 + size
+    assert pos == len(field)
+    return out
+
+
+def test_copy_rows_hold_each_entity_in_one_row(monkeypatch):
+    """The compact online COPY stream holds one row per entity, across chunk boundaries too: its
+    key, its layout number, its values as a bytea[] in the batch's feature order, its instants."""
     from streamflow.feast_ext import pg_copy
     from streamflow.feast_ext.engine import EncodedBatch
 
     monkeypatch.setattr(pg_copy, "COPY_ENTITIES", 2)
     keys = [b"k0", b"k1", b"k2", b"k3", b"k4"]
-    values = {"a": [b"a0", b"a1", b"", b"a3", b"a4"], "bb": [b"b0", b"b1", b"b2", b"b3", b"b4"]}
+    values = {"a": [b"a0", b"a1", b"", b"a3", b"a4"], "bb": [b"b0", b"b1", b"b2", b"b3" * 100, b"b4"]}
     micros = np.array([1_700_000_000_000_000 + i for i in range(5)], dtype=np.int64)
     batch = EncodedBatch(
         pa.array(keys, pa.binary()), {k: pa.array(v, pa.binary()) for k, v in values.items()}, micros, None
     )
-    stream = b"".join(bytes(chunk) for chunk in pg_copy.entity_rows(batch))
+    stream = b"".join(bytes(chunk) for chunk in pg_copy.entity_rows(batch, 3))
     pg = [(m - pg_copy.PG_EPOCH_US).to_bytes(8, "big", signed=True) for m in micros.tolist()]
-    expected = [(k, name.encode(), values[name][i], pg[i], None) for i, k in enumerate(keys) for name in values]
-    assert _copy_tuples(stream) == expected
+    got = [(k, lay, _bytea_array(arr), ev, cr) for k, lay, arr, ev, cr in _copy_tuples(stream)]
+    expected = [(k, b"\x00\x03", [values["a"][i], values["bb"][i]], pg[i], None) for i, k in enumerate(keys)]
+    assert got == expected
