@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import operator
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -237,18 +238,16 @@ class StreamflowPostgreSQLOnlineStore(online_read.BytesReads, PostgreSQLOnlineSt
         versioning = config.registry.enable_online_feature_view_versioning
         tables = [_table_id(config.project, r.table, versioning) for r in reads]
         rows = self._rows(config, tables, online_read.unique_keys(reads))
-        positions: dict[tuple, list[int | None]] = {}
+        pickers: dict[tuple, Callable[[list[bytes]], list[bytes]]] = {}
         latest: list[dict[bytes, tuple[int, list]]] = [{} for _ in reads]
-        framed, missing = online_read.framed, online_read.MISSING
         for tag, oid, key, layout, values, micros, names in rows:
             where = (tag, oid, layout) if names is None else None
-            pos = positions.get(where) if where else None
-            if pos is None:
-                index = {n: i for i, n in enumerate(names or self._names(config, tables[tag], oid, layout))}
-                pos = [index.get(f) for f in reads[tag].features]
+            pick = pickers.get(where) if where else None
+            if pick is None:
+                pick = _picker(names or self._names(config, tables[tag], oid, layout), reads[tag].features)
                 if where:
-                    positions[where] = pos
-            latest[tag][key] = (micros, [missing if p is None else framed(values[p]) for p in pos])
+                    pickers[where] = pick
+            latest[tag][key] = (micros, pick(values))
         return [
             {k: (None if m is None else _timestamp(m), values) for k, (m, values) in found.items()} for found in latest
         ]
@@ -272,6 +271,21 @@ class StreamflowPostgreSQLOnlineStore(online_read.BytesReads, PostgreSQLOnlineSt
 
     async def online_read_async(self, config, table, entity_keys, requested_features=None):
         return await asyncio.to_thread(self.online_read, config, table, entity_keys, requested_features)
+
+
+def _picker(stored: tuple[str, ...], wanted: list[str]) -> Callable[[list[bytes]], list[bytes]]:
+    """A row's values (in its layout's order `stored`) as the framed entries of the `wanted`
+    features, MISSING where the row has none: a map over the row in C where the request wants the
+    layout's features in its order (a service asks for a whole view)."""
+    framed, missing = online_read.framed, online_read.MISSING
+    index = {n: i for i, n in enumerate(stored)}
+    positions = [index.get(f) for f in wanted]
+    if positions == list(range(len(stored))):
+        return lambda values: list(map(framed, values))
+    if None not in positions and len(positions) > 1:
+        get = operator.itemgetter(*positions)
+        return lambda values: list(map(framed, get(values)))
+    return lambda values: [missing if p is None else framed(values[p]) for p in positions]
 
 
 def _merged(old, new):
