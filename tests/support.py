@@ -91,14 +91,24 @@ def fingerprint(
                 "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename LIKE 'streamflow\\_%\\_fv' "
                 "ORDER BY 1"
             ).fetchall()
+            from streamflow.feast_ext import pg_compact
+
+            states = pg_compact.states(conn.cursor(), [t for (t,) in tables])
             for (t,) in tables:
+                if states[t].compact:  # a row per user: its key, its features' names (its layout), values, event time
+                    row = (
+                        "entity_key::text || (obj_description(tableoid, 'pg_class')::jsonb -> 'streamflow_layouts' "
+                        "-> layout::int)::text || feature_values::text || coalesce(event_ts::text, '')"
+                    )
+                    order = "entity_key"
+                else:  # Feast's stock layout (a stock store's project in the same database)
+                    row = (
+                        "entity_key::text || feature_name || coalesce(value::text, '') || coalesce(event_ts::text, '')"
+                    )
+                    order = "entity_key, feature_name"
                 out[f"online:{t}"] = tuple(
                     conn.execute(
-                        # a row per user: its key, its features' names (its layout), values and event time
-                        "SELECT count(*), coalesce(md5(string_agg(entity_key::text || "
-                        "(obj_description(tableoid, 'pg_class')::jsonb -> 'streamflow_layouts' -> layout::int)::text || "
-                        "feature_values::text || coalesce(event_ts::text, ''), '|' ORDER BY entity_key)), '') "
-                        f'FROM "{t}"'
+                        f"SELECT count(*), coalesce(md5(string_agg({row}, '|' ORDER BY {order})), '') FROM \"{t}\""
                     ).fetchone()
                 )
     if online and settings.online_store == "redis":
