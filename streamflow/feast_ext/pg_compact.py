@@ -17,7 +17,7 @@ compares them shape by shape.
 
 A row is one instant of its view: newer-wins runs per entity (the stock table's rule per value,
 for values written together). A table written in the stock layout is converted, in SQL, by the
-next write (`convert`). Views with a vector index keep the stock layout and the stock code.
+next write (`for_write`). Views with a vector index keep the stock layout and the stock code.
 """
 
 from __future__ import annotations
@@ -78,28 +78,29 @@ def set_layouts(cur, target: sql.Identifier, layouts) -> None:
     cur.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(target, sql.Literal(text)))
 
 
-def layout_id(cur, target: sql.Identifier, features: tuple[str, ...]) -> int:
-    """The number of a list of feature names in the table's layouts, added if new. Called under
-    the writer's table lock, in the transaction that writes the rows using it."""
-    name = target.as_string(cur).strip('"')
-    layouts = list(states(cur, [name])[name].layouts)
+def layout_id(cur, target: sql.Identifier, layouts: list[tuple[str, ...]], features: tuple[str, ...]) -> int:
+    """The number of a list of feature names in the table's `layouts` (as `for_write` gave them),
+    added to the list and to the table's comment if new. Called under the writer's table lock, in
+    the transaction that writes the rows using it."""
     if features in layouts:
         return layouts.index(features)
     if len(layouts) >= 32767:
-        raise ValueError(f"{name}: too many feature layouts; rebuild the table (feast teardown, apply, materialize)")
+        raise ValueError(
+            f"{target.as_string(cur)}: too many feature layouts; rebuild the table (feast teardown, apply, materialize)"
+        )
     layouts.append(features)
     set_layouts(cur, target, layouts)
     return len(layouts) - 1
 
 
-def convert(cur, target: sql.Identifier) -> bool:
-    """A table written in the stock layout (a row per feature), rewritten compact in place, in the
-    caller's transaction: each entity's values in one row, in feature-name order, with the latest
-    of its instants. Returns whether there was anything to convert."""
+def for_write(cur, target: sql.Identifier) -> list[tuple[str, ...]]:
+    """The table ready for a write, under the writer's lock: compact (a table written in the stock
+    layout, a row per feature, is rewritten in place in the caller's transaction: each entity's
+    values in one row, in feature-name order, with the latest of its instants), and its layouts."""
     name = target.as_string(cur).strip('"')
-    state = states(cur, [name]).get(name)
-    if state is None or state.compact:
-        return False
+    state = states(cur, [name])[name]
+    if state.compact:
+        return list(state.layouts)
     cur.execute(
         sql.SQL(
             "CREATE TEMP TABLE sf_online_conv ON COMMIT DROP AS "
@@ -125,4 +126,4 @@ def convert(cur, target: sql.Identifier) -> bool:
     cur.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(new, target))
     cur.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (entity_key)").format(target))
     set_layouts(cur, target, layouts)
-    return True
+    return layouts

@@ -121,8 +121,8 @@ class StreamflowPostgreSQLOnlineStore(online_read.BytesReads, PostgreSQLOnlineSt
         with _get_conn(config.online_store) as conn, conn.transaction(), conn.cursor() as cur:
             # one writer per table at a time; readers are not blocked
             cur.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(target))
-            pg_compact.convert(cur, target)
-            layout = pg_compact.layout_id(cur, target, tuple(f.name for f in table.features))
+            layouts = pg_compact.for_write(cur, target)
+            layout = pg_compact.layout_id(cur, target, layouts, tuple(f.name for f in table.features))
             rows = cur.execute(sql.SQL("SELECT count(*) FROM {}").format(target)).fetchone()[0]
             rebuilt = len(batches) * 4 >= rows  # a quarter of the table or more
             if rebuilt:
@@ -165,9 +165,7 @@ class StreamflowPostgreSQLOnlineStore(online_read.BytesReads, PostgreSQLOnlineSt
         # a connection of its own, as online_write_arrow: views may be materialized from two threads
         with _get_conn(config.online_store) as conn, conn.transaction(), conn.cursor() as cur:
             cur.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(target))
-            pg_compact.convert(cur, target)
-            name = target.as_string(cur).strip('"')
-            layouts = pg_compact.states(cur, [name])[name].layouts
+            layouts = pg_compact.for_write(cur, target)
             stored = cur.execute(
                 sql.SQL(
                     "SELECT entity_key, layout, feature_values, event_ts, created_ts FROM {} WHERE entity_key = ANY(%s)"
@@ -181,7 +179,7 @@ class StreamflowPostgreSQLOnlineStore(online_read.BytesReads, PostgreSQLOnlineSt
             for key, (ts, created, values) in latest.items():
                 names = tuple(sorted(values, key=lambda n: (order.get(n, len(order)), n)))
                 if names not in ids:
-                    ids[names] = pg_compact.layout_id(cur, target, names)
+                    ids[names] = pg_compact.layout_id(cur, target, layouts, names)
                 rows.append((key, ids[names], [values[n] for n in names], ts, created))
             pg_write.stage(cur)
             with cur.copy(
@@ -211,25 +209,28 @@ class StreamflowPostgreSQLOnlineStore(online_read.BytesReads, PostgreSQLOnlineSt
         literal = "{" + ",".join(f'"\\\\x{k.hex()}"' for k in keys) + "}"
         for attempt in (0, 1):
             if attempt or any(t not in self._states for t in tables):
-                with self._get_conn(config, autocommit=True) as conn, conn.cursor() as cur:
-                    self._states = {**self._states, **pg_compact.states(cur, tables)}
-            layouts = tuple(self._states[t].compact if t in self._states else True for t in tables)
+                self._look(config, tables)
+            compact = tuple(self._states[t].compact if t in self._states else True for t in tables)
             try:
                 with self._get_conn(config, autocommit=True) as conn, conn.cursor(binary=True) as cur:
                     # event_ts as its binary int8 (microseconds since 2000), not a datetime object per row
                     cur.adapters.register_loader("timestamptz", _INT8_LOADER)
-                    cur.execute(_read_statement(tuple(tables), layouts), (literal,), prepare=True)
+                    cur.execute(_read_statement(tuple(tables), compact), (literal,), prepare=True)
                     return cur.fetchall()
             except (psycopg.errors.UndefinedColumn, psycopg.errors.UndefinedTable):
                 if attempt:
                     raise
         raise AssertionError("unreachable")
 
+    def _look(self, config: RepoConfig, tables: list[str]) -> None:
+        """Read the tables' layouts and oids again (this process's view of them)."""
+        with self._get_conn(config, autocommit=True) as conn, conn.cursor() as cur:
+            self._states = {**self._states, **pg_compact.states(cur, tables)}
+
     def _names(self, config: RepoConfig, table: str, oid: int, layout: int) -> tuple[str, ...]:
         state = self._states.get(table)
         if state is None or state.oid != oid or layout >= len(state.layouts):  # rewritten since: look again
-            with self._get_conn(config, autocommit=True) as conn, conn.cursor() as cur:
-                self._states = {**self._states, **pg_compact.states(cur, [table])}
+            self._look(config, [table])
             state = self._states[table]
         return state.layouts[layout]
 
