@@ -39,7 +39,7 @@ def view_of(refs: list[str]) -> dict[str, str]:
 
 
 def lineage_field(view_name: str, store) -> str | None:
-    names = [f.name for f in store.get_feature_view(view_name).schema if f.name in LINEAGE_FIELDS]
+    names = [f.name for f in store.get_feature_view(view_name).features if f.name in LINEAGE_FIELDS]
     return names[0] if names else None
 
 
@@ -47,7 +47,8 @@ def service_refs(store, name: str) -> list[str]:
     fs = store.get_feature_service(name)
     refs = []
     for p in fs.feature_view_projections:
-        order = {f.name: i for i, f in enumerate(store.get_feature_view(p.name).schema)}
+        # the view's declared order (its `schema` is a set, ordered anew in each process)
+        order = {f.name: i for i, f in enumerate(store.get_feature_view(p.name).features)}
         feats = sorted(p.features, key=lambda f: order.get(f.name, len(order)))
         refs += [str(FeatureRef(p.name_to_use(), f.name)) for f in feats]
     return refs

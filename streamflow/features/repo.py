@@ -149,5 +149,6 @@ def view_description(t: Table) -> str:
 
 
 def model_features(fv):
-    """The view's model inputs: every field but its lineage field."""
-    return fv[[f.name for f in fv.schema if f.name not in LINEAGE_FIELDS]]
+    """The view's model inputs: every field but its lineage field, in the view's declared order
+    (Feast's `FeatureView.schema` is a set: its order changes from one process to the next)."""
+    return fv[[f.name for f in fv.features if f.name not in LINEAGE_FIELDS]]

@@ -54,6 +54,16 @@ def test_repo_matches_schema(fs_embedded):
     assert "churn_label" not in [r.split(":")[1] for r in service_refs(store, "churn_model_v1")]
 
 
+def test_a_service_lists_each_views_features_in_the_catalog_order(fs_embedded):
+    """Feast's `FeatureView.schema` is a set, ordered anew in each process: a frame's columns (and a
+    dataset's checksum) followed it once. A service's features come in the catalog's column order."""
+    _, store = fs_embedded
+    refs = service_refs(store, "churn_model_v1")
+    for t in TABLES:
+        names = [r.split(":")[1] for r in refs if r.split(":")[0] == t.view]
+        assert names == [c.name for c in t.columns if c.name in names], t.view
+
+
 def test_frame_counts_values_and_labels_point_in_time(fs, months):
     settings, store = fs
     _ingest(settings, months, 3)
