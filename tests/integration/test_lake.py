@@ -491,3 +491,89 @@ def test_one_spark_configuration_and_no_silent_other_master(profiles):
         spark_session(repo_config(replace(lake, spark_master="local[1]")))
     with pytest.raises(NotReady, match="cannot reach the embedded PostgreSQL"):
         get_store(replace(lake, spark_master="spark://127.0.0.1:7077"))
+
+
+def _pit_store(tmp_path: Path, offline_type: str):
+    """A Feast store over two Parquet sources (integer and string keys; created timestamps, a TTL
+    and none) with the given Spark offline store class; its registry a file in tmp_path."""
+    from datetime import timedelta
+
+    from feast import Entity, FeatureStore, FeatureView, Field, RepoConfig
+    from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
+    from feast.types import Float64, Int64, String
+    from feast.value_type import ValueType
+
+    config = RepoConfig(
+        project="pit", provider="local", registry=str(tmp_path / f"registry_{offline_type.rsplit('.', 1)[-1]}.db"),
+        offline_store={"type": offline_type, "spark_conf": {"spark.master": "local[2]"}},
+        online_store={"type": "sqlite", "path": str(tmp_path / "online.db")},
+        entity_key_serialization_version=3,
+    )  # fmt: skip
+    store = FeatureStore(config=config)
+    driver = Entity(name="driver", join_keys=["driver_id"], value_type=ValueType.INT64)
+    city = Entity(name="city", join_keys=["city"], value_type=ValueType.STRING)
+    stats = FeatureView(
+        name="driver_stats", entities=[driver], ttl=timedelta(days=2),
+        schema=[Field(name="rate", dtype=Float64), Field(name="trips", dtype=Int64), Field(name="note", dtype=String)],
+        source=SparkSource(name="stats", path=str(tmp_path / "stats.parquet"), file_format="parquet",
+                           timestamp_field="ts", created_timestamp_column="created"),
+    )  # fmt: skip
+    weather = FeatureView(
+        name="city_weather", entities=[city], ttl=timedelta(0),
+        schema=[Field(name="temp", dtype=Float64)],
+        source=SparkSource(name="weather", path=str(tmp_path / "weather.parquet"), file_format="parquet",
+                           timestamp_field="ts"),
+    )  # fmt: skip
+    store.apply([driver, city, stats, weather])
+    return store
+
+
+def test_point_in_time_query_gives_stock_feasts_rows(profiles, tmp_path):
+    """The store's own point-in-time query (spark_offline.POINT_IN_TIME_JOIN) against stock Feast's
+    Spark store on the same registry-defined views: entity rows at one timestamp (its single-instant
+    form) and at many (its general form), rows exactly at an entity's timestamp and at its TTL's edge,
+    later rows, a newer created timestamp breaking an event-time tie, nulls, an unknown key, a view
+    with no TTL, an entity frame given as a query and full feature names: the same rows and values."""
+    del profiles  # the run's one Spark session
+    t = pd.Timestamp("2024-03-10", tz="UTC")
+    day = pd.Timedelta(days=1)
+    pd.DataFrame({
+        "driver_id": [1, 1, 1, 1, 2, 2, 3, 4, 5],
+        "ts": [t - 3 * day, t - day, t - day, t + day, t - 2 * day, t, t - 2 * day - pd.Timedelta(seconds=1), t - day, t],
+        "created": [t - 3 * day, t - day, t - day + pd.Timedelta(hours=1), t + day, t, t, t, t, t],
+        "rate": [0.1, 0.2, 0.3, 0.4, 0.5, None, 0.7, 0.8, 0.9],
+        "trips": [1, 2, 3, 4, 5, 6, 7, None, 9],
+        "note": ["a", "b", "c", "d", None, "f", "g", "h", "i"],
+    }).astype({"trips": "Int64"}).to_parquet(tmp_path / "stats.parquet", coerce_timestamps="us")  # fmt: skip
+    pd.DataFrame({
+        "city": ["paris", "paris", "lyon", "nice"],
+        "ts": [t - 30 * day, t - 5 * day, t + day, t - 400 * day],
+        "temp": [10.0, 12.5, 20.0, None],
+    }).to_parquet(tmp_path / "weather.parquet", coerce_timestamps="us")  # fmt: skip
+    ours = _pit_store(tmp_path, "streamflow.feast_ext.spark_offline.StreamflowSparkOfflineStore")
+    stock = _pit_store(tmp_path, "spark")
+    features = ["driver_stats:rate", "driver_stats:trips", "driver_stats:note", "city_weather:temp"]
+    ids, cities = [1, 2, 3, 4, 5, 6, 1], ["paris", "lyon", "nice", "paris", "lyon", "rome", "nice"]
+    one_instant = pd.DataFrame({"driver_id": ids, "city": cities, "event_timestamp": t})
+    many = pd.DataFrame({"driver_id": ids + [1, 2, 4], "city": cities + ["paris", "paris", "lyon"],
+                         "event_timestamp": [t] * 7 + [t - day, t + day, t + 3 * day]})  # fmt: skip
+    lake_path = str(tmp_path / "entities.parquet")
+    one_instant.to_parquet(lake_path, coerce_timestamps="us")
+    query = f"SELECT driver_id, city, event_timestamp FROM parquet.`{lake_path}`"
+    from streamflow.feast_ext import spark_offline
+
+    for entity_df, full in ((one_instant, False), (many, False), (many, True), (query, False)):
+        frames = []
+        for store in (ours, stock):
+            job = store.get_historical_features(entity_df=entity_df, features=features, full_feature_names=full)
+            frames.append(job.to_df().sort_values(["driver_id", "city", "event_timestamp"]).reset_index(drop=True))
+            if store is ours:
+                assert "max_by" in job.query or "ROW_NUMBER" in job.query
+                assert isinstance(job, spark_offline.OrderedSparkRetrievalJob)
+        got, want = frames
+        assert len(got) == len(entity_df if not isinstance(entity_df, str) else one_instant)
+        pd.testing.assert_frame_equal(got, want[got.columns], check_dtype=True)
+        assert list(got.columns) == list(want.columns)
+    # the single-instant form was taken for one timestamp, the general one for many
+    assert "ROW_NUMBER" in ours.get_historical_features(entity_df=one_instant, features=features).query
+    assert "max_by" in ours.get_historical_features(entity_df=many, features=features).query
