@@ -21,6 +21,7 @@ naive frame's rows of those users from each table's latest partition holding the
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
@@ -120,7 +121,7 @@ def _at_most(idx: np.ndarray, y: np.ndarray, n: int) -> np.ndarray:
 
 def run(
     train_pit: pd.DataFrame,
-    train_naive: pd.DataFrame,
+    train_naive: pd.DataFrame | Callable[[list[str]], pd.DataFrame],
     eval_pit: pd.DataFrame,
     features: list[str],
     train_as_of: date,
@@ -130,8 +131,10 @@ def run(
     gone: set[str] | None = None,
 ) -> ModelCheck:
     """Fit both models on both training frames; evaluate on a hold-out and out of time (each on
-    at most `max_rows` rows, a stratified sample, said in the notes). `gone`: the users labelled
-    churned at the training as_of, when `train_pit` is a sample (else read from it)."""
+    at most `max_rows` rows, a stratified sample, said in the notes). `train_naive`: the naive
+    frame, or what reads it for given users (then only the sampled training users' rows are read).
+    `gone`: the users labelled churned at the training as_of, when `train_pit` is a sample (else
+    read from it)."""
     from sklearn.calibration import calibration_curve
     from sklearn.inspection import permutation_importance
     from sklearn.metrics import average_precision_score, roc_auc_score
@@ -145,7 +148,8 @@ def run(
     y_eval = _labels(eval_pit)
     if len(set(y_eval)) < 2 or len(set(_labels(train_pit))) < 2:
         raise NotReady("the model check needs churners and stayers in both months")
-    train_pit = train_pit.sort_values(JOIN_KEY).reset_index(drop=True)
+    if not train_pit[JOIN_KEY].is_monotonic_increasing:  # a kept dataset is in key order already
+        train_pit = train_pit.sort_values(JOIN_KEY).reset_index(drop=True)
     y_train = _labels(train_pit)
     rows_train, rows_eval = len(train_pit), len(eval_pit)
     notes = [f"{len(gone):,} users labelled churned at {train_as_of} are left out of the evaluation at {eval_as_of}"]
@@ -163,6 +167,8 @@ def run(
     kept = np.concatenate([idx_fit, idx_hold])
     idx_fit, idx_hold = np.arange(len(idx_fit)), np.arange(len(idx_fit), len(kept))
     train_pit = train_pit.iloc[kept].reset_index(drop=True)
+    if callable(train_naive):
+        train_naive = train_naive(train_pit[JOIN_KEY].tolist())
     train_naive = train_naive.set_index(JOIN_KEY).loc[train_pit[JOIN_KEY]].reset_index()
     eval_pit, y_train, y_eval = eval_pit.iloc[idx_eval].reset_index(drop=True), y_train[kept], y_eval[idx_eval]
     x_pit, x_naive, x_eval = design_matrix([train_pit, train_naive, eval_pit], features)
@@ -329,14 +335,16 @@ def _fit(a: date, b: date, settings: Settings, store, frames: dict, max_rows: in
     tf_a = frames.get("train") or build_training_frame(a, settings=settings, store=store)
     tf_b = frames.get("eval") or build_training_frame(b, settings=settings, store=store)
     features = feature_names(tf_a.features)
+
+    def naive(users: list[str]) -> pd.DataFrame:  # the sampled training users' rows only
+        return naive_frame(tf_a.snapshot_as_of, tf_a.features, settings, users=users)
+
     if isinstance(tf_a.frame, pd.DataFrame) and isinstance(tf_b.frame, pd.DataFrame):
-        naive = naive_frame(tf_a.snapshot_as_of, tf_a.features, settings)
         return run(tf_a.frame, naive, tf_b.frame, features, tf_a.as_of, tf_b.as_of, max_rows=max_rows)
     # frames in the lake: a sample of users from each, about what the fits keep
     labelled = tf_a.frame[[JOIN_KEY, LABEL_FEATURE]]
     gone = set(labelled.loc[_labels(labelled), JOIN_KEY])
     train, evaluation = to_fit(tf_a.frame, max_rows), in_memory(tf_b.frame, max_rows)
-    naive = naive_frame(tf_a.snapshot_as_of, tf_a.features, settings, users=list(train[JOIN_KEY]))
     mc = run(train, naive, evaluation, features, tf_a.as_of, tf_b.as_of, max_rows=max_rows, gone=gone)
     if len(train) < len(tf_a.frame) or len(evaluation) < len(tf_b.frame):
         mc.notes.append(
