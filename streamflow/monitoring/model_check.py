@@ -121,7 +121,7 @@ def _at_most(idx: np.ndarray, y: np.ndarray, n: int) -> np.ndarray:
 
 def run(
     train_pit: pd.DataFrame,
-    train_naive: pd.DataFrame | Callable[[list[str]], pd.DataFrame],
+    naive_of: Callable[[list[str]], pd.DataFrame],
     eval_pit: pd.DataFrame,
     features: list[str],
     train_as_of: date,
@@ -131,9 +131,8 @@ def run(
     gone: set[str] | None = None,
 ) -> ModelCheck:
     """Fit both models on both training frames; evaluate on a hold-out and out of time (each on
-    at most `max_rows` rows, a stratified sample, said in the notes). `train_naive`: the naive
-    frame, or what reads it for given users (then only the sampled training users' rows are read).
-    `gone`: the users labelled churned at the training as_of, when `train_pit` is a sample (else
+    at most `max_rows` rows, a stratified sample, said in the notes). `naive_of(users)`: the naive
+    frame's rows of those users, asked for the sampled training users only. `gone`: the users labelled churned at the training as_of, when `train_pit` is a sample (else
     read from it)."""
     from sklearn.calibration import calibration_curve
     from sklearn.inspection import permutation_importance
@@ -167,9 +166,7 @@ def run(
     kept = np.concatenate([idx_fit, idx_hold])
     idx_fit, idx_hold = np.arange(len(idx_fit)), np.arange(len(idx_fit), len(kept))
     train_pit = train_pit.iloc[kept].reset_index(drop=True)
-    if callable(train_naive):
-        train_naive = train_naive(train_pit[JOIN_KEY].tolist())
-    train_naive = train_naive.set_index(JOIN_KEY).loc[train_pit[JOIN_KEY]].reset_index()
+    train_naive = naive_of(train_pit[JOIN_KEY].tolist()).set_index(JOIN_KEY).loc[train_pit[JOIN_KEY]].reset_index()
     eval_pit, y_train, y_eval = eval_pit.iloc[idx_eval].reset_index(drop=True), y_train[kept], y_eval[idx_eval]
     x_pit, x_naive, x_eval = design_matrix([train_pit, train_naive, eval_pit], features)
 
