@@ -309,9 +309,12 @@ class StreamflowSparkOfflineStore(SparkOfflineStore):
             )  # fmt: skip
             return OrderedSparkRetrievalJob.of(job)
         spark = stock.get_spark_session_or_start_new_with_repoconfig(store_config=config.offline_store)
+        entity_sql = entity_df if isinstance(entity_df, str) else None
+        if entity_sql is not None:  # analysed once, not once per step
+            entity_df = spark.sql(entity_sql)
         entity_schema = stock._get_entity_schema(spark, entity_df)
         ts_col = offline_utils.infer_event_timestamp_from_entity_df(entity_schema=entity_schema)
-        ts_range = _timestamp_range(spark, entity_df, ts_col)
+        ts_range = _timestamp_range(spark, entity_df, ts_col, entity_sql)
         table = offline_utils.get_temp_entity_table_name()
         stock._upload_entity_df(spark, table, entity_df, ts_col)
         offline_utils.assert_expected_columns_in_entity_df(
@@ -360,16 +363,18 @@ class StreamflowSparkOfflineStore(SparkOfflineStore):
         )
 
 
-def _timestamp_range(spark, entity_df, ts_col: str):
-    """The entity rows' first and last timestamps; for a query, in one aggregate (the stock store
-    runs it three times: an emptiness check through a Python RDD, then a min and a max)."""
-    if not isinstance(entity_df, str):
-        return stock._get_entity_df_event_timestamp_range(entity_df, ts_col, spark)
+def _timestamp_range(spark, entity_df, ts_col: str, entity_sql: str | None):
+    """The entity rows' first and last timestamps; of a Spark DataFrame, in one aggregate (the
+    stock store runs three: an emptiness check through a Python RDD, then a min and a max). As the
+    stock store, no rows from `entity_sql` (the SQL the DataFrame came from) is an error."""
+    from pyspark.sql import DataFrame
     from pyspark.sql import functions as F
 
-    lo, hi = spark.sql(entity_df).agg(F.min(ts_col), F.max(ts_col)).collect()[0]
-    if lo is None:
-        raise EntitySQLEmptyResults(entity_df)
+    if not isinstance(entity_df, DataFrame):
+        return stock._get_entity_df_event_timestamp_range(entity_df, ts_col, spark)
+    lo, hi = entity_df.agg(F.min(ts_col), F.max(ts_col)).collect()[0]
+    if lo is None and entity_sql is not None:
+        raise EntitySQLEmptyResults(entity_sql)
     return lo, hi
 
 
