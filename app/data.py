@@ -254,30 +254,33 @@ def dataset_summary(ds):
 # a report between months is read back from the kept results (or computed once and kept); a report
 # against the online store holds its frames (its histograms are drawn from them): shared, not copied
 @st.cache_resource(ttl=600, max_entries=8, show_spinner="Comparing the two populations...")
-def _drift(s: Settings, a, b, online_sample: int, thresholds, _save: bool, v: tuple):
+def _drift(s: Settings, a, b, online_sample: int, thresholds, _save: bool, v: tuple, service: str):
     from streamflow.core.catalog import SERVICE
     from streamflow.features.online import online_frame
     from streamflow.monitoring.drift import between_months, compare, model_features
     from streamflow.monitoring.skew import sample_users
 
+    features = () if service == SERVICE else (service,)  # () is the model's: the same cache entry as other pages'
     if not online_sample:
         rep = between_months(
-            a, b, thresholds, s, store(), frame_of=lambda day: _training_frame(s, day, (), True, _save, v).frame,
-            keep=_save,
+            a, b, thresholds, s, store(), keep=_save, service=service,
+            frame_of=lambda day: _training_frame(s, day, features, True, _save, v).frame,
         )  # fmt: skip
         return rep, rep.reference_rows, rep.current_rows
-    ref = _training_frame(s, a, (), True, _save, v).frame
-    cur = online_frame(sample_users(s, b, online_sample), SERVICE, settings=s, store=store())
+    ref = _training_frame(s, a, features, True, _save, v).frame
+    cur = online_frame(sample_users(s, b, online_sample), service, settings=s, store=store())
     rep = compare(ref, cur, model_features(ref, cur), thresholds, reference_label=str(a), current_label="online now")
     return rep, len(ref), len(cur)
 
 
-def drift(a, b, thresholds, online_sample: int = 0, save: bool = False):
-    """The drift report of the model's frame at `a` against its frame at `b` (kept: read back once
-    computed by anyone, from the data the store holds now), or, with `online_sample`, against that
-    many users of snapshot `b` as the online store serves them now; frames come from kept datasets
-    (kept first with `save`)."""
-    return _drift(settings(), a, b, online_sample, thresholds, save, version())
+def drift(a, b, thresholds, online_sample: int = 0, save: bool = False, service: str | None = None):
+    """The drift report of the model's frame (of `service`) at `a` against its frame at `b` (kept:
+    read back once computed by anyone, from the data the store holds now), or, with
+    `online_sample`, against that many users of snapshot `b` as the online store serves them now;
+    frames come from kept datasets (kept first with `save`)."""
+    from streamflow.core.catalog import SERVICE
+
+    return _drift(settings(), a, b, online_sample, thresholds, save, version(), service or SERVICE)
 
 
 @st.cache_data(ttl=3600, max_entries=8, show_spinner="Scoring every month from the kept profiles...")

@@ -71,6 +71,23 @@ def require_applied():
     return s
 
 
+def service_choice(key: str, bind: str | None = None) -> str:
+    """The feature service whose frames a page compares: the model's, or `churn_model_v2` (the
+    model's and the feature lab's derived features), a choice shown once the lab added one; `key`
+    and `bind`: the page's widget key (`links.key`) and its binding."""
+    from streamflow.core.catalog import SERVICE, SERVICE_V2
+
+    if SERVICE_V2 not in {s.name for s in store().list_feature_services()}:
+        return SERVICE
+    return st.selectbox(
+        "Feature service",
+        [SERVICE, SERVICE_V2],
+        key=key,
+        bind=bind,
+        help=f"{SERVICE_V2} is {SERVICE} and the derived features the Feature lab added.",
+    )
+
+
 def badge(ok: bool) -> str:
     return "✅ pass" if ok else "❌ fail"
 

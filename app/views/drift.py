@@ -4,7 +4,7 @@ online store serves now."""
 import streamlit as st
 from data import drift
 from door import can_write
-from ui import distribution_chart, friendly_errors, nothing_to_show, require_applied, require_snapshots
+from ui import distribution_chart, friendly_errors, nothing_to_show, require_applied, require_snapshots, service_choice
 
 from streamflow.core import links
 from streamflow.monitoring.drift import Thresholds
@@ -18,6 +18,7 @@ st.caption(
 with friendly_errors():
     dates = require_snapshots()
     require_applied()
+    service = service_choice(key=links.key("drift", "service"), bind="query-params")
     mode = st.radio(
         "Compare", ["training frame A vs B", "training frame vs online store now"], horizontal=True, key="drift_mode"
     )
@@ -47,7 +48,7 @@ with friendly_errors():
             linf=t3.number_input("L-infinity", 0.01, 1.0, 0.1, 0.01, key="th_linf"),
             bins=int(t4.number_input("Bins", 2, 50, 10, 1, key="th_bins")),
         )
-    rep, ref_rows, cur_rows = drift(a, b, th, online_sample=n, save=can_write())
+    rep, ref_rows, cur_rows = drift(a, b, th, online_sample=n, save=can_write(), service=service)
     cur_label = "online now" if n else str(b)
     if cur_rows == 0:
         nothing_to_show("The online store serves nothing for these users: materialize first.")

@@ -4,25 +4,26 @@ import plotly.express as px
 import streamlit as st
 from data import settings, store, training_frame, version
 from door import can_write
-from ui import friendly_errors, nothing_to_show, require_applied, require_snapshots
+from ui import friendly_errors, nothing_to_show, require_applied, require_snapshots, service_choice
 
 from streamflow.core import links
-from streamflow.core.catalog import LABEL_HORIZON
+from streamflow.core.catalog import LABEL_HORIZON, SERVICE
 from streamflow.core.config import Settings
 from streamflow.monitoring.model_check import kept_check, model_check
 
 
 @st.cache_data(ttl=600, show_spinner=False)
-def kept(s: Settings, a, b, v: tuple):
+def kept(s: Settings, a, b, v: tuple, service: str):
     """The check kept when it last ran on the data the store holds now (any session, any process)."""
-    return kept_check(a, b, settings=s, store=store())
+    return kept_check(a, b, settings=s, store=store(), service=service)
 
 
 @st.cache_data(ttl=600, show_spinner="Training baselines on the point-in-time and the naive frame...")
-def check(s: Settings, a, b, v: tuple):
+def check(s: Settings, a, b, v: tuple, service: str):
     save = can_write()
-    frames = {"train": training_frame(a, (), True, save), "eval": training_frame(b, (), True, save)}
-    return model_check(a, b, settings=s, store=store(), frames=frames, keep_model=save)
+    features = () if service == SERVICE else (service,)  # () is the model's: the cache entry other pages share
+    frames = {"train": training_frame(a, features, True, save), "eval": training_frame(b, features, True, save)}
+    return model_check(a, b, settings=s, store=store(), frames=frames, keep_model=save, service=service)
 
 
 st.title("Model check")
@@ -37,6 +38,7 @@ st.caption(f"Labels: {LABEL_HORIZON}")
 with friendly_errors():
     dates = require_snapshots()
     require_applied()
+    service = service_choice(key=links.key("model_check", "service"), bind="query-params")
     if len(dates) < 2:
         nothing_to_show("The model check needs two snapshots: ingest a second month.")
         st.stop()
@@ -54,7 +56,7 @@ with friendly_errors():
         bind="query-params",
     )
     v = version()
-    mc = kept(settings(), a, b, v) or check(settings(), a, b, v)
+    mc = kept(settings(), a, b, v, service) or check(settings(), a, b, v, service)
 
     pit, naive = mc.gap("point-in-time"), mc.gap("naive")
     m1, m2, m3 = st.columns(3)

@@ -74,6 +74,7 @@ class Table:
     columns: tuple[Column, ...]
     online: bool = True  # materialized to the online store
     role: str = "features"  # "features" | "label"
+    live: bool = True  # a live table `name` holds each user's latest row (the derived table has none)
     # the longest a view may go without a new snapshot (a month end follows the previous one
     # within 31 days; four days' grace): its Feast tag, which the monitor's freshness check reads
     freshness_sla: str = "35d"

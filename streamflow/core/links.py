@@ -41,9 +41,9 @@ PAGES: dict[str, dict[str, str]] = {
         "feature": "skew_num",
     },
     "explain": {"user_id": "ex_user", "as_of": "ex_as_of"},
-    "drift": {"reference": "drift_a", "as_of": "drift_b", "feature": "drift_feature"},
+    "drift": {"reference": "drift_a", "as_of": "drift_b", "feature": "drift_feature", "service": "drift_service"},
     "monitoring": {"month": "mon_month", "feature": "mon_feature", "label_feature": "mon_label_feature"},
-    "model_check": {"train": "mc_a", "evaluate": "mc_b"},
+    "model_check": {"train": "mc_a", "evaluate": "mc_b", "service": "mc_service"},
     "feature_lab": {"candidate": "lab_pick", "as_of": "lab_as_of"},
     "materialize": {},
 }

@@ -212,6 +212,7 @@ def table_of(features: list[Derived]) -> Table:
         lineage=LINEAGE,
         description="Features derived from the snapshots (feature lab): row expressions and trends over months.",
         columns=tuple(f.column() for f in features),
+        live=False,
     )
 
 

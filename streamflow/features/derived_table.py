@@ -20,7 +20,7 @@ from datetime import date
 
 import pandas as pd
 
-from streamflow.core.catalog import JOIN_KEY
+from streamflow.core.catalog import JOIN_KEY, Table
 from streamflow.core.config import Settings
 from streamflow.core.dates import add_months
 from streamflow.core.errors import InvalidInput
@@ -57,6 +57,21 @@ def _params(months: list[date], features: list[Derived], latest: date | None = N
 
 def exists(conn) -> bool:
     return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (SNAPSHOT,)).fetchone()[0]
+
+
+def current(settings: Settings) -> tuple[Table, pd.DataFrame] | None:
+    """The derived snapshot table as a catalog table, with each month's computation (`computed_months`),
+    when it holds the declared features (None: nothing declared, the lake profile, or a declaration
+    not computed yet -- the next ingest's follow-up computes it): what monitoring counts like the others."""
+    if settings.lake_profile:
+        return None
+    features = derived.read(settings.feature_repo)
+    if not features:
+        return None
+    months = computed_months(settings)
+    if months.empty or set(months["signature"]) != {derived.signature(features)}:
+        return None
+    return derived.table_of(features), months
 
 
 def _ddl(name: str, features: list[Derived]) -> str:

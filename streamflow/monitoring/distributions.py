@@ -33,6 +33,7 @@ from psycopg import sql
 
 from streamflow.core.catalog import JOIN_KEY, TABLES, Column, Table
 from streamflow.core.config import Settings
+from streamflow.features import derived, derived_table
 from streamflow.features.offline import offline_of
 from streamflow.storage import db, runs
 from streamflow.storage.frames import NULL, InTable, Population
@@ -68,9 +69,18 @@ class Distribution:
     counts: np.ndarray | dict  # numeric: per bin of the feature's edges; categorical: value -> count
 
 
-def monitored() -> list[tuple[Table, Column]]:
-    """The features monitored: every served feature of the feature tables (labels are not inputs)."""
-    return [(t, c) for t in TABLES if t.role == "features" for c in t.features]
+def tables(settings: Settings | None = None) -> list[Table]:
+    """The tables monitored: the catalog's feature tables (labels are not inputs) and, with `settings`,
+    the derived features' table once the feature lab added one (`derived_table.current`): a derived
+    feature is served, so its drift is drift the model sees."""
+    out = [t for t in TABLES if t.role == "features"]
+    d = derived_table.current(settings) if settings is not None else None
+    return out + ([d[0]] if d else [])
+
+
+def monitored(settings: Settings | None = None) -> list[tuple[Table, Column]]:
+    """The features monitored: every served feature of the monitored tables (`tables`)."""
+    return [(t, c) for t in tables(settings) for c in t.features]
 
 
 def kind_of(c: Column) -> str:
@@ -241,11 +251,15 @@ def _count_by(
     return out
 
 
-def _store(conn, source: str, counted: list[Distribution], checksum: str | None = None) -> None:
-    """Keep a source's distributions (upserted: two processes profiling the same month both succeed)."""
+def _store(
+    conn, source: str, counted: list[Distribution], checksum: str | None = None, views: list[str] | None = None
+) -> None:
+    """Keep a source's distributions (upserted: two processes profiling the same month both succeed);
+    the source's other features are forgotten (of `views` only, when given)."""
     conn.execute(
-        "DELETE FROM monitor_profiles WHERE source = %s AND NOT (feature = ANY(%s))",
-        (source, [p.feature for p in counted]),
+        "DELETE FROM monitor_profiles WHERE source = %s AND NOT (feature = ANY(%s))"
+        + (" AND view = ANY(%s)" if views is not None else ""),
+        (source, [p.feature for p in counted], *([views] if views is not None else [])),
     )
     with conn.cursor() as cur:
         cur.executemany(
@@ -289,19 +303,19 @@ class _Counter:
         return _count_of(conn, view, cols, self.rows.column)
 
 
-def compute_month(settings: Settings, as_of: date) -> list[Distribution]:
-    """Count every monitored feature of the snapshot at `as_of` (edges fixed first if new) and keep it."""
+def compute_month(settings: Settings, as_of: date, only: list[Table] | None = None) -> list[Distribution]:
+    """Count every monitored feature of the snapshot at `as_of` (edges fixed first if new) and keep
+    it; with `only`, those tables' features (the others' counts stay)."""
     out: list[Distribution] = []
     snapshots = snapshots_of(settings)
+    counted = only if only is not None else tables(settings)
     with db.connection(settings) as conn:
-        for t in TABLES:
-            cols = [c for tt, c in monitored() if tt is t]
-            if not cols:
-                continue
+        for t in counted:
+            cols = list(t.features)
             counter = _Counter(snapshots.population(t, as_of, [JOIN_KEY, *(c.name for c in cols)]))
             counter.fix_edges(conn, cols)
             out += counter.count(conn, t.view, cols)
-        _store(conn, month_source(as_of), out)
+        _store(conn, month_source(as_of), out, views=[t.view for t in only] if only is not None else None)
     return out
 
 
@@ -312,8 +326,8 @@ def compute_dataset(settings: Settings, name: str, table: str, checksum: str) ->
     have, counter = offline.dataset_columns(table), _Counter(offline.population(table))
     with db.connection(settings) as conn:
         out: list[Distribution] = []
-        for t in TABLES:
-            cols = [c for tt, c in monitored() if tt is t and c.name in have]
+        for t in tables(settings):
+            cols = [c for c in t.features if c.name in have]
             if not cols:
                 continue
             counter.fix_edges(conn, cols)
@@ -328,28 +342,86 @@ def missing_months(settings: Settings) -> list[date]:
         have = dict(
             conn.execute(
                 "SELECT substr(source, 7)::date, min(computed_at) FROM monitor_profiles "
-                "WHERE source LIKE 'month:%%' GROUP BY source"
+                "WHERE source LIKE 'month:%%' AND view <> %s GROUP BY source",
+                (derived.VIEW,),
             ).fetchall()
         )
     return runs.months_to_compute(settings, have)
 
 
+def derived_months(settings: Settings) -> tuple[Table | None, list[date]]:
+    """The derived table (`tables`) and its months to count again: computed after their counts (an
+    ingest's follow-up recomputed them, or `feature add`/`remove` rebuilt the table), or counted for
+    other features. Before counting, the edges of derived features fixed before the table's last
+    rebuild are dropped (a definition may have changed under its name; every month is counted again
+    then), with the kept datasets' counts of derived features made on them."""
+    d = derived_table.current(settings)
+    if d is None:
+        return None, []
+    t, computed = d
+    names = sorted(c.name for c in t.features)
+    with db.connection(settings) as conn:
+        have = {
+            m: (at, sorted(fs))
+            for m, at, fs in conn.execute(
+                "SELECT substr(source, 7)::date, min(computed_at), array_agg(feature) FROM monitor_profiles "
+                "WHERE source LIKE 'month:%%' AND view = %s GROUP BY source",
+                (t.view,),
+            )
+        }
+        todo = [
+            m
+            for m, at in zip(computed["as_of"], computed["computed_at"], strict=True)
+            if m not in have or have[m][0] < at or have[m][1] != names
+        ]
+        if todo:
+            gone = conn.execute(
+                "DELETE FROM monitor_edges WHERE feature = ANY(%s) AND created_at < %s RETURNING feature",
+                (names, computed["computed_at"].min()),
+            ).fetchall()
+            if gone:
+                conn.execute(
+                    "DELETE FROM monitor_profiles WHERE source LIKE 'dataset:%%' AND source IN "
+                    "(SELECT source FROM monitor_profiles WHERE view = %s)",
+                    (t.view,),
+                )
+    return t, sorted(todo)
+
+
 def refresh(settings: Settings, say: Callable[[str], None] | None = None) -> list[date]:
-    """Distribution every month that lacks one (or whose is stale); the months done."""
+    """Distribution every month that lacks one (or whose is stale), and the derived features' months
+    whose values were computed again; the months done."""
+    t, again = derived_months(settings)  # first: it drops the edges a rebuild made stale
     todo = missing_months(settings)
     for day in todo:
         t0 = time.perf_counter()
         compute_month(settings, day)
         if say:
             say(f"  monitoring: distributions of {day} counted in {time.perf_counter() - t0:.1f}s")
-    return todo
+    again = [d for d in again if d not in todo]
+    for day in again:
+        compute_month(settings, day, only=[t])
+    if again and say:
+        say(f"  monitoring: derived features counted for {len(again)} month(s)")
+    return sorted({*todo, *again})
 
 
 def drop_stale_months(settings: Settings) -> None:
-    """Forget the distributions of months no longer stored (a restore or a deleted month)."""
+    """Forget the distributions of months no longer stored (a restore or a deleted month), and those
+    of derived features no longer in the store (`feature remove`), with their edges."""
     keep = [month_source(d) for d in snapshot_dates(settings)]
+    now = tables(settings)
+    served = [c.name for c in now[-1].features] if now[-1].view == derived.VIEW else []
     with db.connection(settings) as conn:
         conn.execute("DELETE FROM monitor_profiles WHERE source LIKE 'month:%%' AND NOT (source = ANY(%s))", (keep,))
+        for table in ("monitor_profiles", "label_profiles"):
+            conn.execute(
+                sql.SQL("DELETE FROM {} WHERE view = %s AND NOT (feature = ANY(%s))").format(sql.Identifier(table)),
+                (derived.VIEW, served),
+            )
+        conn.execute(
+            "DELETE FROM monitor_edges WHERE NOT (feature = ANY(%s))", ([c.name for t in now for c in t.features],)
+        )
 
 
 def load(settings: Settings, sources: list[str] | None = None) -> dict[str, dict[str, Distribution]]:

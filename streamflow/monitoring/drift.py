@@ -356,11 +356,12 @@ def between_months(
     store=None,
     frame_of: Callable[[date], pd.DataFrame] | None = None,
     keep: bool = True,
+    service: str | None = None,
 ) -> DriftReport:
-    """The drift of the model's frame at `b` against its frame at `a`: the report kept from the
-    write the store holds now (its table and every feature's histogram, no population read), or
-    computed from the frames (`frame_of(day)`; default: a kept dataset's, else built) and, with
-    `keep`, kept for the next reader."""
+    """The drift of the model's frame (of `service`; default the model's) at `b` against its frame
+    at `a`: the report kept from the write the store holds now (its table and every feature's
+    histogram, no population read), or computed from the frames (`frame_of(day)`; default: a kept
+    dataset's, else built) and, with `keep`, kept for the next reader."""
     import time
 
     from streamflow.core.config import load_settings
@@ -371,8 +372,12 @@ def between_months(
     t = thresholds or Thresholds()
     settings = settings or load_settings()
     store = store or get_store(settings)
-    made_from = written([a, b], settings=settings, store=store)
+    from streamflow.core.catalog import SERVICE
+
+    service = service or SERVICE
+    made_from = written([a, b], service, settings=settings, store=store)
     key = f"{a}|{b}|psi={t.psi}|js={t.js}|linf={t.linf}|p={t.chi2_p}|bins={t.bins}"
+    key += f"|{service}" if service != SERVICE else ""
     k = results.current(settings, RESULT, key, made_from)
     if k is not None:
         return DriftReport(
@@ -381,7 +386,7 @@ def between_months(
             made_from=k.made_from, computed_at=k.computed_at,
         )  # fmt: skip
     t0 = time.perf_counter()
-    frame_of = frame_of or (lambda day: frame_for(day, settings=settings, store=store)[0].frame)
+    frame_of = frame_of or (lambda day: frame_for(day, service, settings=settings, store=store)[0].frame)
     ref, cur = frame_of(a), frame_of(b)
     rep = compare(ref, cur, model_features(ref, cur), t, reference_label=str(a), current_label=str(b))
     rep.histograms, rep.made_from = rep.all_histograms(), made_from

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 from psycopg import sql
 
-from streamflow.core.catalog import JOIN_KEY, LABEL_FEATURE, LABELS, TABLES
+from streamflow.core.catalog import JOIN_KEY, LABEL_FEATURE, LABELS
 from streamflow.core.config import Settings
 from streamflow.core.errors import NotFound
 from streamflow.monitoring import distributions
@@ -67,7 +67,17 @@ def _keep(conn, month: date, counts: dict, by_label: dict[str, tuple[Distributio
         "unlabelled = EXCLUDED.unlabelled, computed_at = now()",
         (month, counts["users"], counts["churned"], counts["unlabelled"]),
     )
-    conn.execute("DELETE FROM label_profiles WHERE month = %s", (month,))
+    _keep_profiles(conn, month, by_label)
+
+
+def _keep_profiles(
+    conn, month: date, by_label: dict[str, tuple[Distribution, Distribution]], views: list[str] | None = None
+) -> None:
+    """A month's counts among labelled and churned users, in place of its kept ones (of `views` only, when given)."""
+    if views is None:
+        conn.execute("DELETE FROM label_profiles WHERE month = %s", (month,))
+    else:
+        conn.execute("DELETE FROM label_profiles WHERE month = %s AND view = ANY(%s)", (month, views))
     with conn.cursor() as cur:
         cur.executemany(
             "INSERT INTO label_profiles (month, feature, view, kind, labelled, churned) VALUES (%s, %s, %s, %s, %s, %s)",
@@ -102,7 +112,7 @@ def _count_table(settings: Settings, t, month: date, labels) -> tuple[list[Distr
     """One feature table's distributions at the month, and the same counts among its churned and its
     stayed users, in one scan (its own connection: tables are counted two at a time)."""
     snapshots = snapshots_of(settings)
-    cols = [c for tt, c in distributions.monitored() if tt is t]
+    cols = list(t.features)
     rows = snapshots.population(t, month, [JOIN_KEY, *(c.name for c in cols)])
     with db.connection(settings) as conn:
         distributions._Counter(rows).fix_edges(conn, cols)  # a feature's bins, fixed at its first month
@@ -128,14 +138,15 @@ def _count_table(settings: Settings, t, month: date, labels) -> tuple[list[Distr
         return distributions._count_of(conn, t.view, cols, rows.column), churned, stayed
 
 
-def compute_month(settings: Settings, month: date) -> dict:
+def compute_month(settings: Settings, month: date, only: list | None = None) -> dict | None:
     """Count the month: each feature's distribution (`distributions`, kept as the month's) and, in
     the same scan, its bins among labelled and churned users; the month's churn rate. Kept. On
-    PostgreSQL two tables are counted at once (each scan is one server process: a core each)."""
+    PostgreSQL two tables are counted at once (each scan is one server process: a core each).
+    With `only` (tables), those tables' features are counted again and the rest stays."""
     from concurrent.futures import ThreadPoolExecutor
 
     labels = snapshots_of(settings).population(LABELS, month, [JOIN_KEY, LABEL_FEATURE])
-    tables = [t for t in TABLES if any(tt is t for tt, _ in distributions.monitored())]
+    tables = only if only is not None else distributions.tables(settings)
     at_once = 2 if isinstance(labels, InTable) else 1  # the lake's columns are counted here, in Python
     with ThreadPoolExecutor(at_once) as pool:
         counted_tables = list(pool.map(lambda t: _count_table(settings, t, month, labels), tables))
@@ -150,6 +161,11 @@ def compute_month(settings: Settings, month: date) -> dict:
         for f, c in churned.items():  # a feature every labelled user of which churned
             by_label.setdefault(f, (c, c))
     with db.connection(settings) as conn:
+        if only is not None:
+            views = [t.view for t in only]
+            distributions._store(conn, distributions.month_source(month), plain, views=views)
+            _keep_profiles(conn, month, by_label, views)
+            return None
         counted = (
             distributions._count_of(conn, LABELS.view, list(LABELS.columns), labels.column)
             if not isinstance(labels, InTable)
@@ -174,13 +190,20 @@ def refresh(settings: Settings, say: Callable[[str], None] | None = None) -> lis
             "DELETE FROM label_months WHERE NOT (month = ANY(%s))", (list(snapshots_of(settings).dates(LABELS)),)
         )
         conn.execute("DELETE FROM label_profiles WHERE NOT (month IN (SELECT month FROM label_months))")
+    derived, again = distributions.derived_months(settings)  # first: it drops the edges a rebuild made stale
     todo = sorted(set(runs.months_to_compute(settings, have)) | set(distributions.missing_months(settings)))
     for day in todo:
         t0 = time.perf_counter()
         compute_month(settings, day)
         if say:
             say(f"  monitoring: distributions and labels of {day} counted in {time.perf_counter() - t0:.1f}s")
-    return todo
+    again = [d for d in again if d not in todo]
+    t0 = time.perf_counter()
+    for day in again:
+        compute_month(settings, day, only=[derived])
+    if again and say:
+        say(f"  monitoring: derived features counted for {len(again)} month(s) in {time.perf_counter() - t0:.1f}s")
+    return sorted({*todo, *again})
 
 
 @dataclass

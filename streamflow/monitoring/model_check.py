@@ -28,7 +28,7 @@ from datetime import date, datetime
 import numpy as np
 import pandas as pd
 
-from streamflow.core.catalog import JOIN_KEY, LABEL_FEATURE, table_of_view
+from streamflow.core.catalog import JOIN_KEY, LABEL_FEATURE, SERVICE
 from streamflow.core.config import Settings, load_settings
 from streamflow.core.errors import InvalidInput, NotReady
 from streamflow.features.refs import FeatureRef, feature_names
@@ -62,11 +62,15 @@ def naive_frame(
     as_of: date, refs: list[str], settings: Settings | None = None, users: list[str] | None = None
 ) -> pd.DataFrame:
     """Users and labels at `as_of`, features from each user's latest known row (the live tables;
-    on the lake, each table's latest partition that holds the user), of `users` (else all)."""
+    on the lake, each table's latest partition that holds the user; the derived features' latest
+    month), of `users` (else all)."""
+    from streamflow.features import derived
+
+    settings = settings or load_settings()
     by_table: dict = {}
     for ref in refs:
         view, feat = FeatureRef.parse(ref)
-        t = table_of_view(view)
+        t = derived.table_of_view(settings, view)
         if t is None:
             raise InvalidInput(f"{view} is not a catalog view")
         by_table.setdefault(t, []).append(feat)
@@ -168,6 +172,10 @@ def run(
     train_pit = train_pit.iloc[kept].reset_index(drop=True)
     train_naive = naive_of(train_pit[JOIN_KEY].tolist()).set_index(JOIN_KEY).loc[train_pit[JOIN_KEY]].reset_index()
     eval_pit, y_train, y_eval = eval_pit.iloc[idx_eval].reset_index(drop=True), y_train[kept], y_eval[idx_eval]
+    empty = [f for f in features if train_pit[f].isna().all() or train_naive[f].isna().all()]
+    if empty:  # a trend in a user's first month, say: nothing to learn from, and the fits refuse it
+        features = [f for f in features if f not in empty]
+        notes.append(f"Left out of the fits, with no value at {train_as_of}: {', '.join(empty)}.")
     x_pit, x_naive, x_eval = design_matrix([train_pit, train_naive, eval_pit], features)
 
     scores, calib, imps, kept = [], [], [], None
@@ -265,9 +273,11 @@ def model_check(
     frames: dict | None = None,
     max_rows: int = MAX_ROWS,
     keep_model: bool = True,
+    service: str = SERVICE,
 ) -> ModelCheck:
-    """Build the frames (or take `frames`: {"train": TrainingFrame, "eval": TrainingFrame}) and run;
-    the point-in-time logistic regression is kept for Explain (`scoring`) unless `keep_model` is off."""
+    """Build the frames of `service` (or take `frames`: {"train": TrainingFrame, "eval":
+    TrainingFrame}) and run; the point-in-time logistic regression of the model's service is kept
+    for Explain (`scoring`) unless `keep_model` is off (Explain reads that service online)."""
     from streamflow.core.dates import parse_date
     from streamflow.features.datasets import written
     from streamflow.features.store import get_store
@@ -277,15 +287,16 @@ def model_check(
     if len(snapshot_dates(settings)) < 2:
         raise NotReady("the model check needs two snapshots: ingest a second month")
     store = store or get_store(settings)
-    made_from = written([a, b], settings=settings, store=store)  # read before the frames: a later write is later
-    mc = _fit(a, b, settings, store, frames or {}, max_rows)
+    made_from = written([a, b], service, settings=settings, store=store)  # before the frames: a later write is later
+    mc = _fit(a, b, settings, store, frames or {}, max_rows, service)
     mc.made_from = made_from
     if keep_model:
-        keep(settings, mc.kept)  # Explain scores each user with it
+        if service == SERVICE:
+            keep(settings, mc.kept)  # Explain scores each user with it
         results.keep(
             settings,
             RESULT,
-            _key(a, b, max_rows),
+            _key(a, b, max_rows, service),
             made_from,
             {"scores": mc.scores, "calibration": mc.calibration, "importances": mc.importances},
             {"rows_train": mc.rows_train, "rows_eval": mc.rows_eval, "notes": mc.notes},
@@ -297,8 +308,8 @@ def model_check(
 RESULT = "model_check"  # its kind among the kept results (`storage.results`)
 
 
-def _key(a: date, b: date, max_rows: int) -> str:
-    return f"{a}|{b}|{max_rows}"
+def _key(a: date, b: date, max_rows: int, service: str = SERVICE) -> str:
+    return f"{a}|{b}|{max_rows}" + (f"|{service}" if service != SERVICE else "")
 
 
 def kept_check(
@@ -307,16 +318,17 @@ def kept_check(
     settings: Settings | None = None,
     store=None,
     max_rows: int = MAX_ROWS,
+    service: str = SERVICE,
 ) -> ModelCheck | None:
-    """The model check of these months kept when it last ran, if it ran on the write the store
-    holds now (None: not run since that write; `model_check` runs it and keeps it)."""
+    """The model check of these months and `service` kept when it last ran, if it ran on the write
+    the store holds now (None: not run since that write; `model_check` runs it and keeps it)."""
     from streamflow.core.dates import parse_date
     from streamflow.features.datasets import written
 
     settings = settings or load_settings()
     a, b = parse_date(train_as_of, "train as_of"), parse_date(eval_as_of, "evaluation as_of")
-    made_from = written([a, b], settings=settings, store=store)
-    k = results.current(settings, RESULT, _key(a, b, max_rows), made_from)
+    made_from = written([a, b], service, settings=settings, store=store)
+    k = results.current(settings, RESULT, _key(a, b, max_rows, service), made_from)
     if k is None:
         return None
     return ModelCheck(
@@ -326,11 +338,11 @@ def kept_check(
     )  # fmt: skip
 
 
-def _fit(a: date, b: date, settings: Settings, store, frames: dict, max_rows: int) -> ModelCheck:
+def _fit(a: date, b: date, settings: Settings, store, frames: dict, max_rows: int, service: str) -> ModelCheck:
     from streamflow.features.training import build_training_frame
 
-    tf_a = frames.get("train") or build_training_frame(a, settings=settings, store=store)
-    tf_b = frames.get("eval") or build_training_frame(b, settings=settings, store=store)
+    tf_a = frames.get("train") or build_training_frame(a, service, settings=settings, store=store)
+    tf_b = frames.get("eval") or build_training_frame(b, service, settings=settings, store=store)
     features = feature_names(tf_a.features)
 
     def naive(users: list[str]) -> pd.DataFrame:  # the sampled training users' rows only

@@ -121,7 +121,7 @@ def save_config(
         values["month_share"] = month_share
     if thresholds is not None:
         values["thresholds"] = _checked_thresholds(
-            thresholds, {c.name: distributions.kind_of(c) for _, c in distributions.monitored()}
+            thresholds, {c.name: distributions.kind_of(c) for _, c in distributions.monitored(settings)}
         )
     with db.connection(settings) as conn:
         for key, value in values.items():
@@ -246,7 +246,7 @@ def compute_importance(settings: Settings, source: str, store=None) -> dict[str,
     from streamflow.features.datasets import feast_quiet, frame, frame_for
     from streamflow.monitoring.model_check import feature_importance, to_fit
 
-    features = [c.name for _, c in distributions.monitored()]
+    features = [c.name for _, c in distributions.monitored(settings)]
     kind, name = source.split(":", 1)
     with feast_quiet():
         tf = frame(name, settings, store) if kind == "dataset" else frame_for(name, settings=settings, store=store)[0]

@@ -135,7 +135,16 @@ class PostgresSnapshots(Snapshots):
         ]
         joins = [
             sql.SQL("LEFT JOIN {t} ON {t}.{k} = e.{k}").format(t=sql.Identifier(t.name), k=sql.Identifier(JOIN_KEY))
-            for t in columns
+            if t.live  # no live table (the derived features'): each user's latest snapshot row, by its key
+            else sql.SQL(
+                "LEFT JOIN LATERAL (SELECT {c} FROM {s} WHERE {s}.{k} = e.{k} ORDER BY as_of DESC LIMIT 1) {t} ON TRUE"
+            ).format(
+                c=sql.SQL(", ").join(map(sql.Identifier, cs)),
+                s=sql.Identifier(t.snapshot),
+                k=sql.Identifier(JOIN_KEY),
+                t=sql.Identifier(t.name),
+            )  # fmt: skip
+            for t, cs in columns.items()
         ]
         query = sql.SQL(
             "SELECT e.{k}, {cols}, l.{label} FROM {users} e JOIN {labels} l ON l.{k} = e.{k} AND l.as_of = e.as_of "
