@@ -38,4 +38,4 @@ USER streamflow
 
 # Overridden per service in docker-compose.yml; bind addresses are opened there, inside the container.
 EXPOSE 8501 8000
-CMD ["streamlit", "run", "app/streamlit_app.py", "--server.address", "0.0.0.0", "--server.port", "8501"]
+CMD ["python", "app/serve.py", "--server.address", "0.0.0.0", "--server.port", "8501"]

@@ -48,7 +48,7 @@ bootstrap: $(PROFILE_STAMP)
 
 run: bootstrap
 	@echo "StreamFlow Feature Studio on http://$(ADDRESS):$(PORT)  (Ctrl+C to stop)"
-	$(BIN)/streamlit run app/streamlit_app.py --server.port $(PORT) --server.address $(ADDRESS)
+	$(BIN)/python app/serve.py --server.port $(PORT) --server.address $(ADDRESS)
 
 api: $(STAMP)
 	$(BIN)/streamflow serve-api --host $(ADDRESS) --port 8000

@@ -125,7 +125,7 @@ def main() -> int:
         subprocess.run(cli, env=env, check=True, capture_output=True)
         boot = time.perf_counter() - t0
         proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", app, "--server.port", str(p), "--server.headless", "true"],
+            [sys.executable, str(REPO / "app" / "serve.py"), "--server.port", str(p), "--server.headless", "true"],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

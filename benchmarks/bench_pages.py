@@ -169,9 +169,15 @@ def _serve(app: Path, home: Path, log_name: str) -> tuple[subprocess.Popen, str,
     port = _free_port()
     env = child_env(home, **PROFILE)
     log = open(home / log_name, "wb")  # noqa: SIM115 - closed by the caller
+    # the studio as `make run` serves it (app/serve.py: a head start on Feast's import), a plain page as it is
+    launch = (
+        [str(REPO / "app" / "serve.py")]
+        if app == REPO / "app" / "streamlit_app.py"
+        else ["-m", "streamlit", "run", str(app)]
+    )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port), "--server.address",
-         "127.0.0.1", "--server.headless", "true"],
+        [sys.executable, *launch, "--server.port", str(port), "--server.address", "127.0.0.1",
+         "--server.headless", "true"],
         cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"

@@ -226,7 +226,8 @@ def require_chromium() -> str:
 
 @contextlib.contextmanager
 def serve_app(settings: Settings, **extra_env: str):
-    """`streamlit run app/streamlit_app.py` on a free loopback port for these settings; yields its URL."""
+    """The studio as `make run` serves it (`app/serve.py`: `streamlit run app/streamlit_app.py` after
+    a head start) on a free loopback port for these settings; yields its URL."""
     import subprocess
     import sys
     import time
@@ -241,10 +242,7 @@ def serve_app(settings: Settings, **extra_env: str):
         proc = subprocess.Popen(
             [
                 sys.executable,
-                "-m",
-                "streamlit",
-                "run",
-                str(REPO / "app" / "streamlit_app.py"),
+                str(REPO / "app" / "serve.py"),
                 "--server.port",
                 str(port),
                 "--server.address",

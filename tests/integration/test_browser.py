@@ -1,6 +1,6 @@
 """The real app in a real headless Chromium (Debian's /usr/bin/chromium) driven by Playwright.
 
-Starts `streamlit run app/streamlit_app.py` on a free loopback port against the embedded test
+Starts the studio as `make run` does (`app/serve.py`) on a free loopback port against the embedded test
 database, visits every page, looks a user up, presses Materialize, and saves a screenshot of
 each page under artifacts/screenshots/.
 """
