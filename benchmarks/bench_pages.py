@@ -165,16 +165,17 @@ def _name(figure: str) -> str:
     return f"lake profile: {figure}" if PROFILE else figure
 
 
-def _serve(app: Path, home: Path, log_name: str) -> tuple[subprocess.Popen, str, object]:
+def _serve(
+    app: Path, home: Path, log_name: str, launch: list[str] | None = None
+) -> tuple[subprocess.Popen, str, object]:
+    """A new server of `app` for `home`'s store, once it answers. `launch`: how (default: the studio
+    as `make run` serves it, app/serve.py with its head start on Feast's import; a plain page as it is)."""
     port = _free_port()
     env = child_env(home, **PROFILE)
     log = open(home / log_name, "wb")  # noqa: SIM115 - closed by the caller
-    # the studio as `make run` serves it (app/serve.py: a head start on Feast's import), a plain page as it is
-    launch = (
-        [str(REPO / "app" / "serve.py")]
-        if app == REPO / "app" / "streamlit_app.py"
-        else ["-m", "streamlit", "run", str(app)]
-    )
+    if launch is None:
+        studio = app == REPO / "app" / "streamlit_app.py"
+        launch = [str(REPO / "app" / "serve.py")] if studio else ["-m", "streamlit", "run", str(app)]
     proc = subprocess.Popen(
         [sys.executable, *launch, "--server.port", str(port), "--server.address", "127.0.0.1",
          "--server.headless", "true"],

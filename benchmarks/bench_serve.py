@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import bench_pages as bp
-from results import child_env, record
+from results import record
 
 REPO = Path(__file__).resolve().parent.parent
 SIDES = {
@@ -30,25 +28,14 @@ SIDES = {
 
 
 def first_visit(browser, home: Path, side: str, delay: float, timeout_s: float) -> float:
-    port = bp._free_port()
-    proc = subprocess.Popen(
-        [sys.executable, *SIDES[side], "--server.port", str(port), "--server.address", "127.0.0.1",
-         "--server.headless", "true"],
-        cwd=REPO, env=child_env(home), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
+    proc, url, log = bp._serve(REPO / "app" / "streamlit_app.py", home, "bench-serve.log", launch=SIDES[side])
     try:
-        for _ in range(600):
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
-                    break
-            except OSError:
-                time.sleep(0.1)
         time.sleep(delay)
         return bp._visit(browser, f"{url}/", bp.PAGES[0][1], timeout_s)
     finally:
         proc.terminate()
         proc.wait(20)
+        log.close()
 
 
 def main() -> int:
