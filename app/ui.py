@@ -76,8 +76,10 @@ def service_choice(key: str, bind: str | None = None) -> str:
     model's and the feature lab's derived features), a choice shown once the lab added one; `key`
     and `bind`: the page's widget key (`links.key`) and its binding."""
     from streamflow.core.catalog import SERVICE, SERVICE_V2
+    from streamflow.features.derived import VIEW
 
-    if SERVICE_V2 not in {s.name for s in store().list_feature_services()}:
+    v2 = next((s for s in store().list_feature_services() if s.name == SERVICE_V2), None)
+    if v2 is None or not any(p.name == VIEW for p in v2.feature_view_projections):  # v2 is v1 until then
         return SERVICE
     return st.selectbox(
         "Feature service",
