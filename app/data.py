@@ -167,12 +167,21 @@ def _training_frame(s: Settings, as_of, features: tuple[str, ...], labels: bool,
     return frame_for(as_of, list(features) or None, labels, settings=s, store=store(), save=_save)[0]
 
 
+def _key(features) -> tuple[str, ...]:
+    """The frame caches' key for `features`: the model's service, named or left out, is () (one
+    entry, and one kept dataset, for every page that shows the model's frame)."""
+    from streamflow.core.catalog import SERVICE
+
+    features = tuple(features)
+    return () if features == (SERVICE,) else features
+
+
 def training_frame(as_of, features: tuple[str, ...] = (), labels: bool = True, save: bool = False):
     """The point-in-time frame for `as_of` (`features`: services, views or refs; empty: the
     model's service): read from a kept dataset that matches and is current, else built (and, with
     `save`, kept as a dataset first, so the next page and session read it); one cache for every
     page that shows a frame."""
-    return _training_frame(settings(), as_of, tuple(features), labels, save, version())
+    return _training_frame(settings(), as_of, _key(features), labels, save, version())
 
 
 @st.cache_data(ttl=300, show_spinner="Reading the snapshot's statistics (computed once per month)...")
@@ -221,7 +230,7 @@ def _frame_summary(s: Settings, as_of, features: tuple[str, ...], labels: bool, 
 
 def frame_summary(as_of, features: tuple[str, ...] = (), labels: bool = True):
     """`training.feature_summary` of the frame, computed once per frame and process."""
-    return _frame_summary(settings(), as_of, tuple(features), labels, version())
+    return _frame_summary(settings(), as_of, _key(features), labels, version())
 
 
 @st.cache_resource(ttl=600, max_entries=64, show_spinner=False)
@@ -236,7 +245,7 @@ def _distribution(s: Settings, as_of, features: tuple[str, ...], labels: bool, f
 def frame_distribution(as_of, features: tuple[str, ...], labels: bool, feature: str):
     """`training.distribution` of one feature of the frame, by churn label: counted once per
     frame, feature and process (a chart of a few hundred numbers, whoever asks)."""
-    return _distribution(settings(), as_of, tuple(features), labels, feature, version())
+    return _distribution(settings(), as_of, _key(features), labels, feature, version())
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
@@ -255,12 +264,11 @@ def dataset_summary(ds):
 # against the online store holds its frames (its histograms are drawn from them): shared, not copied
 @st.cache_resource(ttl=600, max_entries=8, show_spinner="Comparing the two populations...")
 def _drift(s: Settings, a, b, online_sample: int, thresholds, _save: bool, v: tuple, service: str):
-    from streamflow.core.catalog import SERVICE
     from streamflow.features.online import online_frame
     from streamflow.monitoring.drift import between_months, compare, model_features
     from streamflow.monitoring.skew import sample_users
 
-    features = () if service == SERVICE else (service,)  # () is the model's: the same cache entry as other pages'
+    features = _key((service,))
     if not online_sample:
         rep = between_months(
             a, b, thresholds, s, store(), keep=_save, service=service,

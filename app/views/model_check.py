@@ -7,7 +7,7 @@ from door import can_write
 from ui import friendly_errors, nothing_to_show, require_applied, require_snapshots, service_choice
 
 from streamflow.core import links
-from streamflow.core.catalog import LABEL_HORIZON, SERVICE
+from streamflow.core.catalog import LABEL_HORIZON
 from streamflow.core.config import Settings
 from streamflow.monitoring.model_check import kept_check, model_check
 
@@ -21,8 +21,7 @@ def kept(s: Settings, a, b, v: tuple, service: str):
 @st.cache_data(ttl=600, show_spinner="Training baselines on the point-in-time and the naive frame...")
 def check(s: Settings, a, b, v: tuple, service: str):
     save = can_write()
-    features = () if service == SERVICE else (service,)  # () is the model's: the cache entry other pages share
-    frames = {"train": training_frame(a, features, True, save), "eval": training_frame(b, features, True, save)}
+    frames = {"train": training_frame(a, (service,), True, save), "eval": training_frame(b, (service,), True, save)}
     return model_check(a, b, settings=s, store=store(), frames=frames, keep_model=save, service=service)
 
 
