@@ -391,18 +391,25 @@ def derived_months(settings: Settings) -> tuple[Table | None, list[date]]:
 def refresh(settings: Settings, say: Callable[[str], None] | None = None) -> list[date]:
     """Distribution every month that lacks one (or whose is stale), and the derived features' months
     whose values were computed again; the months done."""
+    return recount(settings, lambda: missing_months(settings), compute_month, "distributions", say)
+
+
+def recount(settings: Settings, todo_of, compute, what: str, say: Callable[[str], None] | None = None) -> list[date]:
+    """Count the months `todo_of()` names in full, then the derived table alone for the other months
+    whose derived values were computed again; the months done."""
     t, again = derived_months(settings)  # first: it drops the edges a rebuild made stale
-    todo = missing_months(settings)
+    todo = todo_of()
     for day in todo:
         t0 = time.perf_counter()
-        compute_month(settings, day)
+        compute(settings, day)
         if say:
-            say(f"  monitoring: distributions of {day} counted in {time.perf_counter() - t0:.1f}s")
+            say(f"  monitoring: {what} of {day} counted in {time.perf_counter() - t0:.1f}s")
     again = [d for d in again if d not in todo]
+    t0 = time.perf_counter()
     for day in again:
-        compute_month(settings, day, only=[t])
+        compute(settings, day, only=[t])
     if again and say:
-        say(f"  monitoring: derived features counted for {len(again)} month(s)")
+        say(f"  monitoring: derived features counted for {len(again)} month(s) in {time.perf_counter() - t0:.1f}s")
     return sorted({*todo, *again})
 
 

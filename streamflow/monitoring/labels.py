@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import functools
 import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
@@ -190,20 +189,11 @@ def refresh(settings: Settings, say: Callable[[str], None] | None = None) -> lis
             "DELETE FROM label_months WHERE NOT (month = ANY(%s))", (list(snapshots_of(settings).dates(LABELS)),)
         )
         conn.execute("DELETE FROM label_profiles WHERE NOT (month IN (SELECT month FROM label_months))")
-    derived, again = distributions.derived_months(settings)  # first: it drops the edges a rebuild made stale
-    todo = sorted(set(runs.months_to_compute(settings, have)) | set(distributions.missing_months(settings)))
-    for day in todo:
-        t0 = time.perf_counter()
-        compute_month(settings, day)
-        if say:
-            say(f"  monitoring: distributions and labels of {day} counted in {time.perf_counter() - t0:.1f}s")
-    again = [d for d in again if d not in todo]
-    t0 = time.perf_counter()
-    for day in again:
-        compute_month(settings, day, only=[derived])
-    if again and say:
-        say(f"  monitoring: derived features counted for {len(again)} month(s) in {time.perf_counter() - t0:.1f}s")
-    return sorted({*todo, *again})
+
+    def todo() -> list[date]:
+        return sorted(set(runs.months_to_compute(settings, have)) | set(distributions.missing_months(settings)))
+
+    return distributions.recount(settings, todo, compute_month, "distributions and labels", say)
 
 
 @dataclass
