@@ -14,6 +14,8 @@ Per scenario (users x months), on a fresh embedded PostgreSQL in a temporary fol
                   random for each request (on PostgreSQL also once every user has been
                   read, as in a serving store's steady state).
 Medians of --repeat runs where a step is repeated.
+
+    python benchmarks/bench_store.py --sizes HOME   # only the size figures of a store already built
 """
 
 from __future__ import annotations
@@ -99,7 +101,7 @@ def duckdb_floor(settings, store, as_of, repeat: int) -> tuple[float, int]:
     return secs, n
 
 
-COMPACT = "entity_key, layout, feature_values, event_ts, created_ts"  # the online tables' columns (pg_compact)
+COMPACT = "entity_key, layout, feature_values, event_ts"  # the online tables' columns (pg_compact)
 
 
 def pg_bulk_floor(settings, view_tables: list[str], latest_only: bool = False) -> tuple[float, int]:
@@ -116,7 +118,7 @@ def pg_bulk_floor(settings, view_tables: list[str], latest_only: bool = False) -
             conn.execute('DROP TABLE IF EXISTS "floor_copy"')
             conn.execute(
                 "CREATE TABLE floor_copy (entity_key BYTEA PRIMARY KEY, layout INT2, feature_values BYTEA[], "
-                "event_ts TIMESTAMPTZ, created_ts TIMESTAMPTZ)"
+                "event_ts TIMESTAMPTZ)"
             )
             conn.commit()
             t0 = time.perf_counter()
@@ -484,14 +486,32 @@ def scenario(users: int, months: int, args) -> None:
         db.stop_embedded(settings)
 
 
+def sizes_of(home: str) -> None:
+    """The size figures of a store already built (`streamflow bootstrap`, or a user's months):
+    its database against its months' CSV files, its online tables against the latest month."""
+    settings = load_settings({"STREAMFLOW_HOME": home})
+    csv_bytes = sum(f.stat().st_size for f in settings.seeds_dir.glob("*/*.csv"))
+    dates = snapshot_dates(settings)
+    with db.connection(settings) as conn:
+        tables = [
+            t[0] for t in conn.execute("SELECT tablename FROM pg_tables WHERE tablename LIKE 'streamflow\\_%\\_fv'")
+        ]
+        users = conn.execute("SELECT count(*) FROM users_snapshots WHERE as_of = %s", (dates[-1],)).fetchone()[0]
+    size_figures(settings, tables, csv_bytes, dates[-1], {"users": users, "months": len(dates)})
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", metavar="HOME", help="only the size figures of the store built in HOME")
     ap.add_argument("--scenario", nargs="+", default=["7043x2", "100000x6"])
     ap.add_argument("--lookups", type=int, default=1000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--no-redis", action="store_true")
     ap.add_argument("--api-requests", type=int, default=5000, help="feature API load (0: skip)")
     args = ap.parse_args()
+    if args.sizes:
+        sizes_of(args.sizes)
+        return 0
     for users, months in scenarios(args.scenario):
         scenario(users, months, args)
     return 0

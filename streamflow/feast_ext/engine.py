@@ -44,12 +44,12 @@ class StreamflowComputeEngineConfig(LocalComputeEngineConfig):
 @dataclass
 class EncodedBatch:
     """One Arrow batch as the online stores store it: serialized entity keys, `ValueProto` bytes
-    per feature, and event/created instants in microseconds since the epoch (UTC)."""
+    per feature, and event instants in microseconds since the epoch (UTC); no store keeps the
+    created instant (no online read returns it)."""
 
     keys: pa.BinaryArray
     values: dict[str, pa.BinaryArray]
     event_us: np.ndarray
-    created_us: np.ndarray | None
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -72,19 +72,13 @@ def encode_batch(config: RepoConfig, view: FeatureView, table: pa.Table | pa.Rec
             return None
         values[field.name] = encoded
     source = view.batch_source
-    needed = [source.timestamp_field] + ([source.created_timestamp_column] if source.created_timestamp_column else [])
-    if any(name not in table.column_names for name in needed):
+    if source.timestamp_field not in table.column_names:
         return None
     try:
         event = encode.epoch_micros(table.column(source.timestamp_field))
-        created = (
-            encode.epoch_micros(table.column(source.created_timestamp_column))
-            if source.created_timestamp_column
-            else None
-        )
     except TypeError:
         return None
-    return EncodedBatch(keys, values, event, created)
+    return EncodedBatch(keys, values, event)
 
 
 class EncodedChunks:

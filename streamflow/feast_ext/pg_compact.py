@@ -5,7 +5,7 @@ feature_name, value, value_text, vector_value, event_ts, created_ts): about 175 
 with its index entry, and a lookup of 100 users reads 100 x features rows. The compact table
 keeps one row per entity holding the view's serialized `Value`s once, as a bytea[]:
 
-    entity_key BYTEA PRIMARY KEY, layout INT2, feature_values BYTEA[], event_ts, created_ts
+    entity_key BYTEA PRIMARY KEY, layout INT2, feature_values BYTEA[], event_ts
 
 `layout` numbers the list of feature names the array follows, kept in the table's comment
 (`{"streamflow_layouts": [[names...], ...]}`, append-only, written in the same transaction as
@@ -18,6 +18,11 @@ compares them shape by shape.
 A row is one instant of its view: newer-wins runs per entity (the stock table's rule per value,
 for values written together). A table written in the stock layout is converted, in SQL, by the
 next write (`for_write`). Views with a vector index keep the stock layout and the stock code.
+
+The created time Feast passes with each row is not kept: no online read returns it, and
+newer-wins compares event times, as Feast does. A compact table of the first version, which
+kept it in a `created_ts` column, loses the column at its next write (its space comes back when
+the next materialization rebuilds the table).
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ from dataclasses import dataclass
 from psycopg import sql
 
 LAYOUTS = "streamflow_layouts"
-COLUMNS = "entity_key BYTEA, layout INT2 NOT NULL, feature_values BYTEA[] NOT NULL, event_ts TIMESTAMPTZ, created_ts TIMESTAMPTZ"
+COLUMNS = "entity_key BYTEA, layout INT2 NOT NULL, feature_values BYTEA[] NOT NULL, event_ts TIMESTAMPTZ"
+DROPPED = "created_ts"  # kept by the first compact tables, dropped at their next write
 
 
 def wants_compact(config, table) -> bool:
@@ -50,17 +56,21 @@ class TableState:
     oid: int
     compact: bool
     layouts: tuple[tuple[str, ...], ...]
+    dropped: bool = False  # a compact table still holding a column the layout no longer keeps
 
 
 def states(cur, names: list[str]) -> dict[str, TableState]:
     """The named tables visible on the search path: their oid, whether compact, their layouts."""
     rows = cur.execute(
-        "SELECT c.relname, c.oid::int8, EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid "
-        "AND a.attname = 'feature_values' AND NOT a.attisdropped), obj_description(c.oid, 'pg_class') "
+        "SELECT c.relname, c.oid::int8, obj_description(c.oid, 'pg_class'), "
+        "array(SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = c.oid AND NOT a.attisdropped) "
         "FROM pg_class c WHERE c.relname = ANY(%s) AND c.relkind = 'r' AND pg_table_is_visible(c.oid)",
         (list(names),),
     ).fetchall()
-    return {name: TableState(oid, compact, parse(comment)) for name, oid, compact, comment in rows}
+    return {
+        name: TableState(oid, "feature_values" in cols, parse(comment), "feature_values" in cols and DROPPED in cols)
+        for name, oid, comment, cols in rows
+    }
 
 
 def parse(comment: str | None) -> tuple[tuple[str, ...], ...]:
@@ -99,6 +109,8 @@ def for_write(cur, target: sql.Identifier) -> list[tuple[str, ...]]:
     values in one row, in feature-name order, with the latest of its instants), and its layouts."""
     name = target.as_string(cur).strip('"')
     state = states(cur, [name])[name]
+    if state.dropped:
+        cur.execute(sql.SQL("ALTER TABLE {} DROP COLUMN {}").format(target, sql.Identifier(DROPPED)))
     if state.compact:
         return list(state.layouts)
     cur.execute(
@@ -106,7 +118,7 @@ def for_write(cur, target: sql.Identifier) -> list[tuple[str, ...]]:
             "CREATE TEMP TABLE sf_online_conv ON COMMIT DROP AS "
             "SELECT entity_key, array_agg(feature_name ORDER BY feature_name) AS names, "
             "array_agg(coalesce(value, ''::bytea) ORDER BY feature_name) AS vals, "
-            "max(event_ts) AS event_ts, max(created_ts) AS created_ts FROM {} GROUP BY entity_key"
+            "max(event_ts) AS event_ts FROM {} GROUP BY entity_key"
         ).format(target)
     )
     layouts = [tuple(r[0]) for r in cur.execute("SELECT DISTINCT names FROM sf_online_conv ORDER BY 1")]
@@ -115,7 +127,7 @@ def for_write(cur, target: sql.Identifier) -> list[tuple[str, ...]]:
     cur.execute(sql.SQL("CREATE TABLE {} (" + COLUMNS + ")").format(new))
     cur.execute(
         sql.SQL(
-            "INSERT INTO {} SELECT c.entity_key, (l.n - 1)::int2, c.vals, c.event_ts, c.created_ts "
+            "INSERT INTO {} SELECT c.entity_key, (l.n - 1)::int2, c.vals, c.event_ts "
             "FROM sf_online_conv c JOIN unnest(%s::text[]) WITH ORDINALITY AS l(k, n) "
             "ON array_to_string(c.names, chr(31)) = l.k ORDER BY c.entity_key"
         ).format(new),

@@ -1,5 +1,5 @@
 """PostgreSQL's binary COPY format, built column-wise by Arrow: the rows of a compact online
-table (entity_key, layout, feature_values, event_ts, created_ts; `pg_compact`), one per entity
+table (entity_key, layout, feature_values, event_ts; `pg_compact`), one per entity
 holding every value of its view, and the framing (header, rows, trailer) around any such stream."""
 
 from __future__ import annotations
@@ -14,11 +14,10 @@ from psycopg import sql
 from streamflow.feast_ext import encode
 from streamflow.feast_ext.engine import EncodedBatch, EncodedChunks
 
-ONLINE_COLUMNS = sql.SQL("entity_key, layout, feature_values, event_ts, created_ts")
+ONLINE_COLUMNS = sql.SQL("entity_key, layout, feature_values, event_ts")
 PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01 UTC, the origin of PostgreSQL's binary timestamps
 SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8
 TRAILER = b"\xff\xff"
-NULL = b"\xff\xff\xff\xff"
 
 
 def field(values: pa.BinaryArray) -> pa.BinaryArray:
@@ -26,9 +25,8 @@ def field(values: pa.BinaryArray) -> pa.BinaryArray:
     return pc.binary_join_element_wise(encode.be32(pc.binary_length(values)), values, b"")
 
 
-def timestamps(micros: np.ndarray | None) -> pa.BinaryArray | bytes:
-    if micros is None:
-        return NULL
+def timestamps(micros: np.ndarray) -> pa.BinaryArray:
+    """Binary COPY fields of timestamptz values given in microseconds since the Unix epoch."""
     return pc.binary_join_element_wise(b"\x00\x00\x00\x08", encode.be64(micros - PG_EPOCH_US), b"")
 
 
@@ -51,7 +49,7 @@ def array_header(n: int) -> bytes:
 
 
 def entity_rows(batch: EncodedBatch, layout: int) -> Iterator[memoryview]:
-    """PostgreSQL binary COPY rows (entity_key, layout, feature_values, event_ts, created_ts), one
+    """PostgreSQL binary COPY rows (entity_key, layout, feature_values, event_ts), one
     per entity: its view's `Value` bytes as one bytea[] in the batch's feature order (the table's
     layout number `layout`), built column-wise by Arrow. A lookup of 100 users reads 100 index
     entries and rows per view, where a row per feature read one per value."""
@@ -62,9 +60,9 @@ def entity_rows(batch: EncodedBatch, layout: int) -> Iterator[memoryview]:
     for f in fields:
         size += np.asarray(pc.binary_length(f), dtype=np.int64)
     head = pc.binary_join_element_wise(
-        b"\x00\x05", field(batch.keys), b"\x00\x00\x00\x02" + layout.to_bytes(2, "big"), encode.be32(size), b""
+        b"\x00\x04", field(batch.keys), b"\x00\x00\x00\x02" + layout.to_bytes(2, "big"), encode.be32(size), b""
     )
-    tail = pc.binary_join_element_wise(timestamps(batch.event_us), timestamps(batch.created_us), b"")
+    tail = timestamps(batch.event_us)
     for start in range(0, len(batch), COPY_ENTITIES):
         parts = [head.slice(start, COPY_ENTITIES), header, *(f.slice(start, COPY_ENTITIES) for f in fields)]
         rows = pc.binary_join_element_wise(*parts, tail.slice(start, COPY_ENTITIES), b"")

@@ -18,12 +18,12 @@ def merge_stage(cur, target: sql.Identifier) -> None:
     """Upsert the staged rows: the latest per key, never over a newer stored row."""
     cur.execute(
         sql.SQL(
-            """INSERT INTO {t} AS t (entity_key, layout, feature_values, event_ts, created_ts)
-               SELECT DISTINCT ON (entity_key) entity_key, layout, feature_values, event_ts, created_ts
+            """INSERT INTO {t} AS t (entity_key, layout, feature_values, event_ts)
+               SELECT DISTINCT ON (entity_key) entity_key, layout, feature_values, event_ts
                FROM sf_compact_stage ORDER BY entity_key, event_ts DESC
                ON CONFLICT (entity_key) DO UPDATE
                  SET layout = EXCLUDED.layout, feature_values = EXCLUDED.feature_values,
-                     event_ts = EXCLUDED.event_ts, created_ts = EXCLUDED.created_ts
+                     event_ts = EXCLUDED.event_ts
                  WHERE t.event_ts IS NULL OR EXCLUDED.event_ts >= t.event_ts"""
         ).format(t=target)
     )

@@ -156,11 +156,11 @@ class StreamflowPostgreSQLOnlineStore(online_read.BytesReads, PostgreSQLOnlineSt
             return super().online_write_batch(config, table, data, progress)
         target = sql.Identifier(_table_id(config.project, table, config.registry.enable_online_feature_view_versioning))
         version = config.entity_key_serialization_version
-        latest: dict[bytes, tuple[datetime | None, datetime | None, dict[str, bytes]]] = {}
-        for entity_key, values, ts, created in data:  # several writes of one entity: merged in order
+        latest: dict[bytes, tuple[datetime | None, dict[str, bytes]]] = {}
+        for entity_key, values, ts, _created in data:  # several writes of one entity: merged in order
             key = serialize_entity_key(entity_key, entity_key_serialization_version=version)
             encoded = {name: v.SerializeToString() for name, v in values.items()}
-            latest[key] = _merged(latest.get(key), (_utc(ts), _utc(created), encoded))
+            latest[key] = _merged(latest.get(key), (_utc(ts), encoded))
         order = {f.name: i for i, f in enumerate(table.features)}
         # a connection of its own, as online_write_arrow: views may be materialized from two threads
         with _get_conn(config.online_store) as conn, conn.transaction(), conn.cursor() as cur:
@@ -168,24 +168,24 @@ class StreamflowPostgreSQLOnlineStore(online_read.BytesReads, PostgreSQLOnlineSt
             layouts = pg_compact.for_write(cur, target)
             stored = cur.execute(
                 sql.SQL(
-                    "SELECT entity_key, layout, feature_values, event_ts, created_ts FROM {} WHERE entity_key = ANY(%s)"
+                    "SELECT entity_key, layout, feature_values, event_ts FROM {} WHERE entity_key = ANY(%s)"
                 ).format(target),
                 (list(latest),),
             ).fetchall()
-            for key, lay, vals, ts, created in stored:
-                latest[key] = _merged((ts, created, dict(zip(layouts[lay], vals, strict=True))), latest[key])
+            for key, lay, vals, ts in stored:
+                latest[key] = _merged((ts, dict(zip(layouts[lay], vals, strict=True))), latest[key])
             ids: dict[tuple[str, ...], int] = {}
             rows = []
-            for key, (ts, created, values) in latest.items():
+            for key, (ts, values) in latest.items():
                 names = tuple(sorted(values, key=lambda n: (order.get(n, len(order)), n)))
                 if names not in ids:
                     ids[names] = pg_compact.layout_id(cur, target, layouts, names)
-                rows.append((key, ids[names], [values[n] for n in names], ts, created))
+                rows.append((key, ids[names], [values[n] for n in names], ts))
             pg_write.stage(cur)
             with cur.copy(
                 sql.SQL("COPY sf_compact_stage ({}) FROM STDIN (FORMAT BINARY)").format(pg_copy.ONLINE_COLUMNS)
             ) as cp:
-                cp.set_types(["bytea", "int2", "bytea[]", "timestamptz", "timestamptz"])
+                cp.set_types(["bytea", "int2", "bytea[]", "timestamptz"])
                 for row in rows:
                     cp.write_row(row)
             pg_write.merge_stage(cur, target)
@@ -290,15 +290,14 @@ def _picker(stored: tuple[str, ...], wanted: list[str]) -> Callable[[list[bytes]
 
 
 def _merged(old, new):
-    """Two writes of one entity's row, (event time, created time, {feature: bytes}), as the stock
-    table's per-value upsert leaves them: a value of the newer or equal one wins, a feature only
-    one holds is kept, and the row takes the later instant."""
+    """Two writes of one entity's row, (event time, {feature: bytes}), as the stock table's
+    per-value upsert leaves them: a value of the newer or equal one wins, a feature only one
+    holds is kept, and the row takes the later instant."""
     if old is None:
         return new
     newer_first = old[0] is not None and new[0] is not None and old[0] > new[0]
     first, second = (new, old) if newer_first else (old, new)
-    ts = second[0] if second[0] is not None else first[0]
-    return (ts, second[1] if second[0] is not None else first[1], {**first[2], **second[2]})
+    return (second[0] if second[0] is not None else first[0], {**first[1], **second[1]})
 
 
 _PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)

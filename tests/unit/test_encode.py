@@ -146,11 +146,9 @@ def test_copy_rows_hold_each_entity_in_one_row(monkeypatch):
     keys = [b"k0", b"k1", b"k2", b"k3", b"k4"]
     values = {"a": [b"a0", b"a1", b"", b"a3", b"a4"], "bb": [b"b0", b"b1", b"b2", b"b3" * 100, b"b4"]}
     micros = np.array([1_700_000_000_000_000 + i for i in range(5)], dtype=np.int64)
-    batch = EncodedBatch(
-        pa.array(keys, pa.binary()), {k: pa.array(v, pa.binary()) for k, v in values.items()}, micros, None
-    )
+    batch = EncodedBatch(pa.array(keys, pa.binary()), {k: pa.array(v, pa.binary()) for k, v in values.items()}, micros)
     stream = b"".join(bytes(chunk) for chunk in pg_copy.entity_rows(batch, 3))
     pg = [(m - pg_copy.PG_EPOCH_US).to_bytes(8, "big", signed=True) for m in micros.tolist()]
-    got = [(k, lay, _bytea_array(arr), ev, cr) for k, lay, arr, ev, cr in _copy_tuples(stream)]
-    expected = [(k, b"\x00\x03", [values["a"][i], values["bb"][i]], pg[i], None) for i, k in enumerate(keys)]
+    got = [(k, lay, _bytea_array(arr), ev) for k, lay, arr, ev in _copy_tuples(stream)]
+    expected = [(k, b"\x00\x03", [values["a"][i], values["bb"][i]], pg[i]) for i, k in enumerate(keys)]
     assert got == expected
