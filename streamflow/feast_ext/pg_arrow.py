@@ -17,13 +17,13 @@ import contextlib
 import queue
 import threading
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
-from feast.errors import ZeroColumnQueryResult
-from feast.infra.utils.postgres.connection_utils import _get_conn, _get_conn_kwargs, _get_conninfo
-from feast.infra.utils.postgres.postgres_config import PostgreSQLConfig
-from feast.type_map import pg_type_code_to_arrow
 from psycopg.conninfo import make_conninfo
+
+if TYPE_CHECKING:  # Feast is imported where it is used: `storage.db.read_frame` reads without it
+    from feast.infra.utils.postgres.postgres_config import PostgreSQLConfig
 
 # PostgreSQL type OIDs read this way; any other type is read by the caller's slower path
 TYPES = {
@@ -44,6 +44,8 @@ TYPES = {
 def conninfo(config: PostgreSQLConfig) -> str:
     """Feast's connection string for this store (host, port, database, user, password, TLS files
     and its search_path), as one libpq conninfo."""
+    from feast.infra.utils.postgres.connection_utils import _get_conn_kwargs, _get_conninfo
+
     extra = {k: v for k, v in _get_conn_kwargs(config).items() if v is not None}
     return make_conninfo(_get_conninfo(config), **extra)
 
@@ -141,6 +143,10 @@ def arrow_of(config: PostgreSQLConfig, query: str) -> pa.Table:
     """Every row of `query` as Arrow, typed as Feast's PostgreSQL store types them
     (`pg_type_code_to_arrow`): decoded from a binary COPY when every column's type allows
     (`pg_arrow`), else fetched row by row as the stock store does."""
+    from feast.errors import ZeroColumnQueryResult
+    from feast.infra.utils.postgres.connection_utils import _get_conn
+    from feast.type_map import pg_type_code_to_arrow
+
     with _get_conn(config) as conn, conn.cursor() as cur:
         conn.read_only = True
         for statement in session(local=True):

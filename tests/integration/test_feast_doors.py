@@ -89,7 +89,9 @@ def test_cli_output_is_the_projects_own_lines(embedded_settings, months):
 def test_commands_import_only_what_they_need(embedded_settings, months):
     """Start-up is part of every command: a command that validates nothing never imports Great
     Expectations, none imports Spark on the PostgreSQL profile, and an ingest of files already
-    ingested (a no-op) opens no Feast store. An incremental run with nothing new writes nothing."""
+    ingested (a no-op) opens no Feast store, nor does a feature lab preview (it reads the
+    snapshots in SQL: Feast's import was most of its time at 1,000,000 users). An incremental
+    run with nothing new writes nothing."""
     import subprocess
 
     settings, _ = prepared_store(embedded_settings, months)
@@ -99,6 +101,8 @@ def test_commands_import_only_what_they_need(embedded_settings, months):
         "online": ["online", COURSE_USER],
         "status": ["status"],
         "ingest": ["ingest", str(months[0][0])],
+        "new": ["feature", "new", "fee_per_hour", "--expr", "monthly_fee / (watch_hours_30d + 1)"],
+        "preview": ["feature", "preview", "fee_per_hour"],
     }.items():
         cmd = [sys.executable, "-X", "importtime", "-m", "streamflow.cli", *args]
         out = subprocess.run(cmd, env=cli_env(settings), capture_output=True, text=True, timeout=300)
@@ -109,5 +113,6 @@ def test_commands_import_only_what_they_need(embedded_settings, months):
         assert "great_expectations" not in imported and "pyspark" not in imported, name
         ran[name] = (out.stdout, imported)
     assert "feast" not in ran["ingest"][1] and "skipped" in ran["ingest"][0]
+    assert "feast" not in ran["preview"][1] and "fee_per_hour" in ran["preview"][0]
     assert "feast" in ran["materialize"][1]  # the test sees the imports at all
     assert "every view up to date to 2024-01-31, nothing new to write" in ran["materialize"][0], ran["materialize"][0]
