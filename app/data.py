@@ -223,13 +223,18 @@ def dataset_frame(ds):
 
 @st.cache_resource(ttl=600, max_entries=8, show_spinner=False)
 def _frame_summary(s: Settings, as_of, features: tuple[str, ...], labels: bool, v: tuple):
+    from streamflow.features import datasets
     from streamflow.features.training import feature_summary
 
+    ds = datasets.find(as_of, list(features) or None, labels, s, store())
+    if ds is not None:  # kept with the dataset the frame is read from
+        return datasets.summary(ds, s, store())
     return feature_summary(_training_frame(s, as_of, features, labels, False, v).frame)
 
 
 def frame_summary(as_of, features: tuple[str, ...] = (), labels: bool = True):
-    """`training.feature_summary` of the frame, computed once per frame and process."""
+    """`training.feature_summary` of the frame: the one kept with its dataset, else computed once
+    per frame and process."""
     return _frame_summary(settings(), as_of, _key(features), labels, version())
 
 
@@ -250,13 +255,13 @@ def frame_distribution(as_of, features: tuple[str, ...], labels: bool, feature: 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
 def _dataset_summary(s: Settings, name: str, checksum: str, created_at):
-    from streamflow.features.training import feature_summary
+    from streamflow.features import datasets
 
-    return feature_summary(_dataset_frame(s, name, checksum, created_at).frame)
+    return datasets.summary(datasets.get(name, s, store()), s, store())
 
 
 def dataset_summary(ds):
-    """`training.feature_summary` of a kept dataset, computed once per dataset and process."""
+    """`training.feature_summary` of a kept dataset, kept with it (`datasets.summary`)."""
     return _dataset_summary(settings(), ds.name, ds.checksum, ds.created_at)
 
 

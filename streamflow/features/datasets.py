@@ -41,13 +41,14 @@ from streamflow.features.store import get_store
 from streamflow.features.training import (
     FramePlan,
     TrainingFrame,
+    feature_summary,
     frame_format,
     plan_training_frame,
     requested,
     shape_frame,
     write_frame,
 )
-from streamflow.storage import runs
+from streamflow.storage import results, runs
 
 TAG = "streamflow_dataset"  # every dataset this module keeps carries it (other saved datasets are left alone)
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
@@ -260,7 +261,9 @@ def create(
     store.registry.apply_saved_dataset(saved, store.project, commit=True)
     if say:
         say(f"kept {name}: {rows:,} rows in {seconds:.1f}s (checksum {checksum[:12]})")
-    return _from_saved(saved)
+    ds = _from_saved(saved)
+    summary(ds, settings, store)  # what the pages show of it, kept with it (read back, not recounted)
+    return ds
 
 
 def list_datasets(settings: Settings | None = None, store=None) -> list[Dataset]:
@@ -397,6 +400,23 @@ def delete(name: str, settings: Settings | None = None, store=None) -> None:
     ds = get(name, settings, store)
     store.registry.delete_saved_dataset(name, store.project, commit=True)
     offline_of(settings).drop(ds.table)
+    results.forget(settings, SUMMARY, name)
+
+
+SUMMARY = "dataset summary"  # the kind of a dataset's summary among the kept results
+
+
+def summary(ds: Dataset, settings: Settings, store) -> pd.DataFrame:
+    """`training.feature_summary` of a kept dataset, kept with it when it is kept (or by its first
+    reader, for a dataset kept before) and read back by every page and process after: made from its
+    checksum, so a dataset kept again under the same name with other rows is summarized again."""
+    kept = results.current(settings, SUMMARY, ds.name, ds.checksum)
+    if kept is not None:
+        return kept.frames["summary"]
+    t0 = time.perf_counter()
+    out = feature_summary(frame(ds.name, settings, store).frame)
+    results.keep(settings, SUMMARY, ds.name, ds.checksum, {"summary": out}, seconds=time.perf_counter() - t0)
+    return out
 
 
 def diff(a: str, b: str, settings: Settings | None = None, store=None) -> dict:
@@ -407,8 +427,6 @@ def diff(a: str, b: str, settings: Settings | None = None, store=None) -> dict:
 def diff_frames(fa: pd.DataFrame, fb: pd.DataFrame) -> dict:
     """Columns only in one frame, users added and removed, per-feature statistics of each
     (`training.feature_summary`) side by side."""
-    from streamflow.features.training import feature_summary
-
     ua, ub = set(fa["user_id"]), set(fb["user_id"])
     sa = feature_summary(fa).set_index("feature")
     sb = feature_summary(fb).set_index("feature")

@@ -97,3 +97,9 @@ def current(settings: Settings, kind: str, key: str, made_from: str) -> Kept | N
     an earlier write's result is not this one's)."""
     kept = read(settings, kind, key)
     return kept if kept is not None and kept.made_from == made_from else None
+
+
+def forget(settings: Settings, kind: str, key: str) -> None:
+    """Drop the result kept for `kind` and `key` (what it summarized is gone)."""
+    with db.connection(settings) as conn:
+        conn.execute("DELETE FROM kept_results WHERE kind = %s AND key = %s", (kind, key))

@@ -10,6 +10,7 @@ from streamflow.core.errors import InvalidInput, NotFound
 from streamflow.features import datasets
 from streamflow.features.training import build_training_frame
 from streamflow.ingest import ingest_month
+from streamflow.storage import results
 from tests.support import prepared_store, skew_pairs
 
 
@@ -65,6 +66,32 @@ def test_a_dataset_is_the_frame_kept(kept, tmp_path):
     datasets.delete(other.name, settings, store)
     assert [x.name for x in datasets.list_datasets(settings, store)] == [ds.name]
     assert not other_file.exists()
+    assert results.read(settings, datasets.SUMMARY, other.name) is None  # its summary went with it
+
+
+def test_a_dataset_keeps_its_summary(kept):
+    """What the Training frame and Datasets pages show of a kept frame (its per-feature summary) is
+    computed when the dataset is kept and read back after, made from its checksum: equal to the
+    frame's own summary, and computed again for a dataset kept anew with other rows."""
+    from streamflow.features.training import feature_summary
+
+    settings, store = kept
+    ds = datasets.create("2024-01-31", settings=settings, store=store)
+    summary = results.current(settings, datasets.SUMMARY, ds.name, ds.checksum)
+    assert summary is not None  # kept at write, before any reader
+    expected = feature_summary(datasets.frame(ds.name, settings, store).frame)
+    pd.testing.assert_frame_equal(summary.frames["summary"], expected)
+    pd.testing.assert_frame_equal(datasets.summary(ds, settings, store), expected)
+    # a reader of a dataset whose summary was not kept (kept before this) computes and keeps it
+    results.forget(settings, datasets.SUMMARY, ds.name)
+    pd.testing.assert_frame_equal(datasets.summary(ds, settings, store), expected)
+    assert results.current(settings, datasets.SUMMARY, ds.name, ds.checksum) is not None
+    # the same name kept again with other rows: its summary is of those rows
+    other = datasets.create("2024-02-29", name=ds.name, settings=settings, store=store, again=True)
+    assert other.checksum != ds.checksum
+    fresh = feature_summary(datasets.frame(ds.name, settings, store).frame)
+    pd.testing.assert_frame_equal(datasets.summary(other, settings, store), fresh)
+    assert not fresh.equals(expected)
 
 
 def test_a_dataset_is_a_parquet_file_feast_reads(kept):
