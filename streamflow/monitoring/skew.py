@@ -175,19 +175,18 @@ def skew_report(
     online = {r.user_id: r for r in online_features(ids, refs, settings=settings, store=store)}
     ref_ts = pd.Timestamp(reference, tz="UTC")
 
-    # (b) offline at the reference snapshot
-    ent = pd.DataFrame({"user_id": ids, "event_timestamp": ref_ts})
-    off_ref = offline_values(ent, refs, settings, store).set_index("user_id")
-
-    # (a) offline at each online row's own timestamp (per view, so one entity row per (user, ts))
+    # offline at the reference snapshot (b) and at each online row's own timestamp (a), in one read of
+    # the distinct (user, instant) rows: once materialized to the reference, they are the same rows
     own_rows = {(u, t) for u, rec in online.items() if rec.found for t in rec.timestamps.values() if t is not None}
-    off_own = None
-    if own_rows:
-        ent_own = pd.DataFrame(sorted(own_rows), columns=["user_id", "event_timestamp"])
-        ent_own["event_timestamp"] = pd.to_datetime(ent_own["event_timestamp"], utc=True)
-        off_own = offline_values(ent_own, refs, settings, store)
-        off_own["event_timestamp"] = pd.to_datetime(off_own["event_timestamp"], utc=True)
-        off_own = off_own.set_index(["user_id", "event_timestamp"])
+    ent = pd.DataFrame(
+        sorted({(u, ref_ts) for u in ids} | {(u, pd.Timestamp(t)) for u, t in own_rows}),
+        columns=["user_id", "event_timestamp"],
+    )
+    ent["event_timestamp"] = pd.to_datetime(ent["event_timestamp"], utc=True)
+    offline = offline_values(ent, refs, settings, store)
+    offline["event_timestamp"] = pd.to_datetime(offline["event_timestamp"], utc=True)
+    off_ref = offline[offline["event_timestamp"] == ref_ts].set_index("user_id")
+    off_own = offline.set_index(["user_id", "event_timestamp"]) if own_rows else None
 
     # plain dicts for the per-pair loop: a pandas lookup per pair cost more than the retrievals
     ref_by_user: dict = {}
