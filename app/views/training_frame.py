@@ -47,8 +47,7 @@ def comparison(tf, dates: list, chosen: tuple[str, ...], labels: bool) -> None:
         key=links.key("training_frame", "compare_with"),
         bind="query-params",
     )
-    with friendly_errors():
-        training_frame(other, chosen, labels)
+    with friendly_errors():  # the summaries kept with the frames' datasets: no frame is read for them
         mine, theirs = frame_summary(tf.as_of, chosen, labels), frame_summary(other, chosen, labels)
     (sa, a), (sb, b) = sorted([(mine, tf.as_of), (theirs, other)], key=lambda x: x[1])
     cmp = compare_summaries(sa, sb, a, b)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from streamflow.core import links
 from streamflow.features.materialize import materialize
 from streamflow.features.online import online_features
 from streamflow.ingest import IngestError, ingest_month
@@ -97,6 +98,11 @@ def test_training_frame_row_count_follows_as_of(app_env, months):
     rows = {m.label: m.value for m in at.metric}
     assert rows["Snapshot used"] == "2024-01-31" and rows["Rows"] == f"{TEST_USERS:,}"
     assert any("No feature value in this frame is dated after" in s for s in _texts(at, "success"))
+    # the comparison with another date reads the two frames' summaries
+    at.toggle(key=links.key("training_frame", "compare")).set_value(True).run()
+    assert not at.exception
+    shifts = [c for c in at.get("plotly_chart") if "mean shift %" in str(c.proto.spec)]
+    assert shifts, "the comparison draws the mean shift per feature"
 
 
 def test_online_lookup_known_unknown_malformed(app_env, months):
