@@ -319,8 +319,9 @@ def select(
     for i, (t, names) in enumerate(by_table.items()):
         alias = "u" if t is users else f"t{i}"
         if t is not users:
-            joins.append(
+            joins.append(  # the months' bounds on this side too: the planner reads only those months of it
                 f"LEFT JOIN {t.snapshot} {alias} ON {alias}.{JOIN_KEY} = u.{JOIN_KEY} AND {alias}.as_of = u.as_of"
+                f" AND {alias}.as_of BETWEEN %({lo_param})s AND %({hi_param})s"
             )
         for n in names:
             value = f"{alias}.{n}"
