@@ -127,9 +127,9 @@ def _location(storage) -> str:
     return options._table if options is not None else storage.spark_options.path
 
 
-def _staleness(
-    ds: Dataset, settings: Settings, store, changed: dict[date, datetime], derived_at: dict[date, datetime]
-) -> Dataset:
+def _staleness(ds: Dataset, settings: Settings, store, changed: dict, derived_at: dict, seen: dict) -> Dataset:
+    """`ds` with why it is stale: `changed` and `derived_at` (month -> when its snapshots were last
+    ingested, its derived features computed), `seen` (refs -> fingerprint, filled as they come)."""
     gone = offline_of(settings).missing(ds.table)
     if gone:
         ds.stale_because.append(gone)
@@ -140,7 +140,9 @@ def _staleness(
         )
     try:
         refs = _refs_of(store, ds.features, ds.labels)
-        if _definitions(store, refs) != ds.definitions:
+        if tuple(refs) not in seen:  # datasets of one service read the same views: fingerprinted once
+            seen[tuple(refs)] = _definitions(store, refs)
+        if seen[tuple(refs)] != ds.definitions:
             ds.stale_because.append("a feature view it reads was redefined (streamflow apply) since")
         # a derived feature reads earlier months too: recomputed after the dataset, it is stale
         computed = derived_at.get(ds.snapshot_as_of)
@@ -273,8 +275,9 @@ def list_datasets(settings: Settings | None = None, store=None) -> list[Dataset]
     changed = runs.snapshots_changed_at(settings)
     derived_at = dict(derived_table.computed_months(settings)[["as_of", "computed_at"]].itertuples(index=False))
     kind = offline_of(settings).storage_kind  # this profile's datasets
+    seen: dict[tuple[str, ...], str] = {}
     out = [
-        _staleness(_from_saved(s), settings, store, changed, derived_at)
+        _staleness(_from_saved(s), settings, store, changed, derived_at, seen)
         for s in store.list_saved_datasets()
         if (s.tags or {}).get(TAG) and "rows" in s.tags and any(hasattr(s.storage, k) for k in kind)
     ]
@@ -302,12 +305,13 @@ def find(
     return None
 
 
-def frame(name: str, settings: Settings | None = None, store=None) -> TrainingFrame:
-    """A dataset read back through Feast (`get_saved_dataset(...).to_df()`), shaped as a frame; on
-    the lake, its files where they are (a column or a page at a time)."""
+def frame(name: str | Dataset, settings: Settings | None = None, store=None) -> TrainingFrame:
+    """A dataset (by name, or as listed) read back through Feast (`get_saved_dataset(...).to_df()`),
+    shaped as a frame; on the lake, its files where they are (a column or a page at a time)."""
     settings = settings or load_settings()
     store = store or get_store(settings)
-    ds = get(name, settings, store)
+    ds = name if isinstance(name, Dataset) else get(name, settings, store)
+    name = ds.name
     t0 = time.perf_counter()
     offline = offline_of(settings)
     gone = offline.missing(ds.table)
@@ -362,7 +366,7 @@ def frame_for(
         ds = create(day, features, labels, settings=settings, store=store, say=say)
     if ds is None:
         return build_training_frame(day, features, labels, settings, store), None
-    return frame(ds.name, settings, store), ds
+    return frame(ds, settings, store), ds
 
 
 def kept_rows(day: date, names: list[str], ids: list[str], settings: Settings, store) -> pd.DataFrame | None:
@@ -414,7 +418,7 @@ def summary(ds: Dataset, settings: Settings, store) -> pd.DataFrame:
     if kept is not None:
         return kept.frames["summary"]
     t0 = time.perf_counter()
-    out = feature_summary(frame(ds.name, settings, store).frame)
+    out = feature_summary(frame(ds, settings, store).frame)
     results.keep(settings, SUMMARY, ds.name, ds.checksum, {"summary": out}, seconds=time.perf_counter() - t0)
     return out
 
