@@ -45,6 +45,11 @@ REPO = Path(__file__).resolve().parent.parent
 SIZES = (1, 300, 2_000, 10_000, 20_000, 50_000)
 
 
+def _whole(frame):
+    """Every row in memory: a kept dataset's frame is read a column or a page at a time by pages."""
+    return frame.to_pandas() if hasattr(frame, "to_pandas") else frame
+
+
 def timed(fn, repeat: int) -> float:
     times = []
     for _ in range(repeat):
@@ -98,13 +103,13 @@ def measure(settings, users: int, months: int, repeat: int) -> None:
     kept = datasets.create(as_of, name=f"bench_{users}", settings=settings, store=store, again=True)
     record("keep the training frame as a dataset", kept.seconds, **sc, floor=built,
            floor_name="building the same frame", goal="<= 1.5x")  # fmt: skip
-    read = timed(lambda: datasets.frame(kept.name, settings, store), repeat)
+    read = timed(lambda: _whole(datasets.frame(kept.name, settings, store).frame), repeat)
     with tempfile.TemporaryDirectory() as tmp:
         out = datasets.export(kept.name, Path(tmp) / "frame.parquet", settings=settings, store=store)
         import pyarrow.parquet as pq
 
         parquet = timed(lambda: pq.read_table(out).to_pandas(), repeat)
-    record("read a kept dataset back (through Feast)", read, **sc, floor=parquet,
+    record("read a kept dataset back (whole frame)", read, **sc, floor=parquet,
            floor_name="the same frame read from Parquet by pyarrow", goal="<= 2x")  # fmt: skip
     datasets.delete(kept.name, settings, store)
 

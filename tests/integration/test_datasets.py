@@ -30,7 +30,7 @@ def test_a_dataset_is_the_frame_kept(kept, tmp_path):
     assert ds.snapshot_as_of == built.snapshot_as_of and ds.features == "churn_model_v1" and ds.labels
 
     back = datasets.frame(ds.name, settings, store)
-    pd.testing.assert_frame_equal(back.frame, built.frame, check_dtype=True)  # values, order, types
+    pd.testing.assert_frame_equal(back.frame.to_pandas(), built.frame, check_dtype=True)  # values, order, types
     assert back.features == built.features and back.lineage.equals(built.lineage)
 
     saved = store.get_saved_dataset(ds.name)  # Feast's own registry holds it, with how it was made
@@ -40,7 +40,7 @@ def test_a_dataset_is_the_frame_kept(kept, tmp_path):
     assert again.checksum == ds.checksum and again.created_at > ds.created_at
     found, from_ds = datasets.frame_for("2024-01-31", settings=settings, store=store)
     assert from_ds is not None and from_ds.name == ds.name
-    pd.testing.assert_frame_equal(found.frame, built.frame, check_dtype=True)
+    pd.testing.assert_frame_equal(found.frame.to_pandas(), built.frame, check_dtype=True)
 
     out = datasets.export(ds.name, tmp_path / "training_df.parquet", settings=settings, store=store)
     pd.testing.assert_frame_equal(pd.read_parquet(out), built.frame, check_dtype=False)
@@ -54,7 +54,7 @@ def test_a_dataset_is_the_frame_kept(kept, tmp_path):
     read = datasets.frame(m.name, settings, store)
     assert list(read.frame.columns) == list(fresh.frame.columns)
     assert list(fresh.frame.columns)[2:5] == ["watch_hours_30d", "monthly_fee", "skips_7d"]
-    pd.testing.assert_frame_equal(read.frame, fresh.frame, check_dtype=True)
+    pd.testing.assert_frame_equal(read.frame.to_pandas(), fresh.frame, check_dtype=True)
     datasets.delete(m.name, settings, store)
 
     other = datasets.create("2024-02-29", features="subs_profile_fv", labels=False, settings=settings, store=store)
@@ -193,7 +193,7 @@ def test_a_dataset_kept_as_a_table_opens_and_moves_to_a_file(kept):
     assert listed.table == "sf_dataset_before_files" and listed.rows == len(built.frame) and not listed.stale
 
     back = datasets.frame("before_files", settings, store)  # read, and moved
-    pd.testing.assert_frame_equal(back.frame, built.frame, check_dtype=True)
+    pd.testing.assert_frame_equal(back.frame.to_pandas(), built.frame, check_dtype=True)
     moved = datasets.get("before_files", settings, store)
     assert moved.table == "data/datasets/sf_dataset_before_files.parquet"
     assert moved.checksum == listed.checksum and moved.rows == listed.rows
@@ -202,7 +202,7 @@ def test_a_dataset_kept_as_a_table_opens_and_moves_to_a_file(kept):
     with db.connection(settings) as conn:
         assert conn.execute("SELECT to_regclass('sf_dataset_before_files')").fetchone()[0] is None
     again = datasets.frame("before_files", settings, store)
-    pd.testing.assert_frame_equal(again.frame, built.frame, check_dtype=True)
+    pd.testing.assert_frame_equal(again.frame.to_pandas(), built.frame, check_dtype=True)
     # and a page's read of a few users' rows reads the file's matching row groups
     rows = datasets.kept_rows(moved.as_of, ["monthly_fee"], ["7590-VHVEG"], settings, store)
     assert rows["monthly_fee"].tolist() == built.frame.set_index("user_id").loc[["7590-VHVEG"], "monthly_fee"].tolist()
