@@ -306,8 +306,8 @@ def find(
 
 
 def frame(name: str | Dataset, settings: Settings | None = None, store=None) -> TrainingFrame:
-    """A dataset (by name, or as listed) read back through Feast (`get_saved_dataset(...).to_df()`),
-    shaped as a frame; on the lake, its files where they are (a column or a page at a time)."""
+    """A dataset (by name, or as listed) shaped as a frame: its file (or the lake's folder) read
+    where it is, a column or a page at a time; a dataset kept as a table, through Feast."""
     settings = settings or load_settings()
     store = store or get_store(settings)
     ds = name if isinstance(name, Dataset) else get(name, settings, store)
