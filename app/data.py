@@ -254,15 +254,15 @@ def frame_distribution(as_of, features: tuple[str, ...], labels: bool, feature: 
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
-def _dataset_summary(s: Settings, name: str, checksum: str, created_at):
+def _dataset_summary(s: Settings, name: str, checksum: str, created_at, _ds):
     from streamflow.features import datasets
 
-    return datasets.summary(datasets.get(name, s, store()), s, store())
+    return datasets.summary(_ds, s, store())  # `_ds` is not part of the key: its name and checksum are
 
 
 def dataset_summary(ds):
     """`training.feature_summary` of a kept dataset, kept with it (`datasets.summary`)."""
-    return _dataset_summary(settings(), ds.name, ds.checksum, ds.created_at)
+    return _dataset_summary(settings(), ds.name, ds.checksum, ds.created_at, ds)
 
 
 # a report between months is read back from the kept results (or computed once and kept); a report

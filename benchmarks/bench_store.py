@@ -131,7 +131,12 @@ def pg_bulk_floor(settings, view_tables: list[str], latest_only: bool = False) -
     return total, rows
 
 
-def size_figures(settings, online_tables: list[str], csv_bytes: int, as_of, sc: dict) -> None:
+def online_tables(conn) -> list[str]:
+    """The online tables of the store's views (Feast names them <project>_<view>)."""
+    return [t[0] for t in conn.execute("SELECT tablename FROM pg_tables WHERE tablename LIKE 'streamflow\\_%\\_fv'")]
+
+
+def size_figures(settings, tables: list[str], csv_bytes: int, as_of, sc: dict) -> None:
     """The database's size against the months' CSVs, and the online tables' against the latest
     month's share of the snapshot tables (each table's size times the month's share of its rows)."""
     from streamflow.core.catalog import TABLES
@@ -141,8 +146,7 @@ def size_figures(settings, online_tables: list[str], csv_bytes: int, as_of, sc: 
         conn.execute("CHECKPOINT")
         total = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
         online = sum(
-            conn.execute("SELECT pg_total_relation_size(%s::regclass)", (f'"{t}"',)).fetchone()[0]
-            for t in online_tables
+            conn.execute("SELECT pg_total_relation_size(%s::regclass)", (f'"{t}"',)).fetchone()[0] for t in tables
         )
         month = 0.0
         for t in TABLES:
@@ -414,12 +418,7 @@ def scenario(users: int, months: int, args) -> None:
         mat = time.perf_counter() - t0
         rows = sum(r.rows.values())
         with db.connection(settings) as conn:
-            tables = [
-                t[0]
-                for t in conn.execute(
-                    "SELECT tablename FROM pg_tables WHERE tablename LIKE 'streamflow\\_%\\_fv'"
-                ).fetchall()
-            ]
+            tables = online_tables(conn)
             values = sum(conn.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in tables)
         floor_s, floor_rows = pg_bulk_floor(settings, tables)
         goal = "<= 2x (must < 8 s) at 100,000"
@@ -493,9 +492,7 @@ def sizes_of(home: str) -> None:
     csv_bytes = sum(f.stat().st_size for f in settings.seeds_dir.glob("*/*.csv"))
     dates = snapshot_dates(settings)
     with db.connection(settings) as conn:
-        tables = [
-            t[0] for t in conn.execute("SELECT tablename FROM pg_tables WHERE tablename LIKE 'streamflow\\_%\\_fv'")
-        ]
+        tables = online_tables(conn)
         users = conn.execute("SELECT count(*) FROM users_snapshots WHERE as_of = %s", (dates[-1],)).fetchone()[0]
     size_figures(settings, tables, csv_bytes, dates[-1], {"users": users, "months": len(dates)})
 

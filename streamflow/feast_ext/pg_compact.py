@@ -67,10 +67,11 @@ def states(cur, names: list[str]) -> dict[str, TableState]:
         "FROM pg_class c WHERE c.relname = ANY(%s) AND c.relkind = 'r' AND pg_table_is_visible(c.oid)",
         (list(names),),
     ).fetchall()
-    return {
-        name: TableState(oid, "feature_values" in cols, parse(comment), "feature_values" in cols and DROPPED in cols)
-        for name, oid, comment, cols in rows
-    }
+    out = {}
+    for name, oid, comment, cols in rows:
+        compact = "feature_values" in cols
+        out[name] = TableState(oid, compact, parse(comment), compact and DROPPED in cols)
+    return out
 
 
 def parse(comment: str | None) -> tuple[tuple[str, ...], ...]:

@@ -30,11 +30,10 @@ from streamflow.storage import db, runs
 from streamflow.storage.snapshots import snapshot_dates
 
 LOCK_DERIVED = 7_406  # one computation of the derived table at a time
-# a window sorts each user's months: with PostgreSQL's default 4 MB a month of 1,000,000 users
-# spills the sort to disk; the preview's read gets room to sort in memory
-# the window's sort in memory, and parallel workers for the join of the months' rows: a time
-# feature's values at 1,000,000 x 6 read in 3.3 s against 4.7 s serial (docs/performance.md)
-SORT_MEMORY = ("SET work_mem = '256MB'", "SET parallel_tuple_cost = 0.001", "SET parallel_setup_cost = 100")
+# the values' read: a window sorts each user's months (PostgreSQL's default 4 MB spills a month of
+# 1,000,000 users to disk: room to sort in memory), and parallel workers join the months' rows (a
+# time feature's values at 1,000,000 x 6 in 3.3 s against 4.7 s serial, docs/performance.md)
+VALUES_SETUP = ("SET work_mem = '256MB'", "SET parallel_tuple_cost = 0.001", "SET parallel_setup_cost = 100")
 Say = Callable[[str], None]
 
 
@@ -198,7 +197,7 @@ def values(
         if alteration.mode == "removed":  # nothing after the cut exists, not even as the window's upper bound
             params["hi"] = min(params["hi"], alteration.after)
     query = derived.select(features, users_param="users" if users is not None else None, alteration=alteration)
-    frame = db.read_frame(query + f" ORDER BY {JOIN_KEY}, as_of", settings, params, setup=SORT_MEMORY)
+    frame = db.read_frame(query + f" ORDER BY {JOIN_KEY}, as_of", settings, params, setup=VALUES_SETUP)
     for f in features:
         if f.dtype == "float":
             frame[f.name] = pd.to_numeric(frame[f.name], errors="coerce").astype("float64")

@@ -49,6 +49,9 @@ def _from_arrow(data: bytes) -> pd.DataFrame:
     return pa.ipc.open_stream(pa.py_buffer(data)).read_all().to_pandas()
 
 
+_DROP = "DELETE FROM kept_results WHERE kind = %s AND key = %s"  # its frames go with it (ON DELETE CASCADE)
+
+
 def keep(
     settings: Settings,
     kind: str,
@@ -62,7 +65,7 @@ def keep(
     that may only read keeps nothing (the result is computed again next time): False."""
     try:
         with db.connection(settings) as conn, conn.cursor() as cur:
-            cur.execute("DELETE FROM kept_results WHERE kind = %s AND key = %s", (kind, key))
+            cur.execute(_DROP, (kind, key))
             cur.execute(
                 "INSERT INTO kept_results (kind, key, made_from, scalars, seconds) VALUES (%s, %s, %s, %s, %s)",
                 (kind, key, made_from, json.dumps(scalars or {}, default=str), float(seconds)),
@@ -102,4 +105,4 @@ def current(settings: Settings, kind: str, key: str, made_from: str) -> Kept | N
 def forget(settings: Settings, kind: str, key: str) -> None:
     """Drop the result kept for `kind` and `key` (what it summarized is gone)."""
     with db.connection(settings) as conn:
-        conn.execute("DELETE FROM kept_results WHERE kind = %s AND key = %s", (kind, key))
+        conn.execute(_DROP, (kind, key))
