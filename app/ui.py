@@ -59,7 +59,7 @@ def require_applied():
 
     ping(settings())  # a database that is down is reported as such, not as "not registered"
     s = store()
-    if not is_applied(s):
+    if not is_applied(s, allow_cache=True):
         st.warning("The Feast definitions are not registered yet.")
         allowed = write_guard("register them")
         if st.button("Register them now (streamflow apply)", disabled=not allowed):
@@ -78,7 +78,10 @@ def service_choice(key: str, bind: str | None = None) -> str:
     from streamflow.core.catalog import SERVICE, SERVICE_V2
     from streamflow.features.derived import VIEW
 
-    v2 = next((s for s in store().list_feature_services() if s.name == SERVICE_V2), None)
+    fs = store()
+    v2 = next(
+        (s for s in fs.registry.list_feature_services(fs.project, allow_cache=True) if s.name == SERVICE_V2), None
+    )
     if v2 is None or not any(p.name == VIEW for p in v2.feature_view_projections):  # v2 is v1 until then
         return SERVICE
     return st.selectbox(
@@ -105,13 +108,28 @@ def show_refusal(exc: Exception) -> None:
     st.error("\n".join([f"**{first}**", *(f"- {line.strip()}" for line in rest if line.strip())]))
 
 
-def distribution_chart(h, reference: str, current: str, height: int = 380) -> None:
-    """Two populations' shares per bin or category (`bin`, `reference`, `current`): the Drift and
-    Monitoring pages' chart."""
+def figure(build):
+    """A page's Plotly figure, built once per process for its arguments and shared by every session.
+
+    A figure is a pure function of what was written: its arguments name that (the data version,
+    `data.version()`, and the selection it shows). Building one costs 10-60 ms of Python with the
+    GIL held, at every visit of every session otherwise; `st.plotly_chart` only reads it. A page
+    never changes a figure it got from here."""
+    return st.cache_resource(max_entries=32, show_spinner=False)(build)
+
+
+@figure
+def _distribution_figure(h, reference: str, current: str, height: int):
     import plotly.graph_objects as go
 
     fig = go.Figure(
         [go.Bar(name=reference, x=h["bin"], y=h["reference"]), go.Bar(name=current, x=h["bin"], y=h["current"])]
     )
     fig.update_layout(barmode="group", yaxis_title="share of users", height=height, margin={"t": 10})
-    st.plotly_chart(fig)
+    return fig
+
+
+def distribution_chart(h, reference: str, current: str, height: int = 380) -> None:
+    """Two populations' shares per bin or category (`bin`, `reference`, `current`): the Drift and
+    Monitoring pages' chart."""
+    st.plotly_chart(_distribution_figure(h, reference, current, height))

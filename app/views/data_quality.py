@@ -7,7 +7,7 @@ import plotly.express as px
 import streamlit as st
 from data import clear, settings, validation_runs
 from door import write_guard
-from ui import badge, friendly_errors, require_snapshots
+from ui import badge, figure, friendly_errors, require_snapshots
 
 from streamflow.core import links
 from streamflow.core.catalog import TABLES
@@ -19,6 +19,20 @@ from streamflow.quality.revalidate import revalidate_snapshot
 # the site lives in this app's static folder, which Streamlit serves at app/static/ (relative link)
 DATA_DOCS = Path(__file__).resolve().parents[1] / "static" / "data_docs"
 DATA_DOCS_LINK = "app/static/data_docs/index.html"
+
+
+@figure
+def _pass_rates_figure(rate):
+    return px.line(
+        rate.assign(as_of=rate["as_of"].astype(str)),
+        x="as_of",
+        y="success",
+        color="table",
+        markers=True,
+        range_y=[-0.05, 1.05],
+        labels={"success": "share of runs passing", "as_of": "month", "table": "table"},
+    )
+
 
 st.title("Data quality")
 st.caption("Great Expectations suites (one per table, plus a cross-file check) run on every ingestion.")
@@ -55,17 +69,7 @@ with friendly_errors():
     st.subheader("Success rate over months")
     rate = pass_rates(all_runs)
     if not rate.empty:
-        rate["as_of"] = rate["as_of"].astype(str)
-        fig = px.line(
-            rate,
-            x="as_of",
-            y="success",
-            color="table",
-            markers=True,
-            range_y=[-0.05, 1.05],
-            labels={"success": "share of runs passing", "as_of": "month", "table": "table"},
-        )
-        st.plotly_chart(fig)
+        st.plotly_chart(_pass_rates_figure(rate))
 
     st.subheader("Details")
     if view.empty:

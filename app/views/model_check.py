@@ -4,7 +4,7 @@ import plotly.express as px
 import streamlit as st
 from data import settings, store, training_frame, version
 from door import can_write
-from ui import friendly_errors, nothing_to_show, require_applied, require_snapshots, service_choice
+from ui import figure, friendly_errors, nothing_to_show, require_applied, require_snapshots, service_choice
 
 from streamflow.core import links
 from streamflow.core.catalog import LABEL_HORIZON
@@ -23,6 +23,39 @@ def check(s: Settings, a, b, v: tuple, service: str):
     save = can_write()
     frames = {"train": training_frame(a, (service,), True, save), "eval": training_frame(b, (service,), True, save)}
     return model_check(a, b, settings=s, store=store(), frames=frames, keep_model=save, service=service)
+
+
+@figure
+def _scores_figure(scores):
+    long = scores.melt(
+        id_vars=["frame", "model"],
+        value_vars=["holdout_auc", "out_of_time_auc"],
+        var_name="evaluation",
+        value_name="auc",
+    )
+    return px.bar(
+        long, x="model", y="auc", color="evaluation", barmode="group", facet_col="frame", range_y=[0.4, 1.0],
+        labels={"auc": "ROC AUC", "evaluation": "scored on", "frame": "trained on"},
+    )  # fmt: skip
+
+
+@figure
+def _calibration_figure(calibration):
+    cal = calibration.assign(curve=calibration["frame"] + " · " + calibration["model"])
+    fig = px.line(
+        cal, x="predicted", y="observed", color="curve", markers=True, range_x=[0, 1], range_y=[0, 1],
+        labels={"predicted": "predicted churn probability", "observed": "observed churn rate", "curve": "model"},
+    )  # fmt: skip
+    fig.add_shape(type="line", x0=0, y0=0, x1=1, y1=1, line={"dash": "dot", "color": "grey"})
+    return fig
+
+
+@figure
+def _importance_figure(importances):
+    return px.bar(
+        importances.groupby("frame").head(8), x="importance", y="feature", color="frame", orientation="h",
+        barmode="group", labels={"importance": "AUC lost when the feature is shuffled", "frame": "trained on"},
+    )  # fmt: skip
 
 
 st.title("Model check")
@@ -68,34 +101,13 @@ with friendly_errors():
         fitted = f"Fitted in {mc.seconds:.1f}s, kept for the next visitor."
     st.caption(fitted + " " + " ".join(mc.notes))
 
-    long = mc.scores.melt(
-        id_vars=["frame", "model"],
-        value_vars=["holdout_auc", "out_of_time_auc"],
-        var_name="evaluation",
-        value_name="auc",
-    )
-    fig = px.bar(
-        long, x="model", y="auc", color="evaluation", barmode="group", facet_col="frame", range_y=[0.4, 1.0],
-        labels={"auc": "ROC AUC", "evaluation": "scored on", "frame": "trained on"},
-    )  # fmt: skip
-    st.plotly_chart(fig)
+    st.plotly_chart(_scores_figure(mc.scores))
     st.dataframe(mc.scores.round(4), hide_index=True)
 
     left, right = st.columns(2)
     with left:
         st.markdown("**Calibration out of time**")
-        cal = mc.calibration.assign(curve=mc.calibration["frame"] + " · " + mc.calibration["model"])
-        fig = px.line(
-            cal, x="predicted", y="observed", color="curve", markers=True, range_x=[0, 1], range_y=[0, 1],
-            labels={"predicted": "predicted churn probability", "observed": "observed churn rate", "curve": "model"},
-        )  # fmt: skip
-        fig.add_shape(type="line", x0=0, y0=0, x1=1, y1=1, line={"dash": "dot", "color": "grey"})
-        st.plotly_chart(fig)
+        st.plotly_chart(_calibration_figure(mc.calibration))
     with right:
         st.markdown("**Permutation importance out of time (gradient-boosted tree)**")
-        top = mc.importances.groupby("frame").head(8)
-        fig = px.bar(
-            top, x="importance", y="feature", color="frame", orientation="h", barmode="group",
-            labels={"importance": "AUC lost when the feature is shuffled", "frame": "trained on"},
-        )  # fmt: skip
-        st.plotly_chart(fig)
+        st.plotly_chart(_importance_figure(mc.importances))

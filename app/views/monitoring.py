@@ -13,9 +13,10 @@ from data import (
     monitor_grid,
     monitor_quality,
     settings,
+    version,
 )
 from door import who, write_guard
-from ui import distribution_chart, friendly_errors, nothing_to_show, require_snapshots
+from ui import distribution_chart, figure, friendly_errors, nothing_to_show, require_snapshots
 
 from streamflow.core import links
 from streamflow.core.catalog import LABEL_HORIZON
@@ -23,6 +24,124 @@ from streamflow.monitoring.labels import JUMP
 from streamflow.monitoring.over_time import PREVIOUS, RATIO_CAP
 
 COLOURS = ["#1565c0", "#2e7d32", "#ef6c00", "#6a1b9a", "#00838f", "#ad1457"]
+
+
+@figure
+def _heatmap(v: tuple):
+    """Every feature's drift per month, the most drifted at the top."""
+    scores = monitor_grid().scores
+    months = sorted(scores["month"].unique())
+    order = (
+        scores.groupby("feature")["ratio"].max().sort_values(ascending=True).index.tolist()
+    )  # most drifted at the top
+    ratio = scores.pivot(index="feature", columns="month", values="ratio").reindex(index=order, columns=months)
+    shown = scores.assign(
+        text=lambda d: d["score"].map(lambda v: f"{v:.2f}") + d["drifted"].map({True: " ⚠", False: ""})
+    )
+    text = shown.pivot(index="feature", columns="month", values="text").reindex(index=order, columns=months)
+    fig = go.Figure(
+        go.Heatmap(
+            z=ratio.to_numpy(dtype=float),
+            x=[str(m) for m in months],
+            y=order,
+            text=text.to_numpy(),
+            texttemplate="%{text}",
+            zmin=0,
+            zmax=2,
+            colorscale=[[0, "#f1f8e9"], [0.5, "#fff59d"], [0.5001, "#ffab91"], [1, "#c62828"]],
+            colorbar={"title": "score / threshold", "tickvals": [0, 1, 2], "ticktext": ["0", "1 (drifted)", "≥ 2"]},
+            hoverinfo="skip",  # the markers below carry the hover and the click
+        )
+    )
+    # plotly fires no click on a heatmap cell: a transparent marker on each cell carries the click
+    cells = [(str(m), f, text.at[f, m], ratio.at[f, m]) for f in order for m in months]
+    fig.add_trace(
+        go.Scatter(
+            x=[c[0] for c in cells], y=[c[1] for c in cells], mode="markers", showlegend=False,
+            customdata=[[c[2], c[3]] for c in cells],
+            hovertemplate="%{y} at %{x}<br>score %{customdata[0]}<br>score / threshold %{customdata[1]:.2f}<extra></extra>",
+            marker={"symbol": "square", "size": 20, "color": "rgba(0,0,0,0.01)"},
+        )
+    )  # fmt: skip
+    fig.update_layout(
+        height=max(320, 22 * len(order)), margin={"t": 10}, xaxis_type="category", clickmode="event+select"
+    )
+    return fig
+
+
+@figure
+def _share_bar(v: tuple):
+    """The share of features drifted per month, against the month's threshold."""
+    g = monitor_grid()
+    share = g.months.dropna(subset=["baseline"]) if g.config.dataset is None else g.months
+    bar = go.Figure(
+        go.Bar(
+            x=share["month"].astype(str), y=share["share"], name="share of features drifted",
+            marker_color=["#c62828" if d else "#90a4ae" for d in share["month_drifted"]],
+            hovertemplate="%{x}: %{y:.0%} of features drifted<extra></extra>",
+        )
+    )  # fmt: skip
+    bar.add_hline(y=g.config.month_share, line_dash="dot", annotation_text="a month drifts above this")
+    bar.update_layout(height=240, margin={"t": 10}, xaxis_type="category", yaxis_range=[0, 1],
+                      yaxis_title="share of features drifted", yaxis_tickformat=".0%")  # fmt: skip
+    return bar
+
+
+@figure
+def _quality(v: tuple):
+    """Each table's GE pass rate, mean null rate and rows per month: one chart, three measures (fewer
+    charts for the browser to draw)."""
+    from plotly.subplots import make_subplots
+
+    q = monitor_quality()
+    names = {"pass_rate": "GE pass rate", "null_rate": "null rate (mean of features)", "rows": "rows"}
+    fig = make_subplots(rows=1, cols=3, subplot_titles=list(names.values()))
+    tables = sorted(q["table"].unique())
+    for i, col in enumerate(names, start=1):
+        for table, t in q.dropna(subset=[col]).groupby("table"):
+            j = tables.index(table)
+            fig.add_trace(
+                go.Scatter(x=t["month"].astype(str), y=t[col], name=table, mode="lines+markers",
+                           legendgroup=table, showlegend=i == 1, line_color=COLOURS[j % len(COLOURS)]),
+                row=1, col=i,
+            )  # fmt: skip
+    fig.update_xaxes(type="category")
+    fig.update_layout(height=300, margin={"t": 30})
+    return fig
+
+
+@figure
+def _churn_rate(v: tuple):
+    by_month = label_monitor().by_month()
+    rate = go.Figure(
+        go.Scatter(
+            x=by_month["month"].astype(str), y=by_month["rate"], mode="lines+markers", name="churn rate",
+            marker={"color": ["#c62828" if j else "#1565c0" for j in by_month["jumped"]], "size": 10},
+            customdata=by_month[["users", "churned"]],
+            hovertemplate="%{x}: %{y:.1%} churned (%{customdata[1]:,} of %{customdata[0]:,})<extra></extra>",
+        )
+    )  # fmt: skip
+    rate.update_layout(height=240, margin={"t": 10}, xaxis_type="category", yaxis_tickformat=".0%",
+                       yaxis_title="churn rate", xaxis_title="month")  # fmt: skip
+    return rate
+
+
+@figure
+def _signal(v: tuple, pick: str):
+    """One feature's churn rate per bin, a bar per month."""
+    sig = label_monitor().signal(pick)
+    bars = go.Figure(
+        [
+            go.Bar(x=g["bin"], y=g["churn_rate"], name=str(m), marker_color=COLOURS[i % len(COLOURS)],
+                   customdata=g[["users", "share"]],
+                   hovertemplate="%{x}: %{y:.1%} churned, %{customdata[0]:,} users (%{customdata[1]:.0%})<extra></extra>")
+            for i, (m, g) in enumerate(sig.groupby("month"))
+        ]
+    )  # fmt: skip
+    bars.update_layout(height=300, margin={"t": 10}, barmode="group", xaxis_type="category",
+                       yaxis_tickformat=".0%", yaxis_title="churn rate", xaxis_title=pick)  # fmt: skip
+    return bars
+
 
 st.title("Monitoring")
 st.caption(
@@ -91,41 +210,8 @@ with friendly_errors():
         nothing_to_show("Nothing to compare yet: the first month has no previous month. Ingest a second one.")
         st.stop()
     months = sorted(scores["month"].unique())
-    order = (
-        scores.groupby("feature")["ratio"].max().sort_values(ascending=True).index.tolist()
-    )  # most drifted at the top
-    ratio = scores.pivot(index="feature", columns="month", values="ratio").reindex(index=order, columns=months)
-    shown = scores.assign(
-        text=lambda d: d["score"].map(lambda v: f"{v:.2f}") + d["drifted"].map({True: " ⚠", False: ""})
-    )
-    text = shown.pivot(index="feature", columns="month", values="text").reindex(index=order, columns=months)
-    fig = go.Figure(
-        go.Heatmap(
-            z=ratio.to_numpy(dtype=float),
-            x=[str(m) for m in months],
-            y=order,
-            text=text.to_numpy(),
-            texttemplate="%{text}",
-            zmin=0,
-            zmax=2,
-            colorscale=[[0, "#f1f8e9"], [0.5, "#fff59d"], [0.5001, "#ffab91"], [1, "#c62828"]],
-            colorbar={"title": "score / threshold", "tickvals": [0, 1, 2], "ticktext": ["0", "1 (drifted)", "≥ 2"]},
-            hoverinfo="skip",  # the markers below carry the hover and the click
-        )
-    )
-    # plotly fires no click on a heatmap cell: a transparent marker on each cell carries the click
-    cells = [(str(m), f, text.at[f, m], ratio.at[f, m]) for f in order for m in months]
-    fig.add_trace(
-        go.Scatter(
-            x=[c[0] for c in cells], y=[c[1] for c in cells], mode="markers", showlegend=False,
-            customdata=[[c[2], c[3]] for c in cells],
-            hovertemplate="%{y} at %{x}<br>score %{customdata[0]}<br>score / threshold %{customdata[1]:.2f}<extra></extra>",
-            marker={"symbol": "square", "size": 20, "color": "rgba(0,0,0,0.01)"},
-        )
-    )  # fmt: skip
-    fig.update_layout(
-        height=max(320, 22 * len(order)), margin={"t": 10}, xaxis_type="category", clickmode="event+select"
-    )
+    v = version()
+    fig = _heatmap(v)
     event = st.plotly_chart(fig, on_select="rerun", selection_mode="points", key="mon_heatmap")
     points = event.selection.points if event else []
     if (
@@ -139,18 +225,7 @@ with friendly_errors():
         f"the number in a cell is the score itself (hover: the ratio, at most {RATIO_CAP:g}). A month is drifted "
         f"when more than {g.config.month_share:.0%} of its features are."
     )
-    share = g.months.dropna(subset=["baseline"]) if g.config.dataset is None else g.months
-    bar = go.Figure(
-        go.Bar(
-            x=share["month"].astype(str), y=share["share"], name="share of features drifted",
-            marker_color=["#c62828" if d else "#90a4ae" for d in share["month_drifted"]],
-            hovertemplate="%{x}: %{y:.0%} of features drifted<extra></extra>",
-        )
-    )  # fmt: skip
-    bar.add_hline(y=g.config.month_share, line_dash="dot", annotation_text="a month drifts above this")
-    bar.update_layout(height=240, margin={"t": 10}, xaxis_type="category", yaxis_range=[0, 1],
-                      yaxis_title="share of features drifted", yaxis_tickformat=".0%")  # fmt: skip
-    st.plotly_chart(bar)
+    st.plotly_chart(_share_bar(v))
 
     st.subheader("What matters in a month")
     c1, c2 = st.columns(2)
@@ -183,22 +258,7 @@ with friendly_errors():
     if q.empty:
         nothing_to_show("No validation or profile kept yet.")
     else:
-        from plotly.subplots import make_subplots
-
-        names = {"pass_rate": "GE pass rate", "null_rate": "null rate (mean of features)", "rows": "rows"}
-        fig = make_subplots(rows=1, cols=3, subplot_titles=list(names.values()))
-        tables = sorted(q["table"].unique())
-        for i, col in enumerate(names, start=1):
-            for table, t in q.dropna(subset=[col]).groupby("table"):
-                j = tables.index(table)
-                fig.add_trace(
-                    go.Scatter(x=t["month"].astype(str), y=t[col], name=table, mode="lines+markers",
-                               legendgroup=table, showlegend=i == 1, line_color=COLOURS[j % len(COLOURS)]),
-                    row=1, col=i,
-                )  # fmt: skip
-        fig.update_xaxes(type="category")
-        fig.update_layout(height=300, margin={"t": 30})
-        st.plotly_chart(fig)  # one chart, three measures: fewer charts for the browser to draw
+        st.plotly_chart(_quality(v))
 
     st.subheader("Labels: churn month by month")
     st.caption(LABEL_HORIZON)
@@ -207,17 +267,7 @@ with friendly_errors():
         nothing_to_show("No month's labels counted yet: `streamflow monitor` counts them (it runs after every ingest).")
     else:
         by_month = lab.by_month()
-        rate = go.Figure(
-            go.Scatter(
-                x=by_month["month"].astype(str), y=by_month["rate"], mode="lines+markers", name="churn rate",
-                marker={"color": ["#c62828" if j else "#1565c0" for j in by_month["jumped"]], "size": 10},
-                customdata=by_month[["users", "churned"]],
-                hovertemplate="%{x}: %{y:.1%} churned (%{customdata[1]:,} of %{customdata[0]:,})<extra></extra>",
-            )
-        )  # fmt: skip
-        rate.update_layout(height=240, margin={"t": 10}, xaxis_type="category", yaxis_tickformat=".0%",
-                           yaxis_title="churn rate", xaxis_title="month")  # fmt: skip
-        st.plotly_chart(rate)
+        st.plotly_chart(_churn_rate(v))
         if len(by_month) > 1:  # the latest change in full, where a table cell would cut it
             latest = by_month.iloc[-1]
             (st.warning if latest["jumped"] else st.info)(latest["why"][0].upper() + latest["why"][1:] + ".")
@@ -244,18 +294,7 @@ with friendly_errors():
         first = names.index(top[0].feature) if top and top[0].feature in names else 0
         pick = st.selectbox("Churn rate per bin of", names, index=first, key=links.key("monitoring", "label_feature"),
                             bind="query-params")  # fmt: skip
-        sig = lab.signal(pick)
-        bars = go.Figure(
-            [
-                go.Bar(x=g["bin"], y=g["churn_rate"], name=str(m), marker_color=COLOURS[i % len(COLOURS)],
-                       customdata=g[["users", "share"]],
-                       hovertemplate="%{x}: %{y:.1%} churned, %{customdata[0]:,} users (%{customdata[1]:.0%})<extra></extra>")
-                for i, (m, g) in enumerate(sig.groupby("month"))
-            ]
-        )  # fmt: skip
-        bars.update_layout(height=300, margin={"t": 10}, barmode="group", xaxis_type="category",
-                           yaxis_tickformat=".0%", yaxis_title="churn rate", xaxis_title=pick)  # fmt: skip
-        st.plotly_chart(bars)
+        st.plotly_chart(_signal(v, pick))
         st.caption("How the feature's signal looks (churn rate per bin) and whether it moved from month to month.")
 
     # a toggle, not an expander: an expander runs its body on every visit, and listing the kept

@@ -4,7 +4,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 from data import settings, store
-from ui import MATERIALIZE_PAGE, friendly_errors, nothing_to_show, require_applied, require_snapshots
+from ui import MATERIALIZE_PAGE, figure, friendly_errors, nothing_to_show, require_applied, require_snapshots
 
 from streamflow.core import links
 from streamflow.core.config import Settings
@@ -25,6 +25,38 @@ COLORS = {
 @st.cache_data(ttl=60, show_spinner="Comparing offline and online values...")
 def report(s: Settings, users: tuple[str, ...] | None, sample: int, as_of):
     return skew_report(users=list(users) if users else None, sample=sample, as_of=as_of, settings=s, store=store())
+
+
+@figure
+def _rates_figure(long):
+    return px.bar(
+        long,
+        x="feature",
+        y="rate",
+        color="cause",
+        labels={"rate": "share of sampled users", "cause": "status"},
+        title="Mismatch rate per feature, by cause",
+    )
+
+
+@figure
+def _values_figure(sub, feat: str, reference: str):
+    fig = px.scatter(
+        sub,
+        x="offline_at_reference",
+        y="online_value",
+        color=sub["online_snapshot"].astype(str),
+        labels={
+            "offline_at_reference": f"offline at {reference}",
+            "online_value": "online",
+            "color": "online snapshot",
+        },
+        title=f"{feat}: offline vs online",
+    )
+    lo = pd.concat([sub["offline_at_reference"], sub["online_value"]]).min()
+    hi = pd.concat([sub["offline_at_reference"], sub["online_value"]]).max()
+    fig.add_shape(type="line", x0=lo, y0=lo, x1=hi, y1=hi, line={"dash": "dot", "color": "grey"})
+    return fig
 
 
 def highlight(row):
@@ -121,15 +153,7 @@ with friendly_errors():
     if long.empty:
         nothing_to_show(f"Nothing to chart: every sampled pair is equal at the {rep.reference} snapshot.")
     else:
-        fig = px.bar(
-            long,
-            x="feature",
-            y="rate",
-            color="cause",
-            labels={"rate": "share of sampled users", "cause": "status"},
-            title="Mismatch rate per feature, by cause",
-        )
-        st.plotly_chart(fig)
+        st.plotly_chart(_rates_figure(long))
 
     st.markdown("**Staleness per view**")
     st.dataframe(rep.per_view, hide_index=True)
@@ -139,20 +163,4 @@ with friendly_errors():
         feat = st.selectbox(
             "Numeric feature", sorted(num["feature"].unique()), key=links.key("skew", "feature"), bind="query-params"
         )
-        sub = num[num["feature"] == feat]
-        fig = px.scatter(
-            sub,
-            x="offline_at_reference",
-            y="online_value",
-            color=sub["online_snapshot"].astype(str),
-            labels={
-                "offline_at_reference": f"offline at {rep.reference}",
-                "online_value": "online",
-                "color": "online snapshot",
-            },
-            title=f"{feat}: offline vs online",
-        )
-        lo = pd.concat([sub["offline_at_reference"], sub["online_value"]]).min()
-        hi = pd.concat([sub["offline_at_reference"], sub["online_value"]]).max()
-        fig.add_shape(type="line", x0=lo, y0=lo, x1=hi, y1=hi, line={"dash": "dot", "color": "grey"})
-        st.plotly_chart(fig)
+        st.plotly_chart(_values_figure(num[num["feature"] == feat], feat, str(rep.reference)))

@@ -204,6 +204,8 @@ class Kept:
     profiles: dict[date, dict[str, tuple]]  # month -> feature -> (kind, labelled counts, churned counts)
     edges: dict[str, np.ndarray]
     _signals: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)  # each feature's, once
+    _segments: dict[tuple, list] = field(default_factory=dict, repr=False)  # each pair of months', once
+    _by_month: pd.DataFrame | None = field(default=None, repr=False)
 
     def signal(self, feature: str) -> pd.DataFrame:
         if feature not in self._signals:
@@ -236,7 +238,13 @@ class Kept:
         return out
 
     def segments(self, before: date, after: date) -> list[Segment]:
-        """Every feature's bins at two months, the largest carried change first."""
+        """Every feature's bins at two months, the largest carried change first (counted once per
+        pair: the counts are kept, they do not change under this object)."""
+        if (before, after) not in self._segments:
+            self._segments[before, after] = self._segments_of(before, after)
+        return self._segments[before, after]
+
+    def _segments_of(self, before: date, after: date) -> list[Segment]:
         out = []
         features = set(self.profiles.get(before, {})) & set(self.profiles.get(after, {}))
         for feature in sorted(features):
@@ -275,7 +283,13 @@ class Kept:
 
     def by_month(self) -> pd.DataFrame:
         """Per month: users labelled, churned, unlabelled, the churn rate, its change from the month
-        before (absolute), whether it jumped (|change| >= JUMP) and why, in a sentence."""
+        before (absolute), whether it jumped (|change| >= JUMP) and why, in a sentence (once: the
+        frame is shared, a reader copies before changing it)."""
+        if self._by_month is None:
+            self._by_month = self._months()
+        return self._by_month
+
+    def _months(self) -> pd.DataFrame:
         out = self.rates.copy()
         out["change"] = out["rate"].diff()
         out["jumped"] = out["change"].abs() >= JUMP
