@@ -26,8 +26,19 @@ def _store(s: Settings):
     return get_store(s)
 
 
+_registry_seen: dict[int, object] = {}
+
+
 def store():
-    return _store(settings())
+    """The process's Feast store, its registry cache fresh: pages read the registry from Feast's
+    own cache (`allow_cache=True`: no query, no proto parsed again), and the cache is refreshed
+    once whenever the registry changed, in any process (the data version's registry stamp)."""
+    fs = _store(settings())
+    stamp = version()[-1]
+    if _registry_seen.get(id(fs), ()) != stamp:
+        fs.refresh_registry()
+        _registry_seen[id(fs)] = stamp
+    return fs
 
 
 _warm_lock = threading.Lock()
@@ -73,6 +84,8 @@ def clear() -> None:
     _frame_summary.clear()
     _distribution.clear()
     _drift.clear()
+    _monitor_grid.clear()
+    _label_monitor.clear()
     redraw = st.session_state.get("_sidebar_facts")
     if redraw is not None:
         redraw()
@@ -142,18 +155,18 @@ def validation_runs() -> pd.DataFrame:
     return _validation_runs(settings(), version())
 
 
-@st.cache_data(ttl=60, show_spinner=False)
-def _registry_rows(s: Settings) -> list[dict]:
+@st.cache_data(ttl=3600, max_entries=4, show_spinner=False)
+def _registry_rows(s: Settings, v: tuple) -> list[dict]:
     from streamflow.features.apply import is_applied
     from streamflow.features.refs import registry_summary
 
     fs = store()
-    return registry_summary(fs) if is_applied(fs) else []
+    return registry_summary(fs) if is_applied(fs, allow_cache=True) else []
 
 
 def registry_rows() -> list[dict]:
     """One row per registered feature (empty before `streamflow apply`)."""
-    return _registry_rows(settings())
+    return _registry_rows(settings(), version())
 
 
 # Frames are shared objects (st.cache_resource), not copies: a 1,000,000-row frame is read once per
@@ -296,7 +309,9 @@ def drift(a, b, thresholds, online_sample: int = 0, save: bool = False, service:
     return _drift(settings(), a, b, online_sample, thresholds, save, version(), service or SERVICE)
 
 
-@st.cache_data(ttl=3600, max_entries=8, show_spinner="Scoring every month from the kept profiles...")
+# the grid and the label counts are shared objects, like the frames: read once per data version and
+# process, not copied (unpickled) into each visit; pages only read them
+@st.cache_resource(ttl=3600, max_entries=8, show_spinner="Scoring every month from the kept profiles...")
 def _monitor_grid(s: Settings, v: tuple):
     from streamflow.monitoring.over_time import grid, load_config
 
@@ -344,7 +359,7 @@ def alerts(states: tuple[str, ...] = ("open", "acknowledged")) -> pd.DataFrame:
     return _alerts(settings(), version(), states)
 
 
-@st.cache_data(ttl=3600, max_entries=8, show_spinner=False)
+@st.cache_resource(ttl=3600, max_entries=8, show_spinner=False)
 def _label_monitor(s: Settings, v: tuple):
     from streamflow.monitoring.labels import kept
 
@@ -352,5 +367,6 @@ def _label_monitor(s: Settings, v: tuple):
 
 
 def label_monitor():
-    """Every month's kept label counts (`monitoring.labels.kept`): the churn rate and each feature's signal."""
+    """Every month's kept label counts (`monitoring.labels.kept`): the churn rate and each feature's
+    signal, each worked out once per process and data version."""
     return _label_monitor(settings(), version())

@@ -2,8 +2,8 @@
 
 import plotly.graph_objects as go
 import streamlit as st
-from data import feature_statistics, settings, store
-from ui import friendly_errors, nothing_to_show, require_applied, require_snapshots
+from data import feature_statistics, settings, store, version
+from ui import figure, friendly_errors, nothing_to_show, require_applied, require_snapshots
 
 from streamflow.core import links
 from streamflow.core.catalog import LABEL_FEATURE, LABEL_HORIZON
@@ -12,11 +12,19 @@ from streamflow.core.errors import NotReady
 from streamflow.features.registry import feature_page, objects, search
 
 
-@st.cache_data(ttl=60, show_spinner=False)
-def registry(s: Settings):
+@st.cache_data(ttl=3600, max_entries=4, show_spinner=False)
+def registry(s: Settings, v: tuple):
+    """The registry's objects, read again whenever the data version changes (an apply anywhere
+    changes its registry stamp)."""
     return objects(store())
 
 
+@st.cache_data(ttl=3600, max_entries=64, show_spinner=False)
+def page_of(s: Settings, ref: str, v: tuple):
+    return feature_page(store(), ref, s)
+
+
+@figure
 def lineage_chart(edges) -> go.Figure:
     nodes = list(dict.fromkeys(list(edges["from"]) + list(edges["to"])))
     index = {n: i for i, n in enumerate(nodes)}
@@ -35,13 +43,20 @@ def lineage_chart(edges) -> go.Figure:
     return fig
 
 
+@figure
+def histogram(dist, feature: str) -> go.Figure:
+    fig = go.Figure(go.Bar(x=dist["value"], y=dist["count"]))
+    fig.update_layout(height=300, margin={"t": 10}, xaxis_title=feature, yaxis_title="users")
+    return fig
+
+
 st.title("Catalog")
 st.caption("What the Feast registry holds: entity, sources, feature views, services — searchable, with lineage.")
 
 with friendly_errors():
     dates = require_snapshots()
     require_applied()
-    objs = registry(settings())
+    objs = registry(settings(), version())
 
     m1, m2, m3, m4 = st.columns(4)
     m1.metric("Entities", len(objs.entities))
@@ -85,7 +100,7 @@ with friendly_errors():
     as_of = c2.selectbox(
         "at as_of", dates, index=len(dates) - 1, format_func=str, key=links.key("catalog", "as_of"), bind="query-params"
     )
-    page = feature_page(store(), ref, settings())
+    page = page_of(settings(), ref, version())
     st.markdown(f"#### `{page.ref}` · {page.type}")
     st.write(page.description or "(no description)")
     if page.feature == LABEL_FEATURE:
@@ -111,9 +126,7 @@ with friendly_errors():
         if dist.empty or dist["count"].sum() == 0:
             nothing_to_show(f"No value of {page.feature} at {as_of}.")
         else:
-            fig = go.Figure(go.Bar(x=dist["value"], y=dist["count"]))
-            fig.update_layout(height=300, margin={"t": 10}, xaxis_title=page.feature, yaxis_title="users")
-            st.plotly_chart(fig)
+            st.plotly_chart(histogram(dist, page.feature))
     for title, code in page.snippets.items():
         st.markdown(f"**{title}**")
         st.code(code, language="bash" if title == "curl" else "python")

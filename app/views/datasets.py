@@ -23,8 +23,8 @@ with friendly_errors():
     allowed = write_guard("build, rebuild or delete datasets")
 
     with st.expander("Build and keep a dataset", expanded=not datasets()):
-        services = sorted(s.name for s in fs.list_feature_services())
-        views = sorted(v.name for v in fs.list_feature_views())
+        services = sorted(s.name for s in fs.registry.list_feature_services(fs.project, allow_cache=True))
+        views = sorted(v.name for v in fs.list_feature_views(allow_cache=True))
         c1, c2, c3 = st.columns([1, 2, 1])
         as_of = c1.selectbox("as_of", dates, index=len(dates) - 1, format_func=str, key="ds_as_of")
         chosen = c2.multiselect("Features", services + views, default=[SERVICE], key="ds_features")

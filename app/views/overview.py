@@ -12,12 +12,41 @@ from data import (
     settings,
     status,
     store,
+    version,
 )
-from ui import badge, friendly_errors, nothing_to_show
+from ui import badge, figure, friendly_errors, nothing_to_show
 
 from streamflow.core.catalog import ENTITY, SERVICE
-from streamflow.features.refs import service_refs
 from streamflow.status import health
+
+
+@figure
+def _freshness(v: tuple):
+    """Each view's latest snapshot and how far the online store holds it, month by month."""
+    long = freshness().melt(id_vars=["view", "behind"], value_vars=["latest_snapshot", "materialized_up_to"])
+    long = long.dropna(subset=["value"]).assign(value=lambda d: pd.to_datetime(d["value"]))
+    fig = px.scatter(
+        long, x="value", y="view", color="variable", symbol="variable", height=260,
+        labels={"value": "month", "variable": "", "view": "feature view"},
+    )  # fmt: skip
+    fig.update_traces(marker_size=13)
+    lo, hi = long["value"].min(), long["value"].max()  # a month either side, even when all agree
+    fig.update_xaxes(  # monthly data, monthly ticks
+        range=[lo - pd.Timedelta(days=35), hi + pd.Timedelta(days=10)], dtick="M1", tickformat="%b %Y"
+    )
+    return fig
+
+
+@figure
+def _timeline(v: tuple):
+    """Seconds per view of each materialization run."""
+    timeline = materialization_timeline()
+    timeline["run"] = timeline["started_at"].dt.strftime("%m-%d %H:%M:%S") + " · " + timeline["run_id"].str[:6]
+    return px.bar(
+        timeline.sort_values("started_at"), x="run", y="seconds", color="view", height=300,
+        labels={"seconds": "seconds per view", "run": "run (started, UTC)", "view": "feature view"},
+    )  # fmt: skip
+
 
 st.title("StreamFlow Feature Studio")
 st.caption("One Feast feature store for StreamFlow churn: ingestion, point-in-time training frames, online serving.")
@@ -69,37 +98,20 @@ with friendly_errors():
         c3.caption(f"run {last['run_id'][:8]} · finished {last['finished_at']:%Y-%m-%d %H:%M} UTC")
 
     st.subheader("Freshness per view")
-    fresh = freshness().copy()
+    fresh = freshness()
     if fresh.empty or fresh["latest_snapshot"].isna().all():
         nothing_to_show("No snapshot yet: nothing to be fresh or stale.")
     else:
-        long = fresh.melt(id_vars=["view", "behind"], value_vars=["latest_snapshot", "materialized_up_to"])
-        long = long.dropna(subset=["value"]).assign(value=lambda d: pd.to_datetime(d["value"]))
-        fig = px.scatter(
-            long, x="value", y="view", color="variable", symbol="variable", height=260,
-            labels={"value": "month", "variable": "", "view": "feature view"},
-        )  # fmt: skip
-        fig.update_traces(marker_size=13)
-        lo, hi = long["value"].min(), long["value"].max()  # a month either side, even when all agree
-        fig.update_xaxes(  # monthly data, monthly ticks
-            range=[lo - pd.Timedelta(days=35), hi + pd.Timedelta(days=10)], dtick="M1", tickformat="%b %Y"
-        )
-        st.plotly_chart(fig)
+        st.plotly_chart(_freshness(version()))
         behind = fresh[fresh["behind"]]
         if len(behind):
             st.warning(f"The online store is behind the latest snapshot for {', '.join(behind['view'])}.")
 
     st.subheader("Materialization timeline")
-    timeline = materialization_timeline().copy()
-    if timeline.empty:
+    if materialization_timeline().empty:
         nothing_to_show("No materialization yet: the timeline starts with the first run.")
     else:
-        timeline["run"] = timeline["started_at"].dt.strftime("%m-%d %H:%M:%S") + " · " + timeline["run_id"].str[:6]
-        fig = px.bar(
-            timeline.sort_values("started_at"), x="run", y="seconds", color="view", height=300,
-            labels={"seconds": "seconds per view", "run": "run (started, UTC)", "view": "feature view"},
-        )  # fmt: skip
-        st.plotly_chart(fig)
+        st.plotly_chart(_timeline(version()))
 
     st.subheader("Snapshots")
     st_ = status()
@@ -128,17 +140,16 @@ with friendly_errors():
         st.info("No feature view registered yet: run `streamflow apply` (or open the Materialize page).")
     else:
         fs = store()
-        entity = fs.get_entity(ENTITY)
+        entity = fs.get_entity(ENTITY, allow_registry_cache=True)
         st.markdown(f"**Entity** `{entity.name}` · join key `{entity.join_key}` · {entity.description}")
         reg = pd.DataFrame(rows)
         for view, g in reg.groupby("view", sort=True):
-            fv = fs.get_feature_view(view)
+            fv = fs.get_feature_view(view, allow_registry_cache=True)
             with st.expander(
                 f"{view} · {len(g)} features · TTL {g['ttl'].iloc[0]} · source `{g['source_table'].iloc[0]}`"
             ):
                 st.caption(fv.description)
                 st.dataframe(g[["feature", "type", "online", "description"]], hide_index=True)
-        svc = fs.get_feature_service(SERVICE)
-        st.markdown(
-            f"**Feature service** `{svc.name}` · {len(service_refs(fs, svc.name))} features · {svc.description}"
-        )
+        svc = fs.get_feature_service(SERVICE, allow_cache=True)
+        n = sum(len(p.features) for p in svc.feature_view_projections)
+        st.markdown(f"**Feature service** `{svc.name}` · {n} features · {svc.description}")

@@ -5,7 +5,7 @@ import plotly.express as px
 import streamlit as st
 from data import clear, frame_distribution, frame_summary, settings, training_frame
 from door import write_guard
-from ui import friendly_errors, require_applied, require_snapshots
+from ui import figure, friendly_errors, require_applied, require_snapshots
 
 from streamflow.core import links
 from streamflow.core.catalog import LABEL_FEATURE, LABEL_HORIZON, LABEL_VIEW, SERVICE
@@ -25,12 +25,15 @@ def by_label(df: pd.DataFrame, as_of, chosen: tuple[str, ...], labels: bool) -> 
     st.subheader("Distribution by churn label")
     feats = [c for c in feature_columns(df) if c != LABEL_FEATURE]
     feat = st.selectbox("Feature", feats, key=links.key("training_frame", "feature"), bind="query-params")
-    dist = frame_distribution(as_of, chosen, labels, feat)
-    fig = px.bar(
+    st.plotly_chart(_by_label_figure(frame_distribution(as_of, chosen, labels, feat), feat))
+
+
+@figure
+def _by_label_figure(dist: pd.DataFrame, feat: str):
+    return px.bar(
         dist, x="value", y="percent", color="group", barmode="group",
         labels={"value": feat, "percent": "percent of the group's rows", "group": "users"},
     )  # fmt: skip
-    st.plotly_chart(fig)
 
 
 @st.fragment
@@ -51,14 +54,32 @@ def comparison(tf, dates: list, chosen: tuple[str, ...], labels: bool) -> None:
         mine, theirs = frame_summary(tf.as_of, chosen, labels), frame_summary(other, chosen, labels)
     (sa, a), (sb, b) = sorted([(mine, tf.as_of), (theirs, other)], key=lambda x: x[1])
     cmp = compare_summaries(sa, sb, a, b)
-    fig = px.bar(
-        cmp.dropna(subset=["mean_shift_pct"]),
-        x="feature",
-        y="mean_shift_pct",
-        labels={"mean_shift_pct": f"mean shift % ({a} → {b})"},
-    )
-    st.plotly_chart(fig)
+    st.plotly_chart(_shift_figure(cmp, f"mean shift % ({a} → {b})"))
     st.dataframe(cmp, hide_index=True)
+
+
+@figure
+def _shift_figure(cmp: pd.DataFrame, title: str):
+    return px.bar(
+        cmp.dropna(subset=["mean_shift_pct"]), x="feature", y="mean_shift_pct", labels={"mean_shift_pct": title}
+    )
+
+
+@figure
+def _lineage_figure(lin: pd.DataFrame, as_of):
+    """Each view's latest snapshot used against the as_of line."""
+    lin_plot = lin.assign(latest=pd.to_datetime(lin["latest_snapshot_used"]))
+    fig = px.scatter(
+        lin_plot, x="latest", y="view", labels={"latest": "latest snapshot used", "view": "feature view"}, height=260
+    )
+    fig.add_vline(x=pd.Timestamp(as_of), line_dash="dash", line_color="#E5484D", annotation_text="as_of")
+    fig.update_traces(marker_size=14)
+    fig.update_xaxes(  # monthly snapshots, monthly ticks
+        range=[pd.Timestamp(as_of) - pd.Timedelta(days=45), pd.Timestamp(as_of) + pd.Timedelta(days=10)],
+        dtick="M1",
+        tickformat="%b %Y",
+    )
+    return fig
 
 
 st.title("Training frame")
@@ -70,8 +91,8 @@ st.caption(
 with friendly_errors():
     dates = require_snapshots()
     fs = require_applied()
-    views = sorted(v.name for v in fs.list_feature_views() if v.name != LABEL_VIEW)
-    services = sorted(s.name for s in fs.list_feature_services())
+    views = sorted(v.name for v in fs.list_feature_views(allow_cache=True) if v.name != LABEL_VIEW)
+    services = sorted(s.name for s in fs.registry.list_feature_services(fs.project, allow_cache=True))
 
     c1, c2, c3 = st.columns([2, 3, 1])
     with c1:
@@ -130,21 +151,10 @@ with friendly_errors():
                 )
 
     st.subheader("Point-in-time guarantee")
-    lin = tf.lineage.copy()
+    lin = tf.lineage
     # build_training_frame refuses a frame holding any value dated after as_of (LeakageError)
     st.success(f"No feature value in this frame is dated after as_of = {tf.as_of} (checked row by row).")
-    lin_plot = lin.assign(latest=pd.to_datetime(lin["latest_snapshot_used"]), as_of_ts=pd.Timestamp(tf.as_of))
-    fig = px.scatter(
-        lin_plot, x="latest", y="view", labels={"latest": "latest snapshot used", "view": "feature view"}, height=260
-    )
-    fig.add_vline(x=pd.Timestamp(tf.as_of), line_dash="dash", line_color="#E5484D", annotation_text="as_of")
-    fig.update_traces(marker_size=14)
-    fig.update_xaxes(  # monthly snapshots, monthly ticks
-        range=[pd.Timestamp(tf.as_of) - pd.Timedelta(days=45), pd.Timestamp(tf.as_of) + pd.Timedelta(days=10)],
-        dtick="M1",
-        tickformat="%b %Y",
-    )
-    st.plotly_chart(fig)
+    st.plotly_chart(_lineage_figure(lin, tf.as_of))
     st.dataframe(lin, hide_index=True)
 
     st.subheader("Preview")

@@ -82,9 +82,12 @@ def _drop_sources_of_another_kind(store, sources) -> None:
             store.registry.delete_data_source(src.name, store.project, commit=True)
 
 
-def is_applied(store) -> bool:
+def is_applied(store, allow_cache: bool = False) -> bool:
+    """Whether the definitions are registered (the model's service is); `allow_cache`: from the
+    store's registry cache, Feast's own (a page's check; the app refreshes that cache whenever the
+    registry changes)."""
     try:
-        store.get_feature_service(SERVICE)
+        store.get_feature_service(SERVICE, allow_cache=allow_cache)
         return True
     except Exception:  # noqa: BLE001 - Feast raises several "not found" types
         return False

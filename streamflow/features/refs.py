@@ -86,7 +86,7 @@ def parse_refs(spec: str | list[str] | None, services: dict[str, list[str]], vie
     return list(dict.fromkeys(refs))  # keep order, drop duplicates
 
 
-_refs_cache: dict[tuple, tuple[float, list[str]]] = {}
+_refs_cache: dict[tuple, tuple[float, list[str], object]] = {}
 REFS_TTL_S = 30.0
 
 
@@ -94,17 +94,20 @@ def resolve_features(store, spec: str | list[str] | None) -> list[str]:
     """Validated feature references for `spec` (see `parse_refs`).
 
     Reading the registry costs more than a lookup; results are cached per store for REFS_TTL_S
-    seconds, so an API or app serving many lookups resolves once.
+    seconds, so an API or app serving many lookups resolves once, and never past a refresh of the
+    store's registry cache (the app refreshes it whenever the registry changed: the refs must not
+    be older than the registry its pages read).
     """
     key = (id(store), spec if isinstance(spec, str | None) else tuple(spec))
     hit = _refs_cache.get(key)
     now = time.monotonic()
-    if hit and now - hit[0] < REFS_TTL_S:
+    cached = getattr(getattr(store, "registry", None), "cached_registry_proto", None)
+    if hit and now - hit[0] < REFS_TTL_S and hit[2] is cached:
         return list(hit[1])
     views = {v.name: [f.name for f in v.features] for v in store.list_all_feature_views()}
     services = {s.name: service_refs(store, s.name) for s in store.list_feature_services()}
     refs = parse_refs(spec, services, views)
-    _refs_cache[key] = (now, refs)
+    _refs_cache[key] = (now, refs, cached)
     return list(refs)
 
 

@@ -144,20 +144,39 @@ def months_to_compute(settings: Settings, computed_at: dict[date, datetime]) -> 
 
 def data_version(settings: Settings) -> tuple:
     """A value that changes whenever a run is recorded or ends (an ingest, a validation, a
-    materialization) or the monitor keeps something (an alert, a setting, a profile), read in one small query: what the app's caches are keyed by, so a page
-    recomputes after a change made anywhere (the app, the CLI, the flow) and not otherwise."""
+    materialization) or the monitor keeps something (an alert, a setting, a profile), read in two
+    small queries: what the app's caches are keyed by, so a page recomputes after a change made
+    anywhere (the app, the CLI, the flow) and not otherwise. Its last item changes whenever Feast's
+    registry does (`registry_stamp`)."""
     with db.connection(settings) as conn:
-        return tuple(
-            conn.execute(
-                """SELECT (SELECT count(*) FROM ingestion_runs), (SELECT max(coalesce(finished_at, started_at)) FROM ingestion_runs),
+        return (*_run_marks(conn), registry_stamp(conn))
+
+
+def registry_stamp(conn) -> str | None:
+    """What changes whenever the Feast registry does (an apply, a removal, a materialization's
+    intervals), from any process: the SQL registry rewrites its `feast_metadata` last-updated row
+    at each change, and every rewrite of a row gives it a new transaction id (`xmin`), even two in
+    the same second (the row's own timestamp has whole seconds). None before the first apply."""
+    if conn.execute("SELECT to_regclass('feast_metadata')").fetchone()[0] is None:
+        return None
+    return conn.execute(
+        "SELECT string_agg(project_id || ':' || xmin::text, ',' ORDER BY project_id) FROM feast_metadata "
+        "WHERE metadata_key = 'last_updated_timestamp'"
+    ).fetchone()[0]
+
+
+def _run_marks(conn) -> tuple:
+    return tuple(
+        conn.execute(
+            """SELECT (SELECT count(*) FROM ingestion_runs), (SELECT max(coalesce(finished_at, started_at)) FROM ingestion_runs),
                           (SELECT max(id) FROM validation_results),
                           (SELECT count(*) FROM materialization_runs),
                           (SELECT max(coalesce(finished_at, started_at)) FROM materialization_runs),
                           (SELECT max(updated_at) FROM monitor_alerts), (SELECT count(*) FROM monitor_alerts),
                           (SELECT max(updated_at) FROM monitor_settings), (SELECT max(computed_at) FROM monitor_profiles),
                           (SELECT max(computed_at) FROM monitor_importance)"""
-            ).fetchone()
-        )
+        ).fetchone()
+    )
 
 
 # ---------------------------------------------------------------- validation results

@@ -282,6 +282,40 @@ def test_catalog_and_drift_pages(app_env, months):
     assert not at.exception
 
 
+def test_a_registry_change_made_elsewhere_shows_at_the_next_visit(app_env, months):
+    """Pages read the registry from Feast's cache (no query per visit), refreshed whenever the
+    registry changed, from any process: a feature service applied through another store (what the
+    CLI does) is offered by the Training frame at the next visit, not after the cache's 60 s. Two
+    changes within one second give two registry stamps (the registry's own timestamp has whole
+    seconds)."""
+    from feast import FeatureService
+
+    from streamflow.features.store import get_store
+    from streamflow.storage import db, runs
+
+    settings, store = app_env
+    ingest_month(months[0][0], settings=settings)
+    at = _open(_app(), "views/training_frame.py")
+    assert not at.exception, [e.value for e in at.exception]
+    offered = lambda page: set(page.multiselect(key="features").options)  # noqa: E731
+    before = offered(at)
+    assert "churn_model_v1" in before and "elsewhere_a" not in before
+
+    other = get_store(settings)  # another client of the same registry
+    stamps = []
+    for name in ("elsewhere_a", "elsewhere_b"):
+        view = other.get_feature_view("usage_agg_30d_fv")
+        other.apply([FeatureService(name=name, features=[view[["watch_hours_30d"]]])])
+        with db.connection(settings) as conn:
+            stamps.append(runs.registry_stamp(conn))
+    assert stamps[0] != stamps[1] and None not in stamps, stamps
+
+    time.sleep(2.1)  # the data version is read at most every 2 s
+    at = _open(_app(), "views/training_frame.py")
+    assert not at.exception, [e.value for e in at.exception]
+    assert offered(at) == before | {"elsewhere_a", "elsewhere_b"}, offered(at)
+
+
 def _population_reads(settings) -> int:
     """Rows PostgreSQL has read from the snapshot tables so far (sequential and index fetches),
     once every connection that read has flushed its statistics (pooled ones are closed first)."""
