@@ -139,7 +139,8 @@ def _ws_runs(url: str, sessions: int, rounds: int, pid: int, sc: dict) -> None:
     """`sessions` sessions at once over Streamlit's own websocket protocol (no browser): each asks
     for every page in turn (Model check aside), `rounds` times; one sample is the server's time for
     one script run, from the rerun request to its `script_finished` message (the app's Python, its
-    reads and the deltas it sends), apart from any browser's drawing."""
+    reads and the deltas it sends), apart from any browser's drawing. `sessions` 0: one session asks
+    for each page `rounds` times in a row, and each page's median is printed (`--per-page`)."""
     import asyncio
 
     import websockets
@@ -171,14 +172,30 @@ def _ws_runs(url: str, sessions: int, rounds: int, pid: int, sc: dict) -> None:
                     runs.append((path or "overview", await run(ws, path)))
                     peak[0] = max(peak[0], _rss_mb(pid))
 
+    async def one_by_one() -> None:  # --per-page: one session, each page `rounds` times in a row
+        async with websockets.connect(ws_url, subprotocols=["streamlit"], max_size=None, open_timeout=60) as ws:
+            for path, _marker in PAGES:
+                for _ in range(rounds):
+                    runs.append((path or "overview", await run(ws, path)))
+
     async def main() -> None:
-        await asyncio.gather(*(session() for _ in range(sessions)))
+        await asyncio.gather(*(session() for _ in range(sessions))) if sessions else await one_by_one()
 
     import threading  # Playwright's sync API holds this thread's event loop: the client runs in its own
 
     worker = threading.Thread(target=lambda: asyncio.run(main()))
     worker.start()
     worker.join()
+    if not sessions:
+        total = 0.0
+        for path, _marker in PAGES:
+            name = path or "overview"
+            times = [t for p, t in runs if p == name]
+            later = sorted(times[1:]) or times  # the first run of a page may fill its caches
+            total += later[len(later) // 2]
+            print(f"  {name:15s} first {times[0] * 1000:7.0f} ms, then median {later[len(later) // 2] * 1000:6.0f} ms")
+        print(f"  sum of the pages' medians: {total * 1000:.0f} ms (one session, server time per run)")
+        return
     waits = sorted(t for _, t in runs)
     p95 = waits[max(0, int(round(0.95 * len(waits))) - 1)]
     slowest = max(runs, key=lambda r: r[1])
@@ -258,7 +275,7 @@ def floor(browser, home: Path, timeout_s: float, sessions: int = 0) -> tuple[flo
         log.close()
 
 
-def measure(home: Path, users: int, months: int, timeout_s: float, sessions: int = 0) -> None:
+def measure(home: Path, users: int, months: int, timeout_s: float, sessions: int = 0, per_page: int = 0) -> None:
     from playwright.sync_api import sync_playwright
 
     sc = {"users": users, "months": months}
@@ -280,6 +297,8 @@ def measure(home: Path, users: int, months: int, timeout_s: float, sessions: int
                        goal="< 1.5 s at 1,000,000 x 2")  # fmt: skip
             record(_name("app RSS after every page"), _rss_mb(proc.pid), **sc, unit="MB",
                    goal="< 3,000 MB with 10 sessions")  # fmt: skip
+            if per_page:
+                _ws_runs(url, 0, per_page, proc.pid, sc)
             if sessions:
                 _ws_runs(url, sessions, 2, proc.pid, sc)
                 _concurrent(url, sessions, timeout_s, proc.pid, sc, empty_many)
@@ -296,7 +315,7 @@ def measure(home: Path, users: int, months: int, timeout_s: float, sessions: int
 def scenario(users: int, months: int, args) -> None:
     print(f"\n=== {users:,} users x {months} months ===", flush=True)
     if args.home:
-        measure(Path(args.home), users, months, args.timeout, args.sessions)
+        measure(Path(args.home), users, months, args.timeout, args.sessions, args.per_page)
         return
     from streamflow.bootstrap import bootstrap
     from streamflow.core.config import load_settings
@@ -310,7 +329,7 @@ def scenario(users: int, months: int, args) -> None:
         bootstrap(settings, say=lambda _m: None, users=users, months=months)
         print(f"setup: bootstrap of {months} months x {users:,} users in {time.perf_counter() - t0:.1f}s", flush=True)
         try:
-            measure(home, users, months, args.timeout, args.sessions)
+            measure(home, users, months, args.timeout, args.sessions, args.per_page)
         finally:
             db.stop_embedded(settings)
 
@@ -321,6 +340,8 @@ def main() -> int:
     ap.add_argument("--home", default=None, help="measure this STREAMFLOW_HOME's store (one scenario)")
     ap.add_argument("--timeout", type=float, default=300, help="seconds a page may take to settle")
     ap.add_argument("--sessions", type=int, default=10, help="then this many visitors at once (0: skip)")
+    ap.add_argument("--per-page", type=int, default=0,
+                    help="also one websocket session asking each page this many times: its server time per run")  # fmt: skip
     ap.add_argument("--lake", action="store_true", help="the lake profile (Spark local[2] over the Parquet lake)")
     args = ap.parse_args()
     if args.lake:
