@@ -41,6 +41,13 @@ def store():
     return fs
 
 
+def feature_services() -> list:
+    """The registry's feature services, from Feast's cache (`store()` keeps it fresh); Feast's
+    `FeatureStore.list_feature_services` has no cached form."""
+    fs = store()
+    return fs.registry.list_feature_services(fs.project, allow_cache=True)
+
+
 _warm_lock = threading.Lock()
 _warming: set = set()
 

@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import Iterator
 
 import streamlit as st
-from data import clear, settings, snapshot_dates, store
+from data import clear, feature_services, settings, snapshot_dates, store
 from door import write_guard
 
 from streamflow.core.errors import BackendUnavailable, StreamflowError, from_backend
@@ -78,10 +78,7 @@ def service_choice(key: str, bind: str | None = None) -> str:
     from streamflow.core.catalog import SERVICE, SERVICE_V2
     from streamflow.features.derived import VIEW
 
-    fs = store()
-    v2 = next(
-        (s for s in fs.registry.list_feature_services(fs.project, allow_cache=True) if s.name == SERVICE_V2), None
-    )
+    v2 = next((s for s in feature_services() if s.name == SERVICE_V2), None)
     if v2 is None or not any(p.name == VIEW for p in v2.feature_view_projections):  # v2 is v1 until then
         return SERVICE
     return st.selectbox(

@@ -3,7 +3,7 @@ build, rebuild, delete, and two datasets side by side."""
 
 import pandas as pd
 import streamlit as st
-from data import clear, dataset_frame, dataset_summary, datasets, settings, store
+from data import clear, dataset_frame, dataset_summary, datasets, feature_services, settings, store
 from door import write_guard
 from ui import friendly_errors, nothing_to_show, require_applied, require_snapshots
 
@@ -23,7 +23,7 @@ with friendly_errors():
     allowed = write_guard("build, rebuild or delete datasets")
 
     with st.expander("Build and keep a dataset", expanded=not datasets()):
-        services = sorted(s.name for s in fs.registry.list_feature_services(fs.project, allow_cache=True))
+        services = sorted(s.name for s in feature_services())
         views = sorted(v.name for v in fs.list_feature_views(allow_cache=True))
         c1, c2, c3 = st.columns([1, 2, 1])
         as_of = c1.selectbox("as_of", dates, index=len(dates) - 1, format_func=str, key="ds_as_of")

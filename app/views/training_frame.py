@@ -3,7 +3,7 @@
 import pandas as pd
 import plotly.express as px
 import streamlit as st
-from data import clear, frame_distribution, frame_summary, settings, training_frame
+from data import clear, feature_services, frame_distribution, frame_summary, settings, training_frame
 from door import write_guard
 from ui import figure, friendly_errors, require_applied, require_snapshots
 
@@ -92,7 +92,7 @@ with friendly_errors():
     dates = require_snapshots()
     fs = require_applied()
     views = sorted(v.name for v in fs.list_feature_views(allow_cache=True) if v.name != LABEL_VIEW)
-    services = sorted(s.name for s in fs.registry.list_feature_services(fs.project, allow_cache=True))
+    services = sorted(s.name for s in feature_services())
 
     c1, c2, c3 = st.columns([2, 3, 1])
     with c1:
