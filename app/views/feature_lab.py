@@ -38,9 +38,6 @@ with friendly_errors():
     dates = require_snapshots()
     require_applied()
     s = settings()
-    if s.lake_profile:
-        st.info("The feature lab computes on the PostgreSQL profile; the lake profile is not supported yet.")
-        st.stop()
 
     st.subheader("Write a candidate")
     cols = feature_columns()

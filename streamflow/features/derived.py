@@ -36,6 +36,7 @@ import hashlib
 import json
 import re
 from dataclasses import asdict, dataclass, field
+from datetime import date, datetime
 from pathlib import Path
 
 from streamflow.core.catalog import DERIVED_LINEAGE, JOIN_KEY, LINEAGE_FIELDS, TABLES, TIMESTAMP, Column, Table
@@ -57,14 +58,15 @@ AGGS = {
 }
 CONDITION_AGGS = ("months_since", "count")
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{1,62}$")
-MONTH_INDEX = f"(EXTRACT(YEAR FROM {TIMESTAMP})::int * 12 + EXTRACT(MONTH FROM {TIMESTAMP})::int)"
+# the month's index, in the SQL PostgreSQL and Spark SQL both read
+MONTH_INDEX = f"(CAST(EXTRACT(YEAR FROM {TIMESTAMP}) AS INT) * 12 + CAST(EXTRACT(MONTH FROM {TIMESTAMP}) AS INT))"
 
 
 @functools.lru_cache(maxsize=256)
-def _compiled(text: str) -> Compiled:
-    """An expression compiled against the catalog once per process: a declaration's kind, type, inputs
-    and SQL are all read from it, several times per query built or view declared."""
-    return compile_expression(text)
+def _compiled(text: str, dialect: str = "postgres") -> Compiled:
+    """An expression compiled against the catalog once per process and dialect: a declaration's kind,
+    type, inputs and SQL are all read from it, several times per query built or view declared."""
+    return compile_expression(text, dialect=dialect)
 
 
 @dataclass(frozen=True)
@@ -83,8 +85,8 @@ class Derived:
     def kind(self) -> str:
         return "time" if self.agg else "row"
 
-    def compiled(self) -> Compiled:
-        return _compiled(self.expr)
+    def compiled(self, dialect: str = "postgres") -> Compiled:
+        return _compiled(self.expr, dialect)
 
     @property
     def dtype(self) -> str:
@@ -233,6 +235,38 @@ def signature(features: list[Derived]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def window_of(features: list[Derived]) -> int:
+    """Months of history the longest window reads beyond its own month."""
+    return max((max(f.window, 0) for f in features), default=0)
+
+
+def read_params(months: list, features: list[Derived], latest=None) -> dict:
+    """The months to compute, and the snapshots read: from the earliest month's window to the
+    latest month stored (as the stored table reads them: a window that looked ahead would find the
+    later months here too, and the leakage check would see it)."""
+    from streamflow.core.dates import add_months
+
+    return {
+        "months": months,
+        "lo": add_months(min(months), -window_of(features)),
+        "hi": max([*months, latest or min(months)]),
+    }
+
+
+def typed(frame, features: list[Derived]):
+    """Each feature's column of a computed frame in its catalog dtype, from either backend's read."""
+    import pandas as pd
+
+    for f in features:
+        if f.dtype == "float":
+            frame[f.name] = pd.to_numeric(frame[f.name], errors="coerce").astype("float64")
+        elif f.dtype == "int":
+            frame[f.name] = frame[f.name].astype("Int64")
+        elif f.dtype == "bool":
+            frame[f.name] = frame[f.name].astype("boolean")
+    return frame
+
+
 # ---------------------------------------------------------------- the declaration file
 
 
@@ -297,6 +331,36 @@ def _perturbed(col: Column, name: str) -> str:
     return {NUMBER: f"({name} * 3 + 7)", BOOLEAN: f"(NOT {name})", TEXT: f"({name} || '~')"}[kind]
 
 
+class _Bind:
+    """Where a query's values go: PostgreSQL binds `%(name)s` placeholders (psycopg quotes them);
+    Spark SQL has none, so its dates are written in as DATE literals, each parsed back from a date
+    first (no text but a date's reaches the query), and its users are a temporary view the caller
+    registers under the parameter's name."""
+
+    def __init__(self, dialect: str, params: dict | None):
+        self.pg = dialect == "postgres"
+        self.params = params or {}
+
+    @staticmethod
+    def _date(d) -> str:
+        if isinstance(d, datetime):
+            d = d.date()
+        elif not isinstance(d, date):
+            d = date.fromisoformat(str(d))  # a text that is not a date, whole, is refused (ValueError)
+        return f"DATE '{d.isoformat()}'"
+
+    def value(self, name: str) -> str:
+        return f"%({name})s" if self.pg else self._date(self.params[name])
+
+    def dates(self, column: str, name: str) -> str:
+        if self.pg:
+            return f"{column} = ANY(%({name})s)"
+        return f"{column} IN ({', '.join(self._date(d) for d in self.params[name])})"
+
+    def users(self, column: str, name: str) -> str:
+        return f"{column} = ANY(%({name})s)" if self.pg else f"{column} IN (SELECT {JOIN_KEY} FROM {name})"
+
+
 def select(
     features: list[Derived],
     months_param: str = "months",
@@ -304,10 +368,16 @@ def select(
     hi_param: str = "hi",
     users_param: str | None = None,
     alteration: Alteration | None = None,
+    dialect: str = "postgres",
+    params: dict | None = None,
 ) -> str:
     """One SELECT of (user_id, as_of, <feature>...) for the months in `%(months)s` (a date array),
     reading the snapshots from `%(lo)s` to `%(hi)s` (the months and their windows). `users_param`:
-    only those users (a text array). `alteration`: the leakage check's altered history."""
+    only those users (a text array). `alteration`: the leakage check's altered history.
+    `dialect` "spark": the same query in Spark SQL over views named as the snapshot tables, with
+    `params` written in (`_Bind`). Either way the windows are the same text."""
+    bind = _Bind(dialect, params)
+    lo, hi = bind.value(lo_param), bind.value(hi_param)
     cols = feature_columns()
     needed = list(dict.fromkeys(c for f in features for c in f.inputs()))
     by_table: dict[Table, list[str]] = {}
@@ -321,28 +391,32 @@ def select(
         if t is not users:
             joins.append(  # the months' bounds on this side too: the planner reads only those months of it
                 f"LEFT JOIN {t.snapshot} {alias} ON {alias}.{JOIN_KEY} = u.{JOIN_KEY} AND {alias}.as_of = u.as_of"
-                f" AND {alias}.as_of BETWEEN %({lo_param})s AND %({hi_param})s"
+                f" AND {alias}.as_of BETWEEN {lo} AND {hi}"
             )
         for n in names:
             value = f"{alias}.{n}"
             if alteration is not None and alteration.mode == "values":
-                value = f"CASE WHEN u.as_of > %(cut)s THEN {_perturbed(cols[n], value)} ELSE {value} END"
+                value = f"CASE WHEN u.as_of > {bind.value('cut')} THEN {_perturbed(cols[n], value)} ELSE {value} END"
             picks.append(f"{value} AS {n}")
-    where = [f"u.as_of BETWEEN %({lo_param})s AND %({hi_param})s"]
+    where = [f"u.as_of BETWEEN {lo} AND {hi}"]
     if users_param:
-        where.append(f"u.{JOIN_KEY} = ANY(%({users_param})s)")
+        where.append(bind.users(f"u.{JOIN_KEY}", users_param))
     if alteration is not None and alteration.mode == "removed":
-        where.append("u.as_of <= %(cut)s")
+        where.append(f"u.as_of <= {bind.value('cut')}")
     base = (
         f"SELECT u.{JOIN_KEY}, u.as_of, {MONTH_INDEX.replace(TIMESTAMP, 'u.as_of')} AS _m"
         + "".join(f", {p}" for p in picks)
         + f" FROM {users.snapshot} u {' '.join(joins)} WHERE {' AND '.join(where)}"
     )
-    # an expression's own `%` (the modulo, a quoted text) doubled: the query carries %(name)s placeholders
-    inputs = ", ".join(f"{f.compiled().sql.replace('%', '%%')} AS _in_{i}" for i, f in enumerate(features))
+
+    def sql_of(f: Derived) -> str:  # an expression's own `%` (the modulo, a quoted text) doubled for psycopg
+        text = f.compiled(dialect).sql
+        return text.replace("%", "%%") if bind.pg else text
+
+    inputs = ", ".join(f"{sql_of(f)} AS _in_{i}" for i, f in enumerate(features))
     outs = ", ".join(f"{f.select_sql(f'_in_{i}')} AS {f.name}" for i, f in enumerate(features))
     return (
         f"WITH base AS ({base}), inputs AS (SELECT {JOIN_KEY}, as_of, _m, {inputs} FROM base), "
         f"feats AS (SELECT {JOIN_KEY}, as_of, {outs} FROM inputs) "
-        f"SELECT * FROM feats WHERE as_of = ANY(%({months_param})s)"
+        f"SELECT * FROM feats WHERE {bind.dates('as_of', months_param)}"
     )

@@ -41,31 +41,14 @@ def _quiet(_m: str) -> None:
     pass
 
 
-def _window(features: list[Derived]) -> int:
-    return max((max(f.window, 0) for f in features), default=0)
-
-
-def _params(months: list[date], features: list[Derived], latest: date | None = None) -> dict:
-    """The months to compute, and the snapshots read: from the earliest month's window to the
-    latest month stored (as the stored table reads them: a window that looked ahead would find the
-    later months here too, and the leakage check would see it)."""
-    return {
-        "months": months,
-        "lo": add_months(min(months), -_window(features)),
-        "hi": max([*months, latest or min(months)]),
-    }
-
-
 def exists(conn) -> bool:
     return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (SNAPSHOT,)).fetchone()[0]
 
 
 def current(settings: Settings) -> tuple[Table, pd.DataFrame] | None:
     """The derived snapshot table as a catalog table, with each month's computation (`computed_months`),
-    when it holds the declared features (None: nothing declared, the lake profile, or a declaration
-    not computed yet -- the next ingest's follow-up computes it): what monitoring counts like the others."""
-    if settings.lake_profile:
-        return None
+    when it holds the declared features (None: nothing declared, or a declaration not computed yet --
+    the next ingest's follow-up computes it): what monitoring counts like the others."""
     features = derived.read(settings.feature_repo)
     if not features:
         return None
@@ -88,27 +71,61 @@ def _insert(table: str, features: list[Derived]) -> str:
     return f"INSERT INTO {table} ({cols}) SELECT {cols} FROM ({derived.select(features)}) AS computed"
 
 
-def rebuild(settings: Settings, features: list[Derived], say: Say = _quiet) -> int:
-    """Compute every month of `features` into a new table and swap it in; the rows written.
-    No features: the table is dropped."""
-    with db.connection(settings) as conn:
-        conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (LOCK_DERIVED,))
+class _Postgres:
+    """The derived table in PostgreSQL, computed there by one INSERT ... SELECT of `derived.select`."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    def stored(self, conn) -> bool:
+        return exists(conn)
+
+    def rebuild(self, conn, features: list[Derived], months: list[date]) -> int:
+        """Built beside the old table and swapped in, in the caller's transaction."""
         conn.execute(f"DROP TABLE IF EXISTS {SNAPSHOT}_next")
-        conn.execute("DELETE FROM derived_months")
         if not features:
             conn.execute(f"DROP TABLE IF EXISTS {SNAPSHOT}")
             return 0
-        months = snapshot_dates(settings)
         conn.execute(_ddl(f"{SNAPSHOT}_next", features))
         rows = 0
         if months:
-            rows = conn.execute(_insert(f"{SNAPSHOT}_next", features), _params(months, features)).rowcount
+            rows = conn.execute(_insert(f"{SNAPSHOT}_next", features), derived.read_params(months, features)).rowcount
         conn.execute(f"DROP TABLE IF EXISTS {SNAPSHOT}")
         conn.execute(f"ALTER TABLE {SNAPSHOT}_next RENAME TO {SNAPSHOT}")
         conn.execute(f"ALTER INDEX {SNAPSHOT}_next_pkey RENAME TO {SNAPSHOT}_pkey")
         conn.execute(f"CREATE INDEX {SNAPSHOT}_as_of_idx ON {SNAPSHOT} (as_of)")
-        _computed(conn, months, features)
-    say(f"  derived features: {len(features)} computed for {len(months)} month(s), {rows:,} rows")
+        return rows
+
+    def refresh(self, conn, features: list[Derived], months: list[date], latest: date) -> int:
+        conn.execute(f"DELETE FROM {SNAPSHOT} WHERE as_of = ANY(%s)", (months,))
+        return conn.execute(_insert(SNAPSHOT, features), derived.read_params(months, features, latest)).rowcount
+
+    def values(self, features: list[Derived], params: dict, users_param: str | None, alteration) -> pd.DataFrame:
+        query = derived.select(features, users_param=users_param, alteration=alteration)
+        return db.read_frame(query + f" ORDER BY {JOIN_KEY}, as_of", self.settings, params, setup=VALUES_SETUP)
+
+
+def _backend(settings: Settings):
+    """Where the derived table lives: PostgreSQL, or the lake beside the snapshots (Spark SQL)."""
+    if settings.lake_profile:
+        from streamflow.features.derived_lake import LakeDerived
+
+        return LakeDerived(settings)
+    return _Postgres(settings)
+
+
+def rebuild(settings: Settings, features: list[Derived], say: Say = _quiet) -> int:
+    """Compute every month of `features` into a new table and swap it in; the rows written.
+    No features: the table is dropped."""
+    months = snapshot_dates(settings) if features else []
+    with db.connection(settings) as conn:
+        conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (LOCK_DERIVED,))
+        conn.execute("DELETE FROM derived_months")
+        rows = _backend(settings).rebuild(conn, features, months)
+        if features:
+            _computed(conn, months, features)
+    if features:
+        say(f"  derived features: {len(features)} computed for {len(months)} month(s), {rows:,} rows")
     return rows
 
 
@@ -134,7 +151,7 @@ def months_to_refresh(settings: Settings, features: list[Derived]) -> list[date]
     computed for other declarations)."""
     sig = derived.signature(features)
     with db.connection(settings) as conn:
-        if not exists(conn):
+        if not _backend(settings).stored(conn):
             return None
         done = dict(
             (m, (at, s)) for m, at, s in conn.execute("SELECT as_of, computed_at, signature FROM derived_months")
@@ -142,7 +159,7 @@ def months_to_refresh(settings: Settings, features: list[Derived]) -> list[date]
     if any(s != sig for _, s in done.values()):
         return None
     changed = runs.snapshots_changed_at(settings)
-    window = _window(features)
+    window = derived.window_of(features)
     out = []
     for m in snapshot_dates(settings):
         if m not in done:
@@ -157,7 +174,7 @@ def months_to_refresh(settings: Settings, features: list[Derived]) -> list[date]
 def refresh(settings: Settings, features: list[Derived], say: Say = _quiet) -> list[date]:
     """After an ingest: compute the months that need it (all of them when the table is missing or
     its declarations changed); the months computed."""
-    if settings.lake_profile or not features:
+    if not features:
         return []
     months = months_to_refresh(settings, features)
     if months is None:
@@ -167,10 +184,7 @@ def refresh(settings: Settings, features: list[Derived], say: Say = _quiet) -> l
         return []
     with db.connection(settings) as conn:
         conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (LOCK_DERIVED,))
-        conn.execute(f"DELETE FROM {SNAPSHOT} WHERE as_of = ANY(%s)", (months,))
-        rows = conn.execute(
-            _insert(SNAPSHOT, features), _params(months, features, max(snapshot_dates(settings)))
-        ).rowcount
+        rows = _backend(settings).refresh(conn, features, months, max(snapshot_dates(settings)))
         _computed(conn, months, features)
     say(f"  derived features: {', '.join(map(str, months))} computed ({rows:,} rows)")
     return months
@@ -187,22 +201,12 @@ def values(
     snapshots now, stored nowhere; of `users` only when given; over an altered history when asked."""
     if not months:
         raise InvalidInput("no month to compute the feature at")
-    if settings.lake_profile:
-        raise InvalidInput("the feature lab computes on the PostgreSQL profile; the lake profile is not supported yet")
-    params = _params(months, features, latest=max(snapshot_dates(settings), default=None))
+    params = derived.read_params(months, features, latest=max(snapshot_dates(settings), default=None))
     if users is not None:
         params["users"] = list(users)
     if alteration is not None:
         params["cut"] = alteration.after
         if alteration.mode == "removed":  # nothing after the cut exists, not even as the window's upper bound
             params["hi"] = min(params["hi"], alteration.after)
-    query = derived.select(features, users_param="users" if users is not None else None, alteration=alteration)
-    frame = db.read_frame(query + f" ORDER BY {JOIN_KEY}, as_of", settings, params, setup=VALUES_SETUP)
-    for f in features:
-        if f.dtype == "float":
-            frame[f.name] = pd.to_numeric(frame[f.name], errors="coerce").astype("float64")
-        elif f.dtype == "int":
-            frame[f.name] = frame[f.name].astype("Int64")
-        elif f.dtype == "bool":
-            frame[f.name] = frame[f.name].astype("boolean")
-    return frame
+    frame = _backend(settings).values(features, params, "users" if users is not None else None, alteration)
+    return derived.typed(frame, features)

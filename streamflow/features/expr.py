@@ -87,7 +87,9 @@ class _Checker:
             return name, kind
         if t is exp.Literal:
             if node.is_string:
-                return "'" + node.this.replace("'", "''") + "'", TEXT
+                # sqlglot writes the text in the dialect's own quoting (PostgreSQL doubles a quote,
+                # Spark SQL escapes it with a backslash, where '' would join two literals)
+                return exp.Literal.string(node.this).sql(dialect=self.dialect), TEXT
             try:
                 float(node.this)
             except ValueError:

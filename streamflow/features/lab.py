@@ -50,11 +50,6 @@ def _who(by: str | None) -> str:
         return "unknown"
 
 
-def _require_postgres(settings: Settings) -> None:
-    if settings.lake_profile:
-        raise InvalidInput("the feature lab runs on the PostgreSQL profile; the lake profile is not supported yet")
-
-
 def declared(settings: Settings) -> list[Derived]:
     """The derived features in the store (the declaration file)."""
     return derived.read(settings.feature_repo)
@@ -93,7 +88,6 @@ def new(
 ) -> Candidate:
     """Write a candidate: a row feature (`expr`) or a time feature (`agg`, `over`, `of`). Checked
     (name, expression, kinds, window against the months stored) before anything is written."""
-    _require_postgres(settings)
     if expr is not None and (agg or of):
         raise InvalidInput("a row feature is --expr; a time feature is --agg, --over and --of: not both")
     if expr is None and not (agg and of):
@@ -187,7 +181,6 @@ class Preview:
 def preview(settings: Settings, feature: Derived | str, as_of: str | date | None = None) -> Preview:
     """A candidate at one as_of: every user's value (computed, not stored), its distribution and
     null rate, and a few users with the inputs their value came from."""
-    _require_postgres(settings)
     t0 = time.perf_counter()
     f = get(settings, feature).feature if isinstance(feature, str) else feature
     month = month_of(settings, as_of)
@@ -268,7 +261,6 @@ def leakage_check(
     three times -- over the stored history, over a history whose every snapshot after as_of is
     altered (numbers x3+7, booleans negated, text changed), and over one where they are removed --
     must be equal. Default as_of: the month before the latest (so there is a future to alter)."""
-    _require_postgres(settings)
     f = get(settings, feature).feature if isinstance(feature, str) else feature
     dates = snapshot_dates(settings)
     if as_of is None:
@@ -304,7 +296,6 @@ def plan(settings: Settings, store, feature: str) -> list[str]:
     from streamflow.features.apply import _in_repo
     from streamflow.features.repo import for_settings, with_derived
 
-    _require_postgres(settings)
     f = get(settings, feature).feature
     with _in_repo(settings.feature_repo), for_settings(settings), with_derived(declared(settings) + [f]):
         repo = parse_repo(settings.feature_repo.resolve())
@@ -365,7 +356,6 @@ def _ship(settings: Settings, store, features: list[Derived], say: Say):
 
 def add(settings: Settings, store, name: str, by: str | None = None, say: Say = _quiet) -> Change:
     """Declare, compute, apply and materialize a candidate; it joins `churn_model_v2`."""
-    _require_postgres(settings)
     t0 = time.perf_counter()
     c = get(settings, name)
     if c.state == "added":
@@ -392,7 +382,6 @@ def add(settings: Settings, store, name: str, by: str | None = None, say: Say = 
 
 def remove(settings: Settings, store, name: str, by: str | None = None, say: Say = _quiet) -> Change:
     """Undo `add`: the declaration, its column, Feast's view field; the candidate stays, removed."""
-    _require_postgres(settings)
     t0 = time.perf_counter()
     existing = declared(settings)
     if not any(f.name == name for f in existing):

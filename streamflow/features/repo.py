@@ -50,7 +50,8 @@ def with_derived(features: list) -> Iterator[None]:
 
 def derived_view(entity):
     """The derived features' view over their snapshot table (`features.derived`), or None when
-    none is declared (then Feast sees no such view) or on the lake profile (not supported yet).
+    none is declared (then Feast sees no such view). On the lake profile its source is the table's
+    Parquet folder there, as for the snapshot tables.
     Each field says what it is computed from: its description and its `inputs` tag (lineage)."""
     from feast import FeatureView
 
@@ -61,7 +62,7 @@ def derived_view(entity):
     settings = _settings.get() or load_settings()
     declared = _declared.get()
     features = declared if declared is not None else derived.read(settings.feature_repo)
-    if not features or settings.offline_store == "spark":
+    if not features:
         return None
     t = derived.table_of(features)
     schema = [

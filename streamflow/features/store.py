@@ -173,30 +173,36 @@ def get_store(settings: Settings | None = None, check_sources: bool = True):
     from feast import FeatureStore
 
     settings = settings or load_settings()
-    if settings.offline_store == "spark":  # Spark's Python workers must run this interpreter (feast, streamflow)
-        try:
-            import pyspark  # noqa: F401
-        except ImportError:
-            raise NotReady(
-                "the lake profile (STREAMFLOW_OFFLINE_STORE=spark) needs pyspark and Java 17: "
-                "pip install -r requirements-spark.txt (`STREAMFLOW_OFFLINE_STORE=spark make run` does it)"
-            ) from None
-        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-        os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-        if settings.embedded and settings.online_store == "postgres" and not settings.spark_master.startswith("local"):
-            raise NotReady(
-                f"a Spark cluster ({settings.spark_master}) materializes on its executors, which write the online "
-                "store themselves and cannot reach the embedded PostgreSQL (a socket on this machine): point "
-                "STREAMFLOW_DATABASE_URL at a PostgreSQL server the workers reach, or use STREAMFLOW_ONLINE_STORE=redis "
-                "with a REDIS_URL they reach"
-            )
     config = repo_config(settings)
     if settings.offline_store == "spark":
-        spark_session(config)
+        lake_spark(settings, config)
     store = FeatureStore(repo_path=str(settings.feature_repo), config=config)
     if check_sources:
         _require_profile_sources(store, settings)
     return store
+
+
+def lake_spark(settings: Settings, config=None):
+    """The lake profile's Spark session, started (once per process) after the profile's checks:
+    pyspark installed, its Python workers running this interpreter (feast, streamflow), no cluster
+    that could not reach the online store. Whatever runs Spark first goes through here."""
+    try:
+        import pyspark  # noqa: F401
+    except ImportError:
+        raise NotReady(
+            "the lake profile (STREAMFLOW_OFFLINE_STORE=spark) needs pyspark and Java 17: "
+            "pip install -r requirements-spark.txt (`STREAMFLOW_OFFLINE_STORE=spark make run` does it)"
+        ) from None
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    if settings.embedded and settings.online_store == "postgres" and not settings.spark_master.startswith("local"):
+        raise NotReady(
+            f"a Spark cluster ({settings.spark_master}) materializes on its executors, which write the online "
+            "store themselves and cannot reach the embedded PostgreSQL (a socket on this machine): point "
+            "STREAMFLOW_DATABASE_URL at a PostgreSQL server the workers reach, or use STREAMFLOW_ONLINE_STORE=redis "
+            "with a REDIS_URL they reach"
+        )
+    return spark_session(config if config is not None else repo_config(settings))
 
 
 def spark_session(config):

@@ -184,11 +184,13 @@ class Staged:
     final: str  # the partition folder it becomes
 
 
-def bucket_tables(frames: dict[str, pd.DataFrame], as_of: date, ingested_at: datetime) -> dict[str, tuple]:
+def bucket_tables(
+    frames: dict[str, pd.DataFrame], as_of: date, ingested_at: datetime, tables: tuple[Table, ...] = TABLES
+) -> dict[str, tuple]:
     """One bucket's typed frames as what `MonthWriter.write_tables` takes: per table, its Arrow
     slices of at most ROW_GROUP rows and its content hash (made where the bucket was validated)."""
     out = {}
-    for t in TABLES:
+    for t in tables:
         frame = frames[t.name]
         slices = [
             arrow_table(t, frame.iloc[start : start + ROW_GROUP], as_of, ingested_at)
@@ -201,24 +203,26 @@ def bucket_tables(frames: dict[str, pd.DataFrame], as_of: date, ingested_at: dat
 class MonthWriter:
     """The month's partitions, staged under hidden names: `write` takes the typed frames of one
     bucket of users at a time (each becomes row groups of at most ROW_GROUP rows in the table's
-    one file), `close` returns what `publish` moves into place, `abort` removes it all."""
+    one file), `close` returns what `publish` moves into place, `abort` removes it all. `tables`:
+    the catalog's six by default; the derived features' table (`features.derived_table`) alone."""
 
-    def __init__(self, settings: Settings, as_of: date):
+    def __init__(self, settings: Settings, as_of: date, tables: tuple[Table, ...] = TABLES):
         self.lake = lake_of(settings)
         self.as_of = as_of
+        self.tables = tables
         self.ingested_at = datetime.now(UTC)
         self.staged: dict[str, Staged] = {}
         self._writers: dict[str, pq.ParquetWriter] = {}
-        self.rows: dict[str, int] = {t.name: 0 for t in TABLES}
-        self.checksums: dict[str, int] = {t.name: 0 for t in TABLES}
+        self.rows: dict[str, int] = {t.name: 0 for t in tables}
+        self.checksums: dict[str, int] = {t.name: 0 for t in tables}
 
     def write(self, frames: dict[str, pd.DataFrame]) -> None:
-        self.write_tables(bucket_tables(frames, self.as_of, self.ingested_at))
+        self.write_tables(bucket_tables(frames, self.as_of, self.ingested_at, self.tables))
 
     def write_tables(self, tables: dict[str, tuple]) -> None:
         """A bucket made by `bucket_tables` (here, or in the process that validated it)."""
         with _reaching(self.lake, "written", " Nothing was stored."):
-            for t in TABLES:
+            for t in self.tables:
                 slices, checksum = tables[t.name]
                 self.checksums[t.name] = (self.checksums[t.name] + checksum) % 2**64
                 for part in slices:
@@ -246,7 +250,7 @@ class MonthWriter:
                 name, w = self._writers.popitem()
                 w.add_key_value_metadata({CHECKSUM_KEY: self.checksum(name).encode()})
                 w.close()
-        return [self.staged[t.name] for t in TABLES if t.name in self.staged]
+        return [self.staged[t.name] for t in self.tables if t.name in self.staged]
 
     def abort(self) -> None:
         for w in self._writers.values():
@@ -258,9 +262,11 @@ class MonthWriter:
         discard(list(self.staged.values()))
 
 
-def stage_month(settings: Settings, frames: dict[str, pd.DataFrame], as_of: date) -> list[Staged]:
+def stage_month(
+    settings: Settings, frames: dict[str, pd.DataFrame], as_of: date, tables: tuple[Table, ...] = TABLES
+) -> list[Staged]:
     """Write every table's partition for `as_of` under hidden names; nothing is visible yet."""
-    writer = MonthWriter(settings, as_of)
+    writer = MonthWriter(settings, as_of, tables)
     try:
         writer.write(frames)
         return writer.close()
@@ -349,3 +355,14 @@ def partition_info(settings: Settings, t: Table, as_of: date) -> tuple[int, str 
     meta = _open_partition(lake_of(settings), t, as_of).metadata
     checksum = (meta.metadata or {}).get(CHECKSUM_KEY)
     return meta.num_rows, checksum.decode() if checksum else None
+
+
+def drop_partitions(settings: Settings, t: Table, keep: list[date] | None = None) -> list[date]:
+    """Remove a table's partitions but those of `keep` (all of them without it); the months removed.
+    The derived features' table only: the snapshots' partitions are never removed."""
+    lake = lake_of(settings)
+    gone = [d for d in month_dates(settings, t) if keep is None or d not in keep]
+    with _reaching(lake, "written"):
+        for d in gone:
+            lake.remove(f"{lake.table_dir(t)}/{partition_name(d)}")
+    return gone

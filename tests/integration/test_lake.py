@@ -19,6 +19,7 @@ from streamflow.core.config import load_settings
 from streamflow.core.errors import NotReady, StreamflowError
 from streamflow.features import datasets
 from streamflow.features.apply import apply
+from streamflow.features.derived import Alteration, Derived
 from streamflow.features.materialize import materialize
 from streamflow.features.online import online_features
 from streamflow.features.store import get_store
@@ -27,7 +28,8 @@ from streamflow.ingest import ingest_month
 from streamflow.monitoring import distributions as monitor_profiles
 from streamflow.storage import db
 from streamflow.storage.frames import ParquetFrame
-from streamflow.storage.lake import hidden, lake_of, partitions
+from streamflow.storage.lake import hidden, lake_of, partitions, read_partition
+from streamflow.storage.lake import month_dates as lake_month_dates
 from streamflow.storage.snapshots import read_snapshot, snapshot_counts, snapshot_dates
 from tests.support import fingerprint, home_for, reset_online_store
 
@@ -339,7 +341,7 @@ def test_export_lake_from_a_lake_only_database_is_one_clear_refusal(tmp_path):
 
 PAGES = [
     "overview", "catalog", "training_frame", "datasets", "data_quality", "ingest", "online_lookup", "skew",
-    "drift", "monitoring", "model_check", "materialize",
+    "drift", "monitoring", "model_check", "materialize", "feature_lab",
 ]  # fmt: skip
 
 
@@ -577,3 +579,74 @@ def test_point_in_time_query_gives_stock_feasts_rows(profiles, tmp_path):
     # the single-instant form was taken for one timestamp, the general one for many
     assert "ROW_NUMBER" in ours.get_historical_features(entity_df=one_instant, features=features).query
     assert "max_by" in ours.get_historical_features(entity_df=many, features=features).query
+
+
+LAB = [
+    Derived("watch_d1", "watch_hours_30d", "delta", 1),
+    Derived("watch_r1", "watch_hours_30d", "ratio_to_mean", 1),
+    Derived("failed_count2", "failed_payments_90d > 0", "count", 2),
+    Derived("failed_since2", "failed_payments_90d > 0", "months_since", 2),
+    Derived("fee_per_hour", "monthly_fee / (watch_hours_30d + 1)"),
+    Derived("fee_per_failure", "monthly_fee / failed_payments_90d"),  # division by zero: null
+    Derived("monthly_at_risk", "contract_type == 'Month-to-month' and failed_payments_90d > 0"),
+]
+
+
+def test_the_feature_lab_on_the_lake_computes_what_postgres_does_and_ships_through_feast(profiles, months):
+    """The lab's query in Spark SQL over the lake's partitions gives the PostgreSQL profile's values
+    (all users, some users, the leakage check's altered and cut histories); `feature add` keeps the
+    derived table in the lake, Feast serves it (frame and online lookup of churn_model_v2), an ingest's
+    follow-up computes the new month there, and `remove` takes it all away."""
+    from streamflow.core.catalog import SERVICE_V2
+    from streamflow.features import derived, derived_table, lab
+    from streamflow.monitoring.followup import derive
+
+    pg, lake = profiles
+    stored = snapshot_dates(lake)
+    assert stored == snapshot_dates(pg) and len(stored) == 2
+    want = derived_table.values(pg, LAB, stored)
+    got = derived_table.values(lake, LAB, stored)
+    pd.testing.assert_frame_equal(got, want, check_dtype=True)
+    assert want["watch_d1"].notna().any() and want["fee_per_failure"].isna().any()
+    some = list(want["user_id"].iloc[::7])
+    for alteration in (None, Alteration(stored[0], "values"), Alteration(stored[0], "removed")):
+        pd.testing.assert_frame_equal(
+            derived_table.values(lake, LAB, [stored[0]], users=some, alteration=alteration),
+            derived_table.values(pg, LAB, [stored[0]], users=some, alteration=alteration),
+        )
+    assert lab.leakage_check(lake, LAB[0], stored[0]).passed
+
+    store = get_store(lake, check_sources=False)
+    apply(lake, store)
+    try:
+        for f in (LAB[0], LAB[6]):
+            lab.new(lake, f.name, expr=f.expr if f.agg is None else None, agg=f.agg, over=f.over,
+                    of=f.expr if f.agg else None)  # fmt: skip
+            lab.add(lake, store, f.name)
+        assert type(store.get_feature_view(derived.VIEW).batch_source).__name__ == "SparkSource"
+        assert lake_month_dates(lake, derived.table_of([])) == stored  # the derived table's partitions, in the lake
+        names = ["watch_d1", "monthly_at_risk"]
+        tf = build_training_frame(stored[1], SERVICE_V2, settings=lake, store=store)
+        frame = tf.frame.to_pandas() if isinstance(tf.frame, ParquetFrame) else tf.frame
+        expect = want[want["as_of"] == stored[1]].set_index("user_id")[names]
+        pd.testing.assert_frame_equal(
+            frame.set_index("user_id")[names].sort_index(), expect.sort_index(), check_dtype=False
+        )
+        users = list(expect.dropna().index[:3])
+        online = online_features(users, SERVICE_V2, settings=lake, store=store)
+        for uid, r in zip(users, online, strict=True):
+            assert r.features["watch_d1"] == pytest.approx(expect.loc[uid, "watch_d1"])
+            assert r.features["monthly_at_risk"] == bool(expect.loc[uid, "monthly_at_risk"])
+
+        folder, as_of = months[2]
+        ingest_month(folder, settings=lake)
+        assert derive(lake) == [pd.Timestamp(as_of).date()]
+        latest = derived_table.values(lake, LAB[:1] + LAB[6:], [pd.Timestamp(as_of).date()])
+        kept = read_partition(lake, derived.table_of(LAB[:1] + LAB[6:]), pd.Timestamp(as_of).date()).to_pandas()
+        pd.testing.assert_series_equal(
+            kept.set_index("user_id")["watch_d1"].sort_index(), latest.set_index("user_id")["watch_d1"].sort_index()
+        )
+    finally:
+        for f in derived.read(lake.feature_repo):
+            lab.remove(lake, store, f.name)
+    assert not derived.read(lake.feature_repo) and not lake_month_dates(lake, derived.table_of([]))

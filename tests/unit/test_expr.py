@@ -105,3 +105,25 @@ def test_declarations_round_trip(tmp_path):
     assert "of: watch_hours_30d" in derived.declarations_path(tmp_path).read_text()
     derived.write(tmp_path, [])
     assert derived.read(tmp_path) == [] and not derived.declarations_path(tmp_path).exists()
+
+
+def test_one_checked_tree_written_in_each_dialect():
+    """The lake profile runs the same expression in Spark SQL: the same tree, each dialect's casts and
+    quoting (Spark escapes a quote with a backslash, where PostgreSQL's doubled quote would join two
+    literals), so a text value cannot end its literal early in either."""
+    from streamflow.core.catalog import Column
+
+    cols = {"note": Column("note", "str", "free text", nullable=True), "fee": Column("fee", "float", "a fee")}
+    text = "note == 'it''s' and fee / 2 > 1"
+    pg = compile_expression(text, cols, dialect="postgres").sql
+    spark = compile_expression(text, cols, dialect="spark").sql
+    assert "'it''s'" in pg and "DOUBLE PRECISION" in pg
+    assert "'it\\'s'" in spark and "DOUBLE PRECISION" not in spark and "CAST(fee AS DOUBLE)" in spark
+    assert pg.replace("DOUBLE PRECISION", "DOUBLE").replace("'it''s'", "'it\\'s'") == spark
+    assert "'it\\'s'" in compile_expression("if(has_family, 'it''s', 'no')", dialect="spark").sql
+    month = derived.select([Derived("d", "watch_hours_30d", "delta", 1)], dialect="spark", params={
+        "lo": "2024-01-31", "hi": "2024-02-29", "months": ["2024-02-29"]})  # fmt: skip
+    assert "%(" not in month and "DATE '2024-01-31'" in month and "as_of IN (DATE '2024-02-29')" in month
+    with pytest.raises(ValueError):  # only a date reaches a Spark query's text
+        derived.select([Derived("d", "watch_hours_30d", "delta", 1)], dialect="spark", params={
+            "lo": "2024-01-31' OR 1=1 --", "hi": "2024-02-29", "months": []})  # fmt: skip
