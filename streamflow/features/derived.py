@@ -385,13 +385,21 @@ def select(
         t = next(t for t in TABLES if any(c.name == name for c in t.columns))
         by_table.setdefault(t, []).append(name)
     users = TABLES[0]
+    history = {c for f in features if f.agg for c in f.inputs()}  # what a window reads in earlier months
     joins, picks = [], []
     for i, (t, names) in enumerate(by_table.items()):
         alias = "u" if t is users else f"t{i}"
         if t is not users:
-            joins.append(  # the months' bounds on this side too: the planner reads only those months of it
+            # the months' bounds on this side too: the planner reads only those months of it; a table
+            # that only row features read, only at the months computed (no window reads its past)
+            months = (
+                f"{alias}.as_of BETWEEN {lo} AND {hi}"
+                if history.intersection(names)
+                else bind.dates(f"{alias}.as_of", months_param)
+            )
+            joins.append(
                 f"LEFT JOIN {t.snapshot} {alias} ON {alias}.{JOIN_KEY} = u.{JOIN_KEY} AND {alias}.as_of = u.as_of"
-                f" AND {alias}.as_of BETWEEN {lo} AND {hi}"
+                f" AND {months}"
             )
         for n in names:
             value = f"{alias}.{n}"

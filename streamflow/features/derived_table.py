@@ -33,7 +33,11 @@ LOCK_DERIVED = 7_406  # one computation of the derived table at a time
 # the values' read: a window sorts each user's months (PostgreSQL's default 4 MB spills a month of
 # 1,000,000 users to disk: room to sort in memory), and parallel workers join the months' rows (a
 # time feature's values at 1,000,000 x 6 in 3.3 s against 4.7 s serial, docs/performance.md)
-VALUES_SETUP = ("SET work_mem = '256MB'", "SET parallel_tuple_cost = 0.001", "SET parallel_setup_cost = 100")
+WORK_MEM = "SET work_mem = '256MB'"
+VALUES_SETUP = (WORK_MEM, "SET parallel_tuple_cost = 0.001", "SET parallel_setup_cost = 100")
+# the table's writes sort and join as much (an INSERT ... SELECT runs serially: no parallel setting),
+# for their transaction only
+WRITE_SETUP = WORK_MEM.replace("SET ", "SET LOCAL ", 1)
 Say = Callable[[str], None]
 
 
@@ -82,6 +86,7 @@ class _Postgres:
 
     def rebuild(self, conn, features: list[Derived], months: list[date]) -> int:
         """Built beside the old table and swapped in, in the caller's transaction."""
+        conn.execute(WRITE_SETUP)
         conn.execute(f"DROP TABLE IF EXISTS {SNAPSHOT}_next")
         if not features:
             conn.execute(f"DROP TABLE IF EXISTS {SNAPSHOT}")
@@ -97,6 +102,7 @@ class _Postgres:
         return rows
 
     def refresh(self, conn, features: list[Derived], months: list[date], latest: date) -> int:
+        conn.execute(WRITE_SETUP)
         conn.execute(f"DELETE FROM {SNAPSHOT} WHERE as_of = ANY(%s)", (months,))
         return conn.execute(_insert(SNAPSHOT, features), derived.read_params(months, features, latest)).rowcount
 
