@@ -15,6 +15,7 @@ during a rebuild may find some months computed for the old declarations and some
 
 from __future__ import annotations
 
+import uuid
 from datetime import date
 
 import pandas as pd
@@ -68,14 +69,14 @@ class LakeDerived:
         for t in TABLES:  # the users' table (the query's spine) and the tables the inputs come from
             if t is TABLES[0] or any(c.name in names for c in t.columns):
                 spark.read.parquet(lake.table_path(self.settings, t)).createOrReplaceTempView(t.snapshot)
-        if users_param is not None:
+        view = None
+        if users_param is not None:  # a name of its own: the app's sessions share the one Spark session
+            view = f"{USERS_VIEW}_{uuid.uuid4().hex[:12]}"
             users = pd.DataFrame({JOIN_KEY: pd.Series(params[users_param], dtype=object)})
-            spark.createDataFrame(users, schema=f"{JOIN_KEY} string").createOrReplaceTempView(USERS_VIEW)
-        query = derived.select(
-            features,
-            users_param=USERS_VIEW if users_param is not None else None,
-            alteration=alteration,
-            dialect="spark",
-            params=params,
-        )
-        return spark.sql(query + f" ORDER BY {JOIN_KEY}, as_of").toArrow().to_pandas(date_as_object=True)
+            spark.createDataFrame(users, schema=f"{JOIN_KEY} string").createOrReplaceTempView(view)
+        query = derived.select(features, users_param=view, alteration=alteration, dialect="spark", params=params)
+        try:
+            return spark.sql(query + f" ORDER BY {JOIN_KEY}, as_of").toArrow().to_pandas(date_as_object=True)
+        finally:
+            if view is not None:
+                spark.catalog.dropTempView(view)
