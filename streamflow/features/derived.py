@@ -18,8 +18,8 @@ feature add` and the Feature lab page; `feature_repo/derived_features.py` turns 
   | count         | how many of the months m-k+1 .. m the condition held (no snapshot: not held)        |
 
   A user's first month has no earlier month: delta and ratio_to_mean are null there; the rest read
-  the one month. Every window ends at the current month or before (`PRECEDING`/`CURRENT ROW`):
-  no row reads a later snapshot, by construction, and `lab.leakage_check` runs the proof.
+  the one month. Every value reads the user's own snapshot and earlier ones (`LAG`, compared by
+  month): no row reads a later snapshot, by construction, and `lab.leakage_check` runs the proof.
 
 Both kinds are columns of one table, `derived_features_snapshots` (key user_id, as_of), served by one
 feature view, `derived_features_fv`, materialized like any view: computed once at write (after
@@ -35,13 +35,12 @@ import functools
 import hashlib
 import json
 import re
-from dataclasses import asdict, dataclass, field
-from datetime import date, datetime
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from streamflow.core.catalog import DERIVED_LINEAGE, JOIN_KEY, LINEAGE_FIELDS, TABLES, TIMESTAMP, Column, Table
 from streamflow.core.errors import InvalidInput
-from streamflow.features.expr import BOOLEAN, NUMBER, TEXT, Compiled, compile_expression, feature_columns
+from streamflow.features.expr import BOOLEAN, NUMBER, TEXT, Compiled, compile_expression
 
 DECLARATIONS = "derived_features.yaml"
 SNAPSHOT = "derived_features_snapshots"
@@ -122,28 +121,57 @@ class Derived:
     def column(self) -> Column:
         return Column(self.name, self.dtype, self.description or f"Derived: {self.definition()}.", nullable=True)
 
+    def rows_read(self) -> list[int]:
+        """The user's other snapshots its value reads, in rows from its own: 1 the snapshot before,
+        -1 the one after (only a hand-built leaky candidate, in a test, has those). With one snapshot
+        per month, the month k months back is at most k rows back."""
+        if not self.agg:
+            return []
+        k = self.over
+        if self.agg == "delta":
+            return list(range(1, k + 1)) if k > 0 else [-j for j in range(1, -k + 1)]
+        return list(range(1, k + 1)) if self.agg == "ratio_to_mean" else list(range(1, k))
+
     def select_sql(self, source: str) -> str:
-        """Its value over the `inputs` relation, whose column `source` holds the compiled
-        expression per (user, month) and `_m` the month's index."""
+        """Its value over the `lagged` relation: `source` holds the compiled expression at the row's
+        own month, `_m` the month's index, and for each row r of `rows_read` `lagged_name(source, r)`
+        and `lagged_name("_m", r)` the expression and the month of the user's snapshot r rows away.
+        Months are compared, never rows: a month without a snapshot is a gap, not the month before."""
         if not self.agg:
             return source
         k = self.over
 
-        def frame(lo: int, hi: int) -> str:  # month offsets from the row's own month: <0 earlier
-            def bound(x: int) -> str:
-                return "CURRENT ROW" if x == 0 else f"{abs(x)} {'PRECEDING' if x < 0 else 'FOLLOWING'}"
+        def months_back(lo: int, hi: int) -> list[tuple[str, str, str]]:
+            """(in window, value, month) of the user's snapshots lo..hi months back (0: its own)."""
+            out = [("TRUE", source, "_m")] if lo == 0 else []
+            for r in self.rows_read():
+                m = lagged_name("_m", r)
+                out.append((f"_m - {m} BETWEEN {lo} AND {hi}", lagged_name(source, r), m))
+            return out
 
-            return f"OVER (PARTITION BY {JOIN_KEY} ORDER BY _m RANGE BETWEEN {bound(lo)} AND {bound(hi)})"
+        def mean(lo: int, hi: int) -> str:  # of the values present (null: none)
+            rows = months_back(lo, hi)
+            total = " + ".join(f"COALESCE(CASE WHEN {c} THEN {v} END, 0)" for c, v, _ in rows)
+            n = " + ".join(f"CASE WHEN {c} AND {v} IS NOT NULL THEN 1 ELSE 0 END" for c, v, _ in rows)
+            return f"(({total}) / NULLIF({n}, 0))"
 
-        return {
-            "delta": f"{source} - MAX({source}) {frame(-k, -k)}",
-            "ratio_to_mean": f"{source} / NULLIF(AVG({source}) {frame(-k, -1)}, 0)",
-            "mean": f"AVG({source}) {frame(1 - k, 0)}",
-            "min": f"MIN({source}) {frame(1 - k, 0)}",
-            "max": f"MAX({source}) {frame(1 - k, 0)}",
-            "months_since": f"_m - MAX(CASE WHEN {source} THEN _m END) {frame(1 - k, 0)}",
-            "count": f"COUNT(CASE WHEN {source} THEN 1 END) {frame(1 - k, 0)}",
-        }[self.agg]
+        def extreme(fn: str, items: list[str]) -> str:  # LEAST/GREATEST skip nulls; Spark wants two arguments
+            return items[0] if len(items) == 1 else f"{fn}({', '.join(items)})"
+
+        if self.agg == "delta":
+            picks = " ".join(f"WHEN _m - {m} = {k} THEN {v}" for _, v, m in months_back(k, k)) if k else ""
+            return f"{source} - (CASE {picks} END)" if picks else f"{source} - {source}"
+        if self.agg == "ratio_to_mean":
+            return f"{source} / NULLIF({mean(1, k)}, 0)"
+        if self.agg == "mean":
+            return mean(0, k - 1)
+        if self.agg in ("min", "max"):
+            return extreme("LEAST" if self.agg == "min" else "GREATEST",
+                           [f"CASE WHEN {c} THEN {v} END" for c, v, _ in months_back(0, k - 1)])  # fmt: skip
+        if self.agg == "months_since":
+            held = [f"CASE WHEN {c} AND {v} THEN {m} END" for c, v, m in months_back(0, k - 1)]
+            return f"_m - {extreme('GREATEST', held)}"
+        return "(" + " + ".join(f"CASE WHEN {c} AND {v} THEN 1 ELSE 0 END" for c, v, _ in months_back(0, k - 1)) + ")"
 
     def to_dict(self) -> dict:
         d = {k: v for k, v in asdict(self).items() if v not in (None, "")}
@@ -314,117 +342,6 @@ def write(repo: Path, features: list[Derived]) -> Path:
     return path
 
 
-# ---------------------------------------------------------------- SQL
-
-
-@dataclass
-class Alteration:
-    """The leakage check's alteration: every snapshot after `after` changed (values) or gone."""
-
-    after: object  # a date
-    mode: str = "values"  # values | removed
-    params: dict = field(default_factory=dict)
-
-
-def _perturbed(col: Column, name: str) -> str:
-    kind = {"int": NUMBER, "float": NUMBER, "bool": BOOLEAN}.get(col.kind, TEXT)
-    return {NUMBER: f"({name} * 3 + 7)", BOOLEAN: f"(NOT {name})", TEXT: f"({name} || '~')"}[kind]
-
-
-class _Bind:
-    """Where a query's values go: PostgreSQL binds `%(name)s` placeholders (psycopg quotes them);
-    Spark SQL has none, so its dates are written in as DATE literals, each parsed back from a date
-    first (no text but a date's reaches the query), and its users are a temporary view the caller
-    registers under the parameter's name."""
-
-    def __init__(self, dialect: str, params: dict | None):
-        self.pg = dialect == "postgres"
-        self.params = params or {}
-
-    @staticmethod
-    def _date(d) -> str:
-        if isinstance(d, datetime):
-            d = d.date()
-        elif not isinstance(d, date):
-            d = date.fromisoformat(str(d))  # a text that is not a date, whole, is refused (ValueError)
-        return f"DATE '{d.isoformat()}'"
-
-    def value(self, name: str) -> str:
-        return f"%({name})s" if self.pg else self._date(self.params[name])
-
-    def dates(self, column: str, name: str) -> str:
-        if self.pg:
-            return f"{column} = ANY(%({name})s)"
-        return f"{column} IN ({', '.join(self._date(d) for d in self.params[name])})"
-
-    def users(self, column: str, name: str) -> str:
-        return f"{column} = ANY(%({name})s)" if self.pg else f"{column} IN (SELECT {JOIN_KEY} FROM {name})"
-
-
-def select(
-    features: list[Derived],
-    months_param: str = "months",
-    lo_param: str = "lo",
-    hi_param: str = "hi",
-    users_param: str | None = None,
-    alteration: Alteration | None = None,
-    dialect: str = "postgres",
-    params: dict | None = None,
-) -> str:
-    """One SELECT of (user_id, as_of, <feature>...) for the months in `%(months)s` (a date array),
-    reading the snapshots from `%(lo)s` to `%(hi)s` (the months and their windows). `users_param`:
-    only those users (a text array). `alteration`: the leakage check's altered history.
-    `dialect` "spark": the same query in Spark SQL over views named as the snapshot tables, with
-    `params` written in (`_Bind`). Either way the windows are the same text."""
-    bind = _Bind(dialect, params)
-    lo, hi = bind.value(lo_param), bind.value(hi_param)
-    cols = feature_columns()
-    needed = list(dict.fromkeys(c for f in features for c in f.inputs()))
-    by_table: dict[Table, list[str]] = {}
-    for name in needed:
-        t = next(t for t in TABLES if any(c.name == name for c in t.columns))
-        by_table.setdefault(t, []).append(name)
-    users = TABLES[0]
-    history = {c for f in features if f.agg for c in f.inputs()}  # what a window reads in earlier months
-    joins, picks = [], []
-    for i, (t, names) in enumerate(by_table.items()):
-        alias = "u" if t is users else f"t{i}"
-        if t is not users:
-            # the months' bounds on this side too: the planner reads only those months of it; a table
-            # that only row features read, only at the months computed (no window reads its past)
-            months = (
-                f"{alias}.as_of BETWEEN {lo} AND {hi}"
-                if history.intersection(names)
-                else bind.dates(f"{alias}.as_of", months_param)
-            )
-            joins.append(
-                f"LEFT JOIN {t.snapshot} {alias} ON {alias}.{JOIN_KEY} = u.{JOIN_KEY} AND {alias}.as_of = u.as_of"
-                f" AND {months}"
-            )
-        for n in names:
-            value = f"{alias}.{n}"
-            if alteration is not None and alteration.mode == "values":
-                value = f"CASE WHEN u.as_of > {bind.value('cut')} THEN {_perturbed(cols[n], value)} ELSE {value} END"
-            picks.append(f"{value} AS {n}")
-    where = [f"u.as_of BETWEEN {lo} AND {hi}"]
-    if users_param:
-        where.append(bind.users(f"u.{JOIN_KEY}", users_param))
-    if alteration is not None and alteration.mode == "removed":
-        where.append(f"u.as_of <= {bind.value('cut')}")
-    base = (
-        f"SELECT u.{JOIN_KEY}, u.as_of, {MONTH_INDEX.replace(TIMESTAMP, 'u.as_of')} AS _m"
-        + "".join(f", {p}" for p in picks)
-        + f" FROM {users.snapshot} u {' '.join(joins)} WHERE {' AND '.join(where)}"
-    )
-
-    def sql_of(f: Derived) -> str:  # an expression's own `%` (the modulo, a quoted text) doubled for psycopg
-        text = f.compiled(dialect).sql
-        return text.replace("%", "%%") if bind.pg else text
-
-    inputs = ", ".join(f"{sql_of(f)} AS _in_{i}" for i, f in enumerate(features))
-    outs = ", ".join(f"{f.select_sql(f'_in_{i}')} AS {f.name}" for i, f in enumerate(features))
-    return (
-        f"WITH base AS ({base}), inputs AS (SELECT {JOIN_KEY}, as_of, _m, {inputs} FROM base), "
-        f"feats AS (SELECT {JOIN_KEY}, as_of, {outs} FROM inputs) "
-        f"SELECT * FROM feats WHERE {bind.dates('as_of', months_param)}"
-    )
+def lagged_name(column: str, rows: int) -> str:
+    """The column holding `column` of the user's snapshot `rows` rows before (after, when negative)."""
+    return f"{column}_{'b' if rows > 0 else 'f'}{abs(rows)}"

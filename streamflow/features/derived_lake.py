@@ -1,5 +1,5 @@
 """The derived features' table on the lake profile: the same query as on PostgreSQL
-(`derived.select`, in Spark SQL), run by the profile's one Spark session over the lake's snapshot
+(`derived_sql.select`, in Spark SQL), run by the profile's one Spark session over the lake's snapshot
 partitions, and kept in the lake beside them as one more snapshot table
 (`<lake>/derived_features_snapshots/as_of=YYYY-MM-DD/part-0.parquet`, written like an ingested
 month: staged under a hidden name, moved into place whole, with its rows' checksum in the footer).
@@ -22,7 +22,7 @@ import pandas as pd
 
 from streamflow.core.catalog import JOIN_KEY, TABLES
 from streamflow.core.config import Settings
-from streamflow.features import derived
+from streamflow.features import derived, derived_sql
 from streamflow.features.derived import Derived
 from streamflow.storage import lake
 
@@ -74,7 +74,7 @@ class LakeDerived:
             view = f"{USERS_VIEW}_{uuid.uuid4().hex[:12]}"
             users = pd.DataFrame({JOIN_KEY: pd.Series(params[users_param], dtype=object)})
             spark.createDataFrame(users, schema=f"{JOIN_KEY} string").createOrReplaceTempView(view)
-        query = derived.select(features, users_param=view, alteration=alteration, dialect="spark", params=params)
+        query = derived_sql.select(features, users_param=view, alteration=alteration, dialect="spark", params=params)
         try:
             return spark.sql(query + f" ORDER BY {JOIN_KEY}, as_of").toArrow().to_pandas(date_as_object=True)
         finally:

@@ -24,8 +24,9 @@ from streamflow.core.catalog import JOIN_KEY, Table
 from streamflow.core.config import Settings
 from streamflow.core.dates import add_months
 from streamflow.core.errors import InvalidInput
-from streamflow.features import derived
-from streamflow.features.derived import SNAPSHOT, Alteration, Derived
+from streamflow.features import derived, derived_sql
+from streamflow.features.derived import SNAPSHOT, Derived
+from streamflow.features.derived_sql import Alteration
 from streamflow.storage import db, runs
 from streamflow.storage.snapshots import snapshot_dates
 
@@ -72,11 +73,11 @@ def _ddl(name: str, features: list[Derived]) -> str:
 
 def _insert(table: str, features: list[Derived]) -> str:
     cols = ", ".join([JOIN_KEY, "as_of", *(f.name for f in features)])
-    return f"INSERT INTO {table} ({cols}) SELECT {cols} FROM ({derived.select(features)}) AS computed"
+    return f"INSERT INTO {table} ({cols}) SELECT {cols} FROM ({derived_sql.select(features)}) AS computed"
 
 
 class _Postgres:
-    """The derived table in PostgreSQL, computed there by one INSERT ... SELECT of `derived.select`."""
+    """The derived table in PostgreSQL, computed there by one INSERT ... SELECT of `derived_sql.select`."""
 
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -107,7 +108,7 @@ class _Postgres:
         return conn.execute(_insert(SNAPSHOT, features), derived.read_params(months, features, latest)).rowcount
 
     def values(self, features: list[Derived], params: dict, users_param: str | None, alteration) -> pd.DataFrame:
-        query = derived.select(features, users_param=users_param, alteration=alteration)
+        query = derived_sql.select(features, users_param=users_param, alteration=alteration)
         return db.read_frame(query + f" ORDER BY {JOIN_KEY}, as_of", self.settings, params, setup=VALUES_SETUP)
 
 

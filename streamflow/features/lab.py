@@ -28,7 +28,8 @@ from streamflow.core.config import Settings
 from streamflow.core.dates import parse_date, snapshot_for
 from streamflow.core.errors import InvalidInput, NotFound, NotReady
 from streamflow.features import derived, derived_table
-from streamflow.features.derived import Alteration, Derived
+from streamflow.features.derived import Derived
+from streamflow.features.derived_sql import Alteration
 from streamflow.storage import db
 from streamflow.storage.snapshots import snapshot_dates
 

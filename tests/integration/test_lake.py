@@ -19,7 +19,8 @@ from streamflow.core.config import load_settings
 from streamflow.core.errors import NotReady, StreamflowError
 from streamflow.features import datasets
 from streamflow.features.apply import apply
-from streamflow.features.derived import Alteration, Derived
+from streamflow.features.derived import Derived
+from streamflow.features.derived_sql import Alteration
 from streamflow.features.materialize import materialize
 from streamflow.features.online import online_features
 from streamflow.features.store import get_store
@@ -586,6 +587,9 @@ LAB = [
     Derived("watch_r1", "watch_hours_30d", "ratio_to_mean", 1),
     Derived("failed_count2", "failed_payments_90d > 0", "count", 2),
     Derived("failed_since2", "failed_payments_90d > 0", "months_since", 2),
+    Derived("devices_mean2", "unique_devices_30d", "mean", 2),
+    Derived("devices_max2", "unique_devices_30d", "max", 2),
+    Derived("devices_min1", "unique_devices_30d", "min", 1),  # one month: Spark's least() takes two or more
     Derived("fee_per_hour", "monthly_fee / (watch_hours_30d + 1)"),
     Derived("fee_per_failure", "monthly_fee / failed_payments_90d"),  # division by zero: null
     Derived("monthly_at_risk", "contract_type == 'Month-to-month' and failed_payments_90d > 0"),
@@ -619,7 +623,7 @@ def test_the_feature_lab_on_the_lake_computes_what_postgres_does_and_ships_throu
     store = get_store(lake, check_sources=False)
     apply(lake, store)
     try:
-        for f in (LAB[0], LAB[6]):
+        for f in (LAB[0], LAB[9]):
             lab.new(lake, f.name, expr=f.expr if f.agg is None else None, agg=f.agg, over=f.over,
                     of=f.expr if f.agg else None)  # fmt: skip
             lab.add(lake, store, f.name)
@@ -641,8 +645,8 @@ def test_the_feature_lab_on_the_lake_computes_what_postgres_does_and_ships_throu
         folder, as_of = months[2]
         ingest_month(folder, settings=lake)
         assert derive(lake) == [pd.Timestamp(as_of).date()]
-        latest = derived_table.values(lake, LAB[:1] + LAB[6:], [pd.Timestamp(as_of).date()])
-        kept = read_partition(lake, derived.table_of(LAB[:1] + LAB[6:]), pd.Timestamp(as_of).date()).to_pandas()
+        latest = derived_table.values(lake, LAB[:1] + LAB[9:], [pd.Timestamp(as_of).date()])
+        kept = read_partition(lake, derived.table_of(LAB[:1] + LAB[9:]), pd.Timestamp(as_of).date()).to_pandas()
         pd.testing.assert_series_equal(
             kept.set_index("user_id")["watch_d1"].sort_index(), latest.set_index("user_id")["watch_d1"].sort_index()
         )

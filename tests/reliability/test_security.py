@@ -108,7 +108,7 @@ OWNED = {
     "lake_partition",
     # offline.py: a sample's ORDER BY ... LIMIT of an int()
     "limit",
-    # the derived features (features/derived.py, derived_table.py): the table's name, feature names
+    # the derived features (features/derived.py, derived_sql.py, derived_table.py): the table's name, feature names
     # checked against NAME_RE, and expressions written by features/expr.py from a checked tree (catalog
     # column names, numbers, quoted text; tests/unit/test_expr.py); months, users and cuts are %(..)s
     "SNAPSHOT",
@@ -117,7 +117,13 @@ OWNED = {
     "outs",
     "months_param",
     "MONTH_INDEX.replace(TIMESTAMP, 'u.as_of')",
-    "derived.select(features)",
+    "derived_sql.select(features)",
+    # features/derived.py's _Bind: `%(..)s` placeholders on PostgreSQL; on Spark SQL, which binds none,
+    # DATE literals of values parsed back to dates, and a temporary view's generated name for the users
+    "bind.dates('as_of', months_param)",
+    "user_column",
+    # the LAG/LEAD calls over the inputs' generated names (_in_<i>, _m) and row counts (ints)
+    "lags",
     "_COLUMNS",  # lab.py: the feature_lab table's column list
 }
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from streamflow.core.errors import InvalidInput
-from streamflow.features import derived
+from streamflow.features import derived, derived_sql
 from streamflow.features.derived import Derived
 from streamflow.features.expr import BOOLEAN, NUMBER, compile_expression
 
@@ -121,9 +121,9 @@ def test_one_checked_tree_written_in_each_dialect():
     assert "'it\\'s'" in spark and "DOUBLE PRECISION" not in spark and "CAST(fee AS DOUBLE)" in spark
     assert pg.replace("DOUBLE PRECISION", "DOUBLE").replace("'it''s'", "'it\\'s'") == spark
     assert "'it\\'s'" in compile_expression("if(has_family, 'it''s', 'no')", dialect="spark").sql
-    month = derived.select([Derived("d", "watch_hours_30d", "delta", 1)], dialect="spark", params={
+    month = derived_sql.select([Derived("d", "watch_hours_30d", "delta", 1)], dialect="spark", params={
         "lo": "2024-01-31", "hi": "2024-02-29", "months": ["2024-02-29"]})  # fmt: skip
     assert "%(" not in month and "DATE '2024-01-31'" in month and "as_of IN (DATE '2024-02-29')" in month
     with pytest.raises(ValueError):  # only a date reaches a Spark query's text
-        derived.select([Derived("d", "watch_hours_30d", "delta", 1)], dialect="spark", params={
+        derived_sql.select([Derived("d", "watch_hours_30d", "delta", 1)], dialect="spark", params={
             "lo": "2024-01-31' OR 1=1 --", "hi": "2024-02-29", "months": []})  # fmt: skip

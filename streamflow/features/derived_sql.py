@@ -1,0 +1,136 @@
+"""The derived features' one query: their values at some months, from the snapshots, in PostgreSQL or
+Spark SQL (`select`), and the leakage check's altered histories (`Alteration`). The stored table, the
+previews, the lift and the leakage check all read through it (`features.derived_table`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from streamflow.core.catalog import JOIN_KEY, TABLES, TIMESTAMP, Column, Table
+from streamflow.features.derived import MONTH_INDEX, Derived, lagged_name
+from streamflow.features.expr import BOOLEAN, NUMBER, TEXT, feature_columns
+
+
+@dataclass
+class Alteration:
+    """The leakage check's alteration: every snapshot after `after` changed (values) or gone."""
+
+    after: object  # a date
+    mode: str = "values"  # values | removed
+    params: dict = field(default_factory=dict)
+
+
+def _perturbed(col: Column, name: str) -> str:
+    kind = {"int": NUMBER, "float": NUMBER, "bool": BOOLEAN}.get(col.kind, TEXT)
+    return {NUMBER: f"({name} * 3 + 7)", BOOLEAN: f"(NOT {name})", TEXT: f"({name} || '~')"}[kind]
+
+
+class _Bind:
+    """Where a query's values go: PostgreSQL binds `%(name)s` placeholders (psycopg quotes them);
+    Spark SQL has none, so its dates are written in as DATE literals, each parsed back from a date
+    first (no text but a date's reaches the query), and its users are a temporary view the caller
+    registers under the parameter's name."""
+
+    def __init__(self, dialect: str, params: dict | None):
+        self.pg = dialect == "postgres"
+        self.params = params or {}
+
+    @staticmethod
+    def _date(d) -> str:
+        if isinstance(d, datetime):
+            d = d.date()
+        elif not isinstance(d, date):
+            d = date.fromisoformat(str(d))  # a text that is not a date, whole, is refused (ValueError)
+        return f"DATE '{d.isoformat()}'"
+
+    def value(self, name: str) -> str:
+        return f"%({name})s" if self.pg else self._date(self.params[name])
+
+    def dates(self, column: str, name: str) -> str:
+        if self.pg:
+            return f"{column} = ANY(%({name})s)"
+        return f"{column} IN ({', '.join(self._date(d) for d in self.params[name])})"
+
+    def users(self, user_column: str, name: str) -> str:
+        if self.pg:
+            return f"{user_column} = ANY(%({name})s)"
+        return f"{user_column} IN (SELECT {JOIN_KEY} FROM {name})"
+
+
+def select(
+    features: list[Derived],
+    months_param: str = "months",
+    lo_param: str = "lo",
+    hi_param: str = "hi",
+    users_param: str | None = None,
+    alteration: Alteration | None = None,
+    dialect: str = "postgres",
+    params: dict | None = None,
+) -> str:
+    """One SELECT of (user_id, as_of, <feature>...) for the months in `%(months)s` (a date array),
+    reading the snapshots from `%(lo)s` to `%(hi)s` (the months and their windows). `users_param`:
+    only those users (a text array). `alteration`: the leakage check's altered history.
+    `dialect` "spark": the same query in Spark SQL over views named as the snapshot tables, with
+    `params` written in (`_Bind`). Either way the windows are the same text."""
+    bind = _Bind(dialect, params)
+    lo, hi = bind.value(lo_param), bind.value(hi_param)
+    cols = feature_columns()
+    needed = list(dict.fromkeys(c for f in features for c in f.inputs()))
+    by_table: dict[Table, list[str]] = {}
+    for name in needed:
+        t = next(t for t in TABLES if any(c.name == name for c in t.columns))
+        by_table.setdefault(t, []).append(name)
+    users = TABLES[0]
+    history = {c for f in features if f.agg for c in f.inputs()}  # what a window reads in earlier months
+    joins, picks = [], []
+    for i, (t, names) in enumerate(by_table.items()):
+        alias = "u" if t is users else f"t{i}"
+        if t is not users:
+            # the months' bounds on this side too: the planner reads only those months of it; a table
+            # that only row features read, only at the months computed (no window reads its past)
+            months = (
+                f"{alias}.as_of BETWEEN {lo} AND {hi}"
+                if history.intersection(names)
+                else bind.dates(f"{alias}.as_of", months_param)
+            )
+            joins.append(
+                f"LEFT JOIN {t.snapshot} {alias} ON {alias}.{JOIN_KEY} = u.{JOIN_KEY} AND {alias}.as_of = u.as_of"
+                f" AND {months}"
+            )
+        for n in names:
+            value = f"{alias}.{n}"
+            if alteration is not None and alteration.mode == "values":
+                value = f"CASE WHEN u.as_of > {bind.value('cut')} THEN {_perturbed(cols[n], value)} ELSE {value} END"
+            picks.append(f"{value} AS {n}")
+    where = [f"u.as_of BETWEEN {lo} AND {hi}"]
+    if users_param:
+        where.append(bind.users(f"u.{JOIN_KEY}", users_param))
+    if alteration is not None and alteration.mode == "removed":
+        where.append(f"u.as_of <= {bind.value('cut')}")
+    base = (
+        f"SELECT u.{JOIN_KEY}, u.as_of, {MONTH_INDEX.replace(TIMESTAMP, 'u.as_of')} AS _m"
+        + "".join(f", {p}" for p in picks)
+        + f" FROM {users.snapshot} u {' '.join(joins)} WHERE {' AND '.join(where)}"
+    )
+
+    def sql_of(f: Derived) -> str:  # an expression's own `%` (the modulo, a quoted text) doubled for psycopg
+        text = f.compiled(dialect).sql
+        return text.replace("%", "%%") if bind.pg else text
+
+    inputs = ", ".join(f"{sql_of(f)} AS _in_{i}" for i, f in enumerate(features))
+    outs = ", ".join(f"{f.select_sql(f'_in_{i}')} AS {f.name}" for i, f in enumerate(features))
+    # one window for every time feature: each input and the month index of the user's snapshots some
+    # rows away (LAG, by rows: one pass, where a RANGE frame per aggregation took one pass each)
+    over = f"OVER (PARTITION BY {JOIN_KEY} ORDER BY _m)"
+    shifted = {("_m", r) for f in features for r in f.rows_read()}
+    shifted |= {(f"_in_{i}", r) for i, f in enumerate(features) for r in f.rows_read()}
+    lags = "".join(
+        f", {'LAG' if r > 0 else 'LEAD'}({col}, {abs(r)}) {over} AS {lagged_name(col, r)}" for col, r in sorted(shifted)
+    )
+    return (
+        f"WITH base AS ({base}), inputs AS (SELECT {JOIN_KEY}, as_of, _m, {inputs} FROM base), "
+        f"lagged AS (SELECT *{lags} FROM inputs), "
+        f"feats AS (SELECT {JOIN_KEY}, as_of, {outs} FROM lagged) "
+        f"SELECT * FROM feats WHERE {bind.dates('as_of', months_param)}"
+    )
