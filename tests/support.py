@@ -28,6 +28,7 @@ import pytest
 
 from streamflow.core.catalog import TABLES
 from streamflow.core.config import Settings
+from streamflow.features.derived import Derived
 from streamflow.storage import db
 from streamflow.storage.schema import LAB_TABLES, MONITOR_TABLES, RUN_TABLES
 
@@ -37,6 +38,19 @@ REQUIRE_SERVER = os.environ.get("STREAMFLOW_TEST_REQUIRE_SERVER") == "1"
 REDIS_URL = os.environ.get("STREAMFLOW_TEST_REDIS_URL", "")
 REQUIRE_REDIS = os.environ.get("STREAMFLOW_TEST_REQUIRE_REDIS") == "1"
 TEST_USERS = 1000
+# derived features of every aggregation, with gaps to cross, and two row features: the lab's tests on
+# PostgreSQL compare them with a pandas reference, the lake's with PostgreSQL
+TIME_FEATURES = [
+    Derived("watch_d1", "watch_hours_30d", "delta", 1),
+    Derived("watch_r2", "watch_hours_30d", "ratio_to_mean", 2),
+    Derived("devices_mean2", "unique_devices_30d", "mean", 2),
+    Derived("devices_min2", "unique_devices_30d", "min", 2),
+    Derived("devices_max2", "unique_devices_30d", "max", 2),
+    Derived("failed_since3", "failed_payments_90d > 0", "months_since", 3),
+    Derived("failed_count3", "failed_payments_90d > 0", "count", 3),
+    Derived("fee_per_hour", "monthly_fee / (watch_hours_30d + 1)"),
+    Derived("fee_per_failure", "monthly_fee / failed_payments_90d"),  # division by zero: null
+]
 
 
 def home_for(tmp: Path) -> Path:

@@ -159,8 +159,8 @@ class Derived:
             return items[0] if len(items) == 1 else f"{fn}({', '.join(items)})"
 
         if self.agg == "delta":
-            picks = " ".join(f"WHEN _m - {m} = {k} THEN {v}" for _, v, m in months_back(k, k)) if k else ""
-            return f"{source} - (CASE {picks} END)" if picks else f"{source} - {source}"
+            picks = " ".join(f"WHEN _m - {m} = {k} THEN {v}" for _, v, m in months_back(k, k))
+            return f"{source} - (CASE {picks} END)"
         if self.agg == "ratio_to_mean":
             return f"{source} / NULLIF({mean(1, k)}, 0)"
         if self.agg == "mean":

@@ -362,7 +362,6 @@ def drop_partitions(settings: Settings, t: Table, keep: list[date] | None = None
     The derived features' table only: the snapshots' partitions are never removed."""
     lake = lake_of(settings)
     gone = [d for d in month_dates(settings, t) if keep is None or d not in keep]
-    with _reaching(lake, "written"):
-        for d in gone:
-            lake.remove(f"{lake.table_dir(t)}/{partition_name(d)}")
+    for d in gone:
+        lake.remove(f"{lake.table_dir(t)}/{partition_name(d)}")
     return gone

@@ -25,19 +25,7 @@ from streamflow.ingest.demo import generate_months
 from streamflow.monitoring import lift
 from streamflow.monitoring.followup import after_ingest
 from streamflow.storage import db
-from tests.support import cli_env, reset_database, store_for
-
-TIME_FEATURES = [
-    Derived("watch_d1", "watch_hours_30d", "delta", 1),
-    Derived("watch_r2", "watch_hours_30d", "ratio_to_mean", 2),
-    Derived("devices_mean2", "unique_devices_30d", "mean", 2),
-    Derived("devices_min2", "unique_devices_30d", "min", 2),
-    Derived("devices_max2", "unique_devices_30d", "max", 2),
-    Derived("failed_since3", "failed_payments_90d > 0", "months_since", 3),
-    Derived("failed_count3", "failed_payments_90d > 0", "count", 3),
-    Derived("fee_per_hour", "monthly_fee / (watch_hours_30d + 1)"),
-    Derived("fee_per_failure", "monthly_fee / failed_payments_90d"),  # division by zero: null
-]
+from tests.support import TIME_FEATURES, cli_env, reset_database, store_for
 
 
 def _clean(settings, store) -> None:

@@ -32,7 +32,7 @@ from streamflow.storage.frames import ParquetFrame
 from streamflow.storage.lake import hidden, lake_of, partitions, read_partition
 from streamflow.storage.lake import month_dates as lake_month_dates
 from streamflow.storage.snapshots import read_snapshot, snapshot_counts, snapshot_dates
-from tests.support import fingerprint, home_for, reset_online_store
+from tests.support import TIME_FEATURES, fingerprint, home_for, reset_online_store
 
 AS_OFS = ["2024-01-31", "2024-02-15", "2024-02-29"]
 
@@ -582,18 +582,11 @@ def test_point_in_time_query_gives_stock_feasts_rows(profiles, tmp_path):
     assert "max_by" in ours.get_historical_features(entity_df=many, features=features).query
 
 
-LAB = [
-    Derived("watch_d1", "watch_hours_30d", "delta", 1),
-    Derived("watch_r1", "watch_hours_30d", "ratio_to_mean", 1),
-    Derived("failed_count2", "failed_payments_90d > 0", "count", 2),
-    Derived("failed_since2", "failed_payments_90d > 0", "months_since", 2),
-    Derived("devices_mean2", "unique_devices_30d", "mean", 2),
-    Derived("devices_max2", "unique_devices_30d", "max", 2),
-    Derived("devices_min1", "unique_devices_30d", "min", 1),  # one month: Spark's least() takes two or more
-    Derived("fee_per_hour", "monthly_fee / (watch_hours_30d + 1)"),
-    Derived("fee_per_failure", "monthly_fee / failed_payments_90d"),  # division by zero: null
-    Derived("monthly_at_risk", "contract_type == 'Month-to-month' and failed_payments_90d > 0"),
-]
+WATCH = TIME_FEATURES[0]  # delta over 1 month
+AT_RISK = Derived("monthly_at_risk", "contract_type == 'Month-to-month' and failed_payments_90d > 0")  # text
+# every aggregation and row feature of the PostgreSQL lab's tests, a one-month minimum (Spark's least()
+# takes two arguments or more) and a quoted text literal
+LAB = [*TIME_FEATURES, Derived("devices_min1", "unique_devices_30d", "min", 1), AT_RISK]
 
 
 def test_the_feature_lab_on_the_lake_computes_what_postgres_does_and_ships_through_feast(profiles, months):
@@ -618,12 +611,12 @@ def test_the_feature_lab_on_the_lake_computes_what_postgres_does_and_ships_throu
             derived_table.values(lake, LAB, [stored[0]], users=some, alteration=alteration),
             derived_table.values(pg, LAB, [stored[0]], users=some, alteration=alteration),
         )
-    assert lab.leakage_check(lake, LAB[0], stored[0]).passed
+    assert lab.leakage_check(lake, WATCH, stored[0]).passed
 
     store = get_store(lake, check_sources=False)
     apply(lake, store)
     try:
-        for f in (LAB[0], LAB[9]):
+        for f in (WATCH, AT_RISK):
             lab.new(lake, f.name, expr=f.expr if f.agg is None else None, agg=f.agg, over=f.over,
                     of=f.expr if f.agg else None)  # fmt: skip
             lab.add(lake, store, f.name)
@@ -645,8 +638,8 @@ def test_the_feature_lab_on_the_lake_computes_what_postgres_does_and_ships_throu
         folder, as_of = months[2]
         ingest_month(folder, settings=lake)
         assert derive(lake) == [pd.Timestamp(as_of).date()]
-        latest = derived_table.values(lake, LAB[:1] + LAB[9:], [pd.Timestamp(as_of).date()])
-        kept = read_partition(lake, derived.table_of(LAB[:1] + LAB[9:]), pd.Timestamp(as_of).date()).to_pandas()
+        latest = derived_table.values(lake, [WATCH, AT_RISK], [pd.Timestamp(as_of).date()])
+        kept = read_partition(lake, derived.table_of([WATCH, AT_RISK]), pd.Timestamp(as_of).date()).to_pandas()
         pd.testing.assert_series_equal(
             kept.set_index("user_id")["watch_d1"].sort_index(), latest.set_index("user_id")["watch_d1"].sort_index()
         )
