@@ -74,6 +74,9 @@ with friendly_errors():
             st.error(str(exc))
 
     st.subheader("Candidates and derived features")
+    flash = st.session_state.pop("lab_flash", None)  # what the last add, remove or discard did
+    if flash:
+        st.success(flash)
     table = lab.listing(s)
     if table.empty:
         nothing_to_show("No candidate yet: write one above (or `streamflow feature new NAME --expr ...`).")
@@ -146,9 +149,6 @@ with friendly_errors():
         elif cand.lift:
             st.caption(f"Last measured: lift {cand.lift['delta_auc']:+.4f} ({cand.lift['verdict']})")
     with t_ship:
-        flash = st.session_state.pop("lab_flash", None)
-        if flash:
-            st.success(flash)
         allowed = write_guard("add or remove features")
 
         def ship(verb: str, change) -> None:
@@ -166,6 +166,12 @@ with friendly_errors():
             st.code("\n".join(lab.plan(s, store(), f.name)), language=None)
             if st.button(f"Add {f.name} to the store", type="primary", disabled=not allowed, key="lab_add"):
                 ship("Adding", lab.add)
+            if cand.state == "candidate" and st.button(
+                f"Discard the candidate {f.name}", disabled=not allowed, key="lab_discard"
+            ):  # never in the store: nothing to materialize or check after
+                st.session_state["lab_flash"] = lab.remove(s, store(), f.name).headline
+                clear()
+                st.rerun()
         else:
             st.markdown(
                 f"In the store since {pd.Timestamp(cand.added_at):%Y-%m-%d %H:%M} UTC, added by {cand.added_by}."

@@ -50,7 +50,10 @@ def register(sub) -> None:
     s.add_argument("name")
     s.set_defaults(func=cmd_add)
 
-    s = actions.add_parser("remove", help="take a derived feature out of the store (its candidate stays)")
+    s = actions.add_parser(
+        "remove",
+        help="take a derived feature out of the store (its candidate stays), or discard a candidate never added",
+    )
     s.add_argument("name")
     s.set_defaults(func=cmd_remove)
 
@@ -140,7 +143,8 @@ def cmd_remove(args: argparse.Namespace) -> int:
     settings, fs = _settings(), store()
     c = lab.remove(settings, fs, args.name, say=say)
     print(c.headline)
-    after_materialize(settings, fs, say=say)
+    if c.action == "removed":  # a discarded candidate changed nothing the checks read
+        after_materialize(settings, fs, say=say)
     return 0
 
 

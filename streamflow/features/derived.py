@@ -210,6 +210,10 @@ def check(d: Derived, existing: list[Derived], months_stored: int | None = None)
     if any(e.name == d.name for e in existing):
         raise InvalidInput(f"a derived feature named {d.name!r} exists already (streamflow feature remove {d.name})")
     compiled = d.compiled()
+    if not compiled.inputs:  # a constant: the same value for every user and month, and no row to read it from
+        raise InvalidInput(
+            f"{d.expr!r} reads no column: name at least one (the value would be the same for every user)"
+        )
     if d.agg is None:
         if d.over is not None:
             raise InvalidInput("--over needs --agg (a time feature); a row feature is --expr alone")

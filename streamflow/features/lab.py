@@ -322,7 +322,7 @@ def plan(settings: Settings, store, feature: str) -> list[str]:
 @dataclass
 class Change:
     name: str
-    action: str  # added | removed
+    action: str  # added | removed | discarded (a candidate never added)
     rows: int
     views: list[str]
     materialized: object  # MaterializeResult or None
@@ -336,6 +336,8 @@ class Change:
                 f"{self.name} added in {self.seconds:.1f} s: {self.rows:,} rows computed, served by "
                 f"{derived.VIEW} and {SERVICE_V2}"
             )
+        if self.action == "discarded":
+            return f"{self.name} discarded: a candidate never added, the store unchanged (its name is free again)"
         return f"{self.name} removed from the store in {self.seconds:.1f} s (its candidate stays: `streamflow feature list`)"
 
 
@@ -382,12 +384,18 @@ def add(settings: Settings, store, name: str, by: str | None = None, say: Say = 
 
 
 def remove(settings: Settings, store, name: str, by: str | None = None, say: Say = _quiet) -> Change:
-    """Undo `add`: the declaration, its column, Feast's view field; the candidate stays, removed."""
+    """Undo `add`: the declaration, its column, Feast's view field; the candidate stays, removed.
+    A candidate never added is discarded instead (the store is not touched; its name is free again)."""
     t0 = time.perf_counter()
     existing = declared(settings)
     if not any(f.name == name for f in existing):
+        with db.connection(settings) as conn:  # nothing ever read it: no history to keep
+            gone = conn.execute("DELETE FROM feature_lab WHERE name = %s AND state = 'candidate'", (name,)).rowcount
+        if gone:
+            return Change(name, "discarded", 0, [], None, time.perf_counter() - t0)
         raise NotFound(
-            f"{name} is not a derived feature of the store (derived: {', '.join(f.name for f in existing) or 'none'})"
+            f"{name} is neither a derived feature of the store nor a candidate "
+            f"(derived: {', '.join(f.name for f in existing) or 'none'}; `streamflow feature list`)"
         )
     kept = [f for f in existing if f.name != name]
     derived.write(settings.feature_repo, kept)

@@ -380,6 +380,10 @@ def test_the_command_forms_work_as_written(lab_store, monkeypatch, capsys):
     assert "fee_per_hour: AUC" in out and "watch_trend added" in out
     assert main(["feature", "remove", "watch_trend"]) == 0
     assert main(["feature", "remove", "watch_trend"]) == 4  # not in the store: not found
+    assert main(["feature", "remove", "fee_per_hour"]) == 0  # a candidate never added: discarded
+    assert "fee_per_hour discarded" in capsys.readouterr().out
+    assert "fee_per_hour" not in set(lab.listing(settings)["name"])
+    assert main(["feature", "new", "fee_per_hour", "--expr", "monthly_fee / (watch_hours_30d + 2)"]) == 0  # rewritten
     assert lab.declared(settings) == []
 
 
@@ -391,6 +395,13 @@ def test_the_feature_lab_page(lab_store, monkeypatch):
     assert not at.exception and not [s for s in at.selectbox if s.label == "Feature service"]
     at = app_page(settings, monkeypatch, "feature_lab")
     assert not at.exception and any("No candidate yet" in str(i.value) for i in at.info)
+    at.text_input[0].input("scrap_me")  # a candidate written by mistake is discarded, the store untouched
+    at.text_area[0].input("monthly_fee * 2")
+    at.button[0].click().run()
+    next(b for b in at.button if b.label == "Discard the candidate scrap_me").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("scrap_me discarded" in str(s.value) for s in at.success), [s.value for s in at.success]
+    assert "scrap_me" not in set(lab.listing(settings)["name"]) and lab.declared(settings) == []
     at.radio[0].set_value("time feature").run()
     at.text_input[0].input("watch_trend")
     at.text_input[1].input("watch_hours_30d")
@@ -398,6 +409,14 @@ def test_the_feature_lab_page(lab_store, monkeypatch):
     assert not at.exception, [e.value for e in at.exception]
     assert any("watch_trend: a time feature" in str(s.value) for s in at.success), [e.value for e in at.error]
     assert any(m.label == "users" and m.value == "4,000" for m in at.metric)
+    at.radio[0].set_value("row feature").run()  # the candidate picked is discarded: the page moves to another
+    at.text_input[0].input("scrap_too")
+    at.text_area[0].input("monthly_fee * 3")
+    at.button[0].click().run()
+    next(b for b in at.button if b.label == "Discard the candidate scrap_too").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("scrap_too discarded" in str(s.value) for s in at.success)
+    assert [s.value for s in at.selectbox if s.label == "candidate"] == ["watch_trend"]
     add = next(b for b in at.button if b.label.startswith("Add watch_trend"))
     add.click().run()
     assert not at.exception and [f.name for f in lab.declared(settings)] == ["watch_trend"]

@@ -90,6 +90,11 @@ def test_declaration_checks():
         derived.check(Derived("watch_hours_30d", "1 + 1"), [])
     with pytest.raises(InvalidInput, match="lowercase"):
         derived.check(Derived("Bad Name", "1 + 1"), [])
+    for constant in ("1", "coalesce(null, 2) * 3", "true", "'a'"):  # nothing a user's snapshot holds
+        with pytest.raises(InvalidInput, match="reads no column"):
+            derived.check(Derived("same_for_all", constant), [])
+    with pytest.raises(InvalidInput, match="reads no column"):
+        derived.check(Derived("same_trend", "2 > 1", "count", 2), [], months_stored=3)
     with pytest.raises(InvalidInput, match="1 or more"):
         derived.check(Derived("x_back", "watch_hours_30d", "delta", 0), [])
     # the windows never look ahead for what the language can declare
