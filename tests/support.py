@@ -50,6 +50,7 @@ TIME_FEATURES = [
     Derived("failed_count3", "failed_payments_90d > 0", "count", 3),
     Derived("fee_per_hour", "monthly_fee / (watch_hours_30d + 1)"),
     Derived("fee_per_failure", "monthly_fee / failed_payments_90d"),  # division by zero: null
+    Derived("fee_mod_failures", "-monthly_fee % failed_payments_90d"),  # the sign of the dividend; by zero: null
 ]
 
 

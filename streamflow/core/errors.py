@@ -96,6 +96,19 @@ FAMILY: tuple[type[StreamflowError], ...] = (
 )
 
 
+VALUE_OUT_OF_RANGE = "22003"  # PostgreSQL's SQLSTATE for a number beyond its type (a double past ~1.8e308)
+
+
+def out_of_range(exc: BaseException, what: str) -> InvalidInput | None:
+    """The database's refusal of a computed number beyond its type (psycopg and ADBC both carry the
+    SQLSTATE), as InvalidInput naming `what` computed it; else None."""
+    if getattr(exc, "sqlstate", None) == VALUE_OUT_OF_RANGE:
+        return InvalidInput(
+            f"{what} gives a number beyond a double's range (about 1.8e308) for some rows: scale it down"
+        )
+    return None
+
+
 def from_backend(exc: BaseException, url: str = "") -> BackendUnavailable | None:
     """A connection error of a backend client (Redis, psycopg), as a BackendUnavailable; else None."""
     if isinstance(exc, BackendUnavailable):

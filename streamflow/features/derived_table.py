@@ -15,7 +15,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import date
 
 import pandas as pd
@@ -23,7 +24,7 @@ import pandas as pd
 from streamflow.core.catalog import JOIN_KEY, Table
 from streamflow.core.config import Settings
 from streamflow.core.dates import add_months
-from streamflow.core.errors import InvalidInput
+from streamflow.core.errors import InvalidInput, out_of_range
 from streamflow.features import derived, derived_sql
 from streamflow.features.derived import SNAPSHOT, Derived
 from streamflow.features.derived_sql import Alteration
@@ -112,6 +113,19 @@ class _Postgres:
         return db.read_frame(query + f" ORDER BY {JOIN_KEY}, as_of", self.settings, params, setup=VALUES_SETUP)
 
 
+@contextmanager
+def _computing(features: list[Derived]) -> Iterator[None]:
+    """A value past a double's range is an error in PostgreSQL (Spark gives infinity): said in one
+    line naming the features, nothing stored (the caller's transaction is rolled back)."""
+    try:
+        yield
+    except Exception as exc:
+        err = out_of_range(exc, ", ".join(f.name for f in features) or "the expression")
+        if err is None:
+            raise
+        raise err from None
+
+
 def _backend(settings: Settings):
     """Where the derived table lives: PostgreSQL, or the lake beside the snapshots (Spark SQL)."""
     if settings.lake_profile:
@@ -125,7 +139,7 @@ def rebuild(settings: Settings, features: list[Derived], say: Say = _quiet) -> i
     """Compute every month of `features` into a new table and swap it in; the rows written.
     No features: the table is dropped."""
     months = snapshot_dates(settings) if features else []
-    with db.connection(settings) as conn:
+    with _computing(features), db.connection(settings) as conn:
         conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (LOCK_DERIVED,))
         conn.execute("DELETE FROM derived_months")
         rows = _backend(settings).rebuild(conn, features, months)
@@ -189,7 +203,7 @@ def refresh(settings: Settings, features: list[Derived], say: Say = _quiet) -> l
         return snapshot_dates(settings)
     if not months:
         return []
-    with db.connection(settings) as conn:
+    with _computing(features), db.connection(settings) as conn:
         conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (LOCK_DERIVED,))
         rows = _backend(settings).refresh(conn, features, months, max(snapshot_dates(settings)))
         _computed(conn, months, features)
@@ -215,5 +229,6 @@ def values(
         params["cut"] = alteration.after
         if alteration.mode == "removed":  # nothing after the cut exists, not even as the window's upper bound
             params["hi"] = min(params["hi"], alteration.after)
-    frame = _backend(settings).values(features, params, "users" if users is not None else None, alteration)
+    with _computing(features):
+        frame = _backend(settings).values(features, params, "users" if users is not None else None, alteration)
     return derived.typed(frame, features)

@@ -18,8 +18,12 @@ function outside the list (`__import__`, `pg_sleep`), a qualified name or attrib
 
 Results, stated and tested (`tests/unit/test_expr.py`):
 - null in, null out (SQL's rule), except `coalesce`, `if`'s untaken branch, `is null`, and `and`/`or`
-  where the other side decides (`false and null` is false);
-- `a / b` and `a % b` are null when `b` is 0 (never an error, never infinity);
+  where the other side decides (`false and null` is false); a literal `null` where it would make the
+  value null for every row (`x > null`, `x + null`) is refused: `x is null` tests for null;
+- `a / b` and `a % b` are null when `b` is 0 (never an error, never infinity); `a % b` has the sign
+  of `a` (SQL's rule, where Python's follows `b`): `-7 % 3` is -1;
+- a value past a double's range (about 1.8e308) is refused in one line on PostgreSQL (Spark gives
+  infinity);
 - `log1p(x)` is null for x <= -1, `ln(x)` for x <= 0;
 - every number is a double (an integer column divided gives a fraction); a comparison is a boolean.
 """
@@ -108,14 +112,19 @@ class _Checker:
             b, _ = self.expect(node.expression, NUMBER)
             return f"({self.double(a)} {op} {b})", NUMBER
         if t in (exp.Div, exp.Mod):
-            op = "/" if t is exp.Div else "%"
             a, _ = self.expect(node.this, NUMBER)
             b, _ = self.expect(node.expression, NUMBER)
-            # null, not an error, when the divisor is 0
-            return f"({self.double(a)} {op} NULLIF({self.double(b)}, 0))", NUMBER
+            a, b = self.double(a), f"NULLIF({self.double(b)}, 0)"  # null, not an error, when the divisor is 0
+            if t is exp.Div:
+                return f"({a} / {b})", NUMBER
+            if self.dialect == "postgres":  # PostgreSQL has no % of doubles: MOD of numerics, back to a double
+                return self.double(f"MOD(CAST({a} AS NUMERIC), CAST({b} AS NUMERIC))"), NUMBER
+            return f"({a} % {b})", NUMBER
         if t in (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE):
             op = {exp.EQ: "=", exp.NEQ: "<>", exp.GT: ">", exp.GTE: ">=", exp.LT: "<", exp.LTE: "<="}[t]
             (a, ka), (b, kb) = self.kind_of(node.this), self.kind_of(node.expression)
+            if NULL in (ka, kb):
+                self.refuse(node, "a comparison with null is null for every row (write `x is null`)")
             kind = self.same(node, ka, kb)
             if kind == BOOLEAN and op not in ("=", "<>"):
                 self.refuse(node, "booleans compare only with = or !=")
@@ -123,8 +132,8 @@ class _Checker:
             self.check_category(node.expression, node.this)
             return f"({a} {op} {b})", BOOLEAN
         if t in (exp.And, exp.Or):
-            a, _ = self.expect(node.this, BOOLEAN)
-            b, _ = self.expect(node.expression, BOOLEAN)
+            a, _ = self.expect(node.this, BOOLEAN, strict=False)
+            b, _ = self.expect(node.expression, BOOLEAN, strict=False)
             return f"({a} {'AND' if t is exp.And else 'OR'} {b})", BOOLEAN
         if t is exp.Not:
             a, _ = self.expect(node.this, BOOLEAN)
@@ -136,8 +145,8 @@ class _Checker:
             return f"({a} IS {'NOT ' if node.args.get('negate') else ''}NULL)", BOOLEAN
         if t is exp.Between:
             a, _ = self.expect(node.this, NUMBER)
-            lo, _ = self.expect(node.args["low"], NUMBER)
-            hi, _ = self.expect(node.args["high"], NUMBER)
+            lo, _ = self.expect(node.args["low"], NUMBER, strict=False)  # null or false: not always null
+            hi, _ = self.expect(node.args["high"], NUMBER, strict=False)
             return f"({a} BETWEEN {lo} AND {hi})", BOOLEAN
         if t is exp.In:
             if node.args.get("query") or node.args.get("unnest") or node.args.get("field"):
@@ -167,13 +176,13 @@ class _Checker:
         if t is exp.If:
             if node.args.get("false") is None:
                 self.refuse(node, "if(condition, then, else) takes three arguments")
-            c, _ = self.expect(node.this, BOOLEAN)
+            c, _ = self.expect(node.this, BOOLEAN, strict=False)
             parts = [self.kind_of(node.args["true"]), self.kind_of(node.args["false"])]
             kind = self.same(node, parts[0][1], parts[1][1])
             a, b = self.cast_numbers(parts, kind)
             return f"(CASE WHEN {c} THEN {a} ELSE {b} END)", kind
         if t in (exp.Greatest, exp.Least):
-            args = [self.expect(a, NUMBER)[0] for a in [node.this, *node.expressions]]
+            args = [self.expect(a, NUMBER, strict=False)[0] for a in [node.this, *node.expressions]]
             return f"{'GREATEST' if t is exp.Greatest else 'LEAST'}({', '.join(map(self.double, args))})", NUMBER
         if t is exp.Abs:
             return f"ABS({self.double(self.expect(node.this, NUMBER)[0])})", NUMBER
@@ -187,7 +196,7 @@ class _Checker:
                 a = self.double(self.expect(args[0], NUMBER)[0])
                 return f"(CASE WHEN {a} > -1 THEN LN(1 + {a}) END)", NUMBER
             if name == "clip" and len(args) == 3:
-                x, lo, hi = (self.double(self.expect(a, NUMBER)[0]) for a in args)
+                x, lo, hi = (self.double(self.expect(a, NUMBER, strict=i == 0)[0]) for i, a in enumerate(args))
                 return f"LEAST(GREATEST({x}, {lo}), {hi})", NUMBER
             if name in FUNCTIONS:
                 self.refuse(node, f"{name} takes {'one argument' if name == 'log1p' else 'three arguments'}")
@@ -198,8 +207,13 @@ class _Checker:
         self.refuse(node, f"{what} is not part of the expression language")
         raise AssertionError  # unreachable
 
-    def expect(self, node, kind: str) -> tuple[str, str]:
+    def expect(self, node, kind: str, strict: bool = True) -> tuple[str, str]:
+        """A `kind` operand; a bare null only where it can change nothing but its own place
+        (`strict` False: and/or, if's condition, least/greatest, clip's bounds), since an operator
+        given null gives null for every row."""
         sql, k = self.kind_of(node)
+        if k == NULL and strict:
+            self.refuse(node, "null here makes the result null for every row (write `x is null` to test for null)")
         if k not in (kind, NULL):
             self.refuse(node, f"expected a {kind}, got a {k}")
         return sql, kind

@@ -77,6 +77,7 @@ def _reference(settings) -> pd.DataFrame:
         out["devices_max2"] = np.nanmax(window, axis=0)
         out["fee_per_hour"] = snap["fee"] / (w + 1)
         out["fee_per_failure"] = np.where(snap["failed"] == 0, np.nan, snap["fee"] / snap["failed"])
+        out["fee_mod_failures"] = np.where(snap["failed"] == 0, np.nan, np.fmod(-snap["fee"], snap["failed"]))
     out["failed_since3"] = np.select([held[0], held[1], held[2]], [0, 1, 2], np.nan)
     out["failed_count3"] = held[0].astype(int) + held[1] + held[2]
     return out.sort_values(["user_id", "as_of"]).reset_index(drop=True)
@@ -111,6 +112,7 @@ def test_time_features_equal_a_pandas_reference_with_a_gap_and_a_late_month(lab_
     third = stored[stored["as_of"] == months[2][1]]
     assert third["watch_d1"].isna().all()  # no snapshot the month before: null, never a two-month change
     assert third["fee_per_failure"].isna().any() and third["fee_per_failure"].notna().any()
+    assert (third["fee_mod_failures"].dropna() < 0).any()  # SQL's remainder: the sign of -monthly_fee
     apply(settings, store)
     kept = datasets.create(months[2][1], SERVICE_V2, settings=settings, store=store)
     assert "watch_d1" in datasets.frame(kept.name, settings=settings, store=store).frame.columns
@@ -149,7 +151,7 @@ def lab_store(embedded_settings, demo_months):
 
 
 def test_bad_candidates_are_refused_in_one_line_and_change_nothing(lab_store):
-    settings, _ = lab_store
+    settings, store = lab_store
     bad = [
         ({"expr": "monthly_fee / nope"}, "unknown column 'nope'"),
         ({"expr": "monthly_fee + contract_type"}, "expected a number"),
@@ -174,6 +176,12 @@ def test_bad_candidates_are_refused_in_one_line_and_change_nothing(lab_store):
     with pytest.raises(InvalidInput, match="exists already"):
         lab.new(settings, "twice_fee", expr="monthly_fee * 3")
     assert list(lab.listing(settings)["name"]) == ["twice_fee"]
+    # a value past a double's range: refused in one line where it is computed, nothing added
+    lab.new(settings, "too_big", expr="monthly_fee * 1e308 * 10")
+    for step in (lambda: lab.preview(settings, "too_big"), lambda: lab.add(settings, store, "too_big")):
+        with pytest.raises(InvalidInput, match="too_big gives a number beyond a double's range"):
+            step()
+    assert lab.declared(settings) == [] and lab.get(settings, "too_big").state == "candidate"
     assert not derived.declarations_path(settings.feature_repo).exists()
     with pytest.raises(NotFound):
         lab.preview(settings, "never_written")

@@ -31,6 +31,10 @@ from streamflow.features.expr import BOOLEAN, NUMBER, compile_expression
         ),
         ("ticket_avg_resolution_hrs_90d is not null", BOOLEAN, ("ticket_avg_resolution_hrs_90d",)),
         ("watch_hours_30d between 1 and 10", BOOLEAN, ("watch_hours_30d",)),
+        # a literal null where it can change nothing but its own place
+        ("coalesce(null, monthly_fee) + greatest(null, skips_7d)", NUMBER, ("monthly_fee", "skips_7d")),
+        ("if(null, 1, monthly_fee) > 0 or null", BOOLEAN, ("monthly_fee",)),
+        ("watch_hours_30d % 7", NUMBER, ("watch_hours_30d",)),
     ],
 )
 def test_accepted_expressions(text, kind, inputs):
@@ -58,6 +62,9 @@ def test_accepted_expressions(text, kind, inputs):
         ("if(has_family, 1)", "three arguments"),
         ("", "empty"),
         ("null", "always null"),
+        ("monthly_fee > null", "comparison with null"),  # `is null` is the test for null
+        ("monthly_fee + null", "null for every row"),
+        ("log1p(null) + monthly_fee", "null for every row"),
         ("x" * 600, "longer than"),
     ],
 )
