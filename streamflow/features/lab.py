@@ -16,7 +16,8 @@ import dataclasses
 import getpass
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -26,7 +27,7 @@ import pandas as pd
 from streamflow.core.catalog import JOIN_KEY, SERVICE_V2
 from streamflow.core.config import Settings
 from streamflow.core.dates import parse_date, snapshot_for
-from streamflow.core.errors import InvalidInput, NotFound, NotReady
+from streamflow.core.errors import Busy, InvalidInput, NotFound, NotReady
 from streamflow.features import derived, derived_table
 from streamflow.features.derived import Derived
 from streamflow.features.derived_sql import Alteration
@@ -357,8 +358,26 @@ def _ship(settings: Settings, store, features: list[Derived], say: Say):
     return rows, m
 
 
+@contextmanager
+def _one_change(settings: Settings) -> Iterator[None]:
+    """Held through an add or a remove: each reads the declarations, then writes them back with one
+    more or one fewer, so two at once (two tabs, the page and the CLI) would lose one of them."""
+    conn = db.connect(settings, autocommit=True)
+    try:
+        if not conn.execute("SELECT pg_try_advisory_lock(%s, 0)", (db.LOCK_FEATURE_LAB,)).fetchone()[0]:
+            raise Busy("another feature add or remove is running; try again when it ends")
+        yield
+    finally:
+        conn.close()  # the lock goes with its session
+
+
 def add(settings: Settings, store, name: str, by: str | None = None, say: Say = _quiet) -> Change:
     """Declare, compute, apply and materialize a candidate; it joins `churn_model_v2`."""
+    with _one_change(settings):
+        return _add(settings, store, name, by, say)
+
+
+def _add(settings: Settings, store, name: str, by: str | None, say: Say) -> Change:
     t0 = time.perf_counter()
     c = get(settings, name)
     if c.state == "added":
@@ -386,6 +405,11 @@ def add(settings: Settings, store, name: str, by: str | None = None, say: Say = 
 def remove(settings: Settings, store, name: str, by: str | None = None, say: Say = _quiet) -> Change:
     """Undo `add`: the declaration, its column, Feast's view field; the candidate stays, removed.
     A candidate never added is discarded instead (the store is not touched; its name is free again)."""
+    with _one_change(settings):
+        return _remove(settings, store, name, by, say)
+
+
+def _remove(settings: Settings, store, name: str, by: str | None, say: Say) -> Change:
     t0 = time.perf_counter()
     existing = declared(settings)
     if not any(f.name == name for f in existing):

@@ -35,6 +35,7 @@ LOCK_INGEST = 7_402
 LOCK_MATERIALIZE = 7_403
 LOCK_INGEST_RUN = 7_404  # held by a running ingest for its run_id, so a sweep can tell it from a dead one
 LOCK_MONITOR = 7_405  # one monitoring check at a time: concurrent ones would profile the same month twice
+LOCK_FEATURE_LAB = 7_407  # one `feature add`/`remove` at a time: each rewrites the declarations it read
 
 
 class DatabaseUnavailable(BackendUnavailable):

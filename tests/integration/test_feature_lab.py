@@ -197,6 +197,38 @@ def test_the_leakage_check_runs_and_catches_a_feature_that_reads_the_next_month(
     assert not caught.passed and caught.changed_by_altered > 0 and "LEAKS" in caught.reason
 
 
+def test_two_adds_at_once_never_lose_one(lab_store):
+    """An add reads the declarations and writes them back with one more: a second add meanwhile is
+    refused (Busy), never let to overwrite the first's declaration."""
+    import threading
+    import time
+
+    from streamflow.core.errors import Busy
+
+    settings, store = lab_store
+    lab.new(settings, "twice_fee", expr="monthly_fee * 2")
+    lab.new(settings, "thrice_fee", expr="monthly_fee * 3")
+    first = threading.Thread(target=lab.add, args=(settings, store, "twice_fee"))
+    first.start()
+    with db.connection(settings) as conn:  # the first add is under way once it holds the lab's lock
+        for _ in range(200):
+            held = conn.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = %s AND granted",
+                (db.LOCK_FEATURE_LAB,),
+            ).fetchone()[0]
+            if held or not first.is_alive():
+                break
+            time.sleep(0.02)
+    assert held, "the first add never took the lab's lock"
+    with pytest.raises(Busy, match="another feature add or remove is running"):
+        lab.add(settings, store, "thrice_fee")
+    first.join()
+    assert [f.name for f in lab.declared(settings)] == ["twice_fee"]
+    assert lab.get(settings, "thrice_fee").state == "candidate"
+    lab.add(settings, store, "thrice_fee")  # once the first is done
+    assert [f.name for f in lab.declared(settings)] == ["twice_fee", "thrice_fee"]
+
+
 def test_add_serves_the_same_values_offline_and_online_then_remove_undoes_it(lab_store):
     settings, store = lab_store
     lab.new(settings, "fee_per_hour", expr="monthly_fee / (watch_hours_30d + 1)")
