@@ -19,7 +19,7 @@ from streamflow.core.catalog import TABLES
 from streamflow.core.config import Settings
 from streamflow.core.dates import parse_month_end
 from streamflow.core.errors import InvalidInput, ValidationRefused
-from streamflow.ingest.formats import DEFAULT, DELIMITERS, CsvFormat, describe, normalize
+from streamflow.ingest.formats import DEFAULT, DELIMITERS, CsvFormat, describe, headers, normalize
 from streamflow.quality.suites import (
     TableValidation,
 )
@@ -136,7 +136,8 @@ def read_raw_chunks(path: Path, rows: int, fmt: CsvFormat = DEFAULT) -> Iterator
     """The same text columns, `rows` lines at a time (the index counts lines across chunks)."""
     _check_file(path, fmt)
     with _csv_errors(path.name, fmt):
-        yield pd.read_csv(path, nrows=0, **_csv_options(fmt))  # the header alone: the columns of an empty file
+        # the header alone: the columns of an empty file
+        yield headers(pd.read_csv(path, nrows=0, **_csv_options(fmt)), path.name)
         with pd.read_csv(path, chunksize=rows, **_csv_options(fmt)) as reader:
             for chunk in reader:
                 yield normalize(chunk, path.name, fmt)

@@ -252,10 +252,27 @@ def _mostly_iso(name: str, lines: list[str], delimiter: str) -> bool:
     return False
 
 
+def headers(raw: pd.DataFrame, table_name: str) -> pd.DataFrame:
+    """A header that names a catalog column but for its case or the spaces around it (` User_ID `, a
+    spreadsheet's habit) read as that column; one that would then repeat another, or names none,
+    is left as written for the validation to name. `raw` is renamed in place and returned."""
+    from streamflow.core.catalog import JOIN_KEY, table
+
+    names = {JOIN_KEY} | {c.name for c in table(table_name).columns}
+    wanted = {c: str(c).strip().lower() for c in raw.columns if c not in names}
+    wanted = {c: n for c, n in wanted.items() if n in names}
+    after = [wanted.get(c, c) for c in raw.columns]
+    if wanted and len(set(after)) == len(after):
+        raw.columns = after
+    return raw
+
+
 def normalize(raw: pd.DataFrame, table_name: str, fmt: CsvFormat) -> pd.DataFrame:
-    """Text as a comma file writes it: decimal commas as points in number columns, dates in
-    `fmt`'s order as YYYY-MM-DD (a value that is neither is left as written, for the coercion to
-    name its row). `raw` (text columns) is changed in place and returned."""
+    """Text as a comma file writes it: headers as the catalog names them (`headers`), decimal commas
+    as points in number columns, dates in `fmt`'s order as YYYY-MM-DD (a value that is neither is
+    left as written, for the coercion to name its row). `raw` (text columns) is changed in place and
+    returned."""
+    headers(raw, table_name)
     if fmt.decimal == DEFAULT.decimal and fmt.dates == DEFAULT.dates:
         return raw
     from streamflow.core.catalog import table

@@ -131,3 +131,18 @@ def test_a_months_format_is_what_most_of_its_files_show():
     }
     assert detect_month(heads) == CsvFormat(delimiter=";", decimal=",")
     assert detect_month({"users.csv": USERS.encode()}) == DEFAULT
+
+
+def test_a_header_differing_in_case_or_spaces_is_read_as_the_catalog_column(tmp_path):
+    from streamflow.ingest.folder import read_raw_chunks
+
+    text = " User_ID ,Signup_Date,user_gender\n7590-VHVEG,2023-12-01,Female\n"
+    path = _write(tmp_path, "users.csv", text)
+    assert list(read_raw(path).columns) == ["user_id", "signup_date", "user_gender"]
+    header, *chunks = read_raw_chunks(path, 10)  # the path a month split by user takes
+    assert list(header.columns) == list(chunks[0].columns) == ["user_id", "signup_date", "user_gender"]
+    # two headers naming one column, or a header naming none: left as written for the validation to name
+    both = _write(tmp_path, "users.csv", "user_id,USER_ID,user_gender\n7590-VHVEG,x,Female\n")
+    assert list(read_raw(both).columns) == ["user_id", "USER_ID", "user_gender"]
+    other = _write(tmp_path, "users.csv", "User ID,user_gender\n7590-VHVEG,Female\n")
+    assert list(read_raw(other).columns) == ["User ID", "user_gender"]
