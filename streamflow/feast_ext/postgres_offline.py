@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import warnings
 from collections.abc import Iterator
 from dataclasses import asdict
 from datetime import UTC
@@ -52,6 +53,11 @@ from psycopg import sql
 from streamflow.feast_ext import pg_arrow, pg_saved
 
 TYPE = "streamflow.feast_ext.postgres_offline.StreamflowPostgreSQLOfflineStore"
+
+# Feast reads an entity query's columns with pandas' read_sql over a psycopg connection (`LIMIT 0`),
+# and pandas warns about that connection on every call (a CLI printed it under each frame): the read
+# is Feast's and correct, so the warning is silenced once, here, for every face
+warnings.filterwarnings("ignore", message="pandas only supports SQLAlchemy", category=UserWarning)
 
 
 class StreamflowPostgreSQLOfflineStoreConfig(PostgreSQLOfflineStoreConfig):

@@ -191,7 +191,6 @@ def feast_quiet() -> Iterator[None]:
     """Feast warns that saved datasets are experimental on every call: said once, in the docs."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*(Saving|Retrieving) dataset.*", category=RuntimeWarning)
-        warnings.filterwarnings("ignore", message="pandas only supports SQLAlchemy", category=UserWarning)
         yield
 
 

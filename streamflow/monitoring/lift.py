@@ -181,9 +181,17 @@ def lift(
     test = test[~test[JOIN_KEY].isin(gone)].reset_index(drop=True)
     y_train, y_test = model_check._labels(train), model_check._labels(test)
     if len(set(y_train)) < 2 or len(set(y_test)) < 2:
-        raise NotReady("the lift needs churners and stayers in both months")
+        counts = "; ".join(
+            f"{m}: {int(sum(y)):,} churner(s) of {len(y):,} users" for m, y in ((a, y_train), (b, y_test))
+        )
+        raise NotReady(
+            f"the lift needs churners and stayers in both months ({counts}; a user labelled churned the "
+            "month before is left out, serving its last month): pick other months with --train-as-of/--test-as-of"
+        )
     cand = f.name
     if not train[cand].notna().any():
+        if f.kind == "row":  # no window: every input row gave null (a division by zero, a null input)
+            raise NotReady(f"{cand} is null for every user at {a}: there is nothing for the model to learn from")
         raise NotReady(
             f"{cand} has no value at {a} (its window needs months before it): measure its lift trained on a "
             "later month (--train-as-of), or ingest an earlier one"

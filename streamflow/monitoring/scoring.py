@@ -26,16 +26,27 @@ from streamflow.core.config import Settings
 from streamflow.storage import db
 
 
+def _is_text(feat: str, frames: list[pd.DataFrame]) -> bool:
+    col = column_named(feat)
+    if col is not None:
+        return col.kind in ("category", "str")
+    # a column the catalog does not declare (a derived feature, a lab candidate): text when its values are
+    return any(pd.api.types.infer_dtype(f[feat], skipna=True) == "string" for f in frames)
+
+
 def design_matrix(frames: list[pd.DataFrame], features: list[str]) -> list[pd.DataFrame]:
-    """Numbers and booleans as floats (NaN for null); categories one-hot on the values the
-    catalog allows, so every frame gets the same columns."""
+    """Numbers and booleans as floats (NaN for null); text one-hot on the values the catalog
+    allows (on the values the frames hold, for a column it does not declare), so every frame gets
+    the same columns."""
     out = [pd.DataFrame(index=f.index) for f in frames]
     for feat in features:
         col = column_named(feat)
+        text = _is_text(feat, frames)
         for o, f in zip(out, frames, strict=True):
             s = f[feat].astype("object")
-            if col is not None and col.kind in ("category", "str"):
-                for cat in col.allowed or sorted(set().union(*(set(g[feat].dropna().astype(str)) for g in frames))):
+            if text:
+                allowed = col.allowed if col is not None else None
+                for cat in allowed or sorted(set().union(*(set(g[feat].dropna().astype(str)) for g in frames))):
                     o[f"{feat}={cat}"] = (s == cat).astype(float)
             else:
                 o[feat] = pd.to_numeric(s.where(s.notna(), np.nan), errors="coerce").astype(float)

@@ -398,6 +398,14 @@ def test_the_demo_trend_has_a_lift_and_a_noise_feature_does_not(lab_store):
     with pytest.raises(NotReady, match="has no value at 2024-01-31"):
         lift.lift(settings, store, "watch_trend", "2024-01-31", "2024-02-29")
     assert lab.get(settings, "watch_trend").lift["verdict"] == "adds lift"
+    # a text candidate is one-hot on its values (it was read as a number: all NaN, and the fit crashed)
+    lab.new(settings, "term", expr="if(contract_type == 'Two year', 'long', 'short')")
+    term = lift.lift(settings, store, "term", record=False)
+    assert term.verdict in lift.VERDICTS and np.isfinite(term.auc_with), term.reason
+    # a row feature null for every user says so, not that its window needs earlier months
+    lab.new(settings, "no_fee", expr="monthly_fee / (months_active * 0)")
+    with pytest.raises(NotReady, match="no_fee is null for every user"):
+        lift.lift(settings, store, "no_fee", record=False)
 
 
 def test_the_command_forms_work_as_written(lab_store, monkeypatch, capsys):

@@ -38,3 +38,17 @@ def test_a_kept_model_scores_as_scikit_learn_and_its_contributions_add_up():
     score, _ = kept.explain(frame.iloc[0].drop("monthly_fee"))
     assert 0 < score < 1
     assert abs(kept.average_score - 1 / (1 + np.exp(-kept.intercept))) < 1e-12
+
+
+def test_a_column_the_catalog_does_not_declare_is_one_hot_when_it_holds_text():
+    import pandas as pd
+
+    from streamflow.monitoring.scoring import design_matrix
+
+    a = pd.DataFrame({"term": ["long", None, "short"], "ratio": [0.5, None, 2.0], "flag": [True, False, None]})
+    b = pd.DataFrame({"term": ["mid", "long", "long"], "ratio": [1.0, 1.0, None], "flag": [None, None, True]})
+    b["flag"] = b["flag"].astype("boolean")
+    xa, xb = design_matrix([a, b], ["term", "ratio", "flag"])
+    assert list(xa.columns) == list(xb.columns) == ["term=long", "term=mid", "term=short", "ratio", "flag"]
+    assert xa["term=long"].tolist() == [1.0, 0.0, 0.0] and xb["term=mid"].tolist() == [1.0, 0.0, 0.0]
+    assert xa["ratio"].isna().tolist() == [False, True, False] and xb["flag"].tolist()[2] == 1.0
