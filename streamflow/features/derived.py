@@ -55,6 +55,16 @@ AGGS = {
     "months_since": "months since {x} last held, looking back {k} month(s)",
     "count": "months in which {x} held, of the {k} ending at as_of",
 }
+# why a time feature's value is null, per aggregation (docs/feature_lab.md's table says the same)
+NULL_WHEN = {
+    "delta": "no snapshot of the user at as_of or {k} month(s) before, or a null input there",
+    "ratio_to_mean": "no earlier snapshot in the {k} month(s) before, a mean of 0, or a null input",
+    "mean": "no snapshot with a value in the {k} month(s)",
+    "min": "no snapshot with a value in the {k} month(s)",
+    "max": "no snapshot with a value in the {k} month(s)",
+    "months_since": "the condition held in none of the {k} month(s)",
+    "count": "never (a month without a snapshot counts as not held)",
+}
 CONDITION_AGGS = ("months_since", "count")
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{1,62}$")
 # the month's index, in the SQL PostgreSQL and Spark SQL both read

@@ -202,8 +202,8 @@ def preview(settings: Settings, feature: Derived | str, as_of: str | date | None
     notes = []
     if f.kind == "time":
         notes.append(
-            f"{f.definition()}: reads {f.window + 1} month(s) per value; {nulls:,} user(s) have null (no snapshot "
-            "in a month it needs, or a null input there)"
+            f"{f.definition()}: reads {f.window + 1} month(s) per value; {nulls:,} user(s) have null "
+            f"(null when: {derived.NULL_WHEN[f.agg].format(k=f.over)})"
         )
     return Preview(f.name, month, len(vals), nulls, summary, hist, examples, time.perf_counter() - t0, notes)
 

@@ -104,6 +104,7 @@ def test_declaration_checks():
         derived.check(Derived("same_trend", "2 > 1", "count", 2), [], months_stored=3)
     with pytest.raises(InvalidInput, match="1 or more"):
         derived.check(Derived("x_back", "watch_hours_30d", "delta", 0), [])
+    assert set(derived.NULL_WHEN) == set(derived.AGGS)  # every aggregation says when it is null
     # the windows never look ahead for what the language can declare
     for agg in derived.AGGS:
         of = "failed_payments_90d > 0" if agg in derived.CONDITION_AGGS else "watch_hours_30d"
