@@ -222,6 +222,8 @@ LABEL_HORIZON = (
     "learns this month's outcome from what was known by this month's snapshot."
 )
 DERIVED_LINEAGE = "derived_as_of"  # the lineage field of the derived features' view (features.derived)
+# the derived features' declarations, a file of the Feast repo (features.derived; backed up with the store)
+DERIVED_DECLARATIONS = "derived_features.yaml"
 LINEAGE_FIELDS: frozenset[str] = frozenset([*(t.lineage for t in TABLES), DERIVED_LINEAGE])
 
 

@@ -38,11 +38,20 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from streamflow.core.catalog import DERIVED_LINEAGE, JOIN_KEY, LINEAGE_FIELDS, TABLES, TIMESTAMP, Column, Table
+from streamflow.core.catalog import (
+    DERIVED_DECLARATIONS,
+    DERIVED_LINEAGE,
+    JOIN_KEY,
+    LINEAGE_FIELDS,
+    TABLES,
+    TIMESTAMP,
+    Column,
+    Table,
+)
 from streamflow.core.errors import InvalidInput
 from streamflow.features.expr import BOOLEAN, NUMBER, TEXT, Compiled, compile_expression
 
-DECLARATIONS = "derived_features.yaml"
+DECLARATIONS = DERIVED_DECLARATIONS
 SNAPSHOT = "derived_features_snapshots"
 VIEW = "derived_features_fv"
 LINEAGE = DERIVED_LINEAGE

@@ -2,8 +2,11 @@
 
 One file holds everything the store is: a tar of pg_dump's custom format (`store.dump`: live and
 snapshot tables, run history and validation results, Feast's SQL registry and, on the PostgreSQL
-online store, the online tables) and the kept datasets' Parquet files (`datasets/`, which the
-registry names). A file made before datasets were files -- pg_dump's format alone -- restores as
+online store, the online tables), the kept datasets' Parquet files (`datasets/`, which the
+registry names) and the feature lab's declarations (`derived_features.yaml`, a file of the Feast
+repo that the registry's derived view and the derived table were made from). A restore makes the
+repo's declarations the file's (removed when it has none); the ones it replaces are saved in
+`.streamflow/backups/` first. A file made before datasets were files -- pg_dump's format alone -- restores as
 it did. (A Redis online store is not in the file: `streamflow materialize` refills it from the
 restored snapshots.) The tools are the ones the `pgserver` wheel ships (PostgreSQL 16), so a
 machine without a server installed can back up too; they also serve 15 and 16 servers.
@@ -26,11 +29,12 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from streamflow.core.catalog import TABLES
+from streamflow.core.catalog import DERIVED_DECLARATIONS, TABLES
 from streamflow.core.config import Settings, load_settings
 from streamflow.core.errors import Busy, InvalidInput, NotFound
 from streamflow.storage import db
@@ -103,28 +107,40 @@ def backup(path: Path | str, settings: Settings | None = None) -> BackupResult:
             "pg_dump",
         )
         files = _dataset_files(settings)  # after the dump: a dataset the registry names is in the folder
+        declarations = settings.feature_repo / DERIVED_DECLARATIONS
         with tarfile.open(tmp, "w") as tar:  # both parts are compressed already
             tar.add(dump, arcname=DUMP)
             for f in files:
                 tar.add(f, arcname=f"{DATASETS}/{f.name}")
+            if declarations.is_file():
+                tar.add(declarations, arcname=DERIVED_DECLARATIONS)
     tmp.replace(path)  # a backup file is whole or absent
     return BackupResult(path, path.stat().st_size, tables, len(files))
 
 
+@dataclass
+class _Opened:
+    dump: Path
+    datasets: list[Path]
+    declarations: Path | None  # the feature lab's, when the store had any
+
+
 @contextlib.contextmanager
-def _opened(path: Path) -> Iterator[tuple[Path, list[Path]]]:
-    """The backup's pg_dump file and dataset files, extracted into a temporary folder (a file
-    made before datasets were files is the dump alone). Only the two expected kinds of entry are
-    read: anything else in the tar is refused, nothing is extracted by the tar's own paths."""
+def _opened(path: Path) -> Iterator[_Opened]:
+    """The backup's pg_dump file, dataset files and declarations, extracted into a temporary folder
+    (a file made before datasets were files is the dump alone). Only the expected kinds of entry
+    are read: anything else in the tar is refused, nothing is extracted by the tar's own paths."""
     if not tarfile.is_tarfile(path):
-        yield path, []
+        yield _Opened(path, [], None)
         return
     with tempfile.TemporaryDirectory(prefix="sf-restore-") as work, tarfile.open(path) as tar:
-        dump, files = None, []
+        dump, files, declarations = None, [], None
         for member in tar.getmembers():
             folder, _, name = member.name.rpartition("/")
             if member.isfile() and member.name == DUMP:
                 target = dump = Path(work) / DUMP
+            elif member.isfile() and member.name == DERIVED_DECLARATIONS:
+                target = declarations = Path(work) / DERIVED_DECLARATIONS
             elif member.isfile() and folder == DATASETS and _DATASET_FILE.fullmatch(name):
                 target = Path(work) / name
                 files.append(target)
@@ -134,7 +150,7 @@ def _opened(path: Path) -> Iterator[tuple[Path, list[Path]]]:
                 shutil.copyfileobj(src, out, 1 << 20)
         if dump is None:
             raise InvalidInput(f"{path} is not a StreamFlow backup (no {DUMP} in it)")
-        yield dump, files
+        yield _Opened(dump, files, declarations)
 
 
 def stored_rows(settings: Settings) -> int:
@@ -151,7 +167,8 @@ def restore(path: Path | str, settings: Settings | None = None, force: bool = Fa
     path = Path(path)
     if not path.is_file():
         raise NotFound(f"no backup file at {path}")
-    with _opened(path) as (dump, files):
+    with _opened(path) as opened:
+        dump = opened.dump
         conn_args, env = _args(settings)
         listing = subprocess.run([tool("pg_restore"), "-l", str(dump)], capture_output=True, text=True)
         if listing.returncode != 0 or "TABLE DATA public ingestion_runs" not in listing.stdout:
@@ -162,10 +179,9 @@ def restore(path: Path | str, settings: Settings | None = None, force: bool = Fa
                 f"the store is not empty ({existing:,} snapshot rows and runs): restoring would replace it; "
                 "pass --force to replace it"
             )
+        stamp = time.strftime("%Y%m%dT%H%M%S")
         if existing:  # replacing data on purpose: keep what was there, in case the file was the wrong one
-            import time
-
-            backup(settings.state_dir / "backups" / f"before-restore-{time.strftime('%Y%m%dT%H%M%S')}.dump", settings)
+            backup(settings.state_dir / "backups" / f"before-restore-{stamp}.dump", settings)
         with db.connection(settings, autocommit=True) as conn:
             _locks_free(conn)
             conn.execute("DROP SCHEMA public CASCADE")  # the file creates it again
@@ -184,7 +200,8 @@ def restore(path: Path | str, settings: Settings | None = None, force: bool = Fa
             env,
             "pg_restore",
         )
-        _restore_datasets(settings, files, replace=bool(existing))
+        _restore_datasets(settings, opened.datasets, replace=bool(existing))
+        _restore_declarations(settings, opened.declarations, stamp)
     with db.connection(settings) as conn:  # and the schema of this version on top, should the file be older
         return conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone()[0]
 
@@ -201,3 +218,22 @@ def _restore_datasets(settings: Settings, files: list[Path], replace: bool) -> N
     for f in files:
         shutil.copyfile(f, folder / f".{f.name}.partial")
         (folder / f".{f.name}.partial").replace(folder / f.name)
+
+
+def _restore_declarations(settings: Settings, declarations: Path | None, stamp: str) -> None:
+    """The repo's derived-feature declarations made the backup's, as the restored registry and
+    derived table are (removed when it had none). A different file they replace is kept first in
+    `.streamflow/backups/`, whatever the store held."""
+    current = settings.feature_repo / DERIVED_DECLARATIONS
+    wanted = declarations.read_bytes() if declarations is not None else None
+    if current.is_file() and current.read_bytes() != wanted:
+        kept = settings.state_dir / "backups" / f"before-restore-{stamp}-{DERIVED_DECLARATIONS}"
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(current, kept)
+    if wanted is None:
+        current.unlink(missing_ok=True)
+    else:
+        current.parent.mkdir(parents=True, exist_ok=True)
+        partial = current.with_name(f".{current.name}.partial")
+        partial.write_bytes(wanted)
+        partial.replace(current)

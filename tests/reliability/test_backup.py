@@ -11,7 +11,8 @@ import pytest
 
 from streamflow.core.config import load_settings
 from streamflow.core.errors import InvalidInput, NotFound
-from streamflow.features import datasets
+from streamflow.features import datasets, derived
+from streamflow.features.derived import Derived
 from streamflow.features.online import online_features
 from streamflow.features.store import get_store
 from streamflow.monitoring.alerts import check, listing
@@ -53,6 +54,16 @@ def backend(request):
 
 def test_round_trip(request, backend, target, months, tmp_path, record):
     settings, store = prepared_store(request.getfixturevalue(f"{backend}_settings"), months, n_months=2)
+    declared = [Derived("fee_twice", "monthly_fee * 2")]  # the feature lab's file of the repo goes with the store
+    derived.write(settings.feature_repo, declared)
+    try:
+        _round_trip(settings, store, backend, target, tmp_path, record)
+    finally:
+        derived.write(settings.feature_repo, [])
+
+
+def _round_trip(settings, store, backend, target, tmp_path, record):
+    declarations = derived.declarations_path(target.feature_repo)
     kept = check(settings, store)  # the monitor's profiles, importances and alerts are part of the store
     assert not kept.empty
     kept_ds = datasets.create("2024-01-31", name="in_the_backup", settings=settings, store=store, again=True)
@@ -70,6 +81,7 @@ def test_round_trip(request, backend, target, months, tmp_path, record):
     restored = get_store(target)
     assert _lookups(target, restored) == lookups
     assert restored.get_feature_service("churn_model_v1").name == "churn_model_v1"
+    assert derived.read(target.feature_repo) == derived.read(settings.feature_repo)
     assert listing(target).to_dict("records") == kept.to_dict("records")
     # the dataset's file came back with the registry that names it, under the target's own repo
     back = datasets.get(kept_ds.name, target, restored)
@@ -81,11 +93,16 @@ def test_round_trip(request, backend, target, months, tmp_path, record):
         tar.extract(DUMP, tmp_path / "old", filter="data")
     restore(tmp_path / "old" / DUMP, target, force=True)
     assert fingerprint(target, online=True) == before
+    # it held no declarations: the repo's are gone with the store they described, kept aside first
+    assert not declarations.exists()
+    (aside,) = (target.state_dir / "backups").glob("before-restore-*-derived_features.yaml")
+    assert "fee_twice" in aside.read_text()
 
     with pytest.raises(InvalidInput, match="not empty"):
         restore(file, target)
     restore(file, target, force=True)
     assert fingerprint(target, online=True) == before
+    assert derived.read(target.feature_repo) == derived.read(settings.feature_repo)
     record(
         f"{backend}: backup {r.bytes / 1e6:.1f} MB, {r.tables} tables; restore -> equal checksums and lookups; "
         "non-empty refused without --force"
