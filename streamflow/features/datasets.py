@@ -84,16 +84,21 @@ def _table(name: str) -> str:
     return f"sf_dataset_{slug}_{hashlib.sha256(name.encode()).hexdigest()[:8]}"
 
 
+FINGERPRINT = "d2:"  # a fingerprint without the sources' registration times (see `_definitions`)
+
+
 def _definitions(store, refs: list[str]) -> str:
-    """A fingerprint of the definitions of the views `refs` read (their specs, not their history)."""
+    """A fingerprint of the definitions of the views `refs` read: their specs, without their history.
+    A view's spec holds its source's `meta` (when it was registered and last updated), which every
+    `apply` writes anew for every view; fingerprinted with it, each `feature add` called every
+    dataset's views redefined."""
     h = hashlib.sha256()
     for view in sorted({FeatureRef.parse(r).view for r in refs}):
-        h.update(
-            store.get_feature_view(view, allow_registry_cache=True)
-            .to_proto()
-            .spec.SerializeToString(deterministic=True)
-        )
-    return h.hexdigest()[:16]
+        spec = store.get_feature_view(view, allow_registry_cache=True).to_proto().spec
+        for source in (spec.batch_source, spec.stream_source):
+            source.ClearField("meta")
+        h.update(spec.SerializeToString(deterministic=True))
+    return FINGERPRINT + h.hexdigest()[:16]
 
 
 def _spec(features: str | list[str] | None) -> str:
@@ -142,14 +147,19 @@ def _staleness(ds: Dataset, settings: Settings, store, changed: dict, derived_at
         refs = _refs_of(store, ds.features, ds.labels)
         if tuple(refs) not in seen:  # datasets of one service read the same views: fingerprinted once
             seen[tuple(refs)] = _definitions(store, refs)
-        if seen[tuple(refs)] != ds.definitions:
+        if not ds.definitions.startswith(FINGERPRINT):  # kept by an earlier version: its fingerprint cannot tell
+            ds.stale_because.append(
+                "its views' definitions were fingerprinted by an earlier StreamFlow, with the registration times "
+                f"every apply rewrites: rebuild it to check them (streamflow dataset rebuild {ds.name})"
+            )
+        elif seen[tuple(refs)] != ds.definitions:
             ds.stale_because.append("a feature view it reads was redefined (streamflow apply) since")
         # a derived feature reads earlier months too: recomputed after the dataset, it is stale
         computed = derived_at.get(ds.snapshot_as_of)
         if computed is not None and computed > ds.created_at and any(r.startswith(f"{derived.VIEW}:") for r in refs):
             ds.stale_because.append(
                 f"its derived features at {ds.snapshot_as_of} were computed again on {computed:%Y-%m-%d %H:%M} UTC "
-                "(a month their windows read was re-ingested)"
+                "(a derived feature added or removed, or a month their windows read re-ingested)"
             )
     except NotFound as exc:
         ds.stale_because.append(f"its features no longer resolve: {exc}")

@@ -226,6 +226,35 @@ def test_a_dataset_goes_stale_when_its_month_is_reingested(kept, month_copy):
     assert not datasets.get(ds.name, settings, store).stale and fresh.checksum != ds.checksum
 
 
+def test_an_apply_keeps_a_dataset_current_unless_a_view_it_reads_changes(kept):
+    """Every apply registers each view's source anew (its registration times in the view's spec):
+    a dataset stays current through one that changes nothing it reads (every `feature add` applies),
+    goes stale when a view it reads is redefined, and is current again once the definition is back."""
+    from streamflow.features.apply import apply
+
+    settings, store = kept
+    ds = datasets.create("2024-01-31", settings=settings, store=store)
+    apply(settings, store)
+    assert not datasets.get(ds.name, settings, store).stale
+    assert datasets.frame_for("2024-01-31", settings=settings, store=store)[1] is not None  # served from the file
+    view = store.get_feature_view("subs_profile_fv")
+    view.description = "redefined by hand"
+    store.apply([view])
+    assert datasets.get(ds.name, settings, store).stale_because == [
+        "a feature view it reads was redefined (streamflow apply) since"
+    ]
+    apply(settings, store)  # the repo's definition again
+    assert not datasets.get(ds.name, settings, store).stale
+    # a dataset kept by an earlier version (a fingerprint with the registration times) says it cannot tell
+    saved = store.get_saved_dataset(ds.name)
+    saved.tags["definitions"] = "98db2c53cbfcfe94"
+    store.registry.apply_saved_dataset(saved, store.project, commit=True)
+    (why,) = datasets.get(ds.name, settings, store).stale_because
+    assert "fingerprinted by an earlier StreamFlow" in why and f"streamflow dataset rebuild {ds.name}" in why
+    datasets.rebuild(ds.name, settings, store)
+    assert not datasets.get(ds.name, settings, store).stale
+
+
 def test_a_frame_kept_already_is_offered_not_copied(kept, monkeypatch, capsys):
     """Keeping a frame a current dataset already holds names that dataset instead of a silent second
     copy: the same request under another name, or another request whose rows are the same (content
