@@ -4,7 +4,15 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 from data import settings, store
-from ui import MATERIALIZE_PAGE, figure, friendly_errors, nothing_to_show, require_applied, require_snapshots
+from ui import (
+    MATERIALIZE_PAGE,
+    figure,
+    friendly_errors,
+    nothing_to_show,
+    require_applied,
+    require_snapshots,
+    service_choice,
+)
 
 from streamflow.core import links
 from streamflow.core.config import Settings
@@ -23,8 +31,10 @@ COLORS = {
 
 
 @st.cache_data(ttl=60, show_spinner="Comparing offline and online values...")
-def report(s: Settings, users: tuple[str, ...] | None, sample: int, as_of):
-    return skew_report(users=list(users) if users else None, sample=sample, as_of=as_of, settings=s, store=store())
+def report(s: Settings, users: tuple[str, ...] | None, sample: int, as_of, service: str):
+    return skew_report(
+        users=list(users) if users else None, sample=sample, as_of=as_of, features=service, settings=s, store=store()
+    )
 
 
 @figure
@@ -73,6 +83,7 @@ st.caption(
 with friendly_errors():
     dates = require_snapshots()
     require_applied()
+    service = service_choice(key=links.key("skew", "service"), bind="query-params")
 
     st.subheader("One user")
     c1, c2 = st.columns(2)
@@ -93,7 +104,7 @@ with friendly_errors():
         st.error(str(exc))
         uid = None
     if uid:
-        one = report(settings(), (uid,), 1, ref)
+        one = report(settings(), (uid,), 1, ref, service)
         pairs = one.pairs[
             ["view", "feature", "online_value", "online_snapshot", "offline_at_online_ts", "offline_at_reference",
              "status", "reason"]
@@ -118,7 +129,7 @@ with friendly_errors():
         key=links.key("skew", "population_reference"),
         bind="query-params",
     )
-    rep = report(settings(), None, n, ref_pop)
+    rep = report(settings(), None, n, ref_pop, service)
     m1, m2, m3 = st.columns(3)
     m1.metric("Users", rep.pairs["user_id"].nunique())
     m2.metric(

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from streamflow.cli.output import print_table, say, store
-
-FEATURES_HELP = "service (default churn_model_v1), views or view:feature,..."
+from streamflow.cli.output import FEATURES_HELP, print_table, say, store
 
 
 def register(sub) -> None:

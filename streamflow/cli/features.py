@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from streamflow.cli.output import materialize_progress, say, store
+from streamflow.cli.output import FEATURES_HELP, materialize_progress, say, store
 from streamflow.core import links
 from streamflow.core.catalog import LABEL_HORIZON
 
@@ -28,9 +28,7 @@ def register(sub) -> None:
 
     s = sub.add_parser("training-frame", help="point-in-time correct training frame for an as_of")
     s.add_argument("--as-of", required=True)
-    s.add_argument(
-        "--features", default=None, help="feature service (default churn_model_v1), view, or view:feature,..."
-    )
+    s.add_argument("--features", default=None, help=FEATURES_HELP)
     s.add_argument("--no-labels", action="store_true")
     s.add_argument("--out", default=None, help="write .csv or .parquet (e.g. data/processed/training_df.csv)")
     s.set_defaults(func=cmd_training_frame)
@@ -49,7 +47,7 @@ def register(sub) -> None:
 
     s = sub.add_parser("online", help="online feature lookup")
     s.add_argument("user_ids", nargs="+")
-    s.add_argument("--features", default=None)
+    s.add_argument("--features", default=None, help=FEATURES_HELP)
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_online)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from streamflow.cli.output import print_table, store
+from streamflow.cli.output import FEATURES_HELP, print_table, store
 from streamflow.core import links
 
 
@@ -19,6 +19,7 @@ def register(sub) -> None:
     s.add_argument("--users", default=None, help="comma-separated user_ids (default: a sample)")
     s.add_argument("--sample", type=int, default=500)
     s.add_argument("--as-of", default=None, help="reference snapshot date (default: latest)")
+    s.add_argument("--features", default=None, help=FEATURES_HELP)
     s.set_defaults(func=cmd_skew)
 
     s = sub.add_parser("stats", help="per-feature statistics of a snapshot (Feast's monitoring, computed once a month)")
@@ -67,7 +68,7 @@ def cmd_skew(args: argparse.Namespace) -> int:
     from streamflow.monitoring.skew import STATUSES, skew_report
 
     users = args.users.split(",") if args.users else None
-    rep = skew_report(users=users, sample=args.sample, as_of=args.as_of, store=store())
+    rep = skew_report(users=users, sample=args.sample, as_of=args.as_of, features=args.features, store=store())
     print(f"reference snapshot {rep.reference}; {rep.pairs['user_id'].nunique()} users, {len(rep.pairs)} pairs")
     counts = rep.pairs["status"].value_counts()
     for status in STATUSES:

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+# what every `--features` reads (`features.refs.resolve_features`)
+FEATURES_HELP = (
+    "feature service (default churn_model_v1; churn_model_v2 adds the derived features), view, or view:feature,..."
+)
+
 
 def print_table(df, title: str | None = None) -> None:
     if title:

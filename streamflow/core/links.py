@@ -39,6 +39,7 @@ PAGES: dict[str, dict[str, str]] = {
         "reference": "skew_ref",
         "population_reference": "skew_ref_pop",
         "feature": "skew_num",
+        "service": "skew_service",
     },
     "explain": {"user_id": "ex_user", "as_of": "ex_as_of"},
     "drift": {"reference": "drift_a", "as_of": "drift_b", "feature": "drift_feature", "service": "drift_service"},

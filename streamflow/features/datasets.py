@@ -6,10 +6,9 @@ a Parquet file under the Feast repo's `data/datasets/` (`SavedDatasetFileStorage
 store class writes it from one binary COPY and reads it back by pyarrow), or on the lake profile
 a Parquet folder under the lake's `datasets/` (`SavedDatasetSparkStorage`; Spark's executors write
 it, and it is read back a column or a page at a time, never collected) -- and registered in
-Feast's registry, so `feast ui`'s Datasets page lists the same datasets. Its tags
-record how it was made: as_of, the snapshot used, the features asked for, labels or not, rows, a
-content checksum, when and in how many seconds it was built, and a fingerprint of the feature
-view definitions it read.
+Feast's registry, so `feast ui`'s Datasets page lists the same datasets. Its tags record how it was
+made: as_of, snapshot, features, labels or not, rows, a content checksum, when and in how many
+seconds it was built, and a fingerprint of the feature view definitions it read.
 
 A dataset whose inputs changed after it was built is stale and says why: its snapshot month was
 re-ingested with other rows, or a definition it read changed. Rebuilding a dataset whose inputs
@@ -85,13 +84,13 @@ def _table(name: str) -> str:
 
 
 FINGERPRINT = "d2:"  # a fingerprint without the sources' registration times (see `_definitions`)
+OLD_FINGERPRINT = ("its views' definitions were fingerprinted by an earlier StreamFlow, with the registration times "
+                   "every apply rewrites: rebuild it to check them (streamflow dataset rebuild {name})")  # fmt: skip
 
 
 def _definitions(store, refs: list[str]) -> str:
-    """A fingerprint of the definitions of the views `refs` read: their specs, without their history.
-    A view's spec holds its source's `meta` (when it was registered and last updated), which every
-    `apply` writes anew for every view; fingerprinted with it, each `feature add` called every
-    dataset's views redefined."""
+    """A fingerprint of the specs of the views `refs` read, without their sources' `meta` (when each
+    was registered: every `apply` rewrites it, and every dataset then read as redefined)."""
     h = hashlib.sha256()
     for view in sorted({FeatureRef.parse(r).view for r in refs}):
         spec = store.get_feature_view(view, allow_registry_cache=True).to_proto().spec
@@ -148,10 +147,7 @@ def _staleness(ds: Dataset, settings: Settings, store, changed: dict, derived_at
         if tuple(refs) not in seen:  # datasets of one service read the same views: fingerprinted once
             seen[tuple(refs)] = _definitions(store, refs)
         if not ds.definitions.startswith(FINGERPRINT):  # kept by an earlier version: its fingerprint cannot tell
-            ds.stale_because.append(
-                "its views' definitions were fingerprinted by an earlier StreamFlow, with the registration times "
-                f"every apply rewrites: rebuild it to check them (streamflow dataset rebuild {ds.name})"
-            )
+            ds.stale_because.append(OLD_FINGERPRINT.format(name=ds.name))
         elif seen[tuple(refs)] != ds.definitions:
             ds.stale_because.append("a feature view it reads was redefined (streamflow apply) since")
         # a derived feature reads earlier months too: recomputed after the dataset, it is stale
@@ -197,8 +193,7 @@ def written(
 
 
 @contextlib.contextmanager
-def feast_quiet() -> Iterator[None]:
-    """Feast warns that saved datasets are experimental on every call: said once, in the docs."""
+def feast_quiet() -> Iterator[None]:  # Feast warns that saved datasets are experimental, on every call
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*(Saving|Retrieving) dataset.*", category=RuntimeWarning)
         yield

@@ -422,10 +422,12 @@ def test_the_command_forms_work_as_written(lab_store, monkeypatch, capsys):
     assert main(["feature", "lift", "fee_per_hour", "--train-as-of", "2024-02-29", "--test-as-of", "2024-03-31"]) == 0
     assert main(["feature", "add", "watch_trend"]) == 0
     assert main(["feature", "list"]) == 0
+    assert main(["skew", "--sample", "20", "--features", "churn_model_v2"]) == 0  # the derived features compared too
     out = capsys.readouterr().out
     assert "unknown function" not in out  # errors go to stderr
     assert "watch_trend at 2024-02-29: 4,000 users" in out and "reads no future snapshot" in out
     assert "fee_per_hour: AUC" in out and "watch_trend added" in out
+    assert "watch_trend" in out.split("per view")[1] or "derived_features_fv" in out.split("per view")[1]
     assert main(["feature", "remove", "watch_trend"]) == 0
     assert main(["feature", "remove", "watch_trend"]) == 4  # not in the store: not found
     assert main(["feature", "remove", "fee_per_hour"]) == 0  # a candidate never added: discarded
@@ -473,13 +475,13 @@ def test_the_feature_lab_page(lab_store, monkeypatch):
     # the pages comparing frames offer churn_model_v2 from now on, and read its derived feature
     from streamflow.monitoring.model_check import kept_check
 
-    for page in ("drift", "model_check"):
+    for page in ("skew", "drift", "model_check"):
         at = app_page(settings, monkeypatch, page)
         pick = next(s for s in at.selectbox if s.label == "Feature service")
         assert pick.value == SERVICE and not at.exception
         pick.set_value(SERVICE_V2).run()
         assert not at.exception, [e.value for e in at.exception]
-        if page == "drift":
+        if page in ("skew", "drift"):  # skew: the one user's pairs, the derived feature's among them
             assert "watch_trend" in set(at.dataframe[0].value["feature"]), at.dataframe[0].value
     a, b = (s.value for s in at.selectbox[1:3])  # the first two months: a trend has no value in the first
     first = kept_check(a, b, settings=settings, service=SERVICE_V2)  # what the page fitted, kept under v2
