@@ -109,15 +109,26 @@ def out_of_range(exc: BaseException, what: str) -> InvalidInput | None:
     return None
 
 
+def database_unreachable(exc: BaseException, where: str = "") -> str:
+    """What every face says when PostgreSQL cannot be reached (`where`: its address, when known)."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return (
+        f"cannot reach the database{f' ({where})' if where else ''}: {first}. "
+        "Is PostgreSQL running and are STREAMFLOW_PG_* / STREAMFLOW_DATABASE_URL right?"
+    )
+
+
 def from_backend(exc: BaseException, url: str = "") -> BackendUnavailable | None:
     """A connection error of a backend client (Redis, psycopg), as a BackendUnavailable; else None."""
     if isinstance(exc, BackendUnavailable):
         return exc
     import psycopg
 
-    if isinstance(exc, psycopg.OperationalError):
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return BackendUnavailable(f"the database is unreachable: {first}. Is PostgreSQL running?")
+    cause, seen = exc, 0
+    while cause is not None and seen < 8:  # Feast's SQL registry raises SQLAlchemy's error around psycopg's
+        if isinstance(cause, psycopg.OperationalError):
+            return BackendUnavailable(database_unreachable(cause))
+        cause, seen = cause.__cause__ or getattr(cause, "orig", None), seen + 1
     try:
         import redis
     except ImportError:  # pragma: no cover - redis is a dependency

@@ -21,7 +21,7 @@ import psycopg
 from psycopg import sql
 
 from streamflow.core.config import Settings, load_settings
-from streamflow.core.errors import BackendUnavailable, InvalidInput
+from streamflow.core.errors import BackendUnavailable, InvalidInput, database_unreachable
 from streamflow.storage import schema
 
 if TYPE_CHECKING:
@@ -215,11 +215,7 @@ def connect(settings: Settings | None = None, *, autocommit: bool = False) -> ps
         conn = psycopg.connect(**info.kwargs(), autocommit=autocommit, connect_timeout=5)
     except psycopg.OperationalError as exc:
         where = "embedded PostgreSQL" if settings.embedded else f"{info.host}:{info.port}/{info.dbname}"
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DatabaseUnavailable(
-            f"cannot reach the database ({where}): {first}. "
-            "Is PostgreSQL running and are STREAMFLOW_PG_* / STREAMFLOW_DATABASE_URL right?"
-        ) from exc
+        raise DatabaseUnavailable(database_unreachable(exc, where)) from exc
     data_tables = not settings.lake_profile  # the lake profile keeps its snapshots in the lake
     if (info, data_tables) not in _schema_ready:
         try:

@@ -92,6 +92,22 @@ def test_a_backend_client_error_is_mapped_too(monkeypatch, capsys):
     assert "Redis online store is unreachable" in capsys.readouterr().err
 
 
+def test_a_database_error_inside_feasts_registry_is_mapped_too(monkeypatch, capsys):
+    """Feast's SQL registry raises SQLAlchemy's OperationalError around psycopg's: said like any
+    unreachable database, not as a traceback."""
+    import psycopg
+    import sqlalchemy.exc
+
+    def boom(_args):
+        refused = psycopg.OperationalError("connection failed: connection to server at 127.0.0.1 refused")
+        raise sqlalchemy.exc.OperationalError("SELECT 1", {}, refused) from refused
+
+    monkeypatch.setattr(cli.features, "cmd_catalog", boom)
+    assert cli.main(["catalog"]) == BackendUnavailable.exit_code
+    err = capsys.readouterr().err
+    assert "cannot reach the database: connection failed" in err and "Traceback" not in err
+
+
 def test_anything_else_is_a_bug_and_propagates(monkeypatch):
     monkeypatch.setattr(cli.features, "cmd_catalog", lambda _a: 1 / 0)
     with pytest.raises(ZeroDivisionError):
