@@ -7,9 +7,12 @@ below, and one sentence that says why (`reason`; the page, the CLI and any other
 
     missing_online   the online store has no row for the user in the view
     missing_offline  the offline store has no value at the online row's snapshot nor at the reference
-    serving_bug      online differs from the offline value of its own snapshot (beyond tolerance)
+    serving_bug      online differs from the offline value of its own snapshot (beyond tolerance),
+                     which has not changed since the view was last materialized
     equal            online equals the offline value at the reference
-    stale            online differs from the reference and serves an older snapshot: online is behind
+    stale            online differs from the reference and serves an older snapshot: online is behind;
+                     or its own snapshot changed after the view's last materialization (the month
+                     re-ingested, or for a derived feature recomputed): online serves it as it was
     ahead            online differs from the reference and serves a newer snapshot than it
 
 So a pair's status follows the values shown beside it: choosing another reference changes the
@@ -20,7 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 
 import pandas as pd
 
@@ -40,16 +43,25 @@ REASONS = {
     "value differs; materialize to catch up",
     "ahead": "online is ahead: it serves the {online} snapshot, newer than the reference {reference}, whose "
     "value differs",
-    "serving_bug": "online differs from the offline value of its own snapshot {online}: a serving bug",
+    "serving_bug": "online differs from the offline value of its own snapshot {online}, unchanged since it was "
+    "materialized: a serving bug",
     "missing_online": "the online store has no row for this user in this view",
     "missing_offline": "the offline store has no value for this user at {online} nor at the reference {reference}",
 }
+# a stale pair whose own snapshot changed after the view's last materialization
+CHANGED = (
+    "online is behind: it serves the {online} snapshot as it was before it changed on {changed:%Y-%m-%d %H:%M} UTC "
+    "(re-ingested, or its derived features computed again), after the view's last materialization; materialize "
+    "to catch up"
+)
 NUMERIC_TYPES = tuple({FEAST_TYPES["int"], FEAST_TYPES["float"]})
 
 
-def reason(status: str, online_snapshot: date | None, reference: date) -> str:
-    """The sentence that says why a pair has its status."""
-    return REASONS[status].format(online=online_snapshot or "(none)", reference=reference)
+def reason(status: str, online_snapshot: date | None, reference: date, changed: datetime | None = None) -> str:
+    """The sentence that says why a pair has its status (`changed`: when its own snapshot changed
+    after the view was last materialized, if it did)."""
+    text = CHANGED if status == "stale" and changed is not None else REASONS[status]
+    return text.format(online=online_snapshot or "(none)", reference=reference, changed=changed)
 
 
 @dataclass
@@ -93,14 +105,17 @@ def _same(a, b, numeric: bool, abs_tol: float, rel_tol: float) -> bool:
     return a == b
 
 
-def classify(online, online_ts, offline_own, offline_ref, ref_ts, numeric: bool, abs_tol=1e-9, rel_tol=1e-9) -> str:
-    """One (user, feature) pair's status (see the module docstring). Pure: no store is read."""
+def classify(
+    online, online_ts, offline_own, offline_ref, ref_ts, numeric: bool, abs_tol=1e-9, rel_tol=1e-9, changed=False
+) -> str:
+    """One (user, feature) pair's status (see the module docstring); `changed`: its own snapshot
+    changed after the view was last materialized. Pure: no store is read."""
     if online_ts is None:
         return "missing_online"
     if offline_own is None and offline_ref is None and online is not None:
         return "missing_offline"
     if not _same(online, offline_own, numeric, abs_tol, rel_tol):
-        return "serving_bug"
+        return "stale" if changed else "serving_bug"
     if _same(online, offline_ref, numeric, abs_tol, rel_tol):
         return "equal"
     if online_ts < ref_ts:
@@ -197,6 +212,7 @@ def skew_report(
         for key, row in zip(off_own.index, off_own[names].to_dict("records"), strict=True):
             own_by_key.setdefault(key, row)
 
+    changed_since = _changed_since(settings, set(view_by_name.values()))
     rows = []
     for u in ids:
         rec = online[u]
@@ -208,8 +224,9 @@ def skew_report(
             own_row = own_by_key.get((u, pd.Timestamp(ts))) if ts is not None else None
             own_val = _py(own_row[n]) if own_row is not None else None
             is_num = numeric.get(n, False)
-            status = classify(on_val, ts, own_val, ref_val, ref_ts, is_num, abs_tol, rel_tol)
             online_snapshot = pd.Timestamp(ts).date() if ts is not None else None
+            changed = changed_since(view_by_name[n], online_snapshot)
+            status = classify(on_val, ts, own_val, ref_val, ref_ts, is_num, abs_tol, rel_tol, changed is not None)
             rows.append(
                 {
                     "user_id": u,
@@ -225,11 +242,31 @@ def skew_report(
                     "matches_own_ts": ts is not None and _same(on_val, own_val, is_num, abs_tol, rel_tol),
                     "matches_reference": ts is not None and _same(on_val, ref_val, is_num, abs_tol, rel_tol),
                     "status": status,
-                    "reason": reason(status, online_snapshot, reference),
+                    "reason": reason(status, online_snapshot, reference, changed),
                 }
             )
     pairs = pd.DataFrame(rows)
     return SkewReport(reference, pairs, *_summaries(pairs, ref_ts))
+
+
+def _changed_since(settings: Settings, views: set[str]):
+    """(view, month) -> when that month's rows of the view changed after the view's last successful
+    materialization (an ingest that changed the snapshot; for the derived view, its month computed
+    again), or None: what tells a stale online copy from a serving bug."""
+    from streamflow.features import derived, derived_table
+    from streamflow.storage import runs
+
+    snapshots = runs.snapshots_changed_at(settings)
+    computed = derived_table.computed_months(settings) if derived.VIEW in views else pd.DataFrame()
+    derived_at = dict(zip(computed.get("as_of", []), computed.get("computed_at", []), strict=True))
+    finished = {v: (runs.view_last_success(settings, v) or (None, None))[1] for v in views}
+
+    def at(view: str, month: date | None) -> datetime | None:
+        when = (derived_at if view == derived.VIEW else snapshots).get(month)
+        done = finished.get(view)
+        return when if when is not None and done is not None and when > done else None
+
+    return at
 
 
 def _summaries(pairs: pd.DataFrame, ref_ts: pd.Timestamp) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:

@@ -256,6 +256,28 @@ def test_skew_stale_then_clean(fs, months):
     assert len(num) > 0 and (num["diff_reference"].fillna(0).abs() < 1e-9).all()
 
 
+def test_a_month_reingested_after_its_materialization_is_stale_online_not_a_serving_bug(
+    fs_embedded, months, month_copy
+):
+    """Online serves February; February is then re-ingested with one user's fee changed: the online
+    copy is behind its own snapshot, said so with when it changed, until a materialization catches up."""
+    settings, store = fs_embedded
+    _ingest(settings, months, 2)
+    materialize(settings=settings, store=store)
+    folder = month_copy(1)
+    subs = pd.read_csv(folder / "subscriptions.csv", dtype=str, keep_default_na=False)
+    user = subs.loc[0, "user_id"]
+    subs.loc[0, "monthly_fee"] = str(float(subs.loc[0, "monthly_fee"]) + 1)
+    subs.to_csv(folder / "subscriptions.csv", index=False)
+    ingest_month(folder, settings=settings)
+    pairs = skew_report(users=[user], settings=settings, store=store).pairs.set_index("feature")
+    fee = pairs.loc["monthly_fee"]
+    assert fee["status"] == "stale" and "as it was before it changed on" in fee["reason"], fee["reason"]
+    assert (pairs.drop(index="monthly_fee")["status"] == "equal").all()
+    materialize(incremental=True, settings=settings, store=store)
+    assert (skew_report(users=[user], settings=settings, store=store).pairs["status"] == "equal").all()
+
+
 def test_skew_against_an_earlier_reference_names_what_each_row_shows(fs_embedded, months):
     """Online serves March; against February as the reference, a value that changed between the two
     months is 'ahead' (never 'equal'), one that did not is 'equal', and the same pairs against March

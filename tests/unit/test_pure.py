@@ -60,6 +60,14 @@ def test_skew_classification(online, ts, own, ref, ref_ts, numeric, status):
     assert classify(online, ts, own, ref, ref_ts, numeric) == status
 
 
+def test_a_snapshot_changed_after_its_materialization_is_stale_not_a_serving_bug():
+    from streamflow.monitoring.skew import reason
+
+    assert classify(29.85, LATEST, 30.0, 30.0, LATEST, True, changed=True) == "stale"
+    said = reason("stale", LATEST.date(), LATEST.date(), datetime(2024, 3, 5, 9, 30, tzinfo=UTC))
+    assert "as it was before it changed on 2024-03-05 09:30 UTC" in said and "materialize" in said
+
+
 def test_every_skew_status_has_one_sentence_with_its_dates():
     from streamflow.monitoring.skew import REASONS, STATUSES, reason
 
