@@ -104,8 +104,12 @@ with friendly_errors():
     else:
         st.plotly_chart(_freshness(version()))
         behind = fresh[fresh["behind"]]
-        if len(behind):
-            st.warning(f"The online store is behind the latest snapshot for {', '.join(behind['view'])}.")
+        if len(behind):  # each view with why: an end before the latest snapshot, or a month changed since
+            st.warning(
+                "The online store is behind: "
+                + "; ".join(f"{r.view}: {r.why}" for r in behind.itertuples())
+                + ". `streamflow materialize --incremental` (or the Materialize page) catches up."
+            )
 
     st.subheader("Materialization timeline")
     if materialization_timeline().empty:

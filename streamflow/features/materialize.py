@@ -342,22 +342,46 @@ def materialize(
 
 
 def freshness(settings: Settings | None = None) -> pd.DataFrame:
-    """Per online view: the latest snapshot of its table and how far the online store is
-    materialized (the end of its last successful run); `behind` when the online store lags."""
+    """Per online view (the derived one too, once computed): the latest snapshot of its table and how
+    far the online store is materialized (the end of its last successful run); `behind` when the
+    online store lags, `why` in words: never materialized, an end before the latest snapshot, or a
+    month it serves changed after its last run (re-ingested; for the derived view, computed again),
+    which `materialize --incremental` writes again (`incremental_start`)."""
+    from streamflow.features import derived_table
+
     settings = settings or load_settings()
+    views = [
+        (t.view, snapshot_dates(settings, t), runs.snapshots_changed_at(settings, t.name)) for t in TABLES if t.online
+    ]
+    current = derived_table.current(settings)
+    if current is not None:
+        table, months = current
+        views.append(
+            (table.view, sorted(months["as_of"]), dict(zip(months["as_of"], months["computed_at"], strict=True)))
+        )
     rows = []
-    for t in TABLES:
-        if not t.online:
-            continue
-        dates = snapshot_dates(settings, t)
+    for view, dates, changed in views:
         latest = dates[-1] if dates else None
-        done = runs.last_success_end(settings, t.view)
+        done, finished = runs.view_last_success(settings, view) or (None, None)
+        why = ""
+        if latest is not None and done is None:
+            why = "never materialized"
+        elif latest is not None and done.date() < latest:
+            why = f"materialized up to {done.date()}, its latest snapshot is {latest}"
+        elif done is not None and finished is not None:
+            redone = sorted(d for d, at in changed.items() if at > finished and to_utc(d) <= done)
+            if redone:
+                why = (
+                    f"{', '.join(map(str, redone))} changed on {max(changed[d] for d in redone):%Y-%m-%d %H:%M} UTC, "
+                    f"after its last materialization: online serves {'them' if len(redone) > 1 else 'it'} as before"
+                )
         rows.append(
             {
-                "view": t.view,
+                "view": view,
                 "latest_snapshot": latest,
                 "materialized_up_to": done.date() if done else None,
-                "behind": latest is not None and (done is None or done.date() < latest),
+                "behind": bool(why),
+                "why": why,
             }
         )
     return pd.DataFrame(rows)

@@ -186,7 +186,6 @@ def online_alerts(settings: Settings) -> list[Alert]:
     out = []
     for r in freshness(settings).itertuples():
         if r.behind:
-            done = f"materialized up to {r.materialized_up_to}" if r.materialized_up_to else "never materialized"
             out.append(
                 Alert(
                     "online_stale",
@@ -194,8 +193,7 @@ def online_alerts(settings: Settings) -> list[Alert]:
                     r.latest_snapshot,
                     None,
                     None,
-                    f"{r.view}: the online store is {done}, its latest snapshot is {r.latest_snapshot}: "
-                    "`streamflow materialize --incremental`",
+                    f"{r.view} online: {r.why}: `streamflow materialize --incremental`",
                 )
             )
     return out

@@ -119,16 +119,19 @@ def ingestion_runs(settings: Settings, limit: int = 50) -> pd.DataFrame:
     return _frame(rows, cols)
 
 
-def snapshots_changed_at(settings: Settings) -> dict[date, datetime]:
+def snapshots_changed_at(settings: Settings, table: str | None = None) -> dict[date, datetime]:
     """Per as_of, when an ingest last changed its snapshot rows (succeeded runs that upserted or
-    deleted any): what a statistic or a dataset computed from that month must be newer than."""
+    deleted any; of `table` only, when given): what a statistic or a dataset computed from that month
+    must be newer than."""
     with db.connection(settings) as conn:
         rows = conn.execute(
             """SELECT as_of, max(finished_at) FROM ingestion_runs
                WHERE status = 'succeeded' AND as_of IS NOT NULL AND EXISTS (
                  SELECT 1 FROM jsonb_each(changed) e
-                 WHERE (e.value->>'snapshot_upserted')::bigint > 0 OR (e.value->>'snapshot_deleted')::bigint > 0)
-               GROUP BY as_of"""
+                 WHERE (%(table)s::text IS NULL OR e.key = %(table)s::text)
+                   AND ((e.value->>'snapshot_upserted')::bigint > 0 OR (e.value->>'snapshot_deleted')::bigint > 0))
+               GROUP BY as_of""",
+            {"table": table},
         ).fetchall()
     return dict(rows)
 

@@ -274,8 +274,15 @@ def test_a_month_reingested_after_its_materialization_is_stale_online_not_a_serv
     fee = pairs.loc["monthly_fee"]
     assert fee["status"] == "stale" and "as it was before it changed on" in fee["reason"], fee["reason"]
     assert (pairs.drop(index="monthly_fee")["status"] == "equal").all()
+    # the Overview, the Materialize page and the alerts say it too: the one view whose table changed
+    from streamflow.features.materialize import freshness
+
+    behind = freshness(settings).set_index("view")
+    assert list(behind.index[behind["behind"]]) == ["subs_profile_fv"], behind
+    assert behind.loc["subs_profile_fv", "why"].startswith("2024-02-29 changed on ")
     materialize(incremental=True, settings=settings, store=store)
     assert (skew_report(users=[user], settings=settings, store=store).pairs["status"] == "equal").all()
+    assert not freshness(settings)["behind"].any()
 
 
 def test_skew_against_an_earlier_reference_names_what_each_row_shows(fs_embedded, months):
