@@ -7,7 +7,7 @@ from door import write_guard
 from ui import badge, friendly_errors, show_refusal
 
 from streamflow.core.catalog import CSV_FILES
-from streamflow.core.dates import add_months, parse_month_end
+from streamflow.core.dates import add_months, parse_month_end, snapshot_month_end
 from streamflow.features.materialize import materialize
 from streamflow.ingest import CsvFormat, IngestError, check_month, ingest_month, uploaded_month, uploads_format
 from streamflow.ingest.formats import DATES, DEFAULT, DELIMITERS
@@ -86,7 +86,7 @@ with friendly_errors():
     commit = c2.button("Commit", type="primary", disabled=not uploads or not allowed, key="ingest_commit")
 
     if dry or commit:
-        day = parse_month_end(as_of, "as_of")
+        day = snapshot_month_end(as_of, "as_of")
         with uploaded_month({f.name: f.getvalue() for f in uploads}, settings()) as folder:
             if dry:
                 with st.spinner("Validating with Great Expectations (nothing is written)..."):

@@ -72,6 +72,16 @@ def parse_month_end(value: str | date, what: str = "as_of") -> date:
     return d
 
 
+def snapshot_month_end(value: str | date, what: str = "as_of", today: date | None = None) -> date:
+    """The month end a month being written is stamped with: a month end (`parse_month_end`) not after
+    the current month's (2099-12-31 is a typo that would become every page's latest month)."""
+    d = parse_month_end(value, what)
+    now = month_end(today or date.today())
+    if d > now:
+        raise InvalidInput(f"{what} {d} is after the current month ({now}): a snapshot is of a month that has begun")
+    return d
+
+
 def to_utc(value: str | date | datetime, what: str = "date") -> datetime:
     """'2024-01-31' / date / datetime -> an aware UTC datetime (dates at midnight UTC)."""
     if isinstance(value, str):

@@ -17,7 +17,7 @@ import pandas as pd
 
 from streamflow.core.catalog import TABLES
 from streamflow.core.config import Settings
-from streamflow.core.dates import parse_month_end
+from streamflow.core.dates import snapshot_month_end
 from streamflow.core.errors import InvalidInput, ValidationRefused
 from streamflow.ingest.formats import DEFAULT, DELIMITERS, CsvFormat, describe, headers, normalize
 from streamflow.quality.suites import (
@@ -76,10 +76,10 @@ def files_digest(folder: Path, fmt: CsvFormat = DEFAULT) -> str:
 def resolve_as_of(folder: Path, as_of: str | date | None) -> date:
     """as_of from the argument, else the folder's `_as_of.txt`, else an error."""
     if as_of:
-        return parse_month_end(as_of)
+        return snapshot_month_end(as_of)
     marker = folder / AS_OF_FILE
     if marker.is_file():
-        return parse_month_end(marker.read_text(encoding="utf-8", errors="replace")[:100], f"as_of in {marker.name}")
+        return snapshot_month_end(marker.read_text(encoding="utf-8", errors="replace")[:100], f"as_of in {marker.name}")
     raise InvalidInput(f"no as_of for {folder}: pass --as-of YYYY-MM-DD or write the date in {marker}")
 
 

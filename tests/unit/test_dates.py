@@ -6,7 +6,16 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 
-from streamflow.core.dates import MONTH_TTL, add_months, month_end, parse_date, parse_month_end, snapshot_for, to_utc
+from streamflow.core.dates import (
+    MONTH_TTL,
+    add_months,
+    month_end,
+    parse_date,
+    parse_month_end,
+    snapshot_for,
+    snapshot_month_end,
+    to_utc,
+)
 from streamflow.core.errors import InvalidInput, NotFound, NotReady
 
 JAN, FEB, MAR = date(2024, 1, 31), date(2024, 2, 29), date(2024, 3, 31)
@@ -29,6 +38,12 @@ def test_parsing():
     with pytest.raises(InvalidInput, match="not a month end.*2024-01-31"):
         parse_month_end("2024-01-15")
     assert parse_month_end("2024-02-29") == FEB
+    # a month being written has begun: the current month's end at the latest (a typo'd 2099 is refused)
+    assert snapshot_month_end("2024-12-31", today=date(2024, 12, 1)) == date(2024, 12, 31)
+    with pytest.raises(InvalidInput, match="2099-12-31 is after the current month \\(2024-12-31\\)"):
+        snapshot_month_end("2099-12-31", today=date(2024, 12, 1))
+    with pytest.raises(InvalidInput, match="not a month end"):
+        snapshot_month_end("2024-01-15", today=date(2024, 12, 1))
 
 
 def test_to_utc():
