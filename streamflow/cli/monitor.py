@@ -92,6 +92,7 @@ def cmd_skew(args: argparse.Namespace) -> int:
 def cmd_stats(args: argparse.Namespace) -> int:
     import pandas as pd
 
+    from streamflow.core.dates import parse_date, snapshot_for
     from streamflow.core.errors import NotReady
     from streamflow.monitoring.feature_stats import month_table, refresh
     from streamflow.storage.snapshots import snapshot_dates
@@ -102,9 +103,10 @@ def cmd_stats(args: argparse.Namespace) -> int:
     dates = snapshot_dates()
     if not dates:
         raise NotReady("no snapshot yet: ingest a month first")
-    table = month_table(args.as_of or dates[-1])
+    day = snapshot_for(parse_date(args.as_of or dates[-1], "as_of", dates), dates)
+    table = month_table(day)
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.float_format", "{:.4g}".format):
-        print_table(table.set_index(["view", "feature"]), f"per-feature statistics at {args.as_of or dates[-1]}")
+        print_table(table.set_index(["view", "feature"]), f"per-feature statistics of the {day} snapshot")
     return 0
 
 

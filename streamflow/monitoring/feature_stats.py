@@ -23,7 +23,7 @@ from datetime import date, datetime
 import pandas as pd
 
 from streamflow.core.config import Settings, load_settings
-from streamflow.core.dates import parse_date
+from streamflow.core.dates import parse_date, snapshot_for
 from streamflow.core.errors import NotFound
 from streamflow.storage import runs
 from streamflow.storage.snapshots import snapshot_dates
@@ -119,7 +119,8 @@ def _current(as_of, settings: Settings | None, store) -> tuple[Settings, object,
 
     settings = settings or load_settings()
     store = store or get_store(settings)
-    day = parse_date(as_of, "as_of", snapshot_dates(settings))
+    dates = snapshot_dates(settings)
+    day = snapshot_for(parse_date(as_of, "as_of", dates), dates)  # the snapshot in force: NotFound before the first
     if day in missing(settings, store):
         compute(day, store)
     return settings, store, day

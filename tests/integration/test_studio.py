@@ -80,6 +80,10 @@ def test_statistics_are_kept_per_month_equal_the_snapshot_and_follow_a_reingest(
     assert ("subs_profile_fv", "monthly_fee") in set(zip(table["view"], table["feature"], strict=True))
     with pytest.raises(NotFound):
         feature_stats.feature_statistics("subs_profile_fv", "nope", "2024-01-31", settings, store)
+    with pytest.raises(NotFound, match="no snapshot at or before as_of=2023-12-31"):  # said, not an empty table
+        feature_stats.month_table("2023-12-31", settings, store)
+    mid = feature_stats.month_table("2024-02-15", settings, store)  # the snapshot in force: January's
+    pd.testing.assert_frame_equal(mid, table)
 
     folder = month_copy(0)  # the same month, one user's fee raised by 1,000
     subs = pd.read_csv(folder / "subscriptions.csv", dtype=str, keep_default_na=False)
