@@ -10,6 +10,8 @@ to the class's exit code (`streamflow/core/errors.py` holds the numbers).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 
 from streamflow.cli import admin, datasets, features, ingest, lab, monitor, quality
@@ -34,6 +36,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the reader went away (`streamflow skew | head`): no traceback for it
+        with contextlib.suppress(OSError, ValueError):  # what Python flushes at exit goes nowhere
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as a shell reports a command its pipe cut short
     except Exception as exc:  # noqa: BLE001 - mapped below, else re-raised
         err = exc if isinstance(exc, StreamflowError) else from_backend(exc)
         if err is None:

@@ -108,6 +108,16 @@ def test_a_database_error_inside_feasts_registry_is_mapped_too(monkeypatch, caps
     assert "cannot reach the database: connection failed" in err and "Traceback" not in err
 
 
+def test_a_reader_that_goes_away_ends_the_command_quietly(monkeypatch):
+    """`streamflow skew | head`: the pipe closes early; the command stops with 141, no traceback."""
+
+    def cut(_args):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(cli.features, "cmd_catalog", cut)
+    assert cli.main(["catalog"]) == 141
+
+
 def test_anything_else_is_a_bug_and_propagates(monkeypatch):
     monkeypatch.setattr(cli.features, "cmd_catalog", lambda _a: 1 / 0)
     with pytest.raises(ZeroDivisionError):
