@@ -341,6 +341,24 @@ def materialize(
             lock_conn.close()
 
 
+def changed_after(settings: Settings, view: str, finished: datetime | None) -> dict[date, datetime]:
+    """The months of `view` whose rows changed after `finished` (its last successful materialization:
+    online serves them as they were), with when: an ingest that changed its table's snapshot, or for
+    the derived view, its month computed again. Freshness and skew both read it."""
+    from streamflow.core.catalog import table_of_view
+    from streamflow.features import derived, derived_table
+
+    if finished is None:
+        return {}
+    if view == derived.VIEW:
+        m = derived_table.computed_months(settings)
+        months = dict(zip(m["as_of"], m["computed_at"], strict=True))
+    else:
+        t = table_of_view(view)
+        months = runs.snapshots_changed_at(settings, t.name) if t is not None else {}
+    return {d: at for d, at in months.items() if at > finished}
+
+
 def freshness(settings: Settings | None = None) -> pd.DataFrame:
     """Per online view (the derived one too, once computed): the latest snapshot of its table and how
     far the online store is materialized (the end of its last successful run); `behind` when the
@@ -350,17 +368,13 @@ def freshness(settings: Settings | None = None) -> pd.DataFrame:
     from streamflow.features import derived_table
 
     settings = settings or load_settings()
-    views = [
-        (t.view, snapshot_dates(settings, t), runs.snapshots_changed_at(settings, t.name)) for t in TABLES if t.online
-    ]
+    views = [(t.view, snapshot_dates(settings, t)) for t in TABLES if t.online]
     current = derived_table.current(settings)
     if current is not None:
         table, months = current
-        views.append(
-            (table.view, sorted(months["as_of"]), dict(zip(months["as_of"], months["computed_at"], strict=True)))
-        )
+        views.append((table.view, sorted(months["as_of"])))
     rows = []
-    for view, dates, changed in views:
+    for view, dates in views:
         latest = dates[-1] if dates else None
         done, finished = runs.view_last_success(settings, view) or (None, None)
         why = ""
@@ -369,7 +383,8 @@ def freshness(settings: Settings | None = None) -> pd.DataFrame:
         elif latest is not None and done.date() < latest:
             why = f"materialized up to {done.date()}, its latest snapshot is {latest}"
         elif done is not None and finished is not None:
-            redone = sorted(d for d, at in changed.items() if at > finished and to_utc(d) <= done)
+            changed = changed_after(settings, view, finished)
+            redone = sorted(d for d in changed if to_utc(d) <= done)
             if redone:
                 why = (
                     f"{', '.join(map(str, redone))} changed on {max(changed[d] for d in redone):%Y-%m-%d %H:%M} UTC, "

@@ -251,20 +251,15 @@ def skew_report(
 
 def _changed_since(settings: Settings, views: set[str]):
     """(view, month) -> when that month's rows of the view changed after the view's last successful
-    materialization (an ingest that changed the snapshot; for the derived view, its month computed
-    again), or None: what tells a stale online copy from a serving bug."""
-    from streamflow.features import derived, derived_table
+    materialization (`materialize.changed_after`), or None: what tells a stale online copy from a
+    serving bug."""
+    from streamflow.features.materialize import changed_after
     from streamflow.storage import runs
 
-    snapshots = runs.snapshots_changed_at(settings)
-    computed = derived_table.computed_months(settings) if derived.VIEW in views else pd.DataFrame()
-    derived_at = dict(zip(computed.get("as_of", []), computed.get("computed_at", []), strict=True))
-    finished = {v: (runs.view_last_success(settings, v) or (None, None))[1] for v in views}
+    changed = {v: changed_after(settings, v, (runs.view_last_success(settings, v) or (None, None))[1]) for v in views}
 
     def at(view: str, month: date | None) -> datetime | None:
-        when = (derived_at if view == derived.VIEW else snapshots).get(month)
-        done = finished.get(view)
-        return when if when is not None and done is not None and when > done else None
+        return changed.get(view, {}).get(month)
 
     return at
 
