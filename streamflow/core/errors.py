@@ -109,11 +109,15 @@ def out_of_range(exc: BaseException, what: str) -> InvalidInput | None:
     return None
 
 
+def first_line(exc: BaseException) -> str:
+    """An error's first non-empty line (drivers append the query, hints and tracebacks), or its type."""
+    return next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+
+
 def database_unreachable(exc: BaseException, where: str = "") -> str:
     """What every face says when PostgreSQL cannot be reached (`where`: its address, when known)."""
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return (
-        f"cannot reach the database{f' ({where})' if where else ''}: {first}. "
+        f"cannot reach the database{f' ({where})' if where else ''}: {first_line(exc)}. "
         "Is PostgreSQL running and are STREAMFLOW_PG_* / STREAMFLOW_DATABASE_URL right?"
     )
 
@@ -140,10 +144,9 @@ def from_backend(exc: BaseException, url: str = "") -> BackendUnavailable | None
         | redis.exceptions.ClusterError
         | redis.exceptions.RedisClusterException,
     ):
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         url = re.sub(r"://[^@/]*@", "://***@", url)  # never a password in a message
         return BackendUnavailable(
-            f"the Redis online store is unreachable{f' ({url})' if url else ''}: {first}. "
+            f"the Redis online store is unreachable{f' ({url})' if url else ''}: {first_line(exc)}. "
             "Start Redis (or set REDIS_URL / STREAMFLOW_ONLINE_STORE=postgres) and retry."
         )
     return None

@@ -31,7 +31,6 @@ from streamflow.features.derived_sql import Alteration
 from streamflow.storage import db, runs
 from streamflow.storage.snapshots import snapshot_dates
 
-LOCK_DERIVED = 7_406  # one computation of the derived table at a time
 # the values' read: a window sorts each user's months (PostgreSQL's default 4 MB spills a month of
 # 1,000,000 users to disk: room to sort in memory), and parallel workers join the months' rows (a
 # time feature's values at 1,000,000 x 6 in 3.3 s against 4.7 s serial, docs/performance.md)
@@ -140,7 +139,7 @@ def rebuild(settings: Settings, features: list[Derived], say: Say = _quiet) -> i
     No features: the table is dropped."""
     months = snapshot_dates(settings) if features else []
     with _computing(features), db.connection(settings) as conn:
-        conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (LOCK_DERIVED,))
+        conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (db.LOCK_DERIVED,))
         conn.execute("DELETE FROM derived_months")
         rows = _backend(settings).rebuild(conn, features, months)
         if features:
@@ -204,7 +203,7 @@ def refresh(settings: Settings, features: list[Derived], say: Say = _quiet) -> l
     if not months:
         return []
     with _computing(features), db.connection(settings) as conn:
-        conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (LOCK_DERIVED,))
+        conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (db.LOCK_DERIVED,))
         rows = _backend(settings).refresh(conn, features, months, max(snapshot_dates(settings)))
         _computed(conn, months, features)
     say(f"  derived features: {', '.join(map(str, months))} computed ({rows:,} rows)")

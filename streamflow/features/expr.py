@@ -33,7 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from streamflow.core.catalog import TABLES, Column
-from streamflow.core.errors import InvalidInput
+from streamflow.core.errors import InvalidInput, first_line
 
 NUMBER, BOOLEAN, TEXT, NULL = "number", "boolean", "text", "null"
 KIND_OF_COLUMN = {"int": NUMBER, "float": NUMBER, "bool": BOOLEAN, "str": TEXT, "category": TEXT}
@@ -259,8 +259,7 @@ def compile_expression(text: str, columns: dict[str, Column] | None = None, dial
     try:
         tree = sqlglot.parse_one(text.replace("==", "="), dialect="postgres")
     except (ParseError, TokenError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InvalidInput(f"not an expression: {text!r} ({first})") from None
+        raise InvalidInput(f"not an expression: {text!r} ({first_line(exc)})") from None
     checker = _Checker(columns if columns is not None else feature_columns(), dialect)
     sql, kind = checker.kind_of(tree)
     if kind == NULL:

@@ -364,7 +364,7 @@ def _one_change(settings: Settings) -> Iterator[None]:
     more or one fewer, so two at once (two tabs, the page and the CLI) would lose one of them."""
     conn = db.connect(settings, autocommit=True)
     try:
-        if not conn.execute("SELECT pg_try_advisory_lock(%s, 0)", (db.LOCK_FEATURE_LAB,)).fetchone()[0]:
+        if not db.try_lock(conn, db.LOCK_FEATURE_LAB):
             raise Busy("another feature add or remove is running; try again when it ends")
         yield
     finally:

@@ -111,9 +111,7 @@ def online_views(store) -> list[str]:
 def running(settings: Settings | None = None) -> dict | None:
     """The materialization holding the lock right now, if any (the app disables its button)."""
     with db.connection(settings, autocommit=True) as conn:
-        free = conn.execute("SELECT pg_try_advisory_lock(%s, 0)", (db.LOCK_MATERIALIZE,)).fetchone()[0]
-        if free:
-            conn.execute("SELECT pg_advisory_unlock(%s, 0)", (db.LOCK_MATERIALIZE,))
+        if db.lock_free(conn, db.LOCK_MATERIALIZE):
             return None
         row = runs.running_materialization(conn)
     return {"run_id": row[0], "started_at": row[1], "views": row[2]} if row else {"run_id": None}
@@ -232,8 +230,7 @@ def materialize(
 
     lock_conn = db.connect(settings, autocommit=True)
     try:
-        got = lock_conn.execute("SELECT pg_try_advisory_lock(%s, 0)", (db.LOCK_MATERIALIZE,)).fetchone()[0]
-        if not got:
+        if not db.try_lock(lock_conn, db.LOCK_MATERIALIZE):
             holder = runs.running_materialization(lock_conn)
             who = f"run {holder[0]} started {holder[1]:%Y-%m-%d %H:%M:%S}" if holder else "another process"
             if not wait:

@@ -65,9 +65,8 @@ def _run(cmd: list[str], env: dict[str, str], what: str) -> str:
 
 def _locks_free(conn) -> None:
     for key, what in ((db.LOCK_INGEST, "an ingest"), (db.LOCK_MATERIALIZE, "a materialization")):
-        if not conn.execute("SELECT pg_try_advisory_lock(%s, 0)", (key,)).fetchone()[0]:
+        if not db.lock_free(conn, key):
             raise Busy(f"{what} is running; back up or restore when it ends")
-        conn.execute("SELECT pg_advisory_unlock(%s, 0)", (key,))
 
 
 @dataclass

@@ -35,7 +35,26 @@ LOCK_INGEST = 7_402
 LOCK_MATERIALIZE = 7_403
 LOCK_INGEST_RUN = 7_404  # held by a running ingest for its run_id, so a sweep can tell it from a dead one
 LOCK_MONITOR = 7_405  # one monitoring check at a time: concurrent ones would profile the same month twice
+LOCK_DERIVED = 7_406  # one computation of the derived snapshot table at a time
 LOCK_FEATURE_LAB = 7_407  # one `feature add`/`remove` at a time: each rewrites the declarations it read
+
+
+def try_lock(conn, key: int) -> bool:
+    """Take the advisory lock `key` for the session of `conn` (autocommit) if no other holds it:
+    whether it was taken. It goes with the session (closing `conn` frees it) or `unlock`."""
+    return conn.execute("SELECT pg_try_advisory_lock(%s, 0)", (key,)).fetchone()[0]
+
+
+def unlock(conn, key: int) -> None:
+    conn.execute("SELECT pg_advisory_unlock(%s, 0)", (key,))
+
+
+def lock_free(conn, key: int) -> bool:
+    """Whether no session holds the advisory lock `key` now (taken and given back at once)."""
+    if not try_lock(conn, key):
+        return False
+    unlock(conn, key)
+    return True
 
 
 class DatabaseUnavailable(BackendUnavailable):

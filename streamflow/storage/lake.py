@@ -42,7 +42,7 @@ import pyarrow.parquet as pq
 
 from streamflow.core.catalog import JOIN_KEY, TABLES, TIMESTAMP, USERS, Table
 from streamflow.core.config import Settings
-from streamflow.core.errors import BackendUnavailable, NotFound
+from streamflow.core.errors import BackendUnavailable, NotFound, first_line
 from streamflow.storage.frames import ParquetFrame
 
 ARROW_TYPES = {
@@ -126,10 +126,9 @@ def _reaching(lake: Lake, doing: str, after: str = ""):
     try:
         yield
     except OSError as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         where = f"{lake.url}" + (f" at {lake.endpoint}" if lake.endpoint else "")
         raise BackendUnavailable(
-            f"the lake {where} could not be {doing}: {first}. Check that the bucket exists, "
+            f"the lake {where} could not be {doing}: {first_line(exc)}. Check that the bucket exists, "
             f"STREAMFLOW_S3_ENDPOINT and the AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY credentials.{after}"
         ) from exc
 

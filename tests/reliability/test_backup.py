@@ -129,3 +129,29 @@ def test_bad_files(embedded_settings, tmp_path, record):
         restore(empty, embedded_settings, force=True)
     assert not (tmp_path.parent / "escape.parquet").exists()
     record("a missing file, a non-dump file and a tar with foreign entries are refused with a message")
+
+
+def test_refused_while_a_write_runs(embedded_settings, tmp_path, record):
+    """A materialization (or an ingest) holding its lock: backup and restore are refused in one line,
+    no file written, nothing restored; the lock given back, both work again."""
+    from streamflow.core.errors import Busy
+
+    out = tmp_path / "busy.dump"
+    for key, what in ((db.LOCK_MATERIALIZE, "a materialization"), (db.LOCK_INGEST, "an ingest")):
+        holder = db.connect(embedded_settings, autocommit=True)
+        try:
+            assert db.try_lock(holder, key)
+            with pytest.raises(Busy, match=f"{what} is running"):
+                backup(out, embedded_settings)
+            assert not out.exists()
+        finally:
+            holder.close()
+    assert backup(out, embedded_settings).bytes > 0  # the lock went with its session
+    holder = db.connect(embedded_settings, autocommit=True)
+    try:
+        db.try_lock(holder, db.LOCK_MATERIALIZE)
+        with pytest.raises(Busy, match="a materialization is running"):
+            restore(out, embedded_settings, force=True)
+    finally:
+        holder.close()
+    record("backup and restore refused while a materialization or an ingest holds its lock")
