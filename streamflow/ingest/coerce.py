@@ -89,6 +89,15 @@ def _coerce_column(c: Column, s: pd.Series) -> tuple[pd.Series, np.ndarray]:
     return s.where(~blank, None), np.zeros(len(s), dtype=bool)
 
 
+# what a cell of each kind may hold: a coercion failure's note, printed with it
+READS = {
+    "bool": "true/false, yes/no, 1/0, t/f, y/n in any case, or blank for NULL",
+    "int": "a whole number (7, -2, 1e3), no digit grouping, or blank for NULL",
+    "float": "a decimal number (7, -2.5, 1e3), no digit grouping (1234.5, not 1,234.5 or 1.234,5), or blank for NULL",
+    "date": "a date YYYY-MM-DD (or the order --dayfirst / --monthfirst names), or blank for NULL",
+}
+
+
 def coerce_table(table: Table, raw: pd.DataFrame) -> tuple[pd.DataFrame, list[dict]]:
     """Typed frame (unknown columns kept as text so validation can name them) and problems."""
     out: dict[str, pd.Series] = {}
@@ -116,8 +125,7 @@ def coerce_table(table: Table, raw: pd.DataFrame) -> tuple[pd.DataFrame, list[di
                         "examples": _examples(raw, bad, col),
                         "observed_value": None,
                         "kwargs": {"kind": c.kind},
-                        "notes": "booleans: true/false, yes/no, 1/0, t/f, y/n; numbers: decimal (7, -2.5, 1e3); "
-                        "dates: YYYY-MM-DD; blank is NULL",
+                        "notes": READS[c.kind],
                     }
                 )
     return pd.DataFrame(out, index=raw.index), problems

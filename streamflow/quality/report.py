@@ -31,6 +31,8 @@ def describe_failure(v: TableValidation, csv_name: str) -> str:
             extra = f": {d.get('observed_value')} rows"
         if d["examples"]:
             extra += f"; examples {d['examples'][:5]}"
+        if d.get("notes") and d["expectation"].startswith("coerce_to_"):
+            extra += f" (each must be {d['notes']})"
         lines.append(f"{csv_name}{col}: failed {what}{extra}")
     return "\n".join(lines)
 

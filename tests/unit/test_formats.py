@@ -84,6 +84,36 @@ def test_read_with_its_format_a_french_file_gives_the_comma_files_text(tmp_path)
     assert read_raw(subs, FRENCH)["monthly_fee"].tolist() == ["29.85", "56.95"]
 
 
+def test_a_grouped_number_is_left_as_written_and_refused_quoting_the_file(tmp_path):
+    """Only a plain number's decimal comma becomes a point: `1.234,56` or `1 234,56` (digit grouping,
+    which a point file read with --decimal ',' would make ambiguous) stays as the file wrote it, so
+    the coercion refuses it quoting that text and saying what a number may be."""
+    from streamflow.core.catalog import table
+    from streamflow.ingest.coerce import coerce_table
+
+    fees = ["29,85", "-3,5e2", ",5", " 7,25 ", "12", "1.234,56", "1 234,56", "1.5", "", "abc"]
+    body = "".join(f"{i:04d}-ABCDE;1;{fee};One year\n" for i, fee in enumerate(fees))
+    path = _write(tmp_path, "subscriptions.csv", SUBS.splitlines()[0].replace(",", ";") + "\n" + body)
+    raw = read_raw(path, FRENCH)
+    assert raw["monthly_fee"].tolist() == [
+        "29.85",
+        "-3.5e2",
+        ".5",
+        " 7.25 ",
+        "12",
+        "1.234,56",
+        "1 234,56",
+        "1.5",
+        "",
+        "abc",
+    ]
+    typed, problems = coerce_table(table("subscriptions"), raw)
+    assert typed["monthly_fee"].tolist()[:5] == [29.85, -350.0, 0.5, 7.25, 12.0]
+    (p,) = problems
+    assert [e["value"] for e in p["examples"]] == ["1.234,56", "1 234,56", "abc"]
+    assert "no digit grouping" in p["notes"]
+
+
 def test_options_that_do_not_match_the_file_are_named(tmp_path):
     path = _write(tmp_path, "users.csv", USERS)
     msg = describe(path, FRENCH)
