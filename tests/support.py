@@ -429,7 +429,7 @@ def set_cell(path: Path, column: str, row: int, value: str) -> None:
 
 def bad_negative_hours(p: Path):
     set_cell(p / "usage_agg_30d.csv", "watch_hours_30d", 3, "-4.5")
-    return "watch_hours_30d"
+    return "watch_hours_30d: failed expect_column_values_to_be_between (allowed 0 to 720)"
 
 
 def bad_missing_column(p: Path):
@@ -449,12 +449,14 @@ def bad_duplicate_user(p: Path):
 
 def bad_boolean(p: Path):
     set_cell(p / "subscriptions.csv", "paperless_billing", 2, "maybe")
-    return "maybe"
+    return "maybe"  # the examples quote it, and the rule follows: "each must be true/false, yes/no, ..."
 
 
 def bad_contract(p: Path):
     set_cell(p / "subscriptions.csv", "contract_type", 5, "Three year")
-    return "contract_type"
+    return (
+        "column contract_type: failed expect_column_values_to_be_in_set (allowed: Month-to-month, One year, Two year)"
+    )
 
 
 def bad_orphan_user(p: Path):

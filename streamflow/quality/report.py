@@ -10,12 +10,41 @@ import pandas as pd
 from streamflow.quality.suites import TableValidation
 
 
+def _num(v) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def rule(d: dict) -> str:
+    """What an expectation asks, in words (its notes, else its bounds, set or pattern); '' when its
+    name says it all (not null, unique)."""
+    kw = d.get("kwargs") or {}
+    if d["expectation"].startswith("coerce_to_") and d.get("notes"):
+        return f"each must be {d['notes']}"
+    if d.get("notes"):
+        return d["notes"]
+    if d["expectation"] == "expect_column_values_to_be_between":
+        lo, hi = kw.get("min_value"), kw.get("max_value")
+        if lo is not None and hi is not None:
+            return f"allowed {_num(lo)} to {_num(hi)}"
+        return f"at least {_num(lo)}" if lo is not None else f"at most {_num(hi)}" if hi is not None else ""
+    if d["expectation"] == "expect_column_values_to_be_in_set" and kw.get("value_set"):
+        return "allowed: " + ", ".join(map(str, kw["value_set"]))
+    if d["expectation"] == "expect_column_values_to_match_regex" and kw.get("regex"):
+        return f"must match {kw['regex']}"
+    return ""
+
+
+_SAID_BELOW = {"expect_table_columns_to_match_set", "expect_table_row_count_to_be_between"}  # their own words
+
+
 def describe_failure(v: TableValidation, csv_name: str) -> str:
     """One human line per failed expectation: file, column, expectation, examples."""
     lines = []
     for d in v.failures():
         col = f" column {d['column']}" if d["column"] else ""
         what = d["expectation"]
+        if (why := rule(d)) and d["expectation"] not in _SAID_BELOW:
+            what += f" ({why})"
         if d.get("error"):
             what += f" (could not run: {d['error'].splitlines()[0][:160]})"
         count = d.get("unexpected_count")
@@ -31,8 +60,6 @@ def describe_failure(v: TableValidation, csv_name: str) -> str:
             extra = f": {d.get('observed_value')} rows"
         if d["examples"]:
             extra += f"; examples {d['examples'][:5]}"
-        if d.get("notes") and d["expectation"].startswith("coerce_to_"):
-            extra += f" (each must be {d['notes']})"
         lines.append(f"{csv_name}{col}: failed {what}{extra}")
     return "\n".join(lines)
 
@@ -46,6 +73,7 @@ def details_frame(details: list[dict]) -> pd.DataFrame:
                 "success": d.get("success"),
                 "expectation": d.get("expectation"),
                 "column": d.get("column"),
+                "rule": rule(d) if d.get("expectation") else None,
                 "observed": json.dumps(d.get("observed_value"), default=str)[:120]
                 if d.get("observed_value") is not None
                 else None,

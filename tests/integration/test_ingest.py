@@ -118,7 +118,9 @@ def test_failed_validation_is_persisted_with_examples(settings, months, month_co
     with pytest.raises(IngestError) as info:
         ingest_month(bad, settings=settings)
     msg = str(info.value)
-    assert "usage_agg_30d.csv column watch_hours_30d: failed expect_column_values_to_be_between" in msg
+    assert (
+        "usage_agg_30d.csv column watch_hours_30d: failed expect_column_values_to_be_between (allowed 0 to 720)" in msg
+    )
     with db.connection(settings) as conn:
         success, failed, details, ge = conn.execute(
             "SELECT success, failed, details, ge_result FROM validation_results WHERE table_name='usage_agg_30d'"
