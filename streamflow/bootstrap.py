@@ -5,11 +5,11 @@
 3. register the Feast definitions (`apply`) and write feature_repo/feature_store.yaml, which a
    plain `FeatureStore(repo_path="feature_repo")` reads in any shell (`store.write_client_yaml`);
 4. if nothing was ever materialized, materialize up to the latest snapshot;
-5. keep the model's training frame of every month that lacks a current one as a dataset, so the
-   studio's pages read it instead of computing it on a first visit;
-6. what follows the writes (`monitoring.followup.after_ingest`, as after `streamflow ingest`): the
-   per-feature statistics of every month that lacks them, each month's distributions, the
-   baseline model's importances, the checks and their alerts (the materialization's checks too).
+5. what follows the writes (`monitoring.followup.after_ingest`, as after `streamflow ingest`): the
+   per-feature statistics of every month that lacks them, what the pages open on (the model's
+   frames of the first, second and latest months kept as datasets, the default Drift report and
+   Model check), each month's distributions, the baseline model's importances, the checks and
+   their alerts (the materialization's checks too).
 """
 
 from __future__ import annotations
@@ -47,7 +47,6 @@ def bootstrap(
             say(f"  {folder.name}: ingested as_of {r.as_of}, {r.rows['users']:,} users in {r.duration_s:.1f}s")
 
     from streamflow.features.apply import apply
-    from streamflow.features.datasets import create, find
     from streamflow.features.materialize import materialize
     from streamflow.features.store import get_store, write_client_yaml
     from streamflow.monitoring.followup import after_ingest, derive
@@ -76,9 +75,5 @@ def bootstrap(
         materialize(settings=settings, store=store, progress=progress, verbose=verbose)
     else:
         say(f"online store already materialized (up to {last['window_end']:%Y-%m-%d}); skipping")
-    for day in snapshot_dates(settings):  # the model's training frame of each month, kept once
-        if find(day, None, True, settings, store) is None:
-            ds = create(day, settings=settings, store=store)
-            say(f"  kept the training dataset {ds.name} ({ds.rows:,} rows, {ds.seconds:.1f}s)")
-    after_ingest(settings, store, say=say)  # the months' statistics and distributions, the baseline model, the checks
+    after_ingest(settings, store, say=say)  # statistics, what the pages open on, distributions, the checks
     say("ready")

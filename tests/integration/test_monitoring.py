@@ -245,3 +245,36 @@ def test_checks_ending_together_both_succeed(monitored):
     assert all(r is not None and not r.empty for r in results)
     assert len(distributions.load(settings)) == 3  # each month profiled once, kept once
     assert results[0][["kind", "subject", "as_of"]].equals(results[1][["kind", "subject", "as_of"]])
+
+
+def test_the_follow_up_keeps_what_the_pages_open_on(fs_embedded, months, monkeypatch):
+    """After an ingest the follow-up keeps the model's frames of the first, second and latest months
+    (datasets), the Drift page's first-against-latest report and the Model check's first-against-
+    second fit, so those pages open on kept results in any new session (they say so), and a
+    follow-up with nothing new keeps nothing. A later month keeps its own frame and Drift's new pair;
+    the model check of months it did not change is not fitted again."""
+    from streamflow.features.datasets import find
+    from streamflow.monitoring import followup, model_check
+
+    settings, store = fs_embedded
+    for folder, _ in months[:2]:
+        ingest_month(folder, settings=settings)
+    said: list[str] = []
+    followup.after_ingest(settings, store, say=said.append)
+    assert all(find(d, None, True, settings, store) is not None for d in (JAN, FEB))
+    assert any("drift 2024-02-29 against 2024-01-31 kept" in s for s in said), said
+    assert any("model check trained at 2024-01-31, evaluated at 2024-02-29, kept" in s for s in said), said
+    assert drift.between_months(JAN, FEB, settings=settings, store=store).computed_at is not None
+    assert model_check.kept_check(JAN, FEB, settings, store) is not None
+    said.clear()
+    followup.for_pages(settings, store, said.append)
+    assert said == []  # everything is current: nothing computed again
+    for page, kept in (("drift", "Kept from the comparison of"), ("model_check", "Kept from the fit of")):
+        at = app_page(settings, monkeypatch, page)
+        assert not at.exception and any(kept in c.value for c in at.caption), page
+
+    ingest_month(months[2][0], settings=settings)
+    followup.after_ingest(settings, store, say=said.append)
+    assert find(MAR, None, True, settings, store) is not None
+    assert any("drift 2024-03-31 against 2024-01-31 kept" in s for s in said), said
+    assert not any("model check" in s for s in said), said  # January and February are as they were
