@@ -23,7 +23,11 @@ def register(sub) -> None:
     s.add_argument("folders", nargs="+", help="month folder(s), or a folder of month folders")
     s.add_argument("--as-of", default=None, help="snapshot date (else the folder's _as_of.txt)")
     s.add_argument("--force", action="store_true", help="re-run even if these exact files were ingested")
-    s.add_argument("--no-stats", action="store_true", help="skip the new months' statistics (computed on first read)")
+    s.add_argument(
+        "--no-stats",
+        action="store_true",
+        help="skip what follows the write (statistics, the pages' first results, the checks): computed on first read",
+    )
     g = s.add_argument_group("how the CSVs are written (default: the folder's _format.toml, else , . UTF-8 ISO dates)")
     g.add_argument("--delimiter", help="field delimiter: ',' ';' '|' or tab")
     g.add_argument("--decimal", choices=[".", ","], help="decimal mark of numbers")
