@@ -1,4 +1,5 @@
-"""Monitoring's commands: `streamflow stats`, `monitor` (the checks and their alerts), `skew`."""
+"""Monitoring's commands: `streamflow stats`, `monitor` (the checks and their alerts), `skew`, `drift`,
+`model-check` (what the Drift and Model check pages show, from the same kept results)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,23 @@ def register(sub) -> None:
     s.add_argument("--as-of", default=None, help="reference snapshot date (default: latest)")
     s.add_argument("--features", default=None, help=FEATURES_HELP)
     s.set_defaults(func=cmd_skew)
+
+    s = sub.add_parser("drift", help="which features of the model's frame moved between two months, each with why")
+    s.add_argument("--reference", default=None, help="as_of A (default: the first month, as the Drift page)")
+    s.add_argument("--current", default=None, help="as_of B (default: the latest month)")
+    s.add_argument("--features", default=None, help=FEATURES_HELP)
+    s.add_argument("--psi", type=float, default=None, help="a number drifts at this PSI (default 0.2)")
+    s.add_argument("--js", type=float, default=None, help="... or this Jensen-Shannon distance (default 0.1)")
+    s.add_argument("--linf", type=float, default=None, help="a category at this L-infinity distance (default 0.1)")
+    s.set_defaults(func=cmd_drift)
+
+    s = sub.add_parser(
+        "model-check", help="the baselines trained at one month on the point-in-time and the naive frame, scored later"
+    )
+    s.add_argument("--train", default=None, help="as_of A (default: the first month, as the Model check page)")
+    s.add_argument("--evaluate", default=None, help="as_of B, after A (default: the month after A)")
+    s.add_argument("--features", default=None, help=FEATURES_HELP)
+    s.set_defaults(func=cmd_model_check)
 
     s = sub.add_parser("stats", help="per-feature statistics of a snapshot (Feast's monitoring, computed once a month)")
     s.add_argument("--as-of", default=None, help="snapshot date (default: latest)")
@@ -61,6 +79,80 @@ def cmd_explain(args: argparse.Namespace) -> int:
         top = e.contributions.head(5)
         print("  largest contributions: " + ", ".join(f"{r.feature} {r.contribution:+.2f}" for r in top.itertuples()))
     print(f"\nin the studio: {links.url('explain', user_id=e.user_id, as_of=e.as_of)}")
+    return 0
+
+
+def _months(settings, first: str | None, second: str | None, what: tuple[str, str], later: bool) -> tuple:
+    """Two snapshot months for a comparison: each given one snapped to the snapshot in force, the
+    defaults the pages open on (`followup.default_months`), B after A when `later`."""
+    from streamflow.core.dates import parse_date, snapshot_for
+    from streamflow.core.errors import InvalidInput, NotReady
+    from streamflow.monitoring.followup import default_months
+    from streamflow.storage.snapshots import snapshot_dates
+
+    dates = snapshot_dates(settings)
+    if len(dates) < 2:
+        raise NotReady("this needs two snapshots: ingest a second month")
+    default = default_months(dates)["drift" if not later else "model_check"]
+    a = snapshot_for(parse_date(first, what[0], dates), dates) if first else default[0]
+    if second:
+        b = snapshot_for(parse_date(second, what[1], dates), dates)
+    else:
+        b = next((d for d in dates if d > a), None) if later else dates[-1]
+    if later and (b is None or b <= a):
+        raise InvalidInput(f"{what[1]} must be a month after {what[0]} {a}")
+    return a, b
+
+
+def cmd_drift(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from streamflow.core.catalog import SERVICE
+    from streamflow.core.config import load_settings
+    from streamflow.monitoring.drift import Thresholds, between_months
+
+    settings = load_settings()
+    a, b = _months(settings, args.reference, args.current, ("reference", "current"), later=False)
+    given = {k: getattr(args, k) for k in ("psi", "js", "linf") if getattr(args, k) is not None}
+    t = Thresholds(**given)
+    service = args.features or SERVICE
+    rep = between_months(a, b, t, settings=settings, store=store(), service=service)
+    print(f"drift of {service} from {a} to {b}: {len(rep.drifted)} of {len(rep.table)} feature(s) drifted")
+    print(
+        f"  a number drifts at PSI >= {t.psi:g} or Jensen-Shannon >= {t.js:g}; a category or boolean at "
+        f"L-infinity >= {t.linf:g} or a category the reference never had ({rep.reference_rows:,} -> {rep.current_rows:,} rows)"
+    )
+    with pd.option_context("display.width", 250, "display.max_colwidth", 120):
+        print(rep.table[["feature", "drifted", "kind", "method", "score", "reason"]].round(4).to_string(index=False))
+    if rep.computed_at is not None:
+        print(f"kept from the comparison of {rep.computed_at:%Y-%m-%d %H:%M} UTC, on {rep.made_from}")
+    print(f"in the studio: {links.url('drift', reference=a, as_of=b, service=service)}")
+    return 0
+
+
+def cmd_model_check(args: argparse.Namespace) -> int:
+    from streamflow.core.catalog import SERVICE
+    from streamflow.core.config import load_settings
+    from streamflow.monitoring.model_check import kept_check, model_check
+
+    settings = load_settings()
+    a, b = _months(settings, args.train, args.evaluate, ("train", "evaluate"), later=True)
+    service = args.features or SERVICE
+    mc = kept_check(a, b, settings=settings, store=store(), service=service)
+    if mc is None:
+        print(f"fitting the baselines at {a} (point-in-time and naive frames), scoring at {b}...", flush=True)
+        mc = model_check(a, b, settings=settings, store=store(), service=service)
+    pit, naive = mc.gap("point-in-time"), mc.gap("naive")
+    print(
+        f"model check of {service}: trained at {a} ({mc.rows_train:,} rows), evaluated at {b} ({mc.rows_eval:,} rows)"
+    )
+    print(f"  AUC gap, hold-out minus out-of-time: point-in-time {pit:+.3f}, naive {naive:+.3f}")
+    print(mc.scores.round(4).to_string(index=False))
+    for note in mc.notes:
+        print(f"note: {note}")
+    when = f"kept from the fit of {mc.computed_at:%Y-%m-%d %H:%M} UTC" if mc.computed_at else "fitted"
+    print(f"{when} ({mc.seconds:.1f}s), on {mc.made_from}")
+    print(f"in the studio: {links.url('model_check', train=a, evaluate=b, service=service)}")
     return 0
 
 

@@ -39,6 +39,17 @@ class Thresholds:
     chi2_p: float = 0.05
     bins: int = 10
 
+    def __post_init__(self) -> None:
+        """A threshold no score can miss (0 or less) or reach (a distance above 1) would call every
+        feature drifted, or none: refused, named."""
+        for name, hi in (("psi", math.inf), ("js", 1.0), ("linf", 1.0), ("chi2_p", 1.0)):
+            v = getattr(self, name)
+            if not (isinstance(v, int | float) and 0 < v <= hi):
+                bound = "above 0" if hi == math.inf else f"above 0 and at most {hi:g}"
+                raise InvalidInput(f"drift threshold {name}={v!r}: it must be a number {bound}")
+        if not (isinstance(self.bins, int) and 2 <= self.bins <= 1000):
+            raise InvalidInput(f"drift bins={self.bins!r}: a whole number from 2 to 1000")
+
 
 def _smooth(p: np.ndarray) -> np.ndarray:
     p = np.clip(p, EPS, None)

@@ -278,3 +278,26 @@ def test_the_follow_up_keeps_what_the_pages_open_on(fs_embedded, months, monkeyp
     assert find(MAR, None, True, settings, store) is not None
     assert any("drift 2024-03-31 against 2024-01-31 kept" in s for s in said), said
     assert not any("model check" in s for s in said), said  # January and February are as they were
+
+    # the CLI's faces of the two pages read the same kept results, on the same default months
+    code, out = _cli(monkeypatch, settings, ["drift"])
+    assert code == 0 and "drift of churn_model_v1 from 2024-01-31 to 2024-03-31" in out
+    assert "kept from the comparison of" in out and "drift_a=2024-01-31&drift_b=2024-03-31" in out
+    code, out = _cli(monkeypatch, settings, ["model-check"])
+    assert code == 0 and "trained at 2024-01-31" in out and "evaluated at 2024-02-29" in out
+    assert "kept from the fit of" in out and "point-in-time" in out
+    assert _cli(monkeypatch, settings, ["model-check", "--train", "2024-03-31"])[0] == 2  # no later month
+    assert _cli(monkeypatch, settings, ["drift", "--psi", "0"])[0] == 2  # every feature would drift
+    assert _cli(monkeypatch, settings, ["drift", "--reference", "2023-06-30"])[0] == 4  # before the first snapshot
+
+
+def _cli(monkeypatch, settings, argv: list[str]) -> tuple[int, str]:
+    """`streamflow ARGV` on these settings: (exit code, what it printed, errors included)."""
+    import contextlib
+    import io
+
+    use_settings(monkeypatch, settings)
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
+        code = cli.main(argv)
+    return code, buf.getvalue()
