@@ -82,7 +82,7 @@ def for_pages(settings: Settings, store, say: Say) -> None:
     import time
 
     from streamflow.features.apply import is_applied
-    from streamflow.features.datasets import create, find
+    from streamflow.features.datasets import AlreadyKept, create, find
     from streamflow.monitoring import drift, model_check
     from streamflow.storage.snapshots import snapshot_dates
 
@@ -91,7 +91,10 @@ def for_pages(settings: Settings, store, say: Say) -> None:
     months = default_months(snapshot_dates(settings))
     for day in sorted({d for pair in months.values() for d in pair}):
         if find(day, None, True, settings, store) is None:
-            ds = create(day, settings=settings, store=store)
+            try:
+                ds = create(day, settings=settings, store=store)
+            except AlreadyKept:  # the same rows under another request: kept once, not twice
+                continue
             say(f"  kept the training dataset {ds.name} ({ds.rows:,} rows, {ds.seconds:.1f}s)")
     if "drift" in months:
         t0 = time.perf_counter()
