@@ -2,12 +2,22 @@
 
 import plotly.express as px
 import streamlit as st
-from data import settings, store
+from data import settings, store, version
 from ui import friendly_errors, require_applied, require_snapshots
 
 from streamflow.core import links
+from streamflow.core.config import Settings
 from streamflow.core.errors import InvalidInput, NotFound
 from streamflow.monitoring.explain import explain
+
+
+# a user's explanation at a date, per data version (any ingest or materialization makes a new one) and
+# for a minute at most, as Skew's report: what the online store serves may also change by a write
+# this process does not see. 0.29 s at 1,000,000 users (27 reads), computed at every visit before
+@st.cache_data(ttl=60, max_entries=256, show_spinner="Reading the user's snapshots and online values...")
+def explained(s: Settings, user_id: str, as_of, v: tuple):
+    return explain(user_id, as_of, settings=s, store=store())
+
 
 st.title("Explain one user")
 st.caption(
@@ -27,7 +37,7 @@ with friendly_errors():
         "as_of", dates, index=len(dates) - 1, format_func=str, key=links.key("explain", "as_of"), bind="query-params"
     )
     try:
-        e = explain(uid.strip(), as_of, settings=settings(), store=store())
+        e = explained(settings(), uid.strip(), as_of, version())
     except (InvalidInput, NotFound) as exc:  # said here, in one line
         st.error(str(exc))
         st.stop()

@@ -147,9 +147,9 @@ def months_to_compute(settings: Settings, computed_at: dict[date, datetime]) -> 
 
 def data_version(settings: Settings) -> tuple:
     """A value that changes whenever a run is recorded or ends (an ingest, a validation, a
-    materialization) or the monitor keeps something (an alert, a setting, a profile), read in two
-    small queries: what the app's caches are keyed by, so a page recomputes after a change made
-    anywhere (the app, the CLI, the flow) and not otherwise. Its last item changes whenever Feast's
+    materialization) or the monitor keeps something (an alert, a setting, a profile, the model
+    Explain scores with), read in two small queries: what the app's caches are keyed by, so a page
+    recomputes after a change made anywhere (the app, the CLI, the flow) and not otherwise. Its last item changes whenever Feast's
     registry does (`registry_stamp`)."""
     with db.connection(settings) as conn:
         return (*_run_marks(conn), registry_stamp(conn))
@@ -177,7 +177,7 @@ def _run_marks(conn) -> tuple:
                           (SELECT max(coalesce(finished_at, started_at)) FROM materialization_runs),
                           (SELECT max(updated_at) FROM monitor_alerts), (SELECT count(*) FROM monitor_alerts),
                           (SELECT max(updated_at) FROM monitor_settings), (SELECT max(computed_at) FROM monitor_profiles),
-                          (SELECT max(computed_at) FROM monitor_importance)"""
+                          (SELECT max(computed_at) FROM monitor_importance), (SELECT max(fitted_at) FROM kept_models)"""
         ).fetchone()
     )
 

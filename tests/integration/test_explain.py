@@ -84,8 +84,18 @@ def test_the_score_and_each_features_contribution_once_a_model_check_ran(gap, mo
     settings, store, user = gap
     before = explain(user, FEB, settings=settings, store=store)
     assert before.score is None and "No model yet" in before.model and before.values["contribution"].isna().all()
+    from streamflow.features.datasets import create
+
+    for day in (JAN, FEB):  # the model check reads kept frames: it changes no registry entry, keeps a model only
+        create(day, settings=settings, store=store)
+    at = app_page(settings, monkeypatch, "explain")  # the page keeps what it showed, per data version
+    at.text_input(key="ex_user").set_value(user).run()
+    at.selectbox(key="ex_as_of").set_value(FEB).run()
+    assert any("No model yet" in i.value for i in at.info) and not at.metric
 
     mc = model_check(JAN, FEB, settings=settings, store=store)
+    at.run()  # a model kept since is a new data version: the page scores at once
+    assert [m.label for m in at.metric] == ["Churn probability"], [i.value for i in at.info]
     e = explain(user, FEB, settings=settings, store=store)
     assert e.score is not None and 0 < e.score < 1 and "trained at 2024-01-31" in e.model
     parts = e.contributions
