@@ -50,6 +50,8 @@ PAGES = [
     ("monitoring", "What matters in a month"),
     ("model_check", "Calibration out of time"),
     ("materialize", "History"),
+    ("feature_lab", "Candidates and derived features"),
+    ("explain", "7590-VHVEG at"),  # the page's default user, one of the demo's own
 ]
 ON_PURPOSE = {"model_check"}  # fits two models on the frames: an action a user starts, with progress
 
