@@ -3,7 +3,7 @@
 import pandas as pd
 import plotly.express as px
 import streamlit as st
-from data import settings, store
+from data import settings, store, version
 from ui import (
     MATERIALIZE_PAGE,
     figure,
@@ -30,8 +30,10 @@ COLORS = {
 }
 
 
+# per data version (a materialization or an ingest anywhere makes a new one), and for a minute at most:
+# what the online store serves may also change by a write no run records (Feast's push)
 @st.cache_data(ttl=60, show_spinner="Comparing offline and online values...")
-def report(s: Settings, users: tuple[str, ...] | None, sample: int, as_of, service: str):
+def report(s: Settings, users: tuple[str, ...] | None, sample: int, as_of, service: str, v: tuple):
     return skew_report(
         users=list(users) if users else None, sample=sample, as_of=as_of, features=service, settings=s, store=store()
     )
@@ -104,7 +106,7 @@ with friendly_errors():
         st.error(str(exc))
         uid = None
     if uid:
-        one = report(settings(), (uid,), 1, ref, service)
+        one = report(settings(), (uid,), 1, ref, service, version())
         pairs = one.pairs[
             ["view", "feature", "online_value", "online_snapshot", "offline_at_online_ts", "offline_at_reference",
              "status", "reason"]
@@ -129,7 +131,7 @@ with friendly_errors():
         key=links.key("skew", "population_reference"),
         bind="query-params",
     )
-    rep = report(settings(), None, n, ref_pop, service)
+    rep = report(settings(), None, n, ref_pop, service, version())
     m1, m2, m3 = st.columns(3)
     m1.metric("Users", rep.pairs["user_id"].nunique())
     m2.metric(
