@@ -205,7 +205,7 @@ def training_frame(as_of, features: tuple[str, ...] = (), labels: bool = True, s
 
 
 @st.cache_data(ttl=300, show_spinner="Reading the snapshot's statistics (computed once per month)...")
-def _feature_statistics(s: Settings, view: str, feature: str, as_of):
+def _feature_statistics(s: Settings, view: str, feature: str, as_of, v: tuple):
     from streamflow.monitoring.feature_stats import feature_statistics as read
 
     return read(view, feature, as_of, settings=s, store=store())
@@ -213,11 +213,11 @@ def _feature_statistics(s: Settings, view: str, feature: str, as_of):
 
 def feature_statistics(view: str, feature: str, as_of):
     """One feature's kept statistics at a snapshot date (`streamflow.monitoring.feature_stats`): no frame is built."""
-    return _feature_statistics(settings(), view, feature, as_of)
+    return _feature_statistics(settings(), view, feature, as_of, version())  # a re-ingest counts the month again
 
 
 @st.cache_data(ttl=30, show_spinner=False)
-def _datasets(s: Settings) -> list:
+def _datasets(s: Settings, v: tuple) -> list:
     from streamflow.features.datasets import list_datasets
 
     return list_datasets(s, store())
@@ -225,7 +225,7 @@ def _datasets(s: Settings) -> list:
 
 def datasets() -> list:
     """Every kept dataset with its staleness (`streamflow.features.datasets`), newest first."""
-    return _datasets(settings())
+    return _datasets(settings(), version())  # an ingest anywhere may make one stale; a kept one changes the registry
 
 
 @st.cache_resource(max_entries=4, show_spinner="Reading the kept dataset through Feast...")

@@ -11,7 +11,7 @@ from streamflow.features import datasets
 from streamflow.features.training import build_training_frame
 from streamflow.ingest import ingest_month
 from streamflow.storage import results
-from tests.support import prepared_store, skew_pairs
+from tests.support import app_page, prepared_store, skew_pairs
 
 
 @pytest.fixture
@@ -210,14 +210,21 @@ def test_a_dataset_kept_as_a_table_opens_and_moves_to_a_file(kept):
     assert not (settings.feature_repo / moved.table).exists()
 
 
-def test_a_dataset_goes_stale_when_its_month_is_reingested(kept, month_copy):
+def test_a_dataset_goes_stale_when_its_month_is_reingested(kept, month_copy, monkeypatch):
+    import time
+
     settings, store = kept
     ds = datasets.create("2024-01-31", settings=settings, store=store)
+    at = app_page(settings, monkeypatch, "datasets")
+    assert not at.exception and not [w.value for w in at.warning if "Stale" in w.value]
     folder = month_copy(0)
     subs = pd.read_csv(folder / "subscriptions.csv", dtype=str, keep_default_na=False)
     subs.loc[0, "monthly_fee"] = str(float(subs.loc[0, "monthly_fee"]) + 1)
     subs.to_csv(folder / "subscriptions.csv", index=False)
-    ingest_month(folder, settings=settings)
+    ingest_month(folder, settings=settings)  # as the CLI would, outside the app
+    time.sleep(2.1)  # the app reads the data version at most every 2 s; no cache is cleared
+    at.run()  # the page's list says so at once (it was kept 30 s, whatever was written meanwhile)
+    assert any("Stale: the 2024-01-31 snapshot was re-ingested" in w.value for w in at.warning), at.warning
 
     stale = datasets.get(ds.name, settings, store)
     assert stale.stale and "2024-01-31 snapshot was re-ingested" in stale.stale_because[0]
