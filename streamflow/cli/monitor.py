@@ -85,7 +85,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 def _months(settings, first: str | None, second: str | None, what: tuple[str, str], later: bool) -> tuple:
     """Two snapshot months for a comparison: each given one snapped to the snapshot in force, the
     defaults the pages open on (`followup.default_months`), B after A when `later`."""
-    from streamflow.core.dates import parse_date, snapshot_for
+    from streamflow.core.dates import snapshot_in_force
     from streamflow.core.errors import InvalidInput, NotReady
     from streamflow.monitoring.followup import default_months
     from streamflow.storage.snapshots import snapshot_dates
@@ -94,9 +94,9 @@ def _months(settings, first: str | None, second: str | None, what: tuple[str, st
     if len(dates) < 2:
         raise NotReady("this needs two snapshots: ingest a second month")
     default = default_months(dates)["drift" if not later else "model_check"]
-    a = snapshot_for(parse_date(first, what[0], dates), dates) if first else default[0]
+    a = snapshot_in_force(first, dates, what[0]) if first else default[0]
     if second:
-        b = snapshot_for(parse_date(second, what[1], dates), dates)
+        b = snapshot_in_force(second, dates, what[1])
     else:
         b = next((d for d in dates if d > a), None) if later else dates[-1]
     if later and (b is None or b <= a):
@@ -184,7 +184,7 @@ def cmd_skew(args: argparse.Namespace) -> int:
 def cmd_stats(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from streamflow.core.dates import parse_date, snapshot_for
+    from streamflow.core.dates import snapshot_in_force
     from streamflow.core.errors import NotReady
     from streamflow.monitoring.feature_stats import month_table, refresh
     from streamflow.storage.snapshots import snapshot_dates
@@ -195,7 +195,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     dates = snapshot_dates()
     if not dates:
         raise NotReady("no snapshot yet: ingest a month first")
-    day = snapshot_for(parse_date(args.as_of or dates[-1], "as_of", dates), dates)
+    day = snapshot_in_force(args.as_of or dates[-1], dates)
     table = month_table(day)
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.float_format", "{:.4g}".format):
         print_table(table.set_index(["view", "feature"]), f"per-feature statistics of the {day} snapshot")

@@ -110,6 +110,12 @@ def snapshot_for(as_of: date, dates: list[date]) -> date:
     return snap
 
 
+def snapshot_in_force(value: str | date | datetime, dates: list[date], what: str = "as_of") -> date:
+    """A date a user gave (text or a date) read (`parse_date`) and snapped to the snapshot in force at
+    it (`snapshot_for`): what every face asking for "an as_of" means by it."""
+    return snapshot_for(parse_date(value, what, dates), dates)
+
+
 DURATION = re.compile(r"\s*(\d{1,4})\s*([dw])\s*")
 
 

@@ -26,7 +26,7 @@ import pandas as pd
 
 from streamflow.core.catalog import JOIN_KEY, SERVICE_V2
 from streamflow.core.config import Settings
-from streamflow.core.dates import parse_date, snapshot_for
+from streamflow.core.dates import snapshot_in_force
 from streamflow.core.errors import Busy, InvalidInput, NotFound, NotReady
 from streamflow.features import derived, derived_table
 from streamflow.features.derived import Derived
@@ -157,7 +157,7 @@ def month_of(settings: Settings, as_of: str | date | None) -> date:
         raise NotReady("no month stored yet: ingest one first")
     if as_of is None:
         return dates[-1]
-    return snapshot_for(parse_date(as_of, "as_of", dates), dates)
+    return snapshot_in_force(as_of, dates)
 
 
 # ---------------------------------------------------------------- preview

@@ -23,7 +23,7 @@ from datetime import date, datetime
 import pandas as pd
 
 from streamflow.core.config import Settings, load_settings
-from streamflow.core.dates import parse_date, snapshot_for
+from streamflow.core.dates import snapshot_in_force
 from streamflow.core.errors import NotFound
 from streamflow.storage import runs
 from streamflow.storage.snapshots import snapshot_dates
@@ -120,7 +120,7 @@ def _current(as_of, settings: Settings | None, store) -> tuple[Settings, object,
     settings = settings or load_settings()
     store = store or get_store(settings)
     dates = snapshot_dates(settings)
-    day = snapshot_for(parse_date(as_of, "as_of", dates), dates)  # the snapshot in force: NotFound before the first
+    day = snapshot_in_force(as_of, dates)  # the snapshot in force: NotFound before the first
     if day in missing(settings, store):
         compute(day, store)
     return settings, store, day

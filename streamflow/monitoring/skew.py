@@ -29,7 +29,7 @@ import pandas as pd
 
 from streamflow.core.catalog import FEAST_TYPES
 from streamflow.core.config import Settings, load_settings
-from streamflow.core.dates import parse_date, snapshot_for
+from streamflow.core.dates import snapshot_in_force
 from streamflow.features.online import online_features, validate_user_id
 from streamflow.features.refs import feature_names, resolve_features, view_of
 from streamflow.features.store import get_store
@@ -173,11 +173,7 @@ def skew_report(
     settings = settings or load_settings()
     store = store or get_store(settings)
     dates = snapshot_dates(settings)
-    reference = (
-        snapshot_for(parse_date(as_of, "as_of", dates), dates)
-        if as_of
-        else snapshot_for(dates[-1] if dates else date.min, dates)
-    )
+    reference = snapshot_in_force(as_of or (dates[-1] if dates else date.min), dates)
     ids = [validate_user_id(u) for u in users] if users else sample_users(settings, reference, sample, seed)
     refs = resolve_features(store, features)
     names = feature_names(refs)

@@ -149,8 +149,8 @@ def data_version(settings: Settings) -> tuple:
     """A value that changes whenever a run is recorded or ends (an ingest, a validation, a
     materialization) or the monitor keeps something (an alert, a setting, a profile, the model
     Explain scores with), read in two small queries: what the app's caches are keyed by, so a page
-    recomputes after a change made anywhere (the app, the CLI, the flow) and not otherwise. Its last item changes whenever Feast's
-    registry does (`registry_stamp`)."""
+    recomputes after a change made anywhere (the app, the CLI, the flow) and not otherwise. Its last
+    item changes whenever Feast's registry does (`registry_stamp`)."""
     with db.connection(settings) as conn:
         return (*_run_marks(conn), registry_stamp(conn))
 

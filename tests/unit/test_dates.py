@@ -13,6 +13,7 @@ from streamflow.core.dates import (
     parse_date,
     parse_month_end,
     snapshot_for,
+    snapshot_in_force,
     snapshot_month_end,
     to_utc,
 )
@@ -64,6 +65,10 @@ def test_snapshot_in_force():
         snapshot_for(date(2023, 12, 31), dates)
     with pytest.raises(NotReady):
         snapshot_for(JAN, [])
+    # a user's text, read and snapped the same way by every face
+    assert snapshot_in_force("2024-02-15", dates) == JAN and snapshot_in_force(FEB, dates) == FEB
+    with pytest.raises(InvalidInput, match="train '2024-13-01' is not a date"):
+        snapshot_in_force("2024-13-01", dates, "train")
 
 
 def test_ttl_covers_every_instant_until_the_next_month_end():
