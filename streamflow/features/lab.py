@@ -27,7 +27,7 @@ import pandas as pd
 from streamflow.core.catalog import JOIN_KEY, SERVICE_V2
 from streamflow.core.config import Settings
 from streamflow.core.dates import snapshot_in_force
-from streamflow.core.errors import Busy, InvalidInput, NotFound, NotReady
+from streamflow.core.errors import InvalidInput, NotFound, NotReady
 from streamflow.features import derived, derived_table
 from streamflow.features.derived import Derived
 from streamflow.features.derived_sql import Alteration
@@ -362,13 +362,8 @@ def _ship(settings: Settings, store, features: list[Derived], say: Say):
 def _one_change(settings: Settings) -> Iterator[None]:
     """Held through an add or a remove: each reads the declarations, then writes them back with one
     more or one fewer, so two at once (two tabs, the page and the CLI) would lose one of them."""
-    conn = db.connect(settings, autocommit=True)
-    try:
-        if not db.try_lock(conn, db.LOCK_FEATURE_LAB):
-            raise Busy("another feature add or remove is running; try again when it ends")
+    with db.holding(settings, db.LOCK_FEATURE_LAB, "another feature add or remove is running; try again when it ends"):
         yield
-    finally:
-        conn.close()  # the lock goes with its session
 
 
 def add(settings: Settings, store, name: str, by: str | None = None, say: Say = _quiet) -> Change:

@@ -312,7 +312,9 @@ def check(
         fired, checked = evaluate(settings, store, as_of)
         _sync(settings, fired, checked, as_of)
     finally:
-        lock.close()  # the session ends, and its advisory lock with it
+        if not lock.closed and not lock.broken:
+            db.unlock(lock, db.LOCK_MONITOR)  # at once: closing frees it only when the backend has exited
+        lock.close()
     return listing(settings, as_of=as_of)
 
 

@@ -21,7 +21,7 @@ import psycopg
 from psycopg import sql
 
 from streamflow.core.config import Settings, load_settings
-from streamflow.core.errors import BackendUnavailable, InvalidInput, database_unreachable
+from streamflow.core.errors import BackendUnavailable, Busy, InvalidInput, database_unreachable
 from streamflow.storage import schema
 
 if TYPE_CHECKING:
@@ -41,12 +41,30 @@ LOCK_FEATURE_LAB = 7_407  # one `feature add`/`remove` at a time: each rewrites 
 
 def try_lock(conn, key: int) -> bool:
     """Take the advisory lock `key` for the session of `conn` (autocommit) if no other holds it:
-    whether it was taken. It goes with the session (closing `conn` frees it) or `unlock`."""
+    whether it was taken. `unlock` gives it back at once; closing `conn` frees it too, but only when
+    the server's backend has exited, a moment later (what a crashed process relies on, not a caller)."""
     return conn.execute("SELECT pg_try_advisory_lock(%s, 0)", (key,)).fetchone()[0]
 
 
 def unlock(conn, key: int) -> None:
     conn.execute("SELECT pg_advisory_unlock(%s, 0)", (key,))
+
+
+@contextmanager
+def holding(settings: Settings, key: int, busy: str) -> Iterator[None]:
+    """Hold the advisory lock `key` through the block, or raise `Busy(busy)` if another session holds it.
+    Given back by an explicit unlock as the block ends, so the next caller finds it free at once."""
+    conn = connect(settings, autocommit=True)
+    try:
+        if not try_lock(conn, key):
+            raise Busy(busy)
+        try:
+            yield
+        finally:
+            if not conn.closed and not conn.broken:
+                unlock(conn, key)
+    finally:
+        conn.close()
 
 
 def lock_free(conn, key: int) -> bool:
