@@ -76,6 +76,18 @@ NULL_WHEN = {
 }
 CONDITION_AGGS = ("months_since", "count")
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{1,62}$")
+# words PostgreSQL reserves (pg_get_keywords() catcode R or T, version 16): a column cannot be named
+# one of them unquoted, and a feature's name is its column's in the derived table, Feast's SQL and Spark's
+SQL_RESERVED = frozenset(
+    """all analyse analyze and any array as asc asymmetric authorization binary both case cast check collate
+    collation column concurrently constraint create cross current_catalog current_date current_role
+    current_schema current_time current_timestamp current_user default deferrable desc distinct do else end
+    except false fetch for foreign freeze from full grant group having ilike in initially inner intersect into
+    is isnull join lateral leading left like limit localtime localtimestamp natural not notnull null offset on
+    only or order outer overlaps placing primary references returning right select session_user similar some
+    symmetric system_user table tablesample then to trailing true union unique user using variadic verbose
+    when where window with""".split()
+)
 # the month's index, in the SQL PostgreSQL and Spark SQL both read
 MONTH_INDEX = f"(CAST(EXTRACT(YEAR FROM {TIMESTAMP}) AS INT) * 12 + CAST(EXTRACT(MONTH FROM {TIMESTAMP}) AS INT))"
 
@@ -224,6 +236,8 @@ def check(d: Derived, existing: list[Derived], months_stored: int | None = None)
         raise InvalidInput(
             f"a feature name is 2-63 lowercase letters, digits or _, starting with a letter; got {d.name!r}"
         )
+    if d.name in SQL_RESERVED:
+        raise InvalidInput(f"{d.name!r} is a word SQL reserves: choose another name (e.g. {d.name}_value)")
     if d.name in taken_names():
         raise InvalidInput(f"{d.name!r} is already a column or field of the store: choose another name")
     if any(e.name == d.name for e in existing):

@@ -175,6 +175,14 @@ def test_bad_candidates_are_refused_in_one_line_and_change_nothing(lab_store):
     lab.new(settings, "twice_fee", expr="monthly_fee * 2")
     with pytest.raises(InvalidInput, match="exists already"):
         lab.new(settings, "twice_fee", expr="monthly_fee * 3")
+    # a word SQL reserves is no column name: refused before anything is written, every word the
+    # running PostgreSQL reserves (the list is kept in the code; this holds it to the server's)
+    with db.connection(settings) as conn:
+        words = {w for (w,) in conn.execute("SELECT word FROM pg_get_keywords() WHERE catcode IN ('R', 'T')")}
+    assert words <= derived.SQL_RESERVED, sorted(words - derived.SQL_RESERVED)
+    for word in ("order", "user", "limit"):
+        with pytest.raises(InvalidInput, match="a word SQL reserves"):
+            lab.new(settings, word, expr="monthly_fee * 2")
     assert list(lab.listing(settings)["name"]) == ["twice_fee"]
     # a value past a double's range: refused in one line where it is computed, nothing added
     lab.new(settings, "too_big", expr="monthly_fee * 1e308 * 10")

@@ -97,6 +97,8 @@ def test_declaration_checks():
         derived.check(Derived("watch_hours_30d", "1 + 1"), [])
     with pytest.raises(InvalidInput, match="lowercase"):
         derived.check(Derived("Bad Name", "1 + 1"), [])
+    with pytest.raises(InvalidInput, match="'order' is a word SQL reserves"):  # its column could not be made
+        derived.check(Derived("order", "monthly_fee * 2"), [])
     for constant in ("1", "coalesce(null, 2) * 3", "true", "'a'"):  # nothing a user's snapshot holds
         with pytest.raises(InvalidInput, match="reads no column"):
             derived.check(Derived("same_for_all", constant), [])
