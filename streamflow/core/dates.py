@@ -47,7 +47,7 @@ def parse_date(value: str | date | datetime, what: str = "as_of", available: lis
         return date.fromisoformat(str(value).strip())
     except ValueError:
         hint = f"; available snapshots: {fmt_dates(available)}" if available is not None else ""
-        shown = str(value)[:40]
+        shown = str(value).strip()[:40]
         raise InvalidInput(f"{what} {shown!r} is not a date in YYYY-MM-DD form{hint}") from None
 
 

@@ -79,7 +79,9 @@ def resolve_as_of(folder: Path, as_of: str | date | None) -> date:
         return snapshot_month_end(as_of)
     marker = folder / AS_OF_FILE
     if marker.is_file():
-        return snapshot_month_end(marker.read_text(encoding="utf-8", errors="replace")[:100], f"as_of in {marker.name}")
+        # a text editor's BOM (Notepad's "UTF-8 with BOM") and line end are not part of the date
+        text = marker.read_text(encoding="utf-8-sig", errors="replace")[:100].strip()
+        return snapshot_month_end(text, f"as_of in {marker.name}")
     raise InvalidInput(f"no as_of for {folder}: pass --as-of YYYY-MM-DD or write the date in {marker}")
 
 

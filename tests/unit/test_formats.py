@@ -176,3 +176,18 @@ def test_a_header_differing_in_case_or_spaces_is_read_as_the_catalog_column(tmp_
     assert list(read_raw(both).columns) == ["user_id", "USER_ID", "user_gender"]
     other = _write(tmp_path, "users.csv", "User ID,user_gender\n7590-VHVEG,Female\n")
     assert list(read_raw(other).columns) == ["User ID", "user_gender"]
+
+
+def test_the_month_end_file_as_an_editor_saves_it(tmp_path):
+    """`_as_of.txt` saved by Notepad ("UTF-8 with BOM", CRLF) or with blank lines around the date
+    reads as the date; a date that is not one is quoted as written, without its line end."""
+    from datetime import date
+
+    from streamflow.ingest.folder import AS_OF_FILE, resolve_as_of
+
+    for raw in (b"\xef\xbb\xbf2024-05-31\r\n", b"\n  2024-05-31  \n\n", b"2024-05-31"):
+        (tmp_path / AS_OF_FILE).write_bytes(raw)
+        assert resolve_as_of(tmp_path, None) == date(2024, 5, 31), raw
+    (tmp_path / AS_OF_FILE).write_bytes(b"31/05/2024\r\n")
+    with pytest.raises(InvalidInput, match=r"as_of in _as_of.txt '31/05/2024' is not a date in YYYY-MM-DD form$"):
+        resolve_as_of(tmp_path, None)
