@@ -30,10 +30,11 @@ Results, stated and tested (`tests/unit/test_expr.py`):
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from streamflow.core.catalog import TABLES, Column
-from streamflow.core.errors import InvalidInput, first_line
+from streamflow.core.errors import InvalidInput
 
 NUMBER, BOOLEAN, TEXT, NULL = "number", "boolean", "text", "null"
 KIND_OF_COLUMN = {"int": NUMBER, "float": NUMBER, "bool": BOOLEAN, "str": TEXT, "category": TEXT}
@@ -59,13 +60,20 @@ def feature_columns() -> dict[str, Column]:
 
 
 class _Checker:
-    def __init__(self, columns: dict[str, Column], dialect: str):
+    def __init__(self, columns: dict[str, Column], dialect: str, text: str = ""):
         self.columns = columns
+        self.text = text
         self.dialect = dialect
         self.inputs: list[str] = []
 
     def refuse(self, node, why: str):
-        raise InvalidInput(f"{why} (in {node.sql()!r})" if node is not None else why)
+        raise InvalidInput(f"{why} (in {self.quoted(node)!r})" if node is not None else why)
+
+    def quoted(self, node) -> str:
+        """The part of the user's text a refusal is about: the node as sqlglot writes it back when the
+        text holds it so, else the whole text (`1_000` reads back as `1 AS _000`, never typed)."""
+        shown = node.sql()
+        return shown if " ".join(shown.lower().split()) in " ".join(self.text.lower().split()) else self.text
 
     def kind_of(self, node) -> tuple[str, str]:
         """(sql, kind) of a node, or InvalidInput."""
@@ -81,6 +89,8 @@ class _Checker:
             name = node.name
             col = self.columns.get(name)
             if col is None:
+                if node.this.args.get("quoted"):  # "Month-to-month": a name in SQL, where Python has text
+                    raise InvalidInput(f"text is written in single quotes: '{name}' (\"{name}\" would name a column)")
                 near = ", ".join(sorted(self.columns))
                 raise InvalidInput(f"unknown column {name!r}; an expression can read: {near}")
             kind = KIND_OF_COLUMN.get(col.kind)
@@ -244,6 +254,34 @@ class _Checker:
         return [self.double(s) if kind == NUMBER and k == NUMBER else s for s, k in parts]
 
 
+# habits of Python (and other languages) the grammar would misread or refuse in its own words, said
+# in the language's: (pattern outside quoted text, what to write instead)
+_HABITS = (
+    (re.compile(r"\*\*"), "no power operator `**`: numbers take + - * / % and the functions"),
+    (re.compile(r"//"), "no `//`: a / b divides (a decimal number)"),
+    (re.compile(r"\d_\d"), "write a number without `_` (1000, not 1_000)"),
+    (re.compile(r"\b0[xob][0-9a-f]", re.IGNORECASE), "write a number in decimal (16, not 0x10)"),
+    (re.compile(r"\[|\]"), "no indexing `[...]`: an expression reads whole values"),
+    (re.compile(r"\bif\b(?!\s*\().*\belse\b", re.IGNORECASE), "write a condition as if(cond, then, else)"),
+    (re.compile(r"[@&|^~]"), "no bitwise or matrix operator: numbers take + - * / %, conditions and/or/not"),
+)
+_QUOTED = re.compile(r"'(?:[^']|'')*'")
+
+
+def _refuse_other_languages(text: str) -> None:
+    bare = _QUOTED.sub("''", text)
+    for pattern, advice in _HABITS:
+        if pattern.search(bare):
+            raise InvalidInput(f"{advice} (in {text!r})")
+
+
+def _where(exc) -> str:
+    """Where the parser stopped, in words (its own message names its classes)."""
+    errors = getattr(exc, "errors", None) or [{}]
+    col = errors[0].get("col")
+    return f"cannot be read past character {col}" if col else "cannot be read"
+
+
 def compile_expression(text: str, columns: dict[str, Column] | None = None, dialect: str = "postgres") -> Compiled:
     """Parse, check and compile `text` (see the module docstring); InvalidInput in one line otherwise."""
     import sqlglot
@@ -256,11 +294,12 @@ def compile_expression(text: str, columns: dict[str, Column] | None = None, dial
         raise InvalidInput(f"the expression is longer than {MAX_LENGTH} characters")
     if ";" in text:
         raise InvalidInput("one expression, no `;`")
+    _refuse_other_languages(text)
     try:
         tree = sqlglot.parse_one(text.replace("==", "="), dialect="postgres")
     except (ParseError, TokenError) as exc:
-        raise InvalidInput(f"not an expression: {text!r} ({first_line(exc)})") from None
-    checker = _Checker(columns if columns is not None else feature_columns(), dialect)
+        raise InvalidInput(f"not an expression: {text!r} ({_where(exc)})") from None
+    checker = _Checker(columns if columns is not None else feature_columns(), dialect, text)
     sql, kind = checker.kind_of(tree)
     if kind == NULL:
         raise InvalidInput("the expression is always null")

@@ -66,12 +66,27 @@ def test_accepted_expressions(text, kind, inputs):
         ("monthly_fee + null", "null for every row"),
         ("log1p(null) + monthly_fee", "null for every row"),
         ("x" * 600, "longer than"),
+        # another language's habits, told in this one's words and quoting the user's own text
+        ("monthly_fee // 2", "no `//`: a / b divides"),
+        ("monthly_fee ** 2", "no power operator"),
+        ("monthly_fee * 1_000", "without `_` (1000, not 1_000) (in 'monthly_fee * 1_000')"),
+        ("0x10 * monthly_fee", "in decimal"),
+        ("contract_type[0]", "(in 'contract_type[0]')"),
+        ("monthly_fee @ 2", "no bitwise or matrix operator"),
+        ('contract_type == "Month-to-month"', "text is written in single quotes: 'Month-to-month'"),
+        ("monthly_fee if has_family else 0", "write a condition as if(cond, then, else)"),
+        ("monthly_fee +", "cannot be read past character 13"),
     ],
 )
 def test_refused_in_one_line(text, words):
     with pytest.raises(InvalidInput) as err:
         compile_expression(text)
     assert words in str(err.value) and "\n" not in str(err.value)
+    assert "sqlglot" not in str(err.value) and "<class" not in str(err.value)  # the parser's own words stay inside
+
+
+def test_text_in_quotes_is_never_taken_for_another_language():
+    assert compile_expression("if(has_family, 'a // b ** [0] @ 1_000 if x else y', 'no') = 'no'").kind == BOOLEAN
 
 
 def test_the_sql_holds_only_checked_names_numbers_and_quoted_text():
