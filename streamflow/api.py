@@ -17,13 +17,14 @@ from typing import Any, Literal
 import anyio
 import anyio.to_thread
 from fastapi import FastAPI, Path, Query
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from streamflow.core.access import bearer_ok
 from streamflow.core.catalog import SERVICE, SERVICE_V2, USER_ID_PATTERN
 from streamflow.core.config import Settings, load_settings
-from streamflow.core.errors import BackendUnavailable, NotFound, StreamflowError, from_backend
+from streamflow.core.errors import BackendUnavailable, InvalidInput, NotFound, StreamflowError, from_backend
 from streamflow.features.apply import require_applied
 from streamflow.features.online import online_features, validate_user_id
 from streamflow.features.store import get_store
@@ -31,9 +32,9 @@ from streamflow.status import health as check_health
 
 
 class ErrorBody(BaseModel):
-    """Every error: a message (or FastAPI's list of parameter problems) and the error class."""
+    """Every error: a message in one line and the error class."""
 
-    detail: str | list[dict[str, Any]]
+    detail: str
     error: str | None = None
 
 
@@ -87,7 +88,10 @@ def create_app(settings: Settings | None = None, store=None) -> FastAPI:
             ):
                 return JSONResponse(
                     status_code=401,
-                    content={"detail": "missing or wrong token: send Authorization: Bearer <STREAMFLOW_API_TOKEN>"},
+                    content={
+                        "detail": "missing or wrong token: send Authorization: Bearer <STREAMFLOW_API_TOKEN>",
+                        "error": "Unauthorized",
+                    },
                     headers={"WWW-Authenticate": "Bearer"},
                 )
             return await call_next(request)
@@ -95,6 +99,12 @@ def create_app(settings: Settings | None = None, store=None) -> FastAPI:
     @app.exception_handler(StreamflowError)
     async def _mapped(_request, exc: StreamflowError):
         return JSONResponse(status_code=exc.http_status, content={"detail": str(exc), "error": type(exc).__name__})
+
+    @app.exception_handler(RequestValidationError)
+    async def _parameters(request, exc: RequestValidationError):
+        """A parameter FastAPI refuses (`?service=nope`) in the same one-line body as every other
+        error, naming the parameter, the value sent and what it takes."""
+        return await _mapped(request, InvalidInput(parameter_problems(exc.errors())))
 
     @app.get("/health", response_model=HealthBody, responses={503: {"model": ErrorBody}})
     def health() -> dict:
@@ -149,6 +159,18 @@ def create_app(settings: Settings | None = None, store=None) -> FastAPI:
         return {"user_id": user_id, "features": body["features"], "event_timestamps": body["event_timestamps"]}
 
     return app
+
+
+def parameter_problems(errors) -> str:
+    """FastAPI's list of parameter problems as one line."""
+    lines = []
+    for e in errors:
+        name = ".".join(str(p) for p in e.get("loc", ())[1:]) or "request"
+        sent = e.get("input")
+        lines.append(
+            f"{name} {sent!r}: {e.get('msg', 'invalid')}" if isinstance(sent, str) else f"{name}: {e.get('msg')}"
+        )
+    return "; ".join(lines) or "invalid request"
 
 
 def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:

@@ -47,6 +47,13 @@ def test_api_requires_the_token_on_every_route_but_health(tmp_path):
     assert client.get("/openapi.json", headers={"Authorization": "Bearer t0ken"}).status_code == 200
     assert client.get("/health").status_code != 401  # open (503 here: no database in this test)
     assert client.get("/features/bad id!", headers={"Authorization": "Bearer t0ken"}).status_code == 422
+    # every error in one body: a line a person reads and the error class, a parameter FastAPI refuses too
+    assert client.get("/docs").json()["error"] == "Unauthorized"
+    r = client.get("/features/7590-VHVEG", params={"service": "nope"}, headers={"Authorization": "Bearer t0ken"})
+    assert r.status_code == 422 and r.json() == {
+        "detail": "service 'nope': Input should be 'churn_model_v1' or 'churn_model_v2'",
+        "error": "InvalidInput",
+    }
 
 
 def test_api_is_open_without_a_token(tmp_path):
