@@ -35,16 +35,27 @@ def _sheet_key(name: str) -> str:
     return key[:-4] if key.endswith(".csv") else key
 
 
-def _sources(folder: Path) -> dict[str, tuple[Path, str]]:
-    """Table name -> (workbook, sheet): one workbook per table, else the sheets of one workbook."""
+def _sheet_names(book: Path) -> list[str]:
+    """A workbook's sheets; a file that is not one (damaged, renamed, empty) refused by name."""
     from python_calamine import CalamineWorkbook
 
+    try:
+        names = CalamineWorkbook.from_path(str(book)).sheet_names
+    except Exception as exc:  # noqa: BLE001 - calamine raises its own error types for damaged files
+        raise IngestError(f"{book.name}: not a readable Excel workbook ({exc})") from None
+    if not names:
+        raise IngestError(f"{book.name}: the workbook has no sheet")
+    return names
+
+
+def _sources(folder: Path) -> dict[str, tuple[Path, str]]:
+    """Table name -> (workbook, sheet): one workbook per table, else the sheets of one workbook."""
     books = workbooks(folder)
     by_stem = {_sheet_key(p.stem): p for p in books}
     out: dict[str, tuple[Path, str]] = {}
     for t in TABLES:
         if t.name in by_stem:
-            out[t.name] = (by_stem[t.name], CalamineWorkbook.from_path(str(by_stem[t.name])).sheet_names[0])
+            out[t.name] = (by_stem[t.name], _sheet_names(by_stem[t.name])[0])
     if out:
         return out
     if len(books) > 1:
@@ -53,11 +64,7 @@ def _sources(folder: Path) -> dict[str, tuple[Path, str]]:
             f"per table, or one workbook per table named like the tables ({', '.join(t.name for t in TABLES)})"
         )
     book = books[0]
-    try:
-        sheets = CalamineWorkbook.from_path(str(book)).sheet_names
-    except Exception as exc:  # noqa: BLE001 - calamine raises its own error types for damaged files
-        raise IngestError(f"{book.name}: not a readable Excel workbook ({exc})") from None
-    for s in sheets:
+    for s in _sheet_names(book):
         if _sheet_key(s) in {t.name for t in TABLES}:
             out[_sheet_key(s)] = (book, s)
     return out

@@ -63,3 +63,16 @@ def test_missing_sheets_are_each_named(tmp_path):
     lines = str(info.value).splitlines()
     assert lines[0] == "refused:" and len(lines) == 5  # users and subscriptions found (any case, .csv or not)
     assert all("in month.xlsx" in ln for ln in lines[1:])
+
+
+@pytest.mark.parametrize("one_book", [True, False])
+def test_a_file_named_xlsx_that_is_no_workbook_is_refused_by_name(tmp_path, one_book):
+    """A damaged or renamed file, as the month's one workbook or as one table's: its name and what
+    is wrong, never the reader's traceback."""
+    if one_book:
+        (tmp_path / "month.xlsx").write_text("this is not excel")
+    else:
+        _book(tmp_path / "labels.xlsx", ["Sheet1"])
+        (tmp_path / "users.xlsx").write_text("this is not excel")
+    with pytest.raises(IngestError, match=r"\.xlsx: not a readable Excel workbook"), csv_month(tmp_path):
+        pass
