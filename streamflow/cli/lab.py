@@ -104,7 +104,7 @@ def cmd_leakage(args: argparse.Namespace) -> int:
 def cmd_lift(args: argparse.Namespace) -> int:
     from streamflow.monitoring import lift
 
-    kw = {"max_users": args.max_users} if args.max_users else {}
+    kw = {"max_users": args.max_users} if args.max_users is not None else {}
     r = lift.lift(
         _settings(), store(), args.name, args.train_as_of, args.test_as_of, progress=lambda m: say(f"  {m}"), **kw
     )

@@ -30,7 +30,7 @@ from streamflow.features.offline import offline_of
 from streamflow.features.refs import FeatureRef, feature_names, lineage_field, resolve_features
 from streamflow.features.store import get_store
 from streamflow.storage.frames import ParquetFrame, value_counts
-from streamflow.storage.snapshots import snapshot_dates
+from streamflow.storage.snapshots import sample_size, snapshot_dates
 
 Frame = pd.DataFrame | ParquetFrame  # in memory (PostgreSQL profile) or in the lake (lake profile)
 
@@ -106,7 +106,7 @@ def plan_training_frame(
     store = store or get_store(settings)
     refs = resolve_features(store, features)
     lineage_refs, wanted = requested(refs, labels, store)
-    entity = offline_of(settings).entity_query(snap, day, sample)
+    entity = offline_of(settings).entity_query(snap, day, None if sample is None else sample_size(sample))
     job = store.get_historical_features(entity_df=entity, features=wanted)
     return FramePlan(day, snap, refs, lineage_refs, wanted, labels, job)
 

@@ -32,7 +32,7 @@ from streamflow.features import derived_table, lab
 from streamflow.features.derived import Derived
 from streamflow.features.refs import feature_names
 from streamflow.monitoring import model_check
-from streamflow.storage.snapshots import snapshot_dates, snapshots_of
+from streamflow.storage.snapshots import sample_size, snapshot_dates, snapshots_of
 
 MAX_USERS = 60_000  # users per month in the frames (a sample above it)
 BOOTSTRAP = 200
@@ -159,6 +159,7 @@ def lift(
     from sklearn.metrics import roc_auc_score
 
     t0 = time.perf_counter()
+    sample_size(max_users, "--max-users")
     f = lab.get(settings, feature).feature if isinstance(feature, str) else feature
     dates = snapshot_dates(settings)
     if len(dates) < 2:

@@ -92,6 +92,8 @@ def backup(path: Path | str, settings: Settings | None = None) -> BackupResult:
     files, in one tar."""
     settings = settings or load_settings()
     path = Path(path)
+    if path.is_dir():
+        raise InvalidInput(f"{path} is a folder: name the backup file in it, e.g. {path / 'streamflow.dump'}")
     path.parent.mkdir(parents=True, exist_ok=True)
     with db.connection(settings, autocommit=True) as conn:
         _locks_free(conn)

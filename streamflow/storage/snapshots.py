@@ -22,13 +22,21 @@ import pyarrow.compute as pc
 
 from streamflow.core.catalog import JOIN_KEY, LABEL_FEATURE, LABELS, TABLES, USERS, Table
 from streamflow.core.config import Settings, load_settings
-from streamflow.core.errors import NotFound
+from streamflow.core.errors import InvalidInput, NotFound
 from streamflow.storage import db, lake
 from streamflow.storage.frames import InColumns, InTable, Population
 
 # database kinds back to the frame dtypes ingestion coerces to
 _FRAME_DTYPES = {"bool": "boolean", "int": "Int64", "float": "float64"}
 _ARROW_DTYPES = {pa.bool_(): pd.BooleanDtype(), pa.int32(): pd.Int64Dtype(), pa.int64(): pd.Int64Dtype()}
+
+
+def sample_size(n, what: str = "a sample") -> int:
+    """`n` as a number of users to sample, 1 or more (a page, the CLI, the API give it); InvalidInput
+    otherwise: 0 gave an empty frame that failed further on, a negative number a database error."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise InvalidInput(f"{what} is a number of users, 1 or more; got {n!r}")
+    return n
 
 
 class Snapshots(ABC):
@@ -62,9 +70,13 @@ class Snapshots(ABC):
     def user_months(self, t: Table, user_id: str) -> list[date]:
         """The months in which the table holds a row of this user, ascending."""
 
-    @abstractmethod
     def sample_users(self, as_of: date, n: int, seed: int) -> list[str]:
         """The `n` users of the month whose md5 of `user_id || seed` is smallest (the same on every backend)."""
+        return self._sample(as_of, sample_size(n), seed)
+
+    @abstractmethod
+    def _sample(self, as_of: date, n: int, seed: int) -> list[str]:
+        """`sample_users`, `n` checked."""
 
     @abstractmethod
     def latest_values(self, as_of: date, columns: dict[Table, list[str]], users: list[str] | None) -> pd.DataFrame:
@@ -119,7 +131,7 @@ class PostgresSnapshots(Snapshots):
             ).fetchall()
         return [r[0] for r in rows]
 
-    def sample_users(self, as_of: date, n: int, seed: int) -> list[str]:
+    def _sample(self, as_of: date, n: int, seed: int) -> list[str]:
         with db.connection(self.settings) as conn:
             rows = conn.execute(
                 f"SELECT {JOIN_KEY} FROM {USERS.snapshot} WHERE as_of = %s ORDER BY md5({JOIN_KEY} || %s) LIMIT %s",
@@ -200,7 +212,7 @@ class LakeSnapshots(Snapshots):
                 out.append(d)
         return out
 
-    def sample_users(self, as_of: date, n: int, seed: int) -> list[str]:  # the users' partition's one column
+    def _sample(self, as_of: date, n: int, seed: int) -> list[str]:  # the users' partition's one column
         ids = self.read(USERS, as_of, [JOIN_KEY])[JOIN_KEY]
         return heapq.nsmallest(n, ids, key=lambda u: hashlib.md5(f"{u}{seed}".encode()).hexdigest())
 

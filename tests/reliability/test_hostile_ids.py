@@ -123,3 +123,39 @@ def test_app_form_never_errors(served, monkeypatch, record):
     at.text_input(key="skew_user").set_value(HOSTILE["sql_drop"]).run()
     assert not at.exception and any("invalid user_id" in e.value for e in at.error)
     record("app: every hostile id -> st.error/st.warning on lookup and skew pages; no exception")
+
+
+def test_hostile_counts_and_paths_are_refused_in_one_line(served, tmp_path, record):
+    """A sample of 0 or -5 users (skew, a training frame, a lift) and a backup named as a folder:
+    each an InvalidInput naming what it takes, exit 2 on the CLI, no traceback, nothing written
+    (they were an IndexError, a database error and an IsADirectoryError leaving `<folder>.partial`)."""
+    from streamflow.core.errors import InvalidInput
+    from streamflow.features.training import build_training_frame
+    from streamflow.monitoring.lift import lift
+    from streamflow.monitoring.skew import skew_report
+    from streamflow.storage.backup import backup
+
+    settings, store = served
+    before = stored_state(settings)
+    for n in (0, -5, 2.5, True):
+        with pytest.raises(InvalidInput, match="a number of users, 1 or more"):
+            skew_report(sample=n, settings=settings, store=store)
+        with pytest.raises(InvalidInput, match="a number of users, 1 or more"):
+            build_training_frame("2024-01-31", settings=settings, store=store, sample=n)
+        with pytest.raises(InvalidInput, match="--max-users is a number of users, 1 or more"):
+            lift(settings, store, "any_candidate", max_users=n)
+    folder = tmp_path / "backups"
+    folder.mkdir()
+    with pytest.raises(InvalidInput, match="is a folder: name the backup file in it"):
+        backup(folder, settings)
+    assert list(tmp_path.iterdir()) == [folder] and not any(folder.iterdir())
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMFLOW_")}
+    env["STREAMFLOW_HOME"] = str(settings.home)
+    for args in (["skew", "--sample", "0"], ["skew", "--sample", "-5"], ["backup", str(folder)]):
+        out = subprocess.run(
+            [sys.executable, "-m", "streamflow.cli", *args], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert out.returncode == 2 and "Traceback" not in out.stderr, (args, out.stderr[-500:])
+        assert out.stderr.startswith("error: ") and out.stderr.count("\n") == 1, (args, out.stderr)
+    assert stored_state(settings) == before
+    record("sample 0/-5/2.5/True and a backup to a folder: InvalidInput in one line, exit 2; nothing written")
