@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-from datetime import date
 from pathlib import Path
 
 from streamflow.cli.output import say, store
 from streamflow.core import links
+from streamflow.core.dates import parse_date
 
 
 def register(sub) -> None:
@@ -42,9 +42,8 @@ def cmd_seed(args: argparse.Namespace) -> int:
     from streamflow.ingest.demo import DEMO_MONTHS, generate_months
 
     months = DEMO_MONTHS if args.months is None else args.months
-    written = generate_months(
-        Path(args.out), users=args.users, months=months, start=date.fromisoformat(args.start), seed=args.seed
-    )
+    start = parse_date(args.start, "--start")
+    written = generate_months(Path(args.out), users=args.users, months=months, start=start, seed=args.seed)
     for folder, as_of in written:
         print(f"wrote {folder} (as_of {as_of}, {args.users} users)")
     return 0

@@ -24,6 +24,7 @@ import pyarrow.csv as pacsv
 
 from streamflow.core.catalog import CONTRACT_TYPES, NET_SERVICES, TABLES
 from streamflow.core.dates import add_months, month_end
+from streamflow.core.errors import InvalidInput
 
 # The first row of the public data set, kept so the course's examples (7590-VHVEG,
 # monthly_fee 29.85, months_active 1, paperless billing) work on generated data.
@@ -31,6 +32,8 @@ COURSE_USER = "7590-VHVEG"
 # The demo's months (`make run`, `streamflow seed`): three, so a trend over a month has a month to be
 # trained on and a later one to be scored on (the feature lab's out-of-time lift)
 DEMO_MONTHS = 3
+MAX_USERS = 10_000_000  # a month of them is about 3.4 GB of CSVs and needs about 20 GB of memory to write
+MAX_MONTHS = 120
 _LETTERS = np.frombuffer(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", dtype=np.uint8)
 _DIGITS = np.frombuffer(b"0123456789", dtype=np.uint8)
 
@@ -311,10 +314,13 @@ def generate_months(
     price_rise_month: int | None = 1,
 ) -> list[tuple[Path, date]]:
     """Write `months` month folders of `users` subscribers each; return (folder, as_of) pairs."""
-    if users < 1 or months < 1:
-        raise ValueError("users and months must be at least 1")
+    for what, n, most in (("--users", users, MAX_USERS), ("--months", months, MAX_MONTHS)):
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= most:
+            raise InvalidInput(f"{what} is a whole number from 1 to {most:,}; got {n!r}")
     start = month_end(start)
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InvalidInput(f"{out} is a file: --out names the folder the month folders are written in")
     rng = np.random.default_rng(seed)
     ids = _ids(rng, users)
     ids[0] = COURSE_USER

@@ -113,3 +113,24 @@ def test_mismatch_rates_per_feature_and_cause():
     ]
     empty = SkewReport(LATEST.date(), pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), pd.DataFrame())
     assert empty.mismatch_rates().empty
+
+
+def test_the_demo_generator_refuses_what_it_cannot_write(tmp_path):
+    """`streamflow seed` with 0, -5, 1e11 users or 0 months, or --out naming a file: one line
+    (a ValueError traceback, a 3 TiB allocation and a NotADirectoryError before), nothing written."""
+    from streamflow.ingest.demo import generate_months
+
+    for users, months, words in (
+        (0, 1, "--users is a whole number from 1 to 10,000,000; got 0"),
+        (-5, 1, "--users"),
+        (100_000_000_000, 1, "--users"),
+        (10, 0, "--months is a whole number from 1 to 120; got 0"),
+    ):
+        with pytest.raises(InvalidInput, match=words):
+            generate_months(tmp_path / "out", users=users, months=months)
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(InvalidInput, match="is a file: --out names the folder"):
+        generate_months(tmp_path / "a_file", users=10, months=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
+    ((folder, _),) = generate_months(tmp_path / "out", users=10, months=1)
+    assert (folder / "users.csv").read_text().count("\n") == 11
