@@ -146,7 +146,7 @@ def from_backend(exc: BaseException, url: str = "") -> BackendUnavailable | None
     ):
         url = re.sub(r"://[^@/]*@", "://***@", url)  # never a password in a message
         return BackendUnavailable(
-            f"the Redis online store is unreachable{f' ({url})' if url else ''}: {first_line(exc)}. "
+            f"the Redis online store is unreachable{f' ({url})' if url else ''}: {first_line(exc).rstrip('.')}. "
             "Start Redis (or set REDIS_URL / STREAMFLOW_ONLINE_STORE=postgres) and retry."
         )
     return None

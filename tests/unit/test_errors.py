@@ -85,11 +85,12 @@ def test_a_backend_client_error_is_mapped_too(monkeypatch, capsys):
     import redis
 
     def boom(_args):
-        raise redis.exceptions.ConnectionError("Connection refused")
+        raise redis.exceptions.ConnectionError("Error 111 connecting to 127.0.0.1:6999. Connection refused.")
 
     monkeypatch.setattr(cli.features, "cmd_catalog", boom)
     assert cli.main(["catalog"]) == BackendUnavailable.exit_code
-    assert "Redis online store is unreachable" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "Redis online store is unreachable" in err and "refused. Start Redis" in err  # one full stop
 
 
 def test_a_database_error_inside_feasts_registry_is_mapped_too(monkeypatch, capsys):
