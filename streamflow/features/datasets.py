@@ -73,6 +73,10 @@ class Dataset:
         return bool(self.stale_because)
 
 
+def _request(as_of: date, features: str, labels: bool) -> str:
+    return f"the frame at {as_of} of {features}{'' if labels else ' (no labels)'}"
+
+
 def default_name(as_of: date, features: str, labels: bool) -> str:
     return f"{features.replace(',', '+').replace(':', '.')}_{as_of.isoformat()}" + ("" if labels else "_nolabels")
 
@@ -221,9 +225,11 @@ def create(
     say: Callable[[str], None] | None = None,
     again: bool = False,
 ) -> Dataset:
-    """Build the frame's retrieval for `as_of` and keep it as a Feast saved dataset (replacing a
-    dataset of the same name). A frame another current dataset already holds -- the same request,
-    or rows with the same content checksum -- raises AlreadyKept naming it, unless `again`."""
+    """Build the frame's retrieval for `as_of` and keep it as a Feast saved dataset. A dataset of the
+    same name is replaced only by the same request (its rows built again, as `rebuild` does); a name
+    that holds another frame is refused, never overwritten. A frame another current dataset already
+    holds -- the same request, or rows with the same content checksum -- raises AlreadyKept naming
+    it, unless `again`."""
     settings = settings or load_settings()
     store = store or get_store(settings)
     spec = _spec(features)
@@ -235,9 +241,16 @@ def create(
         raise InvalidInput(
             f"dataset name {name!r}: letters, digits, '_', '.', '-' (up to 100), starting with a letter or digit"
         )
+    holder = next((d for d in list_datasets(settings, store) if d.name == name), None)
+    if holder is not None and (holder.as_of, holder.features, holder.labels) != (plan.as_of, spec, labels):
+        raise InvalidInput(
+            f"dataset {name!r} holds another frame ({_request(holder.as_of, holder.features, holder.labels)}): "
+            f"a kept dataset is never replaced by another frame; choose another name, or "
+            f"`streamflow dataset delete {name}` first"
+        )
     same = find(plan.as_of, spec, labels, settings, store)
     if same is not None and same.name != name and not again:
-        raise AlreadyKept(same, f"the frame at {plan.as_of} of {spec}{'' if labels else ' (no labels)'}")
+        raise AlreadyKept(same, _request(plan.as_of, spec, labels))
     offline = offline_of(settings)
     table = offline.dataset_location(_table(name))
     if say:

@@ -86,7 +86,12 @@ def test_a_dataset_keeps_its_summary(kept):
     results.forget(settings, datasets.SUMMARY, ds.name)
     pd.testing.assert_frame_equal(datasets.summary(ds, settings, store), expected)
     assert results.current(settings, datasets.SUMMARY, ds.name, ds.checksum) is not None
-    # the same name kept again with other rows: its summary is of those rows
+    # a name holding another frame is never overwritten (it was, silently, with again=True): refused
+    with pytest.raises(InvalidInput, match=f"dataset '{ds.name}' holds another frame .the frame at 2024-01-31"):
+        datasets.create("2024-02-29", name=ds.name, settings=settings, store=store, again=True)
+    assert datasets.get(ds.name, settings, store).checksum == ds.checksum
+    # the same name kept again with other rows (deleted first): its summary is of those rows
+    datasets.delete(ds.name, settings, store)
     other = datasets.create("2024-02-29", name=ds.name, settings=settings, store=store, again=True)
     assert other.checksum != ds.checksum
     fresh = feature_summary(datasets.frame(ds.name, settings, store).frame)
