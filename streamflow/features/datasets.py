@@ -73,6 +73,39 @@ class Dataset:
         return bool(self.stale_because)
 
 
+def _name_for(name: str | None, as_of: date, spec: str, labels: bool, settings: Settings, store) -> str:
+    """The name a new dataset is kept under: `name`, refused when it holds another frame (another
+    request, or a saved dataset that is not one of ours: a plain Feast client's, another profile's),
+    which is never overwritten; with no name, the default one, or the first free `<default>_2`,
+    `_3`... when that is taken so."""
+    if name is not None and not NAME_RE.fullmatch(name):
+        raise InvalidInput(
+            f"dataset name {name!r}: letters, digits, '_', '.', '-' (up to 100), starting with a letter or digit"
+        )
+    ours = {d.name: d for d in list_datasets(settings, store)}
+    taken = {s.name for s in store.list_saved_datasets()}
+
+    def free(n: str) -> bool:
+        held = ours.get(n)
+        return n not in taken or (
+            held is not None and (held.as_of, held.features, held.labels) == (as_of, spec, labels)
+        )
+
+    if name is not None:
+        if not free(name):
+            held = ours.get(name)
+            what = (
+                _request(held.as_of, held.features, held.labels) if held else "a saved dataset StreamFlow did not make"
+            )
+            raise InvalidInput(
+                f"dataset {name!r} holds another frame ({what}): a kept dataset is never replaced by another "
+                f"frame; choose another name, or `streamflow dataset delete {name}` first"
+            )
+        return name
+    base = default_name(as_of, spec, labels)
+    return next(n for n in (base, *(f"{base}_{i}" for i in range(2, 10_000))) if free(n))
+
+
 def _request(as_of: date, features: str, labels: bool) -> str:
     return f"the frame at {as_of} of {features}{'' if labels else ' (no labels)'}"
 
@@ -236,18 +269,7 @@ def create(
     t0 = time.perf_counter()
     with feast_quiet():
         plan = plan_training_frame(as_of, spec.split(","), labels, settings, store)
-    name = name or default_name(plan.as_of, spec, labels)
-    if not NAME_RE.fullmatch(name):
-        raise InvalidInput(
-            f"dataset name {name!r}: letters, digits, '_', '.', '-' (up to 100), starting with a letter or digit"
-        )
-    holder = next((d for d in list_datasets(settings, store) if d.name == name), None)
-    if holder is not None and (holder.as_of, holder.features, holder.labels) != (plan.as_of, spec, labels):
-        raise InvalidInput(
-            f"dataset {name!r} holds another frame ({_request(holder.as_of, holder.features, holder.labels)}): "
-            f"a kept dataset is never replaced by another frame; choose another name, or "
-            f"`streamflow dataset delete {name}` first"
-        )
+    name = _name_for(name, plan.as_of, spec, labels, settings, store)
     same = find(plan.as_of, spec, labels, settings, store)
     if same is not None and same.name != name and not again:
         raise AlreadyKept(same, _request(plan.as_of, spec, labels))

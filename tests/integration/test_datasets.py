@@ -293,6 +293,20 @@ def test_a_frame_kept_already_is_offered_not_copied(kept, monkeypatch, capsys):
     assert "already kept as" in capsys.readouterr().err
 
 
+def test_a_default_name_taken_by_another_frame_gets_the_next_free_one(kept):
+    """A user may name February's frame as January's default name: January's frame (kept by the
+    follow-up after an ingest, with no name given) is then kept as `<default>_2`, and February's
+    dataset is left as it was; named on purpose, the taken name is refused."""
+    settings, store = kept
+    feb = datasets.create("2024-02-29", name="churn_model_v1_2024-01-31", settings=settings, store=store)
+    jan = datasets.create("2024-01-31", settings=settings, store=store)
+    assert jan.name == "churn_model_v1_2024-01-31_2" and jan.as_of.isoformat() == "2024-01-31"
+    assert datasets.get(feb.name, settings, store).checksum == feb.checksum
+    assert datasets.find(jan.as_of, None, True, settings, store).name == jan.name
+    with pytest.raises(InvalidInput, match="holds another frame"):
+        datasets.create("2024-01-31", name=feb.name, settings=settings, store=store, again=True)
+
+
 def test_bad_dataset_requests_change_nothing(kept):
     settings, store = kept
     with pytest.raises(InvalidInput, match="dataset name"):
