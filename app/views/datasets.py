@@ -10,6 +10,7 @@ from ui import friendly_errors, nothing_to_show, require_applied, require_snapsh
 from streamflow.core import links
 from streamflow.core.catalog import SERVICE
 from streamflow.features import datasets as kept
+from streamflow.monitoring.over_time import delete_dataset
 
 st.title("Datasets")
 st.caption(
@@ -84,7 +85,7 @@ with friendly_errors():
         same = "unchanged" if again.checksum == ds.checksum else "changed"
         st.success(f"Rebuilt {ds.name}: {again.rows:,} rows, content {same} (checksum {again.checksum[:12]})")
     if d4.button("Delete", disabled=not allowed, key="ds_delete"):
-        kept.delete(ds.name, settings(), store())
+        delete_dataset(settings(), ds.name, store())
         clear()
         st.rerun()
 

@@ -92,8 +92,9 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
-    from streamflow.features import datasets
+    from streamflow.core.config import load_settings
+    from streamflow.monitoring.over_time import delete_dataset
 
-    datasets.delete(args.name, store=store())
+    delete_dataset(load_settings(), args.name, store=store())
     print(f"deleted {args.name}")
     return 0

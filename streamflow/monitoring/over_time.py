@@ -261,11 +261,32 @@ def compute_importance(settings: Settings, source: str, store=None) -> dict[str,
     return {f: float(v) for f, v in imp.items()}
 
 
+SET_ANOTHER = "`streamflow monitor --baseline previous` (or another kept dataset), or the Monitoring page"
+
+
+def delete_dataset(settings: Settings, name: str, store=None) -> None:
+    """Delete a kept dataset (`datasets.delete`), unless every month is compared with it: the
+    monitoring baseline is refused in one line, naming how to set another first (deleted, every
+    check after would fail on it)."""
+    from streamflow.features import datasets
+
+    if load_config(settings).dataset == name:
+        raise InvalidInput(
+            f"dataset {name!r} is the monitoring baseline: set another first ({SET_ANOTHER}), then delete it"
+        )
+    datasets.delete(name, settings, store)
+
+
 def ensure_dataset_distributions(settings: Settings, name: str, store=None) -> None:
     """Distribution a baseline dataset once (and again when its content changed)."""
     from streamflow.features.datasets import get
 
-    ds = get(name, settings, store)
+    try:
+        ds = get(name, settings, store)
+    except NotFound:  # removed outside the studio (a plain Feast client, a restore): say what to do
+        raise NotFound(
+            f"the monitoring baseline, dataset {name!r}, is no longer kept: set another ({SET_ANOTHER})"
+        ) from None
     if distributions.checksum_of(settings, dataset_source(name)) != ds.checksum:
         distributions.compute_dataset(settings, name, ds.table, ds.checksum)
 

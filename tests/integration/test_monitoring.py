@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from streamflow import cli
-from streamflow.core.errors import NotFound
+from streamflow.core.errors import InvalidInput, NotFound
 from streamflow.features.materialize import materialize
 from streamflow.features.training import build_training_frame
 from streamflow.ingest import IngestError, ingest_month
@@ -185,6 +185,21 @@ def test_a_kept_dataset_as_the_baseline(monitored, monkeypatch):
     over_time.save_config(settings, thresholds={"contract_type": {"linf": 0.0001}})
     g = over_time.grid(settings, store=store)
     assert g.scores.query("month == @FEB and feature == 'contract_type'")["drifted"].item()
+
+    # the baseline is not deleted from under monitoring: refused in one line, the dataset kept
+    from streamflow.features import datasets
+
+    with pytest.raises(InvalidInput, match=f"dataset '{ds.name}' is the monitoring baseline: set another first"):
+        over_time.delete_dataset(settings, ds.name, store)
+    assert datasets.get(ds.name, settings, store).checksum == ds.checksum
+    use_settings(monkeypatch, settings)
+    assert cli.main(["dataset", "delete", ds.name]) == InvalidInput.exit_code
+    # removed outside the studio all the same (a plain Feast client): the check says what to do
+    datasets.delete(ds.name, settings, store)
+    with pytest.raises(NotFound, match=f"the monitoring baseline, dataset '{ds.name}', is no longer kept: set another"):
+        over_time.grid(settings, store=store)
+    over_time.save_config(settings, baseline="previous", store=store)
+    assert not over_time.grid(settings, store=store).scores.empty
 
 
 def test_monitoring_page_and_overview(monitored, monkeypatch):
