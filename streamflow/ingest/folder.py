@@ -93,10 +93,19 @@ def _csv_options(fmt: CsvFormat) -> dict:
     return {**_CSV_OPTIONS, "sep": fmt.delimiter, "encoding": fmt.read_encoding}
 
 
+def _same_but_case(path: Path) -> Path | None:
+    """A file beside `path` named as it is but for the case (Users.CSV), if the folder holds one."""
+    if not path.parent.is_dir():
+        return None
+    return next((p for p in path.parent.iterdir() if p.name.lower() == path.name.lower() and p != path), None)
+
+
 def _check_file(path: Path, fmt: CsvFormat) -> None:
     name = path.name
     if not path.is_file():
-        raise IngestError(f"{name}: file is missing from {path.parent}")
+        near = _same_but_case(path)
+        hint = f" (it holds {near.name}: the six file names are lower case, {name})" if near else ""
+        raise IngestError(f"{name}: file is missing from {path.parent}{hint}")
     if path.stat().st_size == 0:
         raise IngestError(f"{name}: file is empty (not even a header line)")
     with open(path, "rb") as fh:  # look at the header before pandas allocates a column per field
@@ -169,22 +178,25 @@ def month_from_uploads(files: dict[str, bytes], dest: Path) -> Path:
     from streamflow.core.catalog import CSV_FILES
 
     dest.mkdir(parents=True, exist_ok=True)
-    wanted = set(CSV_FILES)
+    wanted = set(CSV_FILES)  # named in any case: a spreadsheet saved as Users.CSV is users.csv
     written: list[str] = []
     for name, data in files.items():
         base = Path(name).name
         if base.lower().endswith(".zip"):
             try:
                 with zipfile.ZipFile(io.BytesIO(data)) as zf:
-                    members = [m for m in zf.infolist() if not m.is_dir() and Path(m.filename).name in wanted]
+                    members = [m for m in zf.infolist() if not m.is_dir() and Path(m.filename).name.lower() in wanted]
                     if sum(m.file_size for m in members) > MAX_UPLOAD_BYTES:
                         raise InvalidInput(f"{base}: more than {MAX_UPLOAD_BYTES >> 20} MiB once unpacked")
                     for m in members:
-                        (dest / Path(m.filename).name).write_bytes(zf.read(m))
-                        written.append(Path(m.filename).name)
+                        (dest / Path(m.filename).name.lower()).write_bytes(zf.read(m))
+                        written.append(Path(m.filename).name.lower())
             except zipfile.BadZipFile:
                 raise InvalidInput(f"{base} is not a zip file") from None
-        elif base in wanted or base.lower().endswith(WORKBOOK_SUFFIXES):
+        elif base.lower() in wanted:
+            (dest / base.lower()).write_bytes(data)
+            written.append(base.lower())
+        elif base.lower().endswith(WORKBOOK_SUFFIXES):
             (dest / base).write_bytes(data)
             written.append(base)
         else:
@@ -213,13 +225,13 @@ def uploads_format(files: dict[str, bytes]) -> CsvFormat:
             try:
                 with zipfile.ZipFile(io.BytesIO(data)) as zf:
                     for m in zf.infolist():
-                        if Path(m.filename).name in CSV_FILES and not m.is_dir():
+                        if Path(m.filename).name.lower() in CSV_FILES and not m.is_dir():
                             with zf.open(m) as fh:
-                                heads[Path(m.filename).name] = fh.read(SAMPLE_BYTES)
+                                heads[Path(m.filename).name.lower()] = fh.read(SAMPLE_BYTES)
             except zipfile.BadZipFile:
                 continue  # named when the month is read
-        elif base in CSV_FILES:
-            heads[base] = data[:SAMPLE_BYTES]
+        elif base.lower() in CSV_FILES:
+            heads[base.lower()] = data[:SAMPLE_BYTES]
     return detect_month(heads)
 
 

@@ -191,3 +191,25 @@ def test_the_month_end_file_as_an_editor_saves_it(tmp_path):
     (tmp_path / AS_OF_FILE).write_bytes(b"31/05/2024\r\n")
     with pytest.raises(InvalidInput, match=r"as_of in _as_of.txt '31/05/2024' is not a date in YYYY-MM-DD form$"):
         resolve_as_of(tmp_path, None)
+
+
+def test_the_six_files_named_in_another_case(tmp_path):
+    """Uploaded as Users.CSV (a spreadsheet's Save As), alone or in a zip: read as users.csv; a
+    folder holding Users.CSV is refused with the name it holds and the one expected."""
+    import io
+    import zipfile
+
+    from streamflow.ingest.folder import month_from_uploads, uploads_format
+
+    packed = io.BytesIO()
+    with zipfile.ZipFile(packed, "w") as zf:
+        zf.writestr("export/SUBSCRIPTIONS.csv", SUBS)
+    files = {"Users.CSV": USERS.encode(), "month.zip": packed.getvalue()}
+    folder = month_from_uploads(files, tmp_path / "month")
+    assert sorted(p.name for p in folder.iterdir()) == ["subscriptions.csv", "users.csv"]
+    assert (folder / "users.csv").read_text() == USERS
+    assert uploads_format(files) == DEFAULT
+    (tmp_path / "other").mkdir()
+    _write(tmp_path / "other", "Users.CSV", USERS)
+    with pytest.raises(IngestError, match=r"users.csv: file is missing from .* \(it holds Users.CSV: the six"):
+        read_raw(tmp_path / "other" / "users.csv")
