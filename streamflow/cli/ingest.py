@@ -66,7 +66,7 @@ def _csv_format(args: argparse.Namespace):
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from streamflow.core.errors import InvalidInput
+    from streamflow.core.errors import InvalidInput, StreamflowError
     from streamflow.ingest import ingest_month, month_folders
 
     folders: list[Path] = []
@@ -77,18 +77,26 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     if args.as_of and len(folders) > 1:
         raise InvalidInput("--as-of applies to one folder; give one folder or write _as_of.txt files")
     fmt = _csv_format(args)
-    ingested = False
-    for folder in folders:
-        r = ingest_month(
-            folder,
-            args.as_of,
-            progress=lambda m: print(f"  {m}", flush=True),
-            skip_unchanged=not args.force,
-            fmt=fmt,
-            # Feast (seconds to import) for the follow-up below, while the month's write ends on the
-            # server; imported alongside the validation instead, it slowed the ingest (docs/performance.md)
-            meanwhile=None if args.no_stats else lambda: __import__("feast.feature_store"),
-        )
+    ingested, refused = False, None
+    for i, folder in enumerate(folders):
+        try:
+            r = ingest_month(
+                folder,
+                args.as_of,
+                progress=lambda m: print(f"  {m}", flush=True),
+                skip_unchanged=not args.force,
+                fmt=fmt,
+                # Feast (seconds to import) for the follow-up below, while the month's write ends on the
+                # server; imported alongside the validation instead, it slowed the ingest (docs/performance.md)
+                meanwhile=None if args.no_stats else lambda: __import__("feast.feature_store"),
+            )
+        except StreamflowError as exc:  # the months written before it still get their follow-up
+            refused, rest = exc, folders[i + 1 :]
+            if rest:
+                print(
+                    f"not read, after the refused {folder.name}: {', '.join(str(f) for f in rest)} (run again once fixed)"
+                )
+            break
         if r.skipped:
             print(f"{folder}: same files as run {r.run_id} (as_of {r.as_of}), skipped (--force to re-run)")
             continue
@@ -107,4 +115,6 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             derive(load_settings(), say=say)  # the derived features are data, not a statistic
         else:
             after_ingest(load_settings(), store(), say=say)
+    if refused is not None:
+        raise refused
     return 0

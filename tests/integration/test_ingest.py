@@ -390,3 +390,31 @@ def test_great_expectations_data_docs_from_every_stored_validation(
     assert cli.main(["data-docs", "--out", str(other)]) == InvalidInput.exit_code
     assert "holds no Data Docs site" in capsys.readouterr().err and (other / "keep.txt").read_text() == "mine"
     assert cli.main(["data-docs", "--out", str(out)]) == 0  # a site built before is replaced
+
+
+def test_a_refused_month_among_several_keeps_the_earlier_ones_whole(settings, months, tmp_path, monkeypatch, capsys):
+    """`streamflow ingest` of a folder of months whose second is refused: the first is stored and
+    gets the work after a write (it was left without: the refusal ended the command first), the
+    third is named as not read, and the command exits with the refusal's code."""
+    import shutil
+
+    from streamflow import cli
+    from streamflow.core.errors import ValidationRefused
+    from streamflow.storage.snapshots import snapshot_dates
+    from tests.support import use_settings
+
+    root = tmp_path / "months"
+    for i, (folder, _) in enumerate(months):
+        shutil.copytree(folder, root / f"month_00{i}")
+    usage = root / "month_001" / "usage_agg_30d.csv"
+    lines = usage.read_text().splitlines()
+    lines[1] = lines[1].rsplit(",", 1)[0] + ",-5"  # rebuffer_events_7d below its floor
+    usage.write_text("\n".join(lines) + "\n")
+    use_settings(monkeypatch, settings)
+    assert cli.main(["ingest", str(root)]) == ValidationRefused.exit_code
+    out = capsys.readouterr().out
+    assert f"ingested {root / 'month_000'}" in out
+    assert f"not read, after the refused month_001: {root / 'month_002'}" in out
+    assert snapshot_dates(settings) == [months[0][1]]
+    with db.connection(settings) as conn:  # the follow-up ran for the month stored (its labels counted)
+        assert [r[0] for r in conn.execute("SELECT month FROM label_months")] == [months[0][1]]
