@@ -312,8 +312,7 @@ def check(
         fired, checked = evaluate(settings, store, as_of)
         _sync(settings, fired, checked, as_of)
     finally:
-        if not lock.closed and not lock.broken:
-            db.unlock(lock, db.LOCK_MONITOR)  # at once: closing frees it only when the backend has exited
+        db.give_back(lock, db.LOCK_MONITOR)
         lock.close()
     return listing(settings, as_of=as_of)
 

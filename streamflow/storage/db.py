@@ -50,6 +50,18 @@ def unlock(conn, key: int) -> None:
     conn.execute("SELECT pg_advisory_unlock(%s, 0)", (key,))
 
 
+def give_back(conn, key: int) -> None:
+    """`unlock` as a block ends, whatever ended it: at once on a live session (closing frees the lock
+    only when the server's backend has exited, a moment later); nothing to do on a broken one, whose
+    lock went with it, and never an error hiding the one that ended the block."""
+    if conn.closed or conn.broken:
+        return
+    try:
+        unlock(conn, key)
+    except psycopg.Error:
+        pass
+
+
 @contextmanager
 def holding(settings: Settings, key: int, busy: str) -> Iterator[None]:
     """Hold the advisory lock `key` through the block, or raise `Busy(busy)` if another session holds it.
@@ -61,8 +73,7 @@ def holding(settings: Settings, key: int, busy: str) -> Iterator[None]:
         try:
             yield
         finally:
-            if not conn.closed and not conn.broken:
-                unlock(conn, key)
+            give_back(conn, key)
     finally:
         conn.close()
 

@@ -9,7 +9,7 @@ import pytest
 from streamflow.core.errors import InvalidInput
 from streamflow.features import derived, derived_sql
 from streamflow.features.derived import Derived
-from streamflow.features.expr import BOOLEAN, NUMBER, compile_expression
+from streamflow.features.expr import BOOLEAN, NUMBER, compile_expression, feature_columns
 
 
 @pytest.mark.parametrize(
@@ -83,6 +83,12 @@ def test_refused_in_one_line(text, words):
         compile_expression(text)
     assert words in str(err.value) and "\n" not in str(err.value)
     assert "sqlglot" not in str(err.value) and "<class" not in str(err.value)  # the parser's own words stay inside
+
+
+def test_every_column_is_an_expression_of_its_own():
+    """No catalog column is taken for another language's habit (a digit, `_`, a digit)."""
+    for name in feature_columns():
+        assert compile_expression(name).inputs == (name,)
 
 
 def test_text_in_quotes_is_never_taken_for_another_language():
