@@ -33,6 +33,7 @@ import pandas as pd
 from streamflow.core.catalog import SERVICE
 from streamflow.core.config import Settings, load_settings
 from streamflow.core.errors import InvalidInput, NotFound
+from streamflow.features import dataset_names as names
 from streamflow.features import derived, derived_table
 from streamflow.features.offline import offline_of
 from streamflow.features.refs import FeatureRef, feature_names
@@ -50,7 +51,6 @@ from streamflow.features.training import (
 from streamflow.storage import results, runs
 
 TAG = "streamflow_dataset"  # every dataset this module keeps carries it (other saved datasets are left alone)
-NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
 
 @dataclass
@@ -71,47 +71,6 @@ class Dataset:
     @property
     def stale(self) -> bool:
         return bool(self.stale_because)
-
-
-def _name_for(name: str | None, as_of: date, spec: str, labels: bool, settings: Settings, store) -> str:
-    """The name a new dataset is kept under: `name`, refused when it holds another frame (another
-    request, or a saved dataset that is not one of ours: a plain Feast client's, another profile's),
-    which is never overwritten; with no name, the default one, or the first free `<default>_2`,
-    `_3`... when that is taken so."""
-    if name is not None and not NAME_RE.fullmatch(name):
-        raise InvalidInput(
-            f"dataset name {name!r}: letters, digits, '_', '.', '-' (up to 100), starting with a letter or digit"
-        )
-    ours = {d.name: d for d in list_datasets(settings, store)}
-    taken = {s.name for s in store.list_saved_datasets()}
-
-    def free(n: str) -> bool:
-        held = ours.get(n)
-        return n not in taken or (
-            held is not None and (held.as_of, held.features, held.labels) == (as_of, spec, labels)
-        )
-
-    if name is not None:
-        if not free(name):
-            held = ours.get(name)
-            what = (
-                _request(held.as_of, held.features, held.labels) if held else "a saved dataset StreamFlow did not make"
-            )
-            raise InvalidInput(
-                f"dataset {name!r} holds another frame ({what}): a kept dataset is never replaced by another "
-                f"frame; choose another name, or `streamflow dataset delete {name}` first"
-            )
-        return name
-    base = default_name(as_of, spec, labels)
-    return next(n for n in (base, *(f"{base}_{i}" for i in range(2, 10_000))) if free(n))
-
-
-def _request(as_of: date, features: str, labels: bool) -> str:
-    return f"the frame at {as_of} of {features}{'' if labels else ' (no labels)'}"
-
-
-def default_name(as_of: date, features: str, labels: bool) -> str:
-    return f"{features.replace(',', '+').replace(':', '.')}_{as_of.isoformat()}" + ("" if labels else "_nolabels")
 
 
 def _table(name: str) -> str:
@@ -269,10 +228,11 @@ def create(
     t0 = time.perf_counter()
     with feast_quiet():
         plan = plan_training_frame(as_of, spec.split(","), labels, settings, store)
-    name = _name_for(name, plan.as_of, spec, labels, settings, store)
+    ours = {d.name: (d.as_of, d.features, d.labels) for d in list_datasets(settings, store)}
+    name = names.name_for(name, (plan.as_of, spec, labels), ours, {s.name for s in store.list_saved_datasets()})
     same = find(plan.as_of, spec, labels, settings, store)
     if same is not None and same.name != name and not again:
-        raise AlreadyKept(same, _request(plan.as_of, spec, labels))
+        raise AlreadyKept(same, names.request_text(plan.as_of, spec, labels))
     offline = offline_of(settings)
     table = offline.dataset_location(_table(name))
     if say:
