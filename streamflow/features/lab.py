@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date
 
 import numpy as np
 import pandas as pd
@@ -410,8 +410,17 @@ def _remove(settings: Settings, store, name: str, by: str | None, say: Say) -> C
     if not any(f.name == name for f in existing):
         with db.connection(settings) as conn:  # nothing ever read it: no history to keep
             gone = conn.execute("DELETE FROM feature_lab WHERE name = %s AND state = 'candidate'", (name,)).rowcount
+            removed = conn.execute(
+                "SELECT removed_by, removed_at FROM feature_lab WHERE name = %s AND state = 'removed'", (name,)
+            ).fetchone()
         if gone:
             return Change(name, "discarded", 0, [], None, time.perf_counter() - t0)
+        if removed:
+            who, when = removed
+            at = f" at {when.astimezone(UTC):%Y-%m-%d %H:%M} UTC" if when else ""
+            raise InvalidInput(
+                f"{name} was removed already (by {who}{at}): `streamflow feature add {name}` adds it again"
+            )
         raise NotFound(
             f"{name} is neither a derived feature of the store nor a candidate "
             f"(derived: {', '.join(f.name for f in existing) or 'none'}; `streamflow feature list`)"

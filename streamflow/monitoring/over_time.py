@@ -261,7 +261,7 @@ def compute_importance(settings: Settings, source: str, store=None) -> dict[str,
     return {f: float(v) for f, v in imp.items()}
 
 
-SET_ANOTHER = "`streamflow monitor --baseline previous` (or another kept dataset), or the Monitoring page"
+SET_ANOTHER = "`streamflow monitor --baseline previous`, or another kept dataset, or on the Monitoring page"
 
 
 def delete_dataset(settings: Settings, name: str, store=None) -> None:
