@@ -120,6 +120,10 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     from streamflow.features.materialize import materialize
     from streamflow.monitoring.followup import after_materialize
 
+    if args.rollback and not args.end:  # with no end there is nothing earlier to serve: it would do a plain run
+        from streamflow.core.errors import InvalidInput
+
+        raise InvalidInput("--rollback goes with --end D: the earlier month the online store should serve again")
     views = [v.strip() for v in args.views.split(",")] if args.views else None
     fs = store()
     r = materialize(

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from streamflow import cli
-from streamflow.core.errors import FAMILY, BackendUnavailable, StreamflowError
+from streamflow.core.errors import FAMILY, BackendUnavailable, InvalidInput, StreamflowError
 
 REPO = Path(__file__).resolve().parents[2]
 EXPECTED = {  # the table of streamflow/core/errors.py and docs/architecture.md
@@ -124,3 +124,10 @@ def test_anything_else_is_a_bug_and_propagates(monkeypatch):
     with pytest.raises(ZeroDivisionError):
         cli.main(["catalog"])
     assert not issubclass(ZeroDivisionError, StreamflowError)
+
+
+def test_a_rollback_with_no_end_is_refused_before_any_store(capsys):
+    """`materialize --rollback` alone would have been a plain run to the latest month, the flag
+    silently ignored: it names what it needs instead (no database is reached in this test)."""
+    assert cli.main(["materialize", "--rollback"]) == InvalidInput.exit_code
+    assert "--rollback goes with --end D" in capsys.readouterr().err
