@@ -93,8 +93,10 @@ def cmd_catalog(args: argparse.Namespace) -> int:
 
 
 def cmd_training_frame(args: argparse.Namespace) -> int:
-    from streamflow.features.training import build_training_frame, write_frame
+    from streamflow.features.training import build_training_frame, frame_format, write_frame
 
+    if args.out:
+        frame_format(Path(args.out))  # a file it cannot write is refused before the frame is built
     tf = build_training_frame(args.as_of, features=args.features, labels=not args.no_labels, store=store())
     for note in tf.notes:
         print(f"note: {note}")

@@ -83,6 +83,8 @@ def parse_refs(spec: str | list[str] | None, services: dict[str, list[str]], vie
         if feat not in views[view]:
             raise NotFound(f"unknown feature {feat!r} in {view}; it has: {', '.join(views[view])}")
         refs.append(item)
+    if not refs:  # `,` or `, ,`: a frame of labels alone, silently, otherwise
+        raise InvalidInput(f"no feature named in {spec!r}: give a service, a view or view:feature, comma-separated")
     return list(dict.fromkeys(refs))  # keep order, drop duplicates
 
 

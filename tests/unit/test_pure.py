@@ -15,6 +15,13 @@ VIEWS = {"subs_profile_fv": ["months_active", "monthly_fee", "subs_as_of"], "usa
 SERVICES = {"churn_model_v1": ["subs_profile_fv:months_active", "usage_agg_30d_fv:skips_7d"]}
 
 
+def test_a_spec_that_names_no_feature_is_refused():
+    """`--features ','` gave a frame of labels alone, with no word said."""
+    for spec in (",", " , ", ["", " "]):
+        with pytest.raises(InvalidInput, match="no feature named in"):
+            parse_refs(spec, SERVICES, VIEWS)
+
+
 def test_refs_from_service_view_and_features():
     assert parse_refs(None, SERVICES, VIEWS) == SERVICES["churn_model_v1"]
     assert parse_refs("usage_agg_30d_fv", SERVICES, VIEWS) == ["usage_agg_30d_fv:skips_7d"]
