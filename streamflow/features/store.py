@@ -58,7 +58,10 @@ def repo_yaml(settings: Settings) -> dict:
 
     path = _offline_yaml(settings)
     if not path.is_file():
-        raise NotReady(f"no Feast repo at {settings.feature_repo} ({path.name} missing)")
+        raise NotReady(
+            f"no Feast repo at {settings.feature_repo} ({path.name} missing): run from the project folder (a clone "
+            "of StreamFlow, which holds feature_repo/), or point STREAMFLOW_HOME at it"
+        )
     raw = yaml.safe_load(path.read_text())
     if settings.offline_store == "spark":  # one Spark configuration, the offline store's and the engine's
         conf = {**raw["offline_store"]["spark_conf"], **dict(settings.spark_conf)}

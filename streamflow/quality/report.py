@@ -103,19 +103,24 @@ def filter_validations(
     "all" keeps every value."""
     if outcome not in OUTCOMES:
         raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}, got {outcome!r}")
-    view = runs if tables is None else runs[runs["table"].isin(tables)]
+    # .loc and bool masks throughout: no validation yet is an empty object column, which plain
+    # frame[...] would take for a list of column names
+    stored = runs["stored"].astype(bool)
+    keep = pd.Series(True, index=runs.index)
+    if tables is not None:
+        keep &= runs["table"].isin(tables)
     if as_of == REFUSED:
-        view = view[~view["stored"]]
+        keep &= ~stored
     elif as_of not in (None, "all"):
-        view = view[(view["as_of"] == as_of) & view["stored"]]
+        keep &= (runs["as_of"] == as_of) & stored
     if outcome != "all":
-        view = view[view["success"] == (outcome == "pass")]
-    return view
+        keep &= runs["success"].astype(bool) == (outcome == "pass")
+    return runs.loc[keep]
 
 
 def pass_rates(runs: pd.DataFrame) -> pd.DataFrame:
     """Share of runs passing per (as_of, table) of the stored months; columns as_of, table, success."""
-    dated = runs[runs["stored"]].dropna(subset=["as_of"])
+    dated = runs.loc[runs["stored"].astype(bool)].dropna(subset=["as_of"])
     if dated.empty:
         return pd.DataFrame(columns=["as_of", "table", "success"])
     return dated.groupby(["as_of", "table"])["success"].mean().reset_index()

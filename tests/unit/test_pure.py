@@ -141,3 +141,17 @@ def test_the_demo_generator_refuses_what_it_cannot_write(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
     ((folder, _),) = generate_months(tmp_path / "out", users=10, months=1)
     assert (folder / "users.csv").read_text().count("\n") == 11
+
+
+def test_no_validation_yet_filters_and_rates_to_nothing():
+    """`streamflow validations` on a new store died in a KeyError: the empty frame's object column
+    `stored` was taken for a list of column names."""
+    import pandas as pd
+
+    from streamflow.quality.report import REFUSED, filter_validations, pass_rates
+    from streamflow.storage.runs import VALIDATION_COLUMNS
+
+    empty = pd.DataFrame([], columns=VALIDATION_COLUMNS)
+    for as_of, outcome in ((None, "all"), (REFUSED, "fail"), ("2024-01-31", "pass")):
+        assert list(filter_validations(empty, ["users"], as_of, outcome).columns) == VALIDATION_COLUMNS
+    assert pass_rates(empty).empty
