@@ -418,9 +418,7 @@ def _remove(settings: Settings, store, name: str, by: str | None, say: Say) -> C
         if removed:
             who, when = removed
             at = f" at {when.astimezone(UTC):%Y-%m-%d %H:%M} UTC" if when else ""
-            raise InvalidInput(
-                f"{name} was removed already (by {who}{at}): `streamflow feature add {name}` adds it again"
-            )
+            raise NotFound(f"{name} was removed already (by {who}{at}): `streamflow feature add {name}` adds it again")
         raise NotFound(
             f"{name} is neither a derived feature of the store nor a candidate "
             f"(derived: {', '.join(f.name for f in existing) or 'none'}; `streamflow feature list`)"

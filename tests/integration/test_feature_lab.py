@@ -319,7 +319,7 @@ print(json.dumps({{"online": online["watch_trend"], "offline": frame["watch_tren
 
     lab.remove(settings, store, "fee_per_hour", by="tester")
     assert [f.name for f in lab.declared(settings)] == ["watch_trend"]
-    with pytest.raises(InvalidInput, match=r"fee_per_hour was removed already \(by tester at .* UTC\): `streamflow"):
+    with pytest.raises(NotFound, match=r"fee_per_hour was removed already \(by tester at .* UTC\): `streamflow"):
         lab.remove(settings, store, "fee_per_hour")
     again = _derived_counts_are_monitored(settings, store, ["watch_trend"])
     with db.connection(settings) as conn:  # the removed feature's counts and bins are gone with it
