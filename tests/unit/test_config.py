@@ -75,3 +75,11 @@ def test_the_default_home_is_the_checkout_holding_the_feast_repo(monkeypatch):
     home = _default_home()
     assert (home / "feature_repo").is_dir() and (home / "streamflow" / "core" / "config.py").is_file()
     assert (home / "pyproject.toml").is_file()
+
+
+def test_a_home_with_no_feast_repo_says_where_it_looked_and_what_to_do(tmp_path):
+    from streamflow.core.errors import NotReady
+    from streamflow.features.store import repo_yaml
+
+    with pytest.raises(NotReady, match=r"no Feast repo at .*feature_repo .*or point STREAMFLOW_HOME at it"):
+        repo_yaml(load_settings({"STREAMFLOW_HOME": str(tmp_path)}))
