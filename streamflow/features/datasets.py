@@ -228,9 +228,10 @@ def create(
     t0 = time.perf_counter()
     with feast_quiet():
         plan = plan_training_frame(as_of, spec.split(","), labels, settings, store)
-    ours = {d.name: (d.as_of, d.features, d.labels) for d in list_datasets(settings, store)}
+    kept = list_datasets(settings, store)  # listed once: each staleness reads the runs
+    ours = {d.name: (d.as_of, d.features, d.labels) for d in kept}
     name = names.name_for(name, (plan.as_of, spec, labels), ours, {s.name for s in store.list_saved_datasets()})
-    same = find(plan.as_of, spec, labels, settings, store)
+    same = find(plan.as_of, spec, labels, settings, store, kept)
     if same is not None and same.name != name and not again:
         raise AlreadyKept(same, names.request_text(plan.as_of, spec, labels))
     offline = offline_of(settings)
@@ -294,11 +295,11 @@ def get(name: str, settings: Settings | None = None, store=None) -> Dataset:
 
 
 def find(
-    as_of: date, features: str | list[str] | None, labels: bool, settings: Settings | None = None, store=None
+    as_of: date, features: str | list[str] | None, labels: bool, settings: Settings | None = None, store=None, kept=None
 ) -> Dataset | None:
-    """The newest dataset that is not stale and holds exactly this frame, if any."""
+    """The newest dataset that is not stale and holds exactly this frame, if any (among `kept`, if listed)."""
     spec = _spec(features)
-    for ds in list_datasets(settings, store):
+    for ds in list_datasets(settings, store) if kept is None else kept:
         if ds.as_of == as_of and ds.features == spec and ds.labels == labels and not ds.stale:
             return ds
     return None
