@@ -379,6 +379,17 @@ def write(repo: Path, features: list[Derived]) -> Path:
     return path
 
 
+def input_name(i: int) -> str:
+    """The derived table's column keeping the input of the time feature at place `i` of the
+    declarations (its expression's value at the row's month), which a later month's values read."""
+    return f"_in_{i}"
+
+
+def month_index(d) -> int:
+    """`MONTH_INDEX` of a date, in Python."""
+    return d.year * 12 + d.month
+
+
 def lagged_name(column: str, rows: int) -> str:
     """The column holding `column` of the user's snapshot `rows` rows before (after, when negative)."""
     return f"{column}_{'b' if rows > 0 else 'f'}{abs(rows)}"

@@ -34,7 +34,7 @@ class LakeDerived:
         self.settings = settings
         self.table = derived.table_of([])  # its folder: the partitions' listing needs no columns
 
-    def stored(self, _conn) -> bool:
+    def stored(self, _conn, _features: list[Derived]) -> bool:
         return bool(lake.month_dates(self.settings, self.table))
 
     def rebuild(self, _conn, features: list[Derived], months: list[date]) -> int:
@@ -45,8 +45,8 @@ class LakeDerived:
         lake.drop_partitions(self.settings, self.table, keep=months)
         return rows
 
-    def refresh(self, _conn, features: list[Derived], months: list[date], latest: date) -> int:
-        return self._write(features, months, latest)
+    def refresh(self, _conn, features: list[Derived], months: list[date], dates: list[date]) -> int:
+        return self._write(features, months, max(dates))
 
     def _write(self, features: list[Derived], months: list[date], latest: date | None) -> int:
         """Each month computed and its partition replaced whole, one month at a time (a month's

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from streamflow.core.catalog import JOIN_KEY, TABLES, TIMESTAMP, Column, Table
-from streamflow.features.derived import MONTH_INDEX, Derived, lagged_name
+from streamflow.features.derived import MONTH_INDEX, SNAPSHOT, Derived, input_name, lagged_name
 from streamflow.features.expr import BOOLEAN, NUMBER, TEXT, feature_columns
 
 
@@ -67,12 +67,23 @@ def select(
     alteration: Alteration | None = None,
     dialect: str = "postgres",
     params: dict | None = None,
+    earlier: str = "window",
+    keep_inputs: bool = False,
 ) -> str:
     """One SELECT of (user_id, as_of, <feature>...) for the months in `%(months)s` (a date array),
     reading the snapshots from `%(lo)s` to `%(hi)s` (the months and their windows). `users_param`:
     only those users (a text array). `alteration`: the leakage check's altered history.
     `dialect` "spark": the same query in Spark SQL over views named as the snapshot tables, with
-    `params` written in (`_Bind`). Either way the windows are the same text."""
+    `params` written in (`_Bind`). Either way the windows are the same text.
+
+    `earlier`: where a time feature reads the user's earlier months. "window": from the snapshots,
+    `LAG`s over the months from `lo`. "stored" (PostgreSQL, one month computed, `lo` = `hi` = it): the
+    inputs the derived table keeps beside each month's values (`keep_inputs`, `derived.input_name`),
+    joined at the snapshot date r months back (`%(back_<r>)s`, null when no month was stored there):
+    the month's own snapshots and one narrow row per earlier month, where the window joins and sorts
+    every snapshot table over every month it spans. The same values when each stored month was
+    computed from today's snapshots (`derived_table` keeps that) and no two snapshots share a
+    calendar month (with two in one month, the window's rows are not the months')."""
     bind = _Bind(dialect, params)
     lo, hi = bind.value(lo_param), bind.value(hi_param)
     cols = feature_columns()
@@ -118,19 +129,42 @@ def select(
         text = f.compiled(dialect).sql
         return text.replace("%", "%%") if bind.pg else text
 
-    inputs = ", ".join(f"{sql_of(f)} AS _in_{i}" for i, f in enumerate(features))
-    outs = ", ".join(f"{f.select_sql(f'_in_{i}')} AS {f.name}" for i, f in enumerate(features))
+    inputs = ", ".join(f"{sql_of(f)} AS {input_name(i)}" for i, f in enumerate(features))
+    outs = ", ".join(f"{f.select_sql(input_name(i))} AS {f.name}" for i, f in enumerate(features))
     # one window for every time feature: each input and the month index of the user's snapshots some
     # rows away (LAG, by rows: one pass, where a RANGE frame per aggregation took one pass each)
-    over = f"OVER (PARTITION BY {JOIN_KEY} ORDER BY _m)"
     shifted = {("_m", r) for f in features for r in f.rows_read()}
-    shifted |= {(f"_in_{i}", r) for i, f in enumerate(features) for r in f.rows_read()}
-    lags = "".join(
-        f", {'LAG' if r > 0 else 'LEAD'}({col}, {abs(r)}) {over} AS {lagged_name(col, r)}" for col, r in sorted(shifted)
-    )
+    shifted |= {(input_name(i), r) for i, f in enumerate(features) for r in f.rows_read()}
+    if earlier == "stored":
+        lagged = _stored_earlier(shifted)
+    else:
+        over = f"OVER (PARTITION BY {JOIN_KEY} ORDER BY _m)"
+        lags = "".join(
+            f", {'LAG' if r > 0 else 'LEAD'}({col}, {abs(r)}) {over} AS {lagged_name(col, r)}"
+            for col, r in sorted(shifted)
+        )
+        lagged = f"SELECT *{lags} FROM inputs"
+    kept = "".join(f", {input_name(i)}" for i, f in enumerate(features) if keep_inputs and f.agg)
     return (
         f"WITH base AS ({base}), inputs AS (SELECT {JOIN_KEY}, as_of, _m, {inputs} FROM base), "
-        f"lagged AS (SELECT *{lags} FROM inputs), "
-        f"feats AS (SELECT {JOIN_KEY}, as_of, {outs} FROM lagged) "
+        f"lagged AS {'MATERIALIZED ' if earlier == 'stored' else ''}({lagged}), "
+        f"feats AS (SELECT {JOIN_KEY}, as_of, {outs}{kept} FROM lagged) "
         f"SELECT * FROM feats WHERE {bind.dates('as_of', months_param)}"
     )
+
+
+def _stored_earlier(shifted: set[tuple[str, int]]) -> str:
+    """The `lagged` relation of `select(earlier="stored")`: slot r holds the user's month r calendar
+    months back, read from the derived table's kept inputs (a month the user has no row in: nulls,
+    which `Derived.select_sql` reads as the gap it is)."""
+    back = sorted({r for _, r in shifted})
+    if any(r < 1 for r in back):
+        raise ValueError("only earlier months are kept: a feature reading a later month is computed over the window")
+    joins = "".join(
+        f" LEFT JOIN {SNAPSHOT} p{r} ON p{r}.{JOIN_KEY} = i.{JOIN_KEY} AND p{r}.as_of = %(back_{r})s" for r in back
+    )
+    cols = "".join(
+        f", {MONTH_INDEX.replace(TIMESTAMP, f'p{r}.as_of') if col == '_m' else f'p{r}.{col}'} AS {lagged_name(col, r)}"
+        for col, r in sorted(shifted)
+    )
+    return f"SELECT i.*{cols} FROM inputs i{joins}"

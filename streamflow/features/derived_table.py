@@ -39,6 +39,10 @@ VALUES_SETUP = (WORK_MEM, "SET parallel_tuple_cost = 0.001", "SET parallel_setup
 # the table's writes sort and join as much (an INSERT ... SELECT runs serially: no parallel setting),
 # for their transaction only
 WRITE_SETUP = WORK_MEM.replace("SET ", "SET LOCAL ", 1)
+# a month computed from the kept inputs joins whole months (its own snapshots, one month of kept inputs
+# per distance): hash joins, whatever the statistics say -- a month written a moment ago in the same
+# transaction is in none yet, and the planner then probes the key once per user, three times slower
+MONTH_SETUP = "SET LOCAL enable_nestloop = off"
 Say = Callable[[str], None]
 
 
@@ -63,17 +67,46 @@ def current(settings: Settings) -> tuple[Table, pd.DataFrame] | None:
     return derived.table_of(features), months
 
 
+def _kept_inputs(features: list[Derived]) -> dict[str, str]:
+    """The columns keeping each time feature's input beside the values (`derived.input_name`), with
+    their SQL types: what a later month reads instead of re-reading its window's snapshots."""
+    return {
+        derived.input_name(i): "BOOLEAN" if f.agg in derived.CONDITION_AGGS else "DOUBLE PRECISION"
+        for i, f in enumerate(features)
+        if f.agg
+    }
+
+
 def _ddl(name: str, features: list[Derived]) -> str:
     cols = "".join(f"  {f.name} {f.column().sql_type},\n" for f in features)
+    cols += "".join(f"  {n} {t},\n" for n, t in _kept_inputs(features).items())
     return (
         f'CREATE TABLE {name} (\n  {JOIN_KEY} TEXT COLLATE "C" NOT NULL,\n  as_of DATE NOT NULL,\n{cols}'
         f"  ingested_at TIMESTAMPTZ NOT NULL DEFAULT now(),\n  PRIMARY KEY ({JOIN_KEY}, as_of)\n)"
     )
 
 
-def _insert(table: str, features: list[Derived]) -> str:
-    cols = ", ".join([JOIN_KEY, "as_of", *(f.name for f in features)])
-    return f"INSERT INTO {table} ({cols}) SELECT {cols} FROM ({derived_sql.select(features)}) AS computed"
+def _insert(table: str, features: list[Derived], earlier: str = "window") -> str:
+    cols = ", ".join([JOIN_KEY, "as_of", *(f.name for f in features), *_kept_inputs(features)])
+    query = derived_sql.select(features, earlier=earlier, keep_inputs=True)
+    return f"INSERT INTO {table} ({cols}) SELECT {cols} FROM ({query}) AS computed"
+
+
+def _one_month_at_a_time(features: list[Derived], dates: list[date]) -> bool:
+    """Whether a month's values can read the earlier months' kept inputs (`derived_sql.select`'s
+    "stored"): every feature reads only earlier months, and no two snapshots share a calendar month."""
+    if any(r < 1 for f in features for r in f.rows_read()):
+        return False
+    return len({derived.month_index(d) for d in dates}) == len(dates)
+
+
+def _month_params(month: date, features: list[Derived], dates: list[date]) -> dict:
+    """One month's parameters for the "stored" query: the month, and the snapshot date r months back."""
+    by_index = {derived.month_index(d): d for d in dates}
+    back = {r for f in features for r in f.rows_read()}
+    params = {"months": [month], "lo": month, "hi": month}
+    params.update({f"back_{r}": by_index.get(derived.month_index(month) - r) for r in back})
+    return params
 
 
 class _Postgres:
@@ -82,8 +115,19 @@ class _Postgres:
     def __init__(self, settings: Settings):
         self.settings = settings
 
-    def stored(self, conn) -> bool:
-        return exists(conn)
+    def stored(self, conn, features: list[Derived]) -> bool:
+        """The table is there with a column for each kept input (a table from before they were kept
+        is rebuilt whole, once)."""
+        if not exists(conn):
+            return False
+        have = {
+            r[0]
+            for r in conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = 'public' AND table_name = %s",
+                (SNAPSHOT,),
+            )
+        }
+        return set(_kept_inputs(features)) <= have
 
     def rebuild(self, conn, features: list[Derived], months: list[date]) -> int:
         """Built beside the old table and swapped in, in the caller's transaction."""
@@ -100,12 +144,22 @@ class _Postgres:
         conn.execute(f"ALTER TABLE {SNAPSHOT}_next RENAME TO {SNAPSHOT}")
         conn.execute(f"ALTER INDEX {SNAPSHOT}_next_pkey RENAME TO {SNAPSHOT}_pkey")
         conn.execute(f"CREATE INDEX {SNAPSHOT}_as_of_idx ON {SNAPSHOT} (as_of)")
+        conn.execute(f"ANALYZE {SNAPSHOT}")  # the planner's statistics, before the next month's joins read it
         return rows
 
-    def refresh(self, conn, features: list[Derived], months: list[date], latest: date) -> int:
+    def refresh(self, conn, features: list[Derived], months: list[date], dates: list[date]) -> int:
+        """`months` computed again. Each one in turn, oldest first, from its own snapshots and the kept
+        inputs of the months before (stored, or computed just before in this transaction) -- a new
+        month reads one month of snapshots, not its whole window; over the window when that cannot
+        give the same values (`_one_month_at_a_time`)."""
         conn.execute(WRITE_SETUP)
         conn.execute(f"DELETE FROM {SNAPSHOT} WHERE as_of = ANY(%s)", (months,))
-        return conn.execute(_insert(SNAPSHOT, features), derived.read_params(months, features, latest)).rowcount
+        if not _one_month_at_a_time(features, dates):
+            params = derived.read_params(months, features, max(dates))
+            return conn.execute(_insert(SNAPSHOT, features), params).rowcount
+        conn.execute(MONTH_SETUP)
+        query = _insert(SNAPSHOT, features, earlier="stored")
+        return sum(conn.execute(query, _month_params(m, features, dates)).rowcount for m in sorted(months))
 
     def values(self, features: list[Derived], params: dict, users_param: str | None, alteration) -> pd.DataFrame:
         query = derived_sql.select(features, users_param=users_param, alteration=alteration)
@@ -171,7 +225,7 @@ def months_to_refresh(settings: Settings, features: list[Derived]) -> list[date]
     computed for other declarations)."""
     sig = derived.signature(features)
     with db.connection(settings) as conn:
-        if not _backend(settings).stored(conn):
+        if not _backend(settings).stored(conn, features):
             return None
         done = dict(
             (m, (at, s)) for m, at, s in conn.execute("SELECT as_of, computed_at, signature FROM derived_months")
@@ -204,7 +258,7 @@ def refresh(settings: Settings, features: list[Derived], say: Say = _quiet) -> l
         return []
     with _computing(features), db.connection(settings) as conn:
         conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (db.LOCK_DERIVED,))
-        rows = _backend(settings).refresh(conn, features, months, max(snapshot_dates(settings)))
+        rows = _backend(settings).refresh(conn, features, months, snapshot_dates(settings))
         _computed(conn, months, features)
     say(f"  derived features: {', '.join(map(str, months))} computed ({rows:,} rows)")
     return months
