@@ -135,19 +135,19 @@ def select(
     # rows away (LAG, by rows: one pass, where a RANGE frame per aggregation took one pass each)
     shifted = {("_m", r) for f in features for r in f.rows_read()}
     shifted |= {(input_name(i), r) for i, f in enumerate(features) for r in f.rows_read()}
-    if earlier == "stored":
-        lagged = _stored_earlier(shifted)
+    if earlier == "stored":  # materialized: its month index and inputs computed once, not at each reference
+        lagged = f"MATERIALIZED ({_stored_earlier(shifted)})"
     else:
         over = f"OVER (PARTITION BY {JOIN_KEY} ORDER BY _m)"
         lags = "".join(
             f", {'LAG' if r > 0 else 'LEAD'}({col}, {abs(r)}) {over} AS {lagged_name(col, r)}"
             for col, r in sorted(shifted)
         )
-        lagged = f"SELECT *{lags} FROM inputs"
+        lagged = f"(SELECT *{lags} FROM inputs)"
     kept = "".join(f", {input_name(i)}" for i, f in enumerate(features) if keep_inputs and f.agg)
     return (
         f"WITH base AS ({base}), inputs AS (SELECT {JOIN_KEY}, as_of, _m, {inputs} FROM base), "
-        f"lagged AS {'MATERIALIZED ' if earlier == 'stored' else ''}({lagged}), "
+        f"lagged AS {lagged}, "
         f"feats AS (SELECT {JOIN_KEY}, as_of, {outs}{kept} FROM lagged) "
         f"SELECT * FROM feats WHERE {bind.dates('as_of', months_param)}"
     )

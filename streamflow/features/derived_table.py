@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from datetime import date
 
 import pandas as pd
+from psycopg import sql
 
 from streamflow.core.catalog import JOIN_KEY, Table
 from streamflow.core.config import Settings
@@ -78,12 +79,23 @@ def _kept_inputs(features: list[Derived]) -> dict[str, str]:
 
 
 def _ddl(name: str, features: list[Derived]) -> str:
+    """The table, one partition per month (`_partition`): a month is written into a table of its own,
+    keyed once it is full, and attached -- where inserting it into one table keyed (user_id, as_of)
+    put one entry beside each of every user's earlier entries and split every page of the key."""
     cols = "".join(f"  {f.name} {f.column().sql_type},\n" for f in features)
     cols += "".join(f"  {n} {t},\n" for n, t in _kept_inputs(features).items())
     return (
         f'CREATE TABLE {name} (\n  {JOIN_KEY} TEXT COLLATE "C" NOT NULL,\n  as_of DATE NOT NULL,\n{cols}'
-        f"  ingested_at TIMESTAMPTZ NOT NULL DEFAULT now(),\n  PRIMARY KEY ({JOIN_KEY}, as_of)\n)"
+        f"  ingested_at TIMESTAMPTZ NOT NULL DEFAULT now()\n) PARTITION BY LIST (as_of)"
     )
+
+
+def _partition(month: date, parent: str = SNAPSHOT) -> str:
+    return f"{parent}_{month:%Y%m%d}"
+
+
+def _key(table: str) -> str:
+    return f"ALTER TABLE {table} ADD CONSTRAINT {table}_pkey PRIMARY KEY ({JOIN_KEY}, as_of)"
 
 
 def _insert(table: str, features: list[Derived], earlier: str = "window") -> str:
@@ -116,9 +128,10 @@ class _Postgres:
         self.settings = settings
 
     def stored(self, conn, features: list[Derived]) -> bool:
-        """The table is there with a column for each kept input (a table from before they were kept
-        is rebuilt whole, once)."""
-        if not exists(conn):
+        """The table is there, a month per partition, with a column for each kept input (a table
+        from before either is rebuilt whole, once, by the next refresh)."""
+        kind = conn.execute("SELECT relkind FROM pg_class WHERE oid = to_regclass(%s)", (SNAPSHOT,)).fetchone()
+        if kind is None or kind[0] != "p":
             return False
         have = {
             r[0]
@@ -132,34 +145,66 @@ class _Postgres:
     def rebuild(self, conn, features: list[Derived], months: list[date]) -> int:
         """Built beside the old table and swapped in, in the caller's transaction."""
         conn.execute(WRITE_SETUP)
-        conn.execute(f"DROP TABLE IF EXISTS {SNAPSHOT}_next")
+        nxt = f"{SNAPSHOT}_next"
+        conn.execute(f"DROP TABLE IF EXISTS {nxt}")
         if not features:
             conn.execute(f"DROP TABLE IF EXISTS {SNAPSHOT}")
             return 0
-        conn.execute(_ddl(f"{SNAPSHOT}_next", features))
+        conn.execute(_ddl(nxt, features))
+        for m in months:
+            conn.execute(
+                sql.SQL("CREATE TABLE {} PARTITION OF {} FOR VALUES IN ({})").format(
+                    sql.Identifier(_partition(m, nxt)), sql.Identifier(nxt), sql.Literal(m)
+                )
+            )
         rows = 0
         if months:
-            rows = conn.execute(_insert(f"{SNAPSHOT}_next", features), derived.read_params(months, features)).rowcount
+            rows = conn.execute(_insert(nxt, features), derived.read_params(months, features)).rowcount
+        for m in months:  # each month's key built once, sorted; the table's key then takes them as they are
+            conn.execute(_key(_partition(m, nxt)))
+        conn.execute(_key(nxt))
         conn.execute(f"DROP TABLE IF EXISTS {SNAPSHOT}")
-        conn.execute(f"ALTER TABLE {SNAPSHOT}_next RENAME TO {SNAPSHOT}")
-        conn.execute(f"ALTER INDEX {SNAPSHOT}_next_pkey RENAME TO {SNAPSHOT}_pkey")
-        conn.execute(f"CREATE INDEX {SNAPSHOT}_as_of_idx ON {SNAPSHOT} (as_of)")
+        for old, new in [(nxt, SNAPSHOT), *((_partition(m, nxt), _partition(m)) for m in months)]:
+            conn.execute(f"ALTER TABLE {old} RENAME TO {new}")
+            conn.execute(f"ALTER INDEX {old}_pkey RENAME TO {new}_pkey")
         conn.execute(f"ANALYZE {SNAPSHOT}")  # the planner's statistics, before the next month's joins read it
         return rows
 
     def refresh(self, conn, features: list[Derived], months: list[date], dates: list[date]) -> int:
-        """`months` computed again. Each one in turn, oldest first, from its own snapshots and the kept
-        inputs of the months before (stored, or computed just before in this transaction) -- a new
-        month reads one month of snapshots, not its whole window; over the window when that cannot
-        give the same values (`_one_month_at_a_time`)."""
+        """`months` computed again, each one in turn, oldest first, into a partition of its own that
+        replaces the month's. From its own snapshots and the kept inputs of the months before (stored,
+        or computed just before in this transaction): a new month reads one month of snapshots, not
+        its whole window; over the window when that cannot give the same values
+        (`_one_month_at_a_time`)."""
         conn.execute(WRITE_SETUP)
-        conn.execute(f"DELETE FROM {SNAPSHOT} WHERE as_of = ANY(%s)", (months,))
-        if not _one_month_at_a_time(features, dates):
-            params = derived.read_params(months, features, max(dates))
-            return conn.execute(_insert(SNAPSHOT, features), params).rowcount
-        conn.execute(MONTH_SETUP)
-        query = _insert(SNAPSHOT, features, earlier="stored")
-        return sum(conn.execute(query, _month_params(m, features, dates)).rowcount for m in sorted(months))
+        one_at_a_time = _one_month_at_a_time(features, dates)
+        if one_at_a_time:
+            conn.execute(MONTH_SETUP)
+        rows = 0
+        for m in sorted(months):
+            new = f"{_partition(m)}_new"
+            conn.execute(f"DROP TABLE IF EXISTS {new}")
+            conn.execute(
+                sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS, CONSTRAINT in_month CHECK (as_of = {}))").format(
+                    sql.Identifier(new), sql.Identifier(SNAPSHOT), sql.Literal(m)
+                )
+            )
+            if one_at_a_time:
+                query, params = _insert(new, features, earlier="stored"), _month_params(m, features, dates)
+            else:
+                query, params = _insert(new, features), derived.read_params([m], features, max(dates))
+            rows += conn.execute(query, params).rowcount
+            conn.execute(_key(new))
+            conn.execute(f"DROP TABLE IF EXISTS {_partition(m)}")  # the month as computed before, if it was
+            conn.execute(f"ALTER TABLE {new} RENAME TO {_partition(m)}")
+            conn.execute(f"ALTER INDEX {new}_pkey RENAME TO {_partition(m)}_pkey")
+            # the CHECK says every row is of the month: attached without a pass over its rows
+            conn.execute(
+                sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES IN ({})").format(
+                    sql.Identifier(SNAPSHOT), sql.Identifier(_partition(m)), sql.Literal(m)
+                )
+            )
+        return rows
 
     def values(self, features: list[Derived], params: dict, users_param: str | None, alteration) -> pd.DataFrame:
         query = derived_sql.select(features, users_param=users_param, alteration=alteration)

@@ -93,6 +93,15 @@ OWNED = {
     "snapshot_table",
     "', '.join(MATERIALIZATION_COLUMNS)",
     "sql_where",
+    # derived_sql.py / derived_table.py: the derived query's parts (catalog names, declared feature
+    # names checked by NAME_RE, compiled expressions) and the derived table's own names
+    "lagged",
+    "kept",
+    "joins",
+    "nxt",
+    "old",
+    "new",
+    "_partition(m)",
     "join_sql",
     "', '.join(c.name for c in t.features)",
     "', '.join(t.column_names)",
