@@ -19,8 +19,16 @@ import sys
 # 2-core machine ("Timed out while attempting to connect to ephemeral Prefect API server")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
-from prefect import flow, get_run_logger, task  # noqa: E402
-from prefect.cache_policies import NO_CACHE
+try:
+    from prefect import flow, get_run_logger, task
+    from prefect.cache_policies import NO_CACHE
+except ModuleNotFoundError as exc:  # an optional extra: `make run` does not install it
+    if exc.name is None or exc.name.split(".")[0] != "prefect":
+        raise
+    sys.exit(
+        "this flow runs on Prefect, an optional extra: pip install -r requirements-prefect.txt -c constraints.txt "
+        "(`streamflow ingest FOLDER` does the same steps without it)"
+    )
 
 from streamflow.core.config import load_settings
 from streamflow.features.materialize import materialize

@@ -174,14 +174,25 @@ def test_a_month_computed_from_the_kept_inputs_equals_its_window(lab_settings, m
     # a user's month with no snapshot the month before reads null there, never the month before that
     assert window["watch_d1"].isna().any() and window["watch_d1"].notna().any()
 
-    # the layout before the kept inputs: the next refresh computes the whole table again
+    # the layout before (one table keyed (user_id, as_of), no kept inputs): the next refresh
+    # computes the whole table again, in the layout of today
+    names = ", ".join(f.name for f in TIME_FEATURES)
     with db.connection(settings) as conn:
-        for name in derived_table._kept_inputs(TIME_FEATURES):
-            conn.execute(f"ALTER TABLE {derived.SNAPSHOT} DROP COLUMN {name}")
+        conn.execute(f"CREATE TABLE old_layout AS SELECT user_id, as_of, {names}, ingested_at FROM {derived.SNAPSHOT}")
+        conn.execute(f"DROP TABLE {derived.SNAPSHOT}")
+        conn.execute(f"ALTER TABLE old_layout RENAME TO {derived.SNAPSHOT}")
+        conn.execute(f"ALTER TABLE {derived.SNAPSHOT} ADD PRIMARY KEY (user_id, as_of)")
+    _assert_equal(_stored(settings), _reference(settings))  # what a reader sees until then
     assert derived_table.months_to_refresh(settings, TIME_FEATURES) is None
     assert derived_table.refresh(settings, TIME_FEATURES) == dates
     assert derived_table.months_to_refresh(settings, TIME_FEATURES) == []
     _assert_equal(_stored(settings), _reference(settings))
+    with db.connection(settings) as conn:
+        kind = conn.execute("SELECT relkind FROM pg_class WHERE oid = %s::regclass", (derived.SNAPSHOT,)).fetchone()
+        months_kept = conn.execute(
+            "SELECT count(*) FROM pg_inherits WHERE inhparent = %s::regclass", (derived.SNAPSHOT,)
+        ).fetchone()
+    assert kind == ("p",) and months_kept == (len(dates),)  # a partition per month
 
 
 def test_two_snapshots_in_one_calendar_month_or_a_later_month_read_compute_over_the_window():
