@@ -105,7 +105,7 @@ def run(users: int, months: int, args) -> None:
         secs, r = best(lambda: lift.lift(settings, store, "watch_trend", record=False), 1)
         record("lab lift (watch_trend, sampled)", secs, **sc, goal="< 30 s at 1,000,000", rows_test=r.rows_test)
         print(f"  {r.reason}", flush=True)
-        if args.reads_only:  # the preview and the lift only (they read the last months: 3 are enough)
+        if args.reads_only:  # the preview and the lift only (they read the last months: 4 are enough; with 3, a delta has no month before the training one)
             db.stop_embedded(settings)
             return
 
