@@ -133,14 +133,7 @@ class _Postgres:
         kind = conn.execute("SELECT relkind FROM pg_class WHERE oid = to_regclass(%s)", (SNAPSHOT,)).fetchone()
         if kind is None or kind[0] != "p":
             return False
-        have = {
-            r[0]
-            for r in conn.execute(
-                "SELECT column_name FROM information_schema.columns WHERE table_schema = 'public' AND table_name = %s",
-                (SNAPSHOT,),
-            )
-        }
-        return set(_kept_inputs(features)) <= have
+        return set(_kept_inputs(features)) <= db.columns_of(conn, SNAPSHOT)
 
     def rebuild(self, conn, features: list[Derived], months: list[date]) -> int:
         """Built beside the old table and swapped in, in the caller's transaction."""

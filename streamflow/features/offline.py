@@ -190,14 +190,7 @@ class PostgresOffline(Offline):
         if self.is_file(location):
             return set(pq.read_schema(self.path(location)).names)
         with db.connection(self.settings) as conn:
-            return {
-                r[0]
-                for r in conn.execute(
-                    "SELECT column_name FROM information_schema.columns WHERE table_schema = 'public' "
-                    "AND table_name = %s",
-                    (location,),
-                )
-            }
+            return db.columns_of(conn, location)
 
     def population(self, location: str) -> Population:
         from psycopg import sql

@@ -290,6 +290,15 @@ def connection(settings: Settings | None = None, *, autocommit: bool = False) ->
         conn.close()
 
 
+def columns_of(conn, table: str) -> set[str]:
+    """The column names of a table of the public schema (empty when there is no such table)."""
+    rows = conn.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = 'public' AND table_name = %s",
+        (table,),
+    )
+    return {r[0] for r in rows}
+
+
 def read_frame(
     query: sql.Composable | str,
     settings: Settings | None = None,
