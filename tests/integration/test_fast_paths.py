@@ -102,6 +102,7 @@ def test_small_entity_sets_equal_stock_feast(both, monkeypatch, k):
     )
     for limit in (postgres_offline.SEMI_JOIN_MAX_ENTITIES, -1):
         monkeypatch.setattr(postgres_offline, "SEMI_JOIN_MAX_ENTITIES", limit)
+        monkeypatch.setattr(postgres_offline, "SEMI_JOIN_MAX_SHARE", 0.1 if limit > 0 else 1e-9)  # -1: never
         for entity in (one, mixed):
             a = ours.get_historical_features(entity_df=entity, features=refs).to_df()
             b = stock.get_historical_features(entity_df=entity, features=refs).to_df()
@@ -111,6 +112,43 @@ def test_small_entity_sets_equal_stock_feast(both, monkeypatch, k):
             pd.testing.assert_frame_equal(a, b, check_dtype=True)
             restricted = "= ANY(ARRAY(SELECT DISTINCT" in rendered[-1]
             assert restricted == (limit >= len(entity.drop(columns="event_timestamp").drop_duplicates()))
+
+
+@pytest.mark.parametrize("share", [0.04, 0.5])
+def test_a_sample_of_a_population_equals_stock_feast(both, monkeypatch, share):
+    """Above SEMI_JOIN_MAX_ENTITIES, a retrieval still reads only its users' rows while they are at
+    most SEMI_JOIN_MAX_SHARE of a view's rows in range (a sample: the lift's frames), counted from
+    the SQL entity query once uploaded or from the pandas frame; beyond it, the single pass. Either
+    way stock Feast's frame."""
+    from streamflow.feast_ext import postgres_offline
+    from streamflow.storage import db
+
+    settings, ours, stock = both
+    refs = service_refs(ours, SERVICE) + [f"{LABEL_VIEW}:{LABEL_FEATURE}"]
+    with db.connection(settings) as conn:
+        population = conn.execute("SELECT count(*) FROM users_snapshots WHERE as_of = '2024-02-29'").fetchone()[0]
+    n = int(population * share)
+    query = (
+        "SELECT user_id, TIMESTAMPTZ '2024-02-29 00:00:00+00' AS event_timestamp FROM users_snapshots "
+        f"WHERE as_of = '2024-02-29' ORDER BY md5(user_id || '0') LIMIT {n}"
+    )
+    rendered = []
+    real = postgres_offline.build_query
+    monkeypatch.setattr(
+        postgres_offline, "build_query", lambda *a, **kw: rendered.append(real(*a, **kw)) or rendered[-1]
+    )
+    monkeypatch.setattr(postgres_offline, "SEMI_JOIN_MAX_ENTITIES", 10)
+    monkeypatch.setattr(postgres_offline, "SEMI_JOIN_MAX_SHARE", 0.1)
+    with db.connection(settings) as conn:
+        frame = pd.DataFrame(conn.execute(query).fetchall(), columns=["user_id", "event_timestamp"])
+    for entity in (query, frame):
+        a = ours.get_historical_features(entity_df=entity, features=refs).to_df()
+        b = stock.get_historical_features(entity_df=entity, features=refs).to_df()
+        a = a.sort_values("user_id").reset_index(drop=True)
+        b = b.sort_values("user_id").reset_index(drop=True)[a.columns]
+        assert len(a) == n > 10
+        pd.testing.assert_frame_equal(a, b, check_dtype=True)
+        assert ("= ANY(ARRAY(SELECT DISTINCT" in rendered[-1]) == (share <= 0.1)
 
 
 def test_arrow_reads_reuse_a_connection_and_survive_its_loss(both):
