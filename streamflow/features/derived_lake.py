@@ -55,13 +55,15 @@ class LakeDerived:
         rows = 0
         for m in months:
             frame = derived.typed(
-                self.values(features, derived.read_params([m], features, latest), None, None), features
+                self.values(features, derived.read_params([m], features, latest), None, None, []), features
             )
             lake.publish(lake.stage_month(self.settings, {t.name: frame}, m, (t,)))
             rows += len(frame)
         return rows
 
-    def values(self, features: list[Derived], params: dict, users_param: str | None, alteration) -> pd.DataFrame:
+    def values(
+        self, features: list[Derived], params: dict, users_param: str | None, alteration, _dates: list[date]
+    ) -> pd.DataFrame:
         from streamflow.features.store import lake_spark
 
         spark = lake_spark(self.settings)

@@ -83,9 +83,11 @@ def select(
     the month's own snapshots and one narrow row per earlier month, where the window joins and sorts
     every snapshot table over every month it spans. The same values when each stored month was
     computed from today's snapshots (`derived_table` keeps that) and no two snapshots share a
-    calendar month (with two in one month, the window's rows are not the months')."""
+    calendar month (with two in one month, the window's rows are not the months'). "joined" (the
+    same conditions, nothing stored): those earlier months' inputs computed from their own
+    snapshots, one month per distance, joined by user -- hash joins of whole months in parallel
+    workers, where the window sorts every user's months in one process."""
     bind = _Bind(dialect, params)
-    lo, hi = bind.value(lo_param), bind.value(hi_param)
     cols = feature_columns()
     needed = list(dict.fromkeys(c for f in features for c in f.inputs()))
     by_table: dict[Table, list[str]] = {}
@@ -94,36 +96,51 @@ def select(
         by_table.setdefault(t, []).append(name)
     users = TABLES[0]
     history = {c for f in features if f.agg for c in f.inputs()}  # what a window reads in earlier months
-    joins, picks = [], []
-    for i, (t, names) in enumerate(by_table.items()):
-        alias = "u" if t is users else f"t{i}"
-        if t is not users:
-            # the months' bounds on this side too: the planner reads only those months of it; a table
-            # that only row features read, only at the months computed (no window reads its past)
-            months = (
-                f"{alias}.as_of BETWEEN {lo} AND {hi}"
-                if history.intersection(names)
-                else bind.dates(f"{alias}.as_of", months_param)
-            )
-            joins.append(
-                f"LEFT JOIN {t.snapshot} {alias} ON {alias}.{JOIN_KEY} = u.{JOIN_KEY} AND {alias}.as_of = u.as_of"
-                f" AND {months}"
-            )
-        for n in names:
-            value = f"{alias}.{n}"
-            if alteration is not None and alteration.mode == "values":
-                value = f"CASE WHEN u.as_of > {bind.value('cut')} THEN {_perturbed(cols[n], value)} ELSE {value} END"
-            picks.append(f"{value} AS {n}")
-    where = [f"u.as_of BETWEEN {lo} AND {hi}"]
-    if users_param:
-        where.append(bind.users(f"u.{JOIN_KEY}", users_param))
-    if alteration is not None and alteration.mode == "removed":
-        where.append(f"u.as_of <= {bind.value('cut')}")
-    base = (
-        f"SELECT u.{JOIN_KEY}, u.as_of, {MONTH_INDEX.replace(TIMESTAMP, 'u.as_of')} AS _m"
-        + "".join(f", {p}" for p in picks)
-        + f" FROM {users.snapshot} u {' '.join(joins)} WHERE {' AND '.join(where)}"
-    )
+
+    def base_of(lo: str, hi: str, only_history: bool = False) -> str:
+        """The users' snapshots from `lo` to `hi` with the inputs' columns (`only_history`: only
+        those a window reads in earlier months). One month (`lo` is `hi`): its month index is the
+        bound date's, a constant the planner folds, where each reference to a computed one
+        computes it again."""
+        month = "u.as_of" if lo != hi else f"CAST({lo} AS DATE)"
+        joins, picks = [], []
+        for i, (t, names) in enumerate(by_table.items()):
+            names = [n for n in names if n in history] if only_history else names
+            if not names:
+                continue
+            alias = "u" if t is users else f"t{i}"
+            if t is not users:
+                # the months' bounds on this side too: the planner reads only those months of it; a table
+                # that only row features read, only at the months computed (no window reads its past)
+                months = (
+                    f"{alias}.as_of BETWEEN {lo} AND {hi}"
+                    if history.intersection(names)
+                    else bind.dates(f"{alias}.as_of", months_param)
+                )
+                joins.append(
+                    f"LEFT JOIN {t.snapshot} {alias} ON {alias}.{JOIN_KEY} = u.{JOIN_KEY} AND {alias}.as_of = u.as_of"
+                    f" AND {months}"
+                )
+            for n in names:
+                value = f"{alias}.{n}"
+                if alteration is not None and alteration.mode == "values":
+                    value = (
+                        f"CASE WHEN u.as_of > {bind.value('cut')} THEN {_perturbed(cols[n], value)} ELSE {value} END"
+                    )
+                picks.append(f"{value} AS {n}")
+        where = [f"u.as_of BETWEEN {lo} AND {hi}"]
+        if users_param:
+            where.append(bind.users(f"u.{JOIN_KEY}", users_param))
+        if alteration is not None and alteration.mode == "removed":
+            where.append(f"u.as_of <= {bind.value('cut')}")
+        return (
+            f"SELECT u.{JOIN_KEY}, u.as_of, {MONTH_INDEX.replace(TIMESTAMP, month)} AS _m"
+            + "".join(f", {p}" for p in picks)
+            + f" FROM {users.snapshot} u {' '.join(joins)} WHERE {' AND '.join(where)}"
+        )
+
+    lo, hi = bind.value(lo_param), bind.value(hi_param)
+    base = base_of(lo, lo if earlier == "joined" else hi)
 
     def sql_of(f: Derived) -> str:  # an expression's own `%` (the modulo, a quoted text) doubled for psycopg
         text = f.compiled(dialect).sql
@@ -137,6 +154,13 @@ def select(
     shifted |= {(input_name(i), r) for i, f in enumerate(features) for r in f.rows_read()}
     if earlier == "stored":  # materialized: its month index and inputs computed once, not at each reference
         lagged = f"MATERIALIZED ({_stored_earlier(shifted)})"
+    elif earlier == "joined":
+        time_inputs = ", ".join(f"{sql_of(f)} AS {input_name(i)}" for i, f in enumerate(features) if f.agg)
+        months_back = {
+            r: f"SELECT {JOIN_KEY}, _m, {time_inputs} FROM ({base_of(*[f'%(back_{r})s'] * 2, only_history=True)}) AS b"
+            for r in sorted({r for _, r in shifted})
+        }
+        lagged = f"({_joined_earlier(shifted, months_back)})"
     else:
         over = f"OVER (PARTITION BY {JOIN_KEY} ORDER BY _m)"
         lags = "".join(
@@ -151,6 +175,17 @@ def select(
         f"feats AS (SELECT {JOIN_KEY}, as_of, {outs}{kept} FROM lagged) "
         f"SELECT * FROM feats WHERE {bind.dates('as_of', months_param)}"
     )
+
+
+def _joined_earlier(shifted: set[tuple[str, int]], months_back: dict[int, str]) -> str:
+    """The `lagged` relation of `select(earlier="joined")`: slot r holds the user's month r calendar
+    months back, computed from that month's snapshots (`months_back[r]`) -- `_stored_earlier` without
+    a stored table."""
+    if any(r < 1 for r in months_back):
+        raise ValueError("only earlier months are joined: a feature reading a later month is computed over the window")
+    joins = "".join(f" LEFT JOIN ({q}) p{r} ON p{r}.{JOIN_KEY} = i.{JOIN_KEY}" for r, q in months_back.items())
+    cols = "".join(f", p{r}.{col} AS {lagged_name(col, r)}" for col, r in sorted(shifted))
+    return f"SELECT i.*{cols} FROM inputs i{joins}"
 
 
 def _stored_earlier(shifted: set[tuple[str, int]]) -> str:

@@ -199,8 +199,17 @@ class _Postgres:
             )
         return rows
 
-    def values(self, features: list[Derived], params: dict, users_param: str | None, alteration) -> pd.DataFrame:
-        query = derived_sql.select(features, users_param=users_param, alteration=alteration)
+    def values(
+        self, features: list[Derived], params: dict, users_param: str | None, alteration, dates: list[date]
+    ) -> pd.DataFrame:
+        """One month of an unaltered history: its own snapshots and the months its windows read, each
+        joined by user (`derived_sql.select`'s "joined": 1.6 s against 2.7 s for the window at
+        1,000,000 users); else over the window."""
+        earlier = "window"
+        if alteration is None and len(params["months"]) == 1 and _one_month_at_a_time(features, dates):
+            earlier = "joined"
+            params = {**params, **_month_params(params["months"][0], features, dates)}
+        query = derived_sql.select(features, users_param=users_param, alteration=alteration, earlier=earlier)
         return db.read_frame(query + f" ORDER BY {JOIN_KEY}, as_of", self.settings, params, setup=VALUES_SETUP)
 
 
@@ -313,7 +322,8 @@ def values(
     snapshots now, stored nowhere; of `users` only when given; over an altered history when asked."""
     if not months:
         raise InvalidInput("no month to compute the feature at")
-    params = derived.read_params(months, features, latest=max(snapshot_dates(settings), default=None))
+    dates = snapshot_dates(settings)
+    params = derived.read_params(months, features, latest=max(dates, default=None))
     if users is not None:
         params["users"] = list(users)
     if alteration is not None:
@@ -321,5 +331,5 @@ def values(
         if alteration.mode == "removed":  # nothing after the cut exists, not even as the window's upper bound
             params["hi"] = min(params["hi"], alteration.after)
     with _computing(features):
-        frame = _backend(settings).values(features, params, "users" if users is not None else None, alteration)
+        frame = _backend(settings).values(features, params, "users" if users is not None else None, alteration, dates)
     return derived.typed(frame, features)

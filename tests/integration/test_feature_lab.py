@@ -154,23 +154,31 @@ def lab_store(embedded_settings, demo_months):
 
 def test_a_month_computed_from_the_kept_inputs_equals_its_window(lab_settings, months):
     """The refresh's fast path (`derived_sql.select(earlier="stored")`: a month's snapshots and the
-    kept inputs of the months before) gives the window's values, nulls included, at every month;
-    a table written before the inputs were kept is rebuilt whole by the next refresh."""
+    kept inputs of the months before) and the previews' (`earlier="joined"`: the months before
+    computed from their snapshots, what `derived_table.values` reads for one month) give the
+    window's values, nulls included, at every month; a table written before the inputs were kept
+    is rebuilt whole by the next refresh."""
     settings, _store = lab_settings
     for folder, _ in months:
         ingest_month(folder, settings=settings)
     derived.write(settings.feature_repo, TIME_FEATURES)
     derived_table.rebuild(settings, TIME_FEATURES)
     dates = [m for _, m in months]
-    query = derived_sql.select(TIME_FEATURES, earlier="stored") + " ORDER BY user_id"
+    stored = derived_sql.select(TIME_FEATURES, earlier="stored") + " ORDER BY user_id"
+    windowed = derived_sql.select(TIME_FEATURES) + " ORDER BY user_id"
     for m in dates:
-        window = derived_table.values(settings, TIME_FEATURES, [m]).reset_index(drop=True)
+        window = derived.typed(
+            db.read_frame(windowed, settings, derived.read_params([m], TIME_FEATURES, max(dates))), TIME_FEATURES
+        )
         params = derived_table._month_params(m, TIME_FEATURES, dates)
         kept = derived.typed(
-            db.read_frame(query, settings, params, setup=("SET enable_nestloop = off",)), TIME_FEATURES
+            db.read_frame(stored, settings, params, setup=("SET enable_nestloop = off",)), TIME_FEATURES
         )
+        joined = derived_table.values(settings, TIME_FEATURES, [m]).reset_index(drop=True)
         assert len(window) > 100
         pd.testing.assert_frame_equal(kept, window, check_exact=False, rtol=1e-12)
+        pd.testing.assert_frame_equal(joined, window, check_exact=False, rtol=1e-12)
+    assert "LAG(" not in derived_sql.select(TIME_FEATURES, earlier="joined")
     # a user's month with no snapshot the month before reads null there, never the month before that
     assert window["watch_d1"].isna().any() and window["watch_d1"].notna().any()
 
