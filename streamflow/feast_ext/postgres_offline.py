@@ -106,12 +106,13 @@ def _fast(job):
 # A retrieval for a few entities reads a few entities' rows: each view's source rows are
 # restricted to the entity rows' keys (`= ANY(ARRAY(...))`, computed once, an index condition the
 # source's key serves) instead of a pass over every entity's rows in the time range. Chosen per
-# retrieval by the number of distinct entities: up to SEMI_JOIN_MAX_ENTITIES (measured:
-# docs/performance.md), and above it while they are at most SEMI_JOIN_MAX_SHARE of a view's rows in
-# the time range (a sample of a large population: 60,000 of 1,000,000 users read in 2.2 s against
-# 5.1 s for the pass; a probe costs about 7x a passed row, so the two cross near 14%). An entity
-# query (SQL) is counted once uploaded. A whole population keeps the single pass. Either way the
-# rows are the same (tests/integration/test_fast_paths.py): the choice is only speed.
+# retrieval by the number of distinct entities: up to SEMI_JOIN_MAX_ENTITIES named in a pandas frame
+# (a lookup of some users, measured: docs/performance.md), and, from a frame or an entity query
+# (SQL, counted once uploaded), while they are at most SEMI_JOIN_MAX_SHARE of a view's rows in the
+# time range (a sample of a large population: 60,000 of 1,000,000 users read in 2.2 s against 5.1 s
+# for the pass; a probe costs about 7x a passed row, so the two cross near 14%). A whole population
+# keeps the single pass. Either way the rows are the same (tests/integration/test_fast_paths.py):
+# the choice is only speed.
 SEMI_JOIN_MAX_ENTITIES = 20_000
 SEMI_JOIN_MAX_SHARE = 0.1
 _ONLY_ENTITY_ROWS_KEYS = """
@@ -336,7 +337,9 @@ class StreamflowPostgreSQLOfflineStore(PostgreSQLOfflineStore):
             restrict = [c for c in contexts if c["only_entity_rows_keys"]]
             if restrict:
                 n = entities if entities is not None else None if use_cte else _rows_of(config, table_name)
-                few = n is not None and (n <= SEMI_JOIN_MAX_ENTITIES or _population_above(config, restrict[0], n))
+                few = n is not None and (
+                    (entities is not None and n <= SEMI_JOIN_MAX_ENTITIES) or _population_above(config, restrict[0], n)
+                )
                 for context in restrict:
                     context["only_entity_rows_keys"] = few
             template = LATEST_PER_ROW_TEMPLATE
