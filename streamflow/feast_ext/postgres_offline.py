@@ -110,9 +110,8 @@ def _fast(job):
 # (a lookup of some users, measured: docs/performance.md), and, from a frame or an entity query
 # (SQL, counted once uploaded), while they are at most SEMI_JOIN_MAX_SHARE of a view's rows in the
 # time range (a sample of a large population: 60,000 of 1,000,000 users read in 2.2 s against 5.1 s
-# for the pass; a probe costs about 7x a passed row, so the two cross near 14%). A whole population
-# keeps the single pass. Either way the rows are the same (tests/integration/test_fast_paths.py):
-# the choice is only speed.
+# for the pass; a probe costs about 7x a passed row: they cross near 14%). A whole population keeps
+# the single pass. The rows are the same either way (tests/integration/test_fast_paths.py).
 SEMI_JOIN_MAX_ENTITIES = 20_000
 SEMI_JOIN_MAX_SHARE = 0.1
 _ONLY_ENTITY_ROWS_KEYS = """
@@ -236,34 +235,41 @@ def build_query(
     )
 
 
-def _rows_of(config: RepoConfig, table: str) -> int:
-    """The rows of an uploaded entity query: at least its distinct entities (a sample has no repeat)."""
+def _few_entities(config: RepoConfig, entities: int | None, table: str | None, context: dict) -> bool:
+    """Whether to restrict the views to the entity rows' keys (SEMI_JOIN_MAX_ENTITIES): `entities` of a
+    pandas frame, else the rows of the uploaded entity query `table` (at least its distinct entities;
+    no table, an embedded query: no restriction), counted on one connection."""
+    if entities is not None and entities <= SEMI_JOIN_MAX_ENTITIES:
+        return True
+    if entities is None and table is None:
+        return False
     with _get_conn(config.offline_store) as conn, conn.cursor() as cur:
-        cur.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table)))
-        return int(cur.fetchone()[0])
+        if entities is None:
+            cur.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table)))
+            entities = int(cur.fetchone()[0])
+        return _population_above(cur, context, entities)
 
 
-def _population_above(config: RepoConfig, context: dict, entities: int) -> bool:
+def _population_above(cur, context: dict, entities: int) -> bool:
     """Whether the view has more than `entities / SEMI_JOIN_MAX_SHARE` rows in the retrieval's time
-    range: not when the planner's estimate of all its rows is below that (a whole population: no
-    pass, where counting one took 0.23 s at 1,000,000 users), else counted up to that bound, no
-    further. The other views of a frame are taken to be alike: a wrong guess costs time, never a value."""
+    range: not when the planner's estimate of all its rows is below that (a whole population: no pass,
+    0.23 s at 1,000,000 users), else counted up to that bound. The other views of a frame are taken to
+    be alike: a wrong guess costs time, never a value."""
     bound = int(entities / SEMI_JOIN_MAX_SHARE)
-    with _get_conn(config.offline_store) as conn, conn.cursor() as cur:
-        cur.execute(sql.SQL("EXPLAIN (FORMAT JSON) SELECT 1 FROM {} AS sub").format(sql.SQL(context["table_subquery"])))
-        plan = cur.fetchone()[0]
+    cur.execute(sql.SQL("EXPLAIN (FORMAT JSON) SELECT 1 FROM {} AS sub").format(sql.SQL(context["table_subquery"])))
+    plan = cur.fetchone()[0]
     if (plan if isinstance(plan, list) else json.loads(plan))[0]["Plan"]["Plan Rows"] <= bound:
         return False
     ts = sql.Identifier(context["timestamp_field"])
     where = sql.SQL("{} <= {}").format(ts, sql.Literal(context["max_event_timestamp"]))
     if context["ttl"] and context["min_event_timestamp"]:
         where += sql.SQL(" AND {} >= {}").format(ts, sql.Literal(context["min_event_timestamp"]))
-    query = sql.SQL("SELECT count(*) FROM (SELECT 1 FROM {} AS sub WHERE {} LIMIT {}) AS rows_in_range").format(
-        sql.SQL(context["table_subquery"]), where, sql.Literal(bound + 1)
+    cur.execute(
+        sql.SQL("SELECT count(*) FROM (SELECT 1 FROM {} AS sub WHERE {} LIMIT {}) AS rows_in_range").format(
+            sql.SQL(context["table_subquery"]), where, sql.Literal(bound + 1)
+        )
     )
-    with _get_conn(config.offline_store) as conn, conn.cursor() as cur:
-        cur.execute(query)
-        return int(cur.fetchone()[0]) > bound
+    return int(cur.fetchone()[0]) > bound
 
 
 class StreamflowPostgreSQLOfflineStore(PostgreSQLOfflineStore):
@@ -336,10 +342,7 @@ class StreamflowPostgreSQLOfflineStore(PostgreSQLOfflineStore):
                 ]
             restrict = [c for c in contexts if c["only_entity_rows_keys"]]
             if restrict:
-                n = entities if entities is not None else None if use_cte else _rows_of(config, table_name)
-                few = n is not None and (
-                    (entities is not None and n <= SEMI_JOIN_MAX_ENTITIES) or _population_above(config, restrict[0], n)
-                )
+                few = _few_entities(config, entities, None if use_cte else table_name, restrict[0])
                 for context in restrict:
                     context["only_entity_rows_keys"] = few
             template = LATEST_PER_ROW_TEMPLATE

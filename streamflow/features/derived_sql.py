@@ -156,10 +156,10 @@ def select(
         lagged = f"MATERIALIZED ({_stored_earlier(shifted)})"
     elif earlier == "joined":
         time_inputs = ", ".join(f"{sql_of(f)} AS {input_name(i)}" for i, f in enumerate(features) if f.agg)
-        months_back = {
-            r: f"SELECT {JOIN_KEY}, _m, {time_inputs} FROM ({base_of(*[f'%(back_{r})s'] * 2, only_history=True)}) AS b"
-            for r in sorted({r for _, r in shifted})
-        }
+        months_back = {}
+        for r in sorted({r for _, r in shifted}):
+            month_back = base_of(f"%(back_{r})s", f"%(back_{r})s", only_history=True)
+            months_back[r] = f"SELECT {JOIN_KEY}, _m, {time_inputs} FROM ({month_back}) AS b"
         lagged = f"({_joined_earlier(shifted, months_back)})"
     else:
         over = f"OVER (PARTITION BY {JOIN_KEY} ORDER BY _m)"

@@ -128,8 +128,8 @@ OWNED = {
     "MONTH_INDEX.replace(TIMESTAMP, 'u.as_of')",
     "MONTH_INDEX.replace(TIMESTAMP, month)",  # month: the text "u.as_of" or a cast %(..)s placeholder
     "time_inputs",  # the time features' compiled expressions, as `inputs`
-    "base_of(*[f'%(back_{r})s'] * 2, only_history=True)",  # `base` at a %(back_<r>)s placeholder
-    "', '.join(typed)",  # derived_table: the table's columns (catalog and checked feature names) and their SQL types
+    "month_back",  # derived_sql: `base` at a %(back_<r>)s placeholder
+    "typed",  # derived_table: the table's columns (catalog and checked feature names) and their SQL types
     "derived_sql.select(features)",
     # features/derived.py's _Bind: `%(..)s` placeholders on PostgreSQL; on Spark SQL, which binds none,
     # DATE literals of values parsed back to dates, and a temporary view's generated name for the users
